@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Makes this machine ready for kumo: Debian packages, npm dependencies, the build, and a
+# running libvirtd/virtlogd. Safe to run again: each step checks before it acts.
+# Usage: scripts/bootstrap.sh [--test]   (--test adds what only the test suite needs)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+[ "$(id -u)" = 0 ] || { echo "kumo's set-up needs root (it installs packages and runs libvirtd)" >&2; exit 1; }
+
+PACKAGES=(qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
+  libvirt-daemon-system dnsmasq-base genisoimage xorriso libxml2-utils nftables iptables
+  cpio busybox-static e2fsprogs kmod ca-certificates)
+# Only used by tests: cloud-init's schema validator, and tmux for looking at the wizard by hand.
+TEST_PACKAGES=(cloud-init tmux)
+[ "${1:-}" = --test ] && PACKAGES+=("${TEST_PACKAGES[@]}")
+command -v node >/dev/null || PACKAGES+=(nodejs npm)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The tiny image recipe downloads .debs with apt-get: make sure the package lists exist.
+if ! apt-cache show linux-image-cloud-amd64 >/dev/null 2>&1; then
+  log "refreshing the Debian package lists"
+  apt-get update -qq
+fi
+
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+[ "$node_major" -ge 20 ] || echo "warning: kumo is built for Node.js 20 or newer; this is $(node --version)" >&2
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  log "installing npm dependencies"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+log "building"
+npm run --silent build
+
+# libvirt: systemd where there is one, by hand where there is not (containers, CI).
+if ! virsh -c qemu:///system uri >/dev/null 2>&1; then
+  log "starting virtlogd and libvirtd"
+  if [ -d /run/systemd/system ]; then
+    systemctl start virtlogd libvirtd
+  else
+    pgrep -x virtlogd >/dev/null || virtlogd -d
+    pgrep -x libvirtd >/dev/null || libvirtd -d
+  fi
+  for _ in $(seq 50); do virsh -c qemu:///system uri >/dev/null 2>&1 && break; sleep 0.2; done
+  virsh -c qemu:///system uri >/dev/null || { echo "libvirtd did not come up; see /var/log/libvirt/" >&2; exit 1; }
+fi

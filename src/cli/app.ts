@@ -1,0 +1,23 @@
+import { openContext, type Context } from '../service/context.js';
+import { recoverInterrupted } from '../service/undo.js';
+
+/**
+ * The CLI's one context per process, opened on first use so that `--help` and argument
+ * errors never touch the store or libvirt.
+ */
+let ctx: Context | undefined;
+
+export async function context(): Promise<Context> {
+  if (!ctx) {
+    ctx = openContext();
+    for (const line of await recoverInterrupted(ctx)) process.stderr.write(`kumo: ${line}\n`);
+  }
+  return ctx;
+}
+
+export function closeContext(): void {
+  ctx?.close();
+  ctx = undefined;
+}
+
+export const say = (line: string) => process.stderr.write(`${line}\n`);

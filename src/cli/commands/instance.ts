@@ -1,0 +1,175 @@
+import { Command, Option } from 'commander';
+import { existsSync, readFileSync } from 'node:fs';
+import { context, say } from '../app.js';
+import { json, ramText, table } from '../render.js';
+import { launch, parseConsoleMode } from '../launch.js';
+import { en } from '../i18n.js';
+import { InstanceService, type CreateRequest } from '../../service/instances.js';
+import { attachSerialConsole } from '../../drivers/libvirt/console.js';
+import { invalid, KumoError } from '../../model/errors.js';
+import { parseWhole } from '../../model/sizes.js';
+import type { Instance } from '../../model/types.js';
+
+interface CreateFlags {
+  image: string;
+  flavor?: string;
+  vcpus?: string;
+  ram?: string;
+  diskSize?: string;
+  password?: string;
+  passwordFile?: string;
+  sshKey: string[];
+  network: string[];
+  disk: string[];
+  userData?: string;
+  console: string;
+  wait?: boolean;
+}
+
+const collect = (v: string, all: string[]) => [...all, v];
+
+export function readFileArg(flag: string, file: string): string {
+  if (!existsSync(file)) throw invalid(`${flag}: file ${file} does not exist`, `give the path of an existing file to ${flag}`);
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (e) {
+    throw invalid(`${flag}: cannot read ${file}: ${(e as Error).message}`);
+  }
+}
+
+/** --ssh-key takes a key or a file of keys (one per line, like authorized_keys). */
+function sshKeys(values: string[]): string[] {
+  return values.flatMap((v) => (existsSync(v) ? readFileArg('--ssh-key', v).split('\n') : [v]))
+    .map((k) => k.trim()).filter((k) => k && !k.startsWith('#'));
+}
+
+export function createRequest(name: string, o: CreateFlags): CreateRequest {
+  if (o.password !== undefined && o.passwordFile !== undefined) {
+    throw invalid('--password and --password-file both given', 'pass only one of them');
+  }
+  const password = o.passwordFile !== undefined ? readFileArg('--password-file', o.passwordFile).replace(/\r?\n$/, '') : o.password;
+  return {
+    name, image: o.image,
+    ...(o.flavor ? { flavor: o.flavor } : {}),
+    ...(o.vcpus !== undefined ? { vcpus: parseWhole(o.vcpus) } : {}),
+    ...(o.ram !== undefined ? { ramMiB: parseWhole(o.ram) } : {}),
+    ...(o.diskSize !== undefined ? { diskGiB: parseWhole(o.diskSize) } : {}),
+    ...(password !== undefined ? { password } : {}),
+    sshKeys: sshKeys(o.sshKey),
+    networks: o.network,
+    dataDisks: o.disk.map(parseWhole),
+    ...(o.userData !== undefined ? { userData: readFileArg('--user-data', o.userData) } : {}),
+  };
+}
+
+function ips(i: Instance): string {
+  return i.nics.map((n) => n.ipv4).filter(Boolean).join(',');
+}
+
+export function instanceCommand(): Command {
+  const cmd = new Command('instance').description('virtual machines made from cloud images');
+
+  cmd.command('create').argument('<name>', 'instance name (also its hostname)')
+    .description('create and start an instance from an image')
+    .requiredOption('--image <name>', 'image to start from (see kumo image list)')
+    .option('--flavor <name>', 'size: small (1 vCPU, 1 GiB, 10 GiB), medium (2, 2 GiB, 20 GiB), or your own')
+    .option('--vcpus <n>', 'virtual CPUs (instead of or over the flavor)')
+    .option('--ram <MiB>', 'memory in MiB')
+    .option('--disk-size <GiB>', 'root disk size in GiB')
+    .option('--password <text>', 'root password (visible to other users in ps: prefer --password-file)')
+    .option('--password-file <file>', 'file holding the root password')
+    .option('--ssh-key <key|file>', 'ssh public key for root (repeatable)', collect, [])
+    .option('--network <name>', 'network to attach (repeatable; default: default, the NAT network)', collect, [])
+    .option('--disk <GiB>', 'extra empty data disk (repeatable)', collect, [])
+    .option('--user-data <file>', 'your own #cloud-config, merged with kumo\'s')
+    .addOption(new Option('--console <mode>', 'connect a console after start').choices(['auto', 'none', 'serial', 'vnc']).default('none'))
+    .option('--wait', 'wait until the guest answers on port 8080')
+    .action(async (name: string, o: CreateFlags) => {
+      await launch(await context(), createRequest(name, o), { console: parseConsoleMode(o.console), wait: o.wait ?? false, messages: en.launch });
+    });
+
+  cmd.command('list').description('list instances, like virsh list --all').option('--json', 'machine-readable output')
+    .action(async (o: { json?: boolean }) => {
+      const list = await new InstanceService(await context()).list();
+      if (o.json) return console.log(json(list));
+      console.log(table(['Name', 'State', 'Host', 'Image', 'Flavor', 'IPs'],
+        list.map((i) => [i.name, i.state, i.host, i.image, i.flavor ?? `${i.vcpus}/${ramText(i.ramMiB)}/${i.diskGiB}G`, ips(i)])));
+      for (const i of list) for (const d of i.drift) say(`warning: ${i.name}: ${d}`);
+    });
+
+  cmd.command('show').argument('<name>').option('--json', 'machine-readable output')
+    .action(async (name: string, o: { json?: boolean }) => {
+      const i = await new InstanceService(await context()).get(name);
+      if (o.json) return console.log(json(i));
+      const { passwordHash, sshKeys, nics, drift, dataDisks, ...rest } = i;
+      for (const [k, v] of Object.entries(rest)) console.log(`${k.padEnd(12)} ${String(v)}`);
+      console.log(`${'password'.padEnd(12)} ${passwordHash ? 'set (sha512 hash)' : 'none'}`);
+      console.log(`${'ssh keys'.padEnd(12)} ${sshKeys.length}`);
+      console.log(`${'data disks'.padEnd(12)} ${dataDisks.length ? dataDisks.map((d) => `${d} GiB`).join(', ') : 'none'}`);
+      for (const n of nics) console.log(`${'nic'.padEnd(12)} ${n.mac}  ${n.network}  ${n.ipv4 ?? '(no lease yet)'}`);
+      for (const d of drift) console.log(`${'drift'.padEnd(12)} ${d}`);
+    });
+
+  cmd.command('xml').argument('<name>').description('the libvirt domain XML, like virsh dumpxml')
+    .action(async (name: string) => {
+      process.stdout.write(await new InstanceService(await context()).xml(name));
+    });
+
+  cmd.command('start').argument('<names...>').action(async (names: string[]) => {
+    const svc = new InstanceService(await context());
+    for (const n of names) { await svc.start(n); console.log(`started ${n}`); }
+  });
+
+  cmd.command('stop').argument('<names...>').description('shut down cleanly (ACPI), forcing off after --timeout')
+    .option('--timeout <seconds>', 'grace period before pulling the plug', '60')
+    .action(async (names: string[], o: { timeout: string }) => {
+      const svc = new InstanceService(await context());
+      const grace = parseWhole(o.timeout);
+      if (Number.isNaN(grace)) throw invalid(`--timeout must be a whole number of seconds, got "${o.timeout}"`);
+      for (const n of names) {
+        const r = await svc.stop(n, grace * 1000);
+        console.log(r.forced ? `${n} did not shut down within ${grace} s: forced off` : `stopped ${n}`);
+      }
+    });
+
+  cmd.command('reboot').argument('<names...>').action(async (names: string[]) => {
+    const svc = new InstanceService(await context());
+    for (const n of names) { await svc.reboot(n); console.log(`rebooting ${n}`); }
+  });
+
+  cmd.command('destroy').argument('<names...>').description('force off, like virsh destroy (the instance stays)')
+    .action(async (names: string[]) => {
+      const svc = new InstanceService(await context());
+      for (const n of names) { await svc.destroy(n); console.log(`forced off ${n}`); }
+    });
+
+  cmd.command('delete').argument('<names...>').description('remove the instance with its disks and seed')
+    .action(async (names: string[]) => {
+      const svc = new InstanceService(await context());
+      for (const n of names) { await svc.delete(n); console.log(`deleted ${n}`); }
+    });
+
+  cmd.command('console').argument('<name>').description('attach the serial console (detach with Ctrl+])')
+    .option('--log', 'print the console log instead of attaching')
+    .action(async (name: string, o: { log?: boolean }) => {
+      const ctx = await context();
+      const svc = new InstanceService(ctx);
+      if (o.log) {
+        process.stdout.write(await svc.readConsoleLog(name));
+        return;
+      }
+      const inst = await svc.get(name);
+      if (inst.state !== 'running') throw invalid(`instance "${name}" is ${inst.state}`, `start it: kumo instance start ${name}`);
+      if (!process.stdin.isTTY) throw new KumoError('NOT_INTERACTIVE', 'the serial console needs a terminal', `read the log instead: kumo instance console ${name} --log`);
+      say(en.launch.detach);
+      process.exitCode = await attachSerialConsole(ctx.virsh.uri, name);
+    });
+
+  cmd.command('wait').argument('<name>').description('wait until the guest answers on port 8080')
+    .option('--timeout <seconds>', 'how long to wait', '180')
+    .action(async (name: string, o: { timeout: string }) => {
+      const r = await new InstanceService(await context()).waitReady(name, parseWhole(o.timeout) * 1000);
+      console.log(`${name} answers at http://${r.ip}:8080/`);
+    });
+  return cmd;
+}

@@ -1,0 +1,53 @@
+#!/usr/bin/env node
+import { Command, CommanderError, Option } from 'commander';
+import { closeContext } from './app.js';
+import { imageCommand } from './commands/image.js';
+import { flavorCommand } from './commands/flavor.js';
+import { instanceCommand } from './commands/instance.js';
+import { hostCommand } from './commands/host.js';
+import { runWizard } from './wizard.js';
+import { parseConsoleMode } from './launch.js';
+import { KumoError, type ErrorCode } from '../model/errors.js';
+
+/** Exit codes a script can act on. */
+const EXIT: Partial<Record<ErrorCode, number>> = {
+  INVALID_INPUT: 2, NOT_FOUND: 3, ALREADY_EXISTS: 4, IN_USE: 4, NOT_INTERACTIVE: 5, MISSING_DEPENDENCY: 6, TIMEOUT: 7,
+};
+
+const program = new Command('kumo')
+  .description('a small private cloud for KVM hosts')
+  .version('0.1.0')
+  .showHelpAfterError()
+  .exitOverride();
+
+program.command('create').description('the interactive wizard: OS, flavor, root password, network, confirm')
+  .addOption(new Option('--lang <lang>', 'language of the questions').choices(['en', 'ko']))
+  .option('--show-password', 'show the root password in the summary')
+  .addOption(new Option('--console <mode>', 'console to connect while it boots').choices(['auto', 'none', 'serial', 'vnc']).default('auto'))
+  .option('--wait', 'wait until the guest answers on port 8080')
+  .action(async (o: { lang?: string; showPassword?: boolean; console: string; wait?: boolean }) => {
+    await runWizard({ ...o, console: parseConsoleMode(o.console) });
+  });
+program.addCommand(instanceCommand());
+program.addCommand(imageCommand());
+program.addCommand(flavorCommand());
+program.addCommand(hostCommand());
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  if (e instanceof CommanderError) {
+    process.exitCode = e.exitCode === 0 ? 0 : 2;
+  } else if (e instanceof KumoError) {
+    process.stderr.write(`error: ${e.describe()}\n`);
+    process.exitCode = EXIT[e.code] ?? 1;
+  } else if (e instanceof Error && e.name === 'ExitPromptError') {
+    process.stderr.write('cancelled\n');
+    process.exitCode = 130;
+  } else {
+    process.stderr.write(`internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.exitCode = 1;
+  }
+} finally {
+  closeContext();
+}

@@ -1,0 +1,42 @@
+import { type Executor, local } from '../../exec/exec.js';
+import { KumoError } from '../../model/errors.js';
+
+export interface ImageInfo {
+  format: string;
+  virtualSize: number;
+  actualSize: number;
+  backingFile?: string;
+}
+
+const GiB = 1024 ** 3;
+
+/** qemu-img, the one tool that knows every disk format. */
+export class QemuImg {
+  constructor(private readonly exec: Executor = local) {}
+
+  async info(file: string): Promise<ImageInfo> {
+    const r = await this.exec.run('qemu-img', ['info', '--output=json', '-U', file], { allowFailure: true });
+    if (r.code !== 0) {
+      throw new KumoError('INVALID_INPUT', `${file} is not a disk image qemu-img can read: ${r.stderr.trim()}`,
+        'pass a qcow2 or raw disk image (a cloud image such as CentOS-7-x86_64-GenericCloud.qcow2)');
+    }
+    const j = JSON.parse(r.stdout) as { format: string; 'virtual-size': number; 'actual-size': number; 'backing-filename'?: string };
+    return {
+      format: j.format, virtualSize: j['virtual-size'], actualSize: j['actual-size'],
+      ...(j['backing-filename'] ? { backingFile: j['backing-filename'] } : {}),
+    };
+  }
+
+  /** A copy-on-write overlay: the base stays shared and untouched, the instance writes only its own blocks. */
+  async createOverlay(file: string, backing: string, backingFormat: string, sizeGiB: number): Promise<void> {
+    await this.exec.run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', backingFormat, '-b', backing, file, `${sizeGiB * GiB}`]);
+  }
+
+  async createEmpty(file: string, sizeGiB: number): Promise<void> {
+    await this.exec.run('qemu-img', ['create', '-q', '-f', 'qcow2', file, `${sizeGiB * GiB}`]);
+  }
+
+  async convert(src: string, dest: string, outFormat: 'qcow2' | 'raw'): Promise<void> {
+    await this.exec.run('qemu-img', ['convert', '-O', outFormat, src, dest], { timeoutMs: 3_600_000 });
+  }
+}

@@ -1,0 +1,113 @@
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parse, stringify } from 'yaml';
+import { type Executor, local } from '../../exec/exec.js';
+import { KumoError, invalid } from '../../model/errors.js';
+
+/**
+ * The NoCloud seed: the three files cloud-init (and the tiny image's init) read from a
+ * filesystem labelled "cidata". Only keys that cloud-init has understood for years are used,
+ * so the same seed works on old and new images.
+ */
+export interface SeedInput {
+  instanceId: string;
+  hostname: string;
+  /** sha512-crypt hash of root's password ("$6$..."); plain text never leaves kumo. */
+  rootPasswordHash?: string;
+  sshKeys: string[];
+  nics: { mac: string }[];
+  /** The user's own #cloud-config, merged in. */
+  userData?: string;
+}
+
+export interface SeedFiles {
+  'meta-data': string;
+  'user-data': string;
+  'network-config': string;
+}
+
+type CloudConfig = Record<string, unknown>;
+
+/** Keys whose lists are joined (kumo's entries first) rather than replaced. */
+const LIST_KEYS = ['users', 'runcmd', 'bootcmd', 'write_files', 'ssh_authorized_keys', 'packages'];
+
+export function buildSeed(s: SeedInput): SeedFiles {
+  const ours: CloudConfig = {
+    hostname: s.hostname,
+    preserve_hostname: false,
+    manage_etc_hosts: true,
+    disable_root: false,
+    ssh_pwauth: s.rootPasswordHash !== undefined,
+  };
+  // `users` with hashed_passwd sets root's password on every cloud-init from 0.7 to today;
+  // chpasswd.list is deprecated since 22.3 and chpasswd.users is unknown before it.
+  // lock_passwd must be false or cloud-init locks the password it has just set.
+  const root: Record<string, unknown> = { name: 'root', lock_passwd: false };
+  if (s.rootPasswordHash) root.hashed_passwd = s.rootPasswordHash;
+  if (s.sshKeys.length) root.ssh_authorized_keys = s.sshKeys;
+  ours.users = ['default', root];
+  const merged = mergeCloudConfig(ours, s.userData === undefined ? {} : parseUserData(s.userData));
+  return {
+    'meta-data': stringify({ 'instance-id': s.instanceId, 'local-hostname': s.hostname }),
+    'user-data': `#cloud-config\n${stringify(merged, { lineWidth: 0 })}`,
+    'network-config': stringify({
+      version: 2,
+      ethernets: Object.fromEntries(s.nics.map((n, i) => [`nic${i}`, { match: { macaddress: n.mac }, dhcp4: true }])),
+    }),
+  };
+}
+
+/** Parses the user's user-data: it must be a #cloud-config YAML mapping. */
+export function parseUserData(text: string): CloudConfig {
+  if (!/^#cloud-config\s*$/m.test(text.split('\n')[0] ?? '')) {
+    throw invalid('user-data must start with the line "#cloud-config"',
+      'put "#cloud-config" on the first line of the file (scripts and MIME multi-part are not supported)');
+  }
+  let doc: unknown;
+  try {
+    doc = parse(text);
+  } catch (e) {
+    throw invalid(`user-data is not valid YAML: ${(e as Error).message.split('\n')[0]}`, 'fix the YAML syntax in the file');
+  }
+  if (doc === null || doc === undefined) return {};
+  if (typeof doc !== 'object' || Array.isArray(doc)) {
+    throw invalid('user-data must be a YAML mapping (key: value lines) under #cloud-config', 'see the cloud-init examples');
+  }
+  return doc as CloudConfig;
+}
+
+function mergeCloudConfig(ours: CloudConfig, theirs: CloudConfig): CloudConfig {
+  const out: CloudConfig = { ...theirs, ...ours };
+  for (const key of LIST_KEYS) {
+    const a = ours[key];
+    const b = theirs[key];
+    if (b !== undefined && !Array.isArray(b)) throw invalid(`user-data key "${key}" must be a list`);
+    if (a === undefined && b === undefined) continue;
+    const joined = [...((a as unknown[]) ?? []), ...((b as unknown[]) ?? [])];
+    // "default" (the image's default user) need not appear twice.
+    out[key] = key === 'users' ? joined.filter((u, i) => u !== 'default' || joined.indexOf(u) === i) : joined;
+  }
+  // The user's own settings win for everything kumo does not have to own.
+  for (const key of ['ssh_pwauth', 'disable_root', 'manage_etc_hosts']) {
+    if (theirs[key] !== undefined) out[key] = theirs[key];
+  }
+  return out;
+}
+
+/** Writes the seed as an ISO 9660 image labelled "cidata" (genisoimage, or xorriso's mkisofs). */
+export async function writeSeedIso(files: SeedFiles, iso: string, workDir: string, exec: Executor = local): Promise<void> {
+  const dir = join(workDir, 'seed');
+  await mkdir(dir, { recursive: true });
+  try {
+    for (const [name, body] of Object.entries(files)) await writeFile(join(dir, name), body, { mode: 0o600 });
+    const args = ['-quiet', '-output', iso, '-volid', 'cidata', '-joliet', '-rock', ...Object.keys(files).map((f) => join(dir, f))];
+    try {
+      await exec.run('genisoimage', args);
+    } catch (e) {
+      if (!(e instanceof KumoError && e.code === 'MISSING_DEPENDENCY')) throw e;
+      await exec.run('xorriso', ['-as', 'mkisofs', ...args]);
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}

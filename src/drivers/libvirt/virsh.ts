@@ -1,0 +1,182 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type Executor, local } from '../../exec/exec.js';
+import { KumoError } from '../../model/errors.js';
+import type { RuntimeState } from '../../model/types.js';
+
+export interface DomainListing {
+  name: string;
+  state: RuntimeState;
+}
+
+export interface DhcpLease {
+  mac: string;
+  ipv4: string;
+  hostname?: string;
+}
+
+export interface NetworkListing {
+  name: string;
+  active: boolean;
+  autostart: boolean;
+  persistent: boolean;
+}
+
+/**
+ * A thin, typed client over `virsh`. Each call is one argument array: no shell, and XML
+ * reaches libvirt through a file, never through the command line.
+ */
+export class Virsh {
+  constructor(readonly uri: string, private readonly exec: Executor = local) {}
+
+  async run(args: string[], timeoutMs = 120_000): Promise<string> {
+    try {
+      const r = await this.exec.run('virsh', ['-q', '-c', this.uri, ...args], { timeoutMs });
+      return r.stdout;
+    } catch (e) {
+      throw libvirtError(e, this.uri);
+    }
+  }
+
+  /** Like run(), but a "not found" answer becomes undefined instead of an error. */
+  private async maybe(args: string[]): Promise<string | undefined> {
+    try {
+      return await this.run(args);
+    } catch (e) {
+      if (e instanceof KumoError && /failed to get (domain|network)|Domain not found|Network not found|no domain with matching/i.test(e.message)) {
+        return undefined;
+      }
+      throw e;
+    }
+  }
+
+  async version(): Promise<{ libvirt: string; hypervisor: string }> {
+    const out = await this.run(['version']);
+    return {
+      libvirt: /Using library: libvirt (\S+)/.exec(out)?.[1] ?? 'unknown',
+      hypervisor: /Running hypervisor: (.+)/.exec(out)?.[1]?.trim() ?? 'unknown',
+    };
+  }
+
+  async ping(): Promise<boolean> {
+    try {
+      await this.run(['uri'], 10_000);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async listDomains(): Promise<DomainListing[]> {
+    const out = await this.run(['list', '--all']);
+    return out.split('\n').map((l) => /^\s*(\S+)\s+(\S+)\s+(.+?)\s*$/.exec(l)).filter((m) => m !== null)
+      .map((m) => ({ name: m[2]!, state: m[3] as RuntimeState }));
+  }
+
+  async domainState(name: string): Promise<RuntimeState> {
+    const out = await this.maybe(['domstate', name]);
+    return out === undefined ? 'missing' : (out.trim() as RuntimeState);
+  }
+
+  async dumpXml(name: string, inactive = false): Promise<string | undefined> {
+    return this.maybe(['dumpxml', ...(inactive ? ['--inactive'] : []), name]);
+  }
+
+  async defineDomain(xml: string): Promise<void> {
+    await this.withXmlFile(xml, (file) => this.run(['define', file]));
+  }
+
+  async start(name: string): Promise<void> {
+    await this.run(['start', name]);
+  }
+
+  /** Asks the guest to power off (ACPI); returns at once. */
+  async shutdown(name: string): Promise<void> {
+    await this.run(['shutdown', name]);
+  }
+
+  async reboot(name: string): Promise<void> {
+    await this.run(['reboot', name]);
+  }
+
+  /** Pulls the plug. */
+  async destroy(name: string): Promise<void> {
+    await this.run(['destroy', name]);
+  }
+
+  /** Removes the domain (stopping it first) with its snapshot metadata; absent is fine. */
+  async removeDomain(name: string): Promise<void> {
+    const state = await this.domainState(name);
+    if (state === 'missing') return;
+    if (state !== 'shut off') await this.maybe(['destroy', name]);
+    await this.maybe(['undefine', '--snapshots-metadata', '--nvram', name]);
+  }
+
+  async vncDisplay(name: string): Promise<string | undefined> {
+    const out = await this.maybe(['vncdisplay', name]).catch(() => undefined);
+    return out?.trim() || undefined;
+  }
+
+  async listNetworks(): Promise<NetworkListing[]> {
+    const out = await this.run(['net-list', '--all']);
+    return out.split('\n').map((l) => /^\s*(\S+)\s+(active|inactive)\s+(yes|no)\s+(yes|no)/.exec(l))
+      .filter((m) => m !== null)
+      .map((m) => ({ name: m[1]!, active: m[2] === 'active', autostart: m[3] === 'yes', persistent: m[4] === 'yes' }));
+  }
+
+  async networkXml(name: string): Promise<string | undefined> {
+    return this.maybe(['net-dumpxml', name]);
+  }
+
+  async defineNetwork(xml: string): Promise<void> {
+    await this.withXmlFile(xml, (file) => this.run(['net-define', file]));
+  }
+
+  async startNetwork(name: string): Promise<void> {
+    await this.run(['net-start', name]);
+  }
+
+  async autostartNetwork(name: string, on = true): Promise<void> {
+    await this.run(['net-autostart', name, ...(on ? [] : ['--disable'])]);
+  }
+
+  async removeNetwork(name: string): Promise<void> {
+    const nets = await this.listNetworks();
+    const net = nets.find((n) => n.name === name);
+    if (!net) return;
+    if (net.active) await this.run(['net-destroy', name]);
+    if (net.persistent) await this.maybe(['net-undefine', name]);
+  }
+
+  async dhcpLeases(network: string): Promise<DhcpLease[]> {
+    const out = await this.maybe(['net-dhcp-leases', network]);
+    if (!out) return [];
+    // " 2024-01-01 10:00:00   52:54:00:aa:bb:cc   ipv4   192.168.122.10/24   web1   01:52:..."
+    return out.split('\n')
+      .map((l) => /(\S\S:\S\S:\S\S:\S\S:\S\S:\S\S)\s+ipv4\s+(\d+\.\d+\.\d+\.\d+)\/\d+\s+(\S+)/.exec(l))
+      .filter((m) => m !== null)
+      .map((m) => ({ mac: m[1]!.toLowerCase(), ipv4: m[2]!, ...(m[3] !== '-' ? { hostname: m[3]! } : {}) }));
+  }
+
+  private async withXmlFile<T>(xml: string, use: (file: string) => Promise<T>): Promise<T> {
+    const dir = await mkdtemp(join(tmpdir(), 'kumo-xml-'));
+    try {
+      const file = join(dir, 'object.xml');
+      await writeFile(file, xml, { mode: 0o600 });
+      return await use(file);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+}
+
+function libvirtError(e: unknown, uri: string): unknown {
+  if (!(e instanceof KumoError) || e.code !== 'COMMAND_FAILED') return e;
+  if (/failed to connect to the hypervisor|Failed to connect socket|No such file or directory.*sock/i.test(e.message)) {
+    return new KumoError('LIBVIRT_ERROR', `libvirt at ${uri} does not answer`,
+      'start it: `virtlogd -d && libvirtd -d` (or `systemctl start libvirtd`), or run scripts/up.sh', { cause: e });
+  }
+  const msg = /error: (.+)$/m.exec(e.message.split('\n').filter((l) => l.startsWith('error:')).slice(-1)[0] ?? '')?.[1];
+  return new KumoError('LIBVIRT_ERROR', `libvirt refused: ${msg ?? e.message}`, undefined, { cause: e });
+}

@@ -1,0 +1,23 @@
+import { invalid } from './errors.js';
+
+/** Sane bounds for what one small cloud hands out; beyond them a typo is likelier than intent. */
+export const LIMITS = {
+  vcpus: { min: 1, max: 64, unit: '', flag: '--vcpus' },
+  ram: { min: 64, max: 262_144, unit: ' MiB', flag: '--ram' },
+  'disk-size': { min: 1, max: 4096, unit: ' GiB', flag: '--disk-size' },
+  disk: { min: 1, max: 4096, unit: ' GiB', flag: '--disk' },
+} as const;
+
+export function checkSize(what: keyof typeof LIMITS, value: number): number {
+  const l = LIMITS[what];
+  if (!Number.isInteger(value) || value < l.min || value > l.max) {
+    throw invalid(`${l.flag} must be a whole number from ${l.min} to ${l.max}${l.unit}, got ${Number.isNaN(value) ? 'not a number' : value}`,
+      `pass e.g. ${l.flag} ${l.min === 64 ? 1024 : l.min}`);
+  }
+  return value;
+}
+
+/** Parses a number the user typed; anything that is not plainly a whole number is NaN. */
+export function parseWhole(text: string): number {
+  return /^\s*\d+\s*$/.test(text) ? Number(text) : NaN;
+}

@@ -1,0 +1,63 @@
+/** The resources kumo manages, as the services hand them to the faces. */
+
+export interface Flavor {
+  name: string;
+  vcpus: number;
+  ramMiB: number;
+  diskGiB: number;
+  builtin: boolean;
+}
+
+export interface Image {
+  name: string;
+  /** What the wizard shows, e.g. "CentOS 7.8". */
+  os: string;
+  /** The base disk every instance's overlay points at. */
+  disk: string;
+  format: 'qcow2' | 'raw';
+  virtualSizeBytes: number;
+  /** Direct-boot metadata (like Glance's kernel_id/ramdisk_id); absent for images with their own boot loader. */
+  kernel?: string;
+  initrd?: string;
+  cmdline?: string;
+  source: string;
+  createdAt: string;
+}
+
+export type ConsoleMode = 'none' | 'serial' | 'vnc';
+
+export interface InstanceSpec {
+  name: string;
+  image: string;
+  flavor?: string;
+  vcpus: number;
+  ramMiB: number;
+  diskGiB: number;
+  networks: string[];
+  /** Extra empty data disks, in GiB. */
+  dataDisks: number[];
+  passwordHash?: string;
+  sshKeys: string[];
+}
+
+/** What libvirt reports a domain to be doing (virsh domstate words), or 'missing'. */
+export type RuntimeState =
+  | 'running' | 'shut off' | 'paused' | 'in shutdown' | 'crashed' | 'pmsuspended' | 'blocked' | 'idle'
+  | 'missing' | 'unknown';
+
+export interface NicInfo {
+  mac: string;
+  network: string;
+  ipv4?: string;
+}
+
+export interface Instance extends InstanceSpec {
+  uuid: string;
+  host: string;
+  state: RuntimeState;
+  nics: NicInfo[];
+  vnc?: string;
+  createdAt: string;
+  /** Differences between what kumo recorded and what libvirt has, in words. */
+  drift: string[];
+}

@@ -1,0 +1,35 @@
+import type { Context } from './context.js';
+import { KumoError, invalid, notFound } from '../model/errors.js';
+import { checkName } from '../model/names.js';
+import type { Flavor } from '../model/types.js';
+import { checkSize } from '../model/sizes.js';
+
+export class FlavorService {
+  constructor(private readonly ctx: Context) {}
+
+  list(): Flavor[] {
+    return this.ctx.flavors.list();
+  }
+
+  get(name: string): Flavor {
+    const f = this.ctx.flavors.get(name);
+    if (!f) throw notFound(`flavor "${name}" does not exist`, 'see `kumo flavor list`, or pass --vcpus, --ram and --disk-size');
+    return f;
+  }
+
+  create(name: string, vcpus: number, ramMiB: number, diskGiB: number): Flavor {
+    checkName('flavor', name);
+    checkSize('vcpus', vcpus);
+    checkSize('ram', ramMiB);
+    checkSize('disk-size', diskGiB);
+    if (this.ctx.flavors.get(name)) throw new KumoError('ALREADY_EXISTS', `flavor "${name}" already exists`, 'pick another name');
+    this.ctx.flavors.insert({ name, vcpus, ramMiB, diskGiB });
+    return this.get(name);
+  }
+
+  delete(name: string): void {
+    const f = this.get(name);
+    if (f.builtin) throw invalid(`flavor "${name}" is built in and cannot be deleted`);
+    this.ctx.flavors.delete(name);
+  }
+}

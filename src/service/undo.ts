@@ -1,0 +1,77 @@
+import { rm } from 'node:fs/promises';
+import type { Context } from './context.js';
+import { Virsh } from '../drivers/libvirt/virsh.js';
+import type { UndoStep } from '../store/journal.js';
+
+/**
+ * Runs a multi-step operation so that it either completes or leaves nothing behind.
+ * Each step registers how to undo itself; the list is written to the journal before the
+ * next step runs, so a crash half-way is undone by `recoverInterrupted` on the next start.
+ */
+export async function withUndo<T>(
+  ctx: Context,
+  operation: string,
+  body: (undo: (step: UndoStep) => void) => Promise<T>,
+): Promise<T> {
+  const id = ctx.journal.open(operation);
+  const steps: UndoStep[] = [];
+  try {
+    const result = await body((step) => {
+      steps.push(step);
+      ctx.journal.setUndo(id, steps);
+    });
+    ctx.journal.close(id);
+    return result;
+  } catch (e) {
+    await undoAll(ctx, steps);
+    ctx.journal.close(id);
+    throw e;
+  }
+}
+
+async function undoAll(ctx: Context, steps: UndoStep[]): Promise<string[]> {
+  const problems: string[] = [];
+  for (const step of [...steps].reverse()) {
+    try {
+      await runUndo(ctx, step);
+    } catch (e) {
+      problems.push(`${step.kind}: ${(e as Error).message}`);
+    }
+  }
+  return problems;
+}
+
+async function runUndo(ctx: Context, step: UndoStep): Promise<void> {
+  switch (step.kind) {
+    case 'remove-path':
+      await rm(step.path, { recursive: true, force: true });
+      return;
+    case 'undefine-domain':
+      await (step.uri === ctx.virsh.uri ? ctx.virsh : new Virsh(step.uri, ctx.exec)).removeDomain(step.name);
+      return;
+    case 'forget-instance':
+      ctx.instances.delete(step.name);
+      return;
+  }
+}
+
+/** Undoes what operations interrupted by a crash had made. Returns what was cleaned up. */
+export async function recoverInterrupted(ctx: Context): Promise<string[]> {
+  const done: string[] = [];
+  for (const entry of ctx.journal.pending().filter((e) => !processAlive(e.pid))) {
+    const problems = await undoAll(ctx, entry.undo);
+    ctx.journal.close(entry.id);
+    done.push(`undid interrupted "${entry.operation}" from ${entry.startedAt}` +
+      (problems.length ? ` (with problems: ${problems.join('; ')})` : ''));
+  }
+  return done;
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

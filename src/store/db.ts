@@ -1,0 +1,76 @@
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+
+/**
+ * The intent store: what the user asked for. libvirt stays the truth for what runs;
+ * services compare the two on every read.
+ *
+ * Migrations are append-only: each entry runs once, in order, inside a transaction,
+ * and PRAGMA user_version records how far a database has come.
+ */
+const MIGRATIONS: string[] = [
+  `CREATE TABLE flavors (
+     name TEXT PRIMARY KEY,
+     vcpus INTEGER NOT NULL,
+     ram_mib INTEGER NOT NULL,
+     disk_gib INTEGER NOT NULL,
+     builtin INTEGER NOT NULL DEFAULT 0
+   );
+   INSERT INTO flavors VALUES ('small', 1, 1024, 10, 1), ('medium', 2, 2048, 20, 1);
+   CREATE TABLE images (
+     name TEXT PRIMARY KEY,
+     os TEXT NOT NULL,
+     disk TEXT NOT NULL,
+     format TEXT NOT NULL,
+     virtual_size INTEGER NOT NULL,
+     kernel TEXT, initrd TEXT, cmdline TEXT,
+     source TEXT NOT NULL,
+     created_at TEXT NOT NULL
+   );
+   CREATE TABLE instances (
+     name TEXT PRIMARY KEY,
+     uuid TEXT NOT NULL UNIQUE,
+     host TEXT NOT NULL,
+     image TEXT NOT NULL REFERENCES images(name),
+     flavor TEXT,
+     vcpus INTEGER NOT NULL,
+     ram_mib INTEGER NOT NULL,
+     disk_gib INTEGER NOT NULL,
+     networks TEXT NOT NULL,
+     nics TEXT NOT NULL,
+     data_disks TEXT NOT NULL,
+     password_hash TEXT,
+     ssh_keys TEXT NOT NULL,
+     created_at TEXT NOT NULL
+   );
+   CREATE TABLE journal (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     operation TEXT NOT NULL,
+     pid INTEGER NOT NULL,
+     undo TEXT NOT NULL,
+     started_at TEXT NOT NULL
+   );`,
+];
+
+export type Db = Database.Database;
+
+export function openDb(file: string): Db {
+  mkdirSync(dirname(file), { recursive: true });
+  const db = new Database(file);
+  db.pragma('journal_mode = WAL');
+  db.pragma('foreign_keys = ON');
+  db.pragma('busy_timeout = 5000');
+  migrate(db);
+  return db;
+}
+
+function migrate(db: Db): void {
+  const version = db.pragma('user_version', { simple: true }) as number;
+  for (let i = version; i < MIGRATIONS.length; i++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[i]!);
+      db.pragma(`user_version = ${i + 1}`);
+    })();
+  }
+}
