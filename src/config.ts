@@ -19,7 +19,8 @@ export function paths(home = process.env.KUMO_HOME ?? '/var/lib/kumo'): Paths {
     db: join(home, 'kumo.db'),
     images: join(home, 'images'),
     instances: join(home, 'instances'),
-    cache: join(home, 'cache'),
+    // The image build cache can be shared between homes (tests reuse one across runs).
+    cache: process.env.KUMO_CACHE ?? join(home, 'cache'),
   };
 }
 

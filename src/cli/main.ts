@@ -5,6 +5,7 @@ import { imageCommand } from './commands/image.js';
 import { flavorCommand } from './commands/flavor.js';
 import { instanceCommand } from './commands/instance.js';
 import { hostCommand } from './commands/host.js';
+import { configCommand } from './commands/config.js';
 import { runWizard } from './wizard.js';
 import { parseConsoleMode } from './launch.js';
 import { KumoError, type ErrorCode } from '../model/errors.js';
@@ -32,6 +33,7 @@ program.addCommand(instanceCommand());
 program.addCommand(imageCommand());
 program.addCommand(flavorCommand());
 program.addCommand(hostCommand());
+program.addCommand(configCommand());
 
 try {
   await program.parseAsync(process.argv);

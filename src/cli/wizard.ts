@@ -7,6 +7,7 @@ import { InstanceService, type CreateRequest } from '../service/instances.js';
 import { ImageService } from '../service/images.js';
 import { FlavorService } from '../service/flavors.js';
 import { BUILTIN_NETWORKS } from '../service/networks.js';
+import { SettingsService } from '../service/settings.js';
 import { KumoError } from '../model/errors.js';
 import { checkName } from '../model/names.js';
 import { checkSize, parseWhole } from '../model/sizes.js';
@@ -46,15 +47,16 @@ function choose(m: Messages, message: string, options: string[]): Promise<number
   }).then((v) => parseWhole(v) - 1);
 }
 
-/** Which libvirt network each of the course's three choices means, or why it cannot be used yet. */
+/** Which libvirt network each of the course's three choices means (site settings), or why it cannot be used yet. */
 async function networkFor(ctx: Context, choice: number): Promise<{ network?: string; problem?: string }> {
-  if (choice === 0) {
-    return { problem: 'no host bridge is configured yet: attach a host bridge such as br0 (coming with kumo network) or choose 2. NAT(default)' };
+  const settings = new SettingsService(ctx);
+  const name = settings.get((['wizard.bridge', 'wizard.nat', 'wizard.isolated'] as const)[choice]!);
+  if (!name) {
+    return { problem: 'no host bridge is configured: define a bridge network and run `kumo config set wizard.bridge NAME`, or choose 2. NAT(default)' };
   }
-  const name = choice === 1 ? 'default' : 'testnet';
   if (BUILTIN_NETWORKS[name]) return { network: name };
   const defined = (await ctx.virsh.listNetworks()).some((n) => n.name === name);
-  return defined ? { network: name } : { problem: `network "${name}" is not defined yet: create it first (virsh net-define testnet.xml && virsh net-start testnet), or choose 2. NAT(default)` };
+  return defined ? { network: name } : { problem: `network "${name}" is not defined yet: create it first (virsh net-define ${name}.xml && virsh net-start ${name}), or choose 2. NAT(default)` };
 }
 
 export async function runWizard(opts: WizardOptions): Promise<void> {
@@ -89,9 +91,10 @@ export async function runWizard(opts: WizardOptions): Promise<void> {
     console.log(m.passwordMismatch);
   }
   let network = '';
+  let networkChoice = 0;
   for (;;) {
-    const choice = await choose(m, m.network, m.networkChoices);
-    const r = await networkFor(ctx, choice);
+    networkChoice = await choose(m, m.network, m.networkChoices);
+    const r = await networkFor(ctx, networkChoice);
     if (r.network) { network = r.network; break; }
     console.log(r.problem);
   }
@@ -107,7 +110,7 @@ export async function runWizard(opts: WizardOptions): Promise<void> {
   console.log(`    - ${m.sumOs} : ${image.os}`);
   console.log(`    - ${m.sumFlavor} : ${flavorText}`);
   console.log(`    - ${m.sumPassword} : ${opts.showPassword ? rootPassword : '*'.repeat(rootPassword.length)}`);
-  console.log(`    - ${m.sumNetwork} : ${m.networkChoices[['default', 'testnet'].indexOf(network) + 1] ?? network}`);
+  console.log(`    - ${m.sumNetwork} : ${m.networkChoices[networkChoice]}${network === 'default' || network === 'testnet' ? '' : ` (${network})`}`);
   console.log(`    - ${m.sumDisk} : ${extra ? `${extra} GiB` : m.none}`);
   console.log(`    - ${m.sumName} : ${name}`);
   console.log('');

@@ -8,6 +8,7 @@ import { probeAccel, type AccelResult } from '../drivers/host/accel-probe.js';
 import { openDb, type Db } from '../store/db.js';
 import { FlavorRepo, ImageRepo, InstanceRepo } from '../store/repos.js';
 import { JournalRepo } from '../store/journal.js';
+import { SettingsRepo } from '../store/settings.js';
 
 /**
  * Everything a use case needs, made once per process: where state lives, the store,
@@ -23,6 +24,7 @@ export interface Context {
   images: ImageRepo;
   instances: InstanceRepo;
   journal: JournalRepo;
+  settings: SettingsRepo;
   /** The name kumo records for this machine until more hosts are registered. */
   hostName: string;
   accel(): Promise<AccelResult>;
@@ -56,6 +58,7 @@ export function openContext(opts: ContextOptions = {}): Context {
     images: new ImageRepo(db),
     instances: new InstanceRepo(db),
     journal: new JournalRepo(db),
+    settings: new SettingsRepo(db),
     hostName: 'local',
     accel() {
       accel ??= virsh.version()

@@ -51,6 +51,7 @@ const MIGRATIONS: string[] = [
      undo TEXT NOT NULL,
      started_at TEXT NOT NULL
    );`,
+  `CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);`,
 ];
 
 export type Db = Database.Database;

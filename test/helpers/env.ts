@@ -1,0 +1,81 @@
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { local } from '../../src/exec/exec.js';
+import { openContext, type Context } from '../../src/service/context.js';
+import { buildNetworkXml } from '../../src/drivers/libvirt/network-xml.js';
+import { Virsh } from '../../src/drivers/libvirt/virsh.js';
+
+/**
+ * A test's own world: a per-run name prefix, its own KUMO_HOME, and an isolated libvirt
+ * network on a bridge it makes, so tests never touch anything they did not create.
+ * The tiny image's build cache is shared across runs (KUMO_TEST_CACHE).
+ */
+export interface TestEnv {
+  prefix: string;
+  home: string;
+  network: string;
+  ctx: Context;
+  /** Runs the CLI as a user would, in this environment. */
+  cli(args: string[], opts?: { input?: string }): Promise<{ code: number; stdout: string; stderr: string }>;
+  cliEnv: NodeJS.ProcessEnv;
+  cleanup(): Promise<void>;
+}
+
+export const CLI = join(import.meta.dirname, '../../src/cli/main.js');
+export const testCache = () => process.env.KUMO_TEST_CACHE ?? '/var/lib/kumo/cache';
+
+/** A /24 in 192.168.200-249 that no route on this machine uses yet. */
+async function freeSubnet(): Promise<number> {
+  const routes = (await local.run('ip', ['-4', 'route', 'show'])).stdout;
+  for (let tries = 0; tries < 50; tries++) {
+    const third = 200 + Math.floor(Math.random() * 50);
+    if (!routes.includes(`192.168.${third}.`)) return third;
+  }
+  throw new Error('no free 192.168.2xx.0/24 subnet for the test network');
+}
+
+export async function makeTestEnv(label: string): Promise<TestEnv> {
+  const prefix = `kt${randomBytes(2).toString('hex')}${label}`.slice(0, 12);
+  const home = await mkdtemp(`/tmp/kumo-test-${prefix}-`);
+  await chmod(home, 0o755); // QEMU (libvirt-qemu) must reach the disks inside
+  process.env.KUMO_CACHE = testCache();
+  const ctx = openContext({ home });
+  const network = `${prefix}-net`;
+  const third = await freeSubnet();
+  const virsh = new Virsh('qemu:///system');
+  await virsh.defineNetwork(buildNetworkXml({
+    name: network, mode: 'isolated', bridge: `${prefix}br`.slice(0, 15),
+    ipv4: { address: `192.168.${third}.1`, prefix: 24, dhcp: { start: `192.168.${third}.10`, end: `192.168.${third}.200` } },
+  }));
+  await virsh.startNetwork(network);
+  const cliEnv = { ...process.env, KUMO_HOME: home, KUMO_CACHE: testCache(), LANG: 'C.UTF-8', LC_ALL: '' };
+  return {
+    prefix, home, network, ctx, cliEnv,
+    async cli(args, opts = {}) {
+      const r = await local.run('node', [CLI, ...args], { env: cliEnv, allowFailure: true, ...(opts.input !== undefined ? { input: opts.input } : {}), timeoutMs: 300_000 });
+      return { code: r.code, stdout: r.stdout, stderr: r.stderr };
+    },
+    async cleanup() {
+      // Everything this run made carries its prefix or lives in its home.
+      for (const d of await virsh.listDomains().catch(() => [])) {
+        if (d.name.startsWith(prefix)) await virsh.removeDomain(d.name).catch(() => undefined);
+      }
+      await virsh.removeNetwork(network).catch(() => undefined);
+      ctx.close();
+      await rm(home, { recursive: true, force: true });
+    },
+  };
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 120_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(500);
+  }
+}
