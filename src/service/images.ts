@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync } from 'node:fs';
 import { copyFile, mkdir, rename, rm, stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Context } from './context.js';
@@ -78,9 +78,13 @@ export class ImageService {
     const dir = join(this.ctx.paths.images, name);
     await mkdir(dir, { recursive: true, mode: 0o755 });
     try {
-      const fetched = join(dir, 'download.part');
       const isUrl = /^https?:\/\//i.test(source);
+      // A download survives a failed import in the cache, so the next try resumes it.
+      const fetched = isUrl
+        ? join(this.ctx.paths.cache, 'downloads', `${createHash('sha256').update(source).digest('hex').slice(0, 24)}.part`)
+        : join(dir, 'copy.part');
       if (isUrl) {
+        await mkdir(dirname(fetched), { recursive: true });
         await download(source, fetched, opts.onProgress);
       } else {
         const file = resolve(source);
@@ -90,16 +94,20 @@ export class ImageService {
       if (opts.sha256) {
         const got = await sha256(fetched);
         if (got !== opts.sha256.toLowerCase()) {
+          await rm(fetched, { force: true });
           throw invalid(`checksum mismatch for ${source}: expected ${opts.sha256}, got ${got}`, 'check the URL and the published checksum');
         }
       }
-      const info = await this.ctx.qemuImg.info(fetched);
+      const info = await this.ctx.qemuImg.info(fetched).catch(async (e: unknown) => {
+        await rm(fetched, { force: true });
+        throw e;
+      });
       if (info.format !== 'qcow2' && info.format !== 'raw') {
         throw invalid(`${source} is a ${info.format} image; kumo takes qcow2 or raw`, `convert it: qemu-img convert -O qcow2 ${source} image.qcow2`);
       }
       if (info.backingFile) throw invalid(`${source} has a backing file; import a standalone image`, 'flatten it with qemu-img convert');
       const disk = join(dir, `disk.${info.format}`);
-      await rename(fetched, disk);
+      await move(fetched, disk);
       const boot = await this.copyBootFiles(dir, opts);
       const image: Image = {
         name, os: opts.os ?? name, disk, format: info.format, virtualSizeBytes: info.virtualSize,
@@ -156,6 +164,7 @@ async function download(url: string, dest: string, onProgress?: ImportOptions['o
   } catch (e) {
     throw new KumoError('COMMAND_FAILED', `could not download ${url}: ${(e as Error).message}`, 'check the URL and that this machine can reach it');
   }
+  if (res.status === 416 && have > 0) return; // the part file is already whole
   const resumed = res.status === 206;
   if (!res.ok || !res.body) throw new KumoError('COMMAND_FAILED', `could not download ${url}: HTTP ${res.status}`, 'check the URL');
   const length = Number(res.headers.get('content-length'));
@@ -166,5 +175,21 @@ async function download(url: string, dest: string, onProgress?: ImportOptions['o
     done += chunk.length;
     onProgress?.(done, total);
   });
-  await pipeline(body, createWriteStream(dest, { flags: resumed ? 'a' : 'w' }));
+  try {
+    await pipeline(body, createWriteStream(dest, { flags: resumed ? 'a' : 'w' }));
+  } catch (e) {
+    throw new KumoError('COMMAND_FAILED', `the download of ${url} broke off after ${done} bytes: ${(e as Error).message}`,
+      'run the same import again: it resumes where it stopped');
+  }
+}
+
+/** rename(), or copy and remove when the two paths are on different filesystems. */
+async function move(from: string, to: string): Promise<void> {
+  try {
+    await rename(from, to);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EXDEV') throw e;
+    await copyFile(from, to);
+    await rm(from, { force: true });
+  }
 }
