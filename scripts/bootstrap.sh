@@ -11,7 +11,7 @@ log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 PACKAGES=(qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
   libvirt-daemon-system dnsmasq-base genisoimage xorriso libxml2-utils nftables iptables
-  cpio busybox-static e2fsprogs kmod ca-certificates)
+  cpio busybox-static e2fsprogs xz-utils ca-certificates)
 # Only used by tests: cloud-init's schema validator, and tmux for looking at the wizard by hand.
 TEST_PACKAGES=(cloud-init tmux)
 [ "${1:-}" = --test ] && PACKAGES+=("${TEST_PACKAGES[@]}")

@@ -111,6 +111,7 @@ export const ko: Messages = {
 };
 
 export function pickLanguage(flag?: string): Messages {
-  const lang = flag ?? process.env.LC_ALL ?? process.env.LC_MESSAGES ?? process.env.LANG ?? '';
+  // The first locale variable that is set wins, as in POSIX (LC_ALL over LC_MESSAGES over LANG).
+  const lang = flag ?? [process.env.LC_ALL, process.env.LC_MESSAGES, process.env.LANG].find((v) => v) ?? '';
   return lang.toLowerCase().startsWith('ko') ? ko : en;
 }

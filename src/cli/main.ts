@@ -17,9 +17,7 @@ const EXIT: Partial<Record<ErrorCode, number>> = {
 
 const program = new Command('kumo')
   .description('a small private cloud for KVM hosts')
-  .version('0.1.0')
-  .showHelpAfterError()
-  .exitOverride();
+  .version('0.1.0');
 
 program.command('create').description('the interactive wizard: OS, flavor, root password, network, confirm')
   .addOption(new Option('--lang <lang>', 'language of the questions').choices(['en', 'ko']))
@@ -34,6 +32,13 @@ program.addCommand(imageCommand());
 program.addCommand(flavorCommand());
 program.addCommand(hostCommand());
 program.addCommand(configCommand());
+
+/** Every command reports usage errors by throwing (exit code 2 below), not by exiting on its own. */
+function throwOnUsageErrors(cmd: Command): void {
+  cmd.exitOverride();
+  cmd.commands.forEach(throwOnUsageErrors);
+}
+throwOnUsageErrors(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync } from 'node:fs';
-import { copyFile, mkdir, rename, rm, stat } from 'node:fs/promises';
+import { copyFile, link, mkdir, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -54,9 +54,8 @@ export class ImageService {
     const disk = join(dir, 'disk.qcow2');
     const kernel = join(dir, 'vmlinuz');
     const initrd = join(dir, 'initrd.img');
-    await copyFile(tiny.disk, disk);
-    await copyFile(tiny.kernel, kernel);
-    await copyFile(tiny.initrd, initrd);
+    // The build cache is read-only after a build: hard links share it without copying.
+    for (const [from, to] of [[tiny.disk, disk], [tiny.kernel, kernel], [tiny.initrd, initrd]] as const) await linkOrCopy(from, to);
     const info = await this.ctx.qemuImg.info(disk);
     const image: Image = {
       name: TINY_IMAGE, os: 'kumo tiny (busybox)', disk, format: 'qcow2', virtualSizeBytes: info.virtualSize,
@@ -180,6 +179,14 @@ async function download(url: string, dest: string, onProgress?: ImportOptions['o
   } catch (e) {
     throw new KumoError('COMMAND_FAILED', `the download of ${url} broke off after ${done} bytes: ${(e as Error).message}`,
       'run the same import again: it resumes where it stopped');
+  }
+}
+
+async function linkOrCopy(from: string, to: string): Promise<void> {
+  try {
+    await link(from, to);
+  } catch {
+    await copyFile(from, to);
   }
 }
 

@@ -60,7 +60,6 @@ export class InstanceService {
     checkName('instance', req.name);
     const image = this.imagesSvc.get(req.image);
     // A flavor plus single sizes is allowed: the sizes win, like `--flavor small --disk-size 20`.
-    const custom = req.vcpus !== undefined || req.ramMiB !== undefined || req.diskGiB !== undefined;
     const base = req.flavor ? this.flavorsSvc.get(req.flavor) : undefined;
     if (!base && !(req.vcpus !== undefined && req.ramMiB !== undefined && req.diskGiB !== undefined)) {
       throw invalid('no size given: pass --flavor NAME, or all of --vcpus, --ram and --disk-size',
@@ -103,7 +102,9 @@ export class InstanceService {
         'pick another name; kumo never touches domains it did not create');
     }
     return {
-      name: req.name, image: image.name, ...(req.flavor && !custom ? { flavor: req.flavor } : {}),
+      // The flavor is recorded when the sizes are the flavor's; overridden sizes make it custom.
+      name: req.name, image: image.name,
+      ...(base && base.vcpus === vcpus && base.ramMiB === ramMiB && base.diskGiB === diskGiB ? { flavor: base.name } : {}),
       vcpus, ramMiB, diskGiB, networks, dataDisks, ...(passwordHash ? { passwordHash } : {}), sshKeys,
     };
   }

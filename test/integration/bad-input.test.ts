@@ -96,12 +96,10 @@ test('an operation interrupted by a crash is undone on the next start', async ()
   const name = `${env.prefix}-crash`;
   const dir = join(env.home, 'instances', name);
   await mkdir(dir);
-  await local.run('virsh', ['-c', 'qemu:///system', 'define', '/dev/stdin'], {
-    input: buildDomainXml({
-      name, uuid: crypto.randomUUID(), type: 'qemu', vcpus: 1, ramMiB: 64, disks: [], nics: [],
-      consoleLog: join(dir, 'console.log'), metadata: { image: 'tiny', createdBy: 'kumo' },
-    }),
-  });
+  await env.ctx.virsh.defineDomain(buildDomainXml({
+    name, uuid: crypto.randomUUID(), type: 'qemu', vcpus: 1, ramMiB: 64, disks: [], nics: [],
+    consoleLog: join(dir, 'console.log'), metadata: { image: 'tiny', createdBy: 'kumo' },
+  }));
   // A journal entry as a process that died half-way would leave it.
   env.ctx.db.prepare('INSERT INTO journal (operation, pid, undo, started_at) VALUES (?, ?, ?, ?)').run(
     `create instance ${name}`, 2 ** 22 + 1,

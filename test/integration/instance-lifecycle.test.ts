@@ -6,7 +6,6 @@ import { verify } from 'unixcrypt';
 import { makeTestEnv, waitFor, type TestEnv } from '../helpers/env.js';
 import { ImageService } from '../../src/service/images.js';
 import { InstanceService } from '../../src/service/instances.js';
-import { httpGet } from '../../src/drivers/host/http-probe.js';
 import { local } from '../../src/exec/exec.js';
 
 let env: TestEnv;
@@ -25,13 +24,17 @@ write_files:
     content: |
       written by write_files
 runcmd:
-  - grep '^root:' /etc/shadow | cut -d: -f2 > /var/www/shadow.txt
+  - "grep '^root:' /etc/shadow | cut -d: -f2 > /var/www/shadow.txt"
   - df -k / | tail -n 1 > /var/www/df.txt
   - ls /dev/ > /var/www/dev.txt
 `;
 
+/** A page the guest serves with 200 (runcmd may still be writing it). */
 async function page(ip: string, path: string): Promise<string> {
-  return waitFor(`http://${ip}:8080${path}`, () => httpGet(`http://${ip}:8080${path}`, 2000), 60_000);
+  return waitFor(`http://${ip}:8080${path}`, async () => {
+    const res = await fetch(`http://${ip}:8080${path}`, { signal: AbortSignal.timeout(2000) }).catch(() => undefined);
+    return res?.ok ? res.text() : undefined;
+  }, 60_000);
 }
 
 test('create → guest answers on 8080 with its hostname; password, disk size, data disk and user-data as asked', async () => {

@@ -32,10 +32,10 @@ function wizard(lang: 'ko' | 'en'): Terminal {
 test('Korean wizard: the course\'s questions, a summary, y installs and the serial console attaches', async () => {
   const name = `${env.prefix}-ko`;
   const t = wizard('ko');
-  let at = await t.expect(/설치할 운영체제\(번호선택\)\? :[\s\S]*- 1\. kumo tiny/);
-  at = await t.expect(/설치할 운영체제\(번호선택\)\? :\s*$/, 10_000, at - 5);
+  const at0 = await t.expect(/설치할 운영체제\(번호선택\)\?\s*\n\s*- 1\. kumo tiny \(busybox\)\n/);
+  let at = await t.expect(/설치할 운영체제\(번호선택\)\? :\s*$/, 10_000, at0);
   await t.answer('1');
-  at = await t.expect(/flavor 선택\(번호선택\)\? :[\s\S]*- 1\. CPU 1, RAM 1G, 10G Disk[\s\S]*- 2\. CPU 2, RAM 2G, 20G Disk[\s\S]*- 3\. 직접 입력/, 10_000, at);
+  at = await t.expect(/flavor 선택\(번호선택\)\?\s*\n\s*- 1\. CPU 1, RAM 1G, 10G Disk\n\s*- 2\. CPU 2, RAM 2G, 20G Disk\n\s*- 3\. 직접 입력.*\n\s*flavor 선택\(번호선택\)\? :/, 10_000, at);
   await t.answer('9'); // out of range: asked again
   at = await t.expect(/1 부터 3 사이의 번호를 입력하세요/, 10_000, at);
   await t.answer('\b1'.replace('\b', '\x7f'));
@@ -43,7 +43,7 @@ test('Korean wizard: the course\'s questions, a summary, y installs and the seri
   await t.answer('test123');
   at = await t.expect(/루트패스워드 확인 :/, 10_000, at);
   await t.answer('test123');
-  at = await t.expect(/네트워크 지정\(번호선택\)[\s\S]*- 1\. Bridge[\s\S]*- 2\. NAT\(default\)[\s\S]*- 3\. isolated\(testnet\)/, 10_000, at);
+  at = await t.expect(/네트워크 지정\(번호선택\)\s*\n\s*- 1\. Bridge\n\s*- 2\. NAT\(default\)\n\s*- 3\. isolated\(testnet\)\n\s*네트워크 지정\(번호선택\) :/, 10_000, at);
   await t.answer('1'); // no bridge configured yet: explained, asked again
   at = await t.expect(/no host bridge is configured/, 10_000, at);
   await t.answer('2');
