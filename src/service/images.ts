@@ -43,11 +43,9 @@ export class ImageService {
     const source = `tiny:${tiny.key}`;
     const existing = this.ctx.images.get(TINY_IMAGE);
     if (existing?.source === source && existsSync(existing.disk)) return { image: existing, built: false };
-    if (existing && this.ctx.images.usedBy(TINY_IMAGE).length) {
-      // Instances still point at the old base disk; keep it and register the new one beside it.
-      throw new KumoError('IN_USE', `the tiny image changed but instances still use the old one (${this.ctx.images.usedBy(TINY_IMAGE).join(', ')})`,
-        'delete those instances first, or keep using the existing tiny image');
-    }
+    // Instances' overlays point at the registered base disk: while any exists, it stays as it is
+    // (a newer build, e.g. after a Debian kernel update, is taken once they are gone).
+    if (existing && existsSync(existing.disk) && this.ctx.images.usedBy(TINY_IMAGE).length) return { image: existing, built: false };
     const dir = join(this.ctx.paths.images, TINY_IMAGE);
     await rm(dir, { recursive: true, force: true });
     await mkdir(dir, { recursive: true, mode: 0o755 });

@@ -225,6 +225,10 @@ export async function buildTinyImage(opts: BuildTinyImageOptions): Promise<TinyI
       const other = await readManifest(finalDir);
       if (!other) throw e;
     }
+    // Older builds are of no further use: registered images hold their files by hard link or copy.
+    for (const entry of await readdir(tinyRoot)) {
+      if (entry !== key && !entry.startsWith('.')) await rm(join(tinyRoot, entry), { recursive: true, force: true });
+    }
     progress('done');
     const result = await readManifest(finalDir);
     if (!result) throw new KumoError('COMMAND_FAILED', `the tiny image in ${finalDir} is incomplete`);
