@@ -203,10 +203,12 @@ export class InstanceService {
     return xml;
   }
 
-  async start(name: string): Promise<void> {
+  /** Starts a stopped instance; false when it was running already. */
+  async start(name: string): Promise<boolean> {
     const state = await this.liveState(name);
-    if (state === 'running') return;
+    if (state === 'running') return false;
     await this.ctx.virsh.start(name);
+    return true;
   }
 
   /** Asks the guest to shut down (ACPI) and waits; pulls the plug after the grace period. */

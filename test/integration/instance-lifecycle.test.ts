@@ -7,6 +7,7 @@ import { makeTestEnv, waitFor, type TestEnv } from '../helpers/env.js';
 import { ImageService } from '../../src/service/images.js';
 import { InstanceService } from '../../src/service/instances.js';
 import { local } from '../../src/exec/exec.js';
+import { screenFacts } from '../helpers/png.js';
 
 let env: TestEnv;
 let svc: InstanceService;
@@ -65,6 +66,14 @@ test('create → guest answers on 8080 with its hostname; password, disk size, d
   assert.match(xml, /kumo:instance/);
   assert.match(xml, /<graphics type='vnc' port='59\d\d' autoport='yes' listen='127.0.0.1'/);
   assert.match((await svc.get(name)).vnc ?? '', /^127\.0\.0\.1:59\d\d$/);
+  // The VNC screen shows the guest's own console: its framebuffer (not the BIOS's 720x400
+  // text screen) with text on it.
+  const shot = join(env.home, 'screen.png');
+  await waitFor('the guest console on the VNC screen', async () => {
+    await local.run('virsh', ['-c', 'qemu:///system', 'screenshot', name, shot]);
+    const s = screenFacts(shot);
+    return s.width >= 1024 && s.lit > 0.005 ? true : undefined;
+  }, 60_000);
   // The overlay backs onto the shared image instead of copying it.
   const info = await env.ctx.qemuImg.info(join(env.home, 'instances', name, 'root.qcow2'));
   assert.equal(info.virtualSize, 10 * 1024 ** 3);

@@ -117,7 +117,7 @@ export function instanceCommand(): Command {
 
   cmd.command('start').argument('<names...>').action(async (names: string[]) => {
     const svc = new InstanceService(await context());
-    for (const n of names) { await svc.start(n); console.log(`started ${n}`); }
+    for (const n of names) console.log(await svc.start(n) ? `started ${n}` : `${n} is already running`);
   });
 
   cmd.command('stop').argument('<names...>').description('shut down cleanly (ACPI), forcing off after --timeout')

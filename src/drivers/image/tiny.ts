@@ -70,6 +70,9 @@ const ROOTFS_MODULES = [
   'button', 'evdev',
   // libvirt's default extras
   'virtio_balloon', 'virtio_rng', 'virtio_console',
+  // the VNC screen: a PVH-booted kernel gets no VGA text mode, so the console needs the
+  // framebuffer of the 'vga' (bochs) display
+  'bochs',
 ];
 /** Not bound to a device rcS can see (evdev), or wanted before a device shows up. */
 const ROOTFS_ALWAYS_LOAD = ['button', 'evdev'];
