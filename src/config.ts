@@ -10,6 +10,8 @@ export interface Paths {
   db: string;
   images: string;
   instances: string;
+  /** Data volumes (kumo volume): NAME.qcow2 each. */
+  volumes: string;
   cache: string;
 }
 
@@ -19,6 +21,7 @@ export function paths(home = process.env.KUMO_HOME ?? '/var/lib/kumo'): Paths {
     db: join(home, 'kumo.db'),
     images: join(home, 'images'),
     instances: join(home, 'instances'),
+    volumes: join(home, 'volumes'),
     // The image build cache can be shared between homes (tests reuse one across runs).
     cache: process.env.KUMO_CACHE ?? join(home, 'cache'),
   };

@@ -6,6 +6,8 @@ import { flavorCommand } from './commands/flavor.js';
 import { instanceCommand } from './commands/instance.js';
 import { hostCommand } from './commands/host.js';
 import { configCommand } from './commands/config.js';
+import { volumeCommand } from './commands/volume.js';
+import { networkCommand } from './commands/network.js';
 import { runWizard } from './wizard.js';
 import { parseConsoleMode } from './launch.js';
 import { KumoError, type ErrorCode } from '../model/errors.js';
@@ -31,6 +33,8 @@ program.addCommand(instanceCommand());
 program.addCommand(imageCommand());
 program.addCommand(flavorCommand());
 program.addCommand(hostCommand());
+program.addCommand(networkCommand());
+program.addCommand(volumeCommand());
 program.addCommand(configCommand());
 
 /** Every command reports usage errors by throwing (exit code 2 below), not by exiting on its own. */

@@ -9,6 +9,8 @@ import { openDb, type Db } from '../store/db.js';
 import { FlavorRepo, ImageRepo, InstanceRepo } from '../store/repos.js';
 import { JournalRepo } from '../store/journal.js';
 import { SettingsRepo } from '../store/settings.js';
+import { VolumeRepo } from '../store/volumes.js';
+import { NetworkBridgeRepo } from '../store/network-bridges.js';
 
 /**
  * Everything a use case needs, made once per process: where state lives, the store,
@@ -25,6 +27,8 @@ export interface Context {
   instances: InstanceRepo;
   journal: JournalRepo;
   settings: SettingsRepo;
+  volumes: VolumeRepo;
+  networkBridges: NetworkBridgeRepo;
   /** The name kumo records for this machine until more hosts are registered. */
   hostName: string;
   accel(): Promise<AccelResult>;
@@ -39,7 +43,7 @@ export interface ContextOptions {
 
 export function openContext(opts: ContextOptions = {}): Context {
   const p = paths(opts.home);
-  for (const dir of [p.home, p.images, p.instances, p.cache]) {
+  for (const dir of [p.home, p.images, p.instances, p.volumes, p.cache]) {
     mkdirSync(dir, { recursive: true });
     // QEMU runs as libvirt-qemu and must be able to walk to the disks it is given.
     chmodSync(dir, 0o755);
@@ -59,6 +63,8 @@ export function openContext(opts: ContextOptions = {}): Context {
     instances: new InstanceRepo(db),
     journal: new JournalRepo(db),
     settings: new SettingsRepo(db),
+    volumes: new VolumeRepo(db),
+    networkBridges: new NetworkBridgeRepo(db),
     hostName: 'local',
     accel() {
       accel ??= virsh.version()

@@ -238,12 +238,44 @@ export class InstanceService {
     await this.ctx.virsh.destroy(name);
   }
 
-  /** Removes the domain, its disks, its seed and kumo's record. Works on a half-gone instance too. */
-  async delete(name: string): Promise<void> {
+  /**
+   * Removes the domain, its disks, its seed and kumo's record. Works on a half-gone instance too.
+   * Volumes attached to it survive, detached (as in OpenStack); returns their names.
+   */
+  async delete(name: string): Promise<{ detachedVolumes: string[] }> {
     this.record(name);
     await this.ctx.virsh.removeDomain(name);
     await rm(join(this.ctx.paths.instances, name), { recursive: true, force: true });
+    const detachedVolumes = this.ctx.volumes.releaseAll(name);
     this.ctx.instances.delete(name);
+    return { detachedVolumes };
+  }
+
+  /**
+   * Grows the root disk (the overlay) of a stopped instance; the guest grows its root
+   * filesystem on the next boot (cloud-init growpart, or the tiny image's resize2fs).
+   */
+  async resize(name: string, diskGiB: number): Promise<{ fromGiB: number; toGiB: number }> {
+    const r = this.record(name);
+    const size = checkSize('disk-size', diskGiB);
+    const root = join(this.ctx.paths.instances, name, 'root.qcow2');
+    if (!existsSync(root)) throw notFound(`the root disk of instance "${name}" (${root}) is gone`, `remove the instance: kumo instance delete ${name}`);
+    const current = (await this.ctx.qemuImg.info(root)).virtualSize;
+    const fromGiB = current / 1024 ** 3;
+    if (size * 1024 ** 3 < current) {
+      throw invalid(`the root disk of instance "${name}" is ${fromGiB} GiB: shrinking it to ${size} GiB would cut off the guest's filesystem`,
+        `give --disk-size ${Math.ceil(fromGiB)} or more (root disks only grow)`);
+    }
+    const state = await this.liveState(name);
+    if (state !== 'shut off') {
+      throw new KumoError('IN_USE', `instance "${name}" is ${state}: its root disk can only be resized while it is stopped`,
+        `stop it first: kumo instance stop ${name}`);
+    }
+    if (size * 1024 ** 3 > current) await this.ctx.qemuImg.resize(root, size);
+    // The flavor stays recorded only while the sizes are still the flavor's.
+    const flavor = r.flavor && this.ctx.flavors.get(r.flavor)?.diskGiB === size ? r.flavor : undefined;
+    this.ctx.instances.updateDiskSize(name, size, flavor);
+    return { fromGiB, toGiB: size };
   }
 
   /** Waits until the guest has a DHCP lease and, unless it never does, answers HTTP on 8080. */

@@ -1,17 +1,158 @@
+import { existsSync } from 'node:fs';
 import type { Context } from './context.js';
-import { buildNetworkXml, type NetworkSpec } from '../drivers/libvirt/network-xml.js';
-import { KumoError } from '../model/errors.js';
+import { withUndo } from './undo.js';
+import { buildNetworkXml, parseNetworkXml, type NetworkFacts, type NetworkMode, type NetworkSpec } from '../drivers/libvirt/network-xml.js';
+import { HostLinks, OvsBridges } from '../drivers/net/links.js';
+import { which } from '../drivers/host/which.js';
+import { virtXmlValidate } from '../drivers/libvirt/validate.js';
+import { KumoError, invalid, notFound } from '../model/errors.js';
+import { checkName } from '../model/names.js';
+import {
+  broadcast, contains, formatCidr, formatIp, overlaps, parseCidr, resolveInSubnet, subnetOf, type Subnet,
+} from '../model/ipv4.js';
 
-/** The networks every kumo host has out of the box (the course's default NAT). */
+/** The networks every kumo host has out of the box: the course's default NAT and testnet. */
 export const BUILTIN_NETWORKS: Record<string, NetworkSpec> = {
   default: {
     name: 'default', mode: 'nat', bridge: 'virbr0',
     ipv4: { address: '192.168.122.1', prefix: 24, dhcp: { start: '192.168.122.2', end: '192.168.122.254' } },
   },
+  testnet: {
+    name: 'testnet', mode: 'isolated', bridge: 'virbr-testnet',
+    ipv4: { address: '192.168.123.1', prefix: 24, dhcp: { start: '192.168.123.2', end: '192.168.123.254' } },
+  },
 };
 
+export const NETWORK_MODES: NetworkMode[] = ['nat', 'isolated', 'bridge', 'ovs'];
+
+export interface CreateNetworkRequest {
+  name: string;
+  mode: NetworkMode;
+  /** nat/isolated: the subnet, e.g. 192.168.222.0/24. */
+  cidr?: string;
+  /** The host's address on it: full, or a suffix like ".1" (default: the first address). */
+  gateway?: string;
+  /** "START-END" (full addresses or suffixes); default: the rest of the subnet. */
+  dhcp?: string;
+  noDhcp?: boolean;
+  /** nat/isolated: a name for the bridge libvirt makes (default: the next free virbrN). bridge/ovs: the host bridge. */
+  bridge?: string;
+  createBridge?: boolean;
+  autostart?: boolean;
+}
+
+export interface NetworkView {
+  name: string;
+  mode: NetworkMode;
+  cidr?: string;
+  gateway?: string;
+  dhcp?: { start: string; end: string };
+  bridge?: string;
+  active: boolean;
+  autostart: boolean;
+  persistent: boolean;
+  /** A built-in that is made the first time something uses it. */
+  builtinPending?: boolean;
+  instances: string[];
+}
+
+const BRIDGE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/;
+
 export class NetworkService {
-  constructor(private readonly ctx: Context) {}
+  private readonly links: HostLinks;
+  private readonly ovs: OvsBridges;
+
+  constructor(private readonly ctx: Context) {
+    this.links = new HostLinks(ctx.exec);
+    this.ovs = new OvsBridges(ctx.exec);
+  }
+
+  async list(): Promise<NetworkView[]> {
+    const listed = await this.ctx.virsh.listNetworks();
+    const views: NetworkView[] = [];
+    for (const n of listed) {
+      const xml = await this.ctx.virsh.networkXml(n.name);
+      views.push(this.view(n.name, xml ? parseNetworkXml(xml) : { mode: 'isolated' }, n));
+    }
+    for (const b of Object.values(BUILTIN_NETWORKS)) {
+      if (!listed.some((n) => n.name === b.name)) {
+        views.push({ ...this.view(b.name, specFacts(b), { active: false, autostart: false, persistent: false }), builtinPending: true });
+      }
+    }
+    return views.sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  async get(name: string): Promise<NetworkView> {
+    const found = (await this.list()).find((n) => n.name === name);
+    if (!found) throw notFound(`network "${name}" does not exist`, 'see `kumo network list`; create one with `kumo network create NAME --mode nat --cidr 192.168.222.0/24`');
+    return found;
+  }
+
+  async xml(name: string): Promise<string> {
+    const xml = await this.ctx.virsh.networkXml(name);
+    if (xml) return xml;
+    const builtin = BUILTIN_NETWORKS[name];
+    if (builtin) return buildNetworkXml(builtin);
+    throw notFound(`network "${name}" does not exist`, 'see `kumo network list`');
+  }
+
+  /** Validates everything, then defines and starts the network; a failure leaves nothing behind. */
+  async create(req: CreateNetworkRequest): Promise<NetworkView> {
+    const spec = await this.plan(req);
+    const ownBridge = req.createBridge && (spec.mode === 'bridge' || spec.mode === 'ovs');
+    await withUndo(this.ctx, `create network ${spec.name}`, async (undo) => {
+      if (ownBridge) {
+        undo({ kind: 'remove-host-bridge', bridge: spec.bridge, ovs: spec.mode === 'ovs' });
+        if (spec.mode === 'ovs') await this.ovs.create(spec.bridge, !existsSync('/sys/module/openvswitch'));
+        else await this.links.createBridge(spec.bridge);
+      }
+      undo({ kind: 'remove-network', uri: this.ctx.virsh.uri, name: spec.name });
+      await this.ctx.virsh.defineNetwork(buildNetworkXml(spec));
+      await this.ctx.virsh.startNetwork(spec.name);
+      if (req.autostart) await this.ctx.virsh.autostartNetwork(spec.name);
+      if (ownBridge) this.ctx.networkBridges.insert({ network: spec.name, bridge: spec.bridge, kind: spec.mode === 'ovs' ? 'ovs' : 'linux' });
+    });
+    return this.get(spec.name);
+  }
+
+  /** Defines a network from libvirt XML (like `virsh net-define`), checked before use; not started. */
+  async define(xml: string): Promise<NetworkView> {
+    await this.validateXml(xml);
+    const facts = parseNetworkXml(xml);
+    if (!facts.name) throw invalid('the network XML has no <name>', 'add <name>NAME</name> inside <network>');
+    checkName('network', facts.name);
+    await this.checkFree(facts.name, facts.mode, facts.bridge,
+      facts.address && facts.prefix ? subnetOf(facts.address, facts.prefix) : undefined);
+    await this.ctx.virsh.defineNetwork(xml);
+    return this.get(facts.name);
+  }
+
+  async start(name: string): Promise<void> {
+    const n = await this.defined(name);
+    if (!n.active) await this.ctx.virsh.startNetwork(name);
+  }
+
+  async stop(name: string): Promise<void> {
+    const n = await this.defined(name);
+    this.refuseIfUsed(n, 'stop');
+    if (n.active) await this.ctx.virsh.run(['net-destroy', name]);
+  }
+
+  async autostart(name: string, on: boolean): Promise<void> {
+    await this.defined(name);
+    await this.ctx.virsh.autostartNetwork(name, on);
+  }
+
+  async delete(name: string): Promise<void> {
+    const n = await this.defined(name);
+    this.refuseIfUsed(n, 'delete');
+    await this.ctx.virsh.removeNetwork(name);
+    const owned = this.ctx.networkBridges.get(name);
+    if (owned) {
+      await (owned.kind === 'ovs' ? this.ovs : this.links).remove(owned.bridge);
+      this.ctx.networkBridges.delete(name);
+    }
+  }
 
   /**
    * Makes sure a network an instance asks for is defined and running. Built-in networks
@@ -24,12 +165,159 @@ export class NetworkService {
       const builtin = BUILTIN_NETWORKS[name];
       if (!builtin) {
         throw new KumoError('NOT_FOUND', `network "${name}" is not defined yet`,
-          `create it first (e.g. \`virsh net-define FILE.xml && virsh net-start ${name}\`), or use --network default`);
+          `create it first (e.g. \`kumo network create ${name} --mode nat --cidr 192.168.222.0/24\`), or use --network default`);
       }
+      await this.checkFree(builtin.name, builtin.mode, builtin.bridge, subnetOf(builtin.ipv4!.address, builtin.ipv4!.prefix));
       await v.defineNetwork(buildNetworkXml(builtin));
       await v.autostartNetwork(name);
       net = { name, active: false, autostart: true, persistent: true };
     }
     if (!net.active) await v.startNetwork(name);
   }
+
+  private async defined(name: string): Promise<NetworkView> {
+    const n = await this.get(name);
+    if (n.builtinPending) throw notFound(`built-in network "${name}" is not made yet (it is made when an instance first uses it)`);
+    return n;
+  }
+
+  private refuseIfUsed(n: NetworkView, verb: string): void {
+    if (n.instances.length) {
+      throw new KumoError('IN_USE', `network "${n.name}" is used by ${n.instances.join(', ')}`,
+        `delete or move ${n.instances.length === 1 ? 'that instance' : 'those instances'} first, then ${verb} the network`);
+    }
+  }
+
+  /** Turns a request into a complete spec, refusing anything inconsistent or in use. */
+  private async plan(req: CreateNetworkRequest): Promise<NetworkSpec> {
+    checkName('network', req.name);
+    if (!NETWORK_MODES.includes(req.mode)) throw invalid(`--mode must be one of ${NETWORK_MODES.join(', ')}, got "${req.mode}"`);
+    if (req.bridge !== undefined && !BRIDGE_NAME.test(req.bridge)) {
+      throw invalid(`bridge name "${req.bridge}" is not a valid interface name`, 'use 1-15 letters, digits, ".", "_" or "-", e.g. br0');
+    }
+    if (req.mode === 'bridge' || req.mode === 'ovs') return this.planBridged(req);
+    if (req.createBridge) throw invalid('--create-bridge is for --mode bridge or ovs', 'drop it: libvirt makes the bridge of a nat or isolated network itself');
+    if (!req.cidr) throw invalid(`a ${req.mode} network needs --cidr`, 'e.g. --cidr 192.168.222.0/24');
+    const subnet = parseCidr(req.cidr);
+    const first = subnet.network + 1;
+    const last = broadcast(subnet) - 1;
+    const gateway = req.gateway ? resolveInSubnet(subnet, req.gateway, 'gateway') : first;
+    if (!contains(subnet, gateway) || gateway === subnet.network || gateway === broadcast(subnet)) {
+      throw invalid(`gateway ${formatIp(gateway)} is not a host address of ${formatCidr(subnet)}`, `use an address from ${formatIp(first)} to ${formatIp(last)}`);
+    }
+    let dhcp: { start: string; end: string } | undefined;
+    if (req.dhcp && req.noDhcp) throw invalid('--dhcp and --no-dhcp both given', 'pass only one of them');
+    if (!req.noDhcp) {
+      const [a, b] = req.dhcp
+        ? (() => {
+            const parts = req.dhcp.split('-');
+            if (parts.length !== 2) throw invalid(`--dhcp "${req.dhcp}" is not a range`, 'write it as START-END, e.g. 192.168.222.2-192.168.222.254 or .2-.254');
+            return [resolveInSubnet(subnet, parts[0]!, 'DHCP start'), resolveInSubnet(subnet, parts[1]!, 'DHCP end')];
+          })()
+        : gateway === first ? [first + 1, last] : [first, gateway - 1];
+      if (a > b) throw invalid(`DHCP range ${formatIp(a)}-${formatIp(b)} ends before it starts`, 'give START-END with START lower');
+      for (const ip of [a, b]) {
+        if (!contains(subnet, ip) || ip < first || ip > last) {
+          throw invalid(`DHCP range ${formatIp(a)}-${formatIp(b)} is not inside ${formatCidr(subnet)}`, `keep it within ${formatIp(first)}-${formatIp(last)}`);
+        }
+      }
+      if (gateway >= a && gateway <= b) {
+        throw invalid(`gateway ${formatIp(gateway)} lies inside the DHCP range ${formatIp(a)}-${formatIp(b)}`, 'move the gateway out of the range or shrink the range');
+      }
+      dhcp = { start: formatIp(a), end: formatIp(b) };
+    }
+    const bridge = req.bridge ?? (await this.freeBridgeName());
+    await this.checkFree(req.name, req.mode, bridge, subnet);
+    return { name: req.name, mode: req.mode, bridge, ipv4: { address: formatIp(gateway), prefix: subnet.prefix, ...(dhcp ? { dhcp } : {}) } };
+  }
+
+  private async planBridged(req: CreateNetworkRequest): Promise<NetworkSpec> {
+    for (const [flag, v] of [['--cidr', req.cidr], ['--gateway', req.gateway], ['--dhcp', req.dhcp]] as const) {
+      if (v !== undefined) throw invalid(`${flag} does not apply to a ${req.mode} network: addresses come from the network the bridge is on`, `drop ${flag}`);
+    }
+    if (!req.bridge) throw invalid(`a ${req.mode} network needs --bridge NAME (the host bridge guests join)`, `e.g. --bridge ${req.mode === 'ovs' ? 'ovsbr0' : 'br0'}${req.mode === 'bridge' ? ' (add --create-bridge to make it)' : ''}`);
+    if (req.mode === 'ovs') {
+      if (!which('ovs-vsctl') || !(await this.ovs.available())) {
+        throw new KumoError('MISSING_DEPENDENCY', 'Open vSwitch is not installed or its daemons are not running on this host',
+          'apt-get install openvswitch-switch, then start it (systemctl start openvswitch-switch, or /usr/share/openvswitch/scripts/ovs-ctl start)');
+      }
+      const exists = await this.ovs.exists(req.bridge);
+      if (!exists && !req.createBridge) throw invalid(`Open vSwitch bridge "${req.bridge}" does not exist`, 'create it with --create-bridge, or `ovs-vsctl add-br NAME`');
+      if (exists && req.createBridge) throw invalid(`Open vSwitch bridge "${req.bridge}" exists already`, 'drop --create-bridge to use it');
+    } else {
+      const link = (await this.links.list()).find((l) => l.name === req.bridge);
+      if (link && link.kind !== 'bridge') throw invalid(`host interface "${req.bridge}" is not a bridge (it is ${link.kind ?? 'a plain device'})`, 'give the name of a Linux bridge such as br0');
+      if (!link && !req.createBridge) throw invalid(`host bridge "${req.bridge}" does not exist`, `create it with --create-bridge, or set it up in the host's network configuration`);
+      if (link && req.createBridge) throw invalid(`host bridge "${req.bridge}" exists already`, 'drop --create-bridge to attach guests to it');
+    }
+    await this.checkFree(req.name, req.mode, req.bridge, undefined);
+    return { name: req.name, mode: req.mode, bridge: req.bridge };
+  }
+
+  /** Refuses a name, bridge or subnet that another network (or the host) already has. */
+  private async checkFree(name: string, mode: NetworkMode, bridge: string | undefined, subnet: Subnet | undefined): Promise<void> {
+    const listed = await this.ctx.virsh.listNetworks();
+    if (listed.some((n) => n.name === name)) {
+      throw new KumoError('ALREADY_EXISTS', `network "${name}" already exists`, `pick another name, or delete it: kumo network delete ${name}`);
+    }
+    for (const n of listed) {
+      const xml = await this.ctx.virsh.networkXml(n.name);
+      if (!xml) continue;
+      const f = parseNetworkXml(xml);
+      if (bridge && f.bridge === bridge) {
+        throw new KumoError('IN_USE', `bridge "${bridge}" is already used by network "${n.name}"`, 'pick another --bridge, or leave it out to get a free one');
+      }
+      if (subnet && f.address && f.prefix && overlaps(subnet, subnetOf(f.address, f.prefix))) {
+        throw new KumoError('IN_USE', `${formatCidr(subnet)} overlaps network "${n.name}" (${formatCidr(subnetOf(f.address, f.prefix))})`, 'choose a subnet no other network uses');
+      }
+    }
+    if (mode === 'nat' || mode === 'isolated') {
+      if (bridge && (await this.links.list()).some((l) => l.name === bridge)) {
+        throw new KumoError('IN_USE', `an interface named "${bridge}" already exists on this host`, 'pick another --bridge, or leave it out to get a free one');
+      }
+      for (const a of subnet ? await this.links.addresses() : []) {
+        if (a.link !== bridge && overlaps(subnet!, subnetOf(a.address, a.prefix))) {
+          throw new KumoError('IN_USE', `${formatCidr(subnet!)} overlaps the host's address ${a.address}/${a.prefix} on ${a.link}`, 'choose a subnet this host does not use');
+        }
+      }
+    }
+  }
+
+  private async freeBridgeName(): Promise<string> {
+    const used = new Set((await this.links.list()).map((l) => l.name));
+    for (const n of await this.ctx.virsh.listNetworks()) {
+      const xml = await this.ctx.virsh.networkXml(n.name);
+      const b = xml && parseNetworkXml(xml).bridge;
+      if (b) used.add(b);
+    }
+    for (let i = 1; ; i++) if (!used.has(`virbr${i}`)) return `virbr${i}`;
+  }
+
+  private async validateXml(xml: string): Promise<void> {
+    if (!which('virt-xml-validate')) return;
+    const r = await virtXmlValidate(xml, 'network', this.ctx.exec);
+    if (!r.ok) {
+      throw invalid(`the network XML does not follow libvirt's schema: ${r.output.split('\n').slice(0, 3).join('; ')}`,
+        'compare it with `kumo network show default --xml`');
+    }
+  }
+
+  private view(name: string, f: NetworkFacts, state: { active: boolean; autostart: boolean; persistent: boolean }): NetworkView {
+    const instances = this.ctx.instances.list().filter((i) => i.nics.some((n) => n.network === name)).map((i) => i.name);
+    return {
+      name, mode: f.mode,
+      ...(f.address && f.prefix ? { cidr: formatCidr(subnetOf(f.address, f.prefix)), gateway: f.address } : {}),
+      ...(f.dhcp ? { dhcp: f.dhcp } : {}),
+      ...(f.bridge ? { bridge: f.bridge } : {}),
+      active: state.active, autostart: state.autostart, persistent: state.persistent, instances,
+    };
+  }
 }
+
+function specFacts(s: NetworkSpec): NetworkFacts {
+  return {
+    name: s.name, mode: s.mode, bridge: s.bridge,
+    ...(s.ipv4 ? { address: s.ipv4.address, prefix: s.ipv4.prefix, ...(s.ipv4.dhcp ? { dhcp: s.ipv4.dhcp } : {}) } : {}),
+  };
+}
+

@@ -2,6 +2,8 @@ import { rm } from 'node:fs/promises';
 import type { Context } from './context.js';
 import { Virsh } from '../drivers/libvirt/virsh.js';
 import type { UndoStep } from '../store/journal.js';
+import { DomainDevices } from '../drivers/libvirt/devices.js';
+import { HostLinks, OvsBridges } from '../drivers/net/links.js';
 
 /**
  * Runs a multi-step operation so that it either completes or leaves nothing behind.
@@ -47,13 +49,31 @@ async function runUndo(ctx: Context, step: UndoStep): Promise<void> {
       await rm(step.path, { recursive: true, force: true });
       return;
     case 'undefine-domain':
-      await (step.uri === ctx.virsh.uri ? ctx.virsh : new Virsh(step.uri, ctx.exec)).removeDomain(step.name);
+      await virshAt(ctx, step.uri).removeDomain(step.name);
       return;
     case 'forget-instance':
       ctx.instances.delete(step.name);
       return;
+    case 'forget-volume':
+      ctx.volumes.delete(step.name);
+      return;
+    case 'release-volume':
+      ctx.volumes.release(step.name);
+      return;
+    case 'detach-disk':
+      // Only this file at this target: a disk someone else put there stays.
+      await new DomainDevices(virshAt(ctx, step.uri)).detachDisk(step.domain, { file: step.file, target: step.target });
+      return;
+    case 'remove-network':
+      await (step.uri === ctx.virsh.uri ? ctx.virsh : new Virsh(step.uri, ctx.exec)).removeNetwork(step.name);
+      return;
+    case 'remove-host-bridge':
+      await (step.ovs ? new OvsBridges(ctx.exec) : new HostLinks(ctx.exec)).remove(step.bridge);
+      return;
   }
 }
+
+const virshAt = (ctx: Context, uri: string) => (uri === ctx.virsh.uri ? ctx.virsh : new Virsh(uri, ctx.exec));
 
 /** Undoes what operations interrupted by a crash had made. Returns what was cleaned up. */
 export async function recoverInterrupted(ctx: Context): Promise<string[]> {

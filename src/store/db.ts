@@ -52,6 +52,19 @@ const MIGRATIONS: string[] = [
      started_at TEXT NOT NULL
    );`,
   `CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);`,
+  // Host bridges kumo made for a network (bridge/ovs mode, --create-bridge): removed with it.
+  `CREATE TABLE network_bridges (network TEXT PRIMARY KEY, bridge TEXT NOT NULL, kind TEXT NOT NULL);`,
+  // Data volumes (kumo volume): a qcow2 file each, attached to at most one instance at a
+  // libvirt target (vdb, vdc, ...); they outlive the instance (its deletion only detaches them).
+  `CREATE TABLE volumes (
+     name TEXT PRIMARY KEY,
+     size_gib INTEGER NOT NULL,
+     file TEXT NOT NULL UNIQUE,
+     instance TEXT REFERENCES instances(name) ON DELETE SET NULL,
+     target TEXT,
+     created_at TEXT NOT NULL
+   );
+   CREATE UNIQUE INDEX volumes_attachment ON volumes(instance, target) WHERE instance IS NOT NULL;`,
 ];
 
 export type Db = Database.Database;

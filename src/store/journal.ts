@@ -7,7 +7,12 @@ import type { Db } from './db.js';
 export type UndoStep =
   | { kind: 'remove-path'; path: string }
   | { kind: 'undefine-domain'; uri: string; name: string }
-  | { kind: 'forget-instance'; name: string };
+  | { kind: 'forget-instance'; name: string }
+  | { kind: 'forget-volume'; name: string }
+  | { kind: 'release-volume'; name: string }
+  | { kind: 'detach-disk'; uri: string; domain: string; file: string; target: string }
+  | { kind: 'remove-network'; uri: string; name: string }
+  | { kind: 'remove-host-bridge'; bridge: string; ovs: boolean };
 
 export interface JournalEntry {
   id: number;

@@ -107,6 +107,11 @@ export class InstanceRepo {
         r.passwordHash ?? null, JSON.stringify(r.sshKeys), r.createdAt);
   }
 
+  /** Records a grown root disk, and the flavor the sizes still match (none: a custom size). */
+  updateDiskSize(name: string, diskGiB: number, flavor?: string): void {
+    this.db.prepare('UPDATE instances SET disk_gib = ?, flavor = ? WHERE name = ?').run(diskGiB, flavor ?? null, name);
+  }
+
   delete(name: string): void {
     this.db.prepare('DELETE FROM instances WHERE name = ?').run(name);
   }

@@ -26,7 +26,7 @@ export const CLI = join(import.meta.dirname, '../../src/cli/main.js');
 export const testCache = () => process.env.KUMO_TEST_CACHE ?? '/var/lib/kumo/cache';
 
 /** A /24 in 192.168.200-249 that no route on this machine uses yet. */
-async function freeSubnet(): Promise<number> {
+export async function freeSubnet(): Promise<number> {
   const routes = (await local.run('ip', ['-4', 'route', 'show'])).stdout;
   for (let tries = 0; tries < 50; tries++) {
     const third = 200 + Math.floor(Math.random() * 50);

@@ -16,8 +16,7 @@ export async function validateWith(tool: string, args: (file: string) => string[
   }
 }
 
-export const virtXmlValidate = (xml: string, kind: 'domain' | 'network') =>
-  validateWith('virt-xml-validate', (f) => [f, kind], xml);
+export { virtXmlValidate } from '../../src/drivers/libvirt/validate.js';
 
 export const cloudInitSchema = (userData: string) =>
   validateWith('cloud-init', (f) => ['schema', '-c', f], userData, 'user-data');

@@ -54,6 +54,7 @@ test('network XML for nat, isolated and bridge passes libvirt\'s schema and read
     BUILTIN_NETWORKS.default!,
     { name: 'testnet', mode: 'isolated' as const, bridge: 'virbr9', ipv4: { address: '10.9.0.1', prefix: 24 } },
     { name: 'br', mode: 'bridge' as const, bridge: 'br0' },
+    { name: 'sdn', mode: 'ovs' as const, bridge: 'ovsbr0' },
   ];
   for (const n of nets) {
     const xml = buildNetworkXml(n);
@@ -69,5 +70,5 @@ test('the course\'s testnat.xml (netmask form) parses', () => {
   const f = parseNetworkXml(`<network><name>nat1</name><forward mode='nat'><nat><port start='1024' end='65535'/></nat></forward>
     <bridge name='virbr10' stp='on' delay='0'/><ip address='192.168.222.1' netmask='255.255.255.0'>
     <dhcp><range start='192.168.222.2' end='192.168.222.254'/></dhcp></ip></network>`);
-  assert.deepEqual(f, { name: 'nat1', mode: 'nat', bridge: 'virbr10', address: '192.168.222.1', prefix: 24 });
+  assert.deepEqual(f, { name: 'nat1', mode: 'nat', bridge: 'virbr10', address: '192.168.222.1', prefix: 24, dhcp: { start: '192.168.222.2', end: '192.168.222.254' } });
 });

@@ -143,10 +143,22 @@ export function instanceCommand(): Command {
       for (const n of names) { await svc.destroy(n); console.log(`forced off ${n}`); }
     });
 
-  cmd.command('delete').argument('<names...>').description('remove the instance with its disks and seed')
+  cmd.command('delete').argument('<names...>').description('remove the instance with its disks and seed (attached volumes are kept, detached)')
     .action(async (names: string[]) => {
       const svc = new InstanceService(await context());
-      for (const n of names) { await svc.delete(n); console.log(`deleted ${n}`); }
+      for (const n of names) {
+        const { detachedVolumes: vols } = await svc.delete(n);
+        console.log(`deleted ${n}`);
+        if (vols.length) console.log(`  kept volume${vols.length > 1 ? 's' : ''} ${vols.join(', ')}, now detached (kumo volume delete NAME removes one)`);
+      }
+    });
+
+  cmd.command('resize').argument('<name>').description('grow the root disk of a stopped instance (its filesystem grows on the next boot)')
+    .requiredOption('--disk-size <GiB>', 'new root disk size in GiB (only growing)')
+    .action(async (name: string, o: { diskSize: string }) => {
+      const r = await new InstanceService(await context()).resize(name, parseWhole(o.diskSize));
+      console.log(r.toGiB === r.fromGiB ? `the root disk of ${name} is already ${r.toGiB} GiB`
+        : `grew the root disk of ${name} from ${r.fromGiB} to ${r.toGiB} GiB; the guest grows its filesystem when it starts (kumo instance start ${name})`);
     });
 
   cmd.command('console').argument('<name>').description('attach the serial console (detach with Ctrl+])')

@@ -36,6 +36,21 @@ export class QemuImg {
     await this.exec.run('qemu-img', ['create', '-q', '-f', 'qcow2', file, `${sizeGiB * GiB}`]);
   }
 
+  /**
+   * Grows a disk to sizeGiB. qemu-img itself refuses to shrink (it would need --shrink) and to
+   * touch an image a running QEMU holds (its write lock): a live disk is grown with
+   * `virsh blockresize` instead.
+   */
+  async resize(file: string, sizeGiB: number, format: 'qcow2' | 'raw' = 'qcow2'): Promise<void> {
+    const r = await this.exec.run('qemu-img', ['resize', '-q', '-f', format, file, `${sizeGiB * GiB}`], { allowFailure: true });
+    if (r.code === 0) return;
+    if (/lock/i.test(r.stderr)) {
+      throw new KumoError('IN_USE', `${file} is in use by a running virtual machine: qemu-img cannot resize it`,
+        'stop the instance using it, or resize it through libvirt while it runs');
+    }
+    throw new KumoError('COMMAND_FAILED', `qemu-img resize ${file} failed: ${r.stderr.trim()}`);
+  }
+
   async convert(src: string, dest: string, outFormat: 'qcow2' | 'raw'): Promise<void> {
     await this.exec.run('qemu-img', ['convert', '-O', outFormat, src, dest], { timeoutMs: 3_600_000 });
   }

@@ -33,6 +33,12 @@ export interface DomainSpec {
 
 const diskTarget = (i: number) => `vd${String.fromCharCode(97 + i)}`;
 
+/**
+ * On q35 every hot-plugged device needs a free PCIe root port, and libvirt adds only one spare
+ * at definition. Like virt-install, kumo leaves room for volumes and NICs added later.
+ */
+const SPARE_ROOT_PORTS = 8;
+
 export function buildDomainXml(s: DomainSpec): string {
   const os: Record<string, unknown> = {
     type: { '@_arch': 'x86_64', '@_machine': 'q35', '#text': 'hvm' },
@@ -83,6 +89,10 @@ export function buildDomainXml(s: DomainSpec): string {
       on_reboot: 'restart',
       on_crash: 'destroy',
       devices: {
+        controller: [
+          { '@_type': 'pci', '@_model': 'pcie-root' },
+          ...Array.from({ length: SPARE_ROOT_PORTS }, () => ({ '@_type': 'pci', '@_model': 'pcie-root-port' })),
+        ],
         disk: disks,
         interface: s.nics.map((n) => ({
           '@_type': 'network',

@@ -1,6 +1,10 @@
 import { attr, buildXml, child, children, parseXml } from './xml.js';
 
-export type NetworkMode = 'nat' | 'isolated' | 'bridge';
+/**
+ * nat: libvirt's NAT with DHCP; isolated: no forwarding, guests and the host only;
+ * bridge: guests join an existing host Linux bridge; ovs: an Open vSwitch bridge.
+ */
+export type NetworkMode = 'nat' | 'isolated' | 'bridge' | 'ovs';
 
 export interface NetworkSpec {
   name: string;
@@ -12,11 +16,17 @@ export interface NetworkSpec {
 }
 
 export function buildNetworkXml(s: NetworkSpec): string {
-  if (s.mode === 'bridge') {
-    return buildXml({ network: { name: s.name, forward: { '@_mode': 'bridge' }, bridge: { '@_name': s.bridge } } });
+  if (s.mode === 'bridge' || s.mode === 'ovs') {
+    return buildXml({
+      network: {
+        name: s.name, forward: { '@_mode': 'bridge' }, bridge: { '@_name': s.bridge },
+        ...(s.mode === 'ovs' ? { virtualport: { '@_type': 'openvswitch' } } : {}),
+      },
+    });
   }
   return buildXml({
     network: {
+      ...(s.ipv4?.dhcp ? { '@_xmlns:dnsmasq': DNSMASQ_NS } : {}),
       name: s.name,
       ...(s.mode === 'nat' ? { forward: { '@_mode': 'nat', nat: { port: { '@_start': '1024', '@_end': '65535' } } } } : {}),
       bridge: { '@_name': s.bridge, '@_stp': 'on', '@_delay': '0' },
@@ -27,9 +37,14 @@ export function buildNetworkXml(s: NetworkSpec): string {
           ...(s.ipv4.dhcp ? { dhcp: { range: { '@_start': s.ipv4.dhcp.start, '@_end': s.ipv4.dhcp.end } } } : {}),
         },
       } : {}),
+      // dnsmasq pings an address for ~3 s before it hands it out; on a network kumo manages
+      // every guest gets its address by DHCP, so the check only slows each boot (bench/provision).
+      ...(s.ipv4?.dhcp ? { 'dnsmasq:options': { 'dnsmasq:option': { '@_value': 'no-ping' } } } : {}),
     },
   });
 }
+
+const DNSMASQ_NS = 'http://libvirt.org/schemas/network/dnsmasq/1.0';
 
 export interface NetworkFacts {
   name?: string;
@@ -37,6 +52,7 @@ export interface NetworkFacts {
   bridge?: string;
   address?: string;
   prefix?: number;
+  dhcp?: { start: string; end: string };
 }
 
 export function parseNetworkXml(xml: string): NetworkFacts {
@@ -46,8 +62,14 @@ export function parseNetworkXml(xml: string): NetworkFacts {
   const netmask = attr(ip, 'netmask');
   const prefix = attr(ip, 'prefix') ?? (netmask ? String(maskToPrefix(netmask)) : undefined);
   const facts: NetworkFacts = {
-    mode: forward === 'nat' || forward === 'route' ? 'nat' : forward === 'bridge' ? 'bridge' : 'isolated',
+    mode: forward === 'nat' || forward === 'route' ? 'nat'
+      : forward === 'bridge' ? (attr(child(net, 'virtualport'), 'type') === 'openvswitch' ? 'ovs' : 'bridge')
+      : 'isolated',
   };
+  const range = children(child(ip, 'dhcp'), 'range')[0];
+  const start = attr(range, 'start');
+  const end = attr(range, 'end');
+  if (start && end) facts.dhcp = { start, end };
   const name = net?.name;
   if (typeof name === 'string') facts.name = name;
   const bridge = attr(child(net, 'bridge'), 'name');

@@ -159,6 +159,11 @@ export class Virsh {
       .map((m) => ({ mac: m[1]!.toLowerCase(), ipv4: m[2]!, ...(m[3] !== '-' ? { hostname: m[3]! } : {}) }));
   }
 
+  /** Runs a command that reads an XML document from a file: `args` places the file's path. */
+  async runWithXml(xml: string, args: (file: string) => string[]): Promise<string> {
+    return this.withXmlFile(xml, (file) => this.run(args(file)));
+  }
+
   private async withXmlFile<T>(xml: string, use: (file: string) => Promise<T>): Promise<T> {
     const dir = await mkdtemp(join(tmpdir(), 'kumo-xml-'));
     try {
