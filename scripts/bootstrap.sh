@@ -12,8 +12,9 @@ log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 PACKAGES=(qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
   libvirt-daemon-system dnsmasq-base genisoimage xorriso libxml2-utils nftables iptables
   cpio busybox-static e2fsprogs xz-utils ca-certificates)
-# Only used by tests: cloud-init's schema validator, and tmux for looking at the wizard by hand.
-TEST_PACKAGES=(cloud-init tmux)
+# Only used by tests: cloud-init's schema validator, Open vSwitch for the ovs network mode,
+# and tmux for looking at the wizard by hand.
+TEST_PACKAGES=(cloud-init openvswitch-switch tmux)
 [ "${1:-}" = --test ] && PACKAGES+=("${TEST_PACKAGES[@]}")
 command -v node >/dev/null || PACKAGES+=(nodejs npm)
 
@@ -54,4 +55,16 @@ if ! virsh -c qemu:///system uri >/dev/null 2>&1; then
   fi
   for _ in $(seq 50); do virsh -c qemu:///system uri >/dev/null 2>&1 && break; sleep 0.2; done
   virsh -c qemu:///system uri >/dev/null || { echo "libvirtd did not come up; see /var/log/libvirt/" >&2; exit 1; }
+fi
+
+# Open vSwitch (for ovs networks), where it is installed: its daemons, without systemd too.
+# Without the kernel module, kumo uses OVS's userspace datapath.
+if command -v ovs-vsctl >/dev/null && ! ovs-vsctl --timeout=2 show >/dev/null 2>&1; then
+  log "starting Open vSwitch"
+  if [ -d /run/systemd/system ]; then
+    systemctl start openvswitch-switch
+  else
+    /usr/share/openvswitch/scripts/ovs-ctl --no-monitor --system-id=random start >/dev/null 2>&1 || true
+  fi
+  ovs-vsctl --timeout=5 show >/dev/null || echo "warning: Open vSwitch did not start; ovs networks will not work" >&2
 fi

@@ -8,6 +8,7 @@ import { hostCommand } from './commands/host.js';
 import { configCommand } from './commands/config.js';
 import { volumeCommand } from './commands/volume.js';
 import { networkCommand } from './commands/network.js';
+import { snapshotCommand } from './commands/snapshot.js';
 import { runWizard } from './wizard.js';
 import { parseConsoleMode } from './launch.js';
 import { KumoError, type ErrorCode } from '../model/errors.js';
@@ -34,6 +35,7 @@ program.addCommand(imageCommand());
 program.addCommand(flavorCommand());
 program.addCommand(hostCommand());
 program.addCommand(networkCommand());
+program.addCommand(snapshotCommand());
 program.addCommand(volumeCommand());
 program.addCommand(configCommand());
 

@@ -21,10 +21,12 @@ export function checkName(kind: string, name: string): string {
   return name;
 }
 
-export function checkImageName(name: string): string {
+/** Names that never become hostnames (images, snapshots) may carry dots and underscores too. */
+export function checkLabel(kind: string, name: string, example: string): string {
   if (!IMAGE_NAME.test(name) || name.includes('..')) {
-    throw invalid(`image name ${JSON.stringify(name)} is not valid: use ${IMAGE_NAME_RULE}`,
-      `pick a name such as "centos-7.8" or "ubuntu-18.04"`);
+    throw invalid(`${kind} name ${JSON.stringify(name)} is not valid: use ${IMAGE_NAME_RULE}`, `pick a name such as ${example}`);
   }
   return name;
 }
+
+export const checkImageName = (name: string) => checkLabel('image', name, '"centos-7.8" or "ubuntu-18.04"');

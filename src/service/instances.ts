@@ -7,6 +7,7 @@ import { ImageService } from './images.js';
 import { FlavorService } from './flavors.js';
 import { NetworkService } from './networks.js';
 import { withUndo } from './undo.js';
+import { SnapshotService } from './snapshots.js';
 import { buildDomainXml, parseDomainXml } from '../drivers/libvirt/domain-xml.js';
 import { buildSeed, parseUserData, writeSeedIso } from '../drivers/image/seed.js';
 import { httpGet } from '../drivers/host/http-probe.js';
@@ -244,6 +245,8 @@ export class InstanceService {
    */
   async delete(name: string): Promise<{ detachedVolumes: string[] }> {
     this.record(name);
+    // Internal snapshots live inside the disk files, and attached volumes outlive the instance.
+    if ((await this.ctx.virsh.domainState(name)) !== 'missing') await new SnapshotService(this.ctx).deleteAll(name);
     await this.ctx.virsh.removeDomain(name);
     await rm(join(this.ctx.paths.instances, name), { recursive: true, force: true });
     const detachedVolumes = this.ctx.volumes.releaseAll(name);
@@ -270,6 +273,12 @@ export class InstanceService {
     if (state !== 'shut off') {
       throw new KumoError('IN_USE', `instance "${name}" is ${state}: its root disk can only be resized while it is stopped`,
         `stop it first: kumo instance stop ${name}`);
+    }
+    // Reverting to an older snapshot would bring the old disk size back behind kumo's record.
+    const snapshots = await new SnapshotService(this.ctx).list(name);
+    if (snapshots.length) {
+      throw new KumoError('IN_USE', `instance "${name}" has ${snapshots.length} snapshot(s); a revert would undo the resize`,
+        `delete them first: ${snapshots.map((s) => `kumo snapshot delete ${name} ${s.name}`).join('; ')}`);
     }
     if (size * 1024 ** 3 > current) await this.ctx.qemuImg.resize(root, size);
     // The flavor stays recorded only while the sizes are still the flavor's.
