@@ -29,7 +29,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # The tiny image recipe downloads .debs with apt-get: make sure the package lists exist.
-if ! apt-cache show linux-image-cloud-amd64 >/dev/null 2>&1; then
+if ! apt-cache show linux-image-amd64 >/dev/null 2>&1; then
   log "refreshing the Debian package lists"
   apt-get update -qq
 fi

@@ -58,6 +58,8 @@ export interface Instance extends InstanceSpec {
   nics: NicInfo[];
   vnc?: string;
   createdAt: string;
+  /** kumo volumes attached to it, with the guest device each appears as. */
+  volumes: { name: string; device: string; sizeGiB: number }[];
   /** Differences between what kumo recorded and what libvirt has, in words. */
   drift: string[];
 }

@@ -344,7 +344,8 @@ export class InstanceService {
       return ipv4 ? { ...n, ipv4 } : { ...n };
     });
     const drift = state === 'missing' ? ['the libvirt domain is gone (deleted outside kumo)'] : [];
-    return { ...r, state, nics, drift };
+    const volumes = this.ctx.volumes.attachedTo(r.name).map((v) => ({ name: v.name, device: `/dev/${v.target ?? '?'}`, sizeGiB: v.sizeGiB }));
+    return { ...r, state, nics, volumes, drift };
   }
 }
 

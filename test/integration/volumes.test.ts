@@ -203,6 +203,7 @@ test('bad input for every command: a clear error, and nothing made or changed', 
   // kumo's domains keep spare PCIe root ports, so a second live hot-plug into A finds a slot.
   await kumo(['volume', 'attach', V3, A]);
   assert.equal(env.ctx.volumes.get(V3)?.instance, A);
+  assert.match((await kumo(['instance', 'show', A])).stdout, new RegExp(`volume\\s+${V3}\\s+/dev/vd[b-z]\\s+1 GiB`));
   await kumo(['volume', 'detach', V3]);
   assert.equal(env.ctx.volumes.get(V3)?.instance, undefined);
   assert.match((await kumo(['volume', 'resize', V3, '--size', '1'])).stdout, /already 1 GiB/);

@@ -101,12 +101,13 @@ export function instanceCommand(): Command {
     .action(async (name: string, o: { json?: boolean }) => {
       const i = await new InstanceService(await context()).get(name);
       if (o.json) return console.log(json(i));
-      const { passwordHash, sshKeys, nics, drift, dataDisks, ...rest } = i;
+      const { passwordHash, sshKeys, nics, drift, dataDisks, volumes, ...rest } = i;
       for (const [k, v] of Object.entries(rest)) console.log(`${k.padEnd(12)} ${String(v)}`);
       console.log(`${'password'.padEnd(12)} ${passwordHash ? 'set (sha512 hash)' : 'none'}`);
       console.log(`${'ssh keys'.padEnd(12)} ${sshKeys.length}`);
       console.log(`${'data disks'.padEnd(12)} ${dataDisks.length ? dataDisks.map((d) => `${d} GiB`).join(', ') : 'none'}`);
       for (const n of nics) console.log(`${'nic'.padEnd(12)} ${n.mac}  ${n.network}  ${n.ipv4 ?? '(no lease yet)'}`);
+      for (const v of volumes) console.log(`${'volume'.padEnd(12)} ${v.name}  ${v.device}  ${v.sizeGiB} GiB`);
       for (const d of drift) console.log(`${'drift'.padEnd(12)} ${d}`);
     });
 

@@ -1,6 +1,3 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { KumoError } from '../../model/errors.js';
 import type { Virsh } from './virsh.js';
 import { attr, buildXml, child, children, parseXml, text, type XmlNode } from './xml.js';
@@ -133,14 +130,7 @@ export class SnapshotDriver {
    */
   async create(domain: string, domainXml: string, name?: string): Promise<string> {
     const xml = buildSnapshotXml({ ...(name !== undefined ? { name } : {}), disks: snapshotDisks(domainXml) });
-    const dir = await mkdtemp(join(tmpdir(), 'kumo-snapshot-'));
-    try {
-      const file = join(dir, 'snapshot.xml');
-      await writeFile(file, xml, { mode: 0o600 });
-      await this.virsh.run(['snapshot-create', `--domain=${domain}`, `--xmlfile=${file}`, '--atomic']);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    await this.virsh.runWithXml(xml, (file) => ['snapshot-create', `--domain=${domain}`, `--xmlfile=${file}`, '--atomic']);
     // `virsh -q` prints nothing on success; a new snapshot becomes the domain's current one.
     return name ?? (await this.virsh.run(['snapshot-current', `--domain=${domain}`, '--name'])).trim();
   }
