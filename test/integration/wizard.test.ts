@@ -122,3 +122,35 @@ test('without a terminal the wizard says which flags to pass instead', async () 
   assert.equal(r.code, 5);
   assert.match(r.stderr, /not one[\s\S]*kumo instance create NAME --image IMAGE --flavor small --password-file FILE/);
 });
+
+test('the wizard\'s Bridge and isolated choices use the networks the site configured', async () => {
+  // A bridge-mode network on a Linux bridge this run makes stands for the site's br0.
+  const lan = `${env.prefix}-lan`;
+  const made = await env.cli(['network', 'create', lan, '--mode', 'bridge', '--bridge', `${env.prefix}lan`.slice(0, 15), '--create-bridge']);
+  assert.equal(made.code, 0, made.stderr);
+  const settings = new SettingsService(env.ctx);
+  settings.set('wizard.bridge', lan);
+  settings.set('wizard.isolated', env.network);
+  try {
+    for (const [choice, network, label] of [['1', lan, 'Bridge'], ['3', env.network, 'isolated\\(testnet\\)']] as const) {
+      const name = `${env.prefix}-c${choice}`;
+      const t = new Terminal('node', [CLI, 'create', '--console', 'none'], { ...env.cliEnv, LANG: 'en_US.UTF-8', TERM: 'xterm' });
+      terminals.push(t);
+      for (const [prompt, ans] of [[/Operating system.*:\s*$/, '1'], [/Flavor.*:\s*$/, '1'], [/Root password :/, 'x'], [/again/, 'x'],
+        [/Network.*:\s*$/, choice], [/Extra disk/, ''], [/Instance name/, name]] as const) {
+        await t.expect(prompt, 10_000);
+        await t.answer(ans);
+      }
+      await t.expect(new RegExp(`Network : ${label}[\\s\\S]*Install\\? \\[y/N\\] :`));
+      await t.answer('y');
+      assert.equal(await t.exited, 0, t.screen.slice(-500));
+      const inst = await new InstanceService(env.ctx).get(name);
+      assert.deepEqual(inst.nics.map((n) => n.network), [network]);
+      assert.equal(inst.state, 'running');
+      await new InstanceService(env.ctx).delete(name);
+    }
+  } finally {
+    settings.set('wizard.bridge', '');
+    await env.cli(['network', 'delete', lan]);
+  }
+});
