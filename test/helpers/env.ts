@@ -61,7 +61,18 @@ export async function makeTestEnv(label: string): Promise<TestEnv> {
       for (const d of await virsh.listDomains().catch(() => [])) {
         if (d.name.startsWith(prefix)) await virsh.removeDomain(d.name).catch(() => undefined);
       }
-      await virsh.removeNetwork(network).catch(() => undefined);
+      for (const n of await virsh.listNetworks().catch(() => [])) {
+        if (n.name.startsWith(prefix)) await virsh.removeNetwork(n.name).catch(() => undefined);
+      }
+      // Bridges and veths a test made itself (they carry the prefix), also OVS ones.
+      const links = JSON.parse((await local.run('ip', ['-j', 'link', 'show'])).stdout) as { ifname: string }[];
+      for (const l of links.filter((l) => l.ifname.startsWith(prefix))) {
+        await local.run('ovs-vsctl', ['--if-exists', 'del-br', l.ifname], { allowFailure: true }).catch(() => undefined);
+        await local.run('ip', ['link', 'del', l.ifname], { allowFailure: true });
+      }
+      for (const ns of (await local.run('ip', ['netns', 'list'])).stdout.split('\n').map((l) => l.split(' ')[0] ?? '')) {
+        if (ns.startsWith(prefix)) await local.run('ip', ['netns', 'del', ns], { allowFailure: true });
+      }
       ctx.close();
       await rm(home, { recursive: true, force: true });
     },
