@@ -38,6 +38,8 @@ export interface InstanceSpec {
   dataDisks: number[];
   passwordHash?: string;
   sshKeys: string[];
+  /** The host it lives on. */
+  host: string;
 }
 
 /** What libvirt reports a domain to be doing (virsh domstate words), or 'missing'. */

@@ -11,6 +11,8 @@ import { JournalRepo } from '../store/journal.js';
 import { SettingsRepo } from '../store/settings.js';
 import { VolumeRepo } from '../store/volumes.js';
 import { NetworkBridgeRepo } from '../store/network-bridges.js';
+import { HostRepo } from '../store/hosts.js';
+import { KumoError } from '../model/errors.js';
 
 /**
  * Everything a use case needs, made once per process: where state lives, the store,
@@ -29,8 +31,13 @@ export interface Context {
   settings: SettingsRepo;
   volumes: VolumeRepo;
   networkBridges: NetworkBridgeRepo;
-  /** The name kumo records for this machine until more hosts are registered. */
+  hosts: HostRepo;
+  /** The name of this machine's own libvirt among the hosts. */
   hostName: string;
+  /** The libvirt client for a registered host. */
+  virshFor(host: string): Virsh;
+  /** The libvirt client of the host an instance lives on (this machine's for unknown names). */
+  virshOf(instance: string): Virsh;
   accel(): Promise<AccelResult>;
   close(): void;
 }
@@ -40,6 +47,8 @@ export interface ContextOptions {
   libvirtUri?: string;
   exec?: Executor;
 }
+
+export const LOCAL_HOST = 'local';
 
 export function openContext(opts: ContextOptions = {}): Context {
   const p = paths(opts.home);
@@ -52,6 +61,17 @@ export function openContext(opts: ContextOptions = {}): Context {
   const exec = opts.exec ?? local;
   const virsh = new Virsh(opts.libvirtUri ?? defaultLibvirtUri, exec);
   let accel: Promise<AccelResult> | undefined;
+  const hosts = new HostRepo(db);
+  const instanceRepo = new InstanceRepo(db);
+  const clients = new Map<string, Virsh>();
+  // This machine's libvirt is a host like any other; it is registered once, and may be removed.
+  const settings = new SettingsRepo(db);
+  if (!settings.get('hosts.initialized')) {
+    if (!hosts.get(LOCAL_HOST) && !hosts.byUri(virsh.uri)) {
+      hosts.insert({ name: LOCAL_HOST, uri: virsh.uri, roles: ['hypervisor'], createdAt: new Date().toISOString() });
+    }
+    settings.set('hosts.initialized', '1');
+  }
   return {
     paths: p,
     db,
@@ -60,12 +80,27 @@ export function openContext(opts: ContextOptions = {}): Context {
     qemuImg: new QemuImg(exec),
     flavors: new FlavorRepo(db),
     images: new ImageRepo(db),
-    instances: new InstanceRepo(db),
+    instances: instanceRepo,
     journal: new JournalRepo(db),
-    settings: new SettingsRepo(db),
+    settings,
     volumes: new VolumeRepo(db),
     networkBridges: new NetworkBridgeRepo(db),
-    hostName: 'local',
+    hosts,
+    hostName: LOCAL_HOST,
+    virshFor(host: string): Virsh {
+      let v = clients.get(host);
+      if (!v) {
+        const record = hosts.get(host);
+        if (!record) throw new KumoError('NOT_FOUND', `host "${host}" is not registered`, 'see `kumo host list`; add it with `kumo host add NAME --uri URI`');
+        v = record.uri === virsh.uri ? virsh : new Virsh(record.uri, exec);
+        clients.set(host, v);
+      }
+      return v;
+    },
+    virshOf(instance: string): Virsh {
+      const record = instanceRepo.get(instance);
+      return record ? this.virshFor(record.host) : virsh;
+    },
     accel() {
       accel ??= virsh.version()
         .then((v) => probeAccel(join(p.home, 'accel-probe.json'), v.hypervisor, exec));

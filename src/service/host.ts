@@ -1,6 +1,9 @@
 import { cpus, totalmem, freemem, hostname } from 'node:os';
 import type { Context } from './context.js';
 import { which } from '../drivers/host/which.js';
+import { KumoError, invalid, notFound } from '../model/errors.js';
+import { checkName } from '../model/names.js';
+import { HOST_ROLES, type HostRecord, type HostRole } from '../store/hosts.js';
 
 /** The tools kumo drives, and the Debian package that brings each. */
 export const REQUIRED_TOOLS: Record<string, string> = {
@@ -27,9 +30,28 @@ export interface HostInfo {
   missing: { tool: string; package: string }[];
 }
 
+/** A registered host with what libvirt says of it now. */
+export interface HostView extends HostRecord {
+  up: boolean;
+  cpus?: number;
+  memoryMiB?: number;
+  /** What kumo's instances on it were given. */
+  allocatedVcpus: number;
+  allocatedMiB: number;
+  instances: number;
+}
+
+export interface AddHostRequest {
+  name: string;
+  uri: string;
+  migrationAddress?: string;
+  roles?: HostRole[];
+}
+
 export class HostService {
   constructor(private readonly ctx: Context) {}
 
+  /** This machine: tools, libvirt, and whether guests get KVM or run in software emulation. */
   async info(): Promise<HostInfo> {
     const missing: HostInfo['missing'] = [];
     for (const [tool, pkg] of Object.entries(REQUIRED_TOOLS)) {
@@ -49,5 +71,84 @@ export class HostService {
       info.accelReason = a.reason;
     }
     return info;
+  }
+
+  async list(): Promise<HostView[]> {
+    return Promise.all(this.ctx.hosts.list().map((h) => this.view(h)));
+  }
+
+  async get(name: string): Promise<HostView> {
+    return this.view(this.record(name));
+  }
+
+  /** Registers a hypervisor (or another node); it must answer now. */
+  async add(req: AddHostRequest): Promise<HostView> {
+    checkName('host', req.name);
+    if (this.ctx.hosts.get(req.name)) throw new KumoError('ALREADY_EXISTS', `host "${req.name}" is already registered`, 'pick another name, or remove it first');
+    if (!/^[a-z+]+:\/\/[^\s]*$/.test(req.uri)) {
+      throw invalid(`"${req.uri}" is not a libvirt URI`, 'e.g. qemu+ssh://root@kvm2/system, or qemu+unix:///system?socket=/path/libvirt-sock');
+    }
+    const roles = req.roles?.length ? req.roles : ['hypervisor' as const];
+    for (const r of roles) if (!HOST_ROLES.includes(r)) throw invalid(`unknown role "${r}"`, `roles: ${HOST_ROLES.join(', ')}`);
+    if (req.migrationAddress !== undefined && !/^[A-Za-z0-9.:-]+$/.test(req.migrationAddress)) {
+      throw invalid(`migration address "${req.migrationAddress}" is not a host name or IP address`);
+    }
+    const same = this.ctx.hosts.byUri(req.uri);
+    if (same) throw new KumoError('ALREADY_EXISTS', `${req.uri} is already registered as host "${same.name}"`);
+    const record: HostRecord = { name: req.name, uri: req.uri, roles, createdAt: new Date().toISOString(),
+      ...(req.migrationAddress ? { migrationAddress: req.migrationAddress } : {}) };
+    this.ctx.hosts.insert(record);
+    if (!(await this.ctx.virshFor(req.name).ping())) {
+      this.ctx.hosts.delete(req.name);
+      throw new KumoError('LIBVIRT_ERROR', `libvirt at ${req.uri} does not answer`, 'check the URI, that libvirtd runs there, and (for ssh) that key login works');
+    }
+    return this.view(record);
+  }
+
+  remove(name: string): void {
+    this.record(name);
+    const here = this.ctx.instances.list().filter((i) => i.host === name).map((i) => i.name);
+    if (here.length) {
+      throw new KumoError('IN_USE', `host "${name}" still has instances: ${here.join(', ')}`,
+        `move them (kumo host evacuate ${name}) or delete them first`);
+    }
+    this.ctx.hosts.delete(name);
+  }
+
+  /**
+   * Where a new instance goes: the hypervisor that answers and has the most memory left
+   * after what kumo already gave out there (spread), among those it fits on.
+   */
+  async place(vcpus: number, ramMiB: number, exclude: string[] = []): Promise<string> {
+    const candidates = (await this.list()).filter((h) => h.roles.includes('hypervisor') && !exclude.includes(h.name));
+    if (!candidates.length) {
+      throw new KumoError('NOT_FOUND', 'no hypervisor host is registered', 'add one: kumo host add NAME --uri qemu:///system');
+    }
+    const fits = candidates.filter((h) => h.up && h.memoryMiB !== undefined && h.memoryMiB - h.allocatedMiB >= ramMiB && (h.cpus ?? 0) >= vcpus);
+    if (!fits.length) {
+      const seen = candidates.map((h) => (h.up ? `${h.name}: ${(h.memoryMiB ?? 0) - h.allocatedMiB} MiB free, ${h.cpus} CPUs` : `${h.name}: down`));
+      throw new KumoError('IN_USE', `no hypervisor has room for ${vcpus} vCPU / ${ramMiB} MiB (${seen.join('; ')})`,
+        'choose a smaller flavor, free some memory, or add a host');
+    }
+    fits.sort((a, b) => (b.memoryMiB! - b.allocatedMiB) - (a.memoryMiB! - a.allocatedMiB) || a.instances - b.instances || a.name.localeCompare(b.name));
+    return fits[0]!.name;
+  }
+
+  private record(name: string): HostRecord {
+    const h = this.ctx.hosts.get(name);
+    if (!h) throw notFound(`host "${name}" is not registered`, 'see `kumo host list`');
+    return h;
+  }
+
+  private async view(h: HostRecord): Promise<HostView> {
+    const mine = this.ctx.instances.list().filter((i) => i.host === h.name);
+    const node = await this.ctx.virshFor(h.name).nodeInfo().catch(() => undefined);
+    return {
+      ...h, up: node !== undefined,
+      ...(node ? { cpus: node.cpus, memoryMiB: node.memoryMiB } : {}),
+      allocatedVcpus: mine.reduce((n, i) => n + i.vcpus, 0),
+      allocatedMiB: mine.reduce((n, i) => n + i.ramMiB, 0),
+      instances: mine.length,
+    };
   }
 }

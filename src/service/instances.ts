@@ -7,8 +7,10 @@ import { ImageService } from './images.js';
 import { FlavorService } from './flavors.js';
 import { NetworkService } from './networks.js';
 import { withUndo } from './undo.js';
+import { HostService } from './host.js';
 import { SnapshotService } from './snapshots.js';
 import { buildDomainXml, parseDomainXml } from '../drivers/libvirt/domain-xml.js';
+import { migrateLive, type MigrateResult } from '../drivers/libvirt/migrate.js';
 import { buildSeed, parseUserData, writeSeedIso } from '../drivers/image/seed.js';
 import { httpGet } from '../drivers/host/http-probe.js';
 import { KumoError, invalid, notFound } from '../model/errors.js';
@@ -34,6 +36,8 @@ export interface CreateRequest {
   dataDisks?: number[];
   userData?: string;
   start?: boolean;
+  /** Pin to a registered host; without it kumo places the instance (most free memory that fits). */
+  host?: string;
 }
 
 export interface ReadyInfo {
@@ -48,12 +52,12 @@ export const HTTP_PORT = 8080;
 export class InstanceService {
   private readonly imagesSvc: ImageService;
   private readonly flavorsSvc: FlavorService;
-  private readonly networksSvc: NetworkService;
+  private readonly hostsSvc: HostService;
 
   constructor(private readonly ctx: Context) {
     this.imagesSvc = new ImageService(ctx);
     this.flavorsSvc = new FlavorService(ctx);
-    this.networksSvc = new NetworkService(ctx);
+    this.hostsSvc = new HostService(ctx);
   }
 
   /** Checks a request completely before anything is made, and resolves it to a spec. */
@@ -98,11 +102,13 @@ export class InstanceService {
     if (this.ctx.instances.get(req.name)) {
       throw new KumoError('ALREADY_EXISTS', `instance "${req.name}" already exists`, `pick another name, or delete it: kumo instance delete ${req.name}`);
     }
-    if ((await this.ctx.virsh.domainState(req.name)) !== 'missing') {
-      throw new KumoError('ALREADY_EXISTS', `libvirt already has a domain named "${req.name}" that kumo did not make`,
+    const host = req.host ?? (await this.hostsSvc.place(vcpus, ramMiB));
+    if ((await this.ctx.virshFor(host).domainState(req.name)) !== 'missing') {
+      throw new KumoError('ALREADY_EXISTS', `libvirt on host ${host} already has a domain named "${req.name}" that kumo did not make`,
         'pick another name; kumo never touches domains it did not create');
     }
     return {
+      host,
       // The flavor is recorded when the sizes are the flavor's; overridden sizes make it custom.
       name: req.name, image: image.name,
       ...(base && base.vcpus === vcpus && base.ramMiB === ramMiB && base.diskGiB === diskGiB ? { flavor: base.name } : {}),
@@ -117,7 +123,9 @@ export class InstanceService {
   async create(req: CreateRequest, onStep: (step: string) => void = () => undefined): Promise<Instance> {
     const spec = await this.validate(req);
     const image = this.imagesSvc.get(spec.image);
-    for (const n of spec.networks) await this.networksSvc.ensureUsable(n);
+    const v = this.ctx.virshFor(spec.host);
+    const networks = new NetworkService(this.ctx, v);
+    for (const n of spec.networks) await networks.ensureUsable(n);
     const accel = await this.ctx.accel();
     const dir = join(this.ctx.paths.instances, spec.name);
     if (existsSync(dir)) {
@@ -125,7 +133,7 @@ export class InstanceService {
         `remove the folder if it is a leftover (rm -r ${dir}), or pick another name`);
     }
     const record: InstanceRecord = {
-      ...spec, uuid: randomUUID(), host: this.ctx.hostName,
+      ...spec, uuid: randomUUID(),
       nics: spec.networks.map((network) => ({ mac: randomMac(), network })),
       createdAt: new Date().toISOString(),
     };
@@ -159,13 +167,13 @@ export class InstanceService {
         consoleLog: join(dir, 'console.log'),
         metadata: { image: image.name, ...(spec.flavor ? { flavor: spec.flavor } : {}), createdBy: 'kumo' },
       });
-      undo({ kind: 'undefine-domain', uri: this.ctx.virsh.uri, name: spec.name });
-      await this.ctx.virsh.defineDomain(xml);
+      undo({ kind: 'undefine-domain', uri: v.uri, name: spec.name });
+      await v.defineDomain(xml);
       this.ctx.instances.insert(record);
       undo({ kind: 'forget-instance', name: spec.name });
       if (req.start !== false) {
         onStep('start');
-        await this.ctx.virsh.start(spec.name);
+        await v.start(spec.name);
       }
     });
     return this.get(spec.name);
@@ -175,21 +183,29 @@ export class InstanceService {
   async list(): Promise<Instance[]> {
     const records = this.ctx.instances.list();
     if (!records.length) return [];
-    const domains = new Map((await this.ctx.virsh.listDomains()).map((d) => [d.name, d.state]));
+    // One listing per host; a host that does not answer leaves its instances 'unknown', not gone.
+    const states = new Map<string, RuntimeState>();
+    for (const host of new Set(records.map((r) => r.host))) {
+      const listed = await this.ctx.virshFor(host).listDomains().catch(() => undefined);
+      for (const r of records.filter((x) => x.host === host)) {
+        states.set(r.name, listed ? (listed.find((d) => d.name === r.name)?.state ?? 'missing') : 'unknown');
+      }
+    }
     const leases = await this.leases(records);
-    return records.map((r) => this.view(r, domains.get(r.name) ?? 'missing', leases));
+    return records.map((r) => this.view(r, states.get(r.name) ?? 'unknown', leases));
   }
 
   async get(name: string): Promise<Instance> {
     const r = this.record(name);
-    const state = await this.ctx.virsh.domainState(name);
+    const state = await this.ctx.virshOf(name).domainState(name).catch((): RuntimeState => 'unknown');
     const inst = this.view(r, state, await this.leases([r]));
+    if (state === 'unknown') return inst;
     if (state === 'running') {
-      const vnc = await this.ctx.virsh.vncDisplay(name);
+      const vnc = await this.ctx.virshOf(name).vncDisplay(name);
       if (vnc) inst.vnc = vnc;
     }
     if (state !== 'missing') {
-      const xml = await this.ctx.virsh.dumpXml(name);
+      const xml = await this.ctx.virshOf(name).dumpXml(name);
       const facts = xml ? parseDomainXml(xml) : undefined;
       if (facts?.uuid && facts.uuid !== r.uuid) inst.drift.push(`libvirt's domain has uuid ${facts.uuid}, kumo made ${r.uuid}: it was replaced behind kumo's back`);
       if (facts?.vncPort) inst.vnc = `127.0.0.1:${facts.vncPort}`;
@@ -199,7 +215,7 @@ export class InstanceService {
 
   async xml(name: string): Promise<string> {
     this.record(name);
-    const xml = await this.ctx.virsh.dumpXml(name);
+    const xml = await this.ctx.virshOf(name).dumpXml(name);
     if (!xml) throw notFound(`libvirt has no domain "${name}" any more`, `remove kumo's record with: kumo instance delete ${name}`);
     return xml;
   }
@@ -208,7 +224,7 @@ export class InstanceService {
   async start(name: string): Promise<boolean> {
     const state = await this.liveState(name);
     if (state === 'running') return false;
-    await this.ctx.virsh.start(name);
+    await this.ctx.virshOf(name).start(name);
     return true;
   }
 
@@ -216,27 +232,27 @@ export class InstanceService {
   async stop(name: string, graceMs = 60_000): Promise<{ forced: boolean }> {
     const state = await this.liveState(name);
     if (state === 'shut off') return { forced: false };
-    await this.ctx.virsh.shutdown(name);
+    await this.ctx.virshOf(name).shutdown(name);
     const deadline = Date.now() + graceMs;
     while (Date.now() < deadline) {
-      if ((await this.ctx.virsh.domainState(name)) === 'shut off') return { forced: false };
+      if ((await this.ctx.virshOf(name).domainState(name)) === 'shut off') return { forced: false };
       await sleep(500);
     }
-    await this.ctx.virsh.destroy(name);
+    await this.ctx.virshOf(name).destroy(name);
     return { forced: true };
   }
 
   async reboot(name: string): Promise<void> {
     const state = await this.liveState(name);
     if (state !== 'running') throw invalid(`instance "${name}" is ${state}, not running`, `start it: kumo instance start ${name}`);
-    await this.ctx.virsh.reboot(name);
+    await this.ctx.virshOf(name).reboot(name);
   }
 
   /** Pulls the plug, like `virsh destroy`: the instance stays defined. */
   async destroy(name: string): Promise<void> {
     const state = await this.liveState(name);
     if (state === 'shut off') return;
-    await this.ctx.virsh.destroy(name);
+    await this.ctx.virshOf(name).destroy(name);
   }
 
   /**
@@ -246,8 +262,8 @@ export class InstanceService {
   async delete(name: string): Promise<{ detachedVolumes: string[] }> {
     this.record(name);
     // Internal snapshots live inside the disk files, and attached volumes outlive the instance.
-    if ((await this.ctx.virsh.domainState(name)) !== 'missing') await new SnapshotService(this.ctx).deleteAll(name);
-    await this.ctx.virsh.removeDomain(name);
+    if ((await this.ctx.virshOf(name).domainState(name)) !== 'missing') await new SnapshotService(this.ctx).deleteAll(name);
+    await this.ctx.virshOf(name).removeDomain(name);
     await rm(join(this.ctx.paths.instances, name), { recursive: true, force: true });
     const detachedVolumes = this.ctx.volumes.releaseAll(name);
     this.ctx.instances.delete(name);
@@ -287,6 +303,51 @@ export class InstanceService {
     return { fromGiB, toGiB: size };
   }
 
+  /**
+   * Live-migrates a running instance to another host (disks on storage both see at the same
+   * path, so only memory moves). kumo records the new host only after libvirt confirms; on
+   * failure the instance keeps running where it was.
+   */
+  async migrate(name: string, to: string, opts: { unsafe?: boolean; timeoutMs?: number } = {}): Promise<MigrateResult & { from: string; to: string }> {
+    const r = this.record(name);
+    if (r.host === to) throw invalid(`instance "${name}" already runs on ${to}`, 'pick another host: kumo host list');
+    const dest = this.ctx.hosts.get(to);
+    if (!dest) throw notFound(`host "${to}" is not registered`, 'see `kumo host list`');
+    if (!dest.roles.includes('hypervisor')) throw invalid(`host "${to}" is not a hypervisor`, 'pick a host with the hypervisor role');
+    const v = this.ctx.virshFor(to);
+    if (!(await v.ping())) throw new KumoError('LIBVIRT_ERROR', `host ${to} does not answer`, 'check its libvirtd, or pick another host');
+    const networks = new NetworkService(this.ctx, v);
+    for (const n of new Set(r.nics.map((x) => x.network))) await networks.ensureUsable(n);
+    const result = await migrateLive({
+      sourceUri: this.ctx.virshFor(r.host).uri, domain: name, destUri: v.uri,
+      migrateUri: `tcp://${dest.migrationAddress ?? '127.0.0.1'}`,
+      // Client-driven (not p2p): virsh reaches both daemons by the URIs kumo has for them.
+      p2p: false, unsafe: opts.unsafe ?? false, timeoutMs: opts.timeoutMs ?? 300_000,
+    }, this.ctx.exec);
+    this.ctx.instances.updateHost(name, to);
+    return { ...result, from: r.host, to };
+  }
+
+  /** Live-migrates every running instance off a host (maintenance), a few at a time. */
+  async evacuate(host: string, opts: { parallel?: number; unsafe?: boolean } = {}): Promise<{ name: string; to?: string; error?: string; downtimeMs?: number }[]> {
+    if (!this.ctx.hosts.get(host)) throw notFound(`host "${host}" is not registered`, 'see `kumo host list`');
+    const queue = this.ctx.instances.list().filter((i) => i.host === host);
+    const results: { name: string; to?: string; error?: string; downtimeMs?: number }[] = [];
+    const worker = async () => {
+      for (let r = queue.shift(); r; r = queue.shift()) {
+        try {
+          const to = await this.hostsSvc.place(r.vcpus, r.ramMiB, [host]);
+          const m = await this.migrate(r.name, to, { unsafe: opts.unsafe ?? false });
+          results.push({ name: r.name, to, ...(m.downtimeMs !== undefined ? { downtimeMs: m.downtimeMs } : {}) });
+        } catch (e) {
+          results.push({ name: r.name, error: (e as Error).message });
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.max(1, opts.parallel ?? 2) }, worker));
+    return results;
+  }
+
   /** Waits until the guest has a DHCP lease and, unless it never does, answers HTTP on 8080. */
   async waitReady(name: string, timeoutMs = 180_000, needHttp = true): Promise<ReadyInfo> {
     const deadline = Date.now() + timeoutMs;
@@ -321,7 +382,7 @@ export class InstanceService {
 
   private async liveState(name: string): Promise<RuntimeState> {
     this.record(name);
-    const state = await this.ctx.virsh.domainState(name);
+    const state = await this.ctx.virshOf(name).domainState(name);
     if (state === 'missing') {
       throw notFound(`libvirt has no domain "${name}" any more (removed behind kumo's back)`,
         `remove kumo's record with: kumo instance delete ${name}`);
@@ -329,11 +390,27 @@ export class InstanceService {
     return state;
   }
 
+  /**
+   * DHCP addresses by MAC. A network's DHCP server may live on another host than the guest
+   * (a bridge network over a bridge whose dnsmasq runs elsewhere, as after a migration), so
+   * every host that answers is asked about every network the instances use.
+   */
   private async leases(records: InstanceRecord[]): Promise<Map<string, string>> {
-    const networks = [...new Set(records.flatMap((r) => r.nics.map((n) => n.network)))];
     const byMac = new Map<string, string>();
-    for (const net of networks) {
-      for (const l of await this.ctx.virsh.dhcpLeases(net).catch(() => [])) byMac.set(l.mac, l.ipv4);
+    const networks = new Set(records.flatMap((r) => r.nics.map((n) => n.network)));
+    const hosts = new Set([...records.map((r) => r.host), ...this.ctx.hosts.list().map((h) => h.name)]);
+    for (const host of hosts) {
+      let v;
+      try {
+        v = this.ctx.virshFor(host);
+      } catch {
+        continue;
+      }
+      for (const net of networks) {
+        const leases = await v.dhcpLeases(net).catch(() => undefined);
+        if (leases === undefined) break; // this host does not answer: skip the rest of its networks
+        for (const l of leases) byMac.set(l.mac, l.ipv4);
+      }
     }
     return byMac;
   }
@@ -343,7 +420,8 @@ export class InstanceService {
       const ipv4 = leases.get(n.mac.toLowerCase());
       return ipv4 ? { ...n, ipv4 } : { ...n };
     });
-    const drift = state === 'missing' ? ['the libvirt domain is gone (deleted outside kumo)'] : [];
+    const drift = state === 'missing' ? ['the libvirt domain is gone (deleted outside kumo)']
+      : state === 'unknown' ? [`host ${r.host} does not answer: its state is unknown`] : [];
     const volumes = this.ctx.volumes.attachedTo(r.name).map((v) => ({ name: v.name, device: `/dev/${v.target ?? '?'}`, sizeGiB: v.sizeGiB }));
     return { ...r, state, nics, volumes, drift };
   }

@@ -62,16 +62,17 @@ export class NetworkService {
   private readonly links: HostLinks;
   private readonly ovs: OvsBridges;
 
-  constructor(private readonly ctx: Context) {
+  /** Networks of one host's libvirt: this machine's unless another host's client is given. */
+  constructor(private readonly ctx: Context, private readonly virsh = ctx.virsh) {
     this.links = new HostLinks(ctx.exec);
     this.ovs = new OvsBridges(ctx.exec);
   }
 
   async list(): Promise<NetworkView[]> {
-    const listed = await this.ctx.virsh.listNetworks();
+    const listed = await this.virsh.listNetworks();
     const views: NetworkView[] = [];
     for (const n of listed) {
-      const xml = await this.ctx.virsh.networkXml(n.name);
+      const xml = await this.virsh.networkXml(n.name);
       views.push(this.view(n.name, xml ? parseNetworkXml(xml) : { mode: 'isolated' }, n));
     }
     for (const b of Object.values(BUILTIN_NETWORKS)) {
@@ -89,7 +90,7 @@ export class NetworkService {
   }
 
   async xml(name: string): Promise<string> {
-    const xml = await this.ctx.virsh.networkXml(name);
+    const xml = await this.virsh.networkXml(name);
     if (xml) return xml;
     const builtin = BUILTIN_NETWORKS[name];
     if (builtin) return buildNetworkXml(builtin);
@@ -106,10 +107,10 @@ export class NetworkService {
         if (spec.mode === 'ovs') await this.ovs.create(spec.bridge, !existsSync('/sys/module/openvswitch'));
         else await this.links.createBridge(spec.bridge);
       }
-      undo({ kind: 'remove-network', uri: this.ctx.virsh.uri, name: spec.name });
-      await this.ctx.virsh.defineNetwork(buildNetworkXml(spec));
-      await this.ctx.virsh.startNetwork(spec.name);
-      if (req.autostart) await this.ctx.virsh.autostartNetwork(spec.name);
+      undo({ kind: 'remove-network', uri: this.virsh.uri, name: spec.name });
+      await this.virsh.defineNetwork(buildNetworkXml(spec));
+      await this.virsh.startNetwork(spec.name);
+      if (req.autostart) await this.virsh.autostartNetwork(spec.name);
       if (ownBridge) this.ctx.networkBridges.insert({ network: spec.name, bridge: spec.bridge, kind: spec.mode === 'ovs' ? 'ovs' : 'linux' });
     });
     return this.get(spec.name);
@@ -123,30 +124,30 @@ export class NetworkService {
     checkName('network', facts.name);
     await this.checkFree(facts.name, facts.mode, facts.bridge,
       facts.address && facts.prefix ? subnetOf(facts.address, facts.prefix) : undefined);
-    await this.ctx.virsh.defineNetwork(xml);
+    await this.virsh.defineNetwork(xml);
     return this.get(facts.name);
   }
 
   async start(name: string): Promise<void> {
     const n = await this.defined(name);
-    if (!n.active) await this.ctx.virsh.startNetwork(name);
+    if (!n.active) await this.virsh.startNetwork(name);
   }
 
   async stop(name: string): Promise<void> {
     const n = await this.defined(name);
     this.refuseIfUsed(n, 'stop');
-    if (n.active) await this.ctx.virsh.run(['net-destroy', name]);
+    if (n.active) await this.virsh.run(['net-destroy', name]);
   }
 
   async autostart(name: string, on: boolean): Promise<void> {
     await this.defined(name);
-    await this.ctx.virsh.autostartNetwork(name, on);
+    await this.virsh.autostartNetwork(name, on);
   }
 
   async delete(name: string): Promise<void> {
     const n = await this.defined(name);
     this.refuseIfUsed(n, 'delete');
-    await this.ctx.virsh.removeNetwork(name);
+    await this.virsh.removeNetwork(name);
     const owned = this.ctx.networkBridges.get(name);
     if (owned) {
       await (owned.kind === 'ovs' ? this.ovs : this.links).remove(owned.bridge);
@@ -159,7 +160,7 @@ export class NetworkService {
    * are created on first use; any other must exist already.
    */
   async ensureUsable(name: string): Promise<void> {
-    const v = this.ctx.virsh;
+    const v = this.virsh;
     let net = (await v.listNetworks()).find((n) => n.name === name);
     if (!net) {
       const builtin = BUILTIN_NETWORKS[name];
@@ -256,12 +257,12 @@ export class NetworkService {
 
   /** Refuses a name, bridge or subnet that another network (or the host) already has. */
   private async checkFree(name: string, mode: NetworkMode, bridge: string | undefined, subnet: Subnet | undefined): Promise<void> {
-    const listed = await this.ctx.virsh.listNetworks();
+    const listed = await this.virsh.listNetworks();
     if (listed.some((n) => n.name === name)) {
       throw new KumoError('ALREADY_EXISTS', `network "${name}" already exists`, `pick another name, or delete it: kumo network delete ${name}`);
     }
     for (const n of listed) {
-      const xml = await this.ctx.virsh.networkXml(n.name);
+      const xml = await this.virsh.networkXml(n.name);
       if (!xml) continue;
       const f = parseNetworkXml(xml);
       if (bridge && f.bridge === bridge) {
@@ -285,8 +286,8 @@ export class NetworkService {
 
   private async freeBridgeName(): Promise<string> {
     const used = new Set((await this.links.list()).map((l) => l.name));
-    for (const n of await this.ctx.virsh.listNetworks()) {
-      const xml = await this.ctx.virsh.networkXml(n.name);
+    for (const n of await this.virsh.listNetworks()) {
+      const xml = await this.virsh.networkXml(n.name);
       const b = xml && parseNetworkXml(xml).bridge;
       if (b) used.add(b);
     }

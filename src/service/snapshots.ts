@@ -29,25 +29,26 @@ export interface RevertOptions {
  * they survive stop/start and go when the instance is deleted.
  */
 export class SnapshotService {
-  private readonly driver: SnapshotDriver;
+  constructor(private readonly ctx: Context) {}
 
-  constructor(private readonly ctx: Context) {
-    this.driver = new SnapshotDriver(ctx.virsh);
+  /** Snapshots live with the instance's domain, on whichever host it runs. */
+  private driver(instance: string): SnapshotDriver {
+    return new SnapshotDriver(this.ctx.virshOf(instance));
   }
 
   /** Without a name, libvirt names it after its creation time in epoch seconds, like `virsh snapshot-create`. */
   async create(instance: string, name?: string): Promise<Snapshot> {
     if (name !== undefined) checkSnapshotName(name);
     await this.domain(instance);
-    if (name !== undefined && (await this.driver.names(instance)).includes(name)) {
+    if (name !== undefined && (await this.driver(instance).names(instance)).includes(name)) {
       throw new KumoError('ALREADY_EXISTS', `instance "${instance}" already has a snapshot named "${name}"`,
         `pick another name, or delete the old one: kumo snapshot delete ${instance} ${name}`);
     }
-    const xml = await this.ctx.virsh.dumpXml(instance);
+    const xml = await this.ctx.virshOf(instance).dumpXml(instance);
     if (!xml) throw this.domainGone(instance);
     let made: string;
     try {
-      made = await this.driver.create(instance, xml, name);
+      made = await this.driver(instance).create(instance, xml, name);
     } catch (e) {
       // Two unnamed snapshots within one second get the same epoch name.
       const dup = e instanceof KumoError ? /domain (?:moment|snapshot) (.+) already exists/.exec(e.message) : null;
@@ -55,13 +56,13 @@ export class SnapshotService {
       throw new KumoError('ALREADY_EXISTS', `instance "${instance}" already has a snapshot named "${dup[1]}"`,
         name === undefined ? 'wait a second and try again, or give the snapshot a name' : 'pick another name', { cause: e });
     }
-    return { instance, ...(await this.driver.info(instance, made)) };
+    return { instance, ...(await this.driver(instance).info(instance, made)) };
   }
 
   /** The instance's snapshots, oldest first. */
   async list(instance: string): Promise<Snapshot[]> {
     await this.domain(instance);
-    return (await this.driver.list(instance)).map((s) => ({ instance, ...s }));
+    return (await this.driver(instance).list(instance)).map((s) => ({ instance, ...s }));
   }
 
   /**
@@ -75,7 +76,7 @@ export class SnapshotService {
     await this.existing(instance, name);
     await this.sameDisks(instance, name);
     try {
-      await this.driver.revert(instance, name, opts.to ?? 'snapshot', opts.force ?? false);
+      await this.driver(instance).revert(instance, name, opts.to ?? 'snapshot', opts.force ?? false);
     } catch (e) {
       if (e instanceof KumoError && /revert requires force/i.test(e.message)) {
         throw new KumoError('IN_USE', `reverting "${instance}" to "${name}" needs confirmation: ${e.message}`,
@@ -83,13 +84,13 @@ export class SnapshotService {
       }
       throw e;
     }
-    return this.ctx.virsh.domainState(instance);
+    return this.ctx.virshOf(instance).domainState(instance);
   }
 
   async delete(instance: string, name: string): Promise<void> {
     await this.domain(instance);
     await this.existing(instance, name);
-    await this.driver.delete(instance, name);
+    await this.driver(instance).delete(instance, name);
   }
 
   /**
@@ -99,15 +100,15 @@ export class SnapshotService {
    */
   async deleteAll(instance: string): Promise<number> {
     await this.domain(instance);
-    const names = await this.driver.names(instance);
-    for (const n of names) await this.driver.delete(instance, n);
+    const names = await this.driver(instance).names(instance);
+    for (const n of names) await this.driver(instance).delete(instance, n);
     return names.length;
   }
 
   /** The instance must be kumo's and its libvirt domain must still be there. */
   private async domain(instance: string): Promise<void> {
     if (!this.ctx.instances.get(instance)) throw notFound(`instance "${instance}" does not exist`, 'see `kumo instance list`');
-    if ((await this.ctx.virsh.domainState(instance)) === 'missing') throw this.domainGone(instance);
+    if ((await this.ctx.virshOf(instance).domainState(instance)) === 'missing') throw this.domainGone(instance);
   }
 
   private domainGone(instance: string): KumoError {
@@ -121,8 +122,8 @@ export class SnapshotService {
    * in use elsewhere), behind kumo's volume records. Refuse unless the disks are the same.
    */
   private async sameDisks(instance: string, name: string): Promise<void> {
-    const then = (await this.driver.info(instance, name)).disks;
-    const xml = await this.ctx.virsh.dumpXml(instance);
+    const then = (await this.driver(instance).info(instance, name)).disks;
+    const xml = await this.ctx.virshOf(instance).dumpXml(instance);
     if (!xml) throw this.domainGone(instance);
     const now = writableDisks(xml);
     const gone = then.filter((f) => !now.includes(f));
@@ -134,7 +135,7 @@ export class SnapshotService {
   }
 
   private async existing(instance: string, name: string): Promise<void> {
-    const names = await this.driver.names(instance);
+    const names = await this.driver(instance).names(instance);
     if (!names.includes(name)) {
       throw notFound(`instance "${instance}" has no snapshot named "${name}"`,
         names.length ? `its snapshots: ${names.join(', ')} (see kumo snapshot list ${instance})` : `take one with: kumo snapshot create ${instance} [NAME]`);

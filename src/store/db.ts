@@ -65,6 +65,14 @@ const MIGRATIONS: string[] = [
      created_at TEXT NOT NULL
    );
    CREATE UNIQUE INDEX volumes_attachment ON volumes(instance, target) WHERE instance IS NOT NULL;`,
+  // Hypervisor hosts (kumo host add). 'local' (this machine's libvirt) is registered on first start.
+  `CREATE TABLE hosts (
+     name TEXT PRIMARY KEY,
+     uri TEXT NOT NULL UNIQUE,
+     migration_address TEXT,
+     roles TEXT NOT NULL,
+     created_at TEXT NOT NULL
+   );`,
 ];
 
 export type Db = Database.Database;

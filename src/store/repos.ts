@@ -108,6 +108,11 @@ export class InstanceRepo {
   }
 
   /** Records a grown root disk, and the flavor the sizes still match (none: a custom size). */
+  /** After a live migration libvirt confirmed: the instance now lives on `host`. */
+  updateHost(name: string, host: string): void {
+    this.db.prepare('UPDATE instances SET host = ? WHERE name = ?').run(host, name);
+  }
+
   updateDiskSize(name: string, diskGiB: number, flavor?: string): void {
     this.db.prepare('UPDATE instances SET disk_gib = ?, flavor = ? WHERE name = ?').run(diskGiB, flavor ?? null, name);
   }

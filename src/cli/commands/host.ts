@@ -2,6 +2,10 @@ import { Command } from 'commander';
 import { context } from '../app.js';
 import { json } from '../render.js';
 import { HostService } from '../../service/host.js';
+import { InstanceService } from '../../service/instances.js';
+import { table, ramText } from '../render.js';
+import { KumoError } from '../../model/errors.js';
+import type { HostRole } from '../../store/hosts.js';
 
 export function hostCommand(): Command {
   const cmd = new Command('host').description('the hypervisor hosts kumo manages');
@@ -19,6 +23,46 @@ export function hostCommand(): Command {
       row('cpus', i.cpus);
       row('memory', `${i.memoryMiB} MiB (${i.freeMemoryMiB} MiB free)`);
       row('missing', i.missing.length ? i.missing.map((m) => `${m.tool} (apt-get install ${m.package})`).join(', ') : 'nothing');
+    });
+
+  cmd.command('add').argument('<name>').description('register a hypervisor (or another node) by its libvirt URI')
+    .requiredOption('--uri <uri>', 'qemu+ssh://root@kvm2/system, or qemu+unix:///system?socket=PATH')
+    .option('--migration-address <addr>', 'address other hypervisors send migration traffic to')
+    .option('--role <role>', 'hypervisor (default), storage, lb, edge (repeatable)', (v: string, all: string[]) => [...all, v], [] as string[])
+    .action(async (name: string, o: { uri: string; migrationAddress?: string; role: string[] }) => {
+      const h = await new HostService(await context()).add({ name, uri: o.uri, roles: o.role as HostRole[],
+        ...(o.migrationAddress ? { migrationAddress: o.migrationAddress } : {}) });
+      console.log(`host ${h.name} added (${h.cpus} CPUs, ${ramText(h.memoryMiB ?? 0)})`);
+    });
+
+  cmd.command('list').description('hosts with capacity, what kumo gave out, and whether they answer').option('--json', 'machine-readable output')
+    .action(async (o: { json?: boolean }) => {
+      const hosts = await new HostService(await context()).list();
+      if (o.json) return console.log(json(hosts));
+      console.log(table(['Name', 'State', 'Roles', 'CPUs', 'Memory', 'Allocated', 'Instances', 'URI'],
+        hosts.map((h) => [h.name, h.up ? 'up' : 'DOWN', h.roles.join(','), h.cpus, h.memoryMiB ? ramText(h.memoryMiB) : undefined,
+          `${h.allocatedVcpus} vCPU / ${ramText(h.allocatedMiB)}`, h.instances, h.uri])));
+    });
+
+  cmd.command('show').argument('<name>').option('--json', 'machine-readable output')
+    .action(async (name: string, o: { json?: boolean }) => {
+      const h = await new HostService(await context()).get(name);
+      if (o.json) return console.log(json(h));
+      for (const [k, v] of Object.entries(h)) console.log(`${k.padEnd(18)} ${Array.isArray(v) ? v.join(', ') : String(v)}`);
+    });
+
+  cmd.command('remove').argument('<name>').description('forget a host that has no instances').action(async (name: string) => {
+    new HostService(await context()).remove(name);
+    console.log(`host ${name} removed`);
+  });
+
+  cmd.command('evacuate').argument('<name>').description('live-migrate every instance off a host (for maintenance)')
+    .option('--parallel <n>', 'migrations at once', '2')
+    .option('--unsafe', 'skip libvirt\'s shared-storage check (the one-machine lab only)')
+    .action(async (name: string, o: { parallel: string; unsafe?: boolean }) => {
+      const results = await new InstanceService(await context()).evacuate(name, { parallel: Number(o.parallel) || 2, unsafe: o.unsafe ?? false });
+      for (const r of results) console.log(r.error ? `${r.name}: NOT moved: ${r.error}` : `${r.name} -> ${r.to} (downtime ${r.downtimeMs ?? '?'} ms)`);
+      if (results.some((r) => r.error)) throw new KumoError('COMMAND_FAILED', `some instances are still on ${name}`, 'see the lines above');
     });
   return cmd;
 }

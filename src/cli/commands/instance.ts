@@ -24,6 +24,7 @@ interface CreateFlags {
   userData?: string;
   console: string;
   wait?: boolean;
+  host?: string;
 }
 
 const collect = (v: string, all: string[]) => [...all, v];
@@ -59,6 +60,7 @@ export function createRequest(name: string, o: CreateFlags): CreateRequest {
     networks: o.network,
     dataDisks: o.disk.map(parseWhole),
     ...(o.userData !== undefined ? { userData: readFileArg('--user-data', o.userData) } : {}),
+    ...(o.host !== undefined ? { host: o.host } : {}),
   };
 }
 
@@ -84,6 +86,7 @@ export function instanceCommand(): Command {
     .option('--user-data <file>', 'your own #cloud-config, merged with kumo\'s')
     .addOption(new Option('--console <mode>', 'connect a console after start').choices(['auto', 'none', 'serial', 'vnc']).default('none'))
     .option('--wait', 'wait until the guest answers on port 8080')
+    .option('--host <name>', 'pin to this host (default: the hypervisor with the most free memory)')
     .action(async (name: string, o: CreateFlags) => {
       await launch(await context(), createRequest(name, o), { console: parseConsoleMode(o.console), wait: o.wait ?? false, messages: en.launch });
     });
@@ -176,6 +179,14 @@ export function instanceCommand(): Command {
       if (!process.stdin.isTTY) throw new KumoError('NOT_INTERACTIVE', 'the serial console needs a terminal', `read the log instead: kumo instance console ${name} --log`);
       say(en.launch.detach);
       process.exitCode = await attachSerialConsole(ctx.virsh.uri, name);
+    });
+
+  cmd.command('migrate').argument('<name>').description('live-migrate a running instance to another host')
+    .requiredOption('--to <host>', 'destination host (kumo host list)')
+    .option('--unsafe', 'skip libvirt\'s shared-storage check (the one-machine lab only)')
+    .action(async (name: string, o: { to: string; unsafe?: boolean }) => {
+      const r = await new InstanceService(await context()).migrate(name, o.to, { unsafe: o.unsafe ?? false });
+      console.log(`migrated ${name} ${r.from} -> ${r.to} in ${(r.durationMs / 1000).toFixed(1)} s (downtime ${r.downtimeMs ?? '?'} ms)`);
     });
 
   cmd.command('wait').argument('<name>').description('wait until the guest answers on port 8080')

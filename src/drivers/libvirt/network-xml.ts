@@ -29,7 +29,8 @@ export function buildNetworkXml(s: NetworkSpec): string {
       ...(s.ipv4?.dhcp ? { '@_xmlns:dnsmasq': DNSMASQ_NS } : {}),
       name: s.name,
       ...(s.mode === 'nat' ? { forward: { '@_mode': 'nat', nat: { port: { '@_start': '1024', '@_end': '65535' } } } } : {}),
-      bridge: { '@_name': s.bridge, '@_stp': 'on', '@_delay': '0' },
+      // STP off: one bridge per network has no loops, and STP holds a new port (a migrated guest's tap) silent for seconds.
+      bridge: { '@_name': s.bridge, '@_stp': 'off', '@_delay': '0' },
       ...(s.ipv4 ? {
         ip: {
           '@_address': s.ipv4.address,

@@ -68,6 +68,14 @@ export class Virsh {
     }
   }
 
+  /** CPUs and memory of the hypervisor (virsh nodeinfo). */
+  async nodeInfo(): Promise<{ cpus: number; memoryMiB: number }> {
+    const out = await this.run(['nodeinfo'], 10_000);
+    const cpus = Number(/CPU\(s\):\s+(\d+)/.exec(out)?.[1]);
+    const kib = Number(/Memory size:\s+(\d+) KiB/.exec(out)?.[1]);
+    return { cpus, memoryMiB: Math.round(kib / 1024) };
+  }
+
   async listDomains(): Promise<DomainListing[]> {
     const out = await this.run(['list', '--all']);
     return out.split('\n').map((l) => /^\s*(\S+)\s+(\S+)\s+(.+?)\s*$/.exec(l)).filter((m) => m !== null)

@@ -1,0 +1,365 @@
+import { randomUUID } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { chmod, chown, copyFile, lchown, lstat, mkdir, readdir, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
+import { isAbsolute, join, resolve } from 'node:path';
+import { type Executor, local } from '../../exec/exec.js';
+import { KumoError, invalid } from '../../model/errors.js';
+
+/**
+ * A second (third, …) libvirtd on this machine, as HOST-NOTES "Two hypervisors on one machine"
+ * describes: its own mount + UTS namespace (and optionally an existing network namespace),
+ * private copies of libvirt's folders bind-mounted over the host's, its own virtlogd, its own
+ * host_uuid and host name. The lab's hypervisors kvm1/kvm2 are made of these.
+ *
+ * Everything lives in one state folder the caller chooses:
+ *
+ *   STATE/etc    → /etc/libvirt        (the host's config, without its domains, networks, pools, secrets)
+ *   STATE/lib    → /var/lib/libvirt    (folders only: no domain state, leases, images)
+ *   STATE/cache  → /var/cache/libvirt  (a copy: QEMU capabilities, so the first start is quick)
+ *   STATE/log    → /var/log/libvirt    (folders only; the daemon and its guests log here)
+ *   STATE/run    → /run/libvirt        (sockets: STATE/run/libvirt-sock is the daemon's)
+ *   STATE/host-run ← /run/libvirt  (the host's own, visible inside the namespace only, so this
+ *                                  daemon reaches the host's libvirtd: migrating back peer-to-peer)
+ *   STATE/libvirtd.pid, STATE/virtlogd.pid, STATE/mntns
+ *
+ * The daemons are started with `libvirtd -d` / `virtlogd -d`, so they outlive the Node
+ * process that started them; stopLibvirtd() finds them again through the pid files (after a
+ * crash too). The bind mounts exist only inside the namespace and vanish with its last process.
+ */
+
+export interface LibvirtdOptions {
+  /** Host name inside the namespace (libvirt refuses to migrate between equal host names). */
+  name: string;
+  /** Absolute folder for the private state; made if missing. */
+  stateDir: string;
+  /** An existing network namespace (a name under /run/netns, or a path): the daemon and its guests live there. */
+  netns?: string;
+  /** Default: a fresh random UUID on the first start, kept in STATE/etc/libvirtd.conf afterwards. */
+  hostUuid?: string;
+  /** How long to wait for the daemon to answer (default 30 s). */
+  readyTimeoutMs?: number;
+}
+
+export interface NamespacedLibvirtd {
+  name: string;
+  stateDir: string;
+  /** `qemu+unix:///system?socket=STATE/run/libvirt-sock` */
+  uri: string;
+  socket: string;
+  /**
+   * The host's own libvirtd (qemu:///system) as THIS daemon reaches it: its /run/libvirt is
+   * hidden in here. Use it as the destination of a peer-to-peer migration from this daemon.
+   */
+  hostUriFromInside: string;
+  hostUuid: string;
+  pid: number;
+  virtlogdPid: number;
+  /** Same as stopLibvirtd(stateDir). */
+  stop(): Promise<void>;
+}
+
+/** The host folders that get a private copy, and where the copy lives under the state folder. */
+const BINDS = [
+  { host: '/etc/libvirt', sub: 'etc' },
+  { host: '/var/lib/libvirt', sub: 'lib' },
+  { host: '/var/cache/libvirt', sub: 'cache' },
+  { host: '/var/log/libvirt', sub: 'log' },
+  { host: '/run/libvirt', sub: 'run' },
+] as const;
+
+/**
+ * Runs inside `unshare -m -u --propagation private`: a FIXED script; the state folder and the
+ * host name arrive only as positional parameters ($1, $2), never as shell text.
+ * The targets are the BINDS above, in the same order.
+ */
+const NAMESPACE_SCRIPT = [
+  'set -eu',
+  's=$1',
+  'mount --bind "$s/etc" /etc/libvirt',
+  'mount --bind "$s/lib" /var/lib/libvirt',
+  'mount --bind "$s/cache" /var/cache/libvirt',
+  'mount --bind "$s/log" /var/log/libvirt',
+  'mount --bind /run/libvirt "$s/host-run"',
+  'mount --bind "$s/run" /run/libvirt',
+  'hostname "$2"',
+  'virtlogd -d -p "$s/virtlogd.pid"',
+  'exec libvirtd -d -p "$s/libvirtd.pid"',
+].join('\n');
+
+export function libvirtdSocket(stateDir: string): string {
+  return join(resolve(stateDir), 'run', 'libvirt-sock');
+}
+
+export function libvirtdUri(stateDir: string): string {
+  return `qemu+unix:///system?socket=${libvirtdSocket(stateDir)}`;
+}
+
+export async function startLibvirtd(opts: LibvirtdOptions, exec: Executor = local): Promise<NamespacedLibvirtd> {
+  const { name } = opts;
+  if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i.test(name)) {
+    throw invalid(`"${name}" is not a valid host name for a lab hypervisor`, 'use letters, digits and inner dashes, at most 63 characters');
+  }
+  if (!isAbsolute(opts.stateDir)) throw invalid(`the state folder "${opts.stateDir}" must be an absolute path`);
+  const stateDir = resolve(opts.stateDir);
+  for (const b of BINDS) {
+    if (stateDir === b.host || stateDir.startsWith(`${b.host}/`)) {
+      throw invalid(`the state folder ${stateDir} lies inside ${b.host}, which the namespace hides`, 'choose a folder elsewhere, e.g. under /var/lib/kumo/lab');
+    }
+  }
+  if (/\s/.test(stateDir) || stateDir.includes(',')) {
+    // libvirt URIs and -p arguments take it verbatim; keep it simple and unambiguous.
+    throw invalid(`the state folder "${stateDir}" must not contain spaces or commas`);
+  }
+  let netnsPath: string | undefined;
+  if (opts.netns !== undefined) {
+    netnsPath = opts.netns.includes('/') ? opts.netns : join('/run/netns', opts.netns);
+    if (!existsSync(netnsPath)) throw invalid(`network namespace ${opts.netns} does not exist (${netnsPath})`, 'create it first: ip netns add NAME');
+  }
+  const running = await daemonPids(stateDir);
+  if (running.libvirtd !== undefined || running.virtlogd !== undefined) {
+    throw new KumoError('ALREADY_EXISTS', `a libvirtd for ${stateDir} is already running (pid ${running.libvirtd ?? running.virtlogd})`,
+      `use it (${libvirtdUri(stateDir)}) or stop it first`);
+  }
+
+  await prepareState(stateDir);
+  await mkdir(join(stateDir, 'host-run'), { recursive: true, mode: 0o755 });
+  const hostUuid = await writeHostUuid(stateDir, opts.hostUuid);
+  // Stale pid files or a socket of an earlier run would mislead the readiness check below.
+  await Promise.all(['libvirtd.pid', 'virtlogd.pid', 'mntns'].map((f) => rm(join(stateDir, f), { force: true })));
+  await rm(libvirtdSocket(stateDir), { force: true });
+
+  const unshare = ['unshare', '-m', '-u', '--propagation', 'private', '--', 'sh', '-c', NAMESPACE_SCRIPT, 'sh', stateDir, name];
+  const [cmd, ...args] = netnsPath ? ['nsenter', `--net=${netnsPath}`, '--', ...unshare] : unshare;
+  try {
+    await exec.run(cmd!, args, { timeoutMs: 60_000 });
+    const deadline = Date.now() + (opts.readyTimeoutMs ?? 30_000);
+    const uri = libvirtdUri(stateDir);
+    for (;;) {
+      const r = await exec.run('virsh', ['-q', '-c', uri, 'uri'], { allowFailure: true, timeoutMs: 10_000 }).catch(() => undefined);
+      if (r?.code === 0) break;
+      if (Date.now() > deadline) throw new KumoError('TIMEOUT', `the libvirtd in ${stateDir} did not answer on ${libvirtdSocket(stateDir)}`);
+      await sleep(200);
+    }
+    const pids = await daemonPids(stateDir);
+    if (pids.libvirtd === undefined || pids.virtlogd === undefined) {
+      throw new KumoError('COMMAND_FAILED', `the libvirtd in ${stateDir} answers but its pid files are missing`);
+    }
+    // Remember the namespace, so stop() can also end the guests and helpers left in it.
+    await writeFile(join(stateDir, 'mntns'), await readlink(`/proc/${pids.libvirtd}/ns/mnt`));
+    return {
+      name, stateDir, uri, socket: libvirtdSocket(stateDir), hostUuid,
+      hostUriFromInside: `qemu+unix:///system?socket=${join(stateDir, 'host-run', 'libvirt-sock')}`,
+      pid: pids.libvirtd, virtlogdPid: pids.virtlogd,
+      stop: () => stopLibvirtd(stateDir),
+    };
+  } catch (e) {
+    const log = await readFile(join(stateDir, 'log', 'libvirtd.log'), 'utf8').catch(() => '');
+    await stopLibvirtd(stateDir).catch(() => undefined);
+    const tail = log.trim().split('\n').slice(-5).join('\n');
+    throw new KumoError('COMMAND_FAILED', `could not start a libvirtd named ${name} in ${stateDir}: ${e instanceof Error ? e.message : String(e)}${tail ? `\n${tail}` : ''}`,
+      'check that libvirt-daemon-system is installed and you are root (scripts/up.sh)', { cause: e });
+  }
+}
+
+/**
+ * Starts libvirtd again after it died, in the namespace its virtlogd (and guests) still live
+ * in: the private state is kept, so libvirtd reconnects to the running guests, as a real
+ * hypervisor's libvirtd does after a crash.
+ */
+export async function restartLibvirtd(stateDir: string, exec: Executor = local, readyTimeoutMs = 30_000): Promise<void> {
+  stateDir = resolve(stateDir);
+  const running = await daemonPids(stateDir);
+  if (running.libvirtd !== undefined) return;
+  if (running.virtlogd === undefined) {
+    throw new KumoError('NOT_FOUND', `nothing of the libvirtd in ${stateDir} is left to restart`, 'start it anew with startLibvirtd');
+  }
+  const ns = `/proc/${running.virtlogd}/ns`;
+  await rm(join(stateDir, 'libvirtd.pid'), { force: true });
+  await exec.run('nsenter', [`--mount=${ns}/mnt`, `--uts=${ns}/uts`, '--', 'libvirtd', '-d', '-p', join(stateDir, 'libvirtd.pid')], { timeoutMs: 60_000 });
+  const deadline = Date.now() + readyTimeoutMs;
+  while ((await exec.run('virsh', ['-q', '-c', libvirtdUri(stateDir), 'uri'], { allowFailure: true, timeoutMs: 10_000 }).catch(() => undefined))?.code !== 0) {
+    if (Date.now() > deadline) throw new KumoError('TIMEOUT', `the restarted libvirtd in ${stateDir} did not answer`);
+    await sleep(200);
+  }
+}
+
+/**
+ * Stops the daemons of a state folder and every process left in their namespace (guests,
+ * dnsmasq). Idempotent; works without the Node process that started them. The state
+ * folder itself stays (remove it yourself if you want it gone).
+ */
+export async function stopLibvirtd(stateDir: string, timeoutMs = 15_000): Promise<void> {
+  stateDir = resolve(stateDir);
+  const pids = await daemonPids(stateDir);
+  let ns = (await readFile(join(stateDir, 'mntns'), 'utf8').catch(() => '')).trim();
+  if (!ns && pids.libvirtd !== undefined) ns = await readlink(`/proc/${pids.libvirtd}/ns/mnt`).catch(() => '');
+  if (!ns && pids.virtlogd !== undefined) ns = await readlink(`/proc/${pids.virtlogd}/ns/mnt`).catch(() => '');
+  // libvirtd first (it may still log through virtlogd), then virtlogd, then whatever else lives there.
+  if (pids.libvirtd !== undefined) await terminate([pids.libvirtd], timeoutMs);
+  if (pids.virtlogd !== undefined) await terminate([pids.virtlogd], timeoutMs);
+  if (ns) {
+    const others = await processesInNamespace(ns, stateDir);
+    if (others.length) await terminate(others, timeoutMs);
+  }
+  await Promise.all(['libvirtd.pid', 'virtlogd.pid', 'mntns'].map((f) => rm(join(stateDir, f), { force: true })));
+}
+
+/** The daemons of a state folder that are alive, found through their pid files. */
+export async function daemonPids(stateDir: string): Promise<{ libvirtd?: number; virtlogd?: number }> {
+  const out: { libvirtd?: number; virtlogd?: number } = {};
+  for (const daemon of ['libvirtd', 'virtlogd'] as const) {
+    const pidFile = join(resolve(stateDir), `${daemon}.pid`);
+    const pid = Number((await readFile(pidFile, 'utf8').catch(() => '')).trim());
+    if (!Number.isInteger(pid) || pid <= 1) continue;
+    // The pid file's own path is on the daemon's command line (-p FILE): a recycled pid cannot pass.
+    const cmdline = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0');
+    if (cmdline.some((a) => a.endsWith(daemon)) && cmdline.includes(pidFile)) out[daemon] = pid;
+  }
+  return out;
+}
+
+// --- private state ---------------------------------------------------------------------
+
+/** What of the host's folder the private copy keeps (paths relative to that folder). */
+function keep(sub: string, rel: string, isDir: boolean): boolean {
+  const parts = rel.split('/');
+  switch (sub) {
+    case 'etc':
+      // Config files stay; definitions of the host's domains, networks, pools and secrets
+      // (and their autostart links) do not, so the new hypervisor starts empty.
+      if (['qemu', 'storage', 'secrets', 'lxc', 'libxl', 'nodedev'].includes(parts[0]!)) return isDir && !parts.includes('autostart');
+      return true;
+    case 'lib':
+      // Folders only, and none that belong to one of the host's domains.
+      if (!isDir) return false;
+      if (parts[0] === 'qemu') return parts.length === 1 || (parts.length === 2 && !parts[1]!.startsWith('domain-')) || rel === 'qemu/channel/target';
+      return parts.length === 1;
+    case 'cache':
+      return true;
+    case 'log':
+      return isDir;
+    default: // run: starts empty
+      return false;
+  }
+}
+
+async function prepareState(stateDir: string): Promise<void> {
+  await mkdir(stateDir, { recursive: true, mode: 0o755 });
+  // QEMU (libvirt-qemu) must be able to walk through to the guests' channel sockets and logs.
+  await chmod(stateDir, 0o755);
+  for (const b of BINDS) {
+    const dst = join(stateDir, b.sub);
+    if (existsSync(dst)) continue; // a restart keeps what this hypervisor defined
+    const st = await lstat(b.host).catch(() => undefined);
+    if (!st?.isDirectory()) {
+      throw new KumoError('MISSING_DEPENDENCY', `${b.host} does not exist: libvirt is not installed (or never ran) here`,
+        'run the README set-up command (scripts/up.sh)');
+    }
+    await copyTree(b.host, dst, '', (rel, isDir) => keep(b.sub, rel, isDir));
+  }
+}
+
+/** Copies a tree keeping owners and modes (QEMU's folders belong to libvirt-qemu), filtered. */
+async function copyTree(src: string, dst: string, rel: string, filter: (rel: string, isDir: boolean) => boolean): Promise<void> {
+  const st = await lstat(src);
+  await mkdir(dst, { recursive: true });
+  for (const entry of await readdir(src, { withFileTypes: true })) {
+    const r = rel ? `${rel}/${entry.name}` : entry.name;
+    const s = join(src, entry.name);
+    const d = join(dst, entry.name);
+    if (entry.isDirectory()) {
+      if (filter(r, true)) await copyTree(s, d, r, filter);
+    } else if (entry.isFile()) {
+      if (!filter(r, false)) continue;
+      const fs = await lstat(s);
+      await copyFile(s, d);
+      await chown(d, fs.uid, fs.gid);
+      await chmod(d, fs.mode & 0o7777);
+    } else if (entry.isSymbolicLink()) {
+      if (!filter(r, false)) continue;
+      const ls = await lstat(s);
+      await symlink(await readlink(s), d);
+      await lchown(d, ls.uid, ls.gid);
+    } // sockets and fifos belong to the host's running daemons
+  }
+  await chown(dst, st.uid, st.gid);
+  await chmod(dst, st.mode & 0o7777);
+}
+
+/** Sets host_uuid (and a log file) in the private libvirtd.conf; returns the UUID in force. */
+async function writeHostUuid(stateDir: string, wanted?: string): Promise<string> {
+  const file = join(stateDir, 'etc', 'libvirtd.conf');
+  const text = await readFile(file, 'utf8').catch(() => '');
+  const existing = /^\s*host_uuid\s*=\s*"([0-9a-f-]{36})"/m.exec(text)?.[1];
+  if (wanted !== undefined && !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(wanted)) {
+    throw invalid(`host UUID "${wanted}" is not a UUID`);
+  }
+  const uuid = wanted ?? existing ?? randomUUID();
+  const kept = text.split('\n').filter((l) => !/^\s*(host_uuid|log_outputs)\s*=/.test(l) && l !== '# kumo lab hypervisor');
+  while (kept.length && kept[kept.length - 1] === '') kept.pop();
+  kept.push('', '# kumo lab hypervisor', `host_uuid = "${uuid}"`, 'log_outputs = "3:file:/var/log/libvirt/libvirtd.log"', '');
+  await writeFile(file, kept.join('\n'), { mode: 0o644 });
+  return uuid;
+}
+
+// --- processes -------------------------------------------------------------------------
+
+/** Processes whose mount namespace is `ns` and that see a lab's /run/libvirt (not the host's). */
+async function processesInNamespace(ns: string, stateDir: string): Promise<number[]> {
+  const found: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const pid = Number(entry);
+    if (pid === process.pid) continue;
+    if ((await readlink(`/proc/${pid}/ns/mnt`).catch(() => '')) !== ns) continue;
+    // A namespace id can be reused once a namespace dies: check that this one is really ours.
+    const mounts = await readFile(`/proc/${pid}/mountinfo`, 'utf8').catch(() => '');
+    // mountinfo: ID PARENT MAJ:MIN ROOT MOUNTPOINT …; ROOT is STATE/run relative to its filesystem.
+    const ours = mounts.split('\n').some((l) => {
+      const [, , , root = '', mountPoint] = l.split(' ');
+      return mountPoint === '/run/libvirt' && root.endsWith('/run') && root.length > 4 && stateDir.endsWith(root.slice(0, -4));
+    });
+    if (ours) found.push(pid);
+  }
+  return found;
+}
+
+async function terminate(pids: number[], timeoutMs: number): Promise<void> {
+  const signal = (pid: number, sig: NodeJS.Signals) => {
+    try {
+      process.kill(pid, sig);
+    } catch {
+      /* already gone */
+    }
+  };
+  pids.forEach((p) => signal(p, 'SIGTERM'));
+  const deadline = Date.now() + timeoutMs;
+  let alive = pids;
+  while (alive.length && Date.now() < deadline) {
+    await sleep(100);
+    alive = alive.filter(isAlive);
+  }
+  alive.forEach((p) => signal(p, 'SIGKILL'));
+  const killDeadline = Date.now() + 5_000;
+  while (alive.length && Date.now() < killDeadline) {
+    await sleep(50);
+    alive = alive.filter(isAlive);
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  // A zombie has exited; its parent (init) reaps it.
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return !/^\d+ \(.*\) Z /.test(stat);
+  } catch {
+    return false;
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -1,0 +1,120 @@
+import { type Executor, local } from '../../exec/exec.js';
+import { KumoError, invalid } from '../../model/errors.js';
+import { Virsh } from './virsh.js';
+
+export interface MigrateOptions {
+  /** The libvirt that runs the domain now. */
+  sourceUri: string;
+  domain: string;
+  /** The destination libvirt, as this process reaches it (to read the job statistics afterwards). */
+  destUri: string;
+  /**
+   * The destination as the SOURCE daemon reaches it, when that differs (peer-to-peer: the source
+   * libvirtd connects itself; e.g. a lab daemon sees the host's libvirtd at another socket path).
+   * Default: destUri.
+   */
+  destUriFromSource?: string;
+  /**
+   * Where the destination QEMU listens for the memory stream: tcp://ADDR[:PORT] (ADDR as the
+   * source QEMU reaches it); without a port the destination libvirtd picks one of its
+   * migration ports (49152-49215 by default).
+   */
+  migrateUri: string;
+  /**
+   * Skip libvirt's safety check on disk caching. Needed only when both hosts see the disks at
+   * the same local path without a shared filesystem libvirt recognises (the one-machine lab).
+   */
+  unsafe?: boolean;
+  /** Peer-to-peer (default): the source libvirtd drives the migration, virsh only asks for it. */
+  p2p?: boolean;
+  /** After this long the migration is aborted (the domain keeps running on the source). */
+  timeoutMs: number;
+}
+
+export interface MigrateResult {
+  /** Wall-clock time of the migration as seen by the caller. */
+  durationMs: number;
+  /** The downtime QEMU measured (libvirt's completed-job statistics), if libvirt reports it. */
+  downtimeMs?: number;
+  /** Time elapsed according to libvirt's job statistics. */
+  jobElapsedMs?: number;
+  /** Every field of `virsh domjobinfo --completed` on the destination. */
+  jobInfo: Record<string, string>;
+}
+
+/**
+ * Live-migrates a running domain, keeping it defined only on the destination
+ * (`virsh migrate --live --persistent --undefinesource [--p2p] [--unsafe] DOM DEST --migrateuri URI`).
+ * On failure the domain keeps running on the source (resumed if libvirt left it paused) and a
+ * KumoError carries libvirt's reason.
+ */
+export async function migrateLive(opts: MigrateOptions, exec: Executor = local): Promise<MigrateResult> {
+  const { domain, sourceUri, destUri, migrateUri } = opts;
+  if (!/^tcp:\/\/(\[[0-9a-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/i.test(migrateUri)) {
+    throw invalid(`migration URI "${migrateUri}" is not tcp://ADDRESS[:PORT]`, 'e.g. tcp://10.0.0.2 or tcp://10.0.0.2:49152');
+  }
+  const source = new Virsh(sourceUri, exec);
+  const dest = new Virsh(destUri, exec);
+  const state = await source.domainState(domain);
+  if (state === 'missing') throw new KumoError('NOT_FOUND', `domain "${domain}" is not defined on ${sourceUri}`);
+  if (state !== 'running') {
+    throw new KumoError('IN_USE', `domain "${domain}" is ${state} on ${sourceUri}: only a running domain can be live-migrated`,
+      'start it first (or migrate it offline)');
+  }
+  const args = [
+    'migrate', '--live', '--persistent', '--undefinesource',
+    ...(opts.p2p ?? true ? ['--p2p'] : []),
+    ...(opts.unsafe ? ['--unsafe'] : []),
+    '--migrateuri', migrateUri,
+    '--', domain, opts.destUriFromSource ?? destUri,
+  ];
+  const started = Date.now();
+  try {
+    await source.run(args, opts.timeoutMs);
+  } catch (e) {
+    await recoverOnSource(source, domain);
+    const why = e instanceof KumoError && e.code === 'TIMEOUT'
+      ? `it did not finish within ${opts.timeoutMs} ms and was aborted`
+      : (e instanceof Error ? e.message.replace(/^libvirt refused: /, '') : String(e));
+    const now = await source.domainState(domain).catch(() => 'unknown');
+    throw new KumoError(e instanceof KumoError && e.code === 'TIMEOUT' ? 'TIMEOUT' : 'LIBVIRT_ERROR',
+      `live migration of "${domain}" to ${destUri} failed: ${why} (the domain is ${now} on ${sourceUri})`,
+      'see the reason above; the domain stayed where it was', { cause: e });
+  }
+  const durationMs = Date.now() - started;
+  const jobInfo = parseJobInfo(await dest.run(['domjobinfo', '--completed', domain], 30_000).catch(() => ''));
+  return {
+    durationMs,
+    ...optionalMs('downtimeMs', jobInfo['Total downtime']),
+    ...optionalMs('jobElapsedMs', jobInfo['Time elapsed']),
+    jobInfo,
+  };
+}
+
+/** "Total downtime:    42 ms" lines → { 'Total downtime': '42 ms' }. */
+export function parseJobInfo(out: string): Record<string, string> {
+  const info: Record<string, string> = {};
+  for (const line of out.split('\n')) {
+    const m = /^([^:]+):\s+(.*\S)\s*$/.exec(line);
+    if (m) info[m[1]!.trim()] = m[2]!;
+  }
+  return info;
+}
+
+function optionalMs<K extends string>(key: K, value: string | undefined): { [P in K]?: number } {
+  const m = value === undefined ? null : /^(\d+(?:\.\d+)?)\s*ms$/.exec(value.trim());
+  return (m ? { [key]: Number(m[1]) } : {}) as { [P in K]?: number };
+}
+
+/** After a failed or aborted migration: no job left running, and the guest running on the source. */
+async function recoverOnSource(source: Virsh, domain: string): Promise<void> {
+  await source.run(['domjobabort', domain], 30_000).catch(() => undefined);
+  for (let i = 0; i < 50; i++) {
+    const state = await source.domainState(domain).catch(() => 'missing');
+    if (state === 'running' || state === 'missing' || state === 'shut off') return;
+    if (state === 'paused') {
+      await source.run(['resume', domain], 30_000).catch(() => undefined);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
