@@ -4,13 +4,13 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { encrypt } from 'unixcrypt';
 import { buildTinyImage } from '../../src/drivers/image/tiny.js';
 import { local } from '../../src/exec/exec.js';
+import { freePort } from '../helpers/lab.js';
 
 /**
  * Builds (or reuses) the tiny guest image, boots it under TCG with a NoCloud seed on a SATA
@@ -19,18 +19,6 @@ import { local } from '../../src/exec/exec.js';
 
 const cacheDir = process.env.KUMO_TEST_CACHE ?? '/var/lib/kumo/cache';
 const HTTP_TIMEOUT_MS = 90_000;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 async function get(url: string, timeoutMs = 10_000): Promise<{ status: number; body: string } | undefined> {
   try {
