@@ -11,7 +11,7 @@ log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 PACKAGES=(qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
   libvirt-daemon-system dnsmasq-base genisoimage xorriso libxml2-utils nftables iptables
-  cpio busybox-static e2fsprogs xz-utils ca-certificates)
+  cpio busybox-static e2fsprogs xz-utils ca-certificates nfs-ganesha nfs-ganesha-vfs)
 # Only used by tests: cloud-init's schema validator, Open vSwitch for the ovs network mode,
 # and tmux for looking at the wizard by hand.
 TEST_PACKAGES=(cloud-init openvswitch-switch tmux)
@@ -55,6 +55,12 @@ if ! virsh -c qemu:///system uri >/dev/null 2>&1; then
   fi
   for _ in $(seq 50); do virsh -c qemu:///system uri >/dev/null 2>&1 && break; sleep 0.2; done
   virsh -c qemu:///system uri >/dev/null || { echo "libvirtd did not come up; see /var/log/libvirt/" >&2; exit 1; }
+fi
+
+# kumo runs its own nfs-ganesha (kumo share) with its own exports: the packaged service
+# would hold port 2049 with Debian's sample config.
+if [ -d /run/systemd/system ] && systemctl is-enabled nfs-ganesha >/dev/null 2>&1; then
+  systemctl disable --now nfs-ganesha >/dev/null 2>&1 || true
 fi
 
 # Open vSwitch (for ovs networks), where it is installed: its daemons, without systemd too.

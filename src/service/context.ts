@@ -12,6 +12,7 @@ import { SettingsRepo } from '../store/settings.js';
 import { VolumeRepo } from '../store/volumes.js';
 import { NetworkBridgeRepo } from '../store/network-bridges.js';
 import { HostRepo } from '../store/hosts.js';
+import { ShareRepo } from '../store/shares.js';
 import { KumoError } from '../model/errors.js';
 
 /**
@@ -32,6 +33,7 @@ export interface Context {
   volumes: VolumeRepo;
   networkBridges: NetworkBridgeRepo;
   hosts: HostRepo;
+  shares: ShareRepo;
   /** The name of this machine's own libvirt among the hosts. */
   hostName: string;
   /** The libvirt client for a registered host. */
@@ -86,6 +88,7 @@ export function openContext(opts: ContextOptions = {}): Context {
     volumes: new VolumeRepo(db),
     networkBridges: new NetworkBridgeRepo(db),
     hosts,
+    shares: new ShareRepo(db),
     hostName: LOCAL_HOST,
     virshFor(host: string): Virsh {
       let v = clients.get(host);

@@ -73,6 +73,14 @@ const MIGRATIONS: string[] = [
      roles TEXT NOT NULL,
      created_at TEXT NOT NULL
    );`,
+  // Shared folders served over NFS to instance networks (kumo share).
+  `CREATE TABLE shares (
+     name TEXT PRIMARY KEY,
+     path TEXT NOT NULL,
+     networks TEXT NOT NULL,
+     read_only INTEGER NOT NULL,
+     created_at TEXT NOT NULL
+   );`,
 ];
 
 export type Db = Database.Database;

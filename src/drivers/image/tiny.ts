@@ -70,6 +70,8 @@ const ROOTFS_MODULES = [
   'button', 'evdev',
   // libvirt's default extras
   'virtio_balloon', 'virtio_rng', 'virtio_console',
+  // NFS client (the storage node's shared folder): the kernel loads them on `mount -t nfs4`
+  'nfsv4', 'nfs',
   // the VNC screen: a PVH-booted kernel gets no VGA text mode, so the console needs the
   // framebuffer of the 'vga' (bochs) display
   'bochs',

@@ -36,6 +36,12 @@ export interface LibvirtdOptions {
   netns?: string;
   /** Default: a fresh random UUID on the first start, kept in STATE/etc/libvirtd.conf afterwards. */
   hostUuid?: string;
+  /**
+   * Which block of VNC and migration ports this daemon hands out (1-9). Every libvirtd on one
+   * network namespace allocates from 5900 and 49152 on its own, so two of them would race for
+   * the same port; each lab daemon gets a block of its own. Default: a random block.
+   */
+  portSlot?: number;
   /** How long to wait for the daemon to answer (default 30 s). */
   readyTimeoutMs?: number;
 }
@@ -124,6 +130,7 @@ export async function startLibvirtd(opts: LibvirtdOptions, exec: Executor = loca
   await prepareState(stateDir);
   await mkdir(join(stateDir, 'host-run'), { recursive: true, mode: 0o755 });
   const hostUuid = await writeHostUuid(stateDir, opts.hostUuid);
+  await writePortRanges(stateDir, opts.portSlot ?? 1 + Math.floor(Math.random() * 9));
   // Stale pid files or a socket of an earlier run would mislead the readiness check below.
   await Promise.all(['libvirtd.pid', 'virtlogd.pid', 'mntns'].map((f) => rm(join(stateDir, f), { force: true })));
   await rm(libvirtdSocket(stateDir), { force: true });
@@ -300,6 +307,20 @@ async function writeHostUuid(stateDir: string, wanted?: string): Promise<string>
   kept.push('', '# kumo lab hypervisor', `host_uuid = "${uuid}"`, 'log_outputs = "3:file:/var/log/libvirt/libvirtd.log"', '');
   await writeFile(file, kept.join('\n'), { mode: 0o644 });
   return uuid;
+}
+
+/** qemu.conf port ranges of their own (see LibvirtdOptions.portSlot). */
+async function writePortRanges(stateDir: string, slot: number): Promise<void> {
+  if (!Number.isInteger(slot) || slot < 1 || slot > 9) throw invalid(`port slot ${slot} is not 1-9`);
+  const file = join(stateDir, 'etc', 'qemu.conf');
+  const text = await readFile(file, 'utf8').catch(() => '');
+  const keys = /^\s*(remote_display_port_min|remote_display_port_max|migration_port_min|migration_port_max)\s*=/;
+  const kept = text.split('\n').filter((l) => !keys.test(l) && l !== '# kumo lab hypervisor: ports of its own');
+  while (kept.length && kept[kept.length - 1] === '') kept.pop();
+  kept.push('', '# kumo lab hypervisor: ports of its own',
+    `remote_display_port_min = ${5900 + slot * 100}`, `remote_display_port_max = ${5999 + slot * 100}`,
+    `migration_port_min = ${49152 + slot * 64 + 64}`, `migration_port_max = ${49152 + slot * 64 + 127}`, '');
+  await writeFile(file, kept.join('\n'), { mode: 0o644 });
 }
 
 // --- processes -------------------------------------------------------------------------

@@ -1,0 +1,106 @@
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { type Executor, local } from '../../exec/exec.js';
+import { KumoError, invalid } from '../../model/errors.js';
+
+/**
+ * The NFS server of the storage node: nfs-ganesha in user space (HOST-NOTES: kernel nfsd
+ * cannot run on these hosts, and ganesha needs no kernel support at all). NFSv4.1 over TCP
+ * only, so there is no rpcbind or lock manager to run beside it.
+ */
+export interface NfsExport {
+  id: number;
+  /** The folder served. */
+  path: string;
+  /** The name clients mount: SERVER:/pseudo. */
+  pseudo: string;
+  readOnly: boolean;
+  /** Who may mount it: CIDRs. Nobody else can, whatever they try. */
+  clients: string[];
+}
+
+const SAFE_PATH = /^\/[A-Za-z0-9._/-]*$/;
+const CIDR = /^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/;
+
+/** ganesha.conf from typed exports; every value is checked before it is written. */
+export function buildGaneshaConfig(exports: NfsExport[]): string {
+  const blocks = exports.map((e) => {
+    if (!SAFE_PATH.test(e.path) || !SAFE_PATH.test(e.pseudo)) throw invalid(`export path "${e.path}" or "${e.pseudo}" has characters ganesha cannot take`);
+    if (!e.clients.length || e.clients.some((c) => !CIDR.test(c))) throw invalid(`export ${e.pseudo} needs client networks as CIDRs, got ${e.clients.join(', ') || 'none'}`);
+    const access = e.readOnly ? 'RO' : 'RW';
+    return `EXPORT {
+  Export_Id = ${e.id};
+  Path = "${e.path}";
+  Pseudo = "${e.pseudo}";
+  Access_Type = None;
+  Squash = No_Root_Squash;
+  Protocols = 4;
+  Transports = TCP;
+  SecType = sys;
+  # Files change on the storage side too (the course edits index.html there): no stale attributes.
+  Attr_Expiration_Time = 0;
+  CLIENT { Clients = ${e.clients.join(', ')}; Access_Type = ${access}; }
+  FSAL { Name = VFS; }
+}`;
+  });
+  return `# Written by kumo: changes here are replaced on the next kumo share command.
+NFS_CORE_PARAM { Protocols = 4; NFS_Port = 2049; Enable_NLM = false; Enable_RQUOTA = false; }
+NFSV4 { Graceless = true; Minor_Versions = 1, 2; }
+${blocks.join('\n')}
+`;
+}
+
+/** One ganesha per storage host, with its config, log and pid file in a folder of kumo's. */
+export class GaneshaServer {
+  constructor(private readonly dir: string, private readonly exec: Executor = local) {}
+
+  private get pidFile() { return join(this.dir, 'ganesha.pid'); }
+
+  async pid(): Promise<number | undefined> {
+    const pid = Number((await readFile(this.pidFile, 'utf8').catch(() => '')).trim());
+    if (!Number.isInteger(pid) || pid <= 1) return undefined;
+    const cmd = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    return cmd.includes('ganesha.nfsd') && cmd.includes(this.dir) ? pid : undefined;
+  }
+
+  /** Writes the exports and (re)starts the server; with no exports, stops it. */
+  async apply(exports: NfsExport[]): Promise<void> {
+    await this.stop();
+    if (!exports.length) return;
+    await mkdir(this.dir, { recursive: true });
+    const conf = join(this.dir, 'ganesha.conf');
+    await writeFile(conf, buildGaneshaConfig(exports));
+    const log = join(this.dir, 'ganesha.log');
+    await rm(log, { force: true });
+    try {
+      await this.exec.run('ganesha.nfsd', ['-f', conf, '-L', log, '-p', this.pidFile, '-N', 'NIV_EVENT'], { timeoutMs: 30_000 });
+    } catch (e) {
+      if (e instanceof KumoError && e.code === 'MISSING_DEPENDENCY') {
+        throw new KumoError('MISSING_DEPENDENCY', 'the NFS server nfs-ganesha is not installed', 'apt-get install nfs-ganesha nfs-ganesha-vfs');
+      }
+      throw e;
+    }
+    // ganesha forks into the background; it is up once port 2049 is bound (or it has died).
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      const text = await readFile(log, 'utf8').catch(() => '');
+      if (/NFS STARTUP/.test(text) && (await this.pid())) return;
+      if (/Cannot bind|Address already in use|FATAL|CRIT :.*(socket|bind)/i.test(text) || (Date.now() > deadline)) {
+        await this.stop();
+        const why = text.split('\n').filter((l) => /CRIT|FATAL|MAJ/.test(l)).slice(-2).join(' ').trim();
+        throw new KumoError('COMMAND_FAILED', `the NFS server did not start${why ? `: ${why}` : ''}`,
+          'is another NFS server using port 2049 on this host? (ss -ltnp | grep 2049)');
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  async stop(): Promise<void> {
+    const pid = await this.pid();
+    if (pid === undefined) return;
+    process.kill(pid, 'SIGTERM');
+    for (let i = 0; i < 50 && (await this.pid()) !== undefined; i++) await new Promise((r) => setTimeout(r, 100));
+    if ((await this.pid()) !== undefined) process.kill(pid, 'SIGKILL');
+    await rm(this.pidFile, { force: true });
+  }
+}
