@@ -61,6 +61,12 @@ export async function makeTestEnv(label: string): Promise<TestEnv> {
       for (const d of await virsh.listDomains().catch(() => [])) {
         if (d.name.startsWith(prefix)) await virsh.removeDomain(d.name).catch(() => undefined);
       }
+      // Guests of this run whose libvirtd is gone (a lab daemon killed by a test) are ended directly.
+      const ps = (await local.run('ps', ['-eo', 'pid=,args='])).stdout.split('\n');
+      for (const line of ps.filter((l) => l.includes(`guest=${prefix}`) && l.includes('qemu-system'))) {
+        const pid = Number(line.trim().split(/\s+/)[0]);
+        if (pid > 1) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone already */ } }
+      }
       for (const n of await virsh.listNetworks().catch(() => [])) {
         if (n.name.startsWith(prefix)) await virsh.removeNetwork(n.name).catch(() => undefined);
       }
