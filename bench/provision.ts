@@ -17,12 +17,13 @@ import { createServer } from 'node:net';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { once } from 'node:events';
-import { local, type RunOptions } from '../src/exec/exec.js';
+import { local } from '../src/exec/exec.js';
 import { buildNetworkXml } from '../src/drivers/libvirt/network-xml.js';
 import { Virsh } from '../src/drivers/libvirt/virsh.js';
 import { buildSeed, writeSeedIso } from '../src/drivers/image/seed.js';
 import { hashPassword } from '../src/model/password.js';
 import type { Image } from '../src/model/types.js';
+import { cleanup, freeSubnet, log, median, run, undo } from './common.js';
 
 // ---------------------------------------------------------------- options
 
@@ -82,12 +83,6 @@ function parseArgs(argv: string[]): Options {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const now = () => performance.now();
 const secs = (ms: number) => ms / 1000;
-const log = (msg: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
-
-async function run(cmd: string, args: string[], opts: RunOptions = {}): Promise<string> {
-  return (await local.run(cmd, args, { timeoutMs: 600_000, ...opts })).stdout;
-}
-
 /** Bytes really allocated on the host's disk (st_blocks), for a file or a whole folder. */
 async function allocatedBytes(path: string): Promise<number> {
   const s = await lstat(path);
@@ -153,40 +148,7 @@ async function freePort(): Promise<number> {
   return addr.port;
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-
 const mb = (b: number) => `${(b / 1e6).toFixed(b < 1e7 ? 2 : 0)} MB`;
-
-// ---------------------------------------------------------------- cleanup registry
-
-/** Undo steps, run last-in first-out by cleanup(); each one is allowed to fail on its own. */
-const undo: { what: string; fn: () => Promise<unknown> }[] = [];
-let cleanedUp: Promise<void> | undefined;
-
-function cleanup(): Promise<void> {
-  cleanedUp ??= (async () => {
-    while (undo.length) {
-      const step = undo.pop()!;
-      try {
-        await step.fn();
-      } catch (e) {
-        log(`cleanup: ${step.what} failed: ${(e as Error).message.split('\n')[0]}`);
-      }
-    }
-  })();
-  return cleanedUp;
-}
-
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-  process.once(sig, () => {
-    log(`${sig}: cleaning up`);
-    void cleanup().finally(() => process.exit(130));
-  });
-}
 
 // ---------------------------------------------------------------- the bench's own world
 
@@ -204,20 +166,6 @@ interface World {
   initrd: string;
   cmdline: string;
   passwordFile: string;
-}
-
-/** A /24 in 192.168.200-249 that no route and no libvirt network on this machine uses. */
-async function freeSubnet(virsh: Virsh): Promise<number> {
-  const used = new Set<number>();
-  const routes = await run('ip', ['-4', 'route', 'show']);
-  for (const m of routes.matchAll(/192\.168\.(\d+)\./g)) used.add(Number(m[1]));
-  for (const n of await virsh.listNetworks()) {
-    const xml = (await virsh.networkXml(n.name)) ?? '';
-    for (const m of xml.matchAll(/192\.168\.(\d+)\./g)) used.add(Number(m[1]));
-  }
-  const free = Array.from({ length: 50 }, (_, i) => 200 + i).filter((t) => !used.has(t));
-  if (!free.length) throw new Error('no free 192.168.2xx.0/24 subnet for the bench network');
-  return free[Math.floor(Math.random() * free.length)]!;
 }
 
 async function cli(w: Pick<World, 'cliEnv'>, args: string[], timeoutMs = 600_000): Promise<string> {
