@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import type { Context } from './context.js';
 import { withUndo } from './undo.js';
 import { buildNetworkXml, parseNetworkXml, type NetworkFacts, type NetworkMode, type NetworkSpec } from '../drivers/libvirt/network-xml.js';
+import type { NetworkListing } from '../drivers/libvirt/virsh.js';
 import { HostLinks, OvsBridges } from '../drivers/net/links.js';
 import { which } from '../drivers/host/which.js';
 import { virtXmlValidate } from '../drivers/libvirt/validate.js';
@@ -56,6 +57,9 @@ export interface NetworkView {
   instances: string[];
 }
 
+/** A network libvirt has, with what its XML says. */
+type KnownNetwork = NetworkListing & { facts: NetworkFacts };
+
 const BRIDGE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/;
 
 export class NetworkService {
@@ -68,13 +72,19 @@ export class NetworkService {
     this.ovs = new OvsBridges(ctx.exec);
   }
 
-  async list(): Promise<NetworkView[]> {
-    const listed = await this.virsh.listNetworks();
-    const views: NetworkView[] = [];
-    for (const n of listed) {
+  /** Every network libvirt has here, with what its XML says: read once per operation. */
+  private async readAll(): Promise<KnownNetwork[]> {
+    const out = [];
+    for (const n of await this.virsh.listNetworks()) {
       const xml = await this.virsh.networkXml(n.name);
-      views.push(this.view(n.name, xml ? parseNetworkXml(xml) : { mode: 'isolated' }, n));
+      out.push({ ...n, facts: xml ? parseNetworkXml(xml) : { mode: 'isolated' as const } });
     }
+    return out;
+  }
+
+  async list(): Promise<NetworkView[]> {
+    const listed = await this.readAll();
+    const views = listed.map((n) => this.view(n.name, n.facts, n));
     for (const b of Object.values(BUILTIN_NETWORKS)) {
       if (!listed.some((n) => n.name === b.name)) {
         views.push({ ...this.view(b.name, specFacts(b), { active: false, autostart: false, persistent: false }), builtinPending: true });
@@ -227,8 +237,9 @@ export class NetworkService {
       }
       dhcp = { start: formatIp(a), end: formatIp(b) };
     }
-    const bridge = req.bridge ?? (await this.freeBridgeName());
-    await this.checkFree(req.name, req.mode, bridge, subnet);
+    const listed = await this.readAll();
+    const bridge = req.bridge ?? (await this.freeBridgeName(listed));
+    await this.checkFree(req.name, req.mode, bridge, subnet, listed);
     return { name: req.name, mode: req.mode, bridge, ipv4: { address: formatIp(gateway), prefix: subnet.prefix, ...(dhcp ? { dhcp } : {}) } };
   }
 
@@ -256,20 +267,18 @@ export class NetworkService {
   }
 
   /** Refuses a name, bridge or subnet that another network (or the host) already has. */
-  private async checkFree(name: string, mode: NetworkMode, bridge: string | undefined, subnet: Subnet | undefined): Promise<void> {
-    const listed = await this.virsh.listNetworks();
+  private async checkFree(name: string, mode: NetworkMode, bridge: string | undefined, subnet: Subnet | undefined,
+    listed?: KnownNetwork[]): Promise<void> {
+    listed ??= await this.readAll();
     if (listed.some((n) => n.name === name)) {
       throw new KumoError('ALREADY_EXISTS', `network "${name}" already exists`, `pick another name, or delete it: kumo network delete ${name}`);
     }
-    for (const n of listed) {
-      const xml = await this.virsh.networkXml(n.name);
-      if (!xml) continue;
-      const f = parseNetworkXml(xml);
+    for (const { name: other, facts: f } of listed) {
       if (bridge && f.bridge === bridge) {
-        throw new KumoError('IN_USE', `bridge "${bridge}" is already used by network "${n.name}"`, 'pick another --bridge, or leave it out to get a free one');
+        throw new KumoError('IN_USE', `bridge "${bridge}" is already used by network "${other}"`, 'pick another --bridge, or leave it out to get a free one');
       }
       if (subnet && f.address && f.prefix && overlaps(subnet, subnetOf(f.address, f.prefix))) {
-        throw new KumoError('IN_USE', `${formatCidr(subnet)} overlaps network "${n.name}" (${formatCidr(subnetOf(f.address, f.prefix))})`, 'choose a subnet no other network uses');
+        throw new KumoError('IN_USE', `${formatCidr(subnet)} overlaps network "${other}" (${formatCidr(subnetOf(f.address, f.prefix))})`, 'choose a subnet no other network uses');
       }
     }
     if (mode === 'nat' || mode === 'isolated') {
@@ -284,13 +293,9 @@ export class NetworkService {
     }
   }
 
-  private async freeBridgeName(): Promise<string> {
+  private async freeBridgeName(listed: KnownNetwork[]): Promise<string> {
     const used = new Set((await this.links.list()).map((l) => l.name));
-    for (const n of await this.virsh.listNetworks()) {
-      const xml = await this.virsh.networkXml(n.name);
-      const b = xml && parseNetworkXml(xml).bridge;
-      if (b) used.add(b);
-    }
+    for (const n of listed) if (n.facts.bridge) used.add(n.facts.bridge);
     for (let i = 1; ; i++) if (!used.has(`virbr${i}`)) return `virbr${i}`;
   }
 

@@ -65,7 +65,7 @@ async function runUndo(ctx: Context, step: UndoStep): Promise<void> {
       await new DomainDevices(virshAt(ctx, step.uri)).detachDisk(step.domain, { file: step.file, target: step.target });
       return;
     case 'remove-network':
-      await (step.uri === ctx.virsh.uri ? ctx.virsh : new Virsh(step.uri, ctx.exec)).removeNetwork(step.name);
+      await virshAt(ctx, step.uri).removeNetwork(step.name);
       return;
     case 'remove-host-bridge':
       await (step.ovs ? new OvsBridges(ctx.exec) : new HostLinks(ctx.exec)).remove(step.bridge);
