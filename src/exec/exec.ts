@@ -71,9 +71,7 @@ export class LocalExecutor implements Executor {
         if (timedOut) {
           reject(new KumoError('TIMEOUT', `${command} ${args.join(' ')} did not finish within ${options.timeoutMs} ms`));
         } else if (result.code !== 0 && !options.allowFailure) {
-          const detail = (result.stderr || result.stdout).trim().split('\n').slice(-5).join('\n');
-          reject(new KumoError('COMMAND_FAILED',
-            `${command} ${args.join(' ')} failed (${signal ?? `exit ${result.code}`}): ${detail}`));
+          reject(commandFailed(command, args, result, signal ?? undefined));
         } else {
           resolve(result);
         }
@@ -83,3 +81,10 @@ export class LocalExecutor implements Executor {
 }
 
 export const local = new LocalExecutor();
+
+/** The error for a command that ran and failed: its last lines of output say why. */
+export function commandFailed(command: string, args: readonly string[], result: RunResult, signal?: string): KumoError {
+  const detail = (result.stderr || result.stdout).trim().split('\n').slice(-5).join('\n');
+  return new KumoError('COMMAND_FAILED', `${command} ${args.join(' ')} failed (${signal ?? `exit ${result.code}`}): ${detail}`);
+}
+

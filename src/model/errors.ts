@@ -10,6 +10,7 @@ export type ErrorCode =
   | 'MISSING_DEPENDENCY'
   | 'COMMAND_FAILED'
   | 'LIBVIRT_ERROR'
+  | 'HOST_UNREACHABLE'
   | 'NOT_INTERACTIVE'
   | 'CANCELLED'
   | 'TIMEOUT';

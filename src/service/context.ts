@@ -2,6 +2,7 @@ import { mkdirSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { defaultLibvirtUri, paths, type Paths } from '../config.js';
 import { type Executor, local } from '../exec/exec.js';
+import { executorFor } from '../exec/hosts.js';
 import { Virsh } from '../drivers/libvirt/virsh.js';
 import { QemuImg } from '../drivers/image/qemu-img.js';
 import { probeAccel, type AccelResult } from '../drivers/host/accel-probe.js';
@@ -38,6 +39,8 @@ export interface Context {
   hostName: string;
   /** The libvirt client for a registered host. */
   virshFor(host: string): Virsh;
+  /** Where commands on a registered host's own shell run (local, its namespace, ssh). */
+  shellOf(host: string): Executor;
   /** The libvirt client of the host an instance lives on (this machine's for unknown names). */
   virshOf(instance: string): Virsh;
   accel(): Promise<AccelResult>;
@@ -70,10 +73,15 @@ export function openContext(opts: ContextOptions = {}): Context {
   const settings = new SettingsRepo(db);
   if (!settings.get('hosts.initialized')) {
     if (!hosts.get(LOCAL_HOST) && !hosts.byUri(virsh.uri)) {
-      hosts.insert({ name: LOCAL_HOST, uri: virsh.uri, roles: ['hypervisor'], createdAt: new Date().toISOString() });
+      hosts.insert({ name: LOCAL_HOST, uri: virsh.uri, roles: ['hypervisor'], shell: { kind: 'local' }, createdAt: new Date().toISOString() });
     }
     settings.set('hosts.initialized', '1');
   }
+  const hostRecord = (host: string) => {
+    const record = hosts.get(host);
+    if (!record) throw new KumoError('NOT_FOUND', `host "${host}" is not registered`, 'see `kumo host list`; add it with `kumo host add NAME --uri URI`');
+    return record;
+  };
   return {
     paths: p,
     db,
@@ -93,12 +101,15 @@ export function openContext(opts: ContextOptions = {}): Context {
     virshFor(host: string): Virsh {
       let v = clients.get(host);
       if (!v) {
-        const record = hosts.get(host);
-        if (!record) throw new KumoError('NOT_FOUND', `host "${host}" is not registered`, 'see `kumo host list`; add it with `kumo host add NAME --uri URI`');
+        const record = hostRecord(host);
+        if (!record.uri) throw new KumoError('INVALID_INPUT', `host "${host}" has no libvirt (roles: ${record.roles.join(', ')})`, 'pick a hypervisor host: see `kumo host list`');
         v = record.uri === virsh.uri ? virsh : new Virsh(record.uri, exec);
         clients.set(host, v);
       }
       return v;
+    },
+    shellOf(host: string): Executor {
+      return host === LOCAL_HOST && !hosts.get(host) ? exec : executorFor(hostRecord(host).shell);
     },
     virshOf(instance: string): Virsh {
       const record = instanceRepo.get(instance);

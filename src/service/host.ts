@@ -4,6 +4,7 @@ import { which } from '../drivers/host/which.js';
 import { KumoError, invalid, notFound } from '../model/errors.js';
 import { checkName } from '../model/names.js';
 import { HOST_ROLES, type HostRecord, type HostRole } from '../store/hosts.js';
+import { describeShell, executorFor, shellForUri, type ShellSpec } from '../exec/hosts.js';
 
 /** The tools kumo drives, and the Debian package that brings each. */
 export const REQUIRED_TOOLS: Record<string, string> = {
@@ -43,9 +44,12 @@ export interface HostView extends HostRecord {
 
 export interface AddHostRequest {
   name: string;
-  uri: string;
+  /** Required for hypervisors; nodes without libvirt (storage, lb, edge) have none. */
+  uri?: string;
   migrationAddress?: string;
   roles?: HostRole[];
+  /** Default: what the URI implies (ssh for qemu+ssh://, else this machine). */
+  shell?: ShellSpec;
 }
 
 export class HostService {
@@ -81,24 +85,33 @@ export class HostService {
     return this.view(this.record(name));
   }
 
-  /** Registers a hypervisor (or another node); it must answer now. */
+  /** Registers a hypervisor (or another node); its libvirt and its shell must answer now. */
   async add(req: AddHostRequest): Promise<HostView> {
     checkName('host', req.name);
     if (this.ctx.hosts.get(req.name)) throw new KumoError('ALREADY_EXISTS', `host "${req.name}" is already registered`, 'pick another name, or remove it first');
-    if (!/^[a-z+]+:\/\/[^\s]*$/.test(req.uri)) {
-      throw invalid(`"${req.uri}" is not a libvirt URI`, 'e.g. qemu+ssh://root@kvm2/system, or qemu+unix:///system?socket=/path/libvirt-sock');
-    }
     const roles = req.roles?.length ? req.roles : ['hypervisor' as const];
     for (const r of roles) if (!HOST_ROLES.includes(r)) throw invalid(`unknown role "${r}"`, `roles: ${HOST_ROLES.join(', ')}`);
+    if (req.uri === undefined && roles.includes('hypervisor')) {
+      throw invalid(`hypervisor "${req.name}" needs its libvirt URI`, 'give --uri qemu+ssh://root@HOST/system (or --role storage|lb|edge for a node without libvirt)');
+    }
+    if (req.uri !== undefined && !/^[a-z+]+:\/\/[^\s]*$/.test(req.uri)) {
+      throw invalid(`"${req.uri}" is not a libvirt URI`, 'e.g. qemu+ssh://root@kvm2/system, or qemu+unix:///system?socket=/path/libvirt-sock');
+    }
     if (req.migrationAddress !== undefined && !/^[A-Za-z0-9.:-]+$/.test(req.migrationAddress)) {
       throw invalid(`migration address "${req.migrationAddress}" is not a host name or IP address`);
     }
-    const same = this.ctx.hosts.byUri(req.uri);
+    const same = req.uri === undefined ? undefined : this.ctx.hosts.byUri(req.uri);
     if (same) throw new KumoError('ALREADY_EXISTS', `${req.uri} is already registered as host "${same.name}"`);
-    const record: HostRecord = { name: req.name, uri: req.uri, roles, createdAt: new Date().toISOString(),
-      ...(req.migrationAddress ? { migrationAddress: req.migrationAddress } : {}) };
+    const shell = req.shell ?? (req.uri ? shellForUri(req.uri) : { kind: 'local' as const });
+    const answer = await executorFor(shell).run('true', [], { timeoutMs: 20_000 }).then(() => undefined, (e: unknown) => e);
+    if (answer !== undefined) {
+      throw new KumoError('HOST_UNREACHABLE', `host "${req.name}" does not answer on its shell (${describeShell(shell)}): ${answer instanceof Error ? answer.message : String(answer)}`,
+        shell.kind === 'ssh' ? 'check that key login works: ssh -o BatchMode=yes DEST true' : 'check that the network namespace exists (ip netns list)');
+    }
+    const record: HostRecord = { name: req.name, roles, shell, createdAt: new Date().toISOString(),
+      ...(req.uri ? { uri: req.uri } : {}), ...(req.migrationAddress ? { migrationAddress: req.migrationAddress } : {}) };
     this.ctx.hosts.insert(record);
-    if (!(await this.ctx.virshFor(req.name).ping())) {
+    if (req.uri && !(await this.ctx.virshFor(req.name).ping())) {
       this.ctx.hosts.delete(req.name);
       throw new KumoError('LIBVIRT_ERROR', `libvirt at ${req.uri} does not answer`, 'check the URI, that libvirtd runs there, and (for ssh) that key login works');
     }
@@ -142,9 +155,11 @@ export class HostService {
 
   private async view(h: HostRecord): Promise<HostView> {
     const mine = this.ctx.instances.list().filter((i) => i.host === h.name);
-    const node = await this.ctx.virshFor(h.name).nodeInfo().catch(() => undefined);
+    const node = h.uri ? await this.ctx.virshFor(h.name).nodeInfo().catch(() => undefined) : undefined;
+    const up = h.uri ? node !== undefined
+      : await executorFor(h.shell).run('true', [], { timeoutMs: 10_000 }).then(() => true, () => false);
     return {
-      ...h, up: node !== undefined,
+      ...h, up,
       ...(node ? { cpus: node.cpus, memoryMiB: node.memoryMiB } : {}),
       allocatedVcpus: mine.reduce((n, i) => n + i.vcpus, 0),
       allocatedMiB: mine.reduce((n, i) => n + i.ramMiB, 0),

@@ -81,6 +81,28 @@ const MIGRATIONS: string[] = [
      read_only INTEGER NOT NULL,
      created_at TEXT NOT NULL
    );`,
+  // Hosts get a shell (local, a network namespace, ssh) for commands on the host itself, and
+  // nodes without libvirt (storage, lb, edge) need no URI: the table is rebuilt to allow NULL.
+  `CREATE TABLE hosts_new (
+     name TEXT PRIMARY KEY,
+     uri TEXT UNIQUE,
+     migration_address TEXT,
+     roles TEXT NOT NULL,
+     shell TEXT NOT NULL DEFAULT '{"kind":"local"}',
+     created_at TEXT NOT NULL
+   );
+   INSERT INTO hosts_new (name, uri, migration_address, roles, created_at)
+     SELECT name, uri, migration_address, roles, created_at FROM hosts;
+   DROP TABLE hosts;
+   ALTER TABLE hosts_new RENAME TO hosts;
+   -- What kumo knows of a bridge-mode network's LAN, which libvirt does not serve: its subnet,
+   -- its gateway, and where the DHCP server kumo runs for it (the lab's) writes its leases.
+   CREATE TABLE network_subnets (
+     network TEXT PRIMARY KEY,
+     cidr TEXT NOT NULL,
+     gateway TEXT,
+     lease_file TEXT
+   );`,
 ];
 
 export type Db = Database.Database;

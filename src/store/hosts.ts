@@ -1,23 +1,26 @@
 import type { Db } from './db.js';
+import type { ShellSpec } from '../exec/hosts.js';
 
 export type HostRole = 'hypervisor' | 'storage' | 'lb' | 'edge';
 export const HOST_ROLES: HostRole[] = ['hypervisor', 'storage', 'lb', 'edge'];
 
 export interface HostRecord {
   name: string;
-  /** libvirt URI: qemu:///system, qemu+ssh://root@kvm2/system, or a unix socket in the lab. */
-  uri: string;
+  /** libvirt URI: qemu:///system, qemu+ssh://root@kvm2/system, or a unix socket in the lab; none for nodes without libvirt. */
+  uri?: string;
   /** Address other hypervisors send migration traffic to (tcp://ADDR:PORT is built from it). */
   migrationAddress?: string;
   roles: HostRole[];
+  /** How commands on the host itself run (qemu-img, bridges, nftables, its services). */
+  shell: ShellSpec;
   createdAt: string;
 }
 
-interface HostRow { name: string; uri: string; migration_address: string | null; roles: string; created_at: string }
+interface HostRow { name: string; uri: string | null; migration_address: string | null; roles: string; shell: string; created_at: string }
 
 const toHost = (r: HostRow): HostRecord => ({
-  name: r.name, uri: r.uri, ...(r.migration_address ? { migrationAddress: r.migration_address } : {}),
-  roles: JSON.parse(r.roles) as HostRole[], createdAt: r.created_at,
+  name: r.name, ...(r.uri ? { uri: r.uri } : {}), ...(r.migration_address ? { migrationAddress: r.migration_address } : {}),
+  roles: JSON.parse(r.roles) as HostRole[], shell: JSON.parse(r.shell) as ShellSpec, createdAt: r.created_at,
 });
 
 export class HostRepo {
@@ -38,8 +41,8 @@ export class HostRepo {
   }
 
   insert(h: HostRecord): void {
-    this.db.prepare('INSERT INTO hosts (name, uri, migration_address, roles, created_at) VALUES (?, ?, ?, ?, ?)')
-      .run(h.name, h.uri, h.migrationAddress ?? null, JSON.stringify(h.roles), h.createdAt);
+    this.db.prepare('INSERT INTO hosts (name, uri, migration_address, roles, shell, created_at) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(h.name, h.uri ?? null, h.migrationAddress ?? null, JSON.stringify(h.roles), JSON.stringify(h.shell), h.createdAt);
   }
 
   delete(name: string): void {

@@ -6,6 +6,15 @@ import { InstanceService } from '../../service/instances.js';
 import { table, ramText } from '../render.js';
 import { KumoError } from '../../model/errors.js';
 import type { HostRole } from '../../store/hosts.js';
+import { describeShell, type ShellSpec } from '../../exec/hosts.js';
+
+function shellOption(o: { ssh?: string; sshKey?: string; netns?: string }): ShellSpec | undefined {
+  if (o.ssh && o.netns) throw new KumoError('INVALID_INPUT', 'give either --ssh or --netns, not both');
+  if (o.netns) return { kind: 'netns', netns: o.netns };
+  if (!o.ssh) return undefined;
+  const m = /^(.*?)(?::(\d+))?$/.exec(o.ssh)!;
+  return { kind: 'ssh', destination: m[1]!, ...(m[2] ? { port: Number(m[2]) } : {}), ...(o.sshKey ? { identity: o.sshKey } : {}) };
+}
 
 export function hostCommand(): Command {
   const cmd = new Command('host').description('the hypervisor hosts kumo manages');
@@ -25,14 +34,18 @@ export function hostCommand(): Command {
       row('missing', i.missing.length ? i.missing.map((m) => `${m.tool} (apt-get install ${m.package})`).join(', ') : 'nothing');
     });
 
-  cmd.command('add').argument('<name>').description('register a hypervisor (or another node) by its libvirt URI')
-    .requiredOption('--uri <uri>', 'qemu+ssh://root@kvm2/system, or qemu+unix:///system?socket=PATH')
+  cmd.command('add').argument('<name>').description('register a hypervisor by its libvirt URI (or a storage/lb/edge node by its shell)')
+    .option('--uri <uri>', 'qemu+ssh://root@kvm2/system, or qemu+unix:///system?socket=PATH (hypervisors)')
     .option('--migration-address <addr>', 'address other hypervisors send migration traffic to')
     .option('--role <role>', 'hypervisor (default), storage, lb, edge (repeatable)', (v: string, all: string[]) => [...all, v], [] as string[])
-    .action(async (name: string, o: { uri: string; migrationAddress?: string; role: string[] }) => {
-      const h = await new HostService(await context()).add({ name, uri: o.uri, roles: o.role as HostRole[],
-        ...(o.migrationAddress ? { migrationAddress: o.migrationAddress } : {}) });
-      console.log(`host ${h.name} added (${h.cpus} CPUs, ${ramText(h.memoryMiB ?? 0)})`);
+    .option('--ssh <user@host[:port]>', 'run commands on the host over ssh (default for qemu+ssh:// URIs)')
+    .option('--ssh-key <file>', 'private key for --ssh')
+    .option('--netns <name>', 'the host is a network namespace of this machine (the lab)')
+    .action(async (name: string, o: { uri?: string; migrationAddress?: string; role: string[]; ssh?: string; sshKey?: string; netns?: string }) => {
+      const h = await new HostService(await context()).add({ name, roles: o.role as HostRole[],
+        ...(o.uri ? { uri: o.uri } : {}), ...(o.migrationAddress ? { migrationAddress: o.migrationAddress } : {}),
+        ...(shellOption(o) ? { shell: shellOption(o)! } : {}) });
+      console.log(h.uri ? `host ${h.name} added (${h.cpus} CPUs, ${ramText(h.memoryMiB ?? 0)})` : `host ${h.name} added (${h.roles.join(', ')})`);
     });
 
   cmd.command('list').description('hosts with capacity, what kumo gave out, and whether they answer').option('--json', 'machine-readable output')
@@ -41,14 +54,14 @@ export function hostCommand(): Command {
       if (o.json) return console.log(json(hosts));
       console.log(table(['Name', 'State', 'Roles', 'CPUs', 'Memory', 'Allocated', 'Instances', 'URI'],
         hosts.map((h) => [h.name, h.up ? 'up' : 'DOWN', h.roles.join(','), h.cpus, h.memoryMiB ? ramText(h.memoryMiB) : undefined,
-          `${h.allocatedVcpus} vCPU / ${ramText(h.allocatedMiB)}`, h.instances, h.uri])));
+          h.uri ? `${h.allocatedVcpus} vCPU / ${ramText(h.allocatedMiB)}` : undefined, h.uri ? h.instances : undefined, h.uri ?? describeShell(h.shell)])));
     });
 
   cmd.command('show').argument('<name>').option('--json', 'machine-readable output')
     .action(async (name: string, o: { json?: boolean }) => {
       const h = await new HostService(await context()).get(name);
       if (o.json) return console.log(json(h));
-      for (const [k, v] of Object.entries(h)) console.log(`${k.padEnd(18)} ${Array.isArray(v) ? v.join(', ') : String(v)}`);
+      for (const [k, v] of Object.entries({ ...h, shell: describeShell(h.shell) })) console.log(`${k.padEnd(18)} ${Array.isArray(v) ? v.join(', ') : String(v)}`);
     });
 
   cmd.command('remove').argument('<name>').description('forget a host that has no instances').action(async (name: string) => {
