@@ -30,17 +30,18 @@ export async function launch(ctx: Context, req: CreateRequest, opts: LaunchOptio
   const steps: Record<string, string> = { disk: 'creating disks', seed: 'writing the cloud-init seed', define: 'defining the domain', start: 'starting' };
   const inst = await svc.create(req, (s) => say(`  ${steps[s] ?? s}...`));
   console.log(opts.messages.created(inst.name));
-  if (inst.vnc) console.log(opts.messages.vnc(inst.vnc));
+  if (inst.vnc) console.log(opts.messages.vnc(inst.vncNetns ? `${inst.vnc} (network namespace ${inst.vncNetns})` : inst.vnc));
   let mode = opts.console;
   if (mode === 'auto') mode = process.stdin.isTTY && process.stdout.isTTY ? 'vnc' : 'none';
   if (mode === 'vnc' && inst.vnc) {
-    const viewer = openVncViewer(inst.vnc);
+    // A viewer on this machine cannot reach a VNC port inside a lab node's namespace.
+    const viewer = inst.vncNetns ? undefined : openVncViewer(inst.vnc);
     if (viewer) console.log(opts.messages.viewer(viewer));
     else if (opts.console === 'auto' || !process.stdin.isTTY) mode = process.stdin.isTTY ? 'serial' : 'none';
   }
   if (mode === 'serial') {
     console.log(opts.messages.detach);
-    await attachSerialConsole(ctx.virsh.uri, inst.name);
+    await attachSerialConsole(ctx.virshOf(inst.name).uri, inst.name);
   }
   if (opts.wait) {
     say(`  waiting for ${inst.name} to answer on port ${HTTP_PORT}...`);

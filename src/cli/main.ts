@@ -10,6 +10,7 @@ import { volumeCommand } from './commands/volume.js';
 import { networkCommand } from './commands/network.js';
 import { shareCommand } from './commands/share.js';
 import { snapshotCommand } from './commands/snapshot.js';
+import { labCommand } from './commands/lab.js';
 import { runWizard } from './wizard.js';
 import { parseConsoleMode } from './launch.js';
 import { KumoError, type ErrorCode } from '../model/errors.js';
@@ -40,6 +41,7 @@ program.addCommand(shareCommand());
 program.addCommand(snapshotCommand());
 program.addCommand(volumeCommand());
 program.addCommand(configCommand());
+program.addCommand(labCommand());
 
 /** Every command reports usage errors by throwing (exit code 2 below), not by exiting on its own. */
 function throwOnUsageErrors(cmd: Command): void {

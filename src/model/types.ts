@@ -59,6 +59,8 @@ export interface Instance extends InstanceSpec {
   state: RuntimeState;
   nics: NicInfo[];
   vnc?: string;
+  /** The network namespace that VNC address is in (a lab hypervisor's), if not this machine's own. */
+  vncNetns?: string;
   createdAt: string;
   /** kumo volumes attached to it, with the guest device each appears as. */
   volumes: { name: string; device: string; sizeGiB: number }[];

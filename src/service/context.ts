@@ -14,6 +14,7 @@ import { VolumeRepo } from '../store/volumes.js';
 import { NetworkBridgeRepo } from '../store/network-bridges.js';
 import { HostRepo } from '../store/hosts.js';
 import { ShareRepo } from '../store/shares.js';
+import { NetworkSubnetRepo } from '../store/network-subnets.js';
 import { KumoError } from '../model/errors.js';
 
 /**
@@ -33,6 +34,7 @@ export interface Context {
   settings: SettingsRepo;
   volumes: VolumeRepo;
   networkBridges: NetworkBridgeRepo;
+  networkSubnets: NetworkSubnetRepo;
   hosts: HostRepo;
   shares: ShareRepo;
   /** The name of this machine's own libvirt among the hosts. */
@@ -95,6 +97,7 @@ export function openContext(opts: ContextOptions = {}): Context {
     settings,
     volumes: new VolumeRepo(db),
     networkBridges: new NetworkBridgeRepo(db),
+    networkSubnets: new NetworkSubnetRepo(db),
     hosts,
     shares: new ShareRepo(db),
     hostName: LOCAL_HOST,

@@ -13,6 +13,7 @@ import { buildDomainXml, parseDomainXml } from '../drivers/libvirt/domain-xml.js
 import { migrateLive, type MigrateResult } from '../drivers/libvirt/migrate.js';
 import { buildSeed, parseUserData, writeSeedIso } from '../drivers/image/seed.js';
 import { httpGet } from '../drivers/host/http-probe.js';
+import { parseDnsmasqLeases } from '../drivers/net/dnsmasq.js';
 import { KumoError, invalid, notFound } from '../model/errors.js';
 import { checkName } from '../model/names.js';
 import { checkSize } from '../model/sizes.js';
@@ -97,7 +98,9 @@ export class InstanceService {
       throw invalid('no way to log in: give a root password or an ssh key',
         'pass --password-file FILE, --password TEXT or --ssh-key ~/.ssh/id_ed25519.pub');
     }
-    const networks = req.networks?.length ? req.networks : ['default'];
+    // The site's default (the lab sets its instance segments), else the course's NAT network.
+    const siteDefault = (this.ctx.settings.get('instance.networks') ?? '').split(',').filter(Boolean);
+    const networks = req.networks?.length ? req.networks : siteDefault.length ? siteDefault : ['default'];
     for (const n of networks) checkName('network', n);
     if (this.ctx.instances.get(req.name)) {
       throw new KumoError('ALREADY_EXISTS', `instance "${req.name}" already exists`, `pick another name, or delete it: kumo instance delete ${req.name}`);
@@ -210,6 +213,8 @@ export class InstanceService {
       if (facts?.uuid && facts.uuid !== r.uuid) inst.drift.push(`libvirt's domain has uuid ${facts.uuid}, kumo made ${r.uuid}: it was replaced behind kumo's back`);
       if (facts?.vncPort) inst.vnc = `127.0.0.1:${facts.vncPort}`;
     }
+    const shell = this.ctx.hosts.get(r.host)?.shell;
+    if (inst.vnc && shell?.kind === 'netns') inst.vncNetns = shell.netns;
     return inst;
   }
 
@@ -322,10 +327,18 @@ export class InstanceService {
       sourceUri: this.ctx.virshFor(r.host).uri, domain: name, destUri: v.uri,
       migrateUri: `tcp://${dest.migrationAddress ?? '127.0.0.1'}`,
       // Client-driven (not p2p): virsh reaches both daemons by the URIs kumo has for them.
-      p2p: false, unsafe: opts.unsafe ?? false, timeoutMs: opts.timeoutMs ?? 300_000,
+      p2p: false, unsafe: opts.unsafe ?? this.sameFilesystem(r.host, to), timeoutMs: opts.timeoutMs ?? 300_000,
     }, this.ctx.exec);
     this.ctx.instances.updateHost(name, to);
     return { ...result, from: r.host, to };
+  }
+
+  /**
+   * Hypervisors on this very machine (its own libvirt, lab namespaces) open the same disk
+   * files: libvirt's shared-storage check, meant for caches on separate machines, does not apply.
+   */
+  private sameFilesystem(a: string, b: string): boolean {
+    return [a, b].every((h) => ['local', 'netns'].includes(this.ctx.hosts.get(h)?.shell.kind ?? ''));
   }
 
   /** Live-migrates every running instance off a host (maintenance), a few at a time. */
@@ -337,7 +350,7 @@ export class InstanceService {
       for (let r = queue.shift(); r; r = queue.shift()) {
         try {
           const to = await this.hostsSvc.place(r.vcpus, r.ramMiB, [host]);
-          const m = await this.migrate(r.name, to, { unsafe: opts.unsafe ?? false });
+          const m = await this.migrate(r.name, to, opts.unsafe !== undefined ? { unsafe: opts.unsafe } : {});
           results.push({ name: r.name, to, ...(m.downtimeMs !== undefined ? { downtimeMs: m.downtimeMs } : {}) });
         } catch (e) {
           results.push({ name: r.name, error: (e as Error).message });
@@ -358,11 +371,22 @@ export class InstanceService {
         `see its console log: ${this.consoleLog(name)}`);
       ip = inst.nics.find((n) => n.ipv4)?.ipv4;
       if (ip && !needHttp) return { ip, http: false };
-      if (ip && (await httpGet(`http://${ip}:${HTTP_PORT}/`, 2_000)) !== undefined) return { ip, http: true };
+      if (ip && (await this.httpFromHost(inst.host, `http://${ip}:${HTTP_PORT}/`)) !== undefined) return { ip, http: true };
       await sleep(1_000);
     }
     throw new KumoError('TIMEOUT', `instance "${name}" did not ${ip ? `answer on ${ip}:${HTTP_PORT}` : 'get a DHCP lease'} within ${Math.round(timeoutMs / 1000)} s`,
       `see its console log: ${this.consoleLog(name)}`);
+  }
+
+  /**
+   * One GET from the instance's hypervisor, which reaches its guests' networks (this machine
+   * may not: a lab node's namespace, a remote host's bridge).
+   */
+  private async httpFromHost(host: string, url: string): Promise<string | undefined> {
+    const shell = this.ctx.hosts.get(host)?.shell;
+    if (!shell || shell.kind === 'local') return httpGet(url, 2_000);
+    const r = await this.ctx.shellOf(host).run('curl', ['-sf', '--max-time', '2', url], { allowFailure: true, timeoutMs: 20_000 }).catch(() => undefined);
+    return r?.code === 0 ? r.stdout : undefined;
   }
 
   consoleLog(name: string): string {
@@ -398,6 +422,14 @@ export class InstanceService {
   private async leases(records: InstanceRecord[]): Promise<Map<string, string>> {
     const byMac = new Map<string, string>();
     const networks = new Set(records.flatMap((r) => r.nics.map((n) => n.network)));
+    // LANs whose DHCP server kumo runs outside libvirt (the lab's segments) have a lease file.
+    for (const net of [...networks]) {
+      const leaseFile = this.ctx.networkSubnets.get(net)?.leaseFile;
+      if (!leaseFile) continue;
+      networks.delete(net);
+      for (const l of parseDnsmasqLeases(await readFile(leaseFile, 'utf8').catch(() => ''))) byMac.set(l.mac, l.ipv4);
+    }
+    if (!networks.size) return byMac;
     const hosts = new Set([...records.map((r) => r.host), ...this.ctx.hosts.list().map((h) => h.name)]);
     for (const host of hosts) {
       let v;

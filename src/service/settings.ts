@@ -7,6 +7,7 @@ export const SETTINGS = {
   'wizard.bridge': { default: '', help: 'libvirt network (mode bridge) behind the wizard\'s "1. Bridge" choice, e.g. br0' },
   'wizard.nat': { default: 'default', help: 'libvirt network behind the wizard\'s "2. NAT(default)" choice' },
   'wizard.isolated': { default: 'testnet', help: 'libvirt network behind the wizard\'s "3. isolated(testnet)" choice' },
+  'instance.networks': { default: '', help: 'networks (comma-separated) of an instance created without --network; empty: default. `kumo lab up` sets its instance segments' },
 } as const;
 
 export type SettingKey = keyof typeof SETTINGS;
@@ -26,7 +27,7 @@ export class SettingsService {
 
   set(key: string, value: string): void {
     const k = this.check(key);
-    if (value !== '') checkName('network', value);
+    for (const n of value.split(',').filter(Boolean)) checkName('network', n);
     this.ctx.settings.set(k, value);
   }
 

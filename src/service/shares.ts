@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { Context } from './context.js';
 import { NetworkService } from './networks.js';
@@ -7,21 +7,31 @@ import { GaneshaServer } from '../drivers/services/nfs-ganesha.js';
 import { KumoError, invalid, notFound } from '../model/errors.js';
 import { checkName } from '../model/names.js';
 import type { ShareRecord } from '../store/shares.js';
+import { HostLinks } from '../drivers/net/links.js';
+import { contains, parseCidr, parseIp } from '../model/ipv4.js';
 
 export interface ShareView extends ShareRecord {
+  /** The storage host that serves it (none: this machine). */
+  server?: string;
   /** What an instance on each allowed network mounts. */
   mounts: { network: string; source: string; command: string }[];
 }
 
 /**
- * Shared folders (the course's index.html on the storage node) served over NFSv4.1 by this
- * host's nfs-ganesha, mountable only from the instance networks each share names.
+ * Shared folders (the course's index.html on the storage node) served over NFSv4.1 by the
+ * storage host's nfs-ganesha (the first host with the storage role; this machine if there is
+ * none), mountable only from the instance networks each share names. The folders live under
+ * KUMO_HOME, which the storage node sees at the same path (the lab: one filesystem).
  */
 export class ShareService {
+  private readonly serverHost: string | undefined;
   private readonly server: GaneshaServer;
 
   constructor(private readonly ctx: Context) {
-    this.server = new GaneshaServer(join(ctx.paths.home, 'nfs'), ctx.exec);
+    this.serverHost = ctx.hosts.list().find((h) => h.roles.includes('storage'))?.name;
+    this.server = this.serverHost
+      ? new GaneshaServer(join(ctx.paths.home, 'nfs', this.serverHost), ctx.shellOf(this.serverHost))
+      : new GaneshaServer(join(ctx.paths.home, 'nfs'), ctx.exec);
   }
 
   async list(): Promise<ShareView[]> {
@@ -62,6 +72,21 @@ export class ShareService {
     await this.apply();
   }
 
+  /**
+   * Stops serving every share and forgets them, with the folders kumo made for them and the
+   * server's own files (the storage node goes away: kumo lab down). Folders given with --path stay.
+   */
+  async removeAll(): Promise<string[]> {
+    const shares = this.ctx.shares.list();
+    await this.server.stop();
+    for (const s of shares) {
+      if (s.path === join(this.ctx.paths.home, 'shares', s.name)) await rm(s.path, { recursive: true, force: true });
+      this.ctx.shares.delete(s.name);
+    }
+    await this.server.removeFiles();
+    return shares.map((s) => s.name);
+  }
+
   /** Rewrites the server's exports from the store: the store is the intent. */
   private async apply(): Promise<void> {
     const shares = this.ctx.shares.list();
@@ -74,6 +99,8 @@ export class ShareService {
   }
 
   private async networkCidr(network: string): Promise<string> {
+    const known = this.ctx.networkSubnets.get(network);
+    if (known) return known.cidr;
     const n = await new NetworkService(this.ctx).get(network);
     if (!n.cidr) throw invalid(`network "${network}" has no subnet kumo knows (mode ${n.mode})`, 'give a nat or isolated network');
     return n.cidr;
@@ -82,11 +109,19 @@ export class ShareService {
   private async view(s: ShareRecord): Promise<ShareView> {
     const mounts = [];
     for (const network of s.networks) {
-      const n = await new NetworkService(this.ctx).get(network).catch(() => undefined);
-      if (!n?.gateway) continue;
-      const source = `${n.gateway}:/${s.name}`;
-      mounts.push({ network, source, command: `mount -t nfs4 -o vers=4.1,addr=${n.gateway} ${source} /mnt` });
+      const server = await this.serverAddress(network).catch(() => undefined);
+      if (!server) continue;
+      const source = `${server}:/${s.name}`;
+      mounts.push({ network, source, command: `mount -t nfs4 -o vers=4.1,addr=${server} ${source} /mnt` });
     }
-    return { ...s, mounts };
+    return { ...s, ...(this.serverHost ? { server: this.serverHost } : {}), mounts };
+  }
+
+  /** The storage host's address on a network: what instances there mount from. */
+  private async serverAddress(network: string): Promise<string | undefined> {
+    if (!this.serverHost) return (await new NetworkService(this.ctx).get(network)).gateway;
+    const net = parseCidr(await this.networkCidr(network));
+    const addresses = await new HostLinks(this.ctx.shellOf(this.serverHost)).addresses();
+    return addresses.find((a) => contains(net, parseIp(a.address)))?.address;
   }
 }

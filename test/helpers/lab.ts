@@ -1,4 +1,6 @@
 import { createServer } from 'node:net';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
 import { readdir, readFile, readlink } from 'node:fs/promises';
 import { local } from '../../src/exec/exec.js';
 
@@ -86,4 +88,20 @@ export async function mountsMentioning(needle: string): Promise<string[]> {
     for (const l of info.split('\n')) if (l.includes(needle)) found.add(`${ns} ${l}`);
   }
   return [...found];
+}
+
+/** pollHttp run inside a network namespace (a lab node reaching its own networks). */
+export function pollHttpInNetns(netns: string, url: string, intervalMs = 100) {
+  const child = spawn('nsenter', [`--net=/run/netns/${netns}`, '--', process.execPath, join(import.meta.dirname, 'poll-main.js'), url, String(intervalMs)],
+    { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (b: Buffer) => { out += b.toString(); });
+  const exited = new Promise<void>((resolve) => child.on('close', () => resolve()));
+  return {
+    async stop(): Promise<PollStats> {
+      child.kill('SIGTERM');
+      await exited;
+      return JSON.parse(out) as PollStats;
+    },
+  };
 }

@@ -71,9 +71,9 @@ export function hostCommand(): Command {
 
   cmd.command('evacuate').argument('<name>').description('live-migrate every instance off a host (for maintenance)')
     .option('--parallel <n>', 'migrations at once', '2')
-    .option('--unsafe', 'skip libvirt\'s shared-storage check (the one-machine lab only)')
+    .option('--unsafe', 'skip libvirt\'s shared-storage check (automatic between hypervisors on this machine)')
     .action(async (name: string, o: { parallel: string; unsafe?: boolean }) => {
-      const results = await new InstanceService(await context()).evacuate(name, { parallel: Number(o.parallel) || 2, unsafe: o.unsafe ?? false });
+      const results = await new InstanceService(await context()).evacuate(name, { parallel: Number(o.parallel) || 2, ...(o.unsafe ? { unsafe: true } : {}) });
       for (const r of results) console.log(r.error ? `${r.name}: NOT moved: ${r.error}` : `${r.name} -> ${r.to} (downtime ${r.downtimeMs ?? '?'} ms)`);
       if (results.some((r) => r.error)) throw new KumoError('COMMAND_FAILED', `some instances are still on ${name}`, 'see the lines above');
     });

@@ -178,14 +178,14 @@ export function instanceCommand(): Command {
       if (inst.state !== 'running') throw invalid(`instance "${name}" is ${inst.state}`, `start it: kumo instance start ${name}`);
       if (!process.stdin.isTTY) throw new KumoError('NOT_INTERACTIVE', 'the serial console needs a terminal', `read the log instead: kumo instance console ${name} --log`);
       say(en.launch.detach);
-      process.exitCode = await attachSerialConsole(ctx.virsh.uri, name);
+      process.exitCode = await attachSerialConsole(ctx.virshOf(name).uri, name);
     });
 
   cmd.command('migrate').argument('<name>').description('live-migrate a running instance to another host')
     .requiredOption('--to <host>', 'destination host (kumo host list)')
-    .option('--unsafe', 'skip libvirt\'s shared-storage check (the one-machine lab only)')
+    .option('--unsafe', 'skip libvirt\'s shared-storage check (automatic between hypervisors on this machine)')
     .action(async (name: string, o: { to: string; unsafe?: boolean }) => {
-      const r = await new InstanceService(await context()).migrate(name, o.to, { unsafe: o.unsafe ?? false });
+      const r = await new InstanceService(await context()).migrate(name, o.to, o.unsafe ? { unsafe: true } : {});
       console.log(`migrated ${name} ${r.from} -> ${r.to} in ${(r.durationMs / 1000).toFixed(1)} s (downtime ${r.downtimeMs ?? '?'} ms)`);
     });
 

@@ -169,8 +169,8 @@ export async function startLibvirtd(opts: LibvirtdOptions, exec: Executor = loca
 }
 
 /**
- * Starts libvirtd again after it died, in the namespace its virtlogd (and guests) still live
- * in: the private state is kept, so libvirtd reconnects to the running guests, as a real
+ * Starts libvirtd again after it died, in the namespaces (mount, UTS, network) its virtlogd
+ * (and guests) still live in: the private state is kept, so libvirtd reconnects to the running guests, as a real
  * hypervisor's libvirtd does after a crash.
  */
 export async function restartLibvirtd(stateDir: string, exec: Executor = local, readyTimeoutMs = 30_000): Promise<void> {
@@ -182,7 +182,7 @@ export async function restartLibvirtd(stateDir: string, exec: Executor = local, 
   }
   const ns = `/proc/${running.virtlogd}/ns`;
   await rm(join(stateDir, 'libvirtd.pid'), { force: true });
-  await exec.run('nsenter', [`--mount=${ns}/mnt`, `--uts=${ns}/uts`, '--', 'libvirtd', '-d', '-p', join(stateDir, 'libvirtd.pid')], { timeoutMs: 60_000 });
+  await exec.run('nsenter', [`--mount=${ns}/mnt`, `--uts=${ns}/uts`, `--net=${ns}/net`, '--', 'libvirtd', '-d', '-p', join(stateDir, 'libvirtd.pid')], { timeoutMs: 60_000 });
   const deadline = Date.now() + readyTimeoutMs;
   while ((await exec.run('virsh', ['-q', '-c', libvirtdUri(stateDir), 'uri'], { allowFailure: true, timeoutMs: 10_000 }).catch(() => undefined))?.code !== 0) {
     if (Date.now() > deadline) throw new KumoError('TIMEOUT', `the restarted libvirtd in ${stateDir} did not answer`);

@@ -1,6 +1,6 @@
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Executor, local } from '../../exec/exec.js';
+import { readHostFile, writeHostFile } from '../../exec/files.js';
 import { KumoError, invalid } from '../../model/errors.js';
 
 /**
@@ -50,16 +50,20 @@ ${blocks.join('\n')}
 `;
 }
 
-/** One ganesha per storage host, with its config, log and pid file in a folder of kumo's. */
+/**
+ * One ganesha per storage host, with its config, log and pid file in a folder of kumo's on
+ * that host. Files and processes are reached through the host's executor (a lab namespace,
+ * or ssh to a real storage node), never assumed to be on this machine.
+ */
 export class GaneshaServer {
   constructor(private readonly dir: string, private readonly exec: Executor = local) {}
 
   private get pidFile() { return join(this.dir, 'ganesha.pid'); }
 
   async pid(): Promise<number | undefined> {
-    const pid = Number((await readFile(this.pidFile, 'utf8').catch(() => '')).trim());
+    const pid = Number((await readHostFile(this.exec, this.pidFile))?.trim());
     if (!Number.isInteger(pid) || pid <= 1) return undefined;
-    const cmd = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    const cmd = (await readHostFile(this.exec, `/proc/${pid}/cmdline`)) ?? '';
     return cmd.includes('ganesha.nfsd') && cmd.includes(this.dir) ? pid : undefined;
   }
 
@@ -67,23 +71,22 @@ export class GaneshaServer {
   async apply(exports: NfsExport[]): Promise<void> {
     await this.stop();
     if (!exports.length) return;
-    await mkdir(this.dir, { recursive: true });
     const conf = join(this.dir, 'ganesha.conf');
-    await writeFile(conf, buildGaneshaConfig(exports));
+    await writeHostFile(this.exec, conf, buildGaneshaConfig(exports));
     const log = join(this.dir, 'ganesha.log');
-    await rm(log, { force: true });
+    await this.exec.run('rm', ['-f', '--', log]);
     try {
       await this.exec.run('ganesha.nfsd', ['-f', conf, '-L', log, '-p', this.pidFile, '-N', 'NIV_EVENT'], { timeoutMs: 30_000 });
     } catch (e) {
       if (e instanceof KumoError && e.code === 'MISSING_DEPENDENCY') {
-        throw new KumoError('MISSING_DEPENDENCY', 'the NFS server nfs-ganesha is not installed', 'apt-get install nfs-ganesha nfs-ganesha-vfs');
+        throw new KumoError('MISSING_DEPENDENCY', `the NFS server nfs-ganesha is not installed (${this.exec.description})`, 'apt-get install nfs-ganesha nfs-ganesha-vfs');
       }
       throw e;
     }
     // ganesha forks into the background; it is up once port 2049 is bound (or it has died).
     const deadline = Date.now() + 15_000;
     for (;;) {
-      const text = await readFile(log, 'utf8').catch(() => '');
+      const text = (await readHostFile(this.exec, log)) ?? '';
       if (/NFS STARTUP/.test(text) && (await this.pid())) return;
       if (/Cannot bind|Address already in use|FATAL|CRIT :.*(socket|bind)/i.test(text) || (Date.now() > deadline)) {
         await this.stop();
@@ -91,16 +94,24 @@ export class GaneshaServer {
         throw new KumoError('COMMAND_FAILED', `the NFS server did not start${why ? `: ${why}` : ''}`,
           'is another NFS server using port 2049 on this host? (ss -ltnp | grep 2049)');
       }
-      await new Promise((r) => setTimeout(r, 200));
+      await sleep(200);
     }
   }
 
   async stop(): Promise<void> {
     const pid = await this.pid();
     if (pid === undefined) return;
-    process.kill(pid, 'SIGTERM');
-    for (let i = 0; i < 50 && (await this.pid()) !== undefined; i++) await new Promise((r) => setTimeout(r, 100));
-    if ((await this.pid()) !== undefined) process.kill(pid, 'SIGKILL');
-    await rm(this.pidFile, { force: true });
+    await this.exec.run('kill', [String(pid)], { allowFailure: true });
+    for (let i = 0; i < 50 && (await this.pid()) !== undefined; i++) await sleep(100);
+    if ((await this.pid()) !== undefined) await this.exec.run('kill', ['-9', String(pid)], { allowFailure: true });
+    await this.exec.run('rm', ['-f', '--', this.pidFile]);
+  }
+
+  /** Its folder (config, log), once it is stopped. */
+  async removeFiles(): Promise<void> {
+    await this.stop();
+    await this.exec.run('rm', ['-rf', '--', this.dir]);
   }
 }
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

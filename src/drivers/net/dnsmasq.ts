@@ -1,0 +1,67 @@
+import { type Executor, local } from '../../exec/exec.js';
+import { readHostFile } from '../../exec/files.js';
+import { KumoError } from '../../model/errors.js';
+
+export interface DhcpServerSpec {
+  /** The link it serves (a bridge, in the executor's namespace). */
+  link: string;
+  rangeStart: string;
+  rangeEnd: string;
+  /** Files of this server: DIR/NAME.pid, DIR/NAME.leases */
+  dir: string;
+  name: string;
+}
+
+export interface DhcpLeaseEntry {
+  mac: string;
+  ipv4: string;
+  hostname?: string;
+}
+
+/**
+ * A DHCP-only dnsmasq for a LAN libvirt does not serve (the lab's backend and storage
+ * segments): no DNS (port 0), no router option (the segment has no gateway of its own), no
+ * ping before offering (it costs guests seconds), leases in a file kumo reads.
+ */
+export class DhcpServer {
+  constructor(private readonly spec: DhcpServerSpec, private readonly exec: Executor = local) {}
+
+  get pidFile(): string { return `${this.spec.dir}/${this.spec.name}.pid`; }
+  get leaseFile(): string { return `${this.spec.dir}/${this.spec.name}.leases`; }
+
+  async pid(): Promise<number | undefined> {
+    const pid = Number((await readHostFile(this.exec, this.pidFile))?.trim());
+    if (!Number.isInteger(pid) || pid <= 1) return undefined;
+    const cmd = await readHostFile(this.exec, `/proc/${pid}/cmdline`);
+    return cmd?.includes('dnsmasq') && cmd.includes(this.pidFile) ? pid : undefined;
+  }
+
+  /** Starts it unless it runs already. */
+  async ensure(): Promise<void> {
+    if ((await this.pid()) !== undefined) return;
+    const s = this.spec;
+    await this.exec.run('dnsmasq', [
+      '--conf-file=/dev/null', `--pid-file=${this.pidFile}`, `--dhcp-leasefile=${this.leaseFile}`,
+      `--interface=${s.link}`, '--bind-interfaces', '--except-interface=lo', '--port=0',
+      `--dhcp-range=${s.rangeStart},${s.rangeEnd},12h`, '--dhcp-option=3', '--dhcp-option=6',
+      '--dhcp-authoritative', '--no-ping', '--user=root', '--group=root',
+    ], { timeoutMs: 15_000 });
+    if ((await this.pid()) === undefined) throw new KumoError('COMMAND_FAILED', `dnsmasq for ${s.link} did not stay up`);
+  }
+
+  async stop(): Promise<void> {
+    const pid = await this.pid();
+    if (pid !== undefined) await this.exec.run('kill', [String(pid)], { allowFailure: true });
+    for (let i = 0; i < 50 && (await this.pid()) !== undefined; i++) await new Promise((r) => setTimeout(r, 100));
+  }
+
+  async leases(): Promise<DhcpLeaseEntry[]> {
+    return parseDnsmasqLeases((await readHostFile(this.exec, this.leaseFile)) ?? '');
+  }
+}
+
+/** dnsmasq's lease file: "EXPIRY MAC IP HOSTNAME CLIENT-ID" per line. */
+export function parseDnsmasqLeases(text: string): DhcpLeaseEntry[] {
+  return text.split('\n').map((l) => l.trim().split(/\s+/)).filter((f) => f.length >= 3 && /:/.test(f[1]!))
+    .map((f) => ({ mac: f[1]!.toLowerCase(), ipv4: f[2]!, ...(f[3] && f[3] !== '*' ? { hostname: f[3] } : {}) }));
+}

@@ -1,0 +1,65 @@
+import { type Executor, local } from '../../exec/exec.js';
+import { NetnsExecutor } from '../../exec/netns.js';
+
+/**
+ * Network namespaces of this machine and the links between them: what the lab's nodes and
+ * switches are made of (HOST-NOTES: building a few namespaces on bridges takes ~0.1 s).
+ */
+export class Namespaces {
+  constructor(private readonly exec: Executor = local) {}
+
+  async list(): Promise<string[]> {
+    const out = (await this.exec.run('ip', ['-j', 'netns', 'list'])).stdout.trim();
+    return out ? (JSON.parse(out) as { name: string }[]).map((n) => n.name) : [];
+  }
+
+  /** Creates the namespace with its loopback up; an existing one is kept. */
+  async ensure(name: string): Promise<void> {
+    if (!(await this.list()).includes(name)) await this.exec.run('ip', ['netns', 'add', name]);
+    await this.exec.run('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
+  }
+
+  async remove(name: string): Promise<void> {
+    await this.exec.run('ip', ['netns', 'del', name], { allowFailure: true });
+  }
+
+  /** Processes whose network namespace is this one (they keep it alive after `ip netns del`). */
+  async pids(name: string): Promise<number[]> {
+    const r = await this.exec.run('ip', ['netns', 'pids', name], { allowFailure: true });
+    return r.code === 0 ? r.stdout.split('\n').map(Number).filter((p) => p > 1) : [];
+  }
+
+  /** A veth pair from namespace A to namespace B (both ends up); an existing end is kept. */
+  async veth(a: { netns: string; name: string }, b: { netns: string; name: string }): Promise<void> {
+    if (!(await this.linkExists(a.netns, a.name))) {
+      await this.exec.run('ip', ['-n', a.netns, 'link', 'add', a.name, 'type', 'veth', 'peer', 'name', b.name, 'netns', b.netns]);
+    }
+    await this.exec.run('ip', ['-n', a.netns, 'link', 'set', a.name, 'up']);
+    await this.exec.run('ip', ['-n', b.netns, 'link', 'set', b.name, 'up']);
+  }
+
+  /** A Linux bridge in a namespace, STP off (a lab switch forwards at once), up. */
+  async bridge(netns: string, name: string): Promise<void> {
+    if (!(await this.linkExists(netns, name))) {
+      await this.exec.run('ip', ['-n', netns, 'link', 'add', name, 'type', 'bridge', 'stp_state', '0', 'forward_delay', '0']);
+    }
+    await this.exec.run('ip', ['-n', netns, 'link', 'set', name, 'up']);
+  }
+
+  async enslave(netns: string, link: string, bridge: string): Promise<void> {
+    await this.exec.run('ip', ['-n', netns, 'link', 'set', link, 'master', bridge]);
+  }
+
+  /** Sets ADDRESS/PREFIX on a link (replacing the same address is harmless). */
+  async address(netns: string, link: string, cidr: string): Promise<void> {
+    await this.exec.run('ip', ['-n', netns, 'addr', 'replace', cidr, 'dev', link]);
+  }
+
+  async linkExists(netns: string, name: string): Promise<boolean> {
+    return (await this.exec.run('ip', ['-n', netns, 'link', 'show', name], { allowFailure: true })).code === 0;
+  }
+
+  shell(netns: string): NetnsExecutor {
+    return new NetnsExecutor(netns, this.exec);
+  }
+}

@@ -1,0 +1,106 @@
+import { z } from 'zod';
+import { broadcast, contains, formatIp, parseCidr, parseIp } from './ipv4.js';
+
+/**
+ * The lab: the course's datacenter on one machine. Each node is a network namespace, each
+ * segment a Linux bridge in the lab's switch namespace with a veth to every node on it.
+ * Hypervisors bridge their instances onto the segments marked `instances` (a libvirt network
+ * of the segment's name on each of them), where a DHCP server of the lab hands out addresses.
+ */
+export const LAB_ROLES = ['hypervisor', 'storage', 'lb', 'edge', 'outside'] as const;
+export type LabRole = (typeof LAB_ROLES)[number];
+
+// Short names: they become parts of interface names (15 characters at most: "br-" + segment).
+const nodeName = z.string().regex(/^[a-z][a-z0-9]{0,9}$/, 'a node name is 1-10 lower-case letters and digits, starting with a letter');
+const segmentName = z.string().regex(/^[a-z][a-z0-9]{0,11}$/, 'a segment name is 1-12 lower-case letters and digits, starting with a letter');
+const parses = (parse: (s: string) => unknown) => (s: string) => { try { parse(s); return true; } catch { return false; } };
+const isCidr = parses(parseCidr);
+const isIp = parses(parseIp);
+const cidr = z.string().refine(isCidr, 'expected a CIDR such as 10.5.2.0/24 (prefix /8 to /30, no host bits)');
+const ipv4 = z.string().refine(isIp, 'expected an IPv4 address such as 10.5.2.11');
+
+export const LabSpecSchema = z.object({
+  name: z.string().regex(/^[a-z][a-z0-9-]{0,19}$/, 'the lab name prefixes its namespaces: 1-20 lower-case letters, digits or "-"').default('kumo'),
+  segments: z.record(segmentName, z.object({
+    cidr,
+    /** Instances attach here: a DHCP server is run on it and hypervisors get a libvirt network for it. */
+    instances: z.boolean().default(false),
+  }).strict()),
+  nodes: z.record(nodeName, z.object({
+    roles: z.array(z.enum(LAB_ROLES)).min(1),
+    /** segment → this node's address on it */
+    links: z.record(segmentName, ipv4),
+  }).strict()),
+}).strict().superRefine((lab, ctx) => {
+  // zod runs this check even when fields failed above: look only at values that parsed.
+  const seen = new Map<string, string>();
+  for (const [node, n] of Object.entries(lab.nodes)) {
+    for (const [seg, ip] of Object.entries(n.links)) {
+      const s = lab.segments[seg];
+      if (!isIp(ip) || (s && !isCidr(s.cidr))) continue;
+      if (!s) {
+        ctx.addIssue({ code: 'custom', path: ['nodes', node, 'links', seg], message: `segment "${seg}" is not declared under segments (known: ${Object.keys(lab.segments).join(', ')})` });
+        continue;
+      }
+      const net = parseCidr(s.cidr);
+      const addr = parseIp(ip);
+      const plan = dhcpPlan(s.cidr);
+      if (!contains(net, addr) || addr === net.network || addr === broadcast(net)) {
+        ctx.addIssue({ code: 'custom', path: ['nodes', node, 'links', seg], message: `${ip} is not a host address in ${seg}'s ${s.cidr}` });
+      } else if (s.instances && (addr === parseIp(plan.server) || (addr >= parseIp(plan.start) && addr <= parseIp(plan.end)))) {
+        ctx.addIssue({ code: 'custom', path: ['nodes', node, 'links', seg], message: `${ip} lies in the lab's DHCP pool for ${seg} (${plan.start}-${plan.end}, server ${plan.server}): pick an address below ${plan.start}` });
+      }
+      const other = seen.get(ip);
+      if (other) ctx.addIssue({ code: 'custom', path: ['nodes', node, 'links', seg], message: `${ip} is also ${other}'s address` });
+      seen.set(ip, node);
+    }
+    if (n.roles.includes('hypervisor') && !Object.keys(n.links).some((seg) => lab.segments[seg]?.instances)) {
+      ctx.addIssue({ code: 'custom', path: ['nodes', node, 'links'], message: 'a hypervisor needs a link to at least one segment with instances: true' });
+    }
+  }
+  const cidrs = Object.entries(lab.segments).filter(([, s]) => isCidr(s.cidr)).map(([name, s]) => ({ name, net: parseCidr(s.cidr) }));
+  for (const [i, a] of cidrs.entries()) {
+    for (const b of cidrs.slice(i + 1)) {
+      if (contains(a.net, b.net.network) || contains(b.net, a.net.network)) {
+        ctx.addIssue({ code: 'custom', path: ['segments', b.name, 'cidr'], message: `overlaps segment ${a.name}` });
+      }
+    }
+  }
+  if (!Object.values(lab.nodes).some((n) => n.roles.includes('hypervisor'))) {
+    ctx.addIssue({ code: 'custom', path: ['nodes'], message: 'the lab needs at least one node with role hypervisor' });
+  }
+});
+
+export type LabSpec = z.output<typeof LabSpecSchema>;
+
+/**
+ * The DHCP pool of an instance segment: the upper part of the subnet, leaving the lower half
+ * for nodes and fixed addresses; the server takes the last address.
+ */
+export function dhcpPlan(segmentCidr: string): { server: string; start: string; end: string; prefix: number } {
+  const net = parseCidr(segmentCidr);
+  const last = broadcast(net) - 1;
+  const size = last - net.network;
+  return { server: formatIp(last), start: formatIp(net.network + Math.floor(size / 2)), end: formatIp(last - 1), prefix: net.prefix };
+}
+
+/**
+ * The course's project (seed notes, "클라우드 데이터센터 구축 프로젝트"): the LB with a frontend
+ * on the outside network (10.5.1.X) and a backend link; KVM1 and KVM2 on the backend and the
+ * storage network; STG on the storage network only; "internet" stands for the outside.
+ */
+export const COURSE_LAB: LabSpec = LabSpecSchema.parse({
+  name: 'kumo',
+  segments: {
+    frontend: { cidr: '10.5.1.0/24' },
+    backend: { cidr: '10.5.2.0/24', instances: true },
+    storage: { cidr: '10.5.3.0/24', instances: true },
+  },
+  nodes: {
+    internet: { roles: ['outside'], links: { frontend: '10.5.1.1' } },
+    lb: { roles: ['lb'], links: { frontend: '10.5.1.213', backend: '10.5.2.10' } },
+    kvm1: { roles: ['hypervisor'], links: { backend: '10.5.2.11', storage: '10.5.3.11' } },
+    kvm2: { roles: ['hypervisor'], links: { backend: '10.5.2.12', storage: '10.5.3.12' } },
+    stg: { roles: ['storage'], links: { storage: '10.5.3.10' } },
+  },
+});

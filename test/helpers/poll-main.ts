@@ -1,0 +1,14 @@
+import { pollHttp } from './lab.js';
+
+/**
+ * `node poll-main.js URL [INTERVAL_MS]`: pollHttp as a process of its own, so a test can run it
+ * inside a lab namespace (nsenter --net); prints its statistics as JSON when sent SIGTERM.
+ */
+const [url, interval] = process.argv.slice(2);
+const poll = pollHttp(url!, { intervalMs: Number(interval ?? 100) });
+process.on('SIGTERM', () => {
+  void poll.stop().then((stats) => {
+    process.stdout.write(`${JSON.stringify(stats)}\n`);
+    process.exit(0);
+  });
+});

@@ -1,0 +1,208 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { makeTestEnv, waitFor, type TestEnv } from '../helpers/env.js';
+import { pollHttpInNetns, processesMentioning } from '../helpers/lab.js';
+import { local } from '../../src/exec/exec.js';
+import { NetnsExecutor } from '../../src/exec/netns.js';
+import { ImageService } from '../../src/service/images.js';
+import { InstanceService } from '../../src/service/instances.js';
+import { LabService } from '../../src/service/lab.js';
+import { daemonPids } from '../../src/drivers/lab/libvirtd-namespace.js';
+import type { Instance } from '../../src/model/types.js';
+
+/**
+ * The course's datacenter on one machine (kumo lab): internet, lb, kvm1, kvm2 and stg in
+ * network namespaces, a libvirtd per hypervisor, the NFS server on stg. Four instances spread
+ * two per hypervisor, mount stg's share and serve it; one live-migrates while the LB node
+ * polls it; a killed libvirtd shows as down and is taken back; `lab down` leaves nothing.
+ */
+let env: TestEnv;
+let labFile: string;
+let lb: NetnsExecutor;
+let names: string[] = [];
+
+const labYaml = (name: string) => `# the course topology, under this run's name
+name: ${name}
+segments:
+  frontend: { cidr: 10.5.1.0/24 }
+  backend: { cidr: 10.5.2.0/24, instances: true }
+  storage: { cidr: 10.5.3.0/24, instances: true }
+nodes:
+  internet: { roles: [outside], links: { frontend: 10.5.1.1 } }
+  lb: { roles: [lb], links: { frontend: 10.5.1.213, backend: 10.5.2.10 } }
+  kvm1: { roles: [hypervisor], links: { backend: 10.5.2.11, storage: 10.5.3.11 } }
+  kvm2: { roles: [hypervisor], links: { backend: 10.5.2.12, storage: 10.5.3.12 } }
+  stg: { roles: [storage], links: { storage: 10.5.3.10 } }
+`;
+
+/** Mounts stg's share under the web root: http://IP:8080/share/index.html is the shared page. */
+const mountingUserData = (source: string, server: string) => `#cloud-config
+runcmd:
+  - mkdir -p /var/www/share
+  - "mount -t nfs4 -o vers=4.1,actimeo=1,addr=${server} ${source} /var/www/share > /var/www/mount.txt 2>&1; echo rc=$? >> /var/www/mount.txt"
+`;
+
+const namespaces = async () => (await local.run('ip', ['netns', 'list'])).stdout.split('\n').map((l) => l.split(' ')[0]!).filter((n) => n.startsWith(`${env.prefix}-`));
+const fromLb = async (url: string) => {
+  const r = await lb.run('curl', ['-sf', '--max-time', '3', url], { allowFailure: true });
+  return r.code === 0 ? r.stdout : undefined;
+};
+const backendIp = (i: Instance) => i.nics.find((n) => n.network === 'backend')?.ipv4;
+
+before(async () => {
+  env = await makeTestEnv('lab');
+  await new ImageService(env.ctx).buildTiny();
+  labFile = join(env.home, 'lab.yaml');
+  await writeFile(labFile, labYaml(env.prefix));
+  lb = new NetnsExecutor(`${env.prefix}-lb`);
+  names = [1, 2, 3, 4].map((i) => `${env.prefix}-web${i}`);
+});
+
+after(async () => {
+  // Pass or fail: the lab goes, then the test's own world.
+  await new LabService(env.ctx).down().catch(() => undefined);
+  await env?.cleanup();
+});
+
+test('bad lab files are refused with the line and column, and nothing is made', async () => {
+  const bad = join(env.home, 'bad.yaml');
+  for (const [text, says] of [
+    [labYaml(env.prefix).replace('kvm2: { roles', 'kvm2: { colour: red, roles'), /bad\.yaml:\d+:\d+: nodes\.kvm2: .*colour/],
+    [labYaml(env.prefix).replace('10.5.3.0/24, instances', '10.5.3.7/24, instances'), /bad\.yaml:6:\d+: segments\.storage\.cidr:/],
+    [labYaml(env.prefix).replace('storage: 10.5.3.10 }', 'storage: 10.5.4.10 }'), /bad\.yaml:12:\d+: nodes\.stg\.links\.storage: 10\.5\.4\.10 is not a host address/],
+    [labYaml(env.prefix).replace('backend: 10.5.2.12,', 'backend: 10.5.2.11,'), /also kvm1's address/],
+    [labYaml(env.prefix).replace('kvm1: { roles: [hypervisor], links: { backend', 'kvm1: { roles: [hypervisor], links: { backbone'), /segment "backbone" is not declared/],
+    [`${labYaml(env.prefix)}  oops: [\n`, /bad\.yaml:\d+:\d+: /],
+  ] as const) {
+    await writeFile(bad, text);
+    const r = await env.cli(['lab', 'up', bad]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, says);
+  }
+  assert.deepEqual(await namespaces(), []);
+  assert.equal((await env.cli(['lab', 'up', join(env.home, 'missing.yaml')])).code, 3);
+});
+
+test('lab up builds the topology and registers its hosts; a second up changes nothing', async () => {
+  const r = await env.cli(['lab', 'up', labFile]);
+  assert.equal(r.code, 0, r.stderr);
+  const made = await namespaces();
+  assert.deepEqual(made.sort(), ['internet', 'kvm1', 'kvm2', 'lb', 'stg', 'sw'].map((n) => `${env.prefix}-${n}`));
+  const hosts = JSON.parse((await env.cli(['host', 'list', '--json'])).stdout) as { name: string; up: boolean; roles: string[] }[];
+  assert.deepEqual(hosts.map((h) => `${h.name}:${h.roles.join('+')}:${h.up}`).sort(),
+    ['kvm1:hypervisor:true', 'kvm2:hypervisor:true', 'lb:lb:true', 'stg:storage:true']);
+  // The course's wiring: the LB reaches both hypervisors on the backend; the outside reaches the LB's frontend only.
+  const kvm1 = new NetnsExecutor(`${env.prefix}-kvm1`);
+  assert.match((await kvm1.run('ip', ['-4', '-o', 'addr'])).stdout, /br-backend\s+inet 10\.5\.2\.11\/24[\s\S]*br-storage\s+inet 10\.5\.3\.11\/24/);
+  assert.equal((await new NetnsExecutor(`${env.prefix}-internet`).run('ip', ['-4', 'route'])).stdout.trim(), '10.5.1.0/24 dev frontend proto kernel scope link src 10.5.1.1');
+  assert.equal((await new NetnsExecutor(`${env.prefix}-stg`).run('ip', ['-4', '-o', 'addr'])).stdout.match(/inet /g)?.length, 2, 'stg: loopback and storage only');
+
+  const pids = await daemonPids(join(env.home, 'lab', 'libvirt', 'kvm1'));
+  const again = await env.cli(['lab', 'up', labFile]);
+  assert.equal(again.code, 0, again.stderr);
+  assert.deepEqual(await daemonPids(join(env.home, 'lab', 'libvirt', 'kvm1')), pids, 'the second up restarted nothing');
+  assert.deepEqual((await namespaces()).sort(), made.sort());
+  const status = JSON.parse((await env.cli(['lab', 'status', '--json'])).stdout) as { up: boolean; segments: { name: string; dhcp?: { running: boolean } }[] };
+  assert.equal(status.up, true);
+  assert.deepEqual(status.segments.filter((s) => s.dhcp?.running).map((s) => s.name), ['backend', 'storage']);
+});
+
+test('four instances spread two per hypervisor, mount stg\'s share, and serve it to the LB', async () => {
+  const share = await env.cli(['share', 'create', 'site', '--network', 'storage']);
+  assert.equal(share.code, 0, share.stderr);
+  const shareJson = JSON.parse((await env.cli(['share', 'show', 'site', '--json'])).stdout) as { path: string; server: string; mounts: { source: string }[] };
+  assert.equal(shareJson.server, 'stg');
+  assert.equal(shareJson.mounts[0]!.source, '10.5.3.10:/site');
+  await writeFile(join(shareJson.path, 'index.html'), '<h1>course v1</h1>\n');
+
+  const svc = new InstanceService(env.ctx);
+  for (const name of names) {
+    // No --host and no --network: placement spreads; the lab made its segments the default networks.
+    await svc.create({ name, image: 'tiny', flavor: 'small', password: 'test123', userData: mountingUserData('10.5.3.10:/site', '10.5.3.10') });
+  }
+  const placed = await svc.list();
+  assert.deepEqual(placed.map((i) => i.host).sort(), ['kvm1', 'kvm1', 'kvm2', 'kvm2']);
+  assert.ok(placed.every((i) => i.nics.map((n) => n.network).join() === 'backend,storage'));
+  for (const name of names) await svc.waitReady(name, 240_000);
+  for (const i of await svc.list()) {
+    const ip = backendIp(i)!;
+    assert.match(ip, /^10\.5\.2\./);
+    assert.match((await fromLb(`http://${ip}:8080/`)) ?? '', new RegExp(i.name));
+    const mounted = await waitFor(`${i.name}'s mount`, () => fromLb(`http://${ip}:8080/mount.txt`), 60_000);
+    assert.match(mounted, /rc=0/, mounted);
+    assert.equal(await fromLb(`http://${ip}:8080/share/index.html`), '<h1>course v1</h1>\n');
+  }
+  // A change on stg shows on every instance, on both hypervisors.
+  await writeFile(join(shareJson.path, 'index.html'), '<h1>course v2</h1>\n');
+  for (const i of await svc.list()) {
+    await waitFor(`the new page on ${i.name}`, async () => ((await fromLb(`http://${backendIp(i)}:8080/share/index.html`)) === '<h1>course v2</h1>\n' ? true : undefined), 30_000);
+  }
+  // The outside has no route to the instances: only the LB (issue 5) will let it in.
+  const outside = new NetnsExecutor(`${env.prefix}-internet`);
+  const direct = await outside.run('curl', ['-sf', '--max-time', '2', `http://${backendIp(placed[0]!)}:8080/`], { allowFailure: true });
+  assert.notEqual(direct.code, 0);
+});
+
+test('a live migration kvm1 -> kvm2 and back while the LB polls the instance every 100 ms', async (t) => {
+  const svc = new InstanceService(env.ctx);
+  const inst = (await svc.list()).find((i) => i.host === 'kvm1')!;
+  const ip = backendIp(inst)!;
+  const poll = pollHttpInNetns(`${env.prefix}-lb`, `http://${ip}:8080/share/index.html`);
+  await waitFor('the poller\'s first answer', async () => ((await fromLb(`http://${ip}:8080/`)) ? true : undefined));
+  await new Promise((r) => setTimeout(r, 1_000));
+  const there = await env.cli(['instance', 'migrate', inst.name, '--to', 'kvm2']);
+  assert.equal(there.code, 0, there.stderr);
+  await new Promise((r) => setTimeout(r, 1_000));
+  const stats = await poll.stop();
+  t.diagnostic(`migration: ${there.stdout.trim()}; polls ${stats.requests}, failed ${stats.failed}, longest gap ${stats.longestGapMs} ms`);
+  assert.ok(stats.lastOkAt !== undefined && stats.ok > 10, `the LB kept getting answers: ${JSON.stringify(stats)}`);
+  assert.equal((await svc.get(inst.name)).host, 'kvm2');
+  const kvm2Uri = env.ctx.hosts.get('kvm2')!.uri!;
+  const onKvm2 = (await local.run('virsh', ['-q', '-c', kvm2Uri, 'list', '--all', '--name'])).stdout.split('\n').filter((n) => n.trim() === inst.name);
+  assert.equal(onKvm2.length, 1);
+  assert.equal((await local.run('virsh', ['-q', '-c', env.ctx.hosts.get('kvm1')!.uri!, 'list', '--all', '--name'])).stdout.includes(inst.name), false);
+  assert.equal(await fromLb(`http://${ip}:8080/share/index.html`), '<h1>course v2</h1>\n');
+  const back = await env.cli(['instance', 'migrate', inst.name, '--to', 'kvm1']);
+  assert.equal(back.code, 0, back.stderr);
+  assert.equal((await svc.get(inst.name)).host, 'kvm1');
+  assert.ok(await fromLb(`http://${ip}:8080/`));
+});
+
+test('a hypervisor whose libvirtd is killed shows as down, its instances unknown; lab up takes it back', async () => {
+  const stateDir = join(env.home, 'lab', 'libvirt', 'kvm2');
+  const { libvirtd } = await daemonPids(stateDir);
+  process.kill(libvirtd!, 'SIGKILL');
+  await waitFor('libvirtd to die', async () => ((await daemonPids(stateDir)).libvirtd === undefined ? true : undefined), 10_000);
+  const hosts = JSON.parse((await env.cli(['host', 'list', '--json'])).stdout) as { name: string; up: boolean }[];
+  assert.equal(hosts.find((h) => h.name === 'kvm2')!.up, false);
+  const svc = new InstanceService(env.ctx);
+  const onKvm2 = (await svc.list()).filter((i) => i.host === 'kvm2');
+  assert.equal(onKvm2.length, 2, 'the instances of a down host are not forgotten');
+  assert.ok(onKvm2.every((i) => i.state === 'unknown'));
+  // Its guests never stopped serving: only the management daemon died.
+  for (const i of onKvm2) assert.ok(await fromLb(`http://${backendIp(i)}:8080/`));
+  const healed = await env.cli(['lab', 'up', labFile]);
+  assert.equal(healed.code, 0, healed.stderr);
+  assert.deepEqual((await svc.list()).filter((i) => i.host === 'kvm2').map((i) => i.state), ['running', 'running']);
+});
+
+test('lab down removes every namespace, daemon, instance, host and file it made', async () => {
+  const r = await env.cli(['lab', 'down']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, new RegExp(`lab removed \\(with instances ${names.join(', ')}\\)`));
+  assert.deepEqual(await namespaces(), []);
+  assert.deepEqual(await processesMentioning(join(env.home, 'lab')), []);
+  assert.deepEqual((await processesMentioning('ganesha')).filter((l) => l.includes(env.home)), []);
+  assert.equal(existsSync(join(env.home, 'lab')), false);
+  assert.deepEqual(env.ctx.instances.list(), []);
+  assert.deepEqual(env.ctx.shares.list(), []);
+  for (const name of names) assert.equal(existsSync(join(env.home, 'instances', name)), false);
+  const hosts = JSON.parse((await env.cli(['host', 'list', '--json'])).stdout) as { name: string }[];
+  assert.deepEqual(hosts.map((h) => h.name), ['local'], 'this machine\'s libvirt is a hypervisor again');
+  const guests = (await local.run('ps', ['-eo', 'args='])).stdout.split('\n').filter((l) => l.includes('qemu-system') && l.includes(`guest=${env.prefix}`));
+  assert.deepEqual(guests, []);
+  assert.equal((await env.cli(['lab', 'down'])).stdout.trim(), 'no lab is up');
+});
