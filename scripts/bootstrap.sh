@@ -12,7 +12,7 @@ log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 PACKAGES=(qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
   libvirt-daemon-system dnsmasq-base genisoimage xorriso libxml2-utils nftables iptables
   cpio busybox-static e2fsprogs xz-utils ca-certificates nfs-ganesha nfs-ganesha-vfs
-  iproute2 util-linux curl)
+  iproute2 util-linux curl haproxy nginx-light libnginx-mod-http-modsecurity modsecurity-crs socat)
 # Only used by tests: cloud-init's schema validator, Open vSwitch for the ovs network mode,
 # tmux for looking at the wizard by hand, and an OpenSSH server the ssh tests start on loopback.
 TEST_PACKAGES=(cloud-init openvswitch-switch tmux openssh-server)
@@ -64,8 +64,11 @@ fi
 
 # kumo runs its own nfs-ganesha (kumo share) with its own exports: the packaged service
 # would hold port 2049 with Debian's sample config.
-if [ -d /run/systemd/system ] && systemctl is-enabled nfs-ganesha >/dev/null 2>&1; then
-  systemctl disable --now nfs-ganesha >/dev/null 2>&1 || true
+# The same for HAProxy and nginx: kumo runs private instances on its load-balancer nodes.
+if [ -d /run/systemd/system ]; then
+  for unit in nfs-ganesha haproxy nginx; do
+    systemctl is-enabled "$unit" >/dev/null 2>&1 && { systemctl disable --now "$unit" >/dev/null 2>&1 || true; }
+  done
 fi
 
 # Open vSwitch (for ovs networks), where it is installed: its daemons, without systemd too.
