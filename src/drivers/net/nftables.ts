@@ -1,0 +1,670 @@
+import { createHash } from 'node:crypto';
+import { type Executor, local } from '../../exec/exec.js';
+import { KumoError, invalid } from '../../model/errors.js';
+
+/**
+ * kumo's nftables driver: typed tables rendered to nft's text syntax and loaded atomically with
+ * `nft -f -`. kumo owns whole tables (one per purpose, named by the caller) and replaces only
+ * those; tables of libvirt, docker or the user are never read into, flushed or deleted.
+ *
+ * Every value is checked against a closed set or a strict pattern before it is rendered, and
+ * the only quoted strings (interface names, comments, log prefixes) exclude quotes, backslashes
+ * and newlines: user text can never change the ruleset's structure.
+ */
+
+export type NftFamily = 'inet' | 'ip' | 'bridge';
+export type NftHook = 'prerouting' | 'input' | 'forward' | 'output' | 'postrouting';
+export type NftChainType = 'filter' | 'nat';
+/** nft's named priorities: their numbers depend on the family (bridge filter is -200). */
+export type NftNamedPriority = 'raw' | 'mangle' | 'dstnat' | 'filter' | 'security' | 'srcnat' | 'out';
+export type NftPolicy = 'accept' | 'drop';
+export type CtState = 'new' | 'established' | 'related' | 'invalid' | 'untracked';
+export type CtStatus = 'dnat' | 'snat';
+export type L4Proto = 'tcp' | 'udp' | 'icmp';
+
+type OneOrMany<T> = T | readonly T[];
+/** A match on a value, or on everything but it (`{ not: ... }` renders `!=`). */
+export type Negatable<T> = T | { readonly not: T };
+/** A reference to a named set of the same table. */
+export interface SetRef { readonly set: string }
+/** An IPv4 address (10.5.1.7) or network (10.5.1.0/24). */
+export type AddrMatch = OneOrMany<string> | SetRef;
+/** A port, or an inclusive range of ports. */
+export type Port = number | { readonly from: number; readonly to: number };
+export type PortMatch = OneOrMany<Port> | SetRef;
+/** Interface names; a trailing `*` matches every name with that prefix (vnet*). */
+export type IfMatch = OneOrMany<string>;
+
+export type NftAction =
+  | 'accept' | 'drop' | 'reject' | 'masquerade' | 'return'
+  | { readonly dnat: string; readonly port?: number }
+  | { readonly snat: string }
+  | { readonly jump: string };
+
+export interface NftRule {
+  /** Stable id, unique in its table: carried as the rule's comment so counters can be read back. */
+  readonly id: string;
+  readonly iif?: Negatable<IfMatch>;
+  readonly oif?: Negatable<IfMatch>;
+  readonly saddr?: Negatable<AddrMatch>;
+  readonly daddr?: Negatable<AddrMatch>;
+  /** Needed with ports; `icmp` matches the protocol only. */
+  readonly proto?: L4Proto;
+  readonly sport?: Negatable<PortMatch>;
+  readonly dport?: Negatable<PortMatch>;
+  /** Any of these connection states (one state per packet, so a set is right here). */
+  readonly ct?: readonly CtState[];
+  /** The connection was translated so (a bit test: one value, since a set would compare all bits). */
+  readonly ctStatus?: CtStatus;
+  /** Count packets and bytes (default true: counters are what `counters()` reports). */
+  readonly counter?: boolean;
+  /** Log matching packets to the kernel log with this prefix. */
+  readonly log?: string;
+  readonly action: NftAction;
+}
+
+export interface NftBaseChain {
+  readonly type: NftChainType;
+  readonly hook: NftHook;
+  readonly priority: number | NftNamedPriority;
+  readonly policy?: NftPolicy;
+}
+
+export interface NftChain {
+  readonly name: string;
+  /** Where the chain hooks into the kernel; without it the chain is a jump target. */
+  readonly base?: NftBaseChain;
+  readonly rules: readonly NftRule[];
+}
+
+export type NftSet =
+  | { readonly name: string; readonly type: 'ipv4_addr'; readonly elements: readonly string[] }
+  | { readonly name: string; readonly type: 'inet_service'; readonly elements: readonly Port[] };
+
+export interface NftTable {
+  readonly family: NftFamily;
+  readonly name: string;
+  readonly sets?: readonly NftSet[];
+  readonly chains: readonly NftChain[];
+}
+
+export interface RuleCounter {
+  id: string;
+  chain: string;
+  /** Undefined for a rule rendered without a counter. */
+  packets?: number;
+  bytes?: number;
+}
+
+export interface ApplyOutcome {
+  family: NftFamily;
+  name: string;
+  /** false: the live table already was this spec (kept as it is, counters included). */
+  changed: boolean;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation
+
+/**
+ * Words nft's parser takes as keywords (from nftables' src/scanner.l, 2026): an unquoted
+ * identifier equal to one is a syntax error, and nft 1.0 accepts no quoted table names.
+ */
+const NFT_KEYWORDS = new Set(`8021ad 8021q a-rwnd abort accept ackseq add addr ah alert all and arp asconf
+asconf-ack audit auto-merge avgpkt bridge broute burst bypass bytes cfi cgroup cgroupv2 chain chains check
+checksum chunk class classid code comment comp constant continue cookie-ack cookie-echo count counter
+counters cpi cpu create crit csumcov ct cum-tsn-ack cwr daddr data day dccp debug define dei delete describe
+destroy device devices direction dnat doff dport drop dscp dst dup dynamic echo ecn ecne egress element
+elements emerg eol eq err error erspan esp ether event exists expectation expiration expires export exthdr
+fanout fastopen fib filter flags flow flowlabel flowtable flowtables flush forward-tsn frag frag-off
+fully-random fwd gateway gbp gc-interval ge geneve get goto gre gretap group gt handle hbh hdrlength
+heartbeat heartbeat-ack helper helpers hlen hook hooks hoplimit hour htype ibrhwaddr ibriport ibrname
+ibrpvid ibrvproto icmp icmpv6 icmpx id igmp iif iifgroup iifkind iifname iiftype import in inc include
+index inet info ingress init init-ack init-tag initial-tsn insert interval ip ip6 ipsec jhash json jump
+kbytes l3proto l4proto label last last-entry le left length level limit limits list ll log loose lowest-tsn
+lshift lsrr lt map maps mark masquerade max-delay maxseg mbytes md5sig memory meta meter meters mh minute
+missing mod monitor more-fragments mptcp mrt mss mtu name nat ne netdev never new new-cum-tsn nexthdr
+nexthop nfproto nftrace nh noop nop not notice notrack num num-dup-tsns num-gap-ack-blocks
+num-inbound-streams num-outbound-streams numgen obriport obrname offload offset oif oifgroup oifkind
+oifname oiftype operation opt-type option options or original osf out over packets param-problem path pcp
+performance persistent pkttype plen policy port position ppid prefix priority proto-dst proto-src protocol
+ptr ptype queue queue-threshold quota quotas ra random rate redefine redirect reject rename replace reply
+reqid reserved reserved2 reset return right route rr rshift rt rt0 rt2 rtclassid rule rules ruleset sack
+sack-perm sack-permitted sack0 sack1 sack2 sack3 saddr sctp sdif sdifname secmark secmarks second secpath
+seed seg-left seqno sequence set sets shutdown shutdown-ack shutdown-complete sid size skgid skip skuid
+snaplen snat socket spi spnum sport srh ssn ssrr state status stream subtype symhash synproxy synproxys
+table tables taddr tag tcp th time timeout timestamp to tos tproxy trace transparent tsecr tsn tsval ttl
+tunnel tunnels type typeof udp udplite undefine until update urgptr used value version vlan vm vmap vni
+vtag vxlan warn week wildcard window with wscale xml xor xt zone`.split(/\s+/));
+
+const FAMILIES: readonly NftFamily[] = ['inet', 'ip', 'bridge'];
+const HOOKS: readonly NftHook[] = ['prerouting', 'input', 'forward', 'output', 'postrouting'];
+const CT_STATES: readonly CtState[] = ['new', 'established', 'related', 'invalid', 'untracked'];
+const CT_STATUSES: readonly CtStatus[] = ['dnat', 'snat'];
+const PRIORITY_NAMES: Record<NftFamily, readonly NftNamedPriority[]> = {
+  inet: ['raw', 'mangle', 'dstnat', 'filter', 'security', 'srcnat'],
+  ip: ['raw', 'mangle', 'dstnat', 'filter', 'security', 'srcnat'],
+  bridge: ['dstnat', 'filter', 'out', 'srcnat'],
+};
+/** The marker a kumo table carries as its comment, followed by the hash of its contents. */
+const MARK = 'kumo ';
+
+const isNot = <T>(m: Negatable<T>): m is { readonly not: T } => typeof m === 'object' && m !== null && 'not' in m;
+const isSetRef = (m: unknown): m is SetRef => typeof m === 'object' && m !== null && 'set' in m;
+const many = <T>(v: OneOrMany<T>): readonly T[] => (Array.isArray(v) ? (v as readonly T[]) : [v as T]);
+
+function checkFamily(family: unknown): void {
+  if (!FAMILIES.includes(family as NftFamily)) throw invalid(`table family ${JSON.stringify(family)} is not supported`, `use one of ${FAMILIES.join(', ')}`);
+}
+
+/** Table, chain and set names: lower-case words nft parses as identifiers (not keywords). */
+export function checkName(name: unknown, what: string): string {
+  if (typeof name !== 'string' || !/^[a-z][a-z0-9_-]{0,63}$/.test(name)) {
+    throw invalid(`${what} ${JSON.stringify(name)} is not a valid name`,
+      'use 1-64 lower-case letters, digits, "-" or "_", starting with a letter (no spaces or quotes), e.g. kumo-edge');
+  }
+  if (NFT_KEYWORDS.has(name)) {
+    throw invalid(`${what} "${name}" is a word nft reserves`, `choose another name, e.g. kumo-${name}`);
+  }
+  return name;
+}
+
+/** Linux interface names (at most 15 bytes); a trailing `*` makes a prefix match. */
+export function checkIfname(name: unknown, where: string): string {
+  const base = typeof name === 'string' && name.endsWith('*') ? name.slice(0, -1) : name;
+  const ok = typeof name === 'string' && typeof base === 'string' && name.length <= 15
+    && /^[A-Za-z0-9_.-]+$/.test(base) && base !== '.' && base !== '..';
+  if (!ok) {
+    throw invalid(`${where}: interface ${JSON.stringify(name)} is not a valid interface name`,
+      'use up to 15 letters, digits, "-", "_" or "." (no spaces or quotes); end with * to match a prefix, e.g. vnet*');
+  }
+  return name;
+}
+
+/** An IPv4 address or network: its first and last address as 32-bit numbers, and nft's text for it. */
+export function checkAddr(text: unknown, where: string): { text: string; first: number; last: number } {
+  const bad = (why: string, fix: string) => invalid(`${where}: ${JSON.stringify(text)} ${why}`, fix);
+  if (typeof text !== 'string') throw bad('is not an IPv4 address or CIDR', 'write an address like 10.5.1.7 or a network like 10.5.1.0/24');
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?:\/(\d{1,2}))?$/.exec(text);
+  if (!m) throw bad('is not an IPv4 address or CIDR', 'write an address like 10.5.1.7 or a network like 10.5.1.0/24');
+  const octets = m.slice(1, 5) as string[];
+  if (octets.some((o) => o.length > 1 && o.startsWith('0'))) {
+    throw bad('has an octet with a leading zero', `write it without leading zeros: ${octets.map(Number).join('.')}${m[5] ? `/${m[5]}` : ''}`);
+  }
+  const parts = octets.map(Number);
+  if (parts.some((p) => p > 255)) throw bad('has an octet above 255', 'each of the four numbers must be 0-255, e.g. 10.5.1.7');
+  const prefix = m[5] === undefined ? 32 : Number(m[5]);
+  if (prefix > 32) throw bad(`has prefix /${prefix}, above /32`, 'use a prefix from /0 to /32, e.g. 10.5.1.0/24');
+  const addr = ((parts[0]! << 24) | (parts[1]! << 16) | (parts[2]! << 8) | parts[3]!) >>> 0;
+  const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
+  const network = (addr & mask) >>> 0;
+  const dotted = (n: number) => [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
+  if (network !== addr) throw bad('has host bits set', `did you mean ${dotted(network)}/${prefix}?`);
+  const last = (network | (~mask >>> 0)) >>> 0;
+  return { text: prefix === 32 ? dotted(addr) : `${dotted(network)}/${prefix}`, first: network, last };
+}
+
+export function checkPort(port: unknown, where: string): number {
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) {
+    throw invalid(`${where}: port ${JSON.stringify(port)} is out of range`, 'use a whole number from 1 to 65535, e.g. 8080');
+  }
+  return port;
+}
+
+function checkPortItem(p: unknown, where: string): { text: string; first: number; last: number } {
+  if (typeof p === 'object' && p !== null) {
+    const range = p as { from?: unknown; to?: unknown };
+    const [a, b] = [checkPort(range.from, where), checkPort(range.to, where)];
+    if (a >= b) throw invalid(`${where}: port range ${a}-${b} is empty or reversed`, 'write the lower port as from and the higher as to, e.g. { from: 8000, to: 8080 }');
+    return { text: `${a}-${b}`, first: a, last: b };
+  }
+  const n = checkPort(p, where);
+  return { text: String(n), first: n, last: n };
+}
+
+/** nft refuses overlapping elements in one set: say which two, before nft does. */
+function checkDisjoint(items: readonly { text: string; first: number; last: number }[], where: string): void {
+  const sorted = [...items].sort((a, b) => a.first - b.first);
+  for (let i = 1; i < sorted.length; i++) {
+    if (sorted[i]!.first <= sorted[i - 1]!.last) {
+      throw invalid(`${where}: ${sorted[i - 1]!.text} and ${sorted[i]!.text} overlap`, 'list each address, network or port only once (keep the larger one)');
+    }
+  }
+}
+
+/** Rule ids become quoted comments: no character that could end or escape the string. */
+function checkId(id: unknown, where: string): string {
+  if (typeof id !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/.test(id)) {
+    throw invalid(`${where}: rule id ${JSON.stringify(id)} is not valid`,
+      'use 1-64 letters, digits, ".", ":", "-" or "_" (no spaces or quotes), e.g. web-in');
+  }
+  return id;
+}
+
+function checkLogPrefix(prefix: unknown, where: string): string {
+  if (typeof prefix !== 'string' || !/^[A-Za-z0-9 _.:,=/-]{1,64}$/.test(prefix)) {
+    throw invalid(`${where}: log prefix ${JSON.stringify(prefix)} is not allowed`,
+      'use up to 64 letters, digits, spaces or _ . : , = / - (no quotes, backslashes or newlines), e.g. "kumo drop: "');
+  }
+  return prefix;
+}
+
+/**
+ * Checks a whole table and throws INVALID_INPUT naming the first problem and its fix.
+ * Also checks what nft would only refuse at load time (unknown chains or sets, NAT outside NAT
+ * chains, features the bridge family lacks) so a bad spec never reaches the kernel.
+ */
+export function validateTable(t: NftTable): void {
+  checkFamily(t.family);
+  checkName(t.name, 'table');
+  const tn = `table ${t.family} ${t.name}`;
+  const sets = new Map<string, NftSet>();
+  for (const s of t.sets ?? []) {
+    checkName(s.name, `set in ${tn}:`);
+    if (sets.has(s.name)) throw invalid(`${tn} has two sets named ${s.name}`, 'give every set its own name');
+    const where = `set ${s.name} in ${tn}`;
+    if (s.type === 'ipv4_addr') checkDisjoint(s.elements.map((e) => checkAddr(e, where)), where);
+    else if (s.type === 'inet_service') checkDisjoint(s.elements.map((e) => checkPortItem(e, where)), where);
+    else throw invalid(`${where}: type ${JSON.stringify((s as { type: unknown }).type)} is not supported`, 'use ipv4_addr or inet_service');
+    sets.set(s.name, s);
+  }
+  const chains = new Map<string, NftChain>();
+  for (const c of t.chains) {
+    checkName(c.name, `chain in ${tn}:`);
+    if (chains.has(c.name)) throw invalid(`${tn} has two chains named ${c.name}`, 'give every chain its own name');
+    chains.set(c.name, c);
+    if (c.base) checkBase(t.family, c.base, `chain ${c.name} in ${tn}`);
+  }
+  const ids = new Set<string>();
+  for (const c of t.chains) {
+    for (const r of c.rules) {
+      const where = `rule ${JSON.stringify(r.id)} in chain ${c.name} of ${tn}`;
+      checkId(r.id, where);
+      if (ids.has(r.id)) throw invalid(`${where}: the id is used twice in the table`, 'give every rule of a table its own id: counters are reported by id');
+      ids.add(r.id);
+      checkRule(t.family, c, r, where, sets, chains);
+    }
+  }
+  checkNoJumpLoop(t, chains);
+}
+
+function checkBase(family: NftFamily, b: NftBaseChain, where: string): void {
+  if (b.type !== 'filter' && b.type !== 'nat') throw invalid(`${where}: chain type ${JSON.stringify(b.type)} is not supported`, 'use filter or nat');
+  if (!HOOKS.includes(b.hook)) throw invalid(`${where}: hook ${JSON.stringify(b.hook)} is not supported`, `use one of ${HOOKS.join(', ')}`);
+  if (b.type === 'nat' && family === 'bridge') throw invalid(`${where}: the bridge family has no IP NAT`, 'put NAT chains in an ip or inet table');
+  if (b.type === 'nat' && b.hook === 'forward') throw invalid(`${where}: NAT chains cannot hook forward`, 'use prerouting for dnat and postrouting for snat/masquerade');
+  if (typeof b.priority === 'number') {
+    if (!Number.isInteger(b.priority) || b.priority < -2147483648 || b.priority > 2147483647) {
+      throw invalid(`${where}: priority ${b.priority} is not a 32-bit whole number`, 'use a whole number such as 0 or -100, or a name such as filter');
+    }
+  } else if (!PRIORITY_NAMES[family].includes(b.priority)) {
+    throw invalid(`${where}: priority ${JSON.stringify(b.priority)} is not a priority name of the ${family} family`,
+      `use a number or one of ${PRIORITY_NAMES[family].join(', ')}`);
+  }
+  if (b.policy !== undefined && b.policy !== 'accept' && b.policy !== 'drop') {
+    throw invalid(`${where}: policy ${JSON.stringify(b.policy)} is not supported`, 'use accept or drop');
+  }
+}
+
+function checkRule(family: NftFamily, c: NftChain, r: NftRule, where: string,
+  sets: ReadonlyMap<string, NftSet>, chains: ReadonlyMap<string, NftChain>): void {
+  for (const key of ['iif', 'oif'] as const) {
+    const m = r[key];
+    if (m !== undefined) {
+      const list = many(isNot(m) ? m.not : m);
+      if (list.length === 0) throw invalid(`${where}: ${key} is an empty list`, `leave ${key} out to match every interface`);
+      list.forEach((n) => checkIfname(n, where));
+      if (new Set(list).size !== list.length) throw invalid(`${where}: ${key} lists an interface twice`, 'list each interface once');
+    }
+  }
+  for (const key of ['saddr', 'daddr'] as const) {
+    const m = r[key];
+    if (m === undefined) continue;
+    const v = isNot(m) ? m.not : m;
+    if (isSetRef(v)) checkSetRef(v, 'ipv4_addr', where, sets);
+    else {
+      const list = many(v);
+      if (list.length === 0) throw invalid(`${where}: ${key} is an empty list`, `leave ${key} out to match every address`);
+      checkDisjoint(list.map((a) => checkAddr(a, where)), where);
+    }
+  }
+  if (r.proto !== undefined && !['tcp', 'udp', 'icmp'].includes(r.proto)) {
+    throw invalid(`${where}: protocol ${JSON.stringify(r.proto)} is not supported`, 'use tcp, udp or icmp');
+  }
+  for (const key of ['sport', 'dport'] as const) {
+    const m = r[key];
+    if (m === undefined) continue;
+    if (r.proto !== 'tcp' && r.proto !== 'udp') throw invalid(`${where}: ${key} needs a protocol`, 'add proto: "tcp" or proto: "udp" to the rule');
+    const v = isNot(m) ? m.not : m;
+    if (isSetRef(v)) checkSetRef(v, 'inet_service', where, sets);
+    else {
+      const list = many(v);
+      if (list.length === 0) throw invalid(`${where}: ${key} is an empty list`, `leave ${key} out to match every port`);
+      checkDisjoint(list.map((p) => checkPortItem(p, where)), where);
+    }
+  }
+  if ((r.ct !== undefined || r.ctStatus !== undefined) && family === 'bridge') {
+    // Connection tracking in the bridge family needs nf_conntrack_bridge, which kernels often lack.
+    throw invalid(`${where}: the bridge family cannot match connection state here`,
+      'filter bridge ports statelessly (match the direction by port and address), or use an inet table');
+  }
+  if (r.ct !== undefined && (!Array.isArray(r.ct) || r.ct.length === 0 || r.ct.some((s) => !CT_STATES.includes(s)) || new Set(r.ct).size !== r.ct.length)) {
+    throw invalid(`${where}: ct ${JSON.stringify(r.ct)} is not a list of connection states`, `use some of ${CT_STATES.join(', ')}, each once`);
+  }
+  if (r.ctStatus !== undefined && !CT_STATUSES.includes(r.ctStatus)) {
+    throw invalid(`${where}: ctStatus ${JSON.stringify(r.ctStatus)} is not supported`, `use one of ${CT_STATUSES.join(', ')}`);
+  }
+  if (r.counter !== undefined && typeof r.counter !== 'boolean') throw invalid(`${where}: counter must be true or false`, 'write counter: true or leave it out');
+  if (r.log !== undefined) checkLogPrefix(r.log, where);
+  checkAction(family, c, r, where, chains);
+}
+
+function checkSetRef(ref: SetRef, type: NftSet['type'], where: string, sets: ReadonlyMap<string, NftSet>): void {
+  checkName(ref.set, `${where}: set`);
+  const s = sets.get(ref.set);
+  if (!s) throw invalid(`${where}: there is no set ${ref.set} in the table`, `add a set named ${ref.set} to the table's sets`);
+  if (s.type !== type) throw invalid(`${where}: set ${ref.set} holds ${s.type}, not ${type}`, `use a set of type ${type} here`);
+}
+
+function checkAction(family: NftFamily, c: NftChain, r: NftRule, where: string, chains: ReadonlyMap<string, NftChain>): void {
+  const a = r.action;
+  const natHook = c.base?.type === 'nat' ? c.base.hook : undefined;
+  if (typeof a === 'string') {
+    if (!['accept', 'drop', 'reject', 'masquerade', 'return'].includes(a)) {
+      throw invalid(`${where}: action ${JSON.stringify(a)} is not supported`, 'use accept, drop, reject, masquerade, return, { dnat }, { snat } or { jump }');
+    }
+    if (a === 'reject' && family === 'bridge') throw invalid(`${where}: bridge chains cannot reject here`, 'use drop');
+    if (a === 'masquerade' && natHook !== 'postrouting') throw invalid(`${where}: masquerade works only in a nat chain hooked to postrouting`, 'move the rule to a chain with base { type: "nat", hook: "postrouting" }');
+    return;
+  }
+  if (typeof a !== 'object' || a === null) throw invalid(`${where}: the rule has no action`, 'add action: "accept", "drop", ...');
+  if ('dnat' in a) {
+    if (natHook !== 'prerouting' && natHook !== 'output') throw invalid(`${where}: dnat works only in a nat chain hooked to prerouting or output`, 'move the rule to a chain with base { type: "nat", hook: "prerouting" }');
+    const to = checkAddr(a.dnat, where);
+    if (to.first !== to.last) throw invalid(`${where}: dnat needs one address, not the network ${a.dnat}`, 'write the address of the node, e.g. 10.5.2.10');
+    if (a.port !== undefined) {
+      checkPort(a.port, where);
+      if (r.proto !== 'tcp' && r.proto !== 'udp') throw invalid(`${where}: dnat to a port needs a protocol`, 'add proto: "tcp" or proto: "udp" to the rule');
+    }
+  } else if ('snat' in a) {
+    if (natHook !== 'postrouting') throw invalid(`${where}: snat works only in a nat chain hooked to postrouting`, 'move the rule to a chain with base { type: "nat", hook: "postrouting" }');
+    const to = checkAddr(a.snat, where);
+    if (to.first !== to.last) throw invalid(`${where}: snat needs one address, not the network ${a.snat}`, 'write the outside address of the router, e.g. 10.5.1.1');
+  } else if ('jump' in a) {
+    checkName(a.jump, `${where}: jump target`);
+    const target = chains.get(a.jump);
+    if (!target) throw invalid(`${where}: there is no chain ${a.jump} to jump to`, `add a chain named ${a.jump} (without base) to the table`);
+    if (target.base) throw invalid(`${where}: chain ${a.jump} hooks into the kernel and cannot be jumped to`, 'jump only to chains without base');
+  } else {
+    throw invalid(`${where}: action ${JSON.stringify(a)} is not supported`, 'use accept, drop, reject, masquerade, return, { dnat }, { snat } or { jump }');
+  }
+}
+
+function checkNoJumpLoop(t: NftTable, chains: ReadonlyMap<string, NftChain>): void {
+  const targets = (c: NftChain) => c.rules.flatMap((r) => (typeof r.action === 'object' && 'jump' in r.action ? [r.action.jump] : []));
+  const done = new Set<string>();
+  const visit = (name: string, path: string[]): void => {
+    if (path.includes(name)) throw invalid(`table ${t.family} ${t.name}: chains jump in a loop (${[...path.slice(path.indexOf(name)), name].join(' → ')})`, 'remove one of the jumps');
+    if (done.has(name)) return;
+    for (const next of targets(chains.get(name)!)) visit(next, [...path, name]);
+    done.add(name);
+  };
+  for (const c of t.chains) visit(c.name, []);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rendering (only after validateTable: values are known to be safe here)
+
+const q = (s: string) => `"${s}"`;
+const group = (items: readonly string[]) => (items.length === 1 ? items[0]! : `{ ${items.join(', ')} }`);
+const neg = <T>(m: Negatable<T>): [string, T] => (isNot(m) ? ['!= ', m.not] : ['', m]);
+
+function renderAddrs(m: Negatable<AddrMatch>): string {
+  const [op, v] = neg(m);
+  return op + (isSetRef(v) ? `@${v.set}` : group(many(v).map((a) => checkAddr(a, '').text)));
+}
+
+function renderPorts(m: Negatable<PortMatch>): string {
+  const [op, v] = neg(m);
+  return op + (isSetRef(v) ? `@${v.set}` : group(many(v).map((p) => checkPortItem(p, '').text)));
+}
+
+function renderIfs(m: Negatable<IfMatch>): string {
+  const [op, v] = neg(m);
+  return op + group(many(v).map(q));
+}
+
+export function renderRule(family: NftFamily, r: NftRule): string {
+  const parts: string[] = [];
+  if (r.iif !== undefined) parts.push(`iifname ${renderIfs(r.iif)}`);
+  if (r.oif !== undefined) parts.push(`oifname ${renderIfs(r.oif)}`);
+  if (r.saddr !== undefined) parts.push(`ip saddr ${renderAddrs(r.saddr)}`);
+  if (r.daddr !== undefined) parts.push(`ip daddr ${renderAddrs(r.daddr)}`);
+  if (r.proto !== undefined) {
+    if (r.sport === undefined && r.dport === undefined) parts.push(`meta l4proto ${r.proto}`);
+    if (r.sport !== undefined) parts.push(`${r.proto} sport ${renderPorts(r.sport)}`);
+    if (r.dport !== undefined) parts.push(`${r.proto} dport ${renderPorts(r.dport)}`);
+  }
+  if (r.ct?.length) parts.push(`ct state ${group(r.ct)}`);
+  if (r.ctStatus !== undefined) parts.push(`ct status ${r.ctStatus}`);
+  if (r.counter !== false) parts.push('counter');
+  if (r.log !== undefined) parts.push(`log prefix ${q(r.log)}`);
+  const a = r.action;
+  // An inet table also carries IPv6, so nft needs "ip" to know which address family to translate.
+  const af = family === 'inet' ? 'ip ' : '';
+  if (typeof a === 'string') parts.push(a);
+  else if ('dnat' in a) parts.push(`dnat ${af}to ${checkAddr(a.dnat, '').text}${a.port !== undefined ? `:${a.port}` : ''}`);
+  else if ('snat' in a) parts.push(`snat ${af}to ${checkAddr(a.snat, '').text}`);
+  else parts.push(`jump ${a.jump}`);
+  parts.push(`comment ${q(r.id)}`);
+  return parts.join(' ');
+}
+
+function renderBody(t: NftTable): string[] {
+  const lines: string[] = [];
+  for (const s of t.sets ?? []) {
+    lines.push(`\tset ${s.name} {`);
+    lines.push(`\t\ttype ${s.type}`);
+    // Interval flag: networks and port ranges need it; nft accepts plain elements in such sets too.
+    lines.push('\t\tflags interval');
+    const els = s.type === 'ipv4_addr' ? s.elements.map((e) => checkAddr(e, '').text) : s.elements.map((e) => checkPortItem(e, '').text);
+    if (els.length) lines.push(`\t\telements = { ${els.join(', ')} }`);
+    lines.push('\t}');
+  }
+  for (const c of t.chains) {
+    lines.push(`\tchain ${c.name} {`);
+    if (c.base) {
+      lines.push(`\t\ttype ${c.base.type} hook ${c.base.hook} priority ${c.base.priority}; policy ${c.base.policy ?? 'accept'};`);
+    }
+    for (const r of c.rules) lines.push(`\t\t${renderRule(t.family, r)}`);
+    lines.push('\t}');
+  }
+  return lines;
+}
+
+/** The marker comment: kumo's, with a hash of the contents so an unchanged table can be kept. */
+export function tableMark(t: NftTable): string {
+  validateTable(t);
+  const digest = createHash('sha256').update(`${t.family} ${t.name}\n${renderBody(t).join('\n')}`).digest('hex');
+  return `${MARK}${digest.slice(0, 24)}`;
+}
+
+/** `table FAMILY NAME { ... }` in nft's syntax; validates first. */
+export function renderTable(t: NftTable): string {
+  const mark = tableMark(t);
+  return [`table ${t.family} ${t.name} {`, `\tcomment ${q(mark)}`, ...renderBody(t), '}', ''].join('\n');
+}
+
+/**
+ * One nft transaction that replaces exactly these tables: `add table` makes the `delete` valid
+ * when the table is new, and the new contents follow. nft applies the whole text or nothing.
+ */
+export function renderReplace(tables: readonly NftTable[]): string {
+  return tables.map((t) => `add table ${t.family} ${t.name}\ndelete table ${t.family} ${t.name}\n${renderTable(t)}`).join('');
+}
+
+export function renderDelete(tables: readonly { family: NftFamily; name: string }[]): string {
+  return tables.map((t) => `add table ${t.family} ${t.name}\ndelete table ${t.family} ${t.name}\n`).join('');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading nft's own listing
+
+/** A chain as listed: its hook line's type, hook and policy (if a base chain), and its rules' ids in order. */
+export interface ListedChain {
+  base?: { type: string; hook: string; policy: string };
+  ids: (string | undefined)[];
+}
+
+/** What `nft -s list table` shows of a table: its comment, its chains and its sets' sizes. */
+export interface ListedTable {
+  comment?: string;
+  chains: Map<string, ListedChain>;
+  setSizes: Map<string, number>;
+}
+
+export function parseListing(text: string): ListedTable {
+  const out: ListedTable = { chains: new Map(), setSizes: new Map() };
+  let chain: ListedChain | undefined;
+  let set: string | undefined;
+  let elements: string | undefined;
+  for (const line of text.split('\n')) {
+    let m: RegExpExecArray | null;
+    if ((m = /^\tcomment "(.*)"$/.exec(line))) out.comment = m[1];
+    else if ((m = /^\tchain (\S+) \{$/.exec(line))) out.chains.set(m[1]!, (chain = { ids: [] }));
+    else if ((m = /^\tset (\S+) \{$/.exec(line))) { set = m[1]; out.setSizes.set(set!, 0); }
+    else if (line === '\t}') { chain = undefined; set = undefined; }
+    else if (set !== undefined && (elements !== undefined || /^\t\telements = \{/.test(line))) {
+      elements = (elements ?? '') + line;
+      if (line.trimEnd().endsWith('}')) {
+        const inner = elements.slice(elements.indexOf('{') + 1, elements.lastIndexOf('}')).trim();
+        out.setSizes.set(set, inner ? inner.split(',').length : 0);
+        elements = undefined;
+      }
+    } else if (chain && (m = /^\t\ttype (\S+) hook (\S+) .*; policy (\S+);/.exec(line))) {
+      chain.base = { type: m[1]!, hook: m[2]!, policy: m[3]! };
+    } else if (chain && /^\t\t\S/.test(line)) {
+      chain.ids.push(/ comment "([^"]*)"$/.exec(line)?.[1]);
+    }
+  }
+  return out;
+}
+
+/**
+ * True when the live table still is what `t` renders to: kumo's mark with this spec's hash, and no
+ * hand edit that shows in the listing (a chain's policy, rules added, removed or reordered, set
+ * elements added or removed). A rule edited in place under the same comment is not noticed.
+ */
+export function listingMatches(t: NftTable, live: ListedTable): boolean {
+  if (live.comment !== tableMark(t)) return false;
+  if (live.chains.size !== t.chains.length || live.setSizes.size !== (t.sets?.length ?? 0)) return false;
+  for (const c of t.chains) {
+    const l = live.chains.get(c.name);
+    if (!l || l.ids.length !== c.rules.length || c.rules.some((r, i) => l.ids[i] !== r.id)) return false;
+    const want = c.base && { type: c.base.type, hook: c.base.hook, policy: c.base.policy ?? 'accept' };
+    if (JSON.stringify(l.base) !== JSON.stringify(want)) return false;
+  }
+  return (t.sets ?? []).every((s) => live.setSizes.get(s.name) === s.elements.length);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The driver
+
+/** kumo's tables on one node (this machine, a network namespace, or a host over ssh). */
+export class Nftables {
+  constructor(private readonly exec: Executor = local) {}
+
+  /** `nft -s list table` (without counter values), or undefined when the table does not exist. */
+  async list(family: NftFamily, name: string): Promise<string | undefined> {
+    checkFamily(family);
+    checkName(name, 'table');
+    const r = await this.exec.run('nft', ['-s', 'list', 'table', family, name], { allowFailure: true });
+    if (r.code === 0) return r.stdout;
+    if (/No such file or directory/.test(r.stderr)) return undefined;
+    throw this.failed(`nft list table ${family} ${name}`, r.stderr);
+  }
+
+  /**
+   * Replaces these kumo tables in one transaction (all or nothing); other tables stay untouched.
+   * A table whose live contents already match is left alone, so its counters keep counting
+   * (`force` replaces it anyway, which restarts its counters).
+   * A table of that name that kumo did not make is refused (ALREADY_EXISTS), never replaced.
+   */
+  async apply(tables: NftTable | readonly NftTable[], options: { force?: boolean } = {}): Promise<ApplyOutcome[]> {
+    const list: readonly NftTable[] = Array.isArray(tables) ? tables : [tables as NftTable];
+    const seen = new Set<string>();
+    for (const t of list) {
+      validateTable(t);
+      const key = `${t.family} ${t.name}`;
+      if (seen.has(key)) throw invalid(`table ${key} is given twice`, 'merge the two into one table or rename one');
+      seen.add(key);
+    }
+    const outcomes: ApplyOutcome[] = [];
+    const changed: NftTable[] = [];
+    for (const t of list) {
+      const live = await this.owned(t.family, t.name, 'apply');
+      const same = live !== undefined && !options.force && listingMatches(t, parseListing(live));
+      outcomes.push({ family: t.family, name: t.name, changed: !same });
+      if (!same) changed.push(t);
+    }
+    if (changed.length) await this.load(renderReplace(changed), changed.map((t) => `${t.family} ${t.name}`).join(', '));
+    return outcomes;
+  }
+
+  /** Deletes kumo's table; false when it did not exist. A table kumo did not make is refused. */
+  async delete(family: NftFamily, name: string): Promise<boolean> {
+    const live = await this.owned(family, name, 'delete');
+    if (live === undefined) return false;
+    await this.load(renderDelete([{ family, name }]), `${family} ${name}`);
+    return true;
+  }
+
+  /** Packets and bytes per rule id, read from `nft -j list table`; [] when the table does not exist. */
+  async counters(family: NftFamily, name: string): Promise<RuleCounter[]> {
+    checkFamily(family);
+    checkName(name, 'table');
+    const r = await this.exec.run('nft', ['-j', 'list', 'table', family, name], { allowFailure: true });
+    if (r.code !== 0) {
+      if (/No such file or directory/.test(r.stderr)) return [];
+      throw this.failed(`nft -j list table ${family} ${name}`, r.stderr);
+    }
+    return parseCounters(r.stdout);
+  }
+
+  /** The live table's text when it is kumo's (or undefined when absent); refuses anyone else's. */
+  private async owned(family: NftFamily, name: string, doing: 'apply' | 'delete'): Promise<string | undefined> {
+    const live = await this.list(family, name);
+    if (live !== undefined && !parseListing(live).comment?.startsWith(MARK)) {
+      throw new KumoError(doing === 'apply' ? 'ALREADY_EXISTS' : 'IN_USE',
+        `table ${family} ${name} exists on ${this.exec.description} and was not made by kumo: kumo will not ${doing === 'apply' ? 'replace' : 'delete'} it`,
+        'give kumo\'s table another name (e.g. kumo-edge), or remove that table yourself if it is really unused');
+    }
+    return live;
+  }
+
+  private async load(text: string, what: string): Promise<void> {
+    const r = await this.exec.run('nft', ['-f', '-'], { input: text, allowFailure: true });
+    if (r.code !== 0) throw this.failed(`loading table ${what}`, r.stderr);
+  }
+
+  private failed(what: string, stderr: string): KumoError {
+    const detail = stderr.trim().split('\n').slice(0, 6).join('\n');
+    return new KumoError('COMMAND_FAILED', `nft refused ${what} on ${this.exec.description} (nothing was changed): ${detail}`,
+      'the kernel may lack an nftables feature named above; check `nft --version` and the kernel\'s nf_tables options');
+  }
+}
+
+/** Rule counters from `nft -j list table` output. */
+export function parseCounters(json: string): RuleCounter[] {
+  // nft's JSON schema: a list of one-key objects; only rules and their counter statements matter here.
+  const doc = JSON.parse(json) as { nftables?: Record<string, unknown>[] };
+  const out: RuleCounter[] = [];
+  for (const item of doc.nftables ?? []) {
+    const rule = item.rule as { chain?: string; comment?: string; expr?: Record<string, unknown>[] } | undefined;
+    if (!rule?.comment || !rule.chain) continue;
+    const counter = rule.expr?.find((e) => 'counter' in e)?.counter as { packets?: number; bytes?: number } | undefined;
+    out.push({ id: rule.comment, chain: rule.chain,
+      ...(counter ? { packets: counter.packets ?? 0, bytes: counter.bytes ?? 0 } : {}) });
+  }
+  return out;
+}
