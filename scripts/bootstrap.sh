@@ -67,7 +67,7 @@ fi
 # The same for HAProxy and nginx: kumo runs private instances on its load-balancer nodes.
 if [ -d /run/systemd/system ]; then
   for unit in nfs-ganesha haproxy nginx; do
-    systemctl is-enabled "$unit" >/dev/null 2>&1 && { systemctl disable --now "$unit" >/dev/null 2>&1 || true; }
+    if systemctl is-enabled "$unit" >/dev/null 2>&1; then systemctl disable --now "$unit" >/dev/null 2>&1 || true; fi
   done
 fi
 

@@ -11,6 +11,9 @@ import { networkCommand } from './commands/network.js';
 import { shareCommand } from './commands/share.js';
 import { snapshotCommand } from './commands/snapshot.js';
 import { labCommand } from './commands/lab.js';
+import { monitorCommand, statsCommand, topCommand } from './commands/monitor.js';
+import { serveCommand } from './commands/serve.js';
+import { tokenCommand } from './commands/token.js';
 import { runWizard } from './wizard.js';
 import { parseConsoleMode } from './launch.js';
 import { KumoError, type ErrorCode } from '../model/errors.js';
@@ -42,6 +45,11 @@ program.addCommand(snapshotCommand());
 program.addCommand(volumeCommand());
 program.addCommand(configCommand());
 program.addCommand(labCommand());
+program.addCommand(topCommand());
+program.addCommand(statsCommand());
+program.addCommand(monitorCommand());
+program.addCommand(serveCommand());
+program.addCommand(tokenCommand());
 
 /** Every command reports usage errors by throwing (exit code 2 below), not by exiting on its own. */
 function throwOnUsageErrors(cmd: Command): void {

@@ -103,6 +103,15 @@ const MIGRATIONS: string[] = [
      gateway TEXT,
      lease_file TEXT
    );`,
+  // API bearer tokens (kumo serve, kumo token): only the sha256 of each token is kept; the
+  // token itself is shown once when it is made.
+  `CREATE TABLE api_tokens (
+     id TEXT PRIMARY KEY,
+     name TEXT NOT NULL UNIQUE,
+     hash TEXT NOT NULL UNIQUE,
+     created_at TEXT NOT NULL,
+     last_used_at TEXT
+   );`,
 ];
 
 export type Db = Database.Database;

@@ -1,0 +1,117 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import type { ApiDeps } from '../server.js';
+import { InstanceService } from '../../service/instances.js';
+import { HostService } from '../../service/host.js';
+import type { Instance as InstanceView } from '../../model/types.js';
+import {
+  Accepted, errors, Instance, InstanceAction, InstanceCreate, InstanceDeleted, InstanceMigrate, InstanceStarted,
+  InstanceStop, InstanceStopped, NameParams, optionalBody,
+} from '../schemas.js';
+import { accepted } from './operations.js';
+
+const tags = ['instances'];
+
+/** The root password's hash stays on the server: it could be cracked offline. */
+export function renderInstance({ passwordHash, ...rest }: InstanceView): z.output<typeof Instance> {
+  return { ...rest, passwordSet: passwordHash !== undefined };
+}
+
+export const instanceRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx, ops }) => {
+  const svc = () => new InstanceService(ctx);
+  const view = async (name: string) => renderInstance(await svc().get(name));
+
+  app.get('/instances', {
+    schema: { tags, operationId: 'listInstances', summary: 'every instance, with libvirt\'s state and DHCP addresses', response: { 200: z.array(Instance), ...errors() } },
+  }, async () => (await svc().list()).map(renderInstance));
+
+  app.get('/instances/:name', {
+    schema: { tags, operationId: 'getInstance', summary: 'one instance: NICs, volumes, VNC address, drift', params: NameParams, response: { 200: Instance, ...errors(404) } },
+  }, async (req) => view(req.params.name));
+
+  app.post('/instances', {
+    schema: {
+      tags, operationId: 'createInstance', body: InstanceCreate, response: { 202: Accepted, ...errors(400, 404, 409) },
+      summary: 'create and start an instance: checked at once (400/404/409), then made by an operation whose result is the Instance',
+    },
+  }, async (req, reply) => {
+    const { wait, ...request } = req.body;
+    const s = svc();
+    // Everything that can be refused is refused now, as an answer, not as a failed operation.
+    await s.validate(request);
+    const op = ops.start('instance.create', request.name, async (progress) => {
+      await s.create(request, progress);
+      if (wait) {
+        progress('boot');
+        await s.waitReady(request.name);
+      }
+      return renderInstance(await s.get(request.name));
+    });
+    return accepted(reply, op);
+  });
+
+  app.delete('/instances/:name', {
+    schema: {
+      tags, operationId: 'deleteInstance', params: NameParams, response: { 200: InstanceDeleted, ...errors(404) },
+      summary: 'remove the instance with its disks and seed; attached volumes are kept, detached',
+    },
+  }, async (req) => {
+    const r = await svc().delete(req.params.name);
+    ops.resourceChanged('instance', req.params.name, 'deleted');
+    return r;
+  });
+
+  app.post('/instances/:name/start', {
+    schema: { tags, operationId: 'startInstance', summary: 'start a stopped instance', params: NameParams, response: { 200: InstanceStarted, ...errors(404) } },
+  }, async (req) => {
+    const started = await svc().start(req.params.name);
+    ops.resourceChanged('instance', req.params.name, 'started');
+    return { started, instance: await view(req.params.name) };
+  });
+
+  app.post('/instances/:name/stop', {
+    schema: {
+      tags, operationId: 'stopInstance', params: NameParams, body: optionalBody(InstanceStop), response: { 200: InstanceStopped, ...errors(400, 404) },
+      summary: 'shut down cleanly (ACPI), forcing it off after the grace period; answers when it is off',
+    },
+  }, async (req) => {
+    const r = await svc().stop(req.params.name, (req.body?.timeoutSeconds ?? 60) * 1000);
+    ops.resourceChanged('instance', req.params.name, 'stopped');
+    return { forced: r.forced, instance: await view(req.params.name) };
+  });
+
+  app.post('/instances/:name/reboot', {
+    schema: { tags, operationId: 'rebootInstance', summary: 'reboot a running instance', params: NameParams, response: { 200: InstanceAction, ...errors(400, 404) } },
+  }, async (req) => {
+    await svc().reboot(req.params.name);
+    ops.resourceChanged('instance', req.params.name, 'rebooted');
+    return { instance: await view(req.params.name) };
+  });
+
+  app.post('/instances/:name/destroy', {
+    schema: { tags, operationId: 'destroyInstance', summary: 'force off, like virsh destroy (the instance stays)', params: NameParams, response: { 200: InstanceAction, ...errors(404) } },
+  }, async (req) => {
+    await svc().destroy(req.params.name);
+    ops.resourceChanged('instance', req.params.name, 'destroyed');
+    return { instance: await view(req.params.name) };
+  });
+
+  app.post('/instances/:name/migrate', {
+    schema: {
+      tags, operationId: 'migrateInstance', params: NameParams, body: InstanceMigrate, response: { 202: Accepted, ...errors(400, 404) },
+      summary: 'live-migrate a running instance to another host: an operation whose result has the duration and QEMU\'s downtime',
+    },
+  }, async (req, reply) => {
+    const { name } = req.params;
+    const { to, unsafe } = req.body;
+    // Unknown names are a 404 now; everything libvirt decides shows in the operation.
+    await svc().get(name);
+    await new HostService(ctx).get(to);
+    const op = ops.start('instance.migrate', name, async (progress) => {
+      progress('migrate');
+      const r = await svc().migrate(name, to, { unsafe: unsafe ?? false });
+      return { from: r.from, to: r.to, durationMs: r.durationMs, ...(r.downtimeMs !== undefined ? { downtimeMs: r.downtimeMs } : {}), instance: await view(name) };
+    });
+    return accepted(reply, op);
+  });
+};

@@ -1,0 +1,54 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import type { ApiDeps } from '../server.js';
+import { NetworkService } from '../../service/networks.js';
+import { errors, NameParams, Network, NetworkCreate, NoContent } from '../schemas.js';
+
+const tags = ['networks'];
+
+export const networkRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx, ops }) => {
+  const svc = () => new NetworkService(ctx);
+
+  app.get('/networks', {
+    schema: { tags, operationId: 'listNetworks', summary: 'like virsh net-list --all, plus mode, subnet, bridge and users', response: { 200: z.array(Network), ...errors() } },
+  }, async () => svc().list());
+
+  app.get('/networks/:name', {
+    schema: { tags, operationId: 'getNetwork', summary: 'one network', params: NameParams, response: { 200: Network, ...errors(404) } },
+  }, async (req) => svc().get(req.params.name));
+
+  app.post('/networks', {
+    schema: {
+      tags, operationId: 'createNetwork', body: NetworkCreate, response: { 201: Network, ...errors(400, 409, 503) },
+      summary: 'define and start a network (nat, isolated, host bridge or Open vSwitch), checked against every other first',
+    },
+  }, async (req, reply) => {
+    const n = await svc().create(req.body);
+    ops.resourceChanged('network', n.name, 'created');
+    return reply.code(201).send(n);
+  });
+
+  app.delete('/networks/:name', {
+    schema: { tags, operationId: 'deleteNetwork', summary: 'delete a network no instance uses', params: NameParams, response: { 204: NoContent, ...errors(404, 409) } },
+  }, async (req, reply) => {
+    await svc().delete(req.params.name);
+    ops.resourceChanged('network', req.params.name, 'deleted');
+    return reply.code(204).send();
+  });
+
+  app.post('/networks/:name/start', {
+    schema: { tags, operationId: 'startNetwork', summary: 'start a defined network', params: NameParams, response: { 200: Network, ...errors(404) } },
+  }, async (req) => {
+    await svc().start(req.params.name);
+    ops.resourceChanged('network', req.params.name, 'started');
+    return svc().get(req.params.name);
+  });
+
+  app.post('/networks/:name/stop', {
+    schema: { tags, operationId: 'stopNetwork', summary: 'stop a network no instance uses (it stays defined)', params: NameParams, response: { 200: Network, ...errors(404, 409) } },
+  }, async (req) => {
+    await svc().stop(req.params.name);
+    ops.resourceChanged('network', req.params.name, 'stopped');
+    return svc().get(req.params.name);
+  });
+};

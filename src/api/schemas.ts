@@ -1,0 +1,251 @@
+import { z } from 'zod';
+import { LIMITS } from '../model/sizes.js';
+import { NETWORK_MODES } from '../service/networks.js';
+import { HOST_ROLES } from '../store/hosts.js';
+
+/**
+ * Every request and response body of the API, declared once: Fastify validates and serializes
+ * with these (fastify-type-provider-zod), the handlers are type-checked against them, and the
+ * OpenAPI document at /openapi.json is generated from them. Schemas registered in `registry`
+ * become named components (#/components/schemas/NAME).
+ *
+ * Request bodies are strict (an unknown key is a 400 naming it: a typo such as "ram" for
+ * "ramMiB" must not be silently ignored). Sizes carry the bounds of model/sizes.ts, so the
+ * document shows them and a wrong one is refused naming the field; names and everything that
+ * needs libvirt or the store are checked by the services, as for the CLI.
+ */
+/** Where every API route lives; the version changes only with an incompatible change. */
+export const API_PREFIX = '/api/v1';
+
+export const registry = z.registry<{ id: string; description?: string }>();
+
+function named<T extends z.ZodType>(id: string, schema: T, description?: string): T {
+  registry.add(schema, { id, ...(description ? { description } : {}) });
+  return schema;
+}
+
+const whole = (what: keyof typeof LIMITS, description: string) =>
+  z.number().int().min(LIMITS[what].min).max(LIMITS[what].max).describe(description);
+const name = (what: string) => z.string().min(1).max(63).describe(`the ${what}'s name`);
+const timestamp = z.string().describe('ISO 8601 time');
+
+// ---------------------------------------------------------------------------------------- errors
+
+export const ErrorBody = named('Error', z.object({
+  error: z.object({
+    code: z.string().describe('stable code for programs: INVALID_INPUT, NOT_FOUND, ALREADY_EXISTS, IN_USE, UNAUTHORIZED, ...'),
+    message: z.string().describe('what is wrong, for a person'),
+    fix: z.string().optional().describe('how to fix it, where kumo knows'),
+    fields: z.array(z.string()).optional().describe('the request fields that are wrong, e.g. body.vcpus'),
+  }),
+}), 'every error answer');
+
+/** The error answers a route can give, all with the same body. */
+export function errors(...codes: (400 | 401 | 404 | 409 | 500 | 502 | 503 | 504)[]) {
+  const out: Partial<Record<400 | 401 | 404 | 409 | 500 | 502 | 503 | 504, typeof ErrorBody>> = {};
+  for (const c of [401, ...codes] as const) out[c] = ErrorBody;
+  return out;
+}
+
+// ------------------------------------------------------------------------------ params and common
+
+export const NameParams = z.object({ name: z.string().describe('the resource\'s name') });
+export const IdParams = z.object({ id: z.string().describe('the operation\'s id') });
+export const InstanceParams = z.object({ instance: z.string().describe('the instance\'s name') });
+export const SnapshotParams = z.object({ instance: z.string().describe('the instance\'s name'), name: z.string().describe('the snapshot\'s name') });
+export const NoContent = z.undefined().describe('done; no body');
+
+/**
+ * A body the client may leave out (stop, detach, snapshot, revert). Fastify hands a missing
+ * body to the validator as null; the OpenAPI document marks such a body not required.
+ */
+export const optionalBody = <T extends z.ZodType>(schema: T) => schema.nullish();
+
+export const Health = named('Health', z.object({ status: z.literal('ok'), version: z.string() }));
+
+// ---------------------------------------------------------------------------------------- flavors
+
+export const Flavor = named('Flavor', z.object({
+  name: z.string(), vcpus: z.number().int(), ramMiB: z.number().int(), diskGiB: z.number().int(),
+  builtin: z.boolean().describe('small and medium come with kumo and cannot be deleted'),
+}));
+
+export const FlavorCreate = named('FlavorCreate', z.strictObject({
+  name: name('flavor'),
+  vcpus: whole('vcpus', 'virtual CPUs'),
+  ramMiB: whole('ram', 'memory in MiB'),
+  diskGiB: whole('disk-size', 'root disk size in GiB'),
+}));
+
+// ----------------------------------------------------------------------------------------- images
+
+export const Image = named('Image', z.object({
+  name: z.string(),
+  os: z.string().describe('what the wizard shows, e.g. "CentOS 7.8"'),
+  disk: z.string().describe('the base disk every instance\'s overlay points at'),
+  format: z.enum(['qcow2', 'raw']),
+  virtualSizeBytes: z.number().int(),
+  kernel: z.string().optional(), initrd: z.string().optional(), cmdline: z.string().optional(),
+  source: z.string(),
+  createdAt: timestamp,
+}));
+
+export const ImageBuild = named('ImageBuild', z.strictObject({
+  recipe: z.enum(['tiny']).describe('tiny: the busybox test image, built from Debian packages'),
+}));
+
+export const ImageBuilt = named('ImageBuilt', z.object({
+  image: Image,
+  built: z.boolean().describe('false when the registered image was up to date'),
+}));
+
+// -------------------------------------------------------------------------------------- instances
+
+const RuntimeState = z.enum(['running', 'shut off', 'paused', 'in shutdown', 'crashed', 'pmsuspended', 'blocked', 'idle', 'missing', 'unknown'])
+  .describe('what libvirt says the domain does (virsh domstate), missing when it is gone, unknown when its host does not answer');
+
+export const Instance = named('Instance', z.object({
+  name: z.string(),
+  uuid: z.string(),
+  host: z.string().describe('the host it lives on'),
+  state: RuntimeState,
+  image: z.string(),
+  flavor: z.string().optional().describe('absent when the sizes were given one by one'),
+  vcpus: z.number().int(), ramMiB: z.number().int(), diskGiB: z.number().int(),
+  networks: z.array(z.string()),
+  nics: z.array(z.object({ mac: z.string(), network: z.string(), ipv4: z.string().optional().describe('from the DHCP lease, once there is one') })),
+  dataDisks: z.array(z.number().int()).describe('extra disks made with it, in GiB'),
+  passwordSet: z.boolean().describe('whether a root password was set (its hash is never handed out)'),
+  sshKeys: z.array(z.string()),
+  vnc: z.string().optional().describe('VNC address on the host (loopback), while it runs'),
+  createdAt: timestamp,
+  volumes: z.array(z.object({ name: z.string(), device: z.string(), sizeGiB: z.number().int() })),
+  drift: z.array(z.string()).describe('differences between kumo\'s record and libvirt, in words'),
+}));
+
+export const InstanceCreate = named('InstanceCreate', z.strictObject({
+  name: name('instance').describe('instance name, also its hostname'),
+  image: z.string().min(1).describe('the image to start from (GET /api/v1/images)'),
+  flavor: z.string().min(1).optional().describe('a flavor; vcpus, ramMiB and diskGiB override it, or replace it when all three are given'),
+  vcpus: whole('vcpus', 'virtual CPUs').optional(),
+  ramMiB: whole('ram', 'memory in MiB').optional(),
+  diskGiB: whole('disk-size', 'root disk size in GiB').optional(),
+  password: z.string().min(1).optional().describe('root password in plain text; hashed (sha512-crypt) at once and never stored'),
+  passwordHash: z.string().optional().describe('or a crypt(3) hash such as "$6$salt$..."'),
+  sshKeys: z.array(z.string()).optional().describe('ssh public keys for root'),
+  networks: z.array(z.string()).optional().describe('networks to attach, in order (default: ["default"])'),
+  dataDisks: z.array(whole('disk', 'GiB')).max(8).optional().describe('extra empty data disks, in GiB'),
+  userData: z.string().optional().describe('your own #cloud-config, merged with kumo\'s'),
+  start: z.boolean().optional().describe('start it (default true)'),
+  host: z.string().optional().describe('pin to this host (default: the hypervisor with the most free memory)'),
+  wait: z.boolean().optional().describe('the operation also waits until the guest answers HTTP on port 8080, like `kumo instance create --wait`'),
+}));
+
+export const InstanceStop = named('InstanceStop', z.strictObject({
+  timeoutSeconds: z.number().int().min(1).max(3600).optional().describe('grace period for the ACPI shutdown before pulling the plug (default 60)'),
+}));
+
+export const InstanceMigrate = named('InstanceMigrate', z.strictObject({
+  to: z.string().min(1).describe('the destination host (GET /api/v1/hosts)'),
+  unsafe: z.boolean().optional().describe('skip libvirt\'s shared-storage check (the one-machine lab only)'),
+}));
+
+export const InstanceStarted = z.object({ started: z.boolean().describe('false when it was running already'), instance: Instance });
+export const InstanceStopped = z.object({ forced: z.boolean().describe('true when the guest did not shut down in time and was forced off'), instance: Instance });
+export const InstanceAction = z.object({ instance: Instance });
+export const InstanceDeleted = z.object({ detachedVolumes: z.array(z.string()).describe('volumes that were attached: kept, now detached') });
+
+// ------------------------------------------------------------------------------------- operations
+
+export const Operation = named('Operation', z.object({
+  id: z.string(),
+  kind: z.string().describe('instance.create, instance.migrate, image.build'),
+  target: z.string().describe('the resource it works on'),
+  state: z.enum(['running', 'succeeded', 'failed']),
+  step: z.string().optional().describe('the step it is at'),
+  steps: z.array(z.string()).describe('steps so far, in order'),
+  result: z.unknown().optional().describe('what it made, once it succeeded (instance.create: an Instance)'),
+  error: z.object({ code: z.string(), message: z.string(), fix: z.string().optional() }).optional(),
+  createdAt: timestamp, updatedAt: timestamp, finishedAt: timestamp.optional(),
+}), 'long work that runs after its request was answered; follow it at GET /api/v1/operations/{id} or on /api/v1/events');
+
+export const Accepted = named('Accepted', z.object({ operation: Operation }));
+
+// --------------------------------------------------------------------------------------- networks
+
+export const Network = named('Network', z.object({
+  name: z.string(),
+  mode: z.enum(NETWORK_MODES),
+  cidr: z.string().optional(), gateway: z.string().optional(),
+  dhcp: z.object({ start: z.string(), end: z.string() }).optional(),
+  bridge: z.string().optional(),
+  active: z.boolean(), autostart: z.boolean(), persistent: z.boolean(),
+  builtinPending: z.boolean().optional().describe('a built-in network made the first time an instance uses it'),
+  instances: z.array(z.string()),
+}));
+
+export const NetworkCreate = named('NetworkCreate', z.strictObject({
+  name: name('network'),
+  mode: z.enum(NETWORK_MODES),
+  cidr: z.string().optional().describe('nat/isolated: the subnet, e.g. 192.168.222.0/24'),
+  gateway: z.string().optional().describe('the host\'s address on it, full or a suffix like ".1"'),
+  dhcp: z.string().optional().describe('DHCP range START-END, e.g. ".2-.254"'),
+  noDhcp: z.boolean().optional(),
+  bridge: z.string().optional().describe('nat/isolated: the bridge to make (default: the next free virbrN); bridge/ovs: the host bridge'),
+  createBridge: z.boolean().optional().describe('bridge/ovs: make the host bridge too (and remove it with the network)'),
+  autostart: z.boolean().optional(),
+}));
+
+// ---------------------------------------------------------------------------------------- volumes
+
+export const Volume = named('Volume', z.object({
+  name: z.string(), sizeGiB: z.number().int(), file: z.string(),
+  instance: z.string().optional(), device: z.string().optional().describe('the libvirt target, e.g. vdb'),
+  createdAt: timestamp, drift: z.array(z.string()),
+}));
+
+export const VolumeCreate = named('VolumeCreate', z.strictObject({ name: name('volume'), sizeGiB: whole('disk', 'size in GiB') }));
+export const VolumeAttach = named('VolumeAttach', z.strictObject({ instance: z.string().min(1) }));
+export const VolumeDetach = named('VolumeDetach', z.strictObject({
+  timeoutSeconds: z.number().int().min(1).max(3600).optional().describe('how long to wait for a running guest to release it (default 60)'),
+}));
+export const VolumeAttached = z.object({ volume: Volume, live: z.boolean().describe('true: hot-plugged; false: the guest sees it on its next start') });
+export const VolumeDetached = z.object({ volume: Volume, instance: z.string().describe('the instance it was attached to') });
+
+// -------------------------------------------------------------------------------------- snapshots
+
+export const Snapshot = named('Snapshot', z.object({
+  instance: z.string(), name: z.string(),
+  creationTime: z.number().int().describe('seconds since the epoch'),
+  state: z.enum(['running', 'shutoff', 'paused', 'disk-snapshot', 'crashed', 'pmsuspended', 'blocked', 'nostate']),
+  parent: z.string().optional(),
+  memory: z.boolean().describe('whether the guest\'s memory is in it'),
+  disks: z.array(z.string()),
+}));
+
+export const SnapshotCreate = named('SnapshotCreate', z.strictObject({
+  name: z.string().min(1).max(63).optional().describe('default: the creation time in epoch seconds, like virsh snapshot-create'),
+}));
+export const SnapshotRevert = named('SnapshotRevert', z.strictObject({
+  to: z.enum(['snapshot', 'running', 'paused']).optional().describe('the state to leave the instance in (default: the snapshot\'s own)'),
+  force: z.boolean().optional(),
+}));
+export const SnapshotReverted = z.object({ instance: z.string(), snapshot: z.string(), state: RuntimeState });
+
+// ------------------------------------------------------------------------------------------ hosts
+
+export const Host = named('Host', z.object({
+  name: z.string(),
+  uri: z.string().optional().describe('libvirt URI (hypervisors)'),
+  migrationAddress: z.string().optional(),
+  roles: z.array(z.enum(HOST_ROLES)),
+  shell: z.discriminatedUnion('kind', [
+    z.object({ kind: z.literal('local') }),
+    z.object({ kind: z.literal('netns'), netns: z.string() }),
+    z.object({ kind: z.literal('ssh'), destination: z.string(), port: z.number().int().optional(), identity: z.string().optional() }),
+  ]).describe('where commands on the host itself run'),
+  createdAt: timestamp,
+  up: z.boolean(),
+  cpus: z.number().int().optional(), memoryMiB: z.number().int().optional(),
+  allocatedVcpus: z.number().int(), allocatedMiB: z.number().int(), instances: z.number().int(),
+}));

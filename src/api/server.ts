@@ -1,0 +1,206 @@
+import { readFileSync } from 'node:fs';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import {
+  createJsonSchemaTransform, createJsonSchemaTransformObject, hasZodFastifySchemaValidationErrors, isResponseSerializationError,
+  serializerCompiler, validatorCompiler, type ZodTypeProvider,
+} from 'fastify-type-provider-zod';
+import type { Context } from '../service/context.js';
+import { OperationRegistry } from '../service/operations.js';
+import { TokenService } from '../service/tokens.js';
+import { KumoError, type ErrorCode } from '../model/errors.js';
+import { API_PREFIX, Health, registry } from './schemas.js';
+import { bearerAuth, Unauthorized } from './auth.js';
+import { flavorRoutes } from './routes/flavors.js';
+import { imageRoutes } from './routes/images.js';
+import { instanceRoutes } from './routes/instances.js';
+import { networkRoutes } from './routes/networks.js';
+import { volumeRoutes } from './routes/volumes.js';
+import { snapshotRoutes } from './routes/snapshots.js';
+import { hostRoutes } from './routes/hosts.js';
+import { operationRoutes } from './routes/operations.js';
+import { eventRoutes } from './routes/events.js';
+
+/** What every route plugin is given: the services' context and the operation registry. */
+export interface ApiDeps {
+  ctx: Context;
+  ops: OperationRegistry;
+}
+
+export interface ServerOptions {
+  /** Shared with whoever else wants to watch or start operations (tests, a future scheduler). */
+  ops?: OperationRegistry;
+  logger?: FastifyServerOptions['logger'];
+}
+
+export const DEFAULT_PORT = 8780;
+export const DOCS_PATH = '/docs';
+
+/** How each KumoError code answers over HTTP. A Record, so a new code cannot be forgotten here. */
+export const HTTP_STATUS: Record<ErrorCode, number> = {
+  INVALID_INPUT: 400,
+  NOT_INTERACTIVE: 400,
+  NOT_FOUND: 404,
+  ALREADY_EXISTS: 409,
+  IN_USE: 409,
+  CANCELLED: 409,
+  COMMAND_FAILED: 500,
+  LIBVIRT_ERROR: 502,
+  HOST_UNREACHABLE: 502,
+  MISSING_DEPENDENCY: 503,
+  TIMEOUT: 504,
+};
+
+const SCHEMA_FIX = `compare the request with the schema at /openapi.json (or the page at ${DOCS_PATH})`;
+
+const toObject = createJsonSchemaTransformObject({ schemaRegistry: registry });
+
+/**
+ * @fastify/swagger marks every request body required; one whose schema admits null (see
+ * optionalBody in schemas.ts) may be left out, and the document says so.
+ */
+function optionalBodies<T extends { paths?: object }>(doc: T): T {
+  type Media = { schema?: { nullable?: boolean } };
+  type Op = { requestBody?: { required?: boolean; content?: Record<string, Media> } };
+  for (const item of Object.values(doc.paths ?? {}) as Record<string, Op>[]) {
+    for (const op of Object.values(item)) {
+      const body = op.requestBody;
+      if (body?.content && Object.values(body.content).every((m) => m.schema?.nullable === true)) body.required = false;
+    }
+  }
+  return doc;
+}
+
+export type ApiServer = FastifyInstance<
+  FastifyInstance['server'], FastifyRequest['raw'], FastifyReply['raw'], FastifyInstance['log'], ZodTypeProvider>;
+
+/**
+ * The REST API as a Fastify app on a Context, not yet listening: `kumo serve` listens on it, and
+ * tests run it in-process on an ephemeral port. Routes are thin (parse, call a service, render);
+ * everything under /api/v1 but the health check needs a bearer token. The OpenAPI document and
+ * its interactive page are public: they describe the API, they show nothing of the cloud.
+ */
+export async function buildServer(ctx: Context, opts: ServerOptions = {}): Promise<ApiServer> {
+  const ops = opts.ops ?? new OperationRegistry();
+  const app = Fastify({
+    logger: opts.logger ?? false,
+    // userData may be a sizeable cloud-config; nothing the API takes is larger.
+    bodyLimit: 1024 * 1024,
+  }).withTypeProvider<ZodTypeProvider>();
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  app.setErrorHandler(answerError);
+  app.setNotFoundHandler((req, reply) => {
+    void reply.code(404).send(errorBody('NOT_FOUND', `there is no route ${req.method} ${req.url.split('?')[0]}`, `see the routes at ${DOCS_PATH}`));
+  });
+  acceptEmptyJson(app);
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'kumo',
+        version: version(),
+        description: 'A small private cloud for KVM hosts. Send "Authorization: Bearer TOKEN" with every request but the health ' +
+          'check (the admin token is printed by the first `kumo serve`; `kumo token create NAME` makes more). Long work answers ' +
+          `202 with an operation: follow it at ${API_PREFIX}/operations/{id} or on the Server-Sent Events of ${API_PREFIX}/events.`,
+      },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'a kumo API token (kumo_...)' } } },
+      security: [{ bearer: [] }],
+      tags: ['instances', 'images', 'flavors', 'networks', 'volumes', 'snapshots', 'hosts', 'operations', 'health'].map((name) => ({ name })),
+    },
+    transform: createJsonSchemaTransform({ schemaRegistry: registry }),
+    transformObject: (doc) => optionalBodies(toObject(doc)),
+  });
+  // Swagger UI's files come from the npm package: the page works without internet.
+  await app.register(swaggerUi, { routePrefix: DOCS_PATH, uiConfig: { persistAuthorization: false, tryItOutEnabled: true } });
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  app.get(`${API_PREFIX}/health`, {
+    schema: { tags: ['health'], operationId: 'health', summary: 'whether the API answers (no token needed)', security: [], response: { 200: Health } },
+  }, async () => ({ status: 'ok' as const, version: version() }));
+
+  await app.register(async (api) => {
+    api.addHook('onRequest', bearerAuth(new TokenService(ctx)));
+    const deps: ApiDeps = { ctx, ops };
+    for (const routes of [instanceRoutes, imageRoutes, flavorRoutes, networkRoutes, volumeRoutes, snapshotRoutes, hostRoutes, operationRoutes, eventRoutes]) {
+      await api.register(routes, deps);
+    }
+  }, { prefix: API_PREFIX });
+  return app;
+}
+
+function errorBody(code: string, message: string, fix?: string, fields?: string[]) {
+  return { error: { code, message, ...(fix ? { fix } : {}), ...(fields?.length ? { fields } : {}) } };
+}
+
+/** Every failure becomes {error: {code, message, fix}} with a status that fits its code. */
+function answerError(err: FastifyError, req: FastifyRequest, reply: FastifyReply): void {
+  if (hasZodFastifySchemaValidationErrors(err)) {
+    const where = err.validationContext ?? 'request';
+    const fields: string[] = [];
+    const lines = err.validation.map((v) => {
+      const path = `${where}${v.instancePath === '/' ? '' : v.instancePath.replaceAll('/', '.')}`;
+      // An unknown key is named by the issue's keys, not by its path (the object holding it).
+      const keys = v.keyword === 'unrecognized_keys' ? (v.params as { keys?: string[] }).keys ?? [] : [];
+      if (keys.length) {
+        fields.push(...keys.map((k) => `${path}.${k}`));
+        return `${keys.map((k) => `${path}.${k}`).join(', ')}: unknown field${keys.length > 1 ? 's' : ''}`;
+      }
+      fields.push(path);
+      const message = v.message ?? v.keyword;
+      return /received undefined$/.test(message) ? `${path} is required` : `${path}: ${message}`;
+    });
+    void reply.code(400).send(errorBody('INVALID_INPUT', lines.join('; '), SCHEMA_FIX, fields));
+    return;
+  }
+  if (err instanceof Unauthorized) {
+    void reply.code(401).header('www-authenticate', 'Bearer realm="kumo"').send(errorBody('UNAUTHORIZED', err.message, err.fix));
+    return;
+  }
+  if (err instanceof KumoError) {
+    const status = HTTP_STATUS[err.code];
+    if (status >= 500) req.log.error({ err }, 'request failed');
+    void reply.code(status).send(errorBody(err.code, err.message, err.fix));
+    return;
+  }
+  if (!isResponseSerializationError(err) && err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) {
+    // Fastify's own refusals: malformed JSON, a body too large, an unsupported content type.
+    void reply.code(err.statusCode).send(errorBody(err.statusCode === 404 ? 'NOT_FOUND' : 'INVALID_INPUT', err.message,
+      err.statusCode === 415 ? 'send the body as application/json' : SCHEMA_FIX));
+    return;
+  }
+  req.log.error({ err }, 'internal error');
+  void reply.code(500).send(errorBody('INTERNAL', `internal error: ${err.message}`, 'this is a bug in kumo; the server log has the details'));
+}
+
+/**
+ * An action whose body is optional (stop, detach, snapshot) may come with
+ * "content-type: application/json" and no body at all; Fastify would refuse that.
+ */
+function acceptEmptyJson(app: ApiServer): void {
+  const json = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    const text = typeof body === 'string' ? body : body.toString('utf8');
+    if (text.trim() === '') {
+      done(null, undefined);
+      return;
+    }
+    json(req, text, done);
+  });
+}
+
+let cachedVersion: string | undefined;
+function version(): string {
+  if (cachedVersion === undefined) {
+    try {
+      // dist/src/api/server.js → the package's own package.json.
+      cachedVersion = (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version?: string }).version ?? '0.0.0';
+    } catch {
+      cachedVersion = '0.0.0';
+    }
+  }
+  return cachedVersion;
+}

@@ -1,0 +1,73 @@
+import type { AddressInfo } from 'node:net';
+import { isIP } from 'node:net';
+import { Command, Option } from 'commander';
+import { context, say } from '../app.js';
+import { buildServer, DEFAULT_PORT, DOCS_PATH } from '../../api/server.js';
+import { API_PREFIX } from '../../api/schemas.js';
+import { OperationRegistry } from '../../service/operations.js';
+import { TokenService } from '../../service/tokens.js';
+import { invalid, KumoError } from '../../model/errors.js';
+import { parseWhole } from '../../model/sizes.js';
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'silent'];
+
+const loopback = (addr: string) => addr === 'localhost' || addr === '::1' || /^127\./.test(addr);
+
+export function serveCommand(): Command {
+  return new Command('serve').description('the REST API on http://ADDR:PORT/api/v1, its OpenAPI document and an interactive page')
+    .option('--listen <addr>', 'address to listen on (0.0.0.0 or :: for every interface)', '127.0.0.1')
+    .option('--port <n>', 'TCP port', String(DEFAULT_PORT))
+    .addOption(new Option('--log-level <level>', 'request log on stderr').choices(LOG_LEVELS).default('info'))
+    .action(async (o: { listen: string; port: string; logLevel: string }) => {
+      const port = parseWhole(o.port);
+      if (!(port >= 0 && port <= 65_535)) throw invalid(`--port must be a whole number from 0 to 65535, got "${o.port}"`, `e.g. --port ${DEFAULT_PORT}`);
+      if (o.listen !== 'localhost' && !isIP(o.listen)) throw invalid(`--listen must be an IP address, got "${o.listen}"`, 'e.g. --listen 127.0.0.1, or 0.0.0.0 for every interface');
+      const ctx = await context();
+      const ops = new OperationRegistry();
+      // Logs go to stderr: stdout carries only what a script may read (the address, the admin token).
+      const app = await buildServer(ctx, { ops, logger: { level: o.logLevel, stream: process.stderr } });
+      try {
+        await app.listen({ host: o.listen, port });
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'EADDRINUSE') throw new KumoError('IN_USE', `port ${port} on ${o.listen} is in use`, 'stop what listens there, or pick another --port');
+        if (code === 'EADDRNOTAVAIL') throw invalid(`${o.listen} is not an address of this machine`, 'give one of its addresses, or 0.0.0.0');
+        throw e;
+      }
+      const a = app.server.address() as AddressInfo;
+      const base = `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+      // Made only once it listens, so a failed start does not use up the one showing of the token.
+      const admin = new TokenService(ctx).ensureAdmin();
+      if (admin) console.log(`admin token (shown only now, kumo keeps only its hash): ${admin.token}`);
+      // The last line of the start: whoever waits for the server can take it as "ready".
+      console.log(`kumo API on ${base}${API_PREFIX} (OpenAPI: ${base}/openapi.json, interactive: ${base}${DOCS_PATH})`);
+      if (!loopback(o.listen)) say(`warning: listening on ${o.listen} over plain HTTP: tokens and passwords cross the network readable; put a TLS proxy in front`);
+      await untilStopped(async () => {
+        await app.close();
+        const running = ops.list().filter((op) => op.state === 'running');
+        if (running.length) {
+          say(`waiting for ${running.length} operation(s) to finish: ${running.map((op) => `${op.kind} ${op.target}`).join(', ')} (again to stop at once)`);
+          await Promise.all(running.map((op) => ops.wait(op.id)));
+        }
+      });
+    });
+}
+
+/** Resolves once `stop` has run after SIGINT or SIGTERM; a second signal ends the process at once. */
+function untilStopped(stop: () => Promise<void>): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let stopping = false;
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (stopping) {
+        // Work cut off here is undone from the journal by the next kumo command.
+        say(`${signal} again: stopping now`);
+        process.exit(130);
+      }
+      stopping = true;
+      say(`${signal}: stopping`);
+      stop().then(resolve, reject);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+}

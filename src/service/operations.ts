@@ -1,0 +1,175 @@
+import { EventEmitter } from 'node:events';
+import { randomUUID } from 'node:crypto';
+import { KumoError, notFound } from '../model/errors.js';
+
+/**
+ * Long work (instance create, migrate, image build) that a face starts and does not wait
+ * for: the registry runs it, keeps its state, and tells subscribers about every change.
+ * In memory only: after a restart the operations are gone, and the undo journal has taken
+ * care of any that were half done.
+ */
+export type OperationState = 'running' | 'succeeded' | 'failed';
+
+export interface OperationError {
+  code: string;
+  message: string;
+  fix?: string;
+}
+
+export interface Operation {
+  id: string;
+  /** What it does, e.g. "instance.create". */
+  kind: string;
+  /** The resource it works on, e.g. the instance's name. */
+  target: string;
+  state: OperationState;
+  /** The step it is at (instance create: disk, seed, define, start, boot). */
+  step?: string;
+  /** Steps done so far, in order. */
+  steps: string[];
+  /** What the work returned, when it succeeded (e.g. the instance). */
+  result?: unknown;
+  error?: OperationError;
+  createdAt: string;
+  updatedAt: string;
+  finishedAt?: string;
+}
+
+/** What subscribers hear: operation changes, and changes to resources made outside operations. */
+export type KumoEvent =
+  | { type: 'operation'; operation: Operation }
+  | { type: 'resource'; resource: string; name: string; action: string };
+
+export interface SequencedEvent {
+  /** Increases by one per event: a client that reconnects asks for what came after its last. */
+  seq: number;
+  at: string;
+  event: KumoEvent;
+}
+
+/** How many events a reconnecting client can catch up on, and how many finished operations are kept. */
+const REPLAY = 1_000;
+const KEEP_FINISHED = 500;
+
+export class OperationRegistry {
+  private readonly ops = new Map<string, Operation>();
+  private readonly emitter = new EventEmitter();
+  private readonly recent: SequencedEvent[] = [];
+  private seq = 0;
+
+  constructor() {
+    // Every open event stream is a listener; Node's leak warning at 10 does not fit that.
+    this.emitter.setMaxListeners(0);
+  }
+
+  /**
+   * Starts work in the background and returns its operation at once. The work reports
+   * steps through `progress`; its result is rendered with `render` (default: as is).
+   */
+  start<T>(kind: string, target: string, work: (progress: (step: string) => void) => Promise<T>,
+    render: (result: T) => unknown = (r) => r): Operation {
+    const now = new Date().toISOString();
+    const op: Operation = { id: randomUUID(), kind, target, state: 'running', steps: [], createdAt: now, updatedAt: now };
+    this.ops.set(op.id, op);
+    this.prune();
+    this.changed(op);
+    const progress = (step: string) => {
+      if (op.state !== 'running') return;
+      op.step = step;
+      op.steps.push(step);
+      this.changed(op);
+    };
+    // Deferred so that the caller has the operation (and can answer 202) before any work runs.
+    setImmediate(() => {
+      work(progress).then((result) => {
+        op.result = render(result);
+        this.finish(op, 'succeeded');
+      }, (e: unknown) => {
+        op.error = e instanceof KumoError
+          ? { code: e.code, message: e.message, ...(e.fix ? { fix: e.fix } : {}) }
+          : { code: 'INTERNAL', message: e instanceof Error ? e.message : String(e) };
+        this.finish(op, 'failed');
+      });
+    });
+    return snapshot(op);
+  }
+
+  get(id: string): Operation {
+    const op = this.ops.get(id);
+    if (!op) throw notFound(`there is no operation "${id}"`, 'operations are kept in memory by the running server; see GET /api/v1/operations');
+    return snapshot(op);
+  }
+
+  /** Newest first. */
+  list(): Operation[] {
+    return [...this.ops.values()].reverse().map(snapshot);
+  }
+
+  /** Resolves when the operation has finished, either way. */
+  wait(id: string): Promise<Operation> {
+    const op = this.get(id);
+    if (op.state !== 'running') return Promise.resolve(op);
+    return new Promise((resolve) => {
+      const off = this.subscribe((e) => {
+        if (e.event.type === 'operation' && e.event.operation.id === id && e.event.operation.state !== 'running') {
+          off();
+          resolve(e.event.operation);
+        }
+      });
+    });
+  }
+
+  /** A change to a resource made without an operation (a start, a delete...), for live views. */
+  resourceChanged(resource: string, name: string, action: string): void {
+    this.publish({ type: 'resource', resource, name, action });
+  }
+
+  /**
+   * Calls `listener` for every event from now on, after replaying those after `afterSeq`
+   * (as many as are still kept). Returns the function that unsubscribes.
+   */
+  subscribe(listener: (e: SequencedEvent) => void, afterSeq?: number): () => void {
+    const safe = (e: SequencedEvent) => {
+      try {
+        listener(e);
+      } catch {
+        // A broken subscriber (a client gone mid-write) must not break the work that published.
+      }
+    };
+    if (afterSeq !== undefined) for (const e of this.recent) if (e.seq > afterSeq) safe(e);
+    this.emitter.on('event', safe);
+    return () => this.emitter.off('event', safe);
+  }
+
+  /** The sequence number of the newest event (0 before any). */
+  lastSeq(): number {
+    return this.seq;
+  }
+
+  private finish(op: Operation, state: OperationState): void {
+    op.state = state;
+    op.finishedAt = new Date().toISOString();
+    this.changed(op);
+  }
+
+  private changed(op: Operation): void {
+    op.updatedAt = new Date().toISOString();
+    this.publish({ type: 'operation', operation: snapshot(op) });
+  }
+
+  private publish(event: KumoEvent): void {
+    const e: SequencedEvent = { seq: ++this.seq, at: new Date().toISOString(), event };
+    this.recent.push(e);
+    if (this.recent.length > REPLAY) this.recent.shift();
+    this.emitter.emit('event', e);
+  }
+
+  /** Forgets the oldest finished operations beyond KEEP_FINISHED; running ones always stay. */
+  private prune(): void {
+    const finished = [...this.ops.values()].filter((o) => o.state !== 'running');
+    for (const o of finished.slice(0, Math.max(0, finished.length - KEEP_FINISHED))) this.ops.delete(o.id);
+  }
+}
+
+/** A copy, so that what was handed out does not change under its reader. */
+const snapshot = (op: Operation): Operation => ({ ...op, steps: [...op.steps] });

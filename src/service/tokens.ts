@@ -1,0 +1,90 @@
+import { createHash, randomBytes } from 'node:crypto';
+import type { Context } from './context.js';
+import { TokenRepo, type TokenRecord } from '../store/tokens.js';
+import { KumoError, notFound } from '../model/errors.js';
+import { checkName } from '../model/names.js';
+
+/**
+ * API bearer tokens. A token is "kumo_" + 32 random bytes in base64url: 256 bits no one can
+ * guess, so a plain sha256 of it is enough to store (a slow password hash such as scrypt
+ * protects guessable human passwords; it would add nothing here but cost on every request),
+ * and the hash is what a request is looked up by. The prefix lets secret scanners spot a
+ * leaked token. The token itself is shown once, when it is made, and never stored.
+ */
+export const TOKEN_PREFIX = 'kumo_';
+const TOKEN_TEXT = /^kumo_[A-Za-z0-9_-]{43}$/;
+/** last_used_at is written at most this often per token: a write per request would be waste. */
+const TOUCH_EVERY_MS = 60_000;
+const ADMIN_DONE = 'api.admin-token-created';
+
+export interface TokenView {
+  id: string;
+  name: string;
+  createdAt: string;
+  lastUsedAt?: string;
+}
+
+export interface NewToken extends TokenView {
+  /** The secret: shown to the user once, never stored. */
+  token: string;
+}
+
+export const hashToken = (token: string) => createHash('sha256').update(token).digest('hex');
+
+const view = (t: TokenRecord): TokenView =>
+  ({ id: t.id, name: t.name, createdAt: t.createdAt, ...(t.lastUsedAt ? { lastUsedAt: t.lastUsedAt } : {}) });
+
+export class TokenService {
+  private readonly repo: TokenRepo;
+
+  // Context has no token repo (yet): the service opens one on the same database.
+  constructor(private readonly ctx: Context) {
+    this.repo = new TokenRepo(ctx.db);
+  }
+
+  create(name: string): NewToken {
+    checkName('token', name);
+    if (this.repo.get(name)) throw exists(name);
+    const token = TOKEN_PREFIX + randomBytes(32).toString('base64url');
+    const record: TokenRecord = { id: randomBytes(4).toString('hex'), name, hash: hashToken(token), createdAt: new Date().toISOString() };
+    if (!this.repo.insert(record)) throw exists(name);
+    return { ...view(record), token };
+  }
+
+  list(): TokenView[] {
+    return this.repo.list().map(view);
+  }
+
+  /** Revokes by id or name; requests with it fail from now on. */
+  revoke(idOrName: string): TokenView {
+    const t = this.repo.get(idOrName);
+    if (!t) throw notFound(`there is no API token "${idOrName}"`, 'see `kumo token list` (give its id or name)');
+    this.repo.delete(t.id);
+    return view(t);
+  }
+
+  /** The token a request presented, if it is one kumo made and has not revoked. */
+  verify(presented: string): TokenView | undefined {
+    if (!TOKEN_TEXT.test(presented)) return undefined;
+    const t = this.repo.byHash(hashToken(presented));
+    if (!t) return undefined;
+    const now = Date.now();
+    if (!t.lastUsedAt || now - Date.parse(t.lastUsedAt) > TOUCH_EVERY_MS) this.repo.touch(t.id, new Date(now).toISOString());
+    return view(t);
+  }
+
+  /**
+   * On the API's first start: makes the "admin" token, to be printed once. Only ever once per
+   * KUMO_HOME, and not when tokens exist already: revoking every token must not make a restart
+   * hand out a new one (`kumo token create` does that, for whoever is root on the host).
+   */
+  ensureAdmin(): NewToken | undefined {
+    if (this.ctx.settings.get(ADMIN_DONE)) return undefined;
+    const made = this.repo.count() === 0 ? this.create('admin') : undefined;
+    this.ctx.settings.set(ADMIN_DONE, '1');
+    return made;
+  }
+}
+
+const exists = (name: string) =>
+  new KumoError('ALREADY_EXISTS', `an API token named "${name}" already exists`, `pick another name, or revoke it: kumo token revoke ${name}`);

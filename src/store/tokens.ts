@@ -1,0 +1,55 @@
+import type { Db } from './db.js';
+
+/** An API token as kumo keeps it: never the token itself, only its sha256. */
+export interface TokenRecord {
+  /** A short public id, to name a token in `kumo token list|revoke` without its secret. */
+  id: string;
+  name: string;
+  /** Hex sha256 of the whole token string. */
+  hash: string;
+  createdAt: string;
+  lastUsedAt?: string;
+}
+
+interface TokenRow { id: string; name: string; hash: string; created_at: string; last_used_at: string | null }
+
+const toToken = (r: TokenRow): TokenRecord => ({
+  id: r.id, name: r.name, hash: r.hash, createdAt: r.created_at, ...(r.last_used_at ? { lastUsedAt: r.last_used_at } : {}),
+});
+
+export class TokenRepo {
+  constructor(private readonly db: Db) {}
+
+  list(): TokenRecord[] {
+    return (this.db.prepare('SELECT * FROM api_tokens ORDER BY created_at, name').all() as TokenRow[]).map(toToken);
+  }
+
+  get(idOrName: string): TokenRecord | undefined {
+    const row = this.db.prepare('SELECT * FROM api_tokens WHERE id = ? OR name = ?').get(idOrName, idOrName) as TokenRow | undefined;
+    return row && toToken(row);
+  }
+
+  byHash(hash: string): TokenRecord | undefined {
+    const row = this.db.prepare('SELECT * FROM api_tokens WHERE hash = ?').get(hash) as TokenRow | undefined;
+    return row && toToken(row);
+  }
+
+  /** false when the name is taken (the UNIQUE constraint settles races between processes). */
+  insert(t: TokenRecord): boolean {
+    const r = this.db.prepare('INSERT OR IGNORE INTO api_tokens (id, name, hash, created_at) VALUES (?, ?, ?, ?)')
+      .run(t.id, t.name, t.hash, t.createdAt);
+    return r.changes === 1;
+  }
+
+  touch(id: string, at: string): void {
+    this.db.prepare('UPDATE api_tokens SET last_used_at = ? WHERE id = ?').run(at, id);
+  }
+
+  delete(id: string): void {
+    this.db.prepare('DELETE FROM api_tokens WHERE id = ?').run(id);
+  }
+
+  count(): number {
+    return (this.db.prepare('SELECT COUNT(*) AS n FROM api_tokens').get() as { n: number }).n;
+  }
+}
