@@ -1,4 +1,8 @@
+import { randomBytes } from 'node:crypto';
+import { rm, writeFile } from 'node:fs/promises';
 import { cpus, totalmem, freemem, hostname } from 'node:os';
+import { join } from 'node:path';
+import { readHostFile } from '../exec/files.js';
 import type { Context } from './context.js';
 import { which } from '../drivers/host/which.js';
 import { KumoError, invalid, notFound } from '../model/errors.js';
@@ -108,6 +112,7 @@ export class HostService {
       throw new KumoError('HOST_UNREACHABLE', `host "${req.name}" does not answer on its shell (${describeShell(shell)}): ${answer instanceof Error ? answer.message : String(answer)}`,
         shell.kind === 'ssh' ? 'check that key login works: ssh -o BatchMode=yes DEST true' : 'check that the network namespace exists (ip netns list)');
     }
+    if (roles.includes('hypervisor') && shell.kind === 'ssh') await this.checkSharedStorage(req.name, shell);
     const record: HostRecord = { name: req.name, roles, shell, createdAt: new Date().toISOString(),
       ...(req.uri ? { uri: req.uri } : {}), ...(req.migrationAddress ? { migrationAddress: req.migrationAddress } : {}) };
     this.ctx.hosts.insert(record);
@@ -116,6 +121,25 @@ export class HostService {
       throw new KumoError('LIBVIRT_ERROR', `libvirt at ${req.uri} does not answer`, 'check the URI, that libvirtd runs there, and (for ssh) that key login works');
     }
     return this.view(record);
+  }
+
+  /**
+   * Instance disks and images live under KUMO_HOME, which every hypervisor must see at the same
+   * path (an NFS mount from the storage node): a file written here must be readable there.
+   */
+  private async checkSharedStorage(name: string, shell: ShellSpec): Promise<void> {
+    const marker = join(this.ctx.paths.home, `.shared-check-${randomBytes(6).toString('hex')}`);
+    const token = randomBytes(16).toString('hex');
+    await writeFile(marker, token);
+    try {
+      const seen = await readHostFile(executorFor(shell), marker);
+      if (seen?.trim() !== token) {
+        throw new KumoError('INVALID_INPUT', `host "${name}" does not see kumo's storage: ${marker} is ${seen === undefined ? 'missing' : 'a different file'} there`,
+          `mount KUMO_HOME (${this.ctx.paths.home}) from the storage node at the same path on ${name}, e.g. mount -t nfs4 STG:/kumo ${this.ctx.paths.home}`);
+      }
+    } finally {
+      await rm(marker, { force: true });
+    }
   }
 
   remove(name: string): void {
