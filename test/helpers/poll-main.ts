@@ -5,10 +5,13 @@ import { pollHttp } from './lab.js';
  * inside a lab namespace (nsenter --net); prints its statistics as JSON when sent SIGTERM.
  */
 const [url, interval] = process.argv.slice(2);
-const poll = pollHttp(url!, { intervalMs: Number(interval ?? 100) });
-process.on('SIGTERM', () => {
-  void poll.stop().then((stats) => {
-    process.stdout.write(`${JSON.stringify(stats)}\n`);
-    process.exit(0);
+// `node --test dist/test/` also loads every helper as a test file: without a URL, do nothing.
+if (url) {
+  const poll = pollHttp(url, { intervalMs: Number(interval ?? 100) });
+  process.on('SIGTERM', () => {
+    void poll.stop().then((stats) => {
+      process.stdout.write(`${JSON.stringify(stats)}\n`);
+      process.exit(0);
+    });
   });
-});
+}
