@@ -23,7 +23,8 @@ export class SshExecutor implements Executor {
   readonly description: string;
 
   constructor(readonly target: SshTarget, private readonly base: Executor = local) {
-    if (!/^([A-Za-z0-9._-]+@)?[A-Za-z0-9.:-]+$/.test(target.destination)) {
+    // No leading "-": ssh would take the destination for an option (-J, -o ...).
+    if (!/^([A-Za-z0-9._][A-Za-z0-9._-]*@)?[A-Za-z0-9.:][A-Za-z0-9.:-]*$/.test(target.destination)) {
       throw invalid(`"${target.destination}" is not an ssh destination`, 'write it as user@host or host');
     }
     this.description = `ssh ${target.destination}${target.port ? `:${target.port}` : ''}`;
@@ -41,7 +42,7 @@ export class SshExecutor implements Executor {
   }
 
   async run(command: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
-    if (options.env) throw new Error('SshExecutor does not pass environments; put variables in the command (env K=V cmd)');
+    if (options.env) throw invalid('the ssh executor does not pass environments', 'put the variables in the command: env K=V cmd');
     const words = [command, ...args].map(shellQuote).join(' ');
     const line = options.cwd ? `cd ${shellQuote(options.cwd)} && exec ${words}` : `exec ${words}`;
     const r = await this.base.run('ssh', [...this.sshArgs(), '--', line], { ...options, allowFailure: true });

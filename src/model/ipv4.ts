@@ -2,7 +2,8 @@ import { invalid } from './errors.js';
 
 /** IPv4 addresses as 32-bit numbers: enough arithmetic for subnets, gateways and DHCP ranges. */
 export function parseIp(text: string, what = 'address'): number {
-  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(text.trim());
+  // No leading zeros: "010" is 8 to some tools and 10 to others.
+  const m = /^(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})$/.exec(text.trim());
   const parts = m?.slice(1).map(Number);
   if (!parts || parts.some((p) => p > 255)) throw invalid(`${what} "${text}" is not an IPv4 address`, 'write it like 192.168.222.1');
   return ((parts[0]! << 24) | (parts[1]! << 16) | (parts[2]! << 8) | parts[3]!) >>> 0;

@@ -19,7 +19,7 @@ export function parseYamlFile<S extends z.ZodType>(text: string, schema: S, file
   }
   const result = schema.safeParse(doc.toJS());
   if (result.success) return result.data;
-  const problems = result.error.issues.slice(0, 5).map((issue) => {
+  const problems = result.error.issues.flatMap((i) => specific(i)).slice(0, 5).map((issue) => {
     // Walk up the path until a node with a position exists (a missing key has none).
     let node: unknown;
     for (let n = issue.path.length; n >= 0 && !isNode(node); n--) node = doc.getIn(issue.path.slice(0, n) as (string | number)[], true);
@@ -28,4 +28,18 @@ export function parseYamlFile<S extends z.ZodType>(text: string, schema: S, file
     return `${where}: ${path}: ${issue.message}`;
   });
   throw invalid(problems.join('\n'), 'correct the file and run the command again');
+}
+
+type Issue = z.core.$ZodIssue;
+
+/**
+ * A value that fits none of a union's shapes (`lab: course` or a lab of its own) gives one
+ * "invalid input" issue; report instead what was wrong in the shape it came closest to: the
+ * branch whose problems lie deepest in the value.
+ */
+function specific(issue: Issue): Issue[] {
+  if (issue.code !== 'invalid_union' || !issue.errors.length) return [issue];
+  const depth = (branch: Issue[]) => Math.max(...branch.map((i) => i.path.length));
+  const best = [...issue.errors].sort((a, b) => depth(b) - depth(a))[0]!;
+  return best.flatMap((i) => specific({ ...i, path: [...issue.path, ...i.path] } as Issue));
 }

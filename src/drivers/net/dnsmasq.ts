@@ -1,5 +1,6 @@
 import { type Executor, local } from '../../exec/exec.js';
 import { readHostFile } from '../../exec/files.js';
+import { livePid, stopDaemon } from '../../exec/process.js';
 import { KumoError } from '../../model/errors.js';
 
 export interface DhcpServerSpec {
@@ -29,11 +30,8 @@ export class DhcpServer {
   get pidFile(): string { return `${this.spec.dir}/${this.spec.name}.pid`; }
   get leaseFile(): string { return `${this.spec.dir}/${this.spec.name}.leases`; }
 
-  async pid(): Promise<number | undefined> {
-    const pid = Number((await readHostFile(this.exec, this.pidFile))?.trim());
-    if (!Number.isInteger(pid) || pid <= 1) return undefined;
-    const cmd = await readHostFile(this.exec, `/proc/${pid}/cmdline`);
-    return cmd?.includes('dnsmasq') && cmd.includes(this.pidFile) ? pid : undefined;
+  pid(): Promise<number | undefined> {
+    return livePid(this.exec, this.pidFile, `--pid-file=${this.pidFile}`);
   }
 
   /** Starts it unless it runs already. */
@@ -51,8 +49,7 @@ export class DhcpServer {
 
   async stop(): Promise<void> {
     const pid = await this.pid();
-    if (pid !== undefined) await this.exec.run('kill', [String(pid)], { allowFailure: true });
-    for (let i = 0; i < 50 && (await this.pid()) !== undefined; i++) await new Promise((r) => setTimeout(r, 100));
+    if (pid !== undefined) await stopDaemon(this.exec, pid, async () => (await this.pid()) !== undefined, `dnsmasq for ${this.spec.link}`);
   }
 
   async leases(): Promise<DhcpLeaseEntry[]> {

@@ -1,6 +1,5 @@
 import { connect } from 'node:net';
 import { type Executor, LocalExecutor } from '../../exec/exec.js';
-import { readHostFile } from '../../exec/files.js';
 import { NetnsExecutor } from '../../exec/netns.js';
 import { KumoError, invalid } from '../../model/errors.js';
 
@@ -67,35 +66,6 @@ export function checkConfigPath(value: string, what: string): string {
       'rename the file, or remove it if it is not needed');
   }
   return value;
-}
-
-export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-/** Polls `probe` until it gives a value; a TIMEOUT error naming `what` after `timeoutMs`. */
-export async function waitUntil<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number, fix?: string, everyMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new KumoError('TIMEOUT', `${what} did not happen within ${timeoutMs} ms`, fix);
-    await sleep(everyMs);
-  }
-}
-
-/**
- * The pid in a daemon's pid file, if that process is alive and is this daemon: its command line
- * (read through the executor, since the node may be remote) must contain `marker`. A zombie
- * has an empty command line and so counts as gone; a reused pid fails the marker test.
- */
-export async function livePid(exec: Executor, pidFile: string, marker: string): Promise<number | undefined> {
-  const pid = Number((await readHostFile(exec, pidFile))?.trim());
-  if (!Number.isInteger(pid) || pid <= 1) return undefined;
-  const cmdline = (await readHostFile(exec, `/proc/${pid}/cmdline`)) ?? '';
-  return cmdline.replaceAll('\0', ' ').includes(marker) ? pid : undefined;
-}
-
-export async function signal(exec: Executor, pid: number, sig: 'HUP' | 'USR1' | 'USR2' | 'QUIT' | 'TERM' | 'KILL'): Promise<boolean> {
-  return (await exec.run('kill', ['-s', sig, String(pid)], { allowFailure: true })).code === 0;
 }
 
 /**

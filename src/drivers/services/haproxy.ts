@@ -2,10 +2,8 @@ import { join } from 'node:path';
 import { type Executor, local } from '../../exec/exec.js';
 import { readHostFile, writeHostFile } from '../../exec/files.js';
 import { KumoError, invalid } from '../../model/errors.js';
-import {
-  type SocketVia, checkDir, checkInt, checkIpv4, checkName, checkPort, defaultSocketVia, livePid, signal,
-  socketRequest, waitUntil,
-} from './daemon-util.js';
+import { type SocketVia, checkDir, checkInt, checkIpv4, checkName, checkPort, defaultSocketVia, socketRequest } from './daemon-util.js';
+import { livePid, signal, stopDaemon, waitUntil } from '../../exec/process.js';
 
 /**
  * The load balancer: HAProxy 2.6 in master-worker mode, one instance per folder (config, pid
@@ -229,17 +227,7 @@ export class Haproxy {
   async stop(graceMs = 5000): Promise<void> {
     const pid = await this.pid();
     if (pid === undefined) return;
-    await signal(this.exec, pid, 'USR1');
-    const gone = async () => ((await this.pid()) === undefined ? true : undefined);
-    for (const [sig, ms] of [['TERM', graceMs], ['KILL', 3000]] as const) {
-      try {
-        await waitUntil('HAProxy stopping', gone, ms);
-        break;
-      } catch {
-        await signal(this.exec, pid, sig);
-      }
-    }
-    await waitUntil(`HAProxy (pid ${pid}) ending`, gone, 3000, `kill -9 ${pid} on ${this.exec.description}`);
+    await stopDaemon(this.exec, pid, async () => (await this.pid()) !== undefined, 'HAProxy', { first: 'USR1', graceMs });
     await this.exec.run('rm', ['-f', '--', this.paths.pidFile, this.paths.statsSocket, this.paths.masterSocket]);
   }
 

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { type Executor, local } from '../../exec/exec.js';
 import { readHostFile, writeHostFile } from '../../exec/files.js';
+import { livePid, sleep, stopDaemon } from '../../exec/process.js';
 import { KumoError, invalid } from '../../model/errors.js';
 
 /**
@@ -61,10 +62,7 @@ export class GaneshaServer {
   private get pidFile() { return join(this.dir, 'ganesha.pid'); }
 
   async pid(): Promise<number | undefined> {
-    const pid = Number((await readHostFile(this.exec, this.pidFile))?.trim());
-    if (!Number.isInteger(pid) || pid <= 1) return undefined;
-    const cmd = (await readHostFile(this.exec, `/proc/${pid}/cmdline`)) ?? '';
-    return cmd.includes('ganesha.nfsd') && cmd.includes(this.dir) ? pid : undefined;
+    return livePid(this.exec, this.pidFile, join(this.dir, 'ganesha.conf'));
   }
 
   /** Writes the exports and (re)starts the server; with no exports, stops it. */
@@ -101,9 +99,7 @@ export class GaneshaServer {
   async stop(): Promise<void> {
     const pid = await this.pid();
     if (pid === undefined) return;
-    await this.exec.run('kill', [String(pid)], { allowFailure: true });
-    for (let i = 0; i < 50 && (await this.pid()) !== undefined; i++) await sleep(100);
-    if ((await this.pid()) !== undefined) await this.exec.run('kill', ['-9', String(pid)], { allowFailure: true });
+    await stopDaemon(this.exec, pid, async () => (await this.pid()) !== undefined, 'the NFS server');
     await this.exec.run('rm', ['-f', '--', this.pidFile]);
   }
 
@@ -113,5 +109,3 @@ export class GaneshaServer {
     await this.exec.run('rm', ['-rf', '--', this.dir]);
   }
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

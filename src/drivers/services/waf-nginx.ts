@@ -2,7 +2,8 @@ import { join } from 'node:path';
 import { type Executor, local } from '../../exec/exec.js';
 import { readHostFile, writeHostFile } from '../../exec/files.js';
 import { KumoError, invalid } from '../../model/errors.js';
-import { checkConfigPath, checkDir, checkInt, checkIpv4, checkName, checkPort, livePid, signal, waitUntil } from './daemon-util.js';
+import { checkConfigPath, checkDir, checkInt, checkIpv4, checkName, checkPort } from './daemon-util.js';
+import { livePid, signal, stopDaemon, waitUntil } from '../../exec/process.js';
 import type { Endpoint } from './haproxy.js';
 
 /**
@@ -361,17 +362,7 @@ export class NginxWaf {
   async stop(graceMs = 5000): Promise<void> {
     const pid = await this.pid();
     if (pid === undefined) return;
-    await signal(this.exec, pid, 'QUIT');
-    const gone = async () => ((await this.pid()) === undefined ? true : undefined);
-    for (const [sig, ms] of [['TERM', graceMs], ['KILL', 3000]] as const) {
-      try {
-        await waitUntil('the WAF stopping', gone, ms);
-        break;
-      } catch {
-        await signal(this.exec, pid, sig);
-      }
-    }
-    await waitUntil(`the WAF's nginx (pid ${pid}) ending`, gone, 3000, `kill -9 ${pid} on ${this.exec.description}`);
+    await stopDaemon(this.exec, pid, async () => (await this.pid()) !== undefined, 'the WAF\'s nginx', { first: 'QUIT', graceMs });
     await this.exec.run('rm', ['-f', '--', this.paths.pidFile]);
   }
 
