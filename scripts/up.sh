@@ -1,38 +1,27 @@
 #!/usr/bin/env bash
-# The main job: set this machine up for kumo, bring up the course's datacenter lab on it
-# (internet, lb, kvm1, kvm2 and stg in network namespaces, a libvirtd per hypervisor, NFS on
-# stg) and a first instance there that serves HTTP on port 8080.
-# Running it again is harmless: what exists is kept, what is missing or dead is made again.
+# The main job: set this machine up for kumo and bring up the course's datacenter on it, from
+# examples/course-datacenter.yaml: the lab (internet, lb, kvm1, kvm2 and stg in network
+# namespaces, a libvirtd per hypervisor, NFS on stg), four instances serving STG's index.html on
+# 8080 (two per hypervisor), and the load balancer with its web firewall as the only way in.
+# Running it again converges (restarts what died, recreates what was deleted) instead of failing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 kumo() { node dist/src/cli/main.js "$@"; }
-NAME=${KUMO_DEMO_NAME:-web1}
+FILE=${KUMO_DATACENTER:-examples/course-datacenter.yaml}
 
 kumo host info
-kumo image build tiny
-kumo lab up
-if ! kumo instance show "$NAME" >/dev/null 2>&1; then
-  # The root password is random and printed once; nothing stores it in plain text.
-  pwfile=$(mktemp); trap 'rm -f "$pwfile"' EXIT
-  head -c 12 /dev/urandom | base64 | tr -d '/+=' > "$pwfile"
-  kumo instance create "$NAME" --image tiny --flavor small --password-file "$pwfile"
-  echo "root password of $NAME: $(cat "$pwfile")"
-else
-  kumo instance start "$NAME"
-fi
-kumo instance wait "$NAME"
+kumo apply "$FILE"
 kumo instance list
-ip=$(kumo instance show "$NAME" --json | node -e 'const i = JSON.parse(require("fs").readFileSync(0, "utf8")); process.stdout.write(i.nics.find((n) => n.ipv4)?.ipv4 ?? "")')
-lab=$(kumo lab status --json | node -e 'process.stdout.write(JSON.parse(require("fs").readFileSync(0, "utf8")).name)')
 cat <<INFO
 
-kumo is ready: the course's datacenter runs as lab "$lab" on this machine.
-  ip netns exec $lab-lb curl http://$ip:8080/          # $NAME, from the load balancer node
-  node dist/src/cli/main.js lab status                 # nodes, segments, daemons (or: npm link, then just 'kumo')
-  node dist/src/cli/main.js host list                  # kvm1 and kvm2 as hypervisors, stg, lb
-  node dist/src/cli/main.js instance console $NAME     # serial console (Ctrl+] leaves)
-  node dist/src/cli/main.js create                     # the course's interactive wizard
-  node dist/src/cli/main.js instance migrate $NAME --to kvm2
-  node dist/src/cli/main.js lab down                   # remove the lab and everything in it
+kumo is ready: the course's datacenter runs on this machine (root password of the instances: test123).
+  ip netns exec kumo-internet curl http://10.5.1.213/      # the website, from the "outside", through the LB
+  node dist/src/cli/main.js lb show front                  # backends and their health (or: npm link, then 'kumo')
+  node dist/src/cli/main.js waf log front                  # what the web firewall blocked
+  node dist/src/cli/main.js lab status                     # nodes, segments, daemons
+  node dist/src/cli/main.js instance migrate web-1 --to kvm2
+  node dist/src/cli/main.js create                         # the course's interactive wizard
+  node dist/src/cli/main.js serve                          # REST API + dashboard on 127.0.0.1:8780
+  node dist/src/cli/main.js destroy $FILE                  # remove it all
 INFO

@@ -15,6 +15,8 @@ import { NetworkBridgeRepo } from '../store/network-bridges.js';
 import { HostRepo } from '../store/hosts.js';
 import { ShareRepo } from '../store/shares.js';
 import { NetworkSubnetRepo } from '../store/network-subnets.js';
+import { LoadBalancerRepo } from '../store/load-balancers.js';
+import { DatacenterResourceRepo } from '../store/datacenter-resources.js';
 import { KumoError } from '../model/errors.js';
 
 /**
@@ -35,6 +37,8 @@ export interface Context {
   volumes: VolumeRepo;
   networkBridges: NetworkBridgeRepo;
   networkSubnets: NetworkSubnetRepo;
+  loadBalancers: LoadBalancerRepo;
+  datacenterResources: DatacenterResourceRepo;
   hosts: HostRepo;
   shares: ShareRepo;
   /** The name of this machine's own libvirt among the hosts. */
@@ -98,6 +102,8 @@ export function openContext(opts: ContextOptions = {}): Context {
     volumes: new VolumeRepo(db),
     networkBridges: new NetworkBridgeRepo(db),
     networkSubnets: new NetworkSubnetRepo(db),
+    loadBalancers: new LoadBalancerRepo(db),
+    datacenterResources: new DatacenterResourceRepo(db),
     hosts,
     shares: new ShareRepo(db),
     hostName: LOCAL_HOST,

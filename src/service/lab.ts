@@ -5,6 +5,7 @@ import type { Context } from './context.js';
 import { LOCAL_HOST } from './context.js';
 import { InstanceService } from './instances.js';
 import { ShareService } from './shares.js';
+import { LoadBalancerService } from './loadbalancers.js';
 import { Namespaces } from '../drivers/net/netns.js';
 import { DhcpServer } from '../drivers/net/dnsmasq.js';
 import { daemonPids, libvirtdUri, restartLibvirtd, startLibvirtd, stopLibvirtd } from '../drivers/lab/libvirtd-namespace.js';
@@ -53,9 +54,11 @@ const HOST_ROLES_OF_LAB: HostRole[] = ['hypervisor', 'storage', 'lb', 'edge'];
  * registered as kumo hosts, so everything else in kumo works on the lab as on real hosts.
  */
 export class LabService {
-  private readonly ns = new Namespaces();
+  private readonly ns: Namespaces;
 
-  constructor(private readonly ctx: Context) {}
+  constructor(private readonly ctx: Context) {
+    this.ns = new Namespaces(ctx.exec);
+  }
 
   /** The lab file, or the course's topology. */
   async load(file?: string): Promise<LabSpec> {
@@ -243,6 +246,11 @@ export class LabService {
         this.ctx.volumes.releaseAll(i.name);
         this.ctx.instances.delete(i.name);
       });
+    }
+    onStep('load balancers');
+    const lbs = new LoadBalancerService(this.ctx);
+    for (const lb of this.ctx.loadBalancers.list().filter((l) => nodes.includes(l.host))) {
+      await lbs.delete(lb.name).catch(() => this.ctx.loadBalancers.delete(lb.name));
     }
     onStep('shares');
     if (nodes.some((n) => spec.nodes[n]!.roles.includes('storage'))) await new ShareService(this.ctx).removeAll();

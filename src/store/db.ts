@@ -112,6 +112,20 @@ const MIGRATIONS: string[] = [
      created_at TEXT NOT NULL,
      last_used_at TEXT
    );`,
+  // Load balancers (kumo lb): HAProxy (+ nginx/ModSecurity) on an lb host; the spec as JSON.
+  `CREATE TABLE load_balancers (
+     name TEXT PRIMARY KEY,
+     host TEXT NOT NULL,
+     spec TEXT NOT NULL,
+     created_at TEXT NOT NULL
+   );`,
+  // What each datacenter file made (kumo apply), so destroy removes exactly that.
+  `CREATE TABLE datacenter_resources (
+     datacenter TEXT NOT NULL,
+     kind TEXT NOT NULL,
+     name TEXT NOT NULL,
+     PRIMARY KEY (kind, name)
+   );`,
 ];
 
 export type Db = Database.Database;

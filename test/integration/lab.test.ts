@@ -189,12 +189,68 @@ test('a hypervisor whose libvirtd is killed shows as down, its instances unknown
   assert.deepEqual((await svc.list()).filter((i) => i.host === 'kvm2').map((i) => i.state), ['running', 'running']);
 });
 
+test('the load balancer on lb is the way in from outside: balanced, health-checked, behind the WAF', async () => {
+  const outside = new NetnsExecutor(`${env.prefix}-internet`);
+  const get = async (url: string) => {
+    const r = await outside.run('curl', ['-s', '-w', '\n%{http_code}', '--max-time', '3', url], { allowFailure: true });
+    const lines = r.stdout.trimEnd().split('\n');
+    return { status: Number(lines.pop()), body: lines.join('\n').trim() };
+  };
+  for (const [args, code, says] of [
+    [['--host', 'kvm1', '--frontend', '10.5.1.213', '--network', 'backend', '--instance', names[0]!], 2, /does not have the lb role/],
+    [['--host', 'lb', '--frontend', '10.5.1.99', '--network', 'backend', '--instance', names[0]!], 2, /not an address of host lb/],
+    [['--host', 'lb', '--frontend', '10.5.1.213', '--network', 'backend', '--instance', 'nope'], 3, /does not exist/],
+    [['--host', 'lb', '--frontend', '10.5.1.213', '--network', 'frontend', '--instance', names[0]!], 2, /no NIC on network "frontend"/],
+  ] as const) {
+    const r = await env.cli(['lb', 'create', 'bad', ...args]);
+    assert.equal(r.code, code, r.stderr);
+    assert.match(r.stderr, says);
+  }
+  assert.deepEqual(env.ctx.loadBalancers.list(), []);
+
+  const made = await env.cli(['lb', 'create', 'front', '--host', 'lb', '--frontend', '10.5.1.213:80', '--network', 'backend', '--waf',
+    ...names.flatMap((n) => ['--instance', n])]);
+  assert.equal(made.code, 0, made.stderr);
+  // Every instance answers through the LB; none is reachable from outside on its own.
+  const seen = new Set<string>();
+  let last = { status: 0, body: '' };
+  await waitFor('answers from all four instances', async () => {
+    last = await get('http://10.5.1.213/');
+    const who = names.find((n) => last.body.includes(`<h1>${n}</h1>`));
+    if (last.status === 200 && who) seen.add(who);
+    return seen.size === names.length ? true : undefined;
+  }, 60_000).catch(async (e: Error) => {
+    const show = await env.cli(['lb', 'show', 'front']);
+    throw new Error(`${e.message}: saw ${[...seen].join(', ') || 'none'}; last answer ${last.status} ${last.body.slice(0, 200)}\n${show.stdout}${show.stderr}`);
+  });
+  assert.equal((await get('http://10.5.1.213/share/index.html')).body, '<h1>course v2</h1>');
+  // The WAF: an SQL injection and an XSS get 403 and are logged with the rule that matched.
+  assert.equal((await get("http://10.5.1.213/?id=1'%20OR%20'1'='1")).status, 403);
+  assert.equal((await get('http://10.5.1.213/?q=<script>alert(1)</script>')).status, 403);
+  const log = JSON.parse((await env.cli(['waf', 'log', 'front', '--json'])).stdout) as { ruleIds: string[]; blocked: boolean }[];
+  assert.ok(log.some((e) => e.blocked && e.ruleIds.includes('942100')), JSON.stringify(log));
+  assert.ok(log.some((e) => e.blocked && e.ruleIds.includes('941100')), JSON.stringify(log));
+
+  // A dead backend is taken out within seconds, and nobody notices; it comes back when it returns.
+  const victim = names[1]!;
+  assert.equal((await env.cli(['instance', 'destroy', victim])).code, 0);
+  const status = async (n: string) => (JSON.parse((await env.cli(['lb', 'show', 'front', '--json'])).stdout) as { backends: { instance: string; status: string }[] })
+    .backends.find((b) => b.instance === n)?.status;
+  await waitFor('the dead backend to be marked DOWN', async () => ((await status(victim)) === 'DOWN' ? true : undefined), 30_000);
+  for (let i = 0; i < 12; i++) assert.equal((await get('http://10.5.1.213/')).status, 200);
+  assert.equal((await env.cli(['instance', 'start', victim])).code, 0);
+  await waitFor('the backend to be UP again', async () => ((await status(victim)) === 'UP' ? true : undefined), 120_000);
+  assert.match((await env.cli(['lb', 'list'])).stdout, /front\s+lb\s+10\.5\.1\.213:80\s+running\s+on p1\s+4\/4/);
+});
+
 test('lab down removes every namespace, daemon, instance, host and file it made', async () => {
   const r = await env.cli(['lab', 'down']);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, new RegExp(`lab removed \\(with instances ${names.join(', ')}\\)`));
   assert.deepEqual(await namespaces(), []);
   assert.deepEqual(await processesMentioning(join(env.home, 'lab')), []);
+  assert.deepEqual(await processesMentioning(join(env.home, 'lb')), [], 'the load balancer\'s HAProxy and nginx are gone');
+  assert.deepEqual(env.ctx.loadBalancers.list(), []);
   assert.deepEqual((await processesMentioning('ganesha')).filter((l) => l.includes(env.home)), []);
   assert.equal(existsSync(join(env.home, 'lab')), false);
   assert.deepEqual(env.ctx.instances.list(), []);

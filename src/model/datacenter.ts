@@ -1,0 +1,88 @@
+import { z } from 'zod';
+import { COURSE_LAB, LabSpecSchema } from './lab.js';
+import { parseIp } from './ipv4.js';
+
+/**
+ * The datacenter file (`kumo plan|apply|destroy FILE`): the course's project as one
+ * declaration. Names are checked here; references between sections (an instance's image, a
+ * load balancer's instances, a mount's share) in `checkReferences`, with the path of the key.
+ */
+const name = z.string().regex(/^[a-z0-9]([a-z0-9-]{0,40}[a-z0-9])?$/, 'a name is lower-case letters, digits and inner "-", at most 42 characters');
+const ipv4 = z.string().refine((s) => { try { parseIp(s); return true; } catch { return false; } }, 'expected an IPv4 address such as 10.5.1.213');
+
+const InstanceGroupSchema = z.object({
+  /** Instances NAME-1 … NAME-count. */
+  count: z.number().int().min(1).max(64).default(1),
+  image: name,
+  flavor: name,
+  networks: z.array(name).min(1).optional(),
+  root_password_hash: z.string().regex(/^\$(6|5|y|2[aby])\$[^\s:]+$/, 'expected a crypt(3) hash such as "$6$salt$..." (mkpasswd -m sha-512)').optional(),
+  ssh_keys: z.array(z.string()).default([]),
+  /** A share mounted (NFSv4.1 from the storage node) before the web server starts. */
+  mount: z.object({ share: name, path: z.string().regex(/^\/[A-Za-z0-9._/-]*$/, 'an absolute path') }).strict().optional(),
+  /** Extra cloud-config runcmd lines. */
+  runcmd: z.array(z.string()).default([]),
+}).strict();
+
+const ShareSchema = z.object({
+  networks: z.array(name).min(1),
+  read_only: z.boolean().default(false),
+  /** Files put in the share when they are missing (kumo never overwrites them afterwards). */
+  files: z.record(z.string().regex(/^[A-Za-z0-9._-]+$/, 'a file name without "/"'), z.string()).default({}),
+}).strict();
+
+const LoadBalancerSchema = z.object({
+  host: name,
+  frontend: z.object({ address: ipv4, port: z.number().int().min(1).max(65535).default(80) }).strict(),
+  network: name,
+  /** An instance group of this file. */
+  instances: name,
+  backend_port: z.number().int().min(1).max(65535).default(8080),
+  waf: z.object({ enabled: z.boolean().default(true), paranoia: z.number().int().min(1).max(4).default(1) }).strict().optional(),
+}).strict();
+
+export const DatacenterSchema = z.object({
+  name,
+  /** The one-machine lab: `course` for the course's topology, or a lab of its own; leave out on real hosts. */
+  lab: z.union([z.literal('course').transform(() => COURSE_LAB), LabSpecSchema]).optional(),
+  images: z.record(name, z.object({ build: z.literal('tiny') }).strict()).default({}),
+  shares: z.record(name, ShareSchema).default({}),
+  instances: z.record(name, InstanceGroupSchema).default({}),
+  loadbalancers: z.record(name, LoadBalancerSchema).default({}),
+}).strict().superRefine((dc, ctx) => {
+  const labNetworks = dc.lab ? Object.keys(dc.lab.segments) : undefined;
+  const checkNetwork = (n: string, path: (string | number)[]) => {
+    if (labNetworks && !labNetworks.includes(n)) ctx.addIssue({ code: 'custom', path, message: `network "${n}" is not a segment of the lab (${labNetworks.join(', ')})` });
+  };
+  for (const [g, i] of Object.entries(dc.instances)) {
+    if (!i.root_password_hash && !i.ssh_keys.length) ctx.addIssue({ code: 'custom', path: ['instances', g], message: 'no way to log in: give root_password_hash or ssh_keys' });
+    if (i.mount && !dc.shares[i.mount.share]) ctx.addIssue({ code: 'custom', path: ['instances', g, 'mount', 'share'], message: `share "${i.mount.share}" is not declared under shares` });
+    i.networks?.forEach((n, k) => checkNetwork(n, ['instances', g, 'networks', k]));
+  }
+  for (const img of Object.keys(dc.images)) {
+    if (img !== 'tiny') ctx.addIssue({ code: 'custom', path: ['images', img], message: 'the image kumo builds is named "tiny" (import others with kumo image import)' });
+  }
+  for (const [s, share] of Object.entries(dc.shares)) share.networks.forEach((n, k) => checkNetwork(n, ['shares', s, 'networks', k]));
+  for (const [l, lb] of Object.entries(dc.loadbalancers)) {
+    const group = dc.instances[lb.instances];
+    if (!group) ctx.addIssue({ code: 'custom', path: ['loadbalancers', l, 'instances'], message: `instance group "${lb.instances}" is not declared under instances` });
+    else if (group.networks && !group.networks.includes(lb.network)) {
+      ctx.addIssue({ code: 'custom', path: ['loadbalancers', l, 'network'], message: `the instances of "${lb.instances}" are not on network "${lb.network}" (${group.networks.join(', ')})` });
+    }
+    checkNetwork(lb.network, ['loadbalancers', l, 'network']);
+    if (dc.lab) {
+      const node = dc.lab.nodes[lb.host];
+      if (!node) ctx.addIssue({ code: 'custom', path: ['loadbalancers', l, 'host'], message: `"${lb.host}" is not a node of the lab` });
+      else if (!node.roles.includes('lb')) ctx.addIssue({ code: 'custom', path: ['loadbalancers', l, 'host'], message: `lab node "${lb.host}" does not have the lb role` });
+      else if (!Object.values(node.links).includes(lb.frontend.address)) {
+        ctx.addIssue({ code: 'custom', path: ['loadbalancers', l, 'frontend', 'address'], message: `${lb.frontend.address} is not an address of ${lb.host} (${Object.values(node.links).join(', ')})` });
+      }
+    }
+  }
+});
+
+export type Datacenter = z.output<typeof DatacenterSchema>;
+export type InstanceGroup = Datacenter['instances'][string];
+
+/** The instances a group stands for: web-1, web-2, … */
+export const groupMembers = (group: string, count: number) => Array.from({ length: count }, (_, i) => `${group}-${i + 1}`);

@@ -1,0 +1,206 @@
+import { join } from 'node:path';
+import type { Context } from './context.js';
+import { InstanceService } from './instances.js';
+import { Haproxy, type ServerHealth } from '../drivers/services/haproxy.js';
+import { NginxWaf, type WafEvent } from '../drivers/services/waf-nginx.js';
+import { HostLinks } from '../drivers/net/links.js';
+import { KumoError, invalid, notFound } from '../model/errors.js';
+import { checkName } from '../model/names.js';
+import { parseIp } from '../model/ipv4.js';
+import type { LoadBalancerRecord } from '../store/load-balancers.js';
+
+export interface CreateLoadBalancerRequest {
+  name: string;
+  host: string;
+  /** ADDRESS or ADDRESS:PORT (default port 80); the address must be the host's. */
+  frontend: string;
+  network: string;
+  instances: string[];
+  backendPort?: number;
+  waf?: { enabled: boolean; paranoia?: number };
+}
+
+export interface LoadBalancerView extends LoadBalancerRecord {
+  running: boolean;
+  wafRunning?: boolean;
+  backends: { instance: string; address?: string; status: string; check?: string }[];
+}
+
+/** Health checks every second; two failures take a backend out, two passes put it back. */
+const HEALTH = { path: '/', intervalMs: 1000, fall: 2, rise: 2 };
+const FIRST_INTERNAL_PORT = 18080;
+
+/**
+ * Load balancers (the course's LB: the only way in): HAProxy on an lb host balancing to
+ * instances' port 8080 with active health checks, and optionally nginx + ModSecurity (WAF) in
+ * front of it on the public port. The store holds the intent; `sync` makes the host match it
+ * (instance addresses come from their DHCP leases, so a migration changes nothing).
+ */
+export class LoadBalancerService {
+  constructor(private readonly ctx: Context) {}
+
+  async create(req: CreateLoadBalancerRequest): Promise<LoadBalancerView> {
+    checkName('load balancer', req.name);
+    if (this.ctx.loadBalancers.get(req.name)) throw new KumoError('ALREADY_EXISTS', `load balancer "${req.name}" already exists`, 'pick another name, or delete it first');
+    const host = this.ctx.hosts.get(req.host);
+    if (!host) throw notFound(`host "${req.host}" is not registered`, 'see `kumo host list`');
+    if (!host.roles.includes('lb')) throw invalid(`host "${req.host}" does not have the lb role (${host.roles.join(', ')})`, 'pick a host with the lb role (kumo host list)');
+    const m = /^([\d.]+)(?::(\d+))?$/.exec(req.frontend);
+    if (!m) throw invalid(`frontend "${req.frontend}" is not ADDRESS[:PORT]`, 'e.g. --frontend 10.5.1.213:80');
+    parseIp(m[1]!, 'frontend address');
+    const port = checkPort(m[2] ? Number(m[2]) : 80, 'frontend port');
+    const backendPort = checkPort(req.backendPort ?? 8080, 'backend port');
+    const own = await new HostLinks(this.ctx.shellOf(req.host)).addresses();
+    if (!own.some((a) => a.address === m[1])) {
+      throw invalid(`${m[1]} is not an address of host ${req.host} (it has ${own.map((a) => a.address).filter((a) => a !== '127.0.0.1').join(', ') || 'none'})`,
+        'give the LB host\'s own frontend address');
+    }
+    if (!req.instances.length) throw invalid('a load balancer needs at least one --instance', 'e.g. --instance web1 --instance web2');
+    for (const i of req.instances) this.checkInstance(i, req.network);
+    const paranoia = req.waf?.paranoia ?? 1;
+    if (!Number.isInteger(paranoia) || paranoia < 1 || paranoia > 4) throw invalid(`paranoia level ${paranoia} is not 1-4`, 'use 1 (few false positives) to 4 (strictest)');
+    const taken = this.ctx.loadBalancers.list().filter((l) => l.host === req.host).map((l) => l.internalPort);
+    let internalPort = FIRST_INTERNAL_PORT;
+    while (taken.includes(internalPort)) internalPort++;
+    const record: LoadBalancerRecord = {
+      name: req.name, host: req.host, frontend: { address: m[1]!, port }, instances: [...new Set(req.instances)],
+      network: req.network, backendPort, internalPort,
+      waf: req.waf ? { enabled: req.waf.enabled, paranoia } : null, createdAt: new Date().toISOString(),
+    };
+    this.ctx.loadBalancers.put(record);
+    try {
+      await this.sync(req.name);
+    } catch (e) {
+      await this.stopDaemons(record).catch(() => undefined);
+      this.ctx.loadBalancers.delete(req.name);
+      throw e;
+    }
+    return this.get(req.name);
+  }
+
+  list(): Promise<LoadBalancerView[]> {
+    return Promise.all(this.ctx.loadBalancers.list().map((l) => this.view(l)));
+  }
+
+  async get(name: string): Promise<LoadBalancerView> {
+    return this.view(this.record(name));
+  }
+
+  /** Changes which instances are behind it, then syncs. */
+  async setInstances(name: string, instances: string[]): Promise<LoadBalancerView> {
+    const r = this.record(name);
+    for (const i of instances) this.checkInstance(i, r.network);
+    this.ctx.loadBalancers.put({ ...r, instances: [...new Set(instances)] });
+    await this.sync(name);
+    return this.get(name);
+  }
+
+  /**
+   * Makes the LB host match the record: HAProxy with the instances' current addresses (an
+   * instance without an address yet is left out until the next sync), and the WAF in front when
+   * it is on. Reloads keep connections.
+   */
+  async sync(name: string): Promise<void> {
+    const r = this.record(name);
+    const { haproxy, waf } = this.daemons(r);
+    const addresses = await this.addresses(r);
+    const backends = r.instances.filter((i) => addresses.has(i)).map((i) => ({ name: i, address: addresses.get(i)!, port: r.backendPort }));
+    const internal = { address: '127.0.0.1', port: r.internalPort };
+    if (r.waf) {
+      await haproxy.apply({ name: r.name, frontend: internal, backends, health: HEALTH });
+      await waf.apply({ name: r.name, listen: r.frontend, upstream: internal, enabled: r.waf.enabled, paranoia: r.waf.paranoia });
+    } else {
+      await waf.stop(); // it held the public port
+      await haproxy.apply({ name: r.name, frontend: r.frontend, backends, health: HEALTH });
+    }
+  }
+
+  /** Why the LB host does not match the record (empty: it does): what `sync` would fix. */
+  async drift(name: string): Promise<string[]> {
+    const r = this.record(name);
+    const { haproxy, waf } = this.daemons(r);
+    if ((await haproxy.pid().catch(() => undefined)) === undefined) return ['HAProxy does not run'];
+    const why: string[] = [];
+    if (r.waf && (await waf.pid().catch(() => undefined)) === undefined) why.push('the WAF does not run');
+    const addresses = await this.addresses(r);
+    const want = r.instances.filter((i) => addresses.has(i)).map((i) => `${i}=${addresses.get(i)}:${r.backendPort}`).sort();
+    const have = (await haproxy.health().catch(() => [])).map((h) => `${h.server}=${h.address}`).sort();
+    if (want.join() !== have.join()) why.push(`backends are ${have.join(', ') || 'none'}, should be ${want.join(', ') || 'none'}`);
+    return why;
+  }
+
+  async delete(name: string): Promise<void> {
+    const r = this.record(name);
+    await this.stopDaemons(r);
+    await this.ctx.shellOf(r.host).run('rm', ['-rf', '--', this.dir(r)]);
+    this.ctx.loadBalancers.delete(name);
+  }
+
+  /** Recent requests the WAF blocked (or, in detection-only mode, let through but flagged). */
+  async wafLog(name: string, limit = 50): Promise<WafEvent[]> {
+    const r = this.record(name);
+    if (!r.waf) throw invalid(`load balancer "${name}" has no web application firewall`, `create it with --waf`);
+    return this.daemons(r).waf.recentEvents(limit);
+  }
+
+  private async view(r: LoadBalancerRecord): Promise<LoadBalancerView> {
+    const { haproxy, waf } = this.daemons(r);
+    const running = (await haproxy.pid().catch(() => undefined)) !== undefined;
+    const health: ServerHealth[] = running ? await haproxy.health().catch(() => []) : [];
+    const addresses = await this.addresses(r);
+    return {
+      ...r, running,
+      ...(r.waf ? { wafRunning: (await waf.pid().catch(() => undefined)) !== undefined } : {}),
+      backends: r.instances.map((i) => {
+        const h = health.find((s) => s.server === i);
+        const address = addresses.get(i);
+        return { instance: i, ...(address ? { address } : {}), status: h?.status ?? (address ? 'NOT SYNCED' : 'NO ADDRESS'), ...(h?.checkInfo ? { check: h.checkInfo } : {}) };
+      }),
+    };
+  }
+
+  /** Each instance's address on the LB's network, from its DHCP lease. */
+  private async addresses(r: LoadBalancerRecord): Promise<Map<string, string>> {
+    const out = new Map<string, string>();
+    const known = (await new InstanceService(this.ctx).list()).filter((i) => r.instances.includes(i.name));
+    for (const i of known) {
+      const ip = i.nics.find((n) => n.network === r.network)?.ipv4;
+      if (ip) out.set(i.name, ip);
+    }
+    return out;
+  }
+
+  private checkInstance(name: string, network: string): void {
+    const i = this.ctx.instances.get(name);
+    if (!i) throw notFound(`instance "${name}" does not exist`, 'see `kumo instance list`');
+    if (!i.nics.some((n) => n.network === network)) {
+      throw invalid(`instance "${name}" has no NIC on network "${network}" (it is on ${i.nics.map((n) => n.network).join(', ')})`, 'give the network the LB and its instances share, with --network');
+    }
+  }
+
+  private async stopDaemons(r: LoadBalancerRecord): Promise<void> {
+    const { haproxy, waf } = this.daemons(r);
+    await waf.stop();
+    await haproxy.stop();
+  }
+
+  private daemons(r: LoadBalancerRecord) {
+    const shell = this.ctx.shellOf(r.host);
+    return { haproxy: new Haproxy(join(this.dir(r), 'haproxy'), shell), waf: new NginxWaf(join(this.dir(r), 'waf'), shell) };
+  }
+
+  private dir(r: LoadBalancerRecord): string {
+    return join(this.ctx.paths.home, 'lb', r.name);
+  }
+
+  private record(name: string): LoadBalancerRecord {
+    const r = this.ctx.loadBalancers.get(name);
+    if (!r) throw notFound(`load balancer "${name}" does not exist`, 'see `kumo lb list`');
+    return r;
+  }
+}
+
+function checkPort(port: number, what: string): number {
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw invalid(`${what} ${port} is not a port (1-65535)`);
+  return port;
+}

@@ -1,0 +1,46 @@
+import type { Db } from './db.js';
+
+export interface LoadBalancerRecord {
+  name: string;
+  /** The host (role lb) its HAProxy and WAF run on. */
+  host: string;
+  /** The public address and port clients use. */
+  frontend: { address: string; port: number };
+  /** Instances behind it, reached on their address on `network`, port `backendPort`. */
+  instances: string[];
+  network: string;
+  backendPort: number;
+  /** HAProxy's own port on 127.0.0.1 while the WAF holds the public one. */
+  internalPort: number;
+  waf: { enabled: boolean; paranoia: number } | null;
+  createdAt: string;
+}
+
+interface Row { name: string; host: string; spec: string; created_at: string }
+type Spec = Omit<LoadBalancerRecord, 'name' | 'host' | 'createdAt'>;
+
+const toRecord = (r: Row): LoadBalancerRecord => ({ name: r.name, host: r.host, ...(JSON.parse(r.spec) as Spec), createdAt: r.created_at });
+
+export class LoadBalancerRepo {
+  constructor(private readonly db: Db) {}
+
+  list(): LoadBalancerRecord[] {
+    return (this.db.prepare('SELECT * FROM load_balancers ORDER BY name').all() as Row[]).map(toRecord);
+  }
+
+  get(name: string): LoadBalancerRecord | undefined {
+    const row = this.db.prepare('SELECT * FROM load_balancers WHERE name = ?').get(name) as Row | undefined;
+    return row && toRecord(row);
+  }
+
+  /** Inserts or replaces the whole record. */
+  put(lb: LoadBalancerRecord): void {
+    const { name, host, createdAt, ...spec } = lb;
+    this.db.prepare('INSERT OR REPLACE INTO load_balancers (name, host, spec, created_at) VALUES (?, ?, ?, ?)')
+      .run(name, host, JSON.stringify(spec), createdAt);
+  }
+
+  delete(name: string): void {
+    this.db.prepare('DELETE FROM load_balancers WHERE name = ?').run(name);
+  }
+}
