@@ -6,6 +6,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Context } from './context.js';
 import { buildTinyImage } from '../drivers/image/tiny.js';
+import { buildDebianImage, type DebianRecipe } from '../drivers/image/debian.js';
 import { KumoError, invalid, notFound } from '../model/errors.js';
 import { checkImageName } from '../model/names.js';
 import type { Image } from '../model/types.js';
@@ -61,6 +62,49 @@ export class ImageService {
     };
     this.ctx.images.upsert(image);
     return { image, built: tiny.built };
+  }
+
+  /**
+   * Builds (or takes from the cache) a Debian cloud image and registers it, by default under
+   * the recipe's name ("debian-12"). Like buildTiny: the cache's disk is hard-linked, and a
+   * registered image that instances still use is left as it is.
+   */
+  async buildDebian(opts: { recipe?: DebianRecipe; name?: string; sizeGiB?: number; packages?: string[]; onProgress?: (step: string) => void } = {}):
+    Promise<{ image: Image; built: boolean; buildSeconds: number; kept?: boolean }> {
+    const recipe = opts.recipe ?? 'debian-12';
+    const name = opts.name ?? recipe;
+    checkImageName(name);
+    const existing = this.ctx.images.get(name);
+    if (existing && !existing.source.startsWith(`${recipe}:`)) {
+      throw new KumoError('ALREADY_EXISTS', `image "${name}" already exists and was not built by \`kumo image build ${recipe}\``,
+        `pick another name with --name, or delete it first: kumo image delete ${name}`);
+    }
+    const deb = await buildDebianImage({
+      cacheDir: this.ctx.paths.cache, exec: this.ctx.exec, recipe,
+      ...(opts.sizeGiB !== undefined ? { sizeGiB: opts.sizeGiB } : {}),
+      ...(opts.packages ? { packages: opts.packages } : {}),
+      ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+    });
+    const source = `${recipe}:${deb.key}`;
+    if (existing?.source === source && existsSync(existing.disk)) return { image: existing, built: false, buildSeconds: deb.buildSeconds };
+    // Instances' overlays point at the registered disk: while any exists, it stays as it is
+    // (the new build waits in the cache; --name registers it beside the old one).
+    if (existing && existsSync(existing.disk) && this.ctx.images.usedBy(name).length) {
+      return { image: existing, built: deb.built, buildSeconds: deb.buildSeconds, kept: true };
+    }
+    const dir = join(this.ctx.paths.images, name);
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(dir, { recursive: true, mode: 0o755 });
+    const disk = join(dir, 'disk.qcow2');
+    await linkOrCopy(deb.disk, disk);
+    // Same checks as an import: qemu-img says what the file is and how large the disk is.
+    const info = await this.ctx.qemuImg.info(disk);
+    if (info.format !== 'qcow2') throw new KumoError('COMMAND_FAILED', `the built image ${deb.disk} is ${info.format}, not qcow2`);
+    const image: Image = {
+      name, os: deb.os, disk, format: 'qcow2', virtualSizeBytes: info.virtualSize, source, createdAt: new Date().toISOString(),
+    };
+    this.ctx.images.upsert(image);
+    return { image, built: deb.built, buildSeconds: deb.buildSeconds };
   }
 
   /** Adds a cloud image from a local file or an http(s) URL. */

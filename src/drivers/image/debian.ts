@@ -1,0 +1,347 @@
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { cp, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type Executor, local } from '../../exec/exec.js';
+import { KumoError, invalid } from '../../model/errors.js';
+import { debianMirrorLines, mirrorState, readHostAptSources } from './debian-apt.js';
+import { MBR_BOOT_CODE, makeBootableDisk, removeBuildDir, removeStaleBuilds } from './debian-disk.js';
+
+/**
+ * A genuine Debian cloud image, built on this machine from the Debian mirror its apt already
+ * uses (real cloud images cannot be downloaded here): mmdebstrap bootstraps Debian with the
+ * kernel, cloud-init (NoCloud), growpart and openssh-server into a folder, the folder becomes
+ * an ext4 root partition on an MBR disk that boots from its own extlinux (BIOS), like the
+ * GenericCloud images, and the result is a compressed qcow2.
+ *
+ * No identity is baked in: /etc/machine-id is empty (systemd makes one on first boot), there are
+ * no ssh host keys (cloud-init makes them), and the hostname is "localhost" until the seed names
+ * the instance.
+ *
+ * Kernel: Debian's generic `linux-image-amd64`, not the `-cloud-` flavour: the cloud kernel has
+ * no AHCI driver, so it would not see the NoCloud seed on the SATA cdrom libvirt attaches it as.
+ */
+export const DEBIAN_RECIPES = {
+  'debian-12': { suite: 'bookworm', os: 'Debian 12 (bookworm)' },
+} as const;
+export type DebianRecipe = keyof typeof DEBIAN_RECIPES;
+
+export interface DebianImage {
+  recipe: DebianRecipe;
+  os: string;
+  disk: string;           // compressed qcow2, partitioned, boots from its own boot loader
+  key: string;            // cache key (sha256 over the inputs)
+  sizeGiB: number;        // virtual size
+  packages: string[];     // the extra packages asked for
+  kernelVersion: string;
+  buildSeconds: number;   // how long the build that made it took
+  built: boolean;         // true if built now, false if taken from the cache
+}
+
+export interface BuildDebianImageOptions {
+  cacheDir: string;
+  recipe?: DebianRecipe;
+  sizeGiB?: number;
+  /** Extra Debian packages to install (e.g. nginx). */
+  packages?: string[];
+  exec?: Executor;
+  onProgress?: (step: string) => void;
+  force?: boolean;
+  /** Where apt's sources and lists are read from (tests may point elsewhere). */
+  aptDir?: string;
+  listsDir?: string;
+}
+
+/** Bump when the build steps change in a way the inputs below do not show. */
+const RECIPE = 1;
+export const DEFAULT_SIZE_GIB = 3;
+export const SIZE_LIMITS = { min: 2, max: 64 };
+/**
+ * On top of Debian's "important" priority (what a normal Debian install has: systemd, apt,
+ * ifupdown, less, vim-tiny, ...).
+ */
+const BASE_PACKAGES = [
+  'linux-image-amd64',          // kernel (+ initramfs-tools); see above for why not -cloud-
+  'cloud-init',                 // NoCloud seed: hostname, password, keys, user-data
+  'cloud-guest-utils',          // growpart: the root partition grows to the instance's disk
+  'e2fsprogs', 'fdisk',         // resize2fs, sfdisk (growpart's tools)
+  'openssh-server',
+  'locales',                    // en_US.UTF-8, cloud-init's default locale on Debian
+  'sudo',                       // cloud-init's default user gets sudo rights
+  'netplan.io', 'systemd-resolved', // network config as on Debian 12's cloud images (systemd-networkd)
+];
+/** The last console= is /dev/console: boot messages and systemd's status go to the serial log. */
+export const DEBIAN_CMDLINE = 'console=tty0 console=ttyS0,115200';
+/** cloud-init's default locale on Debian (distros/debian.py); generated at build time. */
+const LOCALE = 'en_US.UTF-8';
+
+/** `--size 3G`, `3GiB` or `3` (GiB): whole GiB only. */
+export function parseImageSize(text: string): number {
+  const m = /^\s*(\d+)\s*(g|gib|gb)?\s*$/i.exec(text);
+  const n = m ? Number(m[1]) : NaN;
+  return checkImageSize(n, text);
+}
+
+function checkImageSize(n: number, shown: string | number = n): number {
+  if (!Number.isInteger(n) || n < SIZE_LIMITS.min || n > SIZE_LIMITS.max) {
+    throw invalid(`--size must be whole GiB from ${SIZE_LIMITS.min}G to ${SIZE_LIMITS.max}G, got "${shown}"`,
+      `pass e.g. --size ${DEFAULT_SIZE_GIB}G (instances grow it to their flavor's disk on first boot)`);
+  }
+  return n;
+}
+
+/** Debian package names (policy 5.6.1): lower case letters, digits, + - . ; at least two characters. */
+export function parsePackages(list: string | string[]): string[] {
+  const names = (Array.isArray(list) ? list : list.split(',')).map((s) => s.trim()).filter(Boolean);
+  for (const n of names) {
+    if (!/^[a-z0-9][a-z0-9+.-]+$/.test(n)) {
+      throw invalid(`"${n}" is not a Debian package name`, 'pass names separated by commas, e.g. --packages nginx,curl');
+    }
+  }
+  return [...new Set(names)].sort();
+}
+
+/** Builds the image into `${cacheDir}/debian/<key>/`, or returns the one already there. */
+export async function buildDebianImage(opts: BuildDebianImageOptions): Promise<DebianImage> {
+  const exec = opts.exec ?? local;
+  const progress = opts.onProgress ?? (() => undefined);
+  const recipeName = opts.recipe ?? 'debian-12';
+  const recipe = DEBIAN_RECIPES[recipeName];
+  if (!recipe) throw invalid(`unknown recipe "${String(recipeName)}"`, `available: ${Object.keys(DEBIAN_RECIPES).join(', ')}`);
+  const sizeGiB = checkImageSize(opts.sizeGiB ?? DEFAULT_SIZE_GIB);
+  const extra = parsePackages(opts.packages ?? []);
+
+  // mmdebstrap's root mode (chroot, mounts) and losetup/mount need root.
+  if (process.getuid?.() !== 0) {
+    throw new KumoError('COMMAND_FAILED', 'building a Debian image needs root (mmdebstrap, losetup and mount)',
+      `run it as root: sudo kumo image build ${recipeName}`);
+  }
+  await requireTools(exec, {
+    mmdebstrap: 'mmdebstrap', sfdisk: 'fdisk', mke2fs: 'e2fsprogs', losetup: 'mount', mount: 'mount',
+    umount: 'mount', extlinux: 'extlinux', chroot: 'coreutils', 'qemu-img': 'qemu-utils',
+  });
+  if (!existsSync(MBR_BOOT_CODE)) {
+    throw new KumoError('MISSING_DEPENDENCY', `${MBR_BOOT_CODE} (the MBR boot code) is missing`,
+      'apt-get install --no-install-recommends extlinux');
+  }
+
+  progress('reading the host\'s Debian mirror from /etc/apt');
+  const mirrors = debianMirrorLines(await readHostAptSources(opts.aptDir), recipe.suite);
+  const packages = [...BASE_PACKAGES, ...extra.filter((p) => !BASE_PACKAGES.includes(p))];
+  const assets = await assetDir();
+  const assetFiles = await listFiles(assets);
+  const tools = (await exec.run('dpkg-query', ['-W', '-f', '${Package} ${Version}\n', 'mmdebstrap', 'extlinux', 'e2fsprogs'],
+    { allowFailure: true })).stdout;
+
+  // One variant = one (release, size, packages); its key also covers what may change under it.
+  const variant = sha256({ suite: recipe.suite, sizeGiB, extra });
+  const keyHash = createHash('sha256');
+  keyHash.update(JSON.stringify({
+    recipe: RECIPE, variant, suite: recipe.suite, sizeGiB, packages, mirrors, cmdline: DEBIAN_CMDLINE, locale: LOCALE,
+    mirrorState: await mirrorState(mirrors, opts.listsDir), tools,
+  }));
+  for (const f of assetFiles) {
+    keyHash.update(`\0asset\0${f}\0`);
+    keyHash.update(await readFile(join(assets, f)));
+  }
+  const key = keyHash.digest('hex');
+
+  const cacheRoot = join(resolve(opts.cacheDir), 'debian');
+  const finalDir = join(cacheRoot, key);
+  const cached = await readManifest(finalDir);
+  if (cached && !opts.force) {
+    progress('using the cached image');
+    return { ...cached, built: false };
+  }
+
+  await mkdir(cacheRoot, { recursive: true });
+  await removeStaleBuilds(exec, cacheRoot);
+  const started = Date.now();
+  const tmp = join(cacheRoot, `.build-${key.slice(0, 12)}-${process.pid}-${randomBytes(4).toString('hex')}`);
+  const root = join(tmp, 'root');
+  const out = join(tmp, 'out');
+  await mkdir(out, { recursive: true });
+  try {
+    const fsUuid = randomUUID();
+    // fstab is there before the packages: initramfs-tools reads it to put fsck for the root
+    // filesystem's type into the initramfs.
+    await mkdir(join(root, 'etc'), { recursive: true });
+    await writeFile(join(root, 'etc', 'fstab'), `# <file system> <mount point> <type> <options> <dump> <pass>\nUUID=${fsUuid} / ext4 rw,discard,errors=remount-ro 0 1\n`);
+
+    progress(`installing Debian ${recipe.suite} with ${packages.length} packages and their dependencies from ${mirrors[0]!.split(' ')[1]} (mmdebstrap; takes minutes)`);
+    const t0 = Date.now();
+    await exec.run('mmdebstrap', [
+      '--mode=root', '--variant=important', '--format=directory', '--skip=check/empty',
+      `--include=${packages.join(',')}`, recipe.suite, root, ...mirrors,
+    ], { timeoutMs: 3_600_000 });
+    progress(`  installed in ${seconds(t0)} s`);
+
+    progress('configuring the guest (cloud-init, locale, network, boot loader; removing host identity)');
+    const kernelVersion = await configureTree(exec, root, assets, fsUuid);
+
+    progress(`making the ${sizeGiB} GiB disk (partition, ext4, extlinux)`);
+    const raw = join(tmp, 'disk.raw');
+    await makeBootableDisk(exec, { tree: root, file: raw, sizeBytes: sizeGiB * 2 ** 30, fsUuid, work: tmp });
+    // The tree is no longer needed: free its space before the qcow2 is written.
+    await removeBuildDir(exec, root);
+
+    progress('compressing the disk (qcow2)');
+    await exec.run('qemu-img', ['convert', '-q', '-c', '-f', 'raw', '-O', 'qcow2', raw, join(out, 'disk.qcow2')],
+      { timeoutMs: 1_800_000 });
+    await rm(raw, { force: true });
+
+    const buildSeconds = Math.round((Date.now() - started) / 1000);
+    const manifest: Manifest = {
+      key, variant, recipe: recipeName, os: osLabel(recipe.os, extra), disk: 'disk.qcow2', sizeGiB, packages: extra,
+      kernelVersion, mirrors, buildSeconds, builtAt: new Date().toISOString(),
+    };
+    await writeFile(join(out, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+
+    if (existsSync(finalDir)) {
+      const old = join(cacheRoot, `.old-${key.slice(0, 12)}-${randomBytes(4).toString('hex')}`);
+      await rename(finalDir, old);
+      await rm(old, { recursive: true, force: true });
+    }
+    try {
+      await rename(out, finalDir);
+    } catch (e) {
+      // another build of the same inputs finished first: use it
+      if (!(await readManifest(finalDir))) throw e;
+    }
+    // Older builds of the same variant are of no further use: registered images hold their
+    // disks by hard link or copy.
+    for (const entry of await readdir(cacheRoot)) {
+      if (entry === key || entry.startsWith('.')) continue;
+      if ((await readManifestFile(join(cacheRoot, entry)))?.variant === variant) {
+        await rm(join(cacheRoot, entry), { recursive: true, force: true });
+      }
+    }
+    progress(`done in ${buildSeconds} s`);
+    const result = await readManifest(finalDir);
+    if (!result) throw new KumoError('COMMAND_FAILED', `the Debian image in ${finalDir} is incomplete`);
+    return { ...result, built: true };
+  } finally {
+    await removeBuildDir(exec, tmp);
+  }
+}
+
+function osLabel(os: string, extra: string[]): string {
+  return extra.length ? `${os} + ${extra.join(', ')}` : os;
+}
+
+/** What turns a bootstrapped Debian into a cloud image; returns the installed kernel's version. */
+async function configureTree(exec: Executor, root: string, assets: string, fsUuid: string): Promise<string> {
+  // cloud-init settings, neutral hostname/hosts, the system locale
+  await cp(join(assets, 'rootfs'), root, { recursive: true, force: true });
+
+  // The locale cloud-init sets by default, generated now so the first boot skips locale-gen.
+  const localeGen = join(root, 'etc', 'locale.gen');
+  const gen = existsSync(localeGen) ? await readFile(localeGen, 'utf8') : '';
+  const line = `${LOCALE} UTF-8`;
+  const enabled = gen.replace(new RegExp(`^#\\s*${LOCALE.replace('.', '\\.')} UTF-8\\s*$`, 'm'), line);
+  await writeFile(localeGen, enabled.includes(`\n${line}`) || enabled.startsWith(line) ? enabled : `${enabled}${line}\n`);
+  await exec.run('chroot', [root, 'locale-gen'], { timeoutMs: 600_000 });
+
+  // netplan writes systemd-networkd's config; networkd must run for it to apply.
+  await exec.run('chroot', [root, 'systemctl', 'enable', 'systemd-networkd.service'], { timeoutMs: 120_000 });
+
+  // No identity of the build: each instance gets its own machine id, ssh host keys and name.
+  await writeFile(join(root, 'etc', 'machine-id'), '');
+  await rm(join(root, 'var', 'lib', 'dbus', 'machine-id'), { force: true });
+  for (const f of await readdir(join(root, 'etc', 'ssh'))) {
+    if (f.startsWith('ssh_host_')) await rm(join(root, 'etc', 'ssh', f), { force: true });
+  }
+  for (const d of ['var/lib/cloud', 'var/lib/dhcp', 'var/lib/systemd/random-seed']) await rm(join(root, d), { recursive: true, force: true });
+
+  // The boot loader's configuration (extlinux itself goes in when the disk is made).
+  for (const link of ['vmlinuz', 'initrd.img']) {
+    if (!existsSync(join(root, link))) throw new KumoError('COMMAND_FAILED', `the bootstrapped tree has no /${link} (did the kernel install fail?)`);
+  }
+  const conf = (await readFile(join(assets, 'extlinux.conf'), 'utf8'))
+    .replaceAll('@ROOT_UUID@', fsUuid).replaceAll('@CMDLINE@', DEBIAN_CMDLINE);
+  await mkdir(join(root, 'boot', 'extlinux'), { recursive: true });
+  await writeFile(join(root, 'boot', 'extlinux', 'extlinux.conf'), conf);
+
+  const versions = (await readdir(join(root, 'usr', 'lib', 'modules'))).sort();
+  if (!versions.length) throw new KumoError('COMMAND_FAILED', 'the bootstrapped tree has no kernel modules');
+  return versions[versions.length - 1]!;
+}
+
+// ---------------------------------------------------------------- host tools
+
+async function requireTools(exec: Executor, toolPackages: Record<string, string>): Promise<void> {
+  const r = await exec.run('sh', ['-c', 'for t; do command -v "$t" >/dev/null 2>&1 || echo "$t"; done', 'sh', ...Object.keys(toolPackages)],
+    { env: { ...process.env, PATH: `${process.env.PATH ?? '/usr/bin:/bin'}:/usr/sbin:/sbin` } });
+  const missing = r.stdout.split('\n').map((s) => s.trim()).filter(Boolean);
+  if (!missing.length) return;
+  const pkgs = [...new Set(missing.map((t) => toolPackages[t] ?? t))];
+  throw new KumoError('MISSING_DEPENDENCY',
+    `building a Debian image needs ${missing.join(', ')} (Debian package${pkgs.length > 1 ? 's' : ''} ${pkgs.join(', ')})`,
+    `apt-get install --no-install-recommends ${pkgs.join(' ')}`);
+}
+
+// ---------------------------------------------------------------- cache
+
+interface Manifest {
+  key: string;
+  variant: string;
+  recipe: DebianRecipe;
+  os: string;
+  disk: string;
+  sizeGiB: number;
+  packages: string[];
+  kernelVersion: string;
+  mirrors: string[];
+  buildSeconds: number;
+  builtAt: string;
+}
+
+async function readManifestFile(dir: string): Promise<Manifest | undefined> {
+  try {
+    return JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as Manifest;
+  } catch {
+    return undefined;
+  }
+}
+
+async function readManifest(dir: string): Promise<Omit<DebianImage, 'built'> | undefined> {
+  const m = await readManifestFile(dir);
+  if (!m) return undefined;
+  const disk = join(dir, m.disk);
+  if (!(await stat(disk).catch(() => undefined))?.isFile()) return undefined;
+  return {
+    recipe: m.recipe, os: m.os, disk, key: m.key, sizeGiB: m.sizeGiB, packages: m.packages,
+    kernelVersion: m.kernelVersion, buildSeconds: m.buildSeconds,
+  };
+}
+
+async function assetDir(): Promise<string> {
+  const candidates = [
+    new URL('../../../../src/drivers/image/debian-guest/', import.meta.url), // from dist/src/drivers/image
+    new URL('./debian-guest/', import.meta.url),
+  ];
+  for (const c of candidates) {
+    const p = fileURLToPath(c);
+    if (existsSync(join(p, 'extlinux.conf'))) return p.replace(/\/$/, '');
+  }
+  throw new KumoError('NOT_FOUND', 'the Debian image guest files (src/drivers/image/debian-guest) are missing',
+    'reinstall kumo: the guest files ship with its sources');
+}
+
+/** Files under dir, as sorted relative paths. */
+async function listFiles(dir: string, prefix = ''): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of (await readdir(join(dir, prefix), { withFileTypes: true })).sort((a, b) => a.name.localeCompare(b.name))) {
+    const rel = prefix ? `${prefix}/${e.name}` : e.name;
+    if (e.isDirectory()) out.push(...(await listFiles(dir, rel)));
+    else out.push(rel);
+  }
+  return out;
+}
+
+function sha256(v: unknown): string {
+  return createHash('sha256').update(JSON.stringify(v)).digest('hex');
+}
+
+const seconds = (since: number) => Math.round((Date.now() - since) / 1000);
