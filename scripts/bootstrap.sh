@@ -12,10 +12,11 @@ log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 PACKAGES=(qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
   libvirt-daemon-system dnsmasq-base genisoimage xorriso libxml2-utils nftables iptables
   cpio busybox-static e2fsprogs xz-utils ca-certificates nfs-ganesha nfs-ganesha-vfs
-  iproute2 util-linux curl haproxy nginx-light libnginx-mod-http-modsecurity modsecurity-crs socat)
+  iproute2 util-linux curl mmdebstrap extlinux fdisk mount haproxy nginx-light libnginx-mod-http-modsecurity modsecurity-crs socat)
 # Only used by tests: cloud-init's schema validator, Open vSwitch for the ovs network mode,
-# tmux for looking at the wizard by hand, and an OpenSSH server the ssh tests start on loopback.
-TEST_PACKAGES=(cloud-init openvswitch-switch tmux openssh-server)
+# tmux for looking at the wizard by hand, an OpenSSH server the ssh tests start on loopback,
+# Chromium for the dashboard's browser tests, and prometheus for promtool (checks /metrics).
+TEST_PACKAGES=(cloud-init openvswitch-switch tmux openssh-server chromium prometheus)
 [ "${1:-}" = --test ] && PACKAGES+=("${TEST_PACKAGES[@]}")
 command -v node >/dev/null || PACKAGES+=(nodejs npm)
 
@@ -28,9 +29,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  # The tests run their own sshd on 127.0.0.1; the packaged one, just installed, is not wanted.
-  if [[ " ${missing[*]} " == *" openssh-server "* ]] && [ -d /run/systemd/system ]; then
-    systemctl disable --now ssh >/dev/null 2>&1 || true
+  # The tests run their own sshd on 127.0.0.1 and need only promtool of prometheus: the
+  # packaged services, started by the installation under systemd, are not wanted.
+  if [ -d /run/systemd/system ]; then
+    for pair in openssh-server:ssh prometheus:prometheus; do
+      if [[ " ${missing[*]} " == *" ${pair%%:*} "* ]]; then systemctl disable --now "${pair#*:}" >/dev/null 2>&1 || true; fi
+    done
   fi
 fi
 # The tiny image recipe downloads .debs with apt-get: make sure the package lists exist.

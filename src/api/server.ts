@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { z } from 'zod';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
@@ -21,6 +22,12 @@ import { snapshotRoutes } from './routes/snapshots.js';
 import { hostRoutes } from './routes/hosts.js';
 import { operationRoutes } from './routes/operations.js';
 import { eventRoutes } from './routes/events.js';
+import websocket from '@fastify/websocket';
+import fastifyStatic from '@fastify/static';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { readingRoutes, renderHostCapacity, RequestMetrics, createMonitor, type MonitorOptions, type ServerMonitor } from './metrics.js';
+import { ConsoleTickets, instanceVnc, ticketRoutes, vncProxyRoutes, type VncResolver } from './console.js';
 
 /** What every route plugin is given: the services' context and the operation registry. */
 export interface ApiDeps {
@@ -32,7 +39,19 @@ export interface ServerOptions {
   /** Shared with whoever else wants to watch or start operations (tests, a future scheduler). */
   ops?: OperationRegistry;
   logger?: FastifyServerOptions['logger'];
+  /**
+   * The monitoring collector behind /metrics and the dashboard's charts, started with the server
+   * and stopped when it closes; false: none (/metrics then has hosts and API figures only).
+   */
+  monitor?: MonitorOptions | false;
+  /** Where the built dashboard is (default dist/web next to this build); absent: / says how to build it. */
+  webRoot?: string;
+  /** Where an instance's VNC server is (default: InstanceService); tests may stand in. */
+  vncResolver?: VncResolver;
 }
+
+/** The built dashboard: dist/src/api/server.js → dist/web. */
+export const DEFAULT_WEB_ROOT = fileURLToPath(new URL('../../web', import.meta.url));
 
 export const DEFAULT_PORT = 8780;
 export const DOCS_PATH = '/docs';
@@ -108,7 +127,7 @@ export async function buildServer(ctx: Context, opts: ServerOptions = {}): Promi
       },
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'a kumo API token (kumo_...)' } } },
       security: [{ bearer: [] }],
-      tags: ['instances', 'images', 'flavors', 'networks', 'volumes', 'snapshots', 'hosts', 'operations', 'health'].map((name) => ({ name })),
+      tags: ['instances', 'images', 'flavors', 'networks', 'volumes', 'snapshots', 'hosts', 'operations', 'metrics', 'health'].map((name) => ({ name })),
     },
     transform: createJsonSchemaTransform({ schemaRegistry: registry }),
     transformObject: (doc) => optionalBodies(toObject(doc)),
@@ -121,14 +140,65 @@ export async function buildServer(ctx: Context, opts: ServerOptions = {}): Promi
     schema: { tags: ['health'], operationId: 'health', summary: 'whether the API answers (no token needed)', security: [], response: { 200: Health } },
   }, async () => ({ status: 'ok' as const, version: version() }));
 
+  const requests = new RequestMetrics();
+  app.addHook('onResponse', requests.hook());
+  const monitor: ServerMonitor | undefined = opts.monitor === false ? undefined : createMonitor(ctx, opts.monitor ?? {});
+  if (monitor) {
+    app.addHook('onClose', async () => {
+      await monitor.collector.stop();
+      monitor.service.close();
+    });
+  }
+  const tickets = new ConsoleTickets();
+  const vnc = opts.vncResolver ?? instanceVnc(ctx);
+  const auth = bearerAuth(new TokenService(ctx));
+
   await app.register(async (api) => {
-    api.addHook('onRequest', bearerAuth(new TokenService(ctx)));
+    api.addHook('onRequest', auth);
     const deps: ApiDeps = { ctx, ops };
     for (const routes of [instanceRoutes, imageRoutes, flavorRoutes, networkRoutes, volumeRoutes, snapshotRoutes, hostRoutes, operationRoutes, eventRoutes]) {
       await api.register(routes, deps);
     }
+    await api.register(readingRoutes(monitor, ctx));
+    await api.register(ticketRoutes(tickets, vnc));
   }, { prefix: API_PREFIX });
+
+  // The console WebSocket: its ticket, not the bearer token, lets it in (browsers cannot send headers there).
+  await app.register(websocket);
+  await app.register(vncProxyRoutes(tickets, vnc), { prefix: API_PREFIX });
+
+  // Prometheus scrapes with the same bearer token (scrape config: authorization.credentials_file):
+  // the page names every instance and host, which is more than an anonymous caller should learn.
+  await app.register(async (m) => {
+    m.addHook('onRequest', auth);
+    m.get('/metrics', {
+      schema: {
+        tags: ['metrics'], operationId: 'metrics',
+        summary: 'Prometheus text format 0.0.4: per-instance CPU, memory, disk and network counters, per-host capacity, API requests and latency',
+        response: { 200: { description: 'Prometheus text exposition', content: { 'text/plain': { schema: z.string() } } } },
+      },
+    }, async (_req, reply) => {
+      const parts = [monitor ? monitor.service.prometheus(monitor.collector) : '', await renderHostCapacity(ctx), requests.render()];
+      return reply.type('text/plain; version=0.0.4; charset=utf-8').send(parts.join(''));
+    });
+  });
+
+  await serveDashboard(app, opts.webRoot ?? DEFAULT_WEB_ROOT);
+  // Last: a failed registration above leaves no collector running.
+  monitor?.collector.start();
   return app;
+}
+
+/** The web dashboard's files at / (hash routes: one index.html); a hint instead when it was not built. */
+async function serveDashboard(app: ApiServer, root: string): Promise<void> {
+  if (!existsSync(`${root}/index.html`)) {
+    app.get('/', { schema: { hide: true } }, async (_req, reply) =>
+      reply.type('text/plain; charset=utf-8').send(`the kumo dashboard was not built (${root} has no index.html): run npm run build\n`));
+    return;
+  }
+  await app.register(async (web) => {
+    await web.register(fastifyStatic, { root, prefix: '/', decorateReply: false, index: ['index.html'], wildcard: true, schemaHide: true });
+  });
 }
 
 function errorBody(code: string, message: string, fix?: string, fields?: string[]) {

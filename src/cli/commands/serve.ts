@@ -18,14 +18,30 @@ export function serveCommand(): Command {
     .option('--listen <addr>', 'address to listen on (0.0.0.0 or :: for every interface)', '127.0.0.1')
     .option('--port <n>', 'TCP port', String(DEFAULT_PORT))
     .addOption(new Option('--log-level <level>', 'request log on stderr').choices(LOG_LEVELS).default('info'))
-    .action(async (o: { listen: string; port: string; logLevel: string }) => {
+    .option('--monitor-interval <seconds>', 'how often the collector behind /metrics and the dashboard\'s charts reads every hypervisor (0: no collector)', '5')
+    .action(async (o: { listen: string; port: string; logLevel: string; monitorInterval: string }) => {
       const port = parseWhole(o.port);
+      const every = Number(o.monitorInterval);
+      if (!(Number.isFinite(every) && every >= 0 && every <= 3600)) throw invalid(`--monitor-interval must be seconds from 0 to 3600, got "${o.monitorInterval}"`, 'e.g. --monitor-interval 5');
       if (!(port >= 0 && port <= 65_535)) throw invalid(`--port must be a whole number from 0 to 65535, got "${o.port}"`, `e.g. --port ${DEFAULT_PORT}`);
       if (o.listen !== 'localhost' && !isIP(o.listen)) throw invalid(`--listen must be an IP address, got "${o.listen}"`, 'e.g. --listen 127.0.0.1, or 0.0.0.0 for every interface');
       const ctx = await context();
       const ops = new OperationRegistry();
       // Logs go to stderr: stdout carries only what a script may read (the address, the admin token).
-      const app = await buildServer(ctx, { ops, logger: { level: o.logLevel, stream: process.stderr } });
+      const app = await buildServer(ctx, {
+        ops,
+        logger: {
+          level: o.logLevel, stream: process.stderr,
+          // A console ticket rides in the WebSocket's query string: keep it out of the log.
+          serializers: {
+            req: (req: { method: string; url: string; host?: string; ip?: string; socket?: { remotePort?: number } }) => ({
+              method: req.method, url: req.url.replace(/([?&]ticket=)[^&]*/g, '$1REDACTED'), host: req.host,
+              remoteAddress: req.ip, remotePort: req.socket?.remotePort,
+            }),
+          },
+        },
+        monitor: every === 0 ? false : { intervalMs: Math.max(1_000, Math.round(every * 1000)) },
+      });
       try {
         await app.listen({ host: o.listen, port });
       } catch (e) {
@@ -39,6 +55,7 @@ export function serveCommand(): Command {
       // Made only once it listens, so a failed start does not use up the one showing of the token.
       const admin = new TokenService(ctx).ensureAdmin();
       if (admin) console.log(`admin token (shown only now, kumo keeps only its hash): ${admin.token}`);
+      say(`dashboard: ${base}/ · Prometheus metrics (same bearer token): ${base}/metrics`);
       // The last line of the start: whoever waits for the server can take it as "ready".
       console.log(`kumo API on ${base}${API_PREFIX} (OpenAPI: ${base}/openapi.json, interactive: ${base}${DOCS_PATH})`);
       if (!loopback(o.listen)) say(`warning: listening on ${o.listen} over plain HTTP: tokens and passwords cross the network readable; put a TLS proxy in front`);

@@ -1,0 +1,187 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { makeTestEnv, type TestEnv } from '../helpers/env.js';
+import { screenFacts } from '../helpers/png.js';
+import { buildServer, DEFAULT_WEB_ROOT, type ApiServer } from '../../src/api/server.js';
+import { TokenService } from '../../src/service/tokens.js';
+import { ImageService } from '../../src/service/images.js';
+import { InstanceService } from '../../src/service/instances.js';
+
+/**
+ * The dashboard in Debian's chromium (playwright-core, HOST-NOTES "Browser tests"), against the
+ * server in-process on loopback: log in with the token, create an instance with the form, see it
+ * become running without a reload, open its VNC console and see the guest's screen, open the
+ * charts and see them draw, delete it from the list. Screenshots are kept as artefacts in the
+ * test's own folder (/tmp/kumo-test-PREFIX-shots-*), whose paths are printed.
+ */
+const CHROMIUM = '/usr/bin/chromium';
+const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+  '--disable-sync', '--no-first-run'];
+
+let env: TestEnv;
+let app: ApiServer | undefined;
+let browser: Browser | undefined;
+let page: Page;
+let base: string;
+let token: string;
+let name: string;
+let shots: string;
+
+before(async () => {
+  assert.ok(existsSync(`${DEFAULT_WEB_ROOT}/index.html`), 'the dashboard is built (npm run build)');
+  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} (Debian package chromium)`);
+  env = await makeTestEnv('web');
+  name = `${env.prefix}-w`;
+  shots = await mkdtemp(join(tmpdir(), `kumo-test-${env.prefix}-shots-`));
+  token = new TokenService(env.ctx).create('test').token;
+  await new ImageService(env.ctx).buildTiny();
+  app = await buildServer(env.ctx, { monitor: { intervalMs: 2_000, record: false } });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const addr = app.server.address();
+  assert.ok(addr && typeof addr === 'object');
+  base = `http://127.0.0.1:${addr.port}`;
+  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS, timeout: 120_000 });
+  page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
+  page.setDefaultTimeout(60_000);
+  page.on('dialog', (d) => void d.accept());
+  // Nothing the page loads may come from anywhere but this server.
+  await page.route('**/*', (route) => (route.request().url().startsWith(base) ? route.continue() : route.abort()));
+});
+
+after(async () => {
+  await browser?.close().catch(() => undefined);
+  await app?.close();
+  if (env) {
+    await new InstanceService(env.ctx).delete(name).catch(() => undefined);
+    await env.cleanup();
+  }
+  if (shots) console.log(`# screenshots kept in ${shots}`);
+});
+
+async function shot(file: string, what: Page | ReturnType<Page['locator']> = page): Promise<string> {
+  const path = join(shots, file);
+  await what.screenshot({ path });
+  console.log(`# screenshot: ${path}`);
+  return path;
+}
+
+test('log in with the token (a wrong one is refused)', async () => {
+  await page.goto(base);
+  await page.fill('input[name=token]', 'kumo_wrong');
+  await page.click('button[type=submit]');
+  await page.getByRole('alert').filter({ hasText: 'not valid' }).waitFor();
+  await page.fill('input[name=token]', token);
+  await page.click('button[type=submit]');
+  await page.getByRole('heading', { name: /Instances/ }).waitFor();
+  await page.locator('.live.on').waitFor();
+  assert.equal(await page.evaluate(() => sessionStorage.getItem('kumo.token')), token);
+  await shot('01-instances-empty.png');
+});
+
+test('create from the form, then see it become running without a reload', async () => {
+  // A mark in this document: still there at the end means no reload happened.
+  await page.evaluate(() => { (window as unknown as { kumoMark: number }).kumoMark = 42; });
+  await page.click('a[href="#/create"]');
+  await page.fill('input[name=name]', name);
+  await page.locator('select[name=image] option[value=tiny]').waitFor({ state: 'attached' });
+  await page.selectOption('select[name=image]', 'tiny');
+  await page.selectOption('select[name=flavor]', 'small');
+  await page.fill('input[name=password]', 'pw-from-the-form');
+  await page.fill('input[name=password2]', 'pw-from-the-form');
+  await page.selectOption('select[name=network]', env.network);
+  await page.fill('input[name=disk]', '1');
+  await page.click('button[type=submit]');
+  const summary = await page.locator('dl.summary').innerText();
+  assert.match(summary, new RegExp(name));
+  assert.match(summary, /1 GiB/);
+  await shot('02-create-confirm.png');
+  await page.click('button[name=confirm]');
+  const row = page.locator(`tr[data-instance="${name}"]`);
+  await row.waitFor({ timeout: 120_000 });
+  await row.locator('[data-state="running"]').waitFor({ timeout: 300_000 });
+  assert.equal(await page.evaluate(() => (window as unknown as { kumoMark?: number }).kumoMark), 42, 'the page was not reloaded');
+  const rec = await new InstanceService(env.ctx).get(name);
+  assert.deepEqual(rec.dataDisks, [1]);
+  assert.deepEqual(rec.networks, [env.network]);
+  await shot('03-instances-running.png');
+});
+
+test('the console shows the guest\'s screen (not blank): its login prompt once it has booted', async () => {
+  await page.click(`tr[data-instance="${name}"] a`);
+  await page.locator('.console-status[data-status="connected"]').waitFor({ timeout: 120_000 });
+  const canvas = page.locator('.screen canvas');
+  await canvas.waitFor();
+  const early = screenFacts(await shot('04-console-early.png', canvas));
+  // Booted: it answers HTTP on its network (the tiny image's readiness), and tty1 has its login prompt.
+  const { ip } = await new InstanceService(env.ctx).waitReady(name, 300_000);
+  let facts = { width: 0, height: 0, lit: 0 };
+  let file = '';
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    file = await shot('05-console.png', canvas);
+    facts = screenFacts(file);
+    // Not blank, and not the firmware's screen any more.
+    if (facts.lit > 0.002 && facts.lit !== early.lit) break;
+    if (Date.now() > deadline) break;
+    await page.waitForTimeout(3_000);
+  }
+  console.log(`# console screenshot ${facts.width}x${facts.height}, lit ${(facts.lit * 100).toFixed(2)} % (at first ${(early.lit * 100).toFixed(2)} %); guest at ${ip}`);
+  assert.ok(facts.width > 100 && facts.height > 100, `${facts.width}x${facts.height}`);
+  assert.ok(facts.lit > 0.002, `the console screenshot ${file} is blank (lit ${facts.lit})`);
+  assert.notEqual(facts.lit, early.lit, 'the screen changed from the firmware\'s as the guest booted');
+  await shot('06-detail.png');
+});
+
+test('the charts draw net rx/tx and CPU from live readings', async () => {
+  await page.click('button[name=tab-charts]');
+  await page.locator('p.now[data-points="yes"]').waitFor({ timeout: 120_000 });
+  // Count pixels of each series' colour on the charts' canvases: a line was drawn.
+  const drawn = async () => page.evaluate(() => {
+    const count = (sel: string, rgb: [number, number, number]) => {
+      const c = document.querySelector<HTMLCanvasElement>(`${sel} canvas`);
+      if (!c) return 0;
+      const d = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
+      let n = 0;
+      for (let i = 0; i < d.length; i += 4) {
+        if (d[i + 3]! > 200 && Math.abs(d[i]! - rgb[0]) < 40 && Math.abs(d[i + 1]! - rgb[1]) < 40 && Math.abs(d[i + 2]! - rgb[2]) < 40) n++;
+      }
+      return n;
+    };
+    return { rx: count('.chart.net', [0x22, 0xaa, 0x77]), cpu: count('.chart.cpu', [0xcc, 0x55, 0x22]) };
+  });
+  let px = await drawn();
+  const deadline = Date.now() + 120_000;
+  while ((px.rx < 20 || px.cpu < 20) && Date.now() < deadline) {
+    await page.waitForTimeout(2_000);
+    px = await drawn();
+  }
+  await shot('07-charts.png');
+  assert.ok(px.rx >= 20 && px.cpu >= 20, `series pixels: ${JSON.stringify(px)}`);
+});
+
+test('hosts and networks pages, then reboot and delete the instance from the list', async () => {
+  await page.click('a[href="#/hosts"]');
+  await page.locator('tr[data-host="local"]').waitFor();
+  assert.match(await page.locator('tr[data-host="local"]').innerText(), /up/);
+  await shot('08-hosts.png');
+  await page.click('a[href="#/networks"]');
+  await page.locator(`tr[data-network="${env.network}"]`).waitFor();
+  assert.match(await page.locator(`tr[data-network="${env.network}"]`).innerText(), new RegExp(name));
+  await page.click('a[href="#/volumes"]');
+  await page.getByRole('heading', { name: 'Volumes' }).waitFor();
+  await page.click('a[href="#/instances"]');
+  const row = page.locator(`tr[data-instance="${name}"]`);
+  await row.locator('[data-state="running"]').waitFor();
+  await row.getByRole('button', { name: 'reboot' }).click();
+  // The action answers, the buttons come back, no error.
+  await row.getByRole('button', { name: 'reboot' }).waitFor({ timeout: 120_000 });
+  assert.equal(await page.getByRole('alert').count(), 0, 'no error shown');
+  await row.locator('button.danger').click();
+  await row.waitFor({ state: 'detached', timeout: 120_000 });
+  assert.equal(env.ctx.instances.get(name), undefined);
+});

@@ -1,0 +1,103 @@
+// The dashboard's only way to the server: the REST API under /api/v1 with the bearer token,
+// which lives in sessionStorage (gone with the tab; never in localStorage or a cookie).
+
+const KEY = 'kumo.token';
+export const API = '/api/v1';
+
+export const getToken = (): string | null => sessionStorage.getItem(KEY);
+export const setToken = (t: string): void => sessionStorage.setItem(KEY, t);
+export const clearToken = (): void => sessionStorage.removeItem(KEY);
+
+export class ApiError extends Error {
+  constructor(readonly status: number, readonly code: string, message: string, readonly fix?: string) {
+    super(message);
+  }
+}
+
+/** Fired when the server refuses the token: the app goes back to the login page. */
+export const unauthorized = new EventTarget();
+
+export async function call<T>(method: string, path: string, body?: unknown, token = getToken()): Promise<T> {
+  const headers: Record<string, string> = {};
+  if (token) headers.authorization = `Bearer ${token}`;
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  const res = await fetch(API + path, { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
+  const text = await res.text();
+  const json: unknown = text ? JSON.parse(text) : undefined;
+  if (!res.ok) {
+    const e = (json as { error?: { code?: string; message?: string; fix?: string } } | undefined)?.error;
+    if (res.status === 401) unauthorized.dispatchEvent(new Event('401'));
+    throw new ApiError(res.status, e?.code ?? String(res.status), e?.message ?? res.statusText, e?.fix);
+  }
+  return json as T;
+}
+
+export interface Nic { mac: string; network: string; ipv4?: string }
+export interface Instance {
+  name: string; host: string; state: string; image: string; flavor?: string;
+  vcpus: number; ramMiB: number; diskGiB: number; networks: string[]; nics: Nic[];
+  dataDisks: number[]; vnc?: string; drift: string[]; createdAt: string;
+}
+export interface Image { name: string; os: string }
+export interface Flavor { name: string; vcpus: number; ramMiB: number; diskGiB: number }
+export interface Network { name: string; mode: string; cidr?: string; active: boolean }
+export interface Host {
+  name: string; uri?: string; roles: string[]; up: boolean; cpus?: number; memoryMiB?: number;
+  allocatedVcpus: number; allocatedMiB: number; instances: number;
+}
+export interface Operation { id: string; kind: string; target: string; state: string; step?: string; error?: { message: string } }
+export interface Reading { at: number; state: string; cpuPct?: number; rxBps?: number; txBps?: number; memRssKiB?: number }
+
+export interface KumoEvent { type: 'operation' | 'resource'; seq: number; operation?: Operation; resource?: string; name?: string; action?: string }
+
+/**
+ * /api/v1/events read with fetch (EventSource cannot send the Authorization header), reconnecting
+ * with ?after=LAST so nothing is missed. Returns a function that stops it.
+ */
+export function watchEvents(onEvent: (e: KumoEvent) => void, onState?: (connected: boolean) => void): () => void {
+  let stopped = false;
+  let last: number | undefined;
+  let ac: AbortController | undefined;
+  const run = async () => {
+    while (!stopped) {
+      ac = new AbortController();
+      try {
+        const q = last !== undefined ? `?after=${last}` : '';
+        const res = await fetch(`${API}/events${q}`, { headers: { authorization: `Bearer ${getToken() ?? ''}` }, signal: ac.signal });
+        if (res.status === 401) { unauthorized.dispatchEvent(new Event('401')); return; }
+        if (!res.ok || !res.body) throw new Error(`events: ${res.status}`);
+        onState?.(true);
+        const reader = res.body.getReader();
+        const decoder = new TextDecoder();
+        let buf = '';
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buf += decoder.decode(value, { stream: true });
+          for (let i = buf.indexOf('\n\n'); i >= 0; i = buf.indexOf('\n\n')) {
+            const block = buf.slice(0, i);
+            buf = buf.slice(i + 2);
+            const data = block.split('\n').filter((l) => l.startsWith('data: ')).map((l) => l.slice(6)).join('\n');
+            if (!data) continue;
+            const e = JSON.parse(data) as KumoEvent;
+            last = e.seq;
+            onEvent(e);
+          }
+        }
+      } catch {
+        if (stopped) return;
+      }
+      onState?.(false);
+      await new Promise((r) => setTimeout(r, 3000));
+    }
+  };
+  void run();
+  return () => { stopped = true; ac?.abort(); };
+}
+
+export const fmtBytes = (n: number): string => {
+  const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (Math.abs(n) >= 1024 && i < u.length - 1) { n /= 1024; i++; }
+  return `${n.toFixed(i ? 1 : 0)} ${u[i]}`;
+};
