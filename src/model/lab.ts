@@ -74,14 +74,15 @@ export const LabSpecSchema = z.object({
 export type LabSpec = z.output<typeof LabSpecSchema>;
 
 /**
- * The DHCP pool of an instance segment: the upper part of the subnet, leaving the lower half
- * for nodes and fixed addresses; the server takes the last address.
+ * The DHCP pool of an instance segment: the upper half of the subnet (a CIDR of its own, so
+ * access rules can name "the instances"), leaving the lower half for nodes and fixed addresses;
+ * the server takes the last address.
  */
-export function dhcpPlan(segmentCidr: string): { server: string; start: string; end: string; prefix: number } {
+export function dhcpPlan(segmentCidr: string): { server: string; start: string; end: string; prefix: number; pool: string } {
   const net = parseCidr(segmentCidr);
   const last = broadcast(net) - 1;
-  const size = last - net.network;
-  return { server: formatIp(last), start: formatIp(net.network + Math.floor(size / 2)), end: formatIp(last - 1), prefix: net.prefix };
+  const half = net.network + 2 ** (31 - net.prefix);
+  return { server: formatIp(last), start: formatIp(half), end: formatIp(last - 1), prefix: net.prefix, pool: `${formatIp(half)}/${net.prefix + 1}` };
 }
 
 /**

@@ -7,6 +7,7 @@ import { InstanceService } from './instances.js';
 import { LabService } from './lab.js';
 import { LoadBalancerService } from './loadbalancers.js';
 import { ShareService } from './shares.js';
+import { FirewallService } from './firewall.js';
 import { KumoError } from '../model/errors.js';
 import { DatacenterSchema, groupMembers, type Datacenter, type InstanceGroup } from '../model/datacenter.js';
 import { parseYamlFile } from '../model/yaml-file.js';
@@ -100,6 +101,11 @@ export class PlanService {
       const drift = await lbs.drift(name);
       if (drift.length) add('update', 'loadbalancer', name, drift.join('; '));
     }
+    const firewall = new FirewallService(this.ctx);
+    if (firewall.derive(dc).length) {
+      const stale = await firewall.drift(dc);
+      if (stale.length) add(this.ctx.datacenterResources.owner('firewall', dc.name) ? 'update' : 'create', 'firewall', dc.name, `access rules to load on ${stale.join(', ')}`);
+    }
     for (const { kind, name } of this.ctx.datacenterResources.owned(dc.name)) {
       if (kind === 'loadbalancer' && !dc.loadbalancers[name]) add('delete', kind, name, 'no longer in the file');
       if (kind === 'share' && !dc.shares[name]) add('delete', kind, name, 'no longer in the file');
@@ -133,7 +139,8 @@ export class PlanService {
     }
     // Load balancers need their instances' addresses: wait for every new or restarted one.
     for (const name of started) await instances.waitReady(name, 300_000);
-    for (const c of rest.filter((x) => x.kind === 'loadbalancer')) {
+    // Access rules last: everything they let through exists by now.
+    for (const c of rest.filter((x) => x.kind === 'loadbalancer' || x.kind === 'firewall')) {
       onChange(c);
       await this.act(dc, c, started);
       this.ctx.datacenterResources.claim(dc.name, c.kind, c.name);
@@ -154,6 +161,7 @@ export class PlanService {
         done.push(c);
       }
     };
+    await step('firewall', () => new FirewallService(this.ctx).remove(dc));
     await step('loadbalancer', (n) => (this.ctx.loadBalancers.get(n) ? new LoadBalancerService(this.ctx).delete(n) : Promise.resolve()));
     await step('instance', (n) => (this.ctx.instances.get(n) ? new InstanceService(this.ctx).delete(n) : Promise.resolve()));
     await step('share', (n) => (this.ctx.shares.get(n) ? new ShareService(this.ctx).delete(n) : Promise.resolve()));
@@ -198,6 +206,9 @@ export class PlanService {
         started.push(c.name);
         return;
       }
+      case 'firewall':
+        await new FirewallService(this.ctx).apply(dc);
+        return;
       case 'loadbalancer': {
         const l = dc.loadbalancers[c.name]!;
         const lbs = new LoadBalancerService(this.ctx);

@@ -1,5 +1,6 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
@@ -79,6 +80,7 @@ test('apply builds the course datacenter: the website through the LB from outsid
   const planned = await env.cli(['plan', file]);
   assert.equal(planned.code, 0, planned.stderr);
   assert.match(planned.stdout, /\+ create lab/);
+  assert.match(planned.stdout, /\+ create firewall/);
   assert.equal(planned.stdout.match(/\+ create instance/g)?.length, 4);
   const applied = await env.cli(['apply', file]);
   assert.equal(applied.code, 0, applied.stderr);
@@ -93,6 +95,27 @@ test('apply builds the course datacenter: the website through the LB from outsid
   assert.ok(ip);
   assert.notEqual((await fromOutside(`http://${ip}:8080/`)).status, 200);
   assert.equal((await fromOutside("http://10.5.1.213/?id=1'%20OR%20'1'='1")).status, 403);
+  // Access rules, enforced on the nodes: nothing but the frontend port on the LB from outside,
+  // the instances' 8080 only from the LB, NFS on STG only from the instances.
+  const listener = spawn('nsenter', [`--net=/run/netns/${env.prefix}-lb`, '--', 'busybox', 'nc', '-l', '-p', '2222'], { stdio: 'ignore' });
+  try {
+    await new Promise((r) => setTimeout(r, 500));
+    assert.notEqual((await outside.run('curl', ['-s', '--max-time', '2', 'telnet://10.5.1.213:2222'], { allowFailure: true, input: '' })).code, 0);
+  } finally {
+    listener.kill();
+  }
+  const storageIp = (JSON.parse((await env.cli(['instance', 'show', members[0]!, '--json'])).stdout) as { nics: { network: string; ipv4?: string }[] })
+    .nics.find((n) => n.network === 'storage')!.ipv4!;
+  const from = (node: string, url: string) => new NetnsExecutor(`${env.prefix}-${node}`).run('curl', ['-s', '--max-time', '2', url], { allowFailure: true, input: '' });
+  assert.notEqual((await from('stg', `http://${storageIp}:8080/`)).code, 0, 'stg must not reach an instance\'s 8080');
+  assert.equal((await from('lb', `http://${ip}:8080/`)).code, 0, 'the LB reaches the instances');
+  assert.notEqual((await from('kvm1', 'telnet://10.5.3.10:2049')).code, 0, 'only instances may reach NFS on stg');
+  const fw = JSON.parse((await env.cli(['firewall', 'show', file, '--json'])).stdout) as { live: { host: string; current: boolean; counters: { id: string; packets?: number }[] }[] };
+  assert.deepEqual(fw.live.map((t) => `${t.host}:${t.current}`).sort(), ['kvm1:true', 'kvm2:true', 'lb:true', 'stg:true']);
+  const dropped = (host: string, id: string) => fw.live.filter((t) => t.host === host).flatMap((t) => t.counters).find((c) => c.id === id)?.packets ?? 0;
+  assert.ok(dropped('lb', 'input-drop') > 0 && dropped('stg', 'input-drop') > 0);
+  assert.ok(dropped('kvm1', 'to-instances-front') + dropped('kvm2', 'to-instances-front') > 0);
+
   // STG's file changes, and every instance serves the change (the LB spreads requests over them).
   const share = JSON.parse((await env.cli(['share', 'show', 'site', '--json'])).stdout) as { path: string };
   await writeFile(join(share.path, 'index.html'), '<h1>edited on stg</h1>\n');

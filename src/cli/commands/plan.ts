@@ -3,6 +3,8 @@ import { z } from 'zod';
 import { context } from '../app.js';
 import { json } from '../render.js';
 import { PlanService, type Change } from '../../service/plan.js';
+import { FirewallService } from '../../service/firewall.js';
+import { renderTable } from '../../drivers/net/nftables.js';
 import { DatacenterSchema, type Datacenter } from '../../model/datacenter.js';
 import { invalid } from '../../model/errors.js';
 
@@ -38,7 +40,22 @@ export function planCommands(): Command[] {
       const done = await svc.destroy(await svc.load(file), (c) => console.log(line(c)));
       console.log(done.length ? `removed ${done.length} resource(s)` : 'nothing of this datacenter exists');
     });
-  return [plan, apply, destroy];
+  const firewall = new Command('firewall').description('the access rules a datacenter file derives (nftables on its nodes)');
+  firewall.command('show').argument('<file>', 'a datacenter YAML file').description('kumo\'s nftables tables on each node, with packet counters per rule')
+    .option('--rules', 'also print the rules as derived from the file').option('--json', 'machine-readable output')
+    .action(async (file: string, o: { rules?: boolean; json?: boolean }) => {
+      const ctx = await context();
+      const dc = await new PlanService(ctx).load(file);
+      const fw = new FirewallService(ctx);
+      const live = await fw.show(dc);
+      if (o.json) return console.log(json({ derived: fw.derive(dc), live }));
+      for (const t of live) {
+        console.log(`${t.host}: table ${t.family} ${t.name}${t.current ? '' : '  (DIFFERS from the file: kumo apply re-applies it)'}`);
+        for (const c of t.counters) console.log(`  ${c.chain.padEnd(8)} ${c.id.padEnd(28)} ${String(c.packets ?? '-').padStart(8)} packets`);
+      }
+      if (o.rules) for (const h of fw.derive(dc)) for (const t of h.tables) console.log(`# ${h.host}\n${renderTable(t)}`);
+    });
+  return [plan, apply, destroy, firewall];
 }
 
 function requireFile(file: string | undefined): string {

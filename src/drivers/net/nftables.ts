@@ -611,6 +611,13 @@ export class Nftables {
     return outcomes;
   }
 
+  /** Whether the live table is this spec already (what apply would leave alone). */
+  async matches(t: NftTable): Promise<boolean> {
+    validateTable(t);
+    const live = await this.list(t.family, t.name);
+    return live !== undefined && listingMatches(t, parseListing(live));
+  }
+
   /** Deletes kumo's table; false when it did not exist. A table kumo did not make is refused. */
   async delete(family: NftFamily, name: string): Promise<boolean> {
     const live = await this.owned(family, name, 'delete');

@@ -1,0 +1,127 @@
+import type { Context } from './context.js';
+import { Nftables, type NftRule, type NftTable, type RuleCounter } from '../drivers/net/nftables.js';
+import { KumoError } from '../model/errors.js';
+import type { Datacenter } from '../model/datacenter.js';
+import { dhcpPlan } from '../model/lab.js';
+
+/** The rules of one host: kumo's own nftables tables there, nothing else is touched. */
+export interface HostRules {
+  host: string;
+  tables: NftTable[];
+}
+
+export interface LiveTable {
+  host: string;
+  family: string;
+  name: string;
+  /** false: what runs there differs from what the file asks for (apply re-applies it). */
+  current: boolean;
+  counters: RuleCounter[];
+}
+
+const TABLE = 'kumo';
+const base = { type: 'filter', priority: 'filter' } as const;
+const guarded = (rules: NftRule[]): NftRule[] => [
+  { id: 'lo', iif: 'lo', action: 'accept' },
+  { id: 'established', ct: ['established', 'related'], action: 'accept' },
+  ...rules,
+  { id: 'input-drop', action: 'drop' },
+];
+
+/**
+ * Access rules of the course datacenter, derived from the file and enforced with nftables on
+ * the nodes themselves (never trusting the guests):
+ * - LB hosts: in, only each load balancer's frontend port on its frontend address; no forwarding;
+ * - hypervisors: on their bridges, instances' backend port only from the LB's backend address
+ *   (a `bridge` table: it also sees traffic between instances of one bridge);
+ * - storage hosts: NFS (2049) only from the instances' DHCP pools of the shares' networks.
+ * Addresses come from the lab's topology; real hosts are not derived yet.
+ */
+export class FirewallService {
+  constructor(private readonly ctx: Context) {}
+
+  derive(dc: Datacenter): HostRules[] {
+    const lab = dc.lab;
+    if (!lab) {
+      if (Object.keys(dc.loadbalancers).length || Object.keys(dc.shares).length) {
+        throw new KumoError('INVALID_INPUT', 'access rules are derived from the lab\'s addresses; this file has no lab',
+          'add `lab: course` (real hosts are not supported by the firewall yet)');
+      }
+      return [];
+    }
+    const out: HostRules[] = [];
+    const lbs = Object.entries(dc.loadbalancers);
+    for (const host of new Set(lbs.map(([, l]) => l.host))) {
+      const mine = lbs.filter(([, l]) => l.host === host);
+      out.push({ host, tables: [{
+        family: 'inet', name: TABLE,
+        chains: [
+          { name: 'input', base: { ...base, hook: 'input', policy: 'drop' },
+            rules: guarded(mine.map(([name, l]) => ({ id: `lb-${name}`, daddr: l.frontend.address, proto: 'tcp', dport: l.frontend.port, action: 'accept' }))) },
+          { name: 'forward', base: { ...base, hook: 'forward', policy: 'drop' }, rules: [{ id: 'forward-drop', action: 'drop' }] },
+        ],
+      }] });
+    }
+    for (const [node, n] of Object.entries(lab.nodes).filter(([, x]) => x.roles.includes('hypervisor'))) {
+      const rules: NftRule[] = [];
+      for (const [name, l] of lbs.filter(([, x]) => x.network in n.links)) {
+        const from = lab.nodes[l.host]?.links[l.network];
+        if (from) rules.push({ id: `from-lb-${name}`, oif: 'vnet*', saddr: from, proto: 'tcp', dport: l.backend_port, action: 'accept' });
+        rules.push({ id: `to-instances-${name}`, oif: 'vnet*', proto: 'tcp', dport: l.backend_port, action: 'drop' });
+      }
+      if (rules.length) {
+        out.push({ host: node, tables: [{ family: 'bridge', name: TABLE, chains: [{ name: 'forward', base: { ...base, hook: 'forward', policy: 'accept' }, rules }] }] });
+      }
+    }
+    const shareNetworks = [...new Set(Object.values(dc.shares).flatMap((s) => s.networks))];
+    for (const [node] of Object.entries(lab.nodes).filter(([, x]) => x.roles.includes('storage'))) {
+      if (!shareNetworks.length) continue;
+      const pools = shareNetworks.filter((net) => lab.segments[net]?.instances).map((net) => dhcpPlan(lab.segments[net]!.cidr).pool);
+      out.push({ host: node, tables: [{
+        family: 'inet', name: TABLE,
+        chains: [
+          { name: 'input', base: { ...base, hook: 'input', policy: 'drop' },
+            rules: guarded(pools.length ? [{ id: 'nfs-from-instances', saddr: pools, proto: 'tcp', dport: 2049, action: 'accept' }] : []) },
+          { name: 'forward', base: { ...base, hook: 'forward', policy: 'drop' }, rules: [{ id: 'forward-drop', action: 'drop' }] },
+        ],
+      }] });
+    }
+    return out;
+  }
+
+  /** Hosts whose kumo tables differ from the file's. */
+  async drift(dc: Datacenter): Promise<string[]> {
+    const stale: string[] = [];
+    for (const h of this.derive(dc)) {
+      if (!this.ctx.hosts.get(h.host)) { stale.push(h.host); continue; }
+      const nft = new Nftables(this.ctx.shellOf(h.host));
+      for (const t of h.tables) if (!(await nft.matches(t))) { stale.push(h.host); break; }
+    }
+    return stale;
+  }
+
+  /** Loads the file's tables on every host (atomically per host; unchanged ones stay, counters too). */
+  async apply(dc: Datacenter): Promise<void> {
+    for (const h of this.derive(dc)) await new Nftables(this.ctx.shellOf(h.host)).apply(h.tables);
+  }
+
+  /** The file's tables as they run, with packet counters per rule. */
+  async show(dc: Datacenter): Promise<LiveTable[]> {
+    const out: LiveTable[] = [];
+    for (const h of this.derive(dc)) {
+      const nft = new Nftables(this.ctx.shellOf(h.host));
+      for (const t of h.tables) {
+        out.push({ host: h.host, family: t.family, name: t.name, current: await nft.matches(t), counters: await nft.counters(t.family, t.name) });
+      }
+    }
+    return out;
+  }
+
+  async remove(dc: Datacenter): Promise<void> {
+    for (const h of this.derive(dc)) {
+      if (!this.ctx.hosts.get(h.host)) continue;
+      const nft = new Nftables(this.ctx.shellOf(h.host));
+      for (const t of h.tables) await nft.delete(t.family, t.name).catch(() => undefined);
+    }
+  }
+}
