@@ -10,7 +10,8 @@ import type { Context } from '../service/context.js';
 import { InstanceService } from '../service/instances.js';
 import { invalid } from '../model/errors.js';
 import { Unauthorized } from './auth.js';
-import { API_PREFIX, errors, NameParams } from './schemas.js';
+import { API_PREFIX, errors, NameParams, optionalBody } from './schemas.js';
+import type { SerialResolver } from './serial.js';
 
 /** How long a console ticket may wait for its WebSocket: enough for a page to load noVNC, too short to leak usefully. */
 export const TICKET_TTL_MS = 30_000;
@@ -21,6 +22,9 @@ export interface VncTarget {
   vnc: string;
   vncNetns?: string;
 }
+
+/** Which console a ticket opens: the VNC screen (noVNC) or the serial line (xterm.js). */
+export type ConsoleKind = 'vnc' | 'serial';
 
 /** Finds the VNC address of a running instance; the server asks InstanceService, tests may stand in. */
 export type VncResolver = (name: string) => Promise<VncTarget>;
@@ -39,22 +43,22 @@ export function instanceVnc(ctx: Context): VncResolver {
  * within TICKET_TTL_MS. Kept in memory: a restarted server has none, which is what a ticket should be.
  */
 export class ConsoleTickets {
-  private readonly tickets = new Map<string, { instance: string; expiresAt: number }>();
+  private readonly tickets = new Map<string, { instance: string; console: ConsoleKind; expiresAt: number }>();
 
-  issue(instance: string, now = Date.now()): { ticket: string; expiresAt: number } {
+  issue(instance: string, kind: ConsoleKind = 'vnc', now = Date.now()): { ticket: string; expiresAt: number } {
     this.sweep(now);
     const ticket = randomBytes(32).toString('base64url');
     const expiresAt = now + TICKET_TTL_MS;
-    this.tickets.set(ticket, { instance, expiresAt });
+    this.tickets.set(ticket, { instance, console: kind, expiresAt });
     return { ticket, expiresAt };
   }
 
-  /** Uses up a ticket: true only for a known, unexpired ticket issued for this instance. */
-  redeem(ticket: string, instance: string, now = Date.now()): boolean {
+  /** Uses up a ticket: true only for a known, unexpired ticket issued for this instance and this console. */
+  redeem(ticket: string, instance: string, kind: ConsoleKind = 'vnc', now = Date.now()): boolean {
     const t = this.tickets.get(ticket);
     if (!t) return false;
     this.tickets.delete(ticket);
-    return t.instance === instance && t.expiresAt > now;
+    return t.instance === instance && t.console === kind && t.expiresAt > now;
   }
 
   private sweep(now: number): void {
@@ -65,22 +69,31 @@ export class ConsoleTickets {
 const Ticket = z.object({
   ticket: z.string(),
   expiresAt: z.number().describe('epoch ms; the ticket opens one WebSocket before then'),
-  path: z.string().describe('the WebSocket to open (RFB over binary messages, as noVNC speaks it)'),
+  console: z.enum(['vnc', 'serial']).describe('the console this ticket opens'),
+  path: z.string().describe('the WebSocket to open: RFB over binary messages for vnc (as noVNC speaks it); terminal bytes for serial'),
+});
+
+const TicketRequest = z.strictObject({
+  console: z.enum(['vnc', 'serial']).default('vnc').describe('vnc (default): the graphical console; serial: the serial line (virsh console)'),
 });
 
 /** POST /instances/:name/console-ticket, under the bearer token. */
-export function ticketRoutes(tickets: ConsoleTickets, resolve: VncResolver): FastifyPluginAsyncZod {
+export function ticketRoutes(tickets: ConsoleTickets, resolve: VncResolver, resolveSerial: SerialResolver): FastifyPluginAsyncZod {
   return async (app) => {
     app.post('/instances/:name/console-ticket', {
       schema: {
-        tags: ['instances'], operationId: 'consoleTicket', params: NameParams, response: { 201: Ticket, ...errors(400, 404) },
-        summary: `a single-use ticket (valid ${TICKET_TTL_MS / 1000} s) for the instance's VNC console WebSocket at ${API_PREFIX}/instances/{name}/vnc?ticket=T`,
+        tags: ['instances'], operationId: 'consoleTicket', params: NameParams, body: optionalBody(TicketRequest), response: { 201: Ticket, ...errors(400, 404) },
+        summary: `a single-use ticket (valid ${TICKET_TTL_MS / 1000} s) for one console WebSocket: ${API_PREFIX}/instances/{name}/vnc?ticket=T ` +
+          `or, with {"console": "serial"}, ${API_PREFIX}/instances/{name}/serial?ticket=T`,
       },
     }, async (req, reply) => {
       const { name } = req.params;
-      await resolve(name); // 404 for an unknown instance, 400 for one without a display, before any ticket exists
-      const t = tickets.issue(name);
-      return reply.code(201).send({ ...t, path: `${API_PREFIX}/instances/${encodeURIComponent(name)}/vnc?ticket=${t.ticket}` });
+      const kind: ConsoleKind = req.body?.console ?? 'vnc';
+      // 404 for an unknown instance, 400 for one without that console now, before any ticket exists.
+      if (kind === 'vnc') await resolve(name);
+      else await resolveSerial(name);
+      const t = tickets.issue(name, kind);
+      return reply.code(201).send({ ...t, console: kind, path: `${API_PREFIX}/instances/${encodeURIComponent(name)}/${kind}?ticket=${t.ticket}` });
     });
   };
 }
@@ -100,7 +113,7 @@ export function vncProxyRoutes(tickets: ConsoleTickets, resolve: VncResolver): F
         const ticket = req.query.ticket;
         const fix = `get one from POST ${API_PREFIX}/instances/${req.params.name}/console-ticket and connect within ${TICKET_TTL_MS / 1000} s`;
         if (!ticket) throw new Unauthorized('this console needs a ticket (?ticket=T)', fix);
-        if (!tickets.redeem(ticket, req.params.name)) throw new Unauthorized('the console ticket is not valid: unknown, already used, expired or for another instance', fix);
+        if (!tickets.redeem(ticket, req.params.name, 'vnc')) throw new Unauthorized('the console ticket is not valid: unknown, already used, expired or for another instance', fix);
       },
     }, (socket, req) => {
       void relay(socket, req.params.name, resolve, req);

@@ -19,7 +19,7 @@ export const API_PREFIX = '/api/v1';
 
 export const registry = z.registry<{ id: string; description?: string }>();
 
-function named<T extends z.ZodType>(id: string, schema: T, description?: string): T {
+export function named<T extends z.ZodType>(id: string, schema: T, description?: string): T {
   registry.add(schema, { id, ...(description ? { description } : {}) });
   return schema;
 }
@@ -27,7 +27,7 @@ function named<T extends z.ZodType>(id: string, schema: T, description?: string)
 const whole = (what: keyof typeof LIMITS, description: string) =>
   z.number().int().min(LIMITS[what].min).max(LIMITS[what].max).describe(description);
 const name = (what: string) => z.string().min(1).max(63).describe(`the ${what}'s name`);
-const timestamp = z.string().describe('ISO 8601 time');
+export const timestamp = z.string().describe('ISO 8601 time');
 
 // ---------------------------------------------------------------------------------------- errors
 

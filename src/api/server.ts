@@ -28,6 +28,8 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { readingRoutes, renderHostCapacity, RequestMetrics, createMonitor, type MonitorOptions, type ServerMonitor } from './metrics.js';
 import { ConsoleTickets, instanceVnc, ticketRoutes, vncProxyRoutes, type VncResolver } from './console.js';
+import { instanceSerial, serialProxyRoutes, type SerialResolver } from './serial.js';
+import { loadBalancerRoutes } from './routes/loadbalancers.js';
 
 /** What every route plugin is given: the services' context and the operation registry. */
 export interface ApiDeps {
@@ -48,6 +50,8 @@ export interface ServerOptions {
   webRoot?: string;
   /** Where an instance's VNC server is (default: InstanceService); tests may stand in. */
   vncResolver?: VncResolver;
+  /** Where an instance's serial console is (default: its libvirt, from InstanceService); tests may stand in. */
+  serialResolver?: SerialResolver;
 }
 
 /** The built dashboard: dist/src/api/server.js → dist/web. */
@@ -127,7 +131,7 @@ export async function buildServer(ctx: Context, opts: ServerOptions = {}): Promi
       },
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'a kumo API token (kumo_...)' } } },
       security: [{ bearer: [] }],
-      tags: ['instances', 'images', 'flavors', 'networks', 'volumes', 'snapshots', 'hosts', 'operations', 'metrics', 'health'].map((name) => ({ name })),
+      tags: ['instances', 'images', 'flavors', 'networks', 'volumes', 'snapshots', 'hosts', 'loadbalancers', 'operations', 'metrics', 'health'].map((name) => ({ name })),
     },
     transform: createJsonSchemaTransform({ schemaRegistry: registry }),
     transformObject: (doc) => optionalBodies(toObject(doc)),
@@ -151,21 +155,23 @@ export async function buildServer(ctx: Context, opts: ServerOptions = {}): Promi
   }
   const tickets = new ConsoleTickets();
   const vnc = opts.vncResolver ?? instanceVnc(ctx);
+  const serial = opts.serialResolver ?? instanceSerial(ctx);
   const auth = bearerAuth(new TokenService(ctx));
 
   await app.register(async (api) => {
     api.addHook('onRequest', auth);
     const deps: ApiDeps = { ctx, ops };
-    for (const routes of [instanceRoutes, imageRoutes, flavorRoutes, networkRoutes, volumeRoutes, snapshotRoutes, hostRoutes, operationRoutes, eventRoutes]) {
+    for (const routes of [instanceRoutes, imageRoutes, flavorRoutes, networkRoutes, volumeRoutes, snapshotRoutes, hostRoutes, loadBalancerRoutes, operationRoutes, eventRoutes]) {
       await api.register(routes, deps);
     }
     await api.register(readingRoutes(monitor, ctx));
-    await api.register(ticketRoutes(tickets, vnc));
+    await api.register(ticketRoutes(tickets, vnc, serial));
   }, { prefix: API_PREFIX });
 
   // The console WebSocket: its ticket, not the bearer token, lets it in (browsers cannot send headers there).
   await app.register(websocket);
   await app.register(vncProxyRoutes(tickets, vnc), { prefix: API_PREFIX });
+  await app.register(serialProxyRoutes(tickets, serial), { prefix: API_PREFIX });
 
   // Prometheus scrapes with the same bearer token (scrape config: authorization.credentials_file):
   // the page names every instance and host, which is more than an anonymous caller should learn.

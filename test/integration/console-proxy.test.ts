@@ -120,14 +120,19 @@ test('a VNC server inside a network namespace is reached through nsenter + socat
   got.ws!.close();
 });
 
-test('tickets expire: one redeemed after its time opens nothing', () => {
+test('tickets expire and open only the console they were issued for', () => {
   const t = new ConsoleTickets();
   const now = 1_000_000;
-  const a = t.issue('x', now);
+  const a = t.issue('x', 'vnc', now);
   assert.equal(a.expiresAt, now + TICKET_TTL_MS);
-  assert.equal(t.redeem(a.ticket, 'x', now + TICKET_TTL_MS), false, 'expired');
-  const b = t.issue('x', now);
-  assert.equal(t.redeem(b.ticket, 'x', now + 1), true);
-  assert.equal(t.redeem(b.ticket, 'x', now + 2), false, 'single use');
-  assert.notEqual(t.issue('x', now).ticket, t.issue('x', now).ticket);
+  assert.equal(t.redeem(a.ticket, 'x', 'vnc', now + TICKET_TTL_MS), false, 'expired');
+  const b = t.issue('x', 'vnc', now);
+  assert.equal(t.redeem(b.ticket, 'x', 'vnc', now + 1), true);
+  assert.equal(t.redeem(b.ticket, 'x', 'vnc', now + 2), false, 'single use');
+  assert.notEqual(t.issue('x', 'vnc', now).ticket, t.issue('x', 'vnc', now).ticket);
+  const s = t.issue('x', 'serial', now);
+  assert.equal(t.redeem(s.ticket, 'x', 'vnc', now + 1), false, 'a serial ticket does not open VNC');
+  assert.equal(t.redeem(s.ticket, 'x', 'serial', now + 1), false, 'and is used up by trying');
+  const s2 = t.issue('x', 'serial', now);
+  assert.equal(t.redeem(s2.ticket, 'x', 'serial', now + 1), true);
 });

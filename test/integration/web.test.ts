@@ -164,11 +164,50 @@ test('the charts draw net rx/tx and CPU from live readings', async () => {
   assert.ok(px.rx >= 20 && px.cpu >= 20, `series pixels: ${JSON.stringify(px)}`);
 });
 
+test('the serial console (xterm.js) shows the guest\'s login prompt and answers typing', async () => {
+  await page.click('button[name=tab-serial]');
+  await page.locator('.serial-status[data-status="connected"]').waitFor({ timeout: 60_000 });
+  const rows = page.locator('.serial-screen .xterm-rows');
+  await rows.waitFor();
+  // The page presses Enter on connecting; press it again until the prompt shows.
+  const deadline = Date.now() + 120_000;
+  while (!/login:/.test(await rows.innerText()) && Date.now() < deadline) {
+    await page.locator('.serial-screen').click();
+    await page.keyboard.press('Enter');
+    await page.waitForTimeout(2_000);
+  }
+  assert.match(await rows.innerText(), /login:/);
+  await page.keyboard.type('root');
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(() => /assword/i.test(document.querySelector('.serial-screen .xterm-rows')?.textContent ?? ''), undefined, { timeout: 30_000 });
+  await shot('08-serial.png');
+  // Leaving the tab closes the WebSocket; the server ends its virsh console.
+  await page.click('button[name=tab-charts]');
+});
+
+test('the topology draws a node per host and per instance, wired to the networks', async () => {
+  await page.click('a[href="#/topology"]');
+  const svg = page.locator('svg.topo');
+  await svg.locator(`g.topo-instance[data-instance="${name}"]`).waitFor({ timeout: 30_000 });
+  const hosts = (await (await fetch(`${base}/api/v1/hosts`, { headers: { authorization: `Bearer ${token}` } })).json()) as { name: string }[];
+  const instances = (await (await fetch(`${base}/api/v1/instances`, { headers: { authorization: `Bearer ${token}` } })).json()) as { name: string; host: string }[];
+  assert.ok(hosts.length >= 1);
+  assert.equal(await svg.locator('g.topo-host').count(), new Set([...hosts.map((h) => h.name), ...instances.map((i) => i.host)]).size);
+  for (const h of hosts) assert.equal(await svg.locator(`g.topo-host[data-host="${h.name}"]`).count(), 1, `host ${h.name}`);
+  assert.equal(await svg.locator('g.topo-instance').count(), instances.length);
+  for (const i of instances) {
+    assert.equal(await svg.locator(`g.topo-host[data-host="${i.host}"] g.topo-instance[data-instance="${i.name}"]`).count(), 1, `instance ${i.name} inside host ${i.host}`);
+  }
+  assert.equal(await svg.locator(`g.topo-network[data-network="${env.network}"]`).count(), 1);
+  assert.equal(await svg.locator(`line.topo-link[data-link="${name}:${env.network}"]`).count(), 1, 'the instance is wired to its network');
+  await shot('09-topology.png');
+});
+
 test('hosts and networks pages, then reboot and delete the instance from the list', async () => {
   await page.click('a[href="#/hosts"]');
   await page.locator('tr[data-host="local"]').waitFor();
   assert.match(await page.locator('tr[data-host="local"]').innerText(), /up/);
-  await shot('08-hosts.png');
+  await shot('10-hosts.png');
   await page.click('a[href="#/networks"]');
   await page.locator(`tr[data-network="${env.network}"]`).waitFor();
   assert.match(await page.locator(`tr[data-network="${env.network}"]`).innerText(), new RegExp(name));

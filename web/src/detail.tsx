@@ -3,12 +3,13 @@ import RFB from '@novnc/novnc';
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 import { call, fmtBytes, type Instance, type Reading } from './api';
+import { SerialConsole } from './serial';
 
 /** An instance: facts, the VNC console (noVNC over the ticketed WebSocket) and live charts. */
 export function InstanceDetail({ name }: { name: string }) {
   const [inst, setInst] = useState<Instance | undefined>();
   const [error, setError] = useState('');
-  const [tab, setTab] = useState<'console' | 'charts'>('console');
+  const [tab, setTab] = useState<'console' | 'serial' | 'charts'>('console');
   useEffect(() => {
     const load = () => call<Instance>('GET', `/instances/${encodeURIComponent(name)}`).then(setInst, (e: Error) => setError(e.message));
     void load();
@@ -30,9 +31,11 @@ export function InstanceDetail({ name }: { name: string }) {
       )}
       <div class="tabs">
         <button class={tab === 'console' ? 'active' : ''} name="tab-console" onClick={() => setTab('console')}>Console</button>
+        <button class={tab === 'serial' ? 'active' : ''} name="tab-serial" onClick={() => setTab('serial')}>Serial console</button>
         <button class={tab === 'charts' ? 'active' : ''} name="tab-charts" onClick={() => setTab('charts')}>Charts</button>
       </div>
-      {tab === 'console' ? <Console name={name} running={inst?.state === 'running'} /> : <Charts name={name} />}
+      {tab === 'console' ? <Console name={name} running={inst?.state === 'running'} />
+        : tab === 'serial' ? <SerialConsole name={name} running={inst?.state === 'running'} /> : <Charts name={name} />}
     </section>
   );
 }

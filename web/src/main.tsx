@@ -5,6 +5,7 @@ import { Instances } from './instances';
 import { CreateForm } from './create';
 import { InstanceDetail } from './detail';
 import { Hosts } from './hosts';
+import { Topology } from './topology';
 import { Networks, Volumes } from './storage';
 import './style.css';
 
@@ -62,6 +63,7 @@ function App() {
   if (detail) page = <InstanceDetail name={decodeURIComponent(detail[1]!)} />;
   else if (route === '/create') page = <CreateForm />;
   else if (route === '/hosts') page = <Hosts />;
+  else if (route === '/topology') page = <Topology />;
   else if (route === '/networks') page = <Networks />;
   else if (route === '/volumes') page = <Volumes />;
   else page = <Instances />;
@@ -70,7 +72,7 @@ function App() {
     <>
       <header>
         <strong>kumo</strong>
-        <nav>{nav('#/instances', 'Instances')}{nav('#/create', 'Create')}{nav('#/networks', 'Networks')}{nav('#/volumes', 'Volumes')}{nav('#/hosts', 'Hosts')}</nav>
+        <nav>{nav('#/instances', 'Instances')}{nav('#/create', 'Create')}{nav('#/networks', 'Networks')}{nav('#/volumes', 'Volumes')}{nav('#/hosts', 'Hosts')}{nav('#/topology', 'Topology')}</nav>
         <button class="link" onClick={() => { clearToken(); setLoggedIn(false); }}>Log out</button>
       </header>
       <main>{page}</main>
