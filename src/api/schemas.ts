@@ -15,6 +15,9 @@ import { HOST_ROLES } from '../store/hosts.js';
  * needs libvirt or the store are checked by the services, as for the CLI.
  */
 /** Where every API route lives; the version changes only with an incompatible change. */
+/** Where `kumo serve` listens unless told otherwise, and where its interactive API page is. */
+export const DEFAULT_PORT = 8780;
+export const DOCS_PATH = '/docs';
 export const API_PREFIX = '/api/v1';
 
 export const registry = z.registry<{ id: string; description?: string }>();

@@ -11,7 +11,7 @@ import type { Context } from '../service/context.js';
 import { OperationRegistry } from '../service/operations.js';
 import { TokenService } from '../service/tokens.js';
 import { KumoError, type ErrorCode } from '../model/errors.js';
-import { API_PREFIX, Health, registry } from './schemas.js';
+import { API_PREFIX, DOCS_PATH, Health, registry } from './schemas.js';
 import { bearerAuth, Unauthorized } from './auth.js';
 import { flavorRoutes } from './routes/flavors.js';
 import { imageRoutes } from './routes/images.js';
@@ -57,8 +57,6 @@ export interface ServerOptions {
 /** The built dashboard: dist/src/api/server.js → dist/web. */
 export const DEFAULT_WEB_ROOT = fileURLToPath(new URL('../../web', import.meta.url));
 
-export const DEFAULT_PORT = 8780;
-export const DOCS_PATH = '/docs';
 
 /** How each KumoError code answers over HTTP. A Record, so a new code cannot be forgotten here. */
 export const HTTP_STATUS: Record<ErrorCode, number> = {

@@ -1,7 +1,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Validator } from '@seriousme/openapi-schema-validator';
@@ -544,7 +544,10 @@ async function serve(home: string): Promise<{ child: ChildProcess; url: string; 
     return /kumo API on (http:\/\/127\.0\.0\.1:\d+)\/api\/v1/.exec(lines.join('\n'))?.[1];
   }, 60_000);
   // The admin token line, when there is one, comes before the address (the last line of the start).
-  const adminToken = /admin token[^:]*: (kumo_\S+)/.exec(lines.join('\n'))?.[1];
+  // Not on a terminal: the token is in a file only root can read, whose path is printed.
+  const tokenFile = /admin token written to (\S+)/.exec(lines.join('\n'))?.[1];
+  if (tokenFile) assert.equal((await stat(tokenFile)).mode & 0o777, 0o600);
+  const adminToken = tokenFile ? (await readFile(tokenFile, 'utf8')).trim() : undefined;
   return { child, url, lines, ...(adminToken ? { adminToken } : {}) };
 }
 

@@ -1,9 +1,10 @@
 import type { AddressInfo } from 'node:net';
 import { isIP } from 'node:net';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { context, say } from '../app.js';
-import { buildServer, DEFAULT_PORT, DOCS_PATH } from '../../api/server.js';
-import { API_PREFIX } from '../../api/schemas.js';
+import { API_PREFIX, DEFAULT_PORT, DOCS_PATH } from '../../api/schemas.js';
 import { OperationRegistry } from '../../service/operations.js';
 import { TokenService } from '../../service/tokens.js';
 import { invalid, KumoError } from '../../model/errors.js';
@@ -28,6 +29,8 @@ export function serveCommand(): Command {
       const ctx = await context();
       const ops = new OperationRegistry();
       // Logs go to stderr: stdout carries only what a script may read (the address, the admin token).
+      // Loaded only here: Fastify and its plugins would add ~0.3 s to every other kumo command.
+      const { buildServer } = await import('../../api/server.js');
       const app = await buildServer(ctx, {
         ops,
         logger: {
@@ -54,7 +57,16 @@ export function serveCommand(): Command {
       const base = `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
       // Made only once it listens, so a failed start does not use up the one showing of the token.
       const admin = new TokenService(ctx).ensureAdmin();
-      if (admin) console.log(`admin token (shown only now, kumo keeps only its hash): ${admin.token}`);
+      if (admin) {
+        // On a terminal it is shown; under a service manager stdout ends up in the system log,
+        // so the token goes to a file only root can read, to be read once and removed.
+        if (process.stdout.isTTY) console.log(`admin token (shown only now, kumo keeps only its hash): ${admin.token}`);
+        else {
+          const file = join(ctx.paths.home, 'admin-token');
+          await writeFile(file, `${admin.token}\n`, { mode: 0o600 });
+          console.log(`admin token written to ${file} (read it, then delete the file: kumo keeps only its hash)`);
+        }
+      }
       say(`dashboard: ${base}/ · Prometheus metrics (same bearer token): ${base}/metrics`);
       // The last line of the start: whoever waits for the server can take it as "ready".
       console.log(`kumo API on ${base}${API_PREFIX} (OpenAPI: ${base}/openapi.json, interactive: ${base}${DOCS_PATH})`);
