@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { COURSE_LAB, LabSpecSchema } from './lab.js';
-import { parseIp } from './ipv4.js';
+import { contains, parseCidr, parseIp } from './ipv4.js';
 
 /**
  * The datacenter file (`kumo plan|apply|destroy FILE`): the course's project as one
@@ -41,6 +41,27 @@ const LoadBalancerSchema = z.object({
   waf: z.object({ enabled: z.boolean().default(true), paranoia: z.number().int().min(1).max(4).default(1) }).strict().optional(),
 }).strict();
 
+/**
+ * The edge router (the course's VyOS): a lab node with role edge between the outside network and
+ * the LB. It source-NATs its other segments out of `outside` behind `public_address`, forwards
+ * each public port to a load balancer's frontend (DNAT), and accepts SSH from outside to itself only.
+ */
+const EdgeSchema = z.object({
+  /** A lab node with role edge. */
+  host: name,
+  /** The lab segment facing the outside (the node's interface of that name). */
+  outside: name,
+  /** The edge's address on `outside`: forwards match it, and SNAT uses it. */
+  public_address: ipv4,
+  forwards: z.array(z.object({
+    port: z.number().int().min(1).max(65535),
+    /** A load balancer of this file: the port goes to its frontend address and port. */
+    to: name,
+  }).strict()).default([]),
+  /** Accept SSH (22) from the outside to the edge itself. */
+  ssh: z.boolean().default(true),
+}).strict();
+
 export const DatacenterSchema = z.object({
   name,
   /** The one-machine lab: `course` for the course's topology, or a lab of its own; leave out on real hosts. */
@@ -49,6 +70,7 @@ export const DatacenterSchema = z.object({
   shares: z.record(name, ShareSchema).default({}),
   instances: z.record(name, InstanceGroupSchema).default({}),
   loadbalancers: z.record(name, LoadBalancerSchema).default({}),
+  edge: EdgeSchema.optional(),
 }).strict().superRefine((dc, ctx) => {
   const labNetworks = dc.lab ? Object.keys(dc.lab.segments) : undefined;
   const checkNetwork = (n: string, path: (string | number)[]) => {
@@ -79,7 +101,36 @@ export const DatacenterSchema = z.object({
       }
     }
   }
+  if (dc.edge) checkEdge(dc, dc.edge, ctx);
 });
+
+function checkEdge(dc: { lab?: z.output<typeof LabSpecSchema> | undefined; loadbalancers: Record<string, z.output<typeof LoadBalancerSchema>> },
+  edge: z.output<typeof EdgeSchema>, ctx: z.RefinementCtx): void {
+  const issue = (path: (string | number)[], message: string) => ctx.addIssue({ code: 'custom', path: ['edge', ...path], message });
+  if (!dc.lab) return issue([], 'the edge router is derived from the lab\'s addresses; this file has no lab (add `lab:` with a node of role edge)');
+  const node = dc.lab.nodes[edge.host];
+  if (!node) return issue(['host'], `"${edge.host}" is not a node of the lab (${Object.keys(dc.lab.nodes).join(', ')})`);
+  if (!node.roles.includes('edge')) return issue(['host'], `lab node "${edge.host}" does not have the edge role`);
+  if (!(edge.outside in node.links)) return issue(['outside'], `${edge.host} has no link on segment "${edge.outside}" (${Object.keys(node.links).join(', ')})`);
+  if (node.links[edge.outside] !== edge.public_address) {
+    issue(['public_address'], `${edge.public_address} is not ${edge.host}'s address on ${edge.outside} (${node.links[edge.outside]})`);
+  }
+  const inside = Object.keys(node.links).filter((seg) => seg !== edge.outside);
+  if (!inside.length) issue(['host'], `${edge.host} has no link besides ${edge.outside}: nothing to route (give it a link on an inside segment)`);
+  const ports = new Set<number>();
+  edge.forwards.forEach((f, k) => {
+    if (ports.has(f.port)) issue(['forwards', k, 'port'], `port ${f.port} is forwarded twice`);
+    ports.add(f.port);
+    const lb = dc.loadbalancers[f.to];
+    if (!lb) return issue(['forwards', k, 'to'], `load balancer "${f.to}" is not declared under loadbalancers`);
+    const lab = dc.lab!;
+    const onInside = inside.some((seg) => { const c = lab.segments[seg]?.cidr; try { return c !== undefined && contains(parseCidr(c), parseIp(lb.frontend.address)); } catch { return false; } });
+    if (!onInside) {
+      issue(['forwards', k, 'to'], `the frontend ${lb.frontend.address} of "${f.to}" is on none of ${edge.host}'s inside segments (${inside.join(', ')}): put the LB's frontend there`);
+    }
+  });
+  if (edge.ssh && ports.has(22)) issue(['ssh'], 'port 22 is both forwarded and the edge\'s own SSH: forward another public port');
+}
 
 export type Datacenter = z.output<typeof DatacenterSchema>;
 export type InstanceGroup = Datacenter['instances'][string];

@@ -30,6 +30,8 @@ export const LabSpecSchema = z.object({
     roles: z.array(z.enum(LAB_ROLES)).min(1),
     /** segment → this node's address on it */
     links: z.record(segmentName, ipv4),
+    /** The node's default route: another node's address on one of this node's segments (e.g. the edge router's). */
+    gateway: ipv4.optional(),
   }).strict()),
 }).strict().superRefine((lab, ctx) => {
   // zod runs this check even when fields failed above: look only at values that parsed.
@@ -53,6 +55,15 @@ export const LabSpecSchema = z.object({
       const other = seen.get(ip);
       if (other) ctx.addIssue({ code: 'custom', path: ['nodes', node, 'links', seg], message: `${ip} is also ${other}'s address` });
       seen.set(ip, node);
+    }
+    if (n.gateway !== undefined && isIp(n.gateway)) {
+      const gw = parseIp(n.gateway);
+      const on = Object.keys(n.links).find((seg) => { const c = lab.segments[seg]?.cidr; return c !== undefined && isCidr(c) && contains(parseCidr(c), gw); });
+      if (Object.values(n.links).includes(n.gateway)) {
+        ctx.addIssue({ code: 'custom', path: ['nodes', node, 'gateway'], message: `${n.gateway} is ${node}'s own address: the gateway is another node's address (e.g. the edge router's)` });
+      } else if (!on) {
+        ctx.addIssue({ code: 'custom', path: ['nodes', node, 'gateway'], message: `${n.gateway} is on none of ${node}'s segments (${Object.keys(n.links).join(', ')})` });
+      }
     }
     if (n.roles.includes('hypervisor') && !Object.keys(n.links).some((seg) => lab.segments[seg]?.instances)) {
       ctx.addIssue({ code: 'custom', path: ['nodes', node, 'links'], message: 'a hypervisor needs a link to at least one segment with instances: true' });

@@ -1,5 +1,6 @@
 import type { Context } from './context.js';
 import { Nftables, type NftRule, type NftTable, type RuleCounter } from '../drivers/net/nftables.js';
+import { EdgeRouter, edgeFilterTable, edgeNatTable, type EdgeSpec } from '../drivers/net/router.js';
 import { KumoError } from '../model/errors.js';
 import type { Datacenter } from '../model/datacenter.js';
 import { dhcpPlan } from '../model/lab.js';
@@ -19,7 +20,16 @@ export interface LiveTable {
   counters: RuleCounter[];
 }
 
+/** The edge router of a file: its EdgeSpec and the tables EdgeRouter.enable loads (NAT, then filter). */
+export interface EdgeRules {
+  host: string;
+  spec: EdgeSpec;
+  tables: NftTable[];
+}
+
 const TABLE = 'kumo';
+const EDGE_NAT = 'kumo-nat';
+const EDGE_FILTER = 'kumo-edge';
 const base = { type: 'filter', priority: 'filter' } as const;
 const guarded = (rules: NftRule[]): NftRule[] => [
   { id: 'lo', iif: 'lo', action: 'accept' },
@@ -34,7 +44,9 @@ const guarded = (rules: NftRule[]): NftRule[] => [
  * - LB hosts: in, only each load balancer's frontend port on its frontend address; no forwarding;
  * - hypervisors: on their bridges, instances' backend port only from the LB's backend address
  *   (a `bridge` table: it also sees traffic between instances of one bridge);
- * - storage hosts: NFS (2049) only from the instances' DHCP pools of the shares' networks.
+ * - storage hosts: NFS (2049) only from the instances' DHCP pools of the shares' networks;
+ * - the edge router (deriveEdge): SNAT of its inside segments out of the outside one, each public
+ *   port DNATed to a load balancer's frontend, SSH from outside to itself only, nothing else forwarded.
  * Addresses come from the lab's topology; real hosts are not derived yet.
  */
 export class FirewallService {
@@ -57,6 +69,8 @@ export class FirewallService {
         family: 'inet', name: TABLE,
         chains: [
           { name: 'input', base: { ...base, hook: 'input', policy: 'drop' },
+            // By destination only: with an edge, forwarded clients keep their outside source
+            // address (DNAT, no SNAT) and arrive on the LB's inside segment; they match this too.
             rules: guarded(mine.map(([name, l]) => ({ id: `lb-${name}`, daddr: l.frontend.address, proto: 'tcp', dport: l.frontend.port, action: 'accept' }))) },
           { name: 'forward', base: { ...base, hook: 'forward', policy: 'drop' }, rules: [{ id: 'forward-drop', action: 'drop' }] },
         ],
@@ -89,6 +103,53 @@ export class FirewallService {
     return out;
   }
 
+  /** The file's edge router, or none. Lab nodes' interfaces are named after their segments. */
+  deriveEdge(dc: Datacenter): EdgeRules | undefined {
+    const edge = dc.edge;
+    if (!edge) return undefined;
+    const lab = dc.lab;
+    const node = lab?.nodes[edge.host];
+    if (!lab || !node) {
+      throw new KumoError('INVALID_INPUT', `the edge router "${edge.host}" is not a node of the file's lab`, 'add a lab node with role edge and name it under edge.host');
+    }
+    const spec: EdgeSpec = {
+      outside: edge.outside, publicAddress: edge.public_address, natTable: EDGE_NAT,
+      internal: Object.keys(node.links).filter((seg) => seg !== edge.outside).map((seg) => lab.segments[seg]!.cidr),
+      forwards: edge.forwards.map((f) => {
+        const lb = dc.loadbalancers[f.to]!;
+        return { proto: 'tcp', port: f.port, to: lb.frontend.address, toPort: lb.frontend.port };
+      }),
+    };
+    return { host: edge.host, spec, tables: [edgeNatTable(spec), edgeFilterTable(spec, { ssh: edge.ssh, name: EDGE_FILTER })] };
+  }
+
+  /** What differs on the edge node from the file's edge (empty: it routes as asked). */
+  async edgeDrift(dc: Datacenter): Promise<string[]> {
+    const e = this.deriveEdge(dc);
+    if (!e) return [];
+    if (!this.ctx.hosts.get(e.host)) return [`host ${e.host} is not registered`];
+    const router = new EdgeRouter(this.ctx.shellOf(e.host));
+    const out: string[] = [];
+    for (const t of e.tables) if (!(await router.nft.matches(t))) out.push(`table ${t.family} ${t.name} differs`);
+    if (!(await router.ipForwarding())) out.push('IPv4 forwarding is off');
+    return out;
+  }
+
+  /** NAT and filter in one transaction, then forwarding on (EdgeRouter.enable). */
+  async applyEdge(dc: Datacenter): Promise<void> {
+    const e = this.deriveEdge(dc);
+    if (!e) return;
+    await new EdgeRouter(this.ctx.shellOf(e.host)).enable(e.spec, e.tables.slice(1));
+  }
+
+  /** Forwarding off, then the edge's tables go (a host that is gone has nothing left to remove). */
+  async removeEdge(host: string): Promise<void> {
+    if (!this.ctx.hosts.get(host)) return;
+    const router = new EdgeRouter(this.ctx.shellOf(host));
+    await router.disable(EDGE_NAT);
+    await router.nft.delete('inet', EDGE_FILTER);
+  }
+
   /** Hosts whose kumo tables differ from the file's. */
   async drift(dc: Datacenter): Promise<string[]> {
     const stale: string[] = [];
@@ -112,6 +173,13 @@ export class FirewallService {
       const nft = new Nftables(this.ctx.shellOf(h.host));
       for (const t of h.tables) {
         out.push({ host: h.host, family: t.family, name: t.name, current: await nft.matches(t), counters: await nft.counters(t.family, t.name) });
+      }
+    }
+    const e = this.deriveEdge(dc);
+    if (e && this.ctx.hosts.get(e.host)) {
+      const nft = new Nftables(this.ctx.shellOf(e.host));
+      for (const t of e.tables) {
+        out.push({ host: e.host, family: t.family, name: t.name, current: await nft.matches(t), counters: await nft.counters(t.family, t.name) });
       }
     }
     return out;

@@ -136,6 +136,8 @@ export class LabService {
           await this.ns.address(netns, seg, `${ip}/${prefix}`);
         }
       }
+      // After the addresses: the gateway must be on a connected subnet. `replace` makes it idempotent.
+      if (n.gateway) await this.ctx.exec.run('ip', ['-n', netns, 'route', 'replace', 'default', 'via', n.gateway]);
     }
 
     const hypervisors = Object.entries(spec.nodes).filter(([, n]) => n.roles.includes('hypervisor'));

@@ -106,7 +106,14 @@ export class PlanService {
       const stale = await firewall.drift(dc);
       if (stale.length) add(this.ctx.datacenterResources.owner('firewall', dc.name) ? 'update' : 'create', 'firewall', dc.name, `access rules to load on ${stale.join(', ')}`);
     }
+    if (dc.edge) {
+      const owned = this.ctx.datacenterResources.owner('edge', dc.edge.host);
+      const drift = await firewall.edgeDrift(dc);
+      if (!owned) add('create', 'edge', dc.edge.host, `route ${dc.edge.outside} (${dc.edge.public_address}) with SNAT${dc.edge.forwards.map((f) => `, :${f.port} -> ${f.to}`).join('')}${dc.edge.ssh ? ', SSH in' : ''}`);
+      else if (drift.length) add('update', 'edge', dc.edge.host, drift.join('; '));
+    }
     for (const { kind, name } of this.ctx.datacenterResources.owned(dc.name)) {
+      if (kind === 'edge' && dc.edge?.host !== name) add('delete', kind, name, 'no longer in the file');
       if (kind === 'loadbalancer' && !dc.loadbalancers[name]) add('delete', kind, name, 'no longer in the file');
       if (kind === 'share' && !dc.shares[name]) add('delete', kind, name, 'no longer in the file');
     }
@@ -119,11 +126,12 @@ export class PlanService {
     const instances = new InstanceService(this.ctx);
     const lbs = new LoadBalancerService(this.ctx);
     const started: string[] = [];
-    const order: ResourceKind[] = ['lab', 'image', 'share', 'loadbalancer', 'instance'];
+    const order: ResourceKind[] = ['lab', 'edge', 'image', 'share', 'loadbalancer', 'instance'];
     // Deletions first (load balancers before the instances behind them), then the rest in dependency order.
     const deletions = changes.filter((c) => c.action === 'delete').sort((a, b) => order.indexOf(a.kind) - order.indexOf(b.kind));
     for (const c of deletions) {
       onChange(c);
+      if (c.kind === 'edge') await new FirewallService(this.ctx).removeEdge(c.name);
       if (c.kind === 'loadbalancer') await lbs.delete(c.name);
       if (c.kind === 'instance') await instances.delete(c.name);
       if (c.kind === 'share') await new ShareService(this.ctx).delete(c.name);
@@ -140,7 +148,8 @@ export class PlanService {
     // Load balancers need their instances' addresses: wait for every new or restarted one.
     for (const name of started) await instances.waitReady(name, 300_000);
     // Access rules last: everything they let through exists by now.
-    for (const c of rest.filter((x) => x.kind === 'loadbalancer' || x.kind === 'firewall')) {
+    // The edge after both: it forwards to load balancers that run and are let in by then.
+    for (const c of [...rest.filter((x) => x.kind === 'loadbalancer' || x.kind === 'firewall'), ...rest.filter((x) => x.kind === 'edge')]) {
       onChange(c);
       await this.act(dc, c, started);
       this.ctx.datacenterResources.claim(dc.name, c.kind, c.name);
@@ -161,6 +170,7 @@ export class PlanService {
         done.push(c);
       }
     };
+    await step('edge', (n) => new FirewallService(this.ctx).removeEdge(n));
     await step('firewall', () => new FirewallService(this.ctx).remove(dc));
     await step('loadbalancer', (n) => (this.ctx.loadBalancers.get(n) ? new LoadBalancerService(this.ctx).delete(n) : Promise.resolve()));
     await step('instance', (n) => (this.ctx.instances.get(n) ? new InstanceService(this.ctx).delete(n) : Promise.resolve()));
@@ -208,6 +218,9 @@ export class PlanService {
       }
       case 'firewall':
         await new FirewallService(this.ctx).apply(dc);
+        return;
+      case 'edge':
+        await new FirewallService(this.ctx).applyEdge(dc);
         return;
       case 'loadbalancer': {
         const l = dc.loadbalancers[c.name]!;
@@ -266,5 +279,6 @@ export class PlanService {
     check('instance', Object.entries(dc.instances).flatMap(([g, x]) => groupMembers(g, x.count)));
     check('share', Object.keys(dc.shares));
     check('loadbalancer', Object.keys(dc.loadbalancers));
+    check('edge', dc.edge ? [dc.edge.host] : []);
   }
 }

@@ -1,6 +1,6 @@
 import type { Db } from './db.js';
 
-export type ResourceKind = 'lab' | 'image' | 'share' | 'instance' | 'loadbalancer' | 'firewall';
+export type ResourceKind = 'lab' | 'image' | 'share' | 'instance' | 'loadbalancer' | 'firewall' | 'edge';
 
 /** Which datacenter file owns which resource: apply records, destroy removes only those. */
 export class DatacenterResourceRepo {

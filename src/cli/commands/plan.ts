@@ -48,12 +48,13 @@ export function planCommands(): Command[] {
       const dc = await new PlanService(ctx).load(file);
       const fw = new FirewallService(ctx);
       const live = await fw.show(dc);
-      if (o.json) return console.log(json({ derived: fw.derive(dc), live }));
+      const edge = fw.deriveEdge(dc);
+      if (o.json) return console.log(json({ derived: fw.derive(dc), ...(edge ? { edge } : {}), live }));
       for (const t of live) {
         console.log(`${t.host}: table ${t.family} ${t.name}${t.current ? '' : '  (DIFFERS from the file: kumo apply re-applies it)'}`);
         for (const c of t.counters) console.log(`  ${c.chain.padEnd(8)} ${c.id.padEnd(28)} ${String(c.packets ?? '-').padStart(8)} packets`);
       }
-      if (o.rules) for (const h of fw.derive(dc)) for (const t of h.tables) console.log(`# ${h.host}\n${renderTable(t)}`);
+      if (o.rules) for (const h of [...fw.derive(dc), ...(edge ? [edge] : [])]) for (const t of h.tables) console.log(`# ${h.host}\n${renderTable(t)}`);
     });
   return [plan, apply, destroy, firewall];
 }
@@ -67,6 +68,9 @@ function requireFile(file: string | undefined): string {
 function printEntry(dc: Datacenter): void {
   for (const [name, l] of Object.entries(dc.loadbalancers)) {
     const outside = dc.lab && Object.entries(dc.lab.nodes).find(([, n]) => n.roles.includes('outside'));
-    console.log(`website (${name}): http://${l.frontend.address}:${l.frontend.port}/${outside ? `  — from the outside: ip netns exec ${dc.lab!.name}-${outside[0]} curl http://${l.frontend.address}:${l.frontend.port}/` : ''}`);
+    // Behind an edge router, the outside reaches the site at the edge's public address.
+    const fwd = dc.edge?.forwards.find((f) => f.to === name);
+    const url = fwd ? `http://${dc.edge!.public_address}:${fwd.port}/` : `http://${l.frontend.address}:${l.frontend.port}/`;
+    console.log(`website (${name}): ${url}${outside ? `  — from the outside: ip netns exec ${dc.lab!.name}-${outside[0]} curl ${url}` : ''}`);
   }
 }

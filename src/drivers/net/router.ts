@@ -137,3 +137,27 @@ export class EdgeRouter {
     await this.nft.delete('ip', natTable);
   }
 }
+
+/**
+ * The router's own filter table (family inet): in, only SSH from the outside (when asked) plus
+ * loopback and replies; forward, edgeForwardRules then drop. Named apart from a node's `kumo`
+ * table so an edge that is also an LB host keeps both.
+ */
+export function edgeFilterTable(spec: EdgeSpec, options: { ssh: boolean; name?: string }): NftTable {
+  checkEdgeSpec(spec);
+  const name = options.name ?? 'kumo-edge';
+  checkName(name, 'edge router filter table');
+  const filter = { type: 'filter', priority: 'filter' } as const;
+  return {
+    family: 'inet', name,
+    chains: [
+      { name: 'input', base: { ...filter, hook: 'input', policy: 'drop' }, rules: [
+        { id: 'in-lo', iif: 'lo', action: 'accept' },
+        { id: 'in-established', ct: ['established', 'related'], action: 'accept' },
+        ...(options.ssh ? [{ id: 'in-ssh-outside', iif: spec.outside, proto: 'tcp', dport: 22, action: 'accept' } satisfies NftRule] : []),
+        { id: 'in-drop', action: 'drop' },
+      ] },
+      { name: 'forward', base: { ...filter, hook: 'forward', policy: 'drop' }, rules: [...edgeForwardRules(spec), { id: 'fwd-drop', action: 'drop' }] },
+    ],
+  };
+}
