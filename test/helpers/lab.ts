@@ -91,8 +91,8 @@ export async function mountsMentioning(needle: string): Promise<string[]> {
 }
 
 /** pollHttp run inside a network namespace (a lab node reaching its own networks). */
-export function pollHttpInNetns(netns: string, url: string, intervalMs = 100) {
-  const child = spawn('nsenter', [`--net=/run/netns/${netns}`, '--', process.execPath, join(import.meta.dirname, 'poll-main.js'), url, String(intervalMs)],
+export function pollHttpInNetns(netns: string, url: string, intervalMs = 100, requestTimeoutMs = 1000) {
+  const child = spawn('nsenter', [`--net=/run/netns/${netns}`, '--', process.execPath, join(import.meta.dirname, 'poll-main.js'), url, String(intervalMs), String(requestTimeoutMs)],
     { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   child.stdout.on('data', (b: Buffer) => { out += b.toString(); });
