@@ -21,3 +21,6 @@ export function closeContext(): void {
 }
 
 export const say = (line: string) => process.stderr.write(`${line}\n`);
+
+/** commander's collector for an option given several times (--network a --network b). */
+export const collect = (value: string, all: string[]) => [...all, value];

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Executor } from './exec.js';
 import { readHostFile } from './files.js';
@@ -8,6 +9,23 @@ import { KumoError } from '../model/errors.js';
  * finding one by its pid file, signalling it, waiting for a condition, stopping it for sure.
  */
 export { sleep };
+
+/**
+ * Whether a process of THIS machine still runs (signal 0; EPERM means it exists). A zombie has
+ * exited: PID 1 does not always reap here, so it counts as gone.
+ */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  try {
+    return !/^\d+ \(.*\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
 
 /** Polls `probe` until it gives a value; a TIMEOUT error naming `what` after `timeoutMs`. */
 export async function waitUntil<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number, fix?: string, everyMs = 100): Promise<T> {

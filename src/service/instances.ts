@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Context } from './context.js';
+import { sleep } from '../exec/process.js';
 import { ImageService } from './images.js';
 import { FlavorService } from './flavors.js';
 import { NetworkService } from './networks.js';
@@ -464,4 +465,3 @@ function randomMac(): string {
   return ['52', '54', '00', ...[...randomBytes(3)].map((b) => b.toString(16).padStart(2, '0'))].join(':');
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -12,6 +12,7 @@ import { daemonPids, libvirtdUri, restartLibvirtd, startLibvirtd, stopLibvirtd }
 import { buildNetworkXml } from '../drivers/libvirt/network-xml.js';
 import { Virsh } from '../drivers/libvirt/virsh.js';
 import { which } from '../drivers/host/which.js';
+import { livePid, signal } from '../exec/process.js';
 import { KumoError } from '../model/errors.js';
 import { COURSE_LAB, dhcpPlan, LabSpecSchema, type LabSpec } from '../model/lab.js';
 import { parseYamlFile } from '../model/yaml-file.js';
@@ -313,11 +314,8 @@ export class LabService {
     const dir = join(stateDir, 'run', 'qemu');
     if (!existsSync(dir)) return;
     for (const f of (await readdir(dir)).filter((x) => x.endsWith('.pid'))) {
-      const pid = Number((await readFile(join(dir, f), 'utf8').catch(() => '')).trim());
-      const cmd = pid > 1 ? await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '') : '';
-      if (cmd.includes('qemu-system')) {
-        try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
-      }
+      const pid = await livePid(this.ctx.exec, join(dir, f), 'qemu-system');
+      if (pid !== undefined) await signal(this.ctx.exec, pid, 'KILL');
     }
   }
 

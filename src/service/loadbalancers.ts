@@ -4,6 +4,7 @@ import { InstanceService } from './instances.js';
 import { Haproxy, type ServerHealth } from '../drivers/services/haproxy.js';
 import { NginxWaf, type WafEvent } from '../drivers/services/waf-nginx.js';
 import { HostLinks } from '../drivers/net/links.js';
+import { checkPort } from '../drivers/services/daemon-util.js';
 import { KumoError, invalid, notFound } from '../model/errors.js';
 import { checkName } from '../model/names.js';
 import { parseIp } from '../model/ipv4.js';
@@ -200,7 +201,3 @@ export class LoadBalancerService {
   }
 }
 
-function checkPort(port: number, what: string): number {
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw invalid(`${what} ${port} is not a port (1-65535)`);
-  return port;
-}

@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import type { Context } from './context.js';
+import { sleep } from '../exec/process.js';
 import { readDomainStats } from '../drivers/libvirt/domstats.js';
 import { Collector, DEFAULT_HISTORY_SIZE, type Inventory, type MetricsSnapshot, type RoundResult } from '../metrics/collector.js';
 import { DEFAULT_RETENTION_MS, METRICS_DB_FILE, MetricsStore, type HostStatus } from '../metrics/store.js';
@@ -106,7 +107,7 @@ export class MonitoringService {
     const c = this.collector({ intervalMs: 2_000, record: opts.record ?? true });
     const first = await c.sampleOnce();
     if (first.samples.some((s) => s.cpuTimeNs !== undefined && !s.rates)) {
-      await new Promise((r) => setTimeout(r, settleMs));
+      await sleep(settleMs);
       await c.sampleOnce();
     }
     return this.topView(c.snapshot());

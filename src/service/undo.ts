@@ -1,5 +1,6 @@
 import { rm } from 'node:fs/promises';
 import type { Context } from './context.js';
+import { processAlive } from '../exec/process.js';
 import { Virsh } from '../drivers/libvirt/virsh.js';
 import type { UndoStep } from '../store/journal.js';
 import { DomainDevices } from '../drivers/libvirt/devices.js';
@@ -85,13 +86,4 @@ export async function recoverInterrupted(ctx: Context): Promise<string[]> {
       (problems.length ? ` (with problems: ${problems.join('; ')})` : ''));
   }
   return done;
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }

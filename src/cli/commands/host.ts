@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { context } from '../app.js';
+import { collect, context } from '../app.js';
 import { json } from '../render.js';
 import { HostService } from '../../service/host.js';
 import { InstanceService } from '../../service/instances.js';
@@ -37,7 +37,7 @@ export function hostCommand(): Command {
   cmd.command('add').argument('<name>').description('register a hypervisor by its libvirt URI (or a storage/lb/edge node by its shell)')
     .option('--uri <uri>', 'qemu+ssh://root@kvm2/system, or qemu+unix:///system?socket=PATH (hypervisors)')
     .option('--migration-address <addr>', 'address other hypervisors send migration traffic to')
-    .option('--role <role>', 'hypervisor (default), storage, lb, edge (repeatable)', (v: string, all: string[]) => [...all, v], [] as string[])
+    .option('--role <role>', 'hypervisor (default), storage, lb, edge (repeatable)', collect, [] as string[])
     .option('--ssh <user@host[:port]>', 'run commands on the host over ssh (default for qemu+ssh:// URIs)')
     .option('--ssh-key <file>', 'private key for --ssh')
     .option('--netns <name>', 'the host is a network namespace of this machine (the lab)')

@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
-import { context, say } from '../app.js';
+import { collect, context, say } from '../app.js';
 import { json, ramText, table } from '../render.js';
 import { launch, parseConsoleMode } from '../launch.js';
 import { en } from '../i18n.js';
@@ -27,7 +27,6 @@ interface CreateFlags {
   host?: string;
 }
 
-const collect = (v: string, all: string[]) => [...all, v];
 
 export function readFileArg(flag: string, file: string): string {
   if (!existsSync(file)) throw invalid(`${flag}: file ${file} does not exist`, `give the path of an existing file to ${flag}`);

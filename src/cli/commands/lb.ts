@@ -1,10 +1,8 @@
 import { Command, Option } from 'commander';
-import { context } from '../app.js';
+import { collect, context } from '../app.js';
 import { json, table } from '../render.js';
 import { LoadBalancerService, type LoadBalancerView } from '../../service/loadbalancers.js';
 import { invalid } from '../../model/errors.js';
-
-const repeat = (v: string, all: string[]) => [...all, v];
 
 export function lbCommand(): Command {
   const cmd = new Command('lb').description('load balancers: HAProxy with health checks, optionally behind a web application firewall');
@@ -12,7 +10,7 @@ export function lbCommand(): Command {
     .requiredOption('--host <host>', 'the host (role lb) it runs on')
     .requiredOption('--frontend <addr[:port]>', 'the public address (the host\'s own) and port, default port 80')
     .requiredOption('--network <network>', 'the network the LB reaches its instances on')
-    .option('--instance <name>', 'an instance behind it (repeatable)', repeat, [] as string[])
+    .option('--instance <name>', 'an instance behind it (repeatable)', collect, [] as string[])
     .option('--backend-port <port>', 'the instances\' port', '8080')
     .option('--waf', 'ModSecurity with the OWASP Core Rule Set in front (attacks get 403)')
     .option('--waf-detect-only', 'the WAF logs attacks but lets them through')
@@ -40,7 +38,7 @@ export function lbCommand(): Command {
     printLb(l);
   });
   cmd.command('set').argument('<name>').description('change the instances behind it')
-    .option('--instance <name>', 'an instance behind it (repeatable; replaces the list)', repeat, [] as string[])
+    .option('--instance <name>', 'an instance behind it (repeatable; replaces the list)', collect, [] as string[])
     .action(async (name: string, o: { instance: string[] }) => {
       printLb(await new LoadBalancerService(await context()).setInstances(name, o.instance));
     });

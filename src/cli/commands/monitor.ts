@@ -6,6 +6,7 @@ import {
   type HostStatus, type StatMetric, type StatsView, type TopRow, type TopView,
 } from '../../service/monitoring.js';
 import type { InstanceSample } from '../../metrics/sample.js';
+import type { Collector, RoundResult } from '../../metrics/collector.js';
 import { invalid } from '../../model/errors.js';
 import { parseWhole } from '../../model/sizes.js';
 
@@ -153,6 +154,29 @@ function untilSignal(): { done: Promise<void>; dispose(): void } {
   return { done, dispose: () => { process.off('SIGINT', on); process.off('SIGTERM', on); } };
 }
 
+/**
+ * Runs the collector until Ctrl+C / SIGTERM or `count` rounds, calling `each` after every round
+ * (numbered from 1); returns how many rounds ran.
+ */
+async function runRounds(collector: Collector, count: number | undefined, each: (r: RoundResult, round: number) => void): Promise<number> {
+  const stop = untilSignal();
+  let rounds = 0;
+  let finish: () => void = () => undefined;
+  const finished = new Promise<void>((r) => { finish = r; });
+  collector.onRound((r) => {
+    each(r, ++rounds);
+    if (count !== undefined && rounds >= count) finish();
+  });
+  try {
+    collector.start();
+    await Promise.race([stop.done, finished]);
+  } finally {
+    stop.dispose();
+    await collector.stop();
+  }
+  return rounds;
+}
+
 // ------------------------------------------------------------------ commands
 
 export function topCommand(): Command {
@@ -173,27 +197,14 @@ export function topCommand(): Command {
           return;
         }
         const collector = svc.collector({ intervalMs: every, record: o.record });
-        const stop = untilSignal();
-        let rounds = 0;
-        let finish: () => void = () => undefined;
-        const finished = new Promise<void>((r) => { finish = r; });
         const tty = process.stdout.isTTY && !o.json;
-        collector.onRound(() => {
+        collector.onError((e) => say(`warning: could not record the readings: ${e instanceof Error ? e.message : String(e)}`));
+        await runRounds(collector, count, (_r, round) => {
           const v = svc.topView(collector.snapshot());
           if (o.json) process.stdout.write(`${JSON.stringify(v)}\n`);
           // On a terminal the table redraws in place; into a pipe or file the tables follow each other.
-          else process.stdout.write(`${tty ? '\x1b[H\x1b[2J' : rounds ? '\n' : ''}${renderTop(v, every)}\n`);
-          rounds++;
-          if (count !== undefined && rounds >= count) finish();
+          else process.stdout.write(`${tty ? '\x1b[H\x1b[2J' : round > 1 ? '\n' : ''}${renderTop(v, every)}\n`);
         });
-        collector.onError((e) => say(`warning: could not record the readings: ${e instanceof Error ? e.message : String(e)}`));
-        try {
-          collector.start();
-          await Promise.race([stop.done, finished]);
-        } finally {
-          stop.dispose();
-          await collector.stop();
-        }
       } finally {
         svc.close();
       }
@@ -235,32 +246,23 @@ export function monitorCommand(): Command {
       const count = o.count === undefined ? undefined : positive('--count', o.count);
       const svc = new MonitoringService(await context());
       const collector = svc.collector({ intervalMs: every, retentionMs, historySize });
-      const stop = untilSignal();
       const wasUp = new Map<string, boolean>();
-      let rounds = 0;
-      let finish: () => void = () => undefined;
-      const finished = new Promise<void>((r) => { finish = r; });
       const stamp = () => new Date().toISOString();
-      collector.onRound((r) => {
-        rounds++;
-        for (const h of r.hosts) {
-          if (wasUp.get(h.host) !== h.up) console.log(`${stamp()} host ${h.host} ${h.up ? 'up' : `DOWN: ${h.error ?? 'no answer'}`}`);
-          wasUp.set(h.host, h.up);
-        }
-        if (o.verbose || rounds === 1) {
-          console.log(`${stamp()} read ${r.samples.length} instance${r.samples.length === 1 ? '' : 's'} on ${r.hosts.filter((h) => h.up).length}/${r.hosts.length} hosts` +
-            (r.unreadable.length ? `; unreadable: ${r.unreadable.map((u) => `${u.instance} (${u.reason})`).join(', ')}` : ''));
-        }
-        if (count !== undefined && rounds >= count) finish();
-      });
       collector.onError((e) => console.error(`${stamp()} warning: could not record the readings: ${e instanceof Error ? e.message : String(e)}`));
       console.log(`${stamp()} collecting every ${every / 1000} s into ${svc.metricsFile} (kept ${o.retention})`);
+      let rounds = 0;
       try {
-        collector.start();
-        await Promise.race([stop.done, finished]);
+        rounds = await runRounds(collector, count, (r, round) => {
+          for (const h of r.hosts) {
+            if (wasUp.get(h.host) !== h.up) console.log(`${stamp()} host ${h.host} ${h.up ? 'up' : `DOWN: ${h.error ?? 'no answer'}`}`);
+            wasUp.set(h.host, h.up);
+          }
+          if (o.verbose || round === 1) {
+            console.log(`${stamp()} read ${r.samples.length} instance${r.samples.length === 1 ? '' : 's'} on ${r.hosts.filter((h) => h.up).length}/${r.hosts.length} hosts` +
+              (r.unreadable.length ? `; unreadable: ${r.unreadable.map((u) => `${u.instance} (${u.reason})`).join(', ')}` : ''));
+          }
+        });
       } finally {
-        stop.dispose();
-        await collector.stop();
         svc.close();
       }
       console.log(`${stamp()} stopped after ${rounds} round${rounds === 1 ? '' : 's'}`);

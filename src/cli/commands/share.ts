@@ -1,12 +1,12 @@
 import { Command } from 'commander';
-import { context } from '../app.js';
+import { collect, context } from '../app.js';
 import { json, table } from '../render.js';
 import { ShareService } from '../../service/shares.js';
 
 export function shareCommand(): Command {
   const cmd = new Command('share').description('shared folders served over NFS to instance networks (the storage node)');
   cmd.command('create').argument('<name>')
-    .requiredOption('--network <name>', 'network whose instances may mount it (repeatable)', (v: string, all: string[]) => [...all, v], [] as string[])
+    .requiredOption('--network <name>', 'network whose instances may mount it (repeatable)', collect, [] as string[])
     .option('--path <dir>', 'an existing folder to share (default: KUMO_HOME/shares/NAME)')
     .option('--read-only', 'instances may read, not write')
     .action(async (name: string, o: { network: string[]; path?: string; readOnly?: boolean }) => {

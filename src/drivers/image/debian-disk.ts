@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, open, readFile, readdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Executor } from '../../exec/exec.js';
+import { processAlive, sleep } from '../../exec/process.js';
 import { KumoError } from '../../model/errors.js';
 
 /**
@@ -95,7 +96,7 @@ async function installExtlinux(exec: Executor, file: string, partBytes: number, 
 async function unmount(exec: Executor, path: string): Promise<void> {
   for (let i = 0; i < 5; i++) {
     if ((await exec.run('umount', [path], { allowFailure: true })).code === 0) return;
-    await new Promise((r) => setTimeout(r, 500));
+    await sleep(500);
   }
   await exec.run('umount', ['--lazy', path], { allowFailure: true });
 }
@@ -144,13 +145,6 @@ export async function removeStaleBuilds(exec: Executor, parent: string): Promise
   for (const entry of await readdir(parent)) {
     const m = /^\.build-.*-(\d+)-[0-9a-f]+$/.exec(entry);
     if (!m) continue;
-    const pid = Number(m[1]);
-    let alive = true;
-    try {
-      process.kill(pid, 0);
-    } catch (e) {
-      alive = (e as NodeJS.ErrnoException).code === 'EPERM';
-    }
-    if (!alive) await removeBuildDir(exec, join(parent, entry)).catch(() => undefined);
+    if (!processAlive(Number(m[1]))) await removeBuildDir(exec, join(parent, entry)).catch(() => undefined);
   }
 }

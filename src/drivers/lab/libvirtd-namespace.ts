@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { chmod, chown, copyFile, lchown, lstat, mkdir, readdir, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import { type Executor, local } from '../../exec/exec.js';
+import { processAlive, sleep } from '../../exec/process.js';
 import { KumoError, invalid } from '../../model/errors.js';
 
 /**
@@ -358,29 +359,12 @@ async function terminate(pids: number[], timeoutMs: number): Promise<void> {
   let alive = pids;
   while (alive.length && Date.now() < deadline) {
     await sleep(100);
-    alive = alive.filter(isAlive);
+    alive = alive.filter(processAlive);
   }
   alive.forEach((p) => signal(p, 'SIGKILL'));
   const killDeadline = Date.now() + 5_000;
   while (alive.length && Date.now() < killDeadline) {
     await sleep(50);
-    alive = alive.filter(isAlive);
+    alive = alive.filter(processAlive);
   }
 }
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  // A zombie has exited; its parent (init) reaps it.
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return !/^\d+ \(.*\) Z /.test(stat);
-  } catch {
-    return false;
-  }
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

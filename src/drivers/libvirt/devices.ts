@@ -1,4 +1,5 @@
 import { KumoError } from '../../model/errors.js';
+import { sleep } from '../../exec/process.js';
 import { parseDomainXml } from './domain-xml.js';
 import type { Virsh } from './virsh.js';
 import { buildXml } from './xml.js';
@@ -95,7 +96,7 @@ export class DomainDevices {
     for (;;) {
       if (!(await this.diskPresence(domain, disk)).live) return true;
       if (Date.now() >= deadline) return false;
-      await new Promise((r) => setTimeout(r, POLL_MS));
+      await sleep(POLL_MS);
     }
   }
 

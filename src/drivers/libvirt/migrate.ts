@@ -1,4 +1,5 @@
 import { type Executor, local } from '../../exec/exec.js';
+import { sleep } from '../../exec/process.js';
 import { KumoError, invalid } from '../../model/errors.js';
 import { Virsh } from './virsh.js';
 
@@ -115,6 +116,6 @@ async function recoverOnSource(source: Virsh, domain: string): Promise<void> {
     if (state === 'paused') {
       await source.run(['resume', domain], 30_000).catch(() => undefined);
     }
-    await new Promise((r) => setTimeout(r, 200));
+    await sleep(200);
   }
 }
