@@ -5,7 +5,7 @@ import { dirname, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Context } from './context.js';
-import { buildTinyImage } from '../drivers/image/tiny.js';
+import { buildTinyImage, tinyRecipe } from '../drivers/image/tiny.js';
 import { buildDebianImage, type DebianRecipe } from '../drivers/image/debian.js';
 import { KumoError, invalid, notFound } from '../model/errors.js';
 import { checkImageName } from '../model/names.js';
@@ -36,6 +36,17 @@ export class ImageService {
         'see `kumo image list`; build the test image with `kumo image build tiny` or add one with `kumo image import NAME FILE|URL`');
     }
     return image;
+  }
+
+  /**
+   * Whether the registered tiny image is today's recipe (kumo's guest files, the host's Debian
+   * packages): `stale` only when it could be replaced now, i.e. no instance is based on it.
+   */
+  async tinyState(): Promise<'missing' | 'current' | 'stale'> {
+    const existing = this.ctx.images.get(TINY_IMAGE);
+    if (!existing || !existsSync(existing.disk)) return 'missing';
+    if (existing.source === `tiny:${(await tinyRecipe(this.ctx.exec)).key}`) return 'current';
+    return this.ctx.images.usedBy(TINY_IMAGE).length ? 'current' : 'stale';
   }
 
   /** Builds (or takes from the cache) the tiny busybox image and registers it as "tiny". */

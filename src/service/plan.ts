@@ -56,7 +56,9 @@ export class PlanService {
       }
     }
     for (const [name, image] of Object.entries(dc.images)) {
-      if (!this.ctx.images.get(name)) add('create', 'image', name, `build ${image.build}`);
+      const state = await new ImageService(this.ctx).tinyState();
+      if (state === 'missing') add('create', 'image', name, `build ${image.build}`);
+      if (state === 'stale') add('update', 'image', name, `registered from an older ${image.build} recipe`);
     }
     for (const [name, s] of Object.entries(dc.shares)) {
       const have = this.ctx.shares.get(name);
@@ -68,7 +70,8 @@ export class PlanService {
         if (missing.length) add('update', 'share', name, `missing ${missing.join(', ')}`);
       }
     }
-    const instances = new InstanceService(this.ctx);
+    // One listing per host for all instances, not a full read of each.
+    const states = new Map((await new InstanceService(this.ctx).list()).map((i) => [i.name, i.state]));
     const wanted = new Set<string>();
     for (const [group, g] of Object.entries(dc.instances)) {
       for (const name of groupMembers(group, g.count)) {
@@ -80,7 +83,7 @@ export class PlanService {
           add('recreate', 'instance', name, `is ${record.image}/${record.vcpus} vCPU/${record.ramMiB} MiB, should be ${g.image}/${g.flavor}`);
           continue;
         }
-        const state = (await instances.get(name)).state;
+        const state = states.get(name);
         if (state === 'missing') add('recreate', 'instance', name, 'its domain was deleted outside kumo');
         else if (state === 'shut off' || state === 'crashed') add('start', 'instance', name, `it is ${state}`);
       }

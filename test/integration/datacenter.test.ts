@@ -94,6 +94,13 @@ test('apply builds the course datacenter: the website through the LB from outsid
   const ip = (await env.cli(['instance', 'show', members[0]!, '--json'])).stdout.match(/"ipv4": "(10\.5\.2\.\d+)"/)?.[1];
   assert.ok(ip);
   assert.notEqual((await fromOutside(`http://${ip}:8080/`)).status, 200);
+  // Every instance serves STG's page itself (seen from the LB node, which may reach them).
+  for (const name of members) {
+    const addr = (JSON.parse((await env.cli(['instance', 'show', name, '--json'])).stdout) as { nics: { network: string; ipv4?: string }[] })
+      .nics.find((n) => n.network === 'backend')!.ipv4!;
+    const own = await new NetnsExecutor(`${env.prefix}-lb`).run('curl', ['-s', '--max-time', '3', `http://${addr}:8080/`], { allowFailure: true });
+    assert.match(own.stdout, /kumo course datacenter/, `${name} serves the shared page`);
+  }
   assert.equal((await fromOutside("http://10.5.1.213/?id=1'%20OR%20'1'='1")).status, 403);
   assert.equal((await fromOutside('http://10.5.1.213/?q=<script>alert(1)</script>')).status, 403);
   assert.equal((await fromOutside('http://10.5.1.213/?file=../../../../etc/passwd')).status, 403, 'path traversal');

@@ -88,18 +88,12 @@ interface DebPackage {
   sha256: string;
 }
 
-/** Builds the tiny image into `${cacheDir}/tiny/<key>/`, or returns the one already there. */
-export async function buildTinyImage(opts: BuildTinyImageOptions): Promise<TinyImage> {
-  const exec = opts.exec ?? local;
-  const progress = opts.onProgress ?? (() => undefined);
-
-  await requireTools(exec, {
-    'apt-get': 'apt', 'apt-cache': 'apt', 'dpkg-deb': 'dpkg', cpio: 'cpio', mke2fs: 'e2fsprogs',
-    resize2fs: 'e2fsprogs', ldd: 'libc-bin', 'qemu-img': 'qemu-utils',
-  });
+/**
+ * What a tiny image is made of, and the key naming its build: the same inputs give the same
+ * key, so whether a registered image is current is known without building.
+ */
+export async function tinyRecipe(exec: Executor = local) {
   const haveXz = (await missingTools(exec, ['xz'])).length === 0;
-
-  progress('resolving packages');
   const [kernelPackage, busyboxDeb] = await Promise.all([
     resolveDepends(exec, KERNEL_META_PACKAGE, /^linux-image-\d/), packageInfo(exec, BUSYBOX_PACKAGE),
   ]);
@@ -122,6 +116,20 @@ export async function buildTinyImage(opts: BuildTinyImageOptions): Promise<TinyI
   }
   for (const f of resize2fs) keyHash.update(`\0host\0${f.guestPath}\0${await sha256File(f.hostPath)}`);
   const key = keyHash.digest('hex');
+  return { haveXz, kernelDeb, busyboxDeb, packages, assets, assetFiles, resize2fs, key };
+}
+
+/** Builds the tiny image into `${cacheDir}/tiny/<key>/`, or returns the one already there. */
+export async function buildTinyImage(opts: BuildTinyImageOptions): Promise<TinyImage> {
+  const exec = opts.exec ?? local;
+  const progress = opts.onProgress ?? (() => undefined);
+
+  await requireTools(exec, {
+    'apt-get': 'apt', 'apt-cache': 'apt', 'dpkg-deb': 'dpkg', cpio: 'cpio', mke2fs: 'e2fsprogs',
+    resize2fs: 'e2fsprogs', ldd: 'libc-bin', 'qemu-img': 'qemu-utils',
+  });
+  progress('resolving packages');
+  const { haveXz, kernelDeb, busyboxDeb, packages, assets, assetFiles, resize2fs, key } = await tinyRecipe(exec);
 
   const cacheDir = resolve(opts.cacheDir);
   const tinyRoot = join(cacheDir, 'tiny');
