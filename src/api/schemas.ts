@@ -94,7 +94,10 @@ export const Image = named('Image', z.object({
 }));
 
 export const ImageBuild = named('ImageBuild', z.strictObject({
-  recipe: z.enum(['tiny']).describe('tiny: the busybox test image, built from Debian packages'),
+  recipe: z.enum(['tiny', 'debian-12']).describe('tiny: the busybox test image; debian-12: a Debian 12 cloud image (both from Debian packages)'),
+  name: name('image').optional().describe('debian-12: register it under this name (default: the recipe\'s)'),
+  sizeGiB: z.number().int().min(2).max(64).optional().describe('debian-12: the image\'s disk size (default 3; instances grow it to their flavor)'),
+  packages: z.array(z.string().regex(/^[a-z0-9][a-z0-9+.-]+$/, 'a Debian package name')).optional().describe('debian-12: extra Debian packages'),
 }));
 
 export const ImageBuilt = named('ImageBuilt', z.object({
@@ -162,7 +165,7 @@ export const InstanceDeleted = z.object({ detachedVolumes: z.array(z.string()).d
 
 export const Operation = named('Operation', z.object({
   id: z.string(),
-  kind: z.string().describe('instance.create, instance.migrate, image.build'),
+  kind: z.string().describe('instance.create, instance.migrate, image.build, image.import, host.evacuate, datacenter.apply, datacenter.destroy'),
   target: z.string().describe('the resource it works on'),
   state: z.enum(['running', 'succeeded', 'failed']),
   step: z.string().optional().describe('the step it is at'),
@@ -251,4 +254,135 @@ export const Host = named('Host', z.object({
   up: z.boolean(),
   cpus: z.number().int().optional(), memoryMiB: z.number().int().optional(),
   allocatedVcpus: z.number().int(), allocatedMiB: z.number().int(), instances: z.number().int(),
+}));
+
+export const HostAdd = named('HostAdd', z.strictObject({
+  name: name('host'),
+  uri: z.string().min(1).optional().describe('libvirt URI (hypervisors): qemu+ssh://root@kvm2/system, or qemu+unix:///system?socket=PATH'),
+  migrationAddress: z.string().min(1).optional().describe('the address other hypervisors send migration traffic to'),
+  roles: z.array(z.enum(HOST_ROLES)).optional().describe('default: ["hypervisor"]'),
+  shell: z.discriminatedUnion('kind', [
+    z.strictObject({ kind: z.literal('local') }),
+    z.strictObject({ kind: z.literal('netns'), netns: z.string().min(1) }),
+    z.strictObject({ kind: z.literal('ssh'), destination: z.string().min(1), port: z.number().int().min(1).max(65535).optional(), identity: z.string().optional() }),
+  ]).optional().describe('where commands on the host run (default: what the URI implies: ssh for qemu+ssh://, else this machine)'),
+}));
+
+export const HostInfo = named('HostInfo', z.object({
+  name: z.string(), libvirtUri: z.string(), libvirtAnswers: z.boolean(),
+  libvirt: z.string().optional(), hypervisor: z.string().optional(),
+  accel: z.string().optional().describe('kvm, or tcg (software emulation)'), accelReason: z.string().optional(),
+  cpus: z.number().int(), memoryMiB: z.number().int(), freeMemoryMiB: z.number().int(),
+  missing: z.array(z.object({ tool: z.string(), package: z.string() })).describe('tools kumo needs that are not installed, with their Debian package'),
+}), 'the machine kumo (this server) runs on, like `kumo host info`');
+
+export const HostEvacuate = named('HostEvacuate', z.strictObject({
+  parallel: z.number().int().min(1).max(16).optional().describe('migrations at once (default 2)'),
+  unsafe: z.boolean().optional().describe('skip libvirt\'s shared-storage check (the one-machine lab only)'),
+}));
+
+// ----------------------------------------------------------------------------- more resource actions
+
+export const InstanceResize = named('InstanceResize', z.strictObject({ diskGiB: whole('disk-size', 'the new root disk size in GiB (only growing)') }));
+export const InstanceResized = z.object({ fromGiB: z.number().int(), toGiB: z.number().int() });
+export const VolumeResize = named('VolumeResize', z.strictObject({ sizeGiB: whole('disk', 'the new size in GiB (only growing)') }));
+export const VolumeResized = z.object({
+  volume: Volume, fromGiB: z.number().int(),
+  how: z.enum(['unchanged', 'offline', 'live']).describe('live: the running guest sees the new size now'),
+});
+export const NetworkDefine = named('NetworkDefine', z.strictObject({ xml: z.string().min(1).describe('a libvirt network XML document, like the course\'s testnat.xml') }));
+export const NetworkAutostart = named('NetworkAutostart', z.strictObject({ enabled: z.boolean().describe('start it with libvirtd') }));
+export const ImageImport = named('ImageImport', z.strictObject({
+  name: name('image'),
+  source: z.string().min(1).describe('a qcow2/raw file on the server, or an http(s) URL'),
+  os: z.string().optional().describe('what the wizard shows, e.g. "CentOS 7.8"'),
+  sha256: z.string().regex(/^[0-9a-fA-F]{64}$/, 'expected 64 hex digits').optional().describe('expected checksum of the file'),
+  kernel: z.string().optional().describe('direct-boot kernel file on the server'),
+  initrd: z.string().optional(), cmdline: z.string().optional(),
+}));
+/** A response that is text of one media type (XML, a log), not JSON. */
+export const Text = (what: string, type: 'text/plain' | 'application/xml' = 'text/plain') => ({ description: what, content: { [type]: { schema: z.string() } } });
+
+// ----------------------------------------------------------------------------------------- shares
+
+export const Share = named('Share', z.object({
+  name: z.string(),
+  path: z.string().describe('the folder it serves (on the storage host, the same path)'),
+  networks: z.array(z.string()).describe('networks whose instances may mount it'),
+  readOnly: z.boolean(),
+  createdAt: timestamp,
+  server: z.string().optional().describe('the storage host that serves it (absent: the machine kumo runs on)'),
+  mounts: z.array(z.object({ network: z.string(), source: z.string(), command: z.string().describe('what a guest on that network runs') })),
+}), 'a folder served over NFSv4.1 to instance networks');
+
+export const ShareCreate = named('ShareCreate', z.strictObject({
+  name: name('share'),
+  networks: z.array(z.string().min(1)).min(1).describe('networks whose instances may mount it'),
+  path: z.string().min(1).optional().describe('an existing absolute folder to share (default: KUMO_HOME/shares/NAME)'),
+  readOnly: z.boolean().optional().describe('instances may read, not write (default false)'),
+}));
+
+// ---------------------------------------------------------------------------------- load balancers
+
+export const LoadBalancer = named('LoadBalancer', z.object({
+  name: z.string(),
+  host: z.string().describe('the host (role lb) its HAProxy and WAF run on'),
+  frontend: z.object({ address: z.string(), port: z.number().int() }).describe('the public address and port clients use'),
+  instances: z.array(z.string()),
+  network: z.string(),
+  backendPort: z.number().int(),
+  internalPort: z.number().int(),
+  waf: z.object({ enabled: z.boolean(), paranoia: z.number().int() }).nullable(),
+  createdAt: timestamp,
+  running: z.boolean(),
+  wafRunning: z.boolean().optional(),
+  backends: z.array(z.object({ instance: z.string(), address: z.string().optional(), status: z.string().describe('HAProxy\'s UP/DOWN, or NO ADDRESS, NOT SYNCED'), check: z.string().optional() })),
+}));
+
+export const LoadBalancerCreate = named('LoadBalancerCreate', z.strictObject({
+  name: name('load balancer'),
+  host: z.string().min(1).describe('a host with the lb role'),
+  frontend: z.string().min(1).describe('ADDRESS or ADDRESS:PORT (default port 80); the address must be the host\'s own'),
+  network: z.string().min(1).describe('the network the LB reaches its instances on'),
+  instances: z.array(z.string().min(1)).min(1).describe('the instances behind it'),
+  backendPort: z.number().int().min(1).max(65535).optional().describe('the instances\' port (default 8080)'),
+  waf: z.strictObject({
+    enabled: z.boolean().describe('false: detection only (logs attacks, lets them through)'),
+    paranoia: z.number().int().min(1).max(4).optional().describe('OWASP CRS paranoia level (default 1)'),
+  }).optional().describe('ModSecurity with the OWASP Core Rule Set in front'),
+}));
+
+export const LoadBalancerInstances = named('LoadBalancerInstances', z.strictObject({
+  instances: z.array(z.string().min(1)).describe('the instances behind it (replaces the list)'),
+}));
+
+export const WafEvent = named('WafEvent', z.object({
+  time: timestamp, client: z.string(), method: z.string(), uri: z.string(),
+  status: z.number().int().describe('what the client got: 403 when blocked'),
+  blocked: z.boolean(),
+  ruleIds: z.array(z.string()).describe('every rule that matched, e.g. 942100'),
+  messages: z.array(z.string()),
+  id: z.string().describe('ModSecurity\'s transaction id'),
+}), 'a request the web application firewall blocked or flagged');
+
+export const WafLogQuery = z.object({ limit: z.coerce.number().int().min(1).max(1000).optional().describe('how many, newest last (default 50)') });
+
+// ------------------------------------------------------------------------------- datacenter files
+
+export const PlanRequest = named('PlanRequest', z.strictObject({
+  file: z.string().min(1).describe('the datacenter file\'s YAML text (kumo plan --schema has its JSON Schema)'),
+  filename: z.string().min(1).max(200).optional().describe('what errors call it, with line and column (default "datacenter.yaml")'),
+}));
+
+export const Change = named('Change', z.object({
+  action: z.enum(['create', 'update', 'start', 'recreate', 'delete']),
+  kind: z.string().describe('lab, image, flavor, share, instance, loadbalancer, firewall, edge, monitoring'),
+  name: z.string(),
+  why: z.string().describe('what differs between the file and what runs'),
+  host: z.string().optional().describe('an instance to create: the hypervisor the plan placed it on'),
+}), 'one change of a plan');
+
+export const Plan = named('Plan', z.object({
+  datacenter: z.string().describe('the file\'s name: key'),
+  changes: z.array(Change).describe('what apply would do, in order; empty: the datacenter matches the file'),
 }));

@@ -30,6 +30,8 @@ import { readingRoutes, renderHostCapacity, RequestMetrics, createMonitor, type 
 import { ConsoleTickets, instanceVnc, ticketRoutes, vncProxyRoutes, type VncResolver } from './console.js';
 import { instanceSerial, serialProxyRoutes, type SerialResolver } from './serial.js';
 import { loadBalancerRoutes } from './routes/loadbalancers.js';
+import { shareRoutes } from './routes/shares.js';
+import { planRoutes } from './routes/plans.js';
 
 /** What every route plugin is given: the services' context and the operation registry. */
 export interface ApiDeps {
@@ -129,7 +131,7 @@ export async function buildServer(ctx: Context, opts: ServerOptions = {}): Promi
       },
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'a kumo API token (kumo_...)' } } },
       security: [{ bearer: [] }],
-      tags: ['instances', 'images', 'flavors', 'networks', 'volumes', 'snapshots', 'hosts', 'loadbalancers', 'operations', 'metrics', 'health'].map((name) => ({ name })),
+      tags: ['instances', 'images', 'flavors', 'networks', 'volumes', 'snapshots', 'hosts', 'shares', 'loadbalancers', 'datacenter', 'operations', 'metrics', 'health'].map((name) => ({ name })),
     },
     transform: createJsonSchemaTransform({ schemaRegistry: registry }),
     transformObject: (doc) => optionalBodies(toObject(doc)),
@@ -159,7 +161,7 @@ export async function buildServer(ctx: Context, opts: ServerOptions = {}): Promi
   await app.register(async (api) => {
     api.addHook('onRequest', auth);
     const deps: ApiDeps = { ctx, ops };
-    for (const routes of [instanceRoutes, imageRoutes, flavorRoutes, networkRoutes, volumeRoutes, snapshotRoutes, hostRoutes, loadBalancerRoutes, operationRoutes, eventRoutes]) {
+    for (const routes of [instanceRoutes, imageRoutes, flavorRoutes, networkRoutes, volumeRoutes, snapshotRoutes, hostRoutes, shareRoutes, loadBalancerRoutes, planRoutes, operationRoutes, eventRoutes]) {
       await api.register(routes, deps);
     }
     await api.register(readingRoutes(monitor, ctx));

@@ -13,6 +13,10 @@ import { Virsh } from '../../src/drivers/libvirt/virsh.js';
 import { buildNetworkXml, parseNetworkXml } from '../../src/drivers/libvirt/network-xml.js';
 import { startLibvirtd, stopLibvirtd, type NamespacedLibvirtd } from '../../src/drivers/lab/libvirtd-namespace.js';
 import { local } from '../../src/exec/exec.js';
+import { ShareService } from '../../src/service/shares.js';
+import { LoadBalancerService } from '../../src/service/loadbalancers.js';
+import { InstanceService } from '../../src/service/instances.js';
+import { hashPassword } from '../../src/model/password.js';
 
 /**
  * The REST API in-process on 127.0.0.1:0 over a test's own KUMO_HOME: every route's success,
@@ -33,6 +37,8 @@ const children: ChildProcess[] = [];
 const API = '/api/v1';
 const inst = () => `${env.prefix}-a`;
 const kvm2 = () => `${env.prefix}-kvm2`;
+/** Network namespaces this run made for its storage and lb hosts (their daemons run inside). */
+const namespaces: string[] = [];
 
 before(async () => {
   env = await makeTestEnv('api');
@@ -49,6 +55,16 @@ after(async () => {
   for (const s of streams) s.close();
   for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
   await app?.close();
+  if (env) {
+    for (const l of env.ctx.loadBalancers.list()) await new LoadBalancerService(env.ctx).delete(l.name).catch(() => undefined);
+    for (const s of env.ctx.shares.list()) await new ShareService(env.ctx).delete(s.name).catch(() => undefined);
+    for (const i of env.ctx.instances.list()) await new InstanceService(env.ctx).delete(i.name).catch(() => undefined);
+  }
+  // Anything still running in this run's namespaces was started by this run: end it, or the namespace outlives `ip netns del`.
+  for (const n of namespaces) {
+    const pids = (await local.run('ip', ['netns', 'pids', n], { allowFailure: true })).stdout.split('\n').map(Number).filter((p) => p > 1);
+    for (const pid of pids) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone already */ } }
+  }
   if (lab) {
     const dest = new Virsh(lab.uri);
     for (const d of await dest.listDomains().catch(() => [])) await dest.removeDomain(d.name).catch(() => undefined);
@@ -167,6 +183,13 @@ test('health answers without a token; /openapi.json is valid OpenAPI 3 and docum
     'GET /api/v1/instances/{instance}/snapshots', 'POST /api/v1/instances/{instance}/snapshots',
     'POST /api/v1/instances/{instance}/snapshots/{name}/revert', 'DELETE /api/v1/instances/{instance}/snapshots/{name}',
     'GET /api/v1/hosts', 'GET /api/v1/hosts/{name}', 'GET /api/v1/operations', 'GET /api/v1/operations/{id}', 'GET /api/v1/events',
+    'POST /api/v1/images/import', 'POST /api/v1/instances/{name}/resize', 'GET /api/v1/instances/{name}/xml', 'GET /api/v1/instances/{name}/console-log',
+    'POST /api/v1/networks/define', 'POST /api/v1/networks/{name}/autostart', 'GET /api/v1/networks/{name}/xml', 'POST /api/v1/volumes/{name}/resize',
+    'GET /api/v1/info', 'POST /api/v1/hosts', 'DELETE /api/v1/hosts/{name}', 'POST /api/v1/hosts/{name}/evacuate',
+    'GET /api/v1/shares', 'GET /api/v1/shares/{name}', 'POST /api/v1/shares', 'DELETE /api/v1/shares/{name}',
+    'GET /api/v1/loadbalancers', 'GET /api/v1/loadbalancers/{name}', 'POST /api/v1/loadbalancers', 'DELETE /api/v1/loadbalancers/{name}',
+    'PUT /api/v1/loadbalancers/{name}/instances', 'POST /api/v1/loadbalancers/{name}/sync', 'GET /api/v1/loadbalancers/{name}/waf-log',
+    'POST /api/v1/plans', 'POST /api/v1/plans/apply', 'POST /api/v1/plans/destroy',
   ]) assert.ok(routes.includes(r), `${r} is not in the document`);
   const ids = Object.values(doc.paths).flatMap((ops) => Object.values(ops).map((o) => o.operationId));
   assert.equal(new Set(ids).size, ids.length, 'operationIds are unique');
@@ -210,7 +233,7 @@ test('every route but health answers 401 without a token, with a malformed, an u
       checked++;
     }
   }
-  assert.ok(checked >= 35, `${checked} routes checked`);
+  assert.ok(checked >= 60, `${checked} routes checked`);
   // The token list holds hashes only: neither token appears in the store.
   const rows = JSON.stringify(env.ctx.db.prepare('SELECT * FROM api_tokens').all());
   assert.ok(!rows.includes(token.slice(5)) && rows.includes('test'));
@@ -267,6 +290,10 @@ test('hosts: list and show; 404', async () => {
   assert.equal(local.body.uri, 'qemu:///system');
   assert.ok(local.body.cpus > 0 && local.body.memoryMiB > 0);
   refused(await call('GET', `${API}/hosts/nope`), 404, 'NOT_FOUND');
+  const info = await call('GET', `${API}/info`);
+  assert.equal(info.status, 200, JSON.stringify(info.body));
+  assert.equal(info.body.libvirtAnswers, true);
+  assert.ok(info.body.cpus > 0 && Array.isArray(info.body.missing));
 });
 
 test('networks: list, show, create, stop, start, delete; 400 naming the field, 404, 409', async () => {
@@ -290,8 +317,28 @@ test('networks: list, show, create, stop, start, delete; 400 naming the field, 4
   assert.equal((await call('POST', `${API}/networks/${name}/start`)).body.active, true);
   refused(await call('POST', `${API}/networks/${env.prefix}-none/start`), 404, 'NOT_FOUND');
   refused(await call('POST', `${API}/networks/${env.prefix}-none/stop`), 404, 'NOT_FOUND');
+  const xml = await fetch(`${base}${API}/networks/${name}/xml`, { headers: { authorization: `Bearer ${token}` } });
+  assert.equal(xml.status, 200);
+  assert.match(xml.headers.get('content-type') ?? '', /^application\/xml/);
+  assert.match(await xml.text(), new RegExp(`<name>${name}</name>`));
+  refused(await call('GET', `${API}/networks/${env.prefix}-none/xml`), 404, 'NOT_FOUND');
+  refused(await call('POST', `${API}/networks/${name}/autostart`, { enabled: 'yes' }), 400, 'INVALID_INPUT', ['body.enabled']);
+  assert.equal((await call('POST', `${API}/networks/${name}/autostart`, { enabled: true })).body.autostart, true);
+  assert.equal((await call('POST', `${API}/networks/${name}/autostart`, { enabled: false })).body.autostart, false);
+  refused(await call('POST', `${API}/networks/${env.prefix}-none/autostart`, { enabled: true }), 404, 'NOT_FOUND');
   assert.equal((await call('DELETE', `${API}/networks/${name}`)).status, 204);
   refused(await call('DELETE', `${API}/networks/${name}`), 404, 'NOT_FOUND');
+  // From libvirt XML, like the course's testnat.xml: defined, not started.
+  const defined = `${env.prefix}-n3`;
+  const fourth = await freeSubnet();
+  refused(await call('POST', `${API}/networks/define`, {}), 400, 'INVALID_INPUT', ['body.xml']);
+  refused(await call('POST', `${API}/networks/define`, { xml: '<network><nme>x</nme></network>' }), 400, 'INVALID_INPUT');
+  const fromXml = await call('POST', `${API}/networks/define`, {
+    xml: buildNetworkXml({ name: defined, mode: 'isolated', bridge: `${env.prefix}b3`, ipv4: { address: `192.168.${fourth}.1`, prefix: 24 } }),
+  });
+  assert.equal(fromXml.status, 201, JSON.stringify(fromXml.body));
+  assert.deepEqual([fromXml.body.name, fromXml.body.active, fromXml.body.cidr], [defined, false, `192.168.${fourth}.0/24`]);
+  assert.equal((await call('DELETE', `${API}/networks/${defined}`)).status, 204);
 });
 
 test('instance create: bad input is refused at once (400 naming the field, 404, 409), with no operation started', async () => {
@@ -400,6 +447,11 @@ test('volumes: create, list, show, attach, detach, delete; 400 naming the field,
   assert.deepEqual((await call('GET', `${API}/volumes`)).body.map((v: { name: string }) => v.name), [vol]);
   assert.equal((await call('GET', `${API}/volumes/${vol}`)).body.file, join(env.home, 'volumes', `${vol}.qcow2`));
   refused(await call('GET', `${API}/volumes/nope`), 404, 'NOT_FOUND');
+  refused(await call('POST', `${API}/volumes/${vol}/resize`, { sizeGiB: 'big' }), 400, 'INVALID_INPUT', ['body.sizeGiB']);
+  refused(await call('POST', `${API}/volumes/nope/resize`, { sizeGiB: 2 }), 404, 'NOT_FOUND');
+  const grown = await call('POST', `${API}/volumes/${vol}/resize`, { sizeGiB: 2 });
+  assert.equal(grown.status, 200, JSON.stringify(grown.body));
+  assert.deepEqual([grown.body.fromGiB, grown.body.volume.sizeGiB, grown.body.how], [1, 2, 'offline']);
   refused(await call('POST', `${API}/volumes/${vol}/attach`, {}), 400, 'INVALID_INPUT', ['body.instance']);
   refused(await call('POST', `${API}/volumes/${vol}/attach`, { instance: `${env.prefix}-none` }), 404, 'NOT_FOUND');
   refused(await call('POST', `${API}/volumes/nope/attach`, { instance: inst() }), 404, 'NOT_FOUND');
@@ -409,7 +461,7 @@ test('volumes: create, list, show, attach, detach, delete; 400 naming the field,
   assert.deepEqual([attached.body.live, attached.body.volume.instance, attached.body.volume.device], [false, inst(), 'vdb']);
   refused(await call('POST', `${API}/volumes/${vol}/attach`, { instance: inst() }), 409, 'IN_USE');
   refused(await call('DELETE', `${API}/volumes/${vol}`), 409, 'IN_USE');
-  assert.deepEqual((await call('GET', `${API}/instances/${inst()}`)).body.volumes, [{ name: vol, device: '/dev/vdb', sizeGiB: 1 }]);
+  assert.deepEqual((await call('GET', `${API}/instances/${inst()}`)).body.volumes, [{ name: vol, device: '/dev/vdb', sizeGiB: 2 }]);
   refused(await call('POST', `${API}/volumes/${vol}/detach`, { timeoutSeconds: -1 }), 400, 'INVALID_INPUT', ['body.timeoutSeconds']);
   const detached = await call('POST', `${API}/volumes/${vol}/detach`);
   assert.equal(detached.status, 200, JSON.stringify(detached.body));
@@ -442,6 +494,206 @@ test('snapshots: create (named, and unnamed with no body), list, revert, delete;
   refused(await call('DELETE', `${snaps}/first`), 404, 'NOT_FOUND');
   refused(await call('GET', `${API}/instances/${env.prefix}-none/snapshots`), 404, 'NOT_FOUND');
   refused(await call('POST', `${API}/instances/${env.prefix}-none/snapshots`, {}), 404, 'NOT_FOUND');
+});
+
+test('instance resize, xml and console log; 400 naming the field, 404, 409', async () => {
+  // Stopped, no snapshots left: its root disk may grow.
+  refused(await call('POST', `${API}/instances/${inst()}/resize`, { diskGiB: 'x' }), 400, 'INVALID_INPUT', ['body.diskGiB']);
+  refused(await call('POST', `${API}/instances/${inst()}/resize`, { diskGiB: 5 }), 400, 'INVALID_INPUT');
+  refused(await call('POST', `${API}/instances/${env.prefix}-none/resize`, { diskGiB: 11 }), 404, 'NOT_FOUND');
+  const grown = await call('POST', `${API}/instances/${inst()}/resize`, { diskGiB: 11 });
+  assert.equal(grown.status, 200, JSON.stringify(grown.body));
+  assert.deepEqual(grown.body, { fromGiB: 10, toGiB: 11 });
+  assert.equal((await call('GET', `${API}/instances/${inst()}`)).body.diskGiB, 11);
+  const xml = await fetch(`${base}${API}/instances/${inst()}/xml`, { headers: { authorization: `Bearer ${token}` } });
+  assert.equal(xml.status, 200);
+  assert.match(xml.headers.get('content-type') ?? '', /^application\/xml/);
+  assert.match(await xml.text(), new RegExp(`<domain[^>]*>[\\s\\S]*<name>${inst()}</name>`));
+  const log = await fetch(`${base}${API}/instances/${inst()}/console-log`, { headers: { authorization: `Bearer ${token}` } });
+  assert.equal(log.status, 200);
+  assert.match(log.headers.get('content-type') ?? '', /^text\/plain/);
+  assert.match(await log.text(), /Linux|login|kumo/i, 'the guest booted on its serial console');
+  for (const what of ['xml', 'console-log']) refused(await call('GET', `${API}/instances/${env.prefix}-none/${what}`), 404, 'NOT_FOUND');
+  // Running: its root disk cannot grow now.
+  assert.equal((await call('POST', `${API}/instances/${inst()}/start`)).status, 200);
+  refused(await call('POST', `${API}/instances/${inst()}/resize`, { diskGiB: 12 }), 409, 'IN_USE');
+  assert.equal((await call('POST', `${API}/instances/${inst()}/destroy`)).body.instance.state, 'shut off');
+});
+
+test('image import as an operation (a file on the server); a bad checksum is a 400 naming the field; a missing file fails the operation', async () => {
+  const file = join(env.home, 'import-me.qcow2');
+  await local.run('qemu-img', ['create', '-f', 'qcow2', file, '64M']);
+  const name = `${env.prefix}-img`;
+  refused(await call('POST', `${API}/images/import`, { name, source: file, sha256: 'abc' }), 400, 'INVALID_INPUT', ['body.sha256']);
+  refused(await call('POST', `${API}/images/import`, { name }), 400, 'INVALID_INPUT', ['body.source']);
+  refused(await call('POST', `${API}/images/build`, { recipe: 'debian-12', packages: ['Not A Package'] }), 400, 'INVALID_INPUT', ['body.packages.0']);
+  const started = await call('POST', `${API}/images/import`, { name, source: file, os: 'Test OS' });
+  assert.equal(started.status, 202, JSON.stringify(started.body));
+  const op = await finished(started.body.operation.id);
+  assert.equal(op.state, 'succeeded', JSON.stringify(op.error));
+  assert.deepEqual([op.kind, op.result.name, op.result.os, op.result.virtualSizeBytes], ['image.import', name, 'Test OS', 64 * 2 ** 20]);
+  assert.equal((await call('GET', `${API}/images/${name}`)).body.format, 'qcow2');
+  const missing = await call('POST', `${API}/images/import`, { name: `${name}2`, source: join(env.home, 'no-such.qcow2') });
+  assert.equal(missing.status, 202);
+  const failed = await finished(missing.body.operation.id);
+  assert.equal(failed.state, 'failed');
+  assert.match(failed.error.message, /no-such\.qcow2/);
+  assert.equal((await call('DELETE', `${API}/images/${name}`)).status, 204);
+});
+
+/** A network namespace of this run, with its loopback up: a storage or lb node on this machine. */
+async function node(label: string): Promise<string> {
+  const ns = `${env.prefix}-${label}`;
+  await local.run('ip', ['netns', 'add', ns]);
+  namespaces.push(ns);
+  await local.run('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+  return ns;
+}
+
+test('hosts: add a node by its shell (400 naming the field, 409), evacuate as an operation, remove; 404', async () => {
+  const ns = await node('stgns');
+  const stg = `${env.prefix}-stg`;
+  refused(await call('POST', `${API}/hosts`, { name: stg, roles: ['nas'], shell: { kind: 'netns', netns: ns } }), 400, 'INVALID_INPUT', ['body.roles.0']);
+  refused(await call('POST', `${API}/hosts`, { name: stg, roles: ['storage'], shell: { kind: 'netns' } }), 400, 'INVALID_INPUT', ['body.shell.netns']);
+  refused(await call('POST', `${API}/hosts`, { name: stg, roles: ['storage'] , shell: { kind: 'netns', netns: `${env.prefix}-gone` } }), 502, 'HOST_UNREACHABLE');
+  const added = await call('POST', `${API}/hosts`, { name: stg, roles: ['storage'], shell: { kind: 'netns', netns: ns } });
+  assert.equal(added.status, 201, JSON.stringify(added.body));
+  assert.deepEqual([added.body.name, added.body.roles, added.body.shell], [stg, ['storage'], { kind: 'netns', netns: ns }]);
+  refused(await call('POST', `${API}/hosts`, { name: stg, roles: ['storage'], shell: { kind: 'netns', netns: ns } }), 409, 'ALREADY_EXISTS');
+  // Nothing on it: the evacuation has nothing to move.
+  refused(await call('POST', `${API}/hosts/${stg}/evacuate`, { parallel: 0 }), 400, 'INVALID_INPUT', ['body.parallel']);
+  refused(await call('POST', `${API}/hosts/nope/evacuate`), 404, 'NOT_FOUND');
+  const evac = await call('POST', `${API}/hosts/${stg}/evacuate`);
+  assert.equal(evac.status, 202, JSON.stringify(evac.body));
+  const op = await finished(evac.body.operation.id);
+  assert.deepEqual([op.state, op.kind, op.result], ['succeeded', 'host.evacuate', { moved: [] }]);
+  refused(await call('DELETE', `${API}/hosts/local`), 409, 'IN_USE');
+  // Kept for the shares test; removed there.
+});
+
+test('shares: create (served by the storage node), list, show, delete; 400 naming the field, 404, 409', async () => {
+  const stg = `${env.prefix}-stg`;
+  const name = `${env.prefix}-s1`;
+  assert.deepEqual((await call('GET', `${API}/shares`)).body, []);
+  refused(await call('POST', `${API}/shares`, { name, networks: [] }), 400, 'INVALID_INPUT', ['body.networks']);
+  refused(await call('POST', `${API}/shares`, { name }), 400, 'INVALID_INPUT', ['body.networks']);
+  refused(await call('POST', `${API}/shares`, { name, networks: [env.network], readonly: true }), 400, 'INVALID_INPUT', ['body.readonly']);
+  refused(await call('POST', `${API}/shares`, { name: 'bad name', networks: [env.network] }), 400, 'INVALID_INPUT');
+  refused(await call('POST', `${API}/shares`, { name, networks: [env.network], path: 'relative/dir' }), 400, 'INVALID_INPUT');
+  refused(await call('POST', `${API}/shares`, { name, networks: [`${env.prefix}-none`] }), 404, 'NOT_FOUND');
+  const made = await call('POST', `${API}/shares`, { name, networks: [env.network], readOnly: true });
+  assert.equal(made.status, 201, JSON.stringify(made.body));
+  assert.deepEqual([made.body.name, made.body.path, made.body.networks, made.body.readOnly, made.body.server],
+    [name, join(env.home, 'shares', name), [env.network], true, stg]);
+  refused(await call('POST', `${API}/shares`, { name, networks: [env.network] }), 409, 'ALREADY_EXISTS');
+  assert.deepEqual((await call('GET', `${API}/shares`)).body.map((s: { name: string }) => s.name), [name]);
+  assert.equal((await call('GET', `${API}/shares/${name}`)).body.path, join(env.home, 'shares', name));
+  refused(await call('GET', `${API}/shares/nope`), 404, 'NOT_FOUND');
+  // The storage node's ganesha serves it, inside its namespace.
+  const conf = await readFile(join(env.home, 'nfs', stg, 'ganesha.conf'), 'utf8');
+  assert.match(conf, new RegExp(`Pseudo = "?/${name}"?`));
+  assert.equal((await call('DELETE', `${API}/shares/${name}`)).status, 204);
+  refused(await call('DELETE', `${API}/shares/${name}`), 404, 'NOT_FOUND');
+  assert.equal((await call('DELETE', `${API}/hosts/${stg}`)).status, 204);
+  refused(await call('DELETE', `${API}/hosts/${stg}`), 404, 'NOT_FOUND');
+});
+
+test('load balancers: create with the WAF on an lb node, show, set instances, sync, WAF log, delete; 400 naming the field, 404', async () => {
+  const ns = await node('lbns');
+  const host = `${env.prefix}-lb`;
+  assert.equal((await call('POST', `${API}/hosts`, { name: host, roles: ['lb'], shell: { kind: 'netns', netns: ns } })).status, 201);
+  const name = `${env.prefix}-lb1`;
+  const ok = { name, host, frontend: '127.0.0.1:8081', network: env.network, instances: [inst()], waf: { enabled: true } };
+  assert.deepEqual((await call('GET', `${API}/loadbalancers`)).body, []);
+  refused(await call('POST', `${API}/loadbalancers`, { ...ok, instances: [] }), 400, 'INVALID_INPUT', ['body.instances']);
+  refused(await call('POST', `${API}/loadbalancers`, { ...ok, backendPort: 0 }), 400, 'INVALID_INPUT', ['body.backendPort']);
+  refused(await call('POST', `${API}/loadbalancers`, { ...ok, waf: { enabled: true, paranoia: 5 } }), 400, 'INVALID_INPUT', ['body.waf.paranoia']);
+  refused(await call('POST', `${API}/loadbalancers`, { ...ok, frontend: 'nowhere' }), 400, 'INVALID_INPUT');
+  refused(await call('POST', `${API}/loadbalancers`, { ...ok, host: 'local' }), 400, 'INVALID_INPUT');
+  refused(await call('POST', `${API}/loadbalancers`, { ...ok, host: 'nope' }), 404, 'NOT_FOUND');
+  refused(await call('POST', `${API}/loadbalancers`, { ...ok, instances: [`${env.prefix}-none`] }), 404, 'NOT_FOUND');
+  const made = await call('POST', `${API}/loadbalancers`, ok);
+  assert.equal(made.status, 201, JSON.stringify(made.body));
+  assert.deepEqual([made.body.running, made.body.wafRunning, made.body.frontend, made.body.waf],
+    [true, true, { address: '127.0.0.1', port: 8081 }, { enabled: true, paranoia: 1 }]);
+  assert.deepEqual(made.body.backends.map((b: { instance: string }) => b.instance), [inst()]);
+  refused(await call('POST', `${API}/loadbalancers`, ok), 409, 'ALREADY_EXISTS');
+  assert.deepEqual((await call('GET', `${API}/loadbalancers`)).body.map((l: { name: string }) => l.name), [name]);
+  assert.equal((await call('GET', `${API}/loadbalancers/${name}`)).body.host, host);
+  refused(await call('GET', `${API}/loadbalancers/nope`), 404, 'NOT_FOUND');
+  refused(await call('PUT', `${API}/loadbalancers/${name}/instances`, { instances: inst() }), 400, 'INVALID_INPUT', ['body.instances']);
+  refused(await call('PUT', `${API}/loadbalancers/${name}/instances`, { instances: [`${env.prefix}-none`] }), 404, 'NOT_FOUND');
+  refused(await call('PUT', `${API}/loadbalancers/nope/instances`, { instances: [inst()] }), 404, 'NOT_FOUND');
+  assert.equal((await call('PUT', `${API}/loadbalancers/${name}/instances`, { instances: [inst()] })).status, 200);
+  const synced = await call('POST', `${API}/loadbalancers/${name}/sync`);
+  assert.equal(synced.status, 200, JSON.stringify(synced.body));
+  assert.equal(synced.body.running, true);
+  refused(await call('POST', `${API}/loadbalancers/nope/sync`), 404, 'NOT_FOUND');
+  // An attack from inside the lb node: the WAF answers 403 and logs it with its rules.
+  const attack = await local.run('ip', ['netns', 'exec', ns, 'curl', '-s', '-g', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '5',
+    "http://127.0.0.1:8081/?id=1'%20OR%20'1'='1"], { allowFailure: true });
+  assert.equal(attack.stdout, '403');
+  const events = await waitFor('the attack in the WAF log', async () => {
+    const a = await call('GET', `${API}/loadbalancers/${name}/waf-log?limit=5`);
+    assert.equal(a.status, 200, JSON.stringify(a.body));
+    return a.body.length ? a.body : undefined;
+  }, 15_000);
+  assert.equal(events[0].blocked, true);
+  assert.ok(events[0].ruleIds.includes('942100'), events[0].ruleIds.join(','));
+  refused(await call('GET', `${API}/loadbalancers/${name}/waf-log?limit=0`), 400, 'INVALID_INPUT', ['querystring.limit']);
+  refused(await call('GET', `${API}/loadbalancers/nope/waf-log`), 404, 'NOT_FOUND');
+  assert.equal((await call('DELETE', `${API}/loadbalancers/${name}`)).status, 204);
+  refused(await call('DELETE', `${API}/loadbalancers/${name}`), 404, 'NOT_FOUND');
+  assert.equal((await call('DELETE', `${API}/hosts/${host}`)).status, 204);
+});
+
+test('datacenter files: plan, apply and destroy as operations; a bad file is a 400 naming line and column', async () => {
+  const group = `${env.prefix}-p`;
+  const member = `${group}-1`;
+  const file = [
+    `name: ${env.prefix}-dc`,
+    'instances:',
+    `  ${group}:`,
+    '    image: tiny',
+    '    flavor: small',
+    `    networks: [${env.network}]`,
+    `    root_password_hash: "${hashPassword('pw')}"`,
+    '',
+  ].join('\n');
+  const plan = (body: unknown) => call('POST', `${API}/plans`, body);
+  refused(await plan({}), 400, 'INVALID_INPUT', ['body.file']);
+  refused(await plan({ file, name: 'x' }), 400, 'INVALID_INPUT', ['body.name']);
+  const syntax = await plan({ file: 'name: dc\ninstances: [\n', filename: 'dc.yaml' });
+  refused(syntax, 400, 'INVALID_INPUT');
+  assert.match(syntax.body.error.message, /^dc\.yaml:\d+:\d+: /);
+  const wrong = await plan({ file: file.replace('flavor: small', 'flavor: 7'), filename: 'dc.yaml' });
+  refused(wrong, 400, 'INVALID_INPUT');
+  assert.match(wrong.body.error.message, new RegExp(`^dc\\.yaml:5:13: instances\\.${group}\\.flavor: `));
+  const unknown = await plan({ file: `${file}colour: blue\n` });
+  refused(unknown, 400, 'INVALID_INPUT');
+  assert.match(unknown.body.error.message, /^datacenter\.yaml:\d+:\d+: .*colour/);
+  for (const action of ['apply', 'destroy']) refused(await call('POST', `${API}/plans/${action}`, { file: 'name: [' }), 400, 'INVALID_INPUT');
+
+  const planned = await plan({ file });
+  assert.equal(planned.status, 200, JSON.stringify(planned.body));
+  assert.deepEqual(planned.body, { datacenter: `${env.prefix}-dc`, changes: [{ action: 'create', kind: 'instance', name: member, why: 'tiny, small' }] });
+  const applying = await call('POST', `${API}/plans/apply`, { file });
+  assert.equal(applying.status, 202, JSON.stringify(applying.body));
+  assert.equal(applying.headers.get('location'), `${API}/operations/${applying.body.operation.id}`);
+  // One apply or destroy of a datacenter at a time.
+  refused(await call('POST', `${API}/plans/destroy`, { file }), 409, 'IN_USE');
+  const applied = await finished(applying.body.operation.id, 600_000);
+  assert.equal(applied.state, 'succeeded', JSON.stringify(applied.error));
+  assert.deepEqual([applied.kind, applied.steps, applied.result.changes.length], ['datacenter.apply', [`create instance ${member}`], 1]);
+  assert.equal((await call('GET', `${API}/instances/${member}`)).body.state, 'running');
+  assert.deepEqual((await plan({ file })).body.changes, [], 'nothing left to do');
+
+  const destroying = await call('POST', `${API}/plans/destroy`, { file });
+  assert.equal(destroying.status, 202, JSON.stringify(destroying.body));
+  const destroyed = await finished(destroying.body.operation.id);
+  assert.equal(destroyed.state, 'succeeded', JSON.stringify(destroyed.error));
+  assert.deepEqual(destroyed.steps, [`delete instance ${member}`]);
+  refused(await call('GET', `${API}/instances/${member}`), 404, 'NOT_FOUND');
 });
 
 test('migrate: 202 with an operation that live-migrates to a second libvirtd; 400 naming the field, 404', async () => {

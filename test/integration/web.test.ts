@@ -11,12 +11,16 @@ import { buildServer, DEFAULT_WEB_ROOT, type ApiServer } from '../../src/api/ser
 import { TokenService } from '../../src/service/tokens.js';
 import { ImageService } from '../../src/service/images.js';
 import { InstanceService } from '../../src/service/instances.js';
+import { ShareService } from '../../src/service/shares.js';
+import { HostService } from '../../src/service/host.js';
+import { LoadBalancerService } from '../../src/service/loadbalancers.js';
+import { local } from '../../src/exec/exec.js';
 
 /**
  * The dashboard in Debian's chromium (playwright-core, HOST-NOTES "Browser tests"), against the
  * server in-process on loopback: log in with the token, create an instance with the form, see it
  * become running without a reload, open its VNC console and see the guest's screen, open the
- * charts and see them draw, delete it from the list. Screenshots are kept as artefacts in the
+ * charts and see them draw, take, revert and delete a snapshot, list and make shares, see a load balancer with its WAF blocks, delete it from the list. Screenshots are kept as artefacts in the
  * test's own folder (/tmp/kumo-test-PREFIX-shots-*), whose paths are printed.
  */
 const CHROMIUM = '/usr/bin/chromium';
@@ -31,6 +35,10 @@ let base: string;
 let token: string;
 let name: string;
 let shots: string;
+/** The storage node's network namespace (its NFS server runs inside), made by the shares test. */
+let stgNs: string | undefined;
+/** The lb node's network namespace (HAProxy and the WAF run inside), made by the load balancer test. */
+let lbNs: string | undefined;
 
 before(async () => {
   assert.ok(existsSync(`${DEFAULT_WEB_ROOT}/index.html`), 'the dashboard is built (npm run build)');
@@ -58,6 +66,14 @@ after(async () => {
   await app?.close();
   if (env) {
     await new InstanceService(env.ctx).delete(name).catch(() => undefined);
+    for (const s of env.ctx.shares.list()) await new ShareService(env.ctx).delete(s.name).catch(() => undefined);
+    for (const l of env.ctx.loadBalancers.list()) await new LoadBalancerService(env.ctx).delete(l.name).catch(() => undefined);
+    for (const ns of [stgNs, lbNs]) {
+      if (!ns) continue;
+      // What still runs in this run's namespaces was started by this run.
+      const pids = (await local.run('ip', ['netns', 'pids', ns], { allowFailure: true })).stdout.split('\n').map(Number).filter((p) => p > 1);
+      for (const pid of pids) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone already */ } }
+    }
     await env.cleanup();
   }
   if (shots) console.log(`# screenshots kept in ${shots}`);
@@ -201,6 +217,92 @@ test('the topology draws a node per host and per instance, wired to the networks
   assert.equal(await svg.locator(`g.topo-network[data-network="${env.network}"]`).count(), 1);
   assert.equal(await svg.locator(`line.topo-link[data-link="${name}:${env.network}"]`).count(), 1, 'the instance is wired to its network');
   await shot('09-topology.png');
+});
+
+test('snapshots: take one from the instance page, see it listed, revert to it and delete it', async () => {
+  await page.click('a[href="#/instances"]');
+  await page.click(`tr[data-instance="${name}"] a`);
+  await page.click('button[name=tab-snapshots]');
+  await page.locator('div.snapshots').waitFor();
+  const snap = 'from-the-page';
+  await page.fill('input[name=snapshot-name]', snap);
+  await page.click('button[name=snapshot-create]');
+  // A running guest: the snapshot has its memory too.
+  const row = page.locator(`tr[data-snapshot="${snap}"]`);
+  await row.waitFor({ timeout: 120_000 });
+  assert.match(await row.innerText(), /running\s+yes/);
+  const listed = await (await fetch(`${base}/api/v1/instances/${name}/snapshots`, { headers: { authorization: `Bearer ${token}` } })).json() as { name: string }[];
+  assert.deepEqual(listed.map((s) => s.name), [snap]);
+  await shot('10a-snapshots.png');
+  await row.getByRole('button', { name: 'revert' }).click();
+  await row.getByRole('button', { name: 'revert' }).waitFor({ timeout: 120_000 });
+  assert.equal(await page.getByRole('alert').count(), 0, 'no error shown');
+  await row.getByRole('button', { name: 'delete' }).click();
+  await row.waitFor({ state: 'detached', timeout: 120_000 });
+  assert.equal(await page.getByRole('alert').count(), 0, 'no error shown');
+});
+
+test('shares: one made through the API is listed; one made with the form is served, then deleted', async () => {
+  // A storage node of this run: ganesha in its own namespace, so no other NFS server on this machine is touched.
+  stgNs = `${env.prefix}-stg`;
+  await local.run('ip', ['netns', 'add', stgNs]);
+  await local.run('ip', ['-n', stgNs, 'link', 'set', 'lo', 'up']);
+  await new HostService(env.ctx).add({ name: stgNs, roles: ['storage'], shell: { kind: 'netns', netns: stgNs } });
+  const api = `${env.prefix}-s1`;
+  const made = await fetch(`${base}/api/v1/shares`, {
+    method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: api, networks: [env.network] }),
+  });
+  assert.equal(made.status, 201, await made.text());
+  await page.click('a[href="#/shares"]');
+  const row = page.locator(`tr[data-share="${api}"]`);
+  await row.waitFor();
+  assert.match(await row.innerText(), new RegExp(`${env.network}[\\s\\S]*read-write`));
+  const mine = `${env.prefix}-s2`;
+  await page.fill('input[name=share-name]', mine);
+  await page.check(`input[name=share-network][value="${env.network}"]`);
+  await page.check('input[name=share-readonly]');
+  await page.click('.shares form button[type=submit]');
+  const second = page.locator(`tr[data-share="${mine}"]`);
+  await second.waitFor({ timeout: 60_000 });
+  assert.match(await second.innerText(), /read-only/);
+  assert.equal((await new ShareService(env.ctx).get(mine)).readOnly, true);
+  await shot('10b-shares.png');
+  for (const s of [mine, api]) {
+    await page.locator(`tr[data-share="${s}"] button[name=delete]`).click();
+    await page.locator(`tr[data-share="${s}"]`).waitFor({ state: 'detached', timeout: 60_000 });
+  }
+  assert.deepEqual(env.ctx.shares.list(), []);
+  new HostService(env.ctx).remove(stgNs);
+});
+
+test('load balancers: frontend, backends with their health and the WAF\'s recent blocks; delete from the page', async () => {
+  await page.click('a[href="#/loadbalancers"]');
+  await page.getByText('No load balancers.').waitFor();
+  // An lb node of this run (HAProxy and nginx+ModSecurity inside its namespace) in front of the instance.
+  lbNs = `${env.prefix}-lb`;
+  await local.run('ip', ['netns', 'add', lbNs]);
+  await local.run('ip', ['-n', lbNs, 'link', 'set', 'lo', 'up']);
+  await new HostService(env.ctx).add({ name: lbNs, roles: ['lb'], shell: { kind: 'netns', netns: lbNs } });
+  const lb = `${env.prefix}-lb1`;
+  const made = await fetch(`${base}/api/v1/loadbalancers`, {
+    method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ name: lb, host: lbNs, frontend: '127.0.0.1:8081', network: env.network, instances: [name], waf: { enabled: true } }),
+  });
+  assert.equal(made.status, 201, await made.text());
+  const attack = await local.run('ip', ['netns', 'exec', lbNs, 'curl', '-s', '-g', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '5',
+    "http://127.0.0.1:8081/?id=1'%20OR%20'1'='1"], { allowFailure: true });
+  assert.equal(attack.stdout, '403');
+  const card = page.locator(`article[data-lb="${lb}"]`);
+  await card.waitFor({ timeout: 30_000 });
+  assert.match(await card.innerText(), /http:\/\/127\.0\.0\.1:8081\//);
+  await card.locator(`tr[data-backend="${name}"] [data-health]`).waitFor();
+  // The page reloads the WAF log every 10 s: the block shows with its rule.
+  await card.locator('table.waf tr', { hasText: '942100' }).waitFor({ timeout: 30_000 });
+  await shot('10c-loadbalancers.png');
+  await card.locator('button[name=delete]').click();
+  await card.waitFor({ state: 'detached', timeout: 60_000 });
+  assert.deepEqual(env.ctx.loadBalancers.list(), []);
+  new HostService(env.ctx).remove(lbNs);
 });
 
 test('hosts and networks pages, then reboot and delete the instance from the list', async () => {

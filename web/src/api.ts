@@ -45,6 +45,17 @@ export interface Host {
   name: string; uri?: string; roles: string[]; up: boolean; cpus?: number; memoryMiB?: number;
   allocatedVcpus: number; allocatedMiB: number; instances: number;
 }
+export interface Snapshot { instance: string; name: string; creationTime: number; state: string; memory: boolean; parent?: string }
+export interface Share {
+  name: string; path: string; networks: string[]; readOnly: boolean; server?: string;
+  mounts: { network: string; source: string; command: string }[];
+}
+export interface LoadBalancer {
+  name: string; host: string; network: string; instances: string[]; backendPort: number; running: boolean; wafRunning?: boolean;
+  frontend: { address: string; port: number }; waf: { enabled: boolean; paranoia: number } | null;
+  backends: { instance: string; address?: string; status: string; check?: string }[];
+}
+export interface WafEvent { time: string; client: string; method: string; uri: string; status: number; blocked: boolean; ruleIds: string[]; messages: string[] }
 export interface Operation { id: string; kind: string; target: string; state: string; step?: string; error?: { message: string } }
 export interface Reading { at: number; state: string; cpuPct?: number; rxBps?: number; txBps?: number; memRssKiB?: number }
 

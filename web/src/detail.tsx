@@ -4,12 +4,13 @@ import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 import { call, fmtBytes, type Instance, type Reading } from './api';
 import { SerialConsole } from './serial';
+import { Snapshots } from './snapshots';
 
-/** An instance: facts, the VNC console (noVNC over the ticketed WebSocket) and live charts. */
+/** An instance: facts, the VNC and serial consoles, live charts and its snapshots. */
 export function InstanceDetail({ name }: { name: string }) {
   const [inst, setInst] = useState<Instance | undefined>();
   const [error, setError] = useState('');
-  const [tab, setTab] = useState<'console' | 'serial' | 'charts'>('console');
+  const [tab, setTab] = useState<'console' | 'serial' | 'charts' | 'snapshots'>('console');
   useEffect(() => {
     const load = () => call<Instance>('GET', `/instances/${encodeURIComponent(name)}`).then(setInst, (e: Error) => setError(e.message));
     void load();
@@ -33,9 +34,11 @@ export function InstanceDetail({ name }: { name: string }) {
         <button class={tab === 'console' ? 'active' : ''} name="tab-console" onClick={() => setTab('console')}>Console</button>
         <button class={tab === 'serial' ? 'active' : ''} name="tab-serial" onClick={() => setTab('serial')}>Serial console</button>
         <button class={tab === 'charts' ? 'active' : ''} name="tab-charts" onClick={() => setTab('charts')}>Charts</button>
+        <button class={tab === 'snapshots' ? 'active' : ''} name="tab-snapshots" onClick={() => setTab('snapshots')}>Snapshots</button>
       </div>
       {tab === 'console' ? <Console name={name} running={inst?.state === 'running'} />
-        : tab === 'serial' ? <SerialConsole name={name} running={inst?.state === 'running'} /> : <Charts name={name} />}
+        : tab === 'serial' ? <SerialConsole name={name} running={inst?.state === 'running'} />
+        : tab === 'snapshots' ? <Snapshots instance={name} /> : <Charts name={name} />}
     </section>
   );
 }

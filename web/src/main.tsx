@@ -7,9 +7,11 @@ import { InstanceDetail } from './detail';
 import { Hosts } from './hosts';
 import { Topology } from './topology';
 import { Networks, Volumes } from './storage';
+import { Shares } from './shares';
+import { LoadBalancers } from './loadbalancers';
 import './style.css';
 
-/** Hash routes (#/instances, #/instances/NAME, #/create, #/hosts): the server serves one index.html. */
+/** Hash routes (#/instances, #/instances/NAME, #/create, #/shares, …): the server serves one index.html. */
 function useRoute(): string {
   const [hash, setHash] = useState(location.hash || '#/instances');
   useEffect(() => {
@@ -66,13 +68,15 @@ function App() {
   else if (route === '/topology') page = <Topology />;
   else if (route === '/networks') page = <Networks />;
   else if (route === '/volumes') page = <Volumes />;
+  else if (route === '/shares') page = <Shares />;
+  else if (route === '/loadbalancers') page = <LoadBalancers />;
   else page = <Instances />;
   const nav = (href: string, label: string) => <a href={href} class={route.startsWith(href.slice(1)) ? 'active' : ''}>{label}</a>;
   return (
     <>
       <header>
         <strong>kumo</strong>
-        <nav>{nav('#/instances', 'Instances')}{nav('#/create', 'Create')}{nav('#/networks', 'Networks')}{nav('#/volumes', 'Volumes')}{nav('#/hosts', 'Hosts')}{nav('#/topology', 'Topology')}</nav>
+        <nav>{nav('#/instances', 'Instances')}{nav('#/create', 'Create')}{nav('#/networks', 'Networks')}{nav('#/volumes', 'Volumes')}{nav('#/shares', 'Shares')}{nav('#/loadbalancers', 'Load balancers')}{nav('#/hosts', 'Hosts')}{nav('#/topology', 'Topology')}</nav>
         <button class="link" onClick={() => { clearToken(); setLoggedIn(false); }}>Log out</button>
       </header>
       <main>{page}</main>

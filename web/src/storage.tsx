@@ -1,20 +1,8 @@
-import { useEffect, useState } from 'preact/hooks';
-import { call, type Network } from './api';
+import type { Network } from './api';
+import { useList } from './hooks';
 
 interface NetworkRow extends Network { gateway?: string; bridge?: string; autostart: boolean; instances: string[] }
 interface Volume { name: string; sizeGiB: number; instance?: string; device?: string; drift: string[] }
-
-function useList<T>(path: string): { rows?: T[]; error: string } {
-  const [rows, setRows] = useState<T[] | undefined>();
-  const [error, setError] = useState('');
-  useEffect(() => {
-    const load = () => call<T[]>('GET', path).then(setRows, (e: Error) => setError(e.message));
-    void load();
-    const t = setInterval(() => void load(), 10_000);
-    return () => clearInterval(t);
-  }, [path]);
-  return { ...(rows ? { rows } : {}), error };
-}
 
 export function Networks() {
   const { rows, error } = useList<NetworkRow>('/networks');

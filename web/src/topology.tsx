@@ -1,11 +1,5 @@
 import { useEffect, useState } from 'preact/hooks';
-import { call, type Host, type Instance, type Network } from './api';
-
-export interface LoadBalancer {
-  name: string; host: string; network: string; instances: string[]; running: boolean;
-  frontend: { address: string; port: number }; waf: { enabled: boolean } | null;
-  backends: { instance: string; status: string }[];
-}
+import { call, type Host, type Instance, type LoadBalancer, type Network } from './api';
 
 interface State { hosts: Host[]; instances: Instance[]; networks: Network[]; lbs: LoadBalancer[] }
 

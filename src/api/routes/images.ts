@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { ApiDeps } from '../server.js';
 import { ImageService } from '../../service/images.js';
-import { Accepted, errors, Image, ImageBuild, NameParams, NoContent } from '../schemas.js';
+import { Accepted, errors, Image, ImageBuild, ImageImport, NameParams, NoContent } from '../schemas.js';
 import { accepted } from './operations.js';
 
 const tags = ['images'];
@@ -21,13 +21,31 @@ export const imageRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx, op
   app.post('/images/build', {
     schema: {
       tags, operationId: 'buildImage', body: ImageBuild, response: { 202: Accepted, ...errors(400) },
-      summary: 'build an image from Debian packages (tiny: the busybox test image); an operation, its result is an ImageBuilt',
+      summary: 'build an image from Debian packages (tiny: the busybox test image; debian-12: a Debian cloud image); an operation, its result is an ImageBuilt',
     },
   }, async (req, reply) => {
-    const op = ops.start('image.build', req.body.recipe, async (progress) => {
-      const r = await svc().buildTiny(progress);
+    const { recipe, name, sizeGiB, packages } = req.body;
+    const op = ops.start('image.build', name ?? recipe, async (progress) => {
+      const r = recipe === 'tiny' ? await svc().buildTiny(progress)
+        : await svc().buildDebian({ recipe, ...(name ? { name } : {}), ...(sizeGiB ? { sizeGiB } : {}), ...(packages ? { packages } : {}), onProgress: progress });
       ops.resourceChanged('image', r.image.name, r.built ? 'built' : 'unchanged');
       return r;
+    });
+    return accepted(reply, op);
+  });
+
+  app.post('/images/import', {
+    schema: {
+      tags, operationId: 'importImage', body: ImageImport, response: { 202: Accepted, ...errors(400) },
+      summary: 'add a cloud image from a file on the server or an http(s) URL, like `kumo image import`; an operation, its result is the Image',
+    },
+  }, async (req, reply) => {
+    const { name, source, ...opts } = req.body;
+    const op = ops.start('image.import', name, async (progress) => {
+      progress('import');
+      const image = await svc().import(name, source, opts);
+      ops.resourceChanged('image', image.name, 'imported');
+      return image;
     });
     return accepted(reply, op);
   });

@@ -5,8 +5,8 @@ import { InstanceService } from '../../service/instances.js';
 import { HostService } from '../../service/host.js';
 import type { Instance as InstanceView } from '../../model/types.js';
 import {
-  Accepted, errors, Instance, InstanceAction, InstanceCreate, InstanceDeleted, InstanceMigrate, InstanceStarted,
-  InstanceStop, InstanceStopped, NameParams, optionalBody,
+  Accepted, errors, Instance, InstanceAction, InstanceCreate, InstanceDeleted, InstanceMigrate, InstanceResize, InstanceResized,
+  InstanceStarted, InstanceStop, InstanceStopped, NameParams, optionalBody, Text,
 } from '../schemas.js';
 import { accepted } from './operations.js';
 
@@ -114,4 +114,23 @@ export const instanceRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx,
     });
     return accepted(reply, op);
   });
+
+  app.post('/instances/:name/resize', {
+    schema: {
+      tags, operationId: 'resizeInstance', params: NameParams, body: InstanceResize, response: { 200: InstanceResized, ...errors(400, 404, 409) },
+      summary: 'grow the root disk of a stopped instance; the guest grows its filesystem when it starts',
+    },
+  }, async (req) => {
+    const r = await svc().resize(req.params.name, req.body.diskGiB);
+    ops.resourceChanged('instance', req.params.name, 'resized');
+    return r;
+  });
+
+  app.get('/instances/:name/xml', {
+    schema: { tags, operationId: 'getInstanceXml', summary: 'the libvirt domain XML, like virsh dumpxml', params: NameParams, response: { 200: Text('the domain XML', 'application/xml'), ...errors(404) } },
+  }, async (req, reply) => reply.type('application/xml; charset=utf-8').send(await svc().xml(req.params.name)));
+
+  app.get('/instances/:name/console-log', {
+    schema: { tags, operationId: 'getConsoleLog', summary: 'what the serial console printed so far, like `kumo instance console --log`', params: NameParams, response: { 200: Text('the console log'), ...errors(404) } },
+  }, async (req, reply) => reply.type('text/plain; charset=utf-8').send(await svc().readConsoleLog(req.params.name)));
 };

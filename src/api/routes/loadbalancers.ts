@@ -2,28 +2,72 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { ApiDeps } from '../server.js';
 import { LoadBalancerService } from '../../service/loadbalancers.js';
-import { errors, named, timestamp } from '../schemas.js';
+import { errors, LoadBalancer, LoadBalancerCreate, LoadBalancerInstances, NameParams, NoContent, WafEvent, WafLogQuery } from '../schemas.js';
 
 const tags = ['loadbalancers'];
 
-export const LoadBalancer = named('LoadBalancer', z.object({
-  name: z.string(),
-  host: z.string().describe('the host (role lb) its HAProxy and WAF run on'),
-  frontend: z.object({ address: z.string(), port: z.number().int() }).describe('the public address and port clients use'),
-  instances: z.array(z.string()),
-  network: z.string(),
-  backendPort: z.number().int(),
-  internalPort: z.number().int(),
-  waf: z.object({ enabled: z.boolean(), paranoia: z.number().int() }).nullable(),
-  createdAt: timestamp,
-  running: z.boolean(),
-  wafRunning: z.boolean().optional(),
-  backends: z.array(z.object({ instance: z.string(), address: z.string().optional(), status: z.string(), check: z.string().optional() })),
-}));
+/** `kumo lb` and `kumo waf log`: HAProxy with health checks on an lb host, optionally behind the WAF. */
+export const loadBalancerRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx, ops }) => {
+  const svc = () => new LoadBalancerService(ctx);
 
-/** Read-only for now: the dashboard's topology draws load balancers in front of their instances. */
-export const loadBalancerRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx }) => {
   app.get('/loadbalancers', {
     schema: { tags, operationId: 'listLoadBalancers', summary: 'load balancers with their backends and health', response: { 200: z.array(LoadBalancer), ...errors() } },
-  }, async () => new LoadBalancerService(ctx).list());
+  }, async () => svc().list());
+
+  app.get('/loadbalancers/:name', {
+    schema: { tags, operationId: 'getLoadBalancer', summary: 'one load balancer: frontend, daemons, backends with their last health check', params: NameParams, response: { 200: LoadBalancer, ...errors(404) } },
+  }, async (req) => svc().get(req.params.name));
+
+  app.post('/loadbalancers', {
+    schema: {
+      tags, operationId: 'createLoadBalancer', body: LoadBalancerCreate, response: { 201: LoadBalancer, ...errors(400, 404, 409, 500, 503) },
+      summary: 'start HAProxy (and the WAF) on an lb host for instances on a network; answers when it runs',
+    },
+  }, async (req, reply) => {
+    const { backendPort, waf, ...rest } = req.body;
+    const lb = await svc().create({
+      ...rest, ...(backendPort !== undefined ? { backendPort } : {}),
+      ...(waf ? { waf: { enabled: waf.enabled, ...(waf.paranoia !== undefined ? { paranoia: waf.paranoia } : {}) } } : {}),
+    });
+    ops.resourceChanged('loadbalancer', lb.name, 'created');
+    return reply.code(201).send(lb);
+  });
+
+  app.put('/loadbalancers/:name/instances', {
+    schema: {
+      tags, operationId: 'setLoadBalancerInstances', params: NameParams, body: LoadBalancerInstances, response: { 200: LoadBalancer, ...errors(400, 404) },
+      summary: 'change the instances behind it (like `kumo lb set`); HAProxy reloads without dropping connections',
+    },
+  }, async (req) => {
+    const lb = await svc().setInstances(req.params.name, req.body.instances);
+    ops.resourceChanged('loadbalancer', lb.name, 'updated');
+    return lb;
+  });
+
+  app.post('/loadbalancers/:name/sync', {
+    schema: {
+      tags, operationId: 'syncLoadBalancer', params: NameParams, response: { 200: LoadBalancer, ...errors(404, 500) },
+      summary: 'make the lb host match kumo\'s record again: instance addresses, configuration, daemons',
+    },
+  }, async (req) => {
+    const s = svc();
+    await s.sync(req.params.name);
+    ops.resourceChanged('loadbalancer', req.params.name, 'synced');
+    return s.get(req.params.name);
+  });
+
+  app.delete('/loadbalancers/:name', {
+    schema: { tags, operationId: 'deleteLoadBalancer', summary: 'stop its daemons and remove it', params: NameParams, response: { 204: NoContent, ...errors(404) } },
+  }, async (req, reply) => {
+    await svc().delete(req.params.name);
+    ops.resourceChanged('loadbalancer', req.params.name, 'deleted');
+    return reply.code(204).send();
+  });
+
+  app.get('/loadbalancers/:name/waf-log', {
+    schema: {
+      tags, operationId: 'getWafLog', params: NameParams, querystring: WafLogQuery, response: { 200: z.array(WafEvent), ...errors(400, 404) },
+      summary: 'recent requests the web application firewall blocked (or flagged), with the rules that matched, like `kumo waf log`',
+    },
+  }, async (req) => svc().wafLog(req.params.name, req.query.limit ?? 50));
 };

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { ApiDeps } from '../server.js';
 import { NetworkService } from '../../service/networks.js';
-import { errors, NameParams, Network, NetworkCreate, NoContent } from '../schemas.js';
+import { errors, NameParams, Network, NetworkAutostart, NetworkCreate, NetworkDefine, NoContent, Text } from '../schemas.js';
 
 const tags = ['networks'];
 
@@ -51,4 +51,27 @@ export const networkRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx, 
     ops.resourceChanged('network', req.params.name, 'stopped');
     return svc().get(req.params.name);
   });
+
+  app.post('/networks/define', {
+    schema: {
+      tags, operationId: 'defineNetwork', body: NetworkDefine, response: { 201: Network, ...errors(400, 409) },
+      summary: 'define a network from libvirt XML (checked against libvirt\'s schema first), like `kumo network define`; start it with /start',
+    },
+  }, async (req, reply) => {
+    const n = await svc().define(req.body.xml);
+    ops.resourceChanged('network', n.name, 'defined');
+    return reply.code(201).send(n);
+  });
+
+  app.post('/networks/:name/autostart', {
+    schema: { tags, operationId: 'autostartNetwork', summary: 'whether libvirtd starts it by itself', params: NameParams, body: NetworkAutostart, response: { 200: Network, ...errors(400, 404) } },
+  }, async (req) => {
+    await svc().autostart(req.params.name, req.body.enabled);
+    ops.resourceChanged('network', req.params.name, 'autostart');
+    return svc().get(req.params.name);
+  });
+
+  app.get('/networks/:name/xml', {
+    schema: { tags, operationId: 'getNetworkXml', summary: 'the libvirt network XML, like virsh net-dumpxml', params: NameParams, response: { 200: Text('the network XML', 'application/xml'), ...errors(404) } },
+  }, async (req, reply) => reply.type('application/xml; charset=utf-8').send(await svc().xml(req.params.name)));
 };

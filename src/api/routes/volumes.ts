@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { ApiDeps } from '../server.js';
 import { DETACH_TIMEOUT_MS, VolumeService } from '../../service/volumes.js';
-import { errors, NameParams, NoContent, Volume, VolumeAttach, VolumeAttached, VolumeCreate, VolumeDetach, VolumeDetached, optionalBody } from '../schemas.js';
+import { errors, NameParams, NoContent, Volume, VolumeAttach, VolumeAttached, VolumeCreate, VolumeDetach, VolumeDetached, VolumeResize, VolumeResized, optionalBody } from '../schemas.js';
 
 const tags = ['volumes'];
 
@@ -54,5 +54,16 @@ export const volumeRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx, o
     await svc().delete(req.params.name);
     ops.resourceChanged('volume', req.params.name, 'deleted');
     return reply.code(204).send();
+  });
+
+  app.post('/volumes/:name/resize', {
+    schema: {
+      tags, operationId: 'resizeVolume', params: NameParams, body: VolumeResize, response: { 200: VolumeResized, ...errors(400, 404) },
+      summary: 'grow a volume, also while attached to a running instance (the guest then sees the new size at once)',
+    },
+  }, async (req) => {
+    const r = await svc().resize(req.params.name, req.body.sizeGiB);
+    ops.resourceChanged('volume', req.params.name, 'resized');
+    return r;
   });
 };
