@@ -16,7 +16,7 @@ PACKAGES=(qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu l
 # Only used by tests: cloud-init's schema validator, Open vSwitch for the ovs network mode,
 # tmux for looking at the wizard by hand, an OpenSSH server the ssh tests start on loopback,
 # Chromium for the dashboard's browser tests, and prometheus for promtool (checks /metrics).
-TEST_PACKAGES=(cloud-init openvswitch-switch tmux openssh-server chromium prometheus)
+TEST_PACKAGES=(cloud-init openvswitch-switch tmux openssh-server chromium prometheus wrk)
 [ "${1:-}" = --test ] && PACKAGES+=("${TEST_PACKAGES[@]}")
 command -v node >/dev/null || PACKAGES+=(nodejs npm)
 

@@ -28,8 +28,13 @@ export interface LoadBalancerView extends LoadBalancerRecord {
 }
 
 /** Health checks every second; two failures take a backend out, two passes put it back. */
-const HEALTH = { path: '/', intervalMs: 1000, fall: 2, rise: 2 };
+export const LB_HEALTH = { path: '/', intervalMs: 1000, fall: 2, rise: 2 };
 const FIRST_INTERNAL_PORT = 18080;
+
+function checkParanoia(paranoia: number): number {
+  if (!Number.isInteger(paranoia) || paranoia < 1 || paranoia > 4) throw invalid(`paranoia level ${paranoia} is not 1-4`, 'use 1 (few false positives) to 4 (strictest)');
+  return paranoia;
+}
 
 /**
  * Load balancers (the course's LB: the only way in): HAProxy on an lb host balancing to
@@ -58,8 +63,7 @@ export class LoadBalancerService {
     }
     if (!req.instances.length) throw invalid('a load balancer needs at least one --instance', 'e.g. --instance web1 --instance web2');
     for (const i of req.instances) this.checkInstance(i, req.network);
-    const paranoia = req.waf?.paranoia ?? 1;
-    if (!Number.isInteger(paranoia) || paranoia < 1 || paranoia > 4) throw invalid(`paranoia level ${paranoia} is not 1-4`, 'use 1 (few false positives) to 4 (strictest)');
+    const paranoia = checkParanoia(req.waf?.paranoia ?? 1);
     const taken = this.ctx.loadBalancers.list().filter((l) => l.host === req.host).map((l) => l.internalPort);
     let internalPort = FIRST_INTERNAL_PORT;
     while (taken.includes(internalPort)) internalPort++;
@@ -88,10 +92,24 @@ export class LoadBalancerService {
   }
 
   /** Changes which instances are behind it, then syncs. */
-  async setInstances(name: string, instances: string[]): Promise<LoadBalancerView> {
+  setInstances(name: string, instances: string[]): Promise<LoadBalancerView> {
+    return this.update(name, { instances });
+  }
+
+  /**
+   * Changes the instances behind it and/or its WAF (on, detection only, or none), then syncs in
+   * place: HAProxy and nginx reload, nothing is recreated (with or without the WAF in front,
+   * HAProxy or nginx takes the public port over).
+   */
+  async update(name: string, change: { instances?: string[]; waf?: { enabled: boolean; paranoia: number } | null }): Promise<LoadBalancerView> {
     const r = this.record(name);
-    for (const i of instances) this.checkInstance(i, r.network);
-    this.ctx.loadBalancers.put({ ...r, instances: [...new Set(instances)] });
+    for (const i of change.instances ?? []) this.checkInstance(i, r.network);
+    if (change.waf) checkParanoia(change.waf.paranoia);
+    this.ctx.loadBalancers.put({
+      ...r,
+      ...(change.instances ? { instances: [...new Set(change.instances)] } : {}),
+      ...(change.waf !== undefined ? { waf: change.waf && { enabled: change.waf.enabled, paranoia: change.waf.paranoia } } : {}),
+    });
     await this.sync(name);
     return this.get(name);
   }
@@ -108,11 +126,11 @@ export class LoadBalancerService {
     const backends = r.instances.filter((i) => addresses.has(i)).map((i) => ({ name: i, address: addresses.get(i)!, port: r.backendPort }));
     const internal = { address: '127.0.0.1', port: r.internalPort };
     if (r.waf) {
-      await haproxy.apply({ name: r.name, frontend: internal, backends, health: HEALTH });
+      await haproxy.apply({ name: r.name, frontend: internal, backends, health: LB_HEALTH });
       await waf.apply({ name: r.name, listen: r.frontend, upstream: internal, enabled: r.waf.enabled, paranoia: r.waf.paranoia });
     } else {
       await waf.stop(); // it held the public port
-      await haproxy.apply({ name: r.name, frontend: r.frontend, backends, health: HEALTH });
+      await haproxy.apply({ name: r.name, frontend: r.frontend, backends, health: LB_HEALTH });
     }
   }
 

@@ -105,3 +105,69 @@ export function pollHttpInNetns(netns: string, url: string, intervalMs = 100, re
     },
   };
 }
+
+/** What wrk (4.1) printed: throughput, latency and every kind of failure it counts. */
+export interface WrkResult {
+  requests: number;
+  requestsPerSec: number;
+  latencyMs: { avg: number; max: number; p50: number; p75: number; p90: number; p99: number };
+  /** wrk prints these only when one is not zero. */
+  socketErrors: { connect: number; read: number; write: number; timeout: number };
+  non2xx3xx: number;
+}
+
+/** "720.00us", "1.23ms", "2.00s", "1.50m" → milliseconds. */
+function wrkMs(text: string): number {
+  const m = /^([\d.]+)(us|ms|s|m|h)$/.exec(text);
+  if (!m) throw new Error(`wrk printed a time "${text}" in an unknown unit`);
+  const unit = { us: 0.001, ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'us' | 'ms' | 's' | 'm' | 'h'];
+  return Number(m[1]) * unit;
+}
+
+/** Parses wrk's report (run with --latency). */
+export function parseWrk(out: string): WrkResult {
+  const num = (re: RegExp) => Number(re.exec(out)?.[1] ?? 0);
+  const lat = /^\s*Latency\s+(\S+)\s+\S+\s+(\S+)/m.exec(out);
+  const pct = (p: number) => {
+    const m = new RegExp(`^\\s*${p}%\\s+(\\S+)`, 'm').exec(out);
+    if (!m) throw new Error(`wrk printed no ${p}% latency (run it with --latency): ${out}`);
+    return wrkMs(m[1]!);
+  };
+  const requests = /(\d+) requests in /.exec(out);
+  if (!lat || !requests) throw new Error(`unexpected wrk output: ${out}`);
+  const errors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  return {
+    requests: Number(requests[1]),
+    requestsPerSec: num(/Requests\/sec:\s+([\d.]+)/),
+    latencyMs: { avg: wrkMs(lat[1]!), max: wrkMs(lat[2]!), p50: pct(50), p75: pct(75), p90: pct(90), p99: pct(99) },
+    socketErrors: { connect: Number(errors?.[1] ?? 0), read: Number(errors?.[2] ?? 0), write: Number(errors?.[3] ?? 0), timeout: Number(errors?.[4] ?? 0) },
+    non2xx3xx: num(/Non-2xx or 3xx responses:\s+(\d+)/),
+  };
+}
+
+/**
+ * `wrk -t T -c C -d Ds --latency URL`, inside a network namespace when one is given. Bounded by
+ * its duration (and the few connections asked for); resolves with the parsed report.
+ */
+export function runWrk(url: string, o: { netns?: string; threads: number; connections: number; durationS: number; timeoutS?: number; headers?: string[] }): Promise<WrkResult> {
+  const args = ['-t', String(o.threads), '-c', String(o.connections), '-d', `${o.durationS}s`, ...(o.timeoutS ? ['--timeout', `${o.timeoutS}s`] : []),
+    ...(o.headers ?? []).flatMap((h) => ['-H', h]), '--latency', url];
+  const [cmd, argv] = o.netns ? ['ip', ['netns', 'exec', o.netns, 'wrk', ...args]] as const : ['wrk', args] as const;
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (b: Buffer) => { out += b.toString(); });
+    child.stderr.on('data', (b: Buffer) => { err += b.toString(); });
+    // wrk stops itself after -d; this only guards against a hang.
+    const guard = setTimeout(() => child.kill('SIGKILL'), (o.durationS + 60) * 1000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(guard);
+      if (code !== 0) reject(new Error(`wrk exited with ${code}: ${err.trim() || out.trim()}`));
+      else {
+        try { resolve(parseWrk(out)); } catch (e) { reject(e as Error); }
+      }
+    });
+  });
+}

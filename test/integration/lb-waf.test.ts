@@ -57,23 +57,31 @@ function stopBackend(name: string) {
   servers.delete(name);
 }
 
-interface Reply { status: number; body: string }
+interface Reply {
+  status: number;
+  body: string;
+  /** HAProxy's X-Kumo-Backend header: the server that answered ('' if absent). */
+  backend: string;
+}
 
 /** One request from the client namespace to the LB's public address (a new connection each time). */
 async function get(path = '/', host = 'shop.example'): Promise<Reply> {
-  const r = await outExec.run('curl', ['-s', '-g', '--max-time', '5', '-H', `Host: ${host}`, '-w', '\n%{http_code}', `http://${LB_FRONT}${path}`], { allowFailure: true });
+  const r = await outExec.run('curl', ['-s', '-g', '--max-time', '5', '-H', `Host: ${host}`, '-w', '\n%header{x-kumo-backend}\n%{http_code}', `http://${LB_FRONT}${path}`], { allowFailure: true });
   const lines = r.stdout.split('\n');
   const status = Number(lines.pop());
-  return { status: r.code === 0 ? status : 0, body: lines.join('\n').trim() };
+  const backend = lines.pop() ?? '';
+  return { status: r.code === 0 ? status : 0, backend, body: lines.join('\n').trim() };
 }
 
-/** Which backends answered n requests (all must be 200). */
+/** Which backends answered n requests (all must be 200, each naming itself in X-Kumo-Backend). */
 async function spread(n: number): Promise<string[]> {
   const seen: string[] = [];
   for (let k = 0; k < n; k++) {
     const r = await get();
     assert.equal(r.status, 200, `request ${k} failed: ${r.status} ${r.body}`);
-    seen.push(r.body.replace(/^backend /, ''));
+    const name = r.body.replace(/^backend /, '');
+    assert.equal(r.backend, name, 'X-Kumo-Backend names the server that answered');
+    seen.push(name);
   }
   return seen;
 }

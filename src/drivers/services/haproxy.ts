@@ -18,6 +18,7 @@ export interface Endpoint {
 }
 
 export interface HaproxyBackend extends Endpoint {
+  /** The server's name, also sent back to clients in every answer it gives as X-Kumo-Backend. */
   name: string;
 }
 
@@ -126,6 +127,8 @@ export function buildHaproxyConfig(spec: HaproxySpec, paths: HaproxyPaths, opts:
     '    balance roundrobin',
     ...(h.path !== undefined ? [`    option httpchk GET ${h.path}`] : []),
     `    default-server check inter ${h.intervalMs}ms fall ${h.fall} rise ${h.rise}`,
+    // Names the server (kumo: the instance) that answered, so clients and tests can see the spread.
+    '    http-response set-header X-Kumo-Backend %[srv_name]',
     ...spec.backends.map((b) => `    server ${b.name} ${b.address}:${b.port}`),
     '',
   ];

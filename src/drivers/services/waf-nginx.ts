@@ -170,6 +170,7 @@ export function buildNginxConfig(spec: WafSpec, paths: WafPaths, opts: { module:
     '            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;',
     '            proxy_set_header X-Forwarded-Proto $scheme;',
     '            proxy_connect_timeout 5s;',
+    // HAProxy's answer headers (X-Kumo-Backend, the instance that served it) reach the client as they are: nothing is hidden here.
     '        }',
     '    }',
     '}',
