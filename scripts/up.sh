@@ -20,6 +20,7 @@ kumo is ready: the course's datacenter runs on this machine (root password of th
   node dist/src/cli/main.js lb show front                  # backends and their health (or: npm link, then 'kumo')
   node dist/src/cli/main.js waf log front                  # what the web firewall blocked
   node dist/src/cli/main.js lab status                     # nodes, segments, daemons
+  node dist/src/cli/main.js top                            # live traffic per instance (collected every 5 s in the background)
   node dist/src/cli/main.js instance migrate web-1 --to kvm2
   node dist/src/cli/main.js create                         # the course's interactive wizard
   node dist/src/cli/main.js serve                          # REST API + dashboard on 127.0.0.1:8780

@@ -22,7 +22,54 @@ const InstanceGroupSchema = z.object({
   mount: z.object({ share: name, path: z.string().regex(/^\/[A-Za-z0-9._/-]*$/, 'an absolute path') }).strict().optional(),
   /** Extra cloud-config runcmd lines. */
   runcmd: z.array(z.string()).default([]),
+  /** More cloud-config (write_files, packages, ...), merged after kumo's: list keys are joined. */
+  user_data: z.record(z.string(), z.unknown()).default({}),
+  /** spread: each instance on the hypervisor with the most memory left; pack: fill one before the next. */
+  placement: z.enum(['spread', 'pack']).default('spread'),
+  /** Only these hypervisors (default: any). */
+  hosts: z.array(name).min(1).optional(),
 }).strict();
+
+const FlavorSchema = z.object({
+  vcpus: z.number().int().min(1).max(64),
+  ram_mib: z.number().int().min(64).max(1_048_576),
+  disk_gib: z.number().int().min(1).max(16_384),
+}).strict();
+
+/** Traffic monitoring: a collector kumo keeps running, reading every hypervisor. */
+const MonitoringSchema = z.object({
+  /** Seconds between readings. */
+  interval: z.number().int().min(1).max(3600).default(5),
+  /** How long history is kept: 90m, 24h, 7d. */
+  retention: z.string().regex(/^\d+[smhd]$/, 'a duration such as 90m, 24h or 7d').default('24h'),
+}).strict();
+
+/** What the file opens besides what its load balancers and shares need (all else stays dropped). */
+const FirewallSchema = z.object({
+  allow: z.array(z.object({
+    /** A node with a filtered input: an lb or storage node. */
+    host: name,
+    port: z.number().int().min(1).max(65535),
+    proto: z.enum(['tcp', 'udp']).default('tcp'),
+    /** A lab segment (its whole CIDR) or a CIDR such as 10.5.2.0/24. */
+    from: z.string().min(1),
+  }).strict()).default([]),
+}).strict();
+
+/**
+ * An image kumo builds: the tiny image (registered as "tiny") or a Debian cloud image
+ * (`kumo image build debian-12`, registered under the key's name).
+ */
+const ImageSchema = z.discriminatedUnion('build', [
+  z.object({ build: z.literal('tiny') }).strict(),
+  z.object({
+    build: z.literal('debian-12'),
+    /** The image's disk in GiB; instances grow it to their flavor's size. */
+    size: z.number().int().min(2).max(64).optional(),
+    /** Debian packages besides the base set (cloud-init, ssh, nfs-common, ...). */
+    packages: z.array(z.string().regex(/^[a-z0-9][a-z0-9+.-]+$/, 'a Debian package name')).default([]),
+  }).strict(),
+]);
 
 const ShareSchema = z.object({
   networks: z.array(name).min(1),
@@ -66,11 +113,14 @@ export const DatacenterSchema = z.object({
   name,
   /** The one-machine lab: `course` for the course's topology, or a lab of its own; leave out on real hosts. */
   lab: z.union([z.literal('course').transform(() => COURSE_LAB), LabSpecSchema]).optional(),
-  images: z.record(name, z.object({ build: z.literal('tiny') }).strict()).default({}),
+  images: z.record(name, ImageSchema).default({}),
+  flavors: z.record(name, FlavorSchema).default({}),
   shares: z.record(name, ShareSchema).default({}),
   instances: z.record(name, InstanceGroupSchema).default({}),
   loadbalancers: z.record(name, LoadBalancerSchema).default({}),
   edge: EdgeSchema.optional(),
+  firewall: FirewallSchema.default({ allow: [] }),
+  monitoring: MonitoringSchema.optional(),
 }).strict().superRefine((dc, ctx) => {
   const labNetworks = dc.lab ? Object.keys(dc.lab.segments) : undefined;
   const checkNetwork = (n: string, path: (string | number)[]) => {
@@ -80,9 +130,20 @@ export const DatacenterSchema = z.object({
     if (!i.root_password_hash && !i.ssh_keys.length) ctx.addIssue({ code: 'custom', path: ['instances', g], message: 'no way to log in: give root_password_hash or ssh_keys' });
     if (i.mount && !dc.shares[i.mount.share]) ctx.addIssue({ code: 'custom', path: ['instances', g, 'mount', 'share'], message: `share "${i.mount.share}" is not declared under shares` });
     i.networks?.forEach((n, k) => checkNetwork(n, ['instances', g, 'networks', k]));
+    if (dc.lab) {
+      i.hosts?.forEach((h, k) => {
+        if (!dc.lab!.nodes[h]?.roles.includes('hypervisor')) {
+          ctx.addIssue({ code: 'custom', path: ['instances', g, 'hosts', k], message: `"${h}" is not a hypervisor of the lab (${Object.entries(dc.lab!.nodes).filter(([, n]) => n.roles.includes('hypervisor')).map(([x]) => x).join(', ')})` });
+        }
+      });
+    }
+    for (const [k, v] of Object.entries(i.user_data)) {
+      if (['runcmd', 'bootcmd', 'write_files', 'packages', 'users'].includes(k) && !Array.isArray(v)) ctx.addIssue({ code: 'custom', path: ['instances', g, 'user_data', k], message: `${k} must be a list` });
+      if (['hostname', 'fqdn', 'users'].includes(k)) ctx.addIssue({ code: 'custom', path: ['instances', g, 'user_data', k], message: `kumo sets ${k} itself (the instance's name and root's login); leave it out` });
+    }
   }
-  for (const img of Object.keys(dc.images)) {
-    if (img !== 'tiny') ctx.addIssue({ code: 'custom', path: ['images', img], message: 'the image kumo builds is named "tiny" (import others with kumo image import)' });
+  for (const [img, spec] of Object.entries(dc.images)) {
+    if (spec.build === 'tiny' && img !== 'tiny') ctx.addIssue({ code: 'custom', path: ['images', img], message: 'the tiny image is named "tiny" (import others with kumo image import)' });
   }
   for (const [s, share] of Object.entries(dc.shares)) share.networks.forEach((n, k) => checkNetwork(n, ['shares', s, 'networks', k]));
   for (const [l, lb] of Object.entries(dc.loadbalancers)) {
@@ -102,7 +163,28 @@ export const DatacenterSchema = z.object({
     }
   }
   if (dc.edge) checkEdge(dc, dc.edge, ctx);
+  dc.firewall.allow.forEach((a, k) => {
+    const issue = (key: string, message: string) => ctx.addIssue({ code: 'custom', path: ['firewall', 'allow', k, key], message });
+    if (!dc.lab) return issue('host', 'access rules are derived from the lab\'s addresses; this file has no lab');
+    const node = dc.lab.nodes[a.host];
+    if (!node) issue('host', `"${a.host}" is not a node of the lab`);
+    else if (!node.roles.some((r) => r === 'lb' || r === 'storage')) issue('host', `${a.host} has no filtered input (only lb and storage nodes do); its ports are open already`);
+    if (!dc.lab.segments[a.from] && !isSource(a.from)) {
+      issue('from', `"${a.from}" is neither a lab segment (${Object.keys(dc.lab.segments).join(', ')}) nor an address or CIDR such as 10.5.2.0/24`);
+    }
+  });
 });
+
+/** An IPv4 address or CIDR (any prefix: a single host is /32). */
+function isSource(text: string): boolean {
+  const m = /^([^/]+)(?:\/(\d{1,2}))?$/.exec(text);
+  try {
+    parseIp(m?.[1] ?? '');
+  } catch {
+    return false;
+  }
+  return m?.[2] === undefined || Number(m[2]) <= 32;
+}
 
 function checkEdge(dc: { lab?: z.output<typeof LabSpecSchema> | undefined; loadbalancers: Record<string, z.output<typeof LoadBalancerSchema>> },
   edge: z.output<typeof EdgeSchema>, ctx: z.RefinementCtx): void {

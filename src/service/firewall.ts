@@ -45,6 +45,7 @@ const guarded = (rules: NftRule[]): NftRule[] => [
  * - hypervisors: on their bridges, instances' backend port only from the LB's backend address
  *   (a `bridge` table: it also sees traffic between instances of one bridge);
  * - storage hosts: NFS (2049) only from the instances' DHCP pools of the shares' networks;
+ * - what the file's `firewall.allow` opens on an lb or storage node, from a segment or CIDR;
  * - the edge router (deriveEdge): SNAT of its inside segments out of the outside one, each public
  *   port DNATed to a load balancer's frontend, SSH from outside to itself only, nothing else forwarded.
  * Addresses come from the lab's topology; real hosts are not derived yet.
@@ -62,16 +63,27 @@ export class FirewallService {
       return [];
     }
     const out: HostRules[] = [];
+    // Nodes whose input is filtered, with what each lets in.
+    const inputs = new Map<string, NftRule[]>();
+    const open = (node: string, rules: NftRule[]) => inputs.set(node, [...(inputs.get(node) ?? []), ...rules]);
     const lbs = Object.entries(dc.loadbalancers);
-    for (const host of new Set(lbs.map(([, l]) => l.host))) {
-      const mine = lbs.filter(([, l]) => l.host === host);
+    // By destination only: with an edge, forwarded clients keep their outside source address
+    // (DNAT, no SNAT) and arrive on the LB's inside segment; they match this too.
+    for (const [name, l] of lbs) open(l.host, [{ id: `lb-${name}`, daddr: l.frontend.address, proto: 'tcp', dport: l.frontend.port, action: 'accept' }]);
+    const shareNetworks = [...new Set(Object.values(dc.shares).flatMap((s) => s.networks))];
+    if (shareNetworks.length) {
+      const pools = shareNetworks.filter((net) => lab.segments[net]?.instances).map((net) => dhcpPlan(lab.segments[net]!.cidr).pool);
+      for (const [node] of Object.entries(lab.nodes).filter(([, x]) => x.roles.includes('storage'))) {
+        open(node, pools.length ? [{ id: 'nfs-from-instances', saddr: pools, proto: 'tcp', dport: 2049, action: 'accept' }] : []);
+      }
+    }
+    // What the file opens explicitly (firewall.allow), from a segment or a CIDR.
+    dc.firewall.allow.forEach((a, k) => open(a.host, [{ id: `allow-${k + 1}`, saddr: lab.segments[a.from]?.cidr ?? a.from, proto: a.proto, dport: a.port, action: 'accept' }]));
+    for (const [host, rules] of inputs) {
       out.push({ host, tables: [{
         family: 'inet', name: TABLE,
         chains: [
-          { name: 'input', base: { ...base, hook: 'input', policy: 'drop' },
-            // By destination only: with an edge, forwarded clients keep their outside source
-            // address (DNAT, no SNAT) and arrive on the LB's inside segment; they match this too.
-            rules: guarded(mine.map(([name, l]) => ({ id: `lb-${name}`, daddr: l.frontend.address, proto: 'tcp', dport: l.frontend.port, action: 'accept' }))) },
+          { name: 'input', base: { ...base, hook: 'input', policy: 'drop' }, rules: guarded(rules) },
           { name: 'forward', base: { ...base, hook: 'forward', policy: 'drop' }, rules: [{ id: 'forward-drop', action: 'drop' }] },
         ],
       }] });
@@ -86,19 +98,6 @@ export class FirewallService {
       if (rules.length) {
         out.push({ host: node, tables: [{ family: 'bridge', name: TABLE, chains: [{ name: 'forward', base: { ...base, hook: 'forward', policy: 'accept' }, rules }] }] });
       }
-    }
-    const shareNetworks = [...new Set(Object.values(dc.shares).flatMap((s) => s.networks))];
-    for (const [node] of Object.entries(lab.nodes).filter(([, x]) => x.roles.includes('storage'))) {
-      if (!shareNetworks.length) continue;
-      const pools = shareNetworks.filter((net) => lab.segments[net]?.instances).map((net) => dhcpPlan(lab.segments[net]!.cidr).pool);
-      out.push({ host: node, tables: [{
-        family: 'inet', name: TABLE,
-        chains: [
-          { name: 'input', base: { ...base, hook: 'input', policy: 'drop' },
-            rules: guarded(pools.length ? [{ id: 'nfs-from-instances', saddr: pools, proto: 'tcp', dport: 2049, action: 'accept' }] : []) },
-          { name: 'forward', base: { ...base, hook: 'forward', policy: 'drop' }, rules: [{ id: 'forward-drop', action: 'drop' }] },
-        ],
-      }] });
     }
     return out;
   }

@@ -46,6 +46,37 @@ export interface HostView extends HostRecord {
   instances: number;
 }
 
+export interface PlaceOptions {
+  /** Hosts it must not go to (the one being evacuated). */
+  exclude?: string[];
+  /** Only these hosts. */
+  only?: string[];
+  pack?: boolean;
+}
+
+/**
+ * The placement rule on a snapshot of the hosts (also run dry by `kumo plan`, which adds each
+ * chosen instance to its host's allocation before placing the next).
+ */
+export function chooseHost(hosts: HostView[], vcpus: number, ramMiB: number, opts: PlaceOptions = {}): string {
+  const candidates = hosts.filter((h) => h.roles.includes('hypervisor') && !opts.exclude?.includes(h.name) && (!opts.only || opts.only.includes(h.name)));
+  if (!candidates.length) {
+    throw opts.only
+      ? new KumoError('NOT_FOUND', `none of the hosts ${opts.only.join(', ')} is a registered hypervisor`, 'see `kumo host list`')
+      : new KumoError('NOT_FOUND', 'no hypervisor host is registered', 'add one: kumo host add NAME --uri qemu:///system');
+  }
+  const free = (h: HostView) => (h.memoryMiB ?? 0) - h.allocatedMiB;
+  const fits = candidates.filter((h) => h.up && h.memoryMiB !== undefined && free(h) >= ramMiB && (h.cpus ?? 0) >= vcpus);
+  if (!fits.length) {
+    const seen = candidates.map((h) => (h.up ? `${h.name}: ${free(h)} MiB free, ${h.cpus} CPUs` : `${h.name}: down`));
+    throw new KumoError('IN_USE', `no hypervisor has room for ${vcpus} vCPU / ${ramMiB} MiB (${seen.join('; ')})`,
+      'choose a smaller flavor, free some memory, or add a host');
+  }
+  const order = opts.pack ? 1 : -1;
+  fits.sort((a, b) => order * (free(a) - free(b)) || -order * (a.instances - b.instances) || a.name.localeCompare(b.name));
+  return fits[0]!.name;
+}
+
 export interface AddHostRequest {
   name: string;
   /** Required for hypervisors; nodes without libvirt (storage, lb, edge) have none. */
@@ -153,22 +184,11 @@ export class HostService {
   }
 
   /**
-   * Where a new instance goes: the hypervisor that answers and has the most memory left
-   * after what kumo already gave out there (spread), among those it fits on.
+   * Where a new instance goes: by default the hypervisor that answers and has the most memory
+   * left after what kumo already gave out there (spread); `pack` fills one before the next.
    */
-  async place(vcpus: number, ramMiB: number, exclude: string[] = []): Promise<string> {
-    const candidates = (await this.list()).filter((h) => h.roles.includes('hypervisor') && !exclude.includes(h.name));
-    if (!candidates.length) {
-      throw new KumoError('NOT_FOUND', 'no hypervisor host is registered', 'add one: kumo host add NAME --uri qemu:///system');
-    }
-    const fits = candidates.filter((h) => h.up && h.memoryMiB !== undefined && h.memoryMiB - h.allocatedMiB >= ramMiB && (h.cpus ?? 0) >= vcpus);
-    if (!fits.length) {
-      const seen = candidates.map((h) => (h.up ? `${h.name}: ${(h.memoryMiB ?? 0) - h.allocatedMiB} MiB free, ${h.cpus} CPUs` : `${h.name}: down`));
-      throw new KumoError('IN_USE', `no hypervisor has room for ${vcpus} vCPU / ${ramMiB} MiB (${seen.join('; ')})`,
-        'choose a smaller flavor, free some memory, or add a host');
-    }
-    fits.sort((a, b) => (b.memoryMiB! - b.allocatedMiB) - (a.memoryMiB! - a.allocatedMiB) || a.instances - b.instances || a.name.localeCompare(b.name));
-    return fits[0]!.name;
+  async place(vcpus: number, ramMiB: number, opts: PlaceOptions = {}): Promise<string> {
+    return chooseHost(await this.list(), vcpus, ramMiB, opts);
   }
 
   private record(name: string): HostRecord {

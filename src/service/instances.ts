@@ -8,7 +8,7 @@ import { ImageService } from './images.js';
 import { FlavorService } from './flavors.js';
 import { NetworkService } from './networks.js';
 import { withUndo } from './undo.js';
-import { HostService } from './host.js';
+import { HostService, type PlaceOptions } from './host.js';
 import { SnapshotService } from './snapshots.js';
 import { buildDomainXml, parseDomainXml } from '../drivers/libvirt/domain-xml.js';
 import { migrateLive, type MigrateResult } from '../drivers/libvirt/migrate.js';
@@ -40,6 +40,8 @@ export interface CreateRequest {
   start?: boolean;
   /** Pin to a registered host; without it kumo places the instance (most free memory that fits). */
   host?: string;
+  /** Without `host`: where kumo may place it, and how. */
+  placement?: PlaceOptions;
 }
 
 export interface ReadyInfo {
@@ -106,7 +108,7 @@ export class InstanceService {
     if (this.ctx.instances.get(req.name)) {
       throw new KumoError('ALREADY_EXISTS', `instance "${req.name}" already exists`, `pick another name, or delete it: kumo instance delete ${req.name}`);
     }
-    const host = req.host ?? (await this.hostsSvc.place(vcpus, ramMiB));
+    const host = req.host ?? (await this.hostsSvc.place(vcpus, ramMiB, req.placement));
     if ((await this.ctx.virshFor(host).domainState(req.name)) !== 'missing') {
       throw new KumoError('ALREADY_EXISTS', `libvirt on host ${host} already has a domain named "${req.name}" that kumo did not make`,
         'pick another name; kumo never touches domains it did not create');
@@ -350,7 +352,7 @@ export class InstanceService {
     const worker = async () => {
       for (let r = queue.shift(); r; r = queue.shift()) {
         try {
-          const to = await this.hostsSvc.place(r.vcpus, r.ramMiB, [host]);
+          const to = await this.hostsSvc.place(r.vcpus, r.ramMiB, { exclude: [host] });
           const m = await this.migrate(r.name, to, opts.unsafe !== undefined ? { unsafe: opts.unsafe } : {});
           results.push({ name: r.name, to, ...(m.downtimeMs !== undefined ? { downtimeMs: m.downtimeMs } : {}) });
         } catch (e) {

@@ -1,12 +1,17 @@
+import { spawn } from 'node:child_process';
+import { openSync, closeSync } from 'node:fs';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Context } from './context.js';
-import { sleep } from '../exec/process.js';
+import { local } from '../exec/exec.js';
+import { livePid, sleep, stopDaemon, waitUntil } from '../exec/process.js';
 import { readDomainStats } from '../drivers/libvirt/domstats.js';
 import { Collector, DEFAULT_HISTORY_SIZE, type Inventory, type MetricsSnapshot, type RoundResult } from '../metrics/collector.js';
 import { DEFAULT_RETENTION_MS, METRICS_DB_FILE, MetricsStore, type HostStatus } from '../metrics/store.js';
 import type { InstanceSample } from '../metrics/sample.js';
 import { renderPrometheus } from '../metrics/prometheus.js';
-import { invalid, notFound } from '../model/errors.js';
+import { KumoError, invalid, notFound } from '../model/errors.js';
 import type { RuntimeState } from '../model/types.js';
 
 /** One line of `kumo top`: an instance kumo has, with its newest reading if there is one. */
@@ -166,6 +171,61 @@ export class MonitoringService {
     this.store?.close();
     this.store = undefined;
   }
+
+  // ---- the background collector (a datacenter file's `monitoring:`) ----
+
+  private get daemonDir(): string {
+    return join(this.ctx.paths.home, 'monitor');
+  }
+
+  /** The background collector's pid and settings, if it runs. */
+  async collectorDaemon(): Promise<{ pid: number; settings: CollectorSettings } | undefined> {
+    const pid = await livePid(local, join(this.daemonDir, 'collector.pid'), 'monitor run');
+    if (!pid) return undefined;
+    const settings = JSON.parse(await readFile(join(this.daemonDir, 'collector.json'), 'utf8').catch(() => '{}')) as CollectorSettings;
+    return { pid, settings };
+  }
+
+  /**
+   * Starts `kumo monitor run` in the background (what a service manager would run), replacing
+   * one with other settings; its log is KUMO_HOME/monitor/collector.log.
+   */
+  async startCollector(settings: CollectorSettings): Promise<number> {
+    parseDuration('retention', settings.retention);
+    await this.stopCollector();
+    await mkdir(this.daemonDir, { recursive: true });
+    const log = openSync(join(this.daemonDir, 'collector.log'), 'w');
+    // The daemon is the CLI's own `monitor run`: one collector loop, whoever starts it.
+    const cli = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+    const child = spawn(process.execPath, [cli, 'monitor', 'run', '--interval', String(settings.intervalS), '--retention', settings.retention], {
+      detached: true, stdio: ['ignore', log, log], env: { ...process.env, KUMO_HOME: this.ctx.paths.home },
+    });
+    closeSync(log);
+    child.unref();
+    const pid = child.pid!;
+    await writeFile(join(this.daemonDir, 'collector.pid'), `${pid}\n`);
+    await writeFile(join(this.daemonDir, 'collector.json'), JSON.stringify(settings));
+    // It runs once it has written its first line ("collecting every ...").
+    await waitUntil('the collector to start', async () => {
+      if (!(await livePid(local, join(this.daemonDir, 'collector.pid'), 'monitor run'))) {
+        throw new KumoError('COMMAND_FAILED', 'the metrics collector exited at once', `see ${join(this.daemonDir, 'collector.log')}`);
+      }
+      return /collecting every/.test(await readFile(join(this.daemonDir, 'collector.log'), 'utf8')) || undefined;
+    }, 30_000);
+    return pid;
+  }
+
+  async stopCollector(): Promise<void> {
+    const running = await this.collectorDaemon();
+    if (running) await stopDaemon(local, running.pid, async () => (await this.collectorDaemon()) !== undefined, 'the metrics collector');
+    await rm(join(this.daemonDir, 'collector.pid'), { force: true });
+  }
+}
+
+export interface CollectorSettings {
+  intervalS: number;
+  /** A duration such as 24h. */
+  retention: string;
 }
 
 export type { RoundResult, MetricsSnapshot, HostStatus };

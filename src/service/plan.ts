@@ -8,10 +8,18 @@ import { LabService } from './lab.js';
 import { LoadBalancerService } from './loadbalancers.js';
 import { ShareService } from './shares.js';
 import { FirewallService } from './firewall.js';
+import { FlavorService } from './flavors.js';
+import { HostService, chooseHost } from './host.js';
+import { MonitoringService } from './monitoring.js';
 import { KumoError } from '../model/errors.js';
 import { DatacenterSchema, groupMembers, type Datacenter, type InstanceGroup } from '../model/datacenter.js';
 import { parseYamlFile } from '../model/yaml-file.js';
+import { cloudConfigText, nfsMountConfig } from '../drivers/image/seed.js';
 import type { ResourceKind } from '../store/datacenter-resources.js';
+
+type LoadBalancerSpec = Datacenter['loadbalancers'][string];
+const wafOf = (l: LoadBalancerSpec) => (l.waf ? { enabled: l.waf.enabled, paranoia: l.waf.paranoia } : null);
+const wafWords = (w: { enabled: boolean; paranoia: number } | null) => (!w ? 'none' : `${w.enabled ? 'on' : 'detection only'} (paranoia ${w.paranoia})`);
 
 export type Action = 'create' | 'update' | 'start' | 'recreate' | 'delete';
 
@@ -21,6 +29,8 @@ export interface Change {
   name: string;
   /** Why, in words (what differs between the file and what runs). */
   why: string;
+  /** An instance to create: the hypervisor the plan placed it on (when the hosts are known yet). */
+  host?: string;
 }
 
 /**
@@ -38,11 +48,17 @@ export class PlanService {
     return parseYamlFile(text, DatacenterSchema, file);
   }
 
+  /** A datacenter file given as text (the API's request body); errors name `file` with line and column. */
+  parse(text: string, file: string): Datacenter {
+    return parseYamlFile(text, DatacenterSchema, file);
+  }
+
   /** What apply would do, in order. */
   async plan(dc: Datacenter): Promise<Change[]> {
     this.checkOwnership(dc);
     const changes: Change[] = [];
-    const add = (action: Action, kind: ResourceKind, name: string, why: string) => changes.push({ action, kind, name, why });
+    const add = (action: Action, kind: ResourceKind, name: string, why: string, host?: string) =>
+      changes.push({ action, kind, name, why, ...(host ? { host } : {}) });
 
     if (dc.lab) {
       const lab = new LabService(this.ctx);
@@ -56,9 +72,18 @@ export class PlanService {
       }
     }
     for (const [name, image] of Object.entries(dc.images)) {
-      const state = await new ImageService(this.ctx).tinyState();
+      const state = await this.imageState(name, image);
       if (state === 'missing') add('create', 'image', name, `build ${image.build}`);
       if (state === 'stale') add('update', 'image', name, `registered from an older ${image.build} recipe`);
+    }
+    for (const [name, f] of Object.entries(dc.flavors)) {
+      const have = this.ctx.flavors.get(name);
+      const spec = `${f.vcpus} vCPU / ${f.ram_mib} MiB / ${f.disk_gib} GiB`;
+      if (!have) add('create', 'flavor', name, spec);
+      else if (have.vcpus !== f.vcpus || have.ramMiB !== f.ram_mib || have.diskGiB !== f.disk_gib) {
+        if (have.builtin) throw new KumoError('IN_USE', `flavor "${name}" is built in (${have.vcpus} vCPU / ${have.ramMiB} MiB / ${have.diskGiB} GiB) and cannot be redefined`, `give the file's flavor another name than ${name}`);
+        add('update', 'flavor', name, `is ${have.vcpus} vCPU / ${have.ramMiB} MiB / ${have.diskGiB} GiB, should be ${spec} (instances keep their size)`);
+      }
     }
     for (const [name, s] of Object.entries(dc.shares)) {
       const have = this.ctx.shares.get(name);
@@ -73,14 +98,15 @@ export class PlanService {
     // One listing per host for all instances, not a full read of each.
     const states = new Map((await new InstanceService(this.ctx).list()).map((i) => [i.name, i.state]));
     const wanted = new Set<string>();
+    const placer = await this.dryPlacer(dc, changes.some((c) => c.kind === 'lab'));
     for (const [group, g] of Object.entries(dc.instances)) {
+      const flavor = this.flavorOf(dc, group, g);
       for (const name of groupMembers(group, g.count)) {
         wanted.add(name);
         const record = this.ctx.instances.get(name);
-        if (!record) { add('create', 'instance', name, `${g.image}, ${g.flavor}`); continue; }
-        const flavor = this.ctx.flavors.get(g.flavor);
-        if (record.image !== g.image || (flavor && (record.vcpus !== flavor.vcpus || record.ramMiB !== flavor.ramMiB))) {
-          add('recreate', 'instance', name, `is ${record.image}/${record.vcpus} vCPU/${record.ramMiB} MiB, should be ${g.image}/${g.flavor}`);
+        if (!record) { add('create', 'instance', name, `${g.image}, ${g.flavor}`, placer(name, flavor, g)); continue; }
+        if (record.image !== g.image || record.vcpus !== flavor.vcpus || record.ramMiB !== flavor.ramMiB) {
+          add('recreate', 'instance', name, `is ${record.image}/${record.vcpus} vCPU/${record.ramMiB} MiB, should be ${g.image}/${g.flavor}`, placer(name, flavor, g));
           continue;
         }
         const state = states.get(name);
@@ -97,10 +123,14 @@ export class PlanService {
       const members = groupMembers(l.instances, dc.instances[l.instances]!.count);
       if (!have) { add('create', 'loadbalancer', name, `${l.frontend.address}:${l.frontend.port} -> ${l.instances} (${members.length})`); continue; }
       const spec = have.host === l.host && have.frontend.address === l.frontend.address && have.frontend.port === l.frontend.port
-        && have.network === l.network && have.backendPort === l.backend_port
-        && JSON.stringify(have.waf) === JSON.stringify(l.waf ? { enabled: l.waf.enabled, paranoia: l.waf.paranoia } : null);
-      if (!spec) { add('recreate', 'loadbalancer', name, 'its frontend, network, port or WAF settings changed'); continue; }
-      if (have.instances.join() !== members.join()) { add('update', 'loadbalancer', name, `backends ${have.instances.join(', ')} -> ${members.join(', ')}`); continue; }
+        && have.network === l.network && have.backendPort === l.backend_port;
+      if (!spec) { add('recreate', 'loadbalancer', name, 'its host, frontend, network or port changed'); continue; }
+      // The WAF and the backends change in place (reloads), without taking the website down.
+      const changed = [
+        ...(JSON.stringify(have.waf) !== JSON.stringify(wafOf(l)) ? [`WAF ${wafWords(have.waf)} -> ${wafWords(wafOf(l))}`] : []),
+        ...(have.instances.join() !== members.join() ? [`backends ${have.instances.join(', ')} -> ${members.join(', ')}`] : []),
+      ];
+      if (changed.length) { add('update', 'loadbalancer', name, changed.join('; ')); continue; }
       const drift = await lbs.drift(name);
       if (drift.length) add('update', 'loadbalancer', name, drift.join('; '));
     }
@@ -115,7 +145,15 @@ export class PlanService {
       if (!owned) add('create', 'edge', dc.edge.host, `route ${dc.edge.outside} (${dc.edge.public_address}) with SNAT${dc.edge.forwards.map((f) => `, :${f.port} -> ${f.to}`).join('')}${dc.edge.ssh ? ', SSH in' : ''}`);
       else if (drift.length) add('update', 'edge', dc.edge.host, drift.join('; '));
     }
+    const collector = await new MonitoringService(this.ctx).collectorDaemon();
+    if (dc.monitoring) {
+      const want = { intervalS: dc.monitoring.interval, retention: dc.monitoring.retention };
+      if (!collector) add(this.ctx.datacenterResources.owner('monitoring', dc.name) ? 'update' : 'create', 'monitoring', dc.name, `collector every ${want.intervalS} s, history kept ${want.retention}${this.ctx.datacenterResources.owner('monitoring', dc.name) ? ' (it does not run)' : ''}`);
+      else if (JSON.stringify(collector.settings) !== JSON.stringify(want)) add('update', 'monitoring', dc.name, `collector runs every ${collector.settings.intervalS} s, kept ${collector.settings.retention}; should be ${want.intervalS} s, ${want.retention}`);
+    }
     for (const { kind, name } of this.ctx.datacenterResources.owned(dc.name)) {
+      if (kind === 'monitoring' && !dc.monitoring) add('delete', kind, name, 'no longer in the file');
+      if (kind === 'flavor' && !dc.flavors[name]) add('delete', kind, name, 'no longer in the file');
       if (kind === 'edge' && dc.edge?.host !== name) add('delete', kind, name, 'no longer in the file');
       if (kind === 'loadbalancer' && !dc.loadbalancers[name]) add('delete', kind, name, 'no longer in the file');
       if (kind === 'share' && !dc.shares[name]) add('delete', kind, name, 'no longer in the file');
@@ -129,7 +167,7 @@ export class PlanService {
     const instances = new InstanceService(this.ctx);
     const lbs = new LoadBalancerService(this.ctx);
     const started: string[] = [];
-    const order: ResourceKind[] = ['lab', 'edge', 'image', 'share', 'loadbalancer', 'instance'];
+    const order: ResourceKind[] = ['monitoring', 'lab', 'edge', 'image', 'flavor', 'share', 'loadbalancer', 'instance'];
     // Deletions first (load balancers before the instances behind them), then the rest in dependency order.
     const deletions = changes.filter((c) => c.action === 'delete').sort((a, b) => order.indexOf(a.kind) - order.indexOf(b.kind));
     for (const c of deletions) {
@@ -138,10 +176,12 @@ export class PlanService {
       if (c.kind === 'loadbalancer') await lbs.delete(c.name);
       if (c.kind === 'instance') await instances.delete(c.name);
       if (c.kind === 'share') await new ShareService(this.ctx).delete(c.name);
+      if (c.kind === 'flavor') new FlavorService(this.ctx).delete(c.name);
+      if (c.kind === 'monitoring') await new MonitoringService(this.ctx).stopCollector();
       this.ctx.datacenterResources.release(c.kind, c.name);
     }
     const rest = changes.filter((c) => c.action !== 'delete');
-    for (const kind of ['lab', 'image', 'share', 'instance'] as const) {
+    for (const kind of ['lab', 'image', 'flavor', 'share', 'instance'] as const) {
       for (const c of rest.filter((x) => x.kind === kind)) {
         onChange(c);
         await this.act(dc, c, started);
@@ -149,10 +189,12 @@ export class PlanService {
       }
     }
     // Load balancers need their instances' addresses: wait for every new or restarted one.
-    for (const name of started) await instances.waitReady(name, 300_000);
+    // A real image under TCG takes minutes to boot and run cloud-init.
+    for (const name of started) await instances.waitReady(name, 900_000);
     // Access rules last: everything they let through exists by now.
     // The edge after both: it forwards to load balancers that run and are let in by then.
-    for (const c of [...rest.filter((x) => x.kind === 'loadbalancer' || x.kind === 'firewall'), ...rest.filter((x) => x.kind === 'edge')]) {
+    // Monitoring last: it reads every hypervisor and instance there is by then.
+    for (const c of [...rest.filter((x) => x.kind === 'loadbalancer' || x.kind === 'firewall'), ...rest.filter((x) => x.kind === 'edge' || x.kind === 'monitoring')]) {
       onChange(c);
       await this.act(dc, c, started);
       this.ctx.datacenterResources.claim(dc.name, c.kind, c.name);
@@ -173,11 +215,13 @@ export class PlanService {
         done.push(c);
       }
     };
+    await step('monitoring', () => new MonitoringService(this.ctx).stopCollector());
     await step('edge', (n) => new FirewallService(this.ctx).removeEdge(n));
     await step('firewall', () => new FirewallService(this.ctx).remove(dc));
     await step('loadbalancer', (n) => (this.ctx.loadBalancers.get(n) ? new LoadBalancerService(this.ctx).delete(n) : Promise.resolve()));
     await step('instance', (n) => (this.ctx.instances.get(n) ? new InstanceService(this.ctx).delete(n) : Promise.resolve()));
     await step('share', (n) => (this.ctx.shares.get(n) ? new ShareService(this.ctx).delete(n) : Promise.resolve()));
+    await step('flavor', async (n) => { if (this.ctx.flavors.get(n)) new FlavorService(this.ctx).delete(n); });
     await step('image', async (n) => {
       if (this.ctx.images.get(n) && !this.ctx.instances.list().some((i) => i.image === n)) await new ImageService(this.ctx).delete(n);
     });
@@ -190,9 +234,13 @@ export class PlanService {
       case 'lab':
         await new LabService(this.ctx).up(dc.lab!);
         return;
-      case 'image':
-        await new ImageService(this.ctx).buildTiny();
+      case 'image': {
+        const spec = dc.images[c.name]!;
+        const images = new ImageService(this.ctx);
+        if (spec.build === 'tiny') await images.buildTiny();
+        else await images.buildDebian({ recipe: spec.build, name: c.name, packages: spec.packages, ...(spec.size ? { sizeGiB: spec.size } : {}) });
         return;
+      }
       case 'share': {
         const s = dc.shares[c.name]!;
         const svc = new ShareService(this.ctx);
@@ -214,6 +262,7 @@ export class PlanService {
             name: c.name, image: g.image, flavor: g.flavor, sshKeys: g.ssh_keys,
             ...(g.networks ? { networks: g.networks } : {}), ...(g.root_password_hash ? { passwordHash: g.root_password_hash } : {}),
             userData: await this.userData(g, group),
+            ...(c.host ? { host: c.host } : { placement: { pack: g.placement === 'pack', ...(g.hosts ? { only: g.hosts } : {}) } }),
           });
         }
         started.push(c.name);
@@ -221,6 +270,16 @@ export class PlanService {
       }
       case 'firewall':
         await new FirewallService(this.ctx).apply(dc);
+        return;
+      case 'flavor': {
+        const f = dc.flavors[c.name]!;
+        const flavors = new FlavorService(this.ctx);
+        if (c.action === 'update') flavors.delete(c.name);
+        flavors.create(c.name, f.vcpus, f.ram_mib, f.disk_gib);
+        return;
+      }
+      case 'monitoring':
+        await new MonitoringService(this.ctx).startCollector({ intervalS: dc.monitoring!.interval, retention: dc.monitoring!.retention });
         return;
       case 'edge':
         await new FirewallService(this.ctx).applyEdge(dc);
@@ -231,32 +290,78 @@ export class PlanService {
         const members = groupMembers(l.instances, dc.instances[l.instances]!.count);
         if (c.action === 'recreate') await lbs.delete(c.name);
         if (!this.ctx.loadBalancers.get(c.name)) {
+          const waf = wafOf(l);
           await lbs.create({
             name: c.name, host: l.host, frontend: `${l.frontend.address}:${l.frontend.port}`, network: l.network, instances: members,
-            backendPort: l.backend_port, ...(l.waf ? { waf: { enabled: l.waf.enabled, paranoia: l.waf.paranoia } } : {}),
+            backendPort: l.backend_port, ...(waf ? { waf } : {}),
           });
         } else {
-          await lbs.setInstances(c.name, members);
+          await lbs.update(c.name, { instances: members, waf: wafOf(l) });
         }
         return;
       }
     }
   }
 
-  /** cloud-config for a group: mount its share (retrying while DHCP settles), then its runcmd. */
+  /** cloud-config for a group: mount its share, then its runcmd, then its user_data. */
   private async userData(g: InstanceGroup, group: string): Promise<string> {
-    const lines: string[] = [];
+    let mount = {};
     if (g.mount) {
       const share = await new ShareService(this.ctx).get(g.mount.share);
-      const mount = share.mounts.find((m) => !g.networks || g.networks.includes(m.network));
-      if (!mount) throw new KumoError('INVALID_INPUT', `instances of "${group}" are on no network share "${g.mount.share}" is served to`, 'add one of the share\'s networks to the group');
-      const server = mount.source.split(':')[0]!;
-      lines.push(`mkdir -p ${g.mount.path}`,
-        `i=0; until mount -t nfs4 -o vers=4.1,actimeo=1,addr=${server} ${mount.source} ${g.mount.path}; do i=$((i+1)); [ $i -ge 30 ] && break; sleep 1; done`);
+      const m = share.mounts.find((x) => !g.networks || g.networks.includes(x.network));
+      if (!m) throw new KumoError('INVALID_INPUT', `instances of "${group}" are on no network share "${g.mount.share}" is served to`, 'add one of the share\'s networks to the group');
+      mount = nfsMountConfig(m.source.split(':')[0]!, m.source, g.mount.path);
     }
-    lines.push(...g.runcmd);
-    if (!lines.length) return '#cloud-config\n{}\n';
-    return `#cloud-config\nruncmd:\n${lines.map((l) => `  - ${JSON.stringify(l)}`).join('\n')}\n`;
+    return cloudConfigText(mount, { runcmd: g.runcmd }, g.user_data);
+  }
+
+  /** A group's flavor: the file's own, or one kumo has. */
+  private flavorOf(dc: Datacenter, group: string, g: InstanceGroup): { vcpus: number; ramMiB: number } {
+    const own = dc.flavors[g.flavor];
+    if (own) return { vcpus: own.vcpus, ramMiB: own.ram_mib };
+    const have = this.ctx.flavors.get(g.flavor);
+    if (!have) throw new KumoError('NOT_FOUND', `instances.${group}.flavor: flavor "${g.flavor}" is neither in the file nor known to kumo`, 'declare it under flavors:, or pick one of `kumo flavor list`');
+    return have;
+  }
+
+  /**
+   * Placement run dry, instance by instance, on one reading of the hosts (each placed instance
+   * counts against its host for the next): an impossible placement is an error before apply
+   * makes anything. Undefined when the hosts are not there yet (a lab still to create).
+   */
+  private async dryPlacer(dc: Datacenter, labPending: boolean) {
+    const hosts = labPending ? [] : await new HostService(this.ctx).list();
+    return (name: string, flavor: { vcpus: number; ramMiB: number }, g: InstanceGroup): string | undefined => {
+      if (!hosts.some((h) => h.roles.includes('hypervisor'))) return undefined;
+      const old = this.ctx.instances.get(name);
+      const was = old && hosts.find((h) => h.name === old.host);
+      if (was) { was.allocatedMiB -= old.ramMiB; was.instances -= 1; }
+      let host: string;
+      try {
+        host = chooseHost(hosts, flavor.vcpus, flavor.ramMiB, { pack: g.placement === 'pack', ...(g.hosts ? { only: g.hosts } : {}) });
+      } catch (e) {
+        if (e instanceof KumoError) throw new KumoError(e.code, `cannot place instance ${name} of ${dc.name}: ${e.message}`, e.fix);
+        throw e;
+      }
+      const h = hosts.find((x) => x.name === host)!;
+      h.allocatedMiB += flavor.ramMiB;
+      h.instances += 1;
+      return host;
+    };
+  }
+
+  /**
+   * The tiny image is rebuilt when its recipe changed; a Debian image is built once (its cache
+   * key follows the mirror's state, and a rebuild takes minutes: `kumo image build` refreshes it).
+   */
+  private async imageState(name: string, spec: Datacenter['images'][string]): Promise<'missing' | 'current' | 'stale'> {
+    if (spec.build === 'tiny') return new ImageService(this.ctx).tinyState();
+    const image = this.ctx.images.get(name);
+    if (!image || !existsSync(image.disk)) return 'missing';
+    if (!image.source.startsWith(`${spec.build}:`)) {
+      throw new KumoError('ALREADY_EXISTS', `image "${name}" exists and was not built by \`kumo image build ${spec.build}\``, `rename the image in the file, or delete it first: kumo image delete ${name}`);
+    }
+    return 'current';
   }
 
   /** What is wrong with a lab that is up: what `lab up` would repair. */

@@ -17,7 +17,7 @@ export interface TestEnv {
   network: string;
   ctx: Context;
   /** Runs the CLI as a user would, in this environment. */
-  cli(args: string[], opts?: { input?: string }): Promise<{ code: number; stdout: string; stderr: string }>;
+  cli(args: string[], opts?: { input?: string; timeoutMs?: number }): Promise<{ code: number; stdout: string; stderr: string }>;
   cliEnv: NodeJS.ProcessEnv;
   cleanup(): Promise<void>;
 }
@@ -53,7 +53,7 @@ export async function makeTestEnv(label: string): Promise<TestEnv> {
   return {
     prefix, home, network, ctx, cliEnv,
     async cli(args, opts = {}) {
-      const r = await local.run('node', [CLI, ...args], { env: cliEnv, allowFailure: true, ...(opts.input !== undefined ? { input: opts.input } : {}), timeoutMs: 300_000 });
+      const r = await local.run('node', [CLI, ...args], { env: cliEnv, allowFailure: true, ...(opts.input !== undefined ? { input: opts.input } : {}), timeoutMs: opts.timeoutMs ?? 300_000 });
       return { code: r.code, stdout: r.stdout, stderr: r.stderr };
     },
     async cleanup() {

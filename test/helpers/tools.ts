@@ -2,6 +2,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { local } from '../../src/exec/exec.js';
+import { buildSeed, cloudConfigText, nfsMountConfig } from '../../src/drivers/image/seed.js';
+import { hashPassword } from '../../src/model/password.js';
 
 /** Runs an external validator on a document; returns its verdict and what it said. */
 export async function validateWith(tool: string, args: (file: string) => string[], body: string, name = 'doc.xml') {
@@ -20,3 +22,21 @@ export { virtXmlValidate } from '../../src/drivers/libvirt/validate.js';
 
 export const cloudInitSchema = (userData: string) =>
   validateWith('cloud-init', (f) => ['schema', '-c', f], userData, 'user-data');
+
+/**
+ * Every kind of user-data kumo writes into a seed: password only, keys only, the user's own
+ * cloud-config merged, and a datacenter group's (share mount + runcmd) merged.
+ */
+export function generatedUserData(): [string, string][] {
+  const base = { instanceId: 'a1b2', hostname: 'web1', sshKeys: ['ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHq0 me@laptop'], nics: [{ mac: '52:54:00:aa:bb:cc' }] };
+  const group = cloudConfigText(nfsMountConfig('10.5.3.10', '10.5.3.10:/site', '/srv/site'), { runcmd: ['httpd -p 8080 -h /srv/site'] },
+    { write_files: [{ path: '/etc/motd', content: 'hi\n' }] });
+  return [
+    ['a password and a key', buildSeed({ ...base, rootPasswordHash: hashPassword('x') })['user-data']],
+    ['a password only', buildSeed({ ...base, sshKeys: [], rootPasswordHash: hashPassword('y') })['user-data']],
+    ['a key only', buildSeed(base)['user-data']],
+    ["the user's cloud-config", buildSeed({ ...base, userData: '#cloud-config\nruncmd:\n  - [sh, -c, "echo hi > /var/www/hi"]\nwrite_files:\n  - path: /etc/motd\n    content: |\n      hello\n    permissions: "0644"\n' })['user-data']],
+    ['a datacenter group', buildSeed({ ...base, rootPasswordHash: hashPassword('z'), userData: group })['user-data']],
+    ['an empty datacenter group', buildSeed({ ...base, userData: cloudConfigText() })['user-data']],
+  ];
+}

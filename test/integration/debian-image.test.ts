@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CLI, makeTestEnv, sleep, waitFor, type TestEnv } from '../helpers/env.js';
 import { Terminal } from '../helpers/pty.js';
+import { generatedUserData } from '../helpers/tools.js';
 import { local } from '../../src/exec/exec.js';
 import { InstanceService } from '../../src/service/instances.js';
 
@@ -160,11 +161,11 @@ test('debian-12: a real Debian cloud image that boots from its own boot loader a
         .catch((x: Error) => x.message)}\n${await logTail()}`));
     const leased = (await new InstanceService(env.ctx).get(name)).nics[0]?.ipv4;
     if (leased !== ip) t.diagnostic(`kumo shows ${leased ?? 'no address'} for the guest, which has ${ip}`);
-    const ssh = (cmd: string, timeoutMs = 120_000) => local.run('ssh', [
+    const ssh = (cmd: string, timeoutMs = 120_000, input?: string) => local.run('ssh', [
       '-i', key, '-o', 'IdentitiesOnly=yes', '-o', 'BatchMode=yes', '-o', 'PasswordAuthentication=no',
       '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'ConnectTimeout=10', '-o', 'LogLevel=ERROR',
       `root@${ip}`, cmd,
-    ], { allowFailure: true, timeoutMs });
+    ], { allowFailure: true, timeoutMs, ...(input !== undefined ? { input } : {}) });
     await waitFor('ssh with the instance\'s key', async () => ((await ssh('true', 30_000)).code === 0 ? true : (await sleep(2000), undefined)), 300_000);
 
     // cloud-init restarts sshd while it works (ssh_pwauth): a connection may drop (ssh exits 255).
@@ -213,6 +214,15 @@ test('debian-12: a real Debian cloud image that boots from its own boot loader a
     const schema = await ssh('cloud-init schema --system');
     assert.equal(schema.code, 0, `the guest's own cloud-init schema refused the user-data:\n${schema.stdout}${schema.stderr}`);
     assert.match(schema.stdout, /Valid cloud-config/);
+    // Every other kind of user-data kumo writes, checked by this image's own cloud-init too.
+    for (const [what, userData] of generatedUserData()) {
+      const r = await ssh('f=$(mktemp) && cat > "$f" && cloud-init schema -c "$f"; rc=$?; rm -f "$f"; exit $rc', 120_000, userData);
+      assert.equal(r.code, 0, `the guest's cloud-init schema refused ${what}:\n${r.stdout}${r.stderr}\n${userData}`);
+      assert.doesNotMatch(`${r.stdout}${r.stderr}`, /deprecat|invalid|error/i, `the guest's cloud-init schema warned on ${what}`);
+    }
+    const mac = (await new InstanceService(env.ctx).get(name)).nics[0]?.mac;
+    assert.equal((await run('cat /sys/class/net/nic0/address')).trim(), mac, "the NIC took the seed's name (set-name)");
+    assert.equal((await run('command -v mount.nfs4')).trim(), '/usr/sbin/mount.nfs4', 'nfs-common: instances can mount shares');
   } finally {
     term?.kill();
     await env.cleanup();

@@ -9,7 +9,7 @@ import { DatacenterSchema, type Datacenter } from '../../model/datacenter.js';
 import { invalid } from '../../model/errors.js';
 
 const SIGN: Record<Change['action'], string> = { create: '+', update: '~', start: '>', recreate: '±', delete: '-' };
-const line = (c: Change) => `${SIGN[c.action]} ${c.action} ${c.kind} ${c.name}: ${c.why}`;
+const line = (c: Change) => `${SIGN[c.action]} ${c.action} ${c.kind} ${c.name}: ${c.why}${c.host ? ` (on ${c.host})` : ''}`;
 
 /** The datacenter file's JSON Schema (for editors and CI), generated from the same zod schema kumo validates with. */
 export function datacenterJsonSchema(): unknown {

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { context, say } from '../app.js';
 import { API_PREFIX, DEFAULT_PORT, DOCS_PATH } from '../../api/schemas.js';
+import { MonitoringService } from '../../service/monitoring.js';
 import { OperationRegistry } from '../../service/operations.js';
 import { TokenService } from '../../service/tokens.js';
 import { invalid, KumoError } from '../../model/errors.js';
@@ -43,7 +44,9 @@ export function serveCommand(): Command {
             }),
           },
         },
-        monitor: every === 0 ? false : { intervalMs: Math.max(1_000, Math.round(every * 1000)) },
+        // A background collector (a datacenter file's monitoring) records the history already:
+        // the server's own then only feeds /metrics and the charts, without writing it twice.
+        monitor: every === 0 ? false : { intervalMs: Math.max(1_000, Math.round(every * 1000)), record: !(await new MonitoringService(ctx).collectorDaemon()) },
       });
       try {
         await app.listen({ host: o.listen, port });

@@ -26,10 +26,10 @@ export interface SeedFiles {
   'network-config': string;
 }
 
-type CloudConfig = Record<string, unknown>;
+export type CloudConfig = Record<string, unknown>;
 
 /** Keys whose lists are joined (kumo's entries first) rather than replaced. */
-const LIST_KEYS = ['users', 'runcmd', 'bootcmd', 'write_files', 'ssh_authorized_keys', 'packages'];
+const LIST_KEYS = ['users', 'runcmd', 'bootcmd', 'write_files', 'ssh_authorized_keys', 'packages', 'mounts'];
 
 export function buildSeed(s: SeedInput): SeedFiles {
   const ours: CloudConfig = {
@@ -50,10 +50,34 @@ export function buildSeed(s: SeedInput): SeedFiles {
   return {
     'meta-data': stringify({ 'instance-id': s.instanceId, 'local-hostname': s.hostname }),
     'user-data': `#cloud-config\n${stringify(merged, { lineWidth: 0 })}`,
+    // set-name: renderers other than netplan (ifupdown's ENI on Debian 10/11, sysconfig on
+    // CentOS 7) name the interface by the key, so the NIC is renamed to it; netplan does the same.
     'network-config': stringify({
       version: 2,
-      ethernets: Object.fromEntries(s.nics.map((n, i) => [`nic${i}`, { match: { macaddress: n.mac }, dhcp4: true }])),
+      ethernets: Object.fromEntries(s.nics.map((n, i) => [`nic${i}`, { match: { macaddress: n.mac }, 'set-name': `nic${i}`, dhcp4: true }])),
     }),
+  };
+}
+
+/**
+ * One #cloud-config from parts merged in order (their lists joined, the first part's other
+ * keys kept), e.g. a datacenter file's instance group: its share mount, its runcmd, its user_data.
+ */
+export function cloudConfigText(...parts: CloudConfig[]): string {
+  const doc = parts.reduce((acc, part) => mergeCloudConfig(acc, part), {});
+  return Object.keys(doc).length ? `#cloud-config\n${stringify(doc, { lineWidth: 0 })}` : '#cloud-config\n{}\n';
+}
+
+/**
+ * An NFSv4.1 mount of a share: an fstab entry (`mounts`, which cloud-init of every version and
+ * the tiny image write; both mount it again on every boot) and, on the first boot, a runcmd that
+ * waits up to 30 s for it while DHCP and the server settle. POSIX sh: dash or busybox ash.
+ */
+export function nfsMountConfig(server: string, source: string, path: string): CloudConfig {
+  return {
+    mounts: [[source, path, 'nfs4', `vers=4.1,actimeo=1,addr=${server},_netdev,nofail`, '0', '0']],
+    // /proc/mounts, not mountpoint(1): the tiny image's busybox has no such applet.
+    runcmd: [`mkdir -p ${path}`, `i=0; until grep -q ' ${path} nfs' /proc/mounts || mount ${path}; do i=$((i+1)); [ $i -ge 30 ] && break; sleep 1; done`],
   };
 }
 

@@ -1,0 +1,86 @@
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parse, stringify } from 'yaml';
+import { DatacenterSchema } from '../../src/model/datacenter.js';
+import { parseYamlFile } from '../../src/model/yaml-file.js';
+import { KumoError } from '../../src/model/errors.js';
+import { chooseHost, type HostView } from '../../src/service/host.js';
+import { FirewallService } from '../../src/service/firewall.js';
+import type { Context } from '../../src/service/context.js';
+import { cloudConfigText, nfsMountConfig } from '../../src/drivers/image/seed.js';
+
+const EXAMPLE = readFileSync(join(import.meta.dirname, '../../../examples/course-datacenter.yaml'), 'utf8');
+// any: the example's YAML is edited freely here; checking its shape is the schema's job, under test.
+type Doc = any;
+const withEdit = (edit: (dc: Doc) => void): string => {
+  const dc = parse(EXAMPLE) as Doc;
+  edit(dc);
+  return stringify(dc);
+};
+const load = (text: string) => parseYamlFile(text, DatacenterSchema, 'dc.yaml');
+const refused = (text: string, says: RegExp) =>
+  assert.throws(() => load(text), (e: unknown) => e instanceof KumoError && says.test(e.message), `expected ${says}`);
+
+test('the file\'s flavors, placement, user_data, firewall and monitoring sections parse with their defaults', () => {
+  const dc = load(withEdit((d) => {
+    d.flavors = { web: { vcpus: 1, ram_mib: 512, disk_gib: 2 } };
+    d.instances.web = { ...d.instances.web, flavor: 'web', placement: 'pack', hosts: ['kvm1'], user_data: { write_files: [{ path: '/x', content: 'y' }] } };
+    d.firewall = { allow: [{ host: 'lb', port: 22, from: 'backend' }] };
+    d.monitoring = { interval: 10 };
+  }));
+  assert.deepEqual(dc.flavors, { web: { vcpus: 1, ram_mib: 512, disk_gib: 2 } });
+  assert.equal(dc.instances.web!.placement, 'pack');
+  assert.deepEqual(dc.firewall.allow, [{ host: 'lb', port: 22, proto: 'tcp', from: 'backend' }]);
+  assert.deepEqual(dc.monitoring, { interval: 10, retention: '24h' });
+  assert.equal(load(EXAMPLE).instances.web!.placement, 'spread', 'spread unless the file says otherwise');
+});
+
+test('impossible placements, kumo-owned user-data keys and unfilterable firewall targets are refused with line:col', () => {
+  refused(withEdit((d) => { d.instances.web.hosts = ['stg']; }), /^dc\.yaml:\d+:\d+: instances\.web\.hosts\.0: "stg" is not a hypervisor of the lab \(kvm1, kvm2\)/);
+  refused(withEdit((d) => { d.instances.web.user_data = { hostname: 'x' }; }), /user_data\.hostname: kumo sets hostname itself/);
+  refused(withEdit((d) => { d.instances.web.user_data = { runcmd: 'echo' }; }), /user_data\.runcmd: runcmd must be a list/);
+  refused(withEdit((d) => { d.firewall = { allow: [{ host: 'kvm1', port: 22, from: 'backend' }] }; }), /firewall\.allow\.0\.host: kvm1 has no filtered input/);
+  refused(withEdit((d) => { d.firewall = { allow: [{ host: 'lb', port: 22, from: 'nowhere' }] }; }), /firewall\.allow\.0\.from: "nowhere" is neither a lab segment/);
+  refused(withEdit((d) => { d.flavors = { web: { vcpus: 0, ram_mib: 512, disk_gib: 2 } }; }), /flavors\.web\.vcpus/);
+  refused(withEdit((d) => { d.monitoring = { retention: 'forever' }; }), /monitoring\.retention: a duration/);
+});
+
+const host = (name: string, memoryMiB: number, allocatedMiB: number, instances = 0): HostView => ({
+  name, uri: `qemu+test:///${name}`, roles: ['hypervisor'], up: true, cpus: 2, memoryMiB, allocatedMiB, allocatedVcpus: 0, instances,
+} as HostView);
+
+test('placement: spread takes the most memory left, pack fills one host first, only limits the hosts', () => {
+  const hosts = [host('a', 8192, 1024, 1), host('b', 8192, 0), host('c', 8192, 4096, 4)];
+  assert.equal(chooseHost(hosts, 1, 1024), 'b');
+  assert.equal(chooseHost(hosts, 1, 1024, { pack: true }), 'c');
+  assert.equal(chooseHost(hosts, 1, 1024, { only: ['a', 'c'] }), 'a');
+  assert.equal(chooseHost(hosts, 1, 1024, { exclude: ['b'] }), 'a');
+  assert.equal(chooseHost(hosts, 1, 6000, { pack: true }), 'a', 'pack still needs room');
+  assert.throws(() => chooseHost(hosts, 1, 9000), /no hypervisor has room for 1 vCPU \/ 9000 MiB/);
+  assert.throws(() => chooseHost(hosts, 1, 512, { only: ['z'] }), /none of the hosts z is a registered hypervisor/);
+});
+
+test('firewall.allow opens a port on a filtered node from a segment or a CIDR, and nothing else', () => {
+  const dc = load(withEdit((d) => {
+    d.firewall = { allow: [{ host: 'lb', port: 22, from: 'backend' }, { host: 'stg', port: 9100, from: '10.5.2.10/32' }] };
+  }));
+  const rules = new FirewallService({} as Context).derive(dc);
+  const input = (h: string) => rules.find((r) => r.host === h)!.tables[0]!.chains.find((c) => c.name === 'input')!.rules;
+  assert.deepEqual(input('lb').find((r) => r.id === 'allow-1'), { id: 'allow-1', saddr: '10.5.2.0/24', proto: 'tcp', dport: 22, action: 'accept' });
+  assert.deepEqual(input('stg').find((r) => r.id === 'allow-2'), { id: 'allow-2', saddr: '10.5.2.10/32', proto: 'tcp', dport: 9100, action: 'accept' });
+  assert.equal(input('lb').at(-1)!.action, 'drop', 'the rest stays dropped');
+  assert.equal(input('lb').filter((r) => r.id.startsWith('allow-')).length, 1, 'each node gets only its own openings');
+});
+
+test('a group\'s user-data: the share mount and runcmd first, the file\'s user_data merged after', () => {
+  const text = cloudConfigText(nfsMountConfig('10.5.3.10', '10.5.3.10:/site', '/var/www'), { runcmd: ['serve'] },
+    { runcmd: ['later'], write_files: [{ path: '/etc/a', content: 'b' }] });
+  const doc = parse(text) as Record<string, unknown>;
+  assert.ok(text.startsWith('#cloud-config\n'));
+  assert.deepEqual(doc.mounts, [['10.5.3.10:/site', '/var/www', 'nfs4', 'vers=4.1,actimeo=1,addr=10.5.3.10,_netdev,nofail', '0', '0']]);
+  assert.deepEqual((doc.runcmd as string[]).slice(2), ['serve', 'later'], 'the wait for the mount, then runcmd, then user_data\'s');
+  assert.deepEqual(doc.write_files, [{ path: '/etc/a', content: 'b' }]);
+  assert.equal(cloudConfigText(), '#cloud-config\n{}\n');
+});
