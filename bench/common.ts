@@ -1,3 +1,4 @@
+import { cpus, loadavg, totalmem } from 'node:os';
 import { local, type RunOptions } from '../src/exec/exec.js';
 import type { Virsh } from '../src/drivers/libvirt/virsh.js';
 
@@ -7,6 +8,22 @@ export const log = (msg: string) => process.stderr.write(`[bench ${new Date().to
 
 export async function run(cmd: string, args: string[], opts: RunOptions = {}): Promise<string> {
   return (await local.run(cmd, args, { timeoutMs: 600_000, ...opts })).stdout;
+}
+
+/** Fails with the package hint when a tool the benchmark drives is not installed. */
+export async function requireTools(tools: string[]): Promise<void> {
+  for (const tool of tools) {
+    const r = await local.run('sh', ['-c', 'command -v "$1"', 'sh', tool], { allowFailure: true });
+    if (r.code !== 0) throw new Error(`${tool} is not installed (see bench/README.md for the packages)`);
+  }
+}
+
+/** The load averages, as a report shows them. */
+export const loadNow = () => loadavg().map((l) => l.toFixed(2)).join(' ');
+
+/** What every report says about the machine it ran on. */
+export function machineFacts(): Record<string, string> {
+  return { cpus: String(cpus().length), memory: `${Math.round(totalmem() / 2 ** 30)} GiB`, 'load at start': loadNow() };
 }
 
 export function median(xs: number[]): number | undefined {

@@ -17,7 +17,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { cpus, loadavg, totalmem } from 'node:os';
+import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { local } from '../src/exec/exec.js';
@@ -28,7 +28,7 @@ import { Haproxy } from '../src/drivers/services/haproxy.js';
 import { NginxWaf } from '../src/drivers/services/waf-nginx.js';
 import { LB_HEALTH } from '../src/service/loadbalancers.js';
 import { runWrk, type WrkResult } from '../test/helpers/lab.js';
-import { cleanup, log, median, run, undo } from './common.js';
+import { cleanup, log, loadNow, machineFacts, median, requireTools, run, undo } from './common.js';
 
 // ---------------------------------------------------------------- options
 
@@ -370,13 +370,10 @@ async function main(): Promise<number> {
   let proxies: ProxyRun[] = [];
   const started = new Date().toISOString();
   const facts: Record<string, string> = {
-    cpus: String(cpus().length), memory: `${Math.round(totalmem() / 2 ** 30)} GiB`, 'load at start': loadavg().map((l) => l.toFixed(2)).join(' '),
+    ...machineFacts(),
   };
   try {
-    for (const tool of ['virsh', 'libvirtd', 'qemu-system-x86_64', 'haproxy', 'nginx', 'wrk', 'curl', 'ip']) {
-      const r = await local.run('sh', ['-c', 'command -v "$1"', 'sh', tool], { allowFailure: true });
-      if (r.code !== 0) throw new Error(`${tool} is not installed (see bench/README.md for the packages)`);
-    }
+    await requireTools(['virsh', 'libvirtd', 'qemu-system-x86_64', 'haproxy', 'nginx', 'wrk', 'curl', 'ip']);
     facts.versions = [(await run('haproxy', ['-v'])).split('\n')[0]!, (await local.run('nginx', ['-v'])).stderr.trim(),
       (await local.run('wrk', ['--version'], { allowFailure: true })).stdout.split('\n')[0]!].join('; ');
     const w = await makeWorld(o);
@@ -391,7 +388,7 @@ async function main(): Promise<number> {
       applied = await measureApply(w, o);
       log(applied.ok ? `  all 4 through the LB after ${applied.allThroughLbS?.toFixed(1)} s (domains running after ${applied.domainsRunningS?.toFixed(1)} s)` : `  FAILED: ${applied.error}`);
     }
-    facts['load at end'] = loadavg().map((l) => l.toFixed(2)).join(' ');
+    facts['load at end'] = loadNow();
     console.log(report(applied, proxies, o, facts));
     if (o.json) await writeFile(o.json, JSON.stringify({ started, options: o, facts, apply: applied, proxies }, null, 2));
     return (applied?.ok ?? true) && proxies.every((p) => p.wrk) ? 0 : 1;

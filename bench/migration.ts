@@ -14,13 +14,13 @@
 import { randomBytes } from 'node:crypto';
 import { request } from 'node:http';
 import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
-import { cpus, loadavg, totalmem } from 'node:os';
+import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { local } from '../src/exec/exec.js';
 import { buildNetworkXml } from '../src/drivers/libvirt/network-xml.js';
 import { Virsh } from '../src/drivers/libvirt/virsh.js';
 import { startLibvirtd, stopLibvirtd } from '../src/drivers/lab/libvirtd-namespace.js';
-import { cleanup, freeSubnet, log, median, run, undo } from './common.js';
+import { cleanup, freeSubnet, log, loadNow, machineFacts, median, requireTools, run, undo } from './common.js';
 
 // ---------------------------------------------------------------- options
 
@@ -427,15 +427,11 @@ async function main(): Promise<number> {
   const evacuations: Evacuation[] = [];
   const started = new Date().toISOString();
   const facts: Record<string, string> = {
-    cpus: String(cpus().length), memory: `${Math.round(totalmem() / 2 ** 30)} GiB`,
-    accel: 'TCG (libvirt domain type qemu; no KVM)', 'load at start': loadavg().map((l) => l.toFixed(2)).join(' '),
+    ...machineFacts(), accel: 'TCG (libvirt domain type qemu; no KVM)',
     'load stream': `${o.rate} GET/s open loop, ${o.requestTimeoutMs} ms timeout per request, from ${MARGIN_MS / 1000} s before to ${MARGIN_MS / 1000} s after the migration`,
   };
   try {
-    for (const tool of ['virsh', 'libvirtd', 'virtlogd', 'unshare', 'qemu-system-x86_64', 'qemu-img']) {
-      const r = await local.run('sh', ['-c', 'command -v "$1"', 'sh', tool], { allowFailure: true });
-      if (r.code !== 0) throw new Error(`${tool} is not installed (see bench/README.md for the packages)`);
-    }
+    await requireTools(['virsh', 'libvirtd', 'virtlogd', 'unshare', 'qemu-system-x86_64', 'qemu-img']);
     const w = await makeWorld(o);
     facts.versions = (await run('virsh', ['-c', URI, 'version'])).split('\n').filter((l) => /library|hypervisor/i.test(l)).map((l) => l.trim()).join('; ');
 
@@ -484,7 +480,7 @@ async function main(): Promise<number> {
       log(e.ok ? `  ${e.moved} moved in ${e.totalS?.toFixed(1)} s, slowest downtime ${Math.max(...e.downtimesMs, 0)} ms, ${e.answering}/${n} answer`
         : `  FAILED: ${e.error}`);
     }
-    facts['load at end'] = loadavg().map((l) => l.toFixed(2)).join(' ');
+    facts['load at end'] = loadNow();
     const text = report(migrations, evacuations, o, facts);
     console.log(text);
     if (o.json) await writeFile(o.json, JSON.stringify({ started, options: o, facts, migrations, evacuations }, null, 2));

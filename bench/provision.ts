@@ -14,7 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { createWriteStream, existsSync } from 'node:fs';
 import { chmod, copyFile, lstat, mkdir, readdir, readFile, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { cpus, loadavg, totalmem } from 'node:os';
+import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { once } from 'node:events';
 import { local } from '../src/exec/exec.js';
@@ -23,7 +23,7 @@ import { Virsh } from '../src/drivers/libvirt/virsh.js';
 import { buildSeed, writeSeedIso } from '../src/drivers/image/seed.js';
 import { hashPassword } from '../src/model/password.js';
 import type { Image } from '../src/model/types.js';
-import { cleanup, freeSubnet, log, median, run, undo } from './common.js';
+import { cleanup, freeSubnet, log, machineFacts, median, requireTools, run, undo } from './common.js';
 
 // ---------------------------------------------------------------- options
 
@@ -638,14 +638,10 @@ async function main(): Promise<number> {
   const measurements: Measurement[] = [];
   const started = new Date().toISOString();
   try {
-    for (const tool of ['virsh', 'virt-install', 'virt-customize', 'qemu-system-x86_64', 'qemu-img', 'debugfs', 'resize2fs', 'e2fsck', 'cp']) {
-      const r = await local.run('sh', ['-c', 'command -v "$1"', 'sh', tool], { allowFailure: true });
-      if (r.code !== 0) throw new Error(`${tool} is not installed (see bench/README.md for the packages)`);
-    }
+    await requireTools(['virsh', 'virt-install', 'virt-customize', 'qemu-system-x86_64', 'qemu-img', 'debugfs', 'resize2fs', 'e2fsck', 'cp']);
     const w = await makeWorld(o);
     const facts: Record<string, string> = {
-      cpus: String(cpus().length), memory: `${Math.round(totalmem() / 2 ** 30)} GiB`,
-      accel: 'TCG (libvirt domain type qemu; no KVM)', 'load at start': loadavg().map((l) => l.toFixed(2)).join(' '),
+      ...machineFacts(), accel: 'TCG (libvirt domain type qemu; no KVM)',
       'padded image': `${mb((await stat(w.padded)).size)} file`,
     };
 

@@ -676,7 +676,7 @@ test('datacenter files: plan, apply and destroy as operations; a bad file is a 4
 
   const planned = await plan({ file });
   assert.equal(planned.status, 200, JSON.stringify(planned.body));
-  assert.deepEqual(planned.body, { datacenter: `${env.prefix}-dc`, changes: [{ action: 'create', kind: 'instance', name: member, why: 'tiny, small' }] });
+  assert.deepEqual(planned.body, { datacenter: `${env.prefix}-dc`, changes: [{ action: 'create', kind: 'instance', name: member, why: 'tiny, small', host: 'local' }] });
   const applying = await call('POST', `${API}/plans/apply`, { file });
   assert.equal(applying.status, 202, JSON.stringify(applying.body));
   assert.equal(applying.headers.get('location'), `${API}/operations/${applying.body.operation.id}`);

@@ -3,7 +3,10 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { makeTestEnv, waitFor, type TestEnv } from '../helpers/env.js';
+import { WebSocket } from 'ws';
+import { makeTestEnv, sleep, waitFor, type TestEnv } from '../helpers/env.js';
+import { buildServer } from '../../src/api/server.js';
+import { TokenService } from '../../src/service/tokens.js';
 import { pollHttpInNetns, processesMentioning } from '../helpers/lab.js';
 import { local } from '../../src/exec/exec.js';
 import { NetnsExecutor } from '../../src/exec/netns.js';
@@ -144,6 +147,41 @@ test('four instances spread two per hypervisor, mount stg\'s share, and serve it
   const outside = new NetnsExecutor(`${env.prefix}-internet`);
   const direct = await outside.run('curl', ['-sf', '--max-time', '2', `http://${backendIp(placed[0]!)}:8080/`], { allowFailure: true });
   assert.notEqual(direct.code, 0);
+});
+
+test('the dashboard\'s consoles reach a lab instance: VNC inside its hypervisor\'s namespace, serial through its libvirtd', async () => {
+  const token = new TokenService(env.ctx).create(`${env.prefix}-console`).token;
+  const app = await buildServer(env.ctx, { monitor: false });
+  const sockets: WebSocket[] = [];
+  try {
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const port = (app.server.address() as { port: number }).port;
+    const name = names[0]!;
+    const open = async (console: 'vnc' | 'serial', until: RegExp, poke?: string): Promise<string> => {
+      const r = await fetch(`http://127.0.0.1:${port}/api/v1/instances/${name}/console-ticket`, {
+        method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ console }),
+      });
+      assert.equal(r.status, 201, await r.clone().text());
+      const { path } = await r.json() as { path: string };
+      const ws = new WebSocket(`ws://127.0.0.1:${port}${path}`, console === 'vnc' ? ['binary'] : undefined);
+      sockets.push(ws);
+      let out = '';
+      ws.on('message', (d: Buffer) => { out += d.toString('latin1'); });
+      await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
+      return waitFor(`${console} output matching ${until}`, async () => {
+        if (until.test(out)) return out;
+        if (poke) ws.send(Buffer.from(poke), { binary: true });
+        await sleep(1_000);
+        return until.test(out) ? out : undefined;
+      }, 60_000);
+    };
+    assert.ok((await new InstanceService(env.ctx).get(name)).vncNetns, 'the VNC server is inside a lab namespace');
+    assert.match(await open('vnc', /^RFB 003\.008\n/), /^RFB/);
+    assert.match(await open('serial', /login:/, '\r'), /login:/);
+  } finally {
+    for (const ws of sockets) ws.terminate();
+    await app.close();
+  }
 });
 
 test('a live migration kvm1 -> kvm2 and back while the LB polls the instance every 100 ms', async (t) => {

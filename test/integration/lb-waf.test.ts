@@ -209,6 +209,15 @@ test('reloads with a changed backend list drop no request while a client keeps a
 const SQLI = "/?id=1'%20OR%20'1'='1";
 const XSS = '/?q=%3Cscript%3Ealert(1)%3C/script%3E';
 
+test('a reload HAProxy refuses (a frontend address the node lacks) leaves the old worker serving and its config in place', { timeout: 60_000 }, async (t) => {
+  if (missing) { t.skip(`not installed: ${missing}`); return; }
+  const before = await lb.currentConfig();
+  await assert.rejects(lb.reload({ ...lbSpec(), frontend: { address: '10.91.9.9', port: 8000 } }),
+    (e: unknown) => e instanceof KumoError && /reload failed|HAProxy reload/.test(e.message));
+  assert.equal(await lb.currentConfig(), before, 'the file still says what runs');
+  assert.equal((await get()).status, 200, 'the previous worker still serves');
+});
+
 test('WAF on: SQL injection and XSS get 403 and are in the audit log with their rule ids; a normal request gets 200', { timeout: 120_000 }, async (t) => {
   if (missing) return t.skip(`not installed: ${missing.split('\n').join(', ')}`);
   assert.equal((await get('/')).status, 200);
@@ -262,6 +271,15 @@ test('WAF detection-only: the attack passes (200) but is logged; paranoia level 
   assert.equal((await get(name)).status, 403);
   assert.equal((await get('/')).status, 200, 'a plain request still passes at paranoia 4');
   await waf.apply(wafSpec());
+});
+
+test('a WAF reload nginx refuses (a listen address the node lacks) changes nothing: the old workers serve, the files are as they were', { timeout: 90_000 }, async (t) => {
+  if (missing) return t.skip(`not installed: ${missing.split('\n').join(', ')}`);
+  const before = [await waf.currentConfig(), await waf.currentModsecConfig()];
+  await assert.rejects(waf.reload(wafSpec({ listen: { address: '10.91.9.9', port: 80 }, paranoia: 2 })), (e: unknown) => e instanceof KumoError);
+  assert.deepEqual([await waf.currentConfig(), await waf.currentModsecConfig()], before, 'the files still say what runs');
+  assert.equal((await get('/')).status, 200, 'the old workers still serve');
+  assert.equal((await get(SQLI)).status, 403, 'with the old rules');
 });
 
 test('invalid specs are refused with INVALID_INPUT and a fix; nothing is written, nothing stops', { timeout: 60_000 }, async (t) => {

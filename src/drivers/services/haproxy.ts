@@ -284,7 +284,19 @@ export class Haproxy {
   }
 
   private async reloadWith(text: string, spec: HaproxySpec): Promise<void> {
+    const serving = await this.currentConfig();
     await this.install(text);
+    try {
+      await this.signalReload(spec);
+    } catch (e) {
+      // The previous worker keeps serving the previous config: the file goes back to saying
+      // what runs, so that a restart does not bring up the config HAProxy just refused.
+      if (serving !== undefined) await writeHostFile(this.exec, this.paths.config, serving, '600').catch(() => undefined);
+      throw e;
+    }
+  }
+
+  private async signalReload(spec: HaproxySpec): Promise<void> {
     const master = await this.pid();
     if (!master) throw new KumoError('NOT_FOUND', `HAProxy stopped while being reloaded in ${this.paths.dir}`, 'start it again');
     const before = await this.masterReloads();

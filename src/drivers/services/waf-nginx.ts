@@ -347,16 +347,23 @@ export class NginxWaf {
     const master = await this.pid();
     if (!master) throw new KumoError('NOT_FOUND', `the WAF does not run in ${this.paths.dir}`, 'start it first');
     const before = new Set((await this.workers(master)).map((w) => w.pid));
+    const serving = await Promise.all([this.paths.config, this.paths.modsecConfig].map(async (f) => [f, await readHostFile(this.exec, f)] as const));
     await this.install(spec);
-    await signal(this.exec, master, 'HUP');
-    // nginx starts new workers only once the new config is in force; then the old ones close
-    // their listening sockets (and say "shutting down") and finish what they have.
-    await waitUntil('the WAF\'s nginx switching to workers with the new config', async () => {
-      const now = await this.workers(master);
-      const fresh = now.some((w) => !before.has(w.pid));
-      const oldListening = now.some((w) => before.has(w.pid) && !/shutting down/.test(w.title));
-      return fresh && !oldListening ? true : undefined;
-    }, 20_000, `see ${this.paths.errorLog}`);
+    try {
+      await signal(this.exec, master, 'HUP');
+      // nginx starts new workers only once the new config is in force; then the old ones close
+      // their listening sockets (and say "shutting down") and finish what they have.
+      await waitUntil('the WAF\'s nginx switching to workers with the new config', async () => {
+        const now = await this.workers(master);
+        const fresh = now.some((w) => !before.has(w.pid));
+        const oldListening = now.some((w) => before.has(w.pid) && !/shutting down/.test(w.title));
+        return fresh && !oldListening ? true : undefined;
+      }, 20_000, `see ${this.paths.errorLog}`);
+    } catch (e) {
+      // The old workers keep serving the old config: the files go back to saying what runs.
+      for (const [file, text] of serving) if (text !== undefined) await writeHostFile(this.exec, file, text, '644').catch(() => undefined);
+      throw e;
+    }
   }
 
   /** Graceful stop (QUIT: requests in progress finish), then TERM and KILL if it lingers. */
