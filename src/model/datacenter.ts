@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { COURSE_LAB, LabSpecSchema } from './lab.js';
+import { HostsSpecSchema, type FileTopology } from './hosts.js';
 import { contains, parseCidr, parseIp } from './ipv4.js';
 
 /**
@@ -113,6 +114,8 @@ export const DatacenterSchema = z.object({
   name,
   /** The one-machine lab: `course` for the course's topology, or a lab of its own; leave out on real hosts. */
   lab: z.union([z.literal('course').transform(() => COURSE_LAB), LabSpecSchema]).optional(),
+  /** Real hosts (or a bare lab's namespaces) in the lab's shape, with how kumo reaches each: the alternative to `lab`. */
+  hosts: HostsSpecSchema.optional(),
   images: z.record(name, ImageSchema).default({}),
   flavors: z.record(name, FlavorSchema).default({}),
   shares: z.record(name, ShareSchema).default({}),
@@ -122,18 +125,25 @@ export const DatacenterSchema = z.object({
   firewall: FirewallSchema.default({ allow: [] }),
   monitoring: MonitoringSchema.optional(),
 }).strict().superRefine((dc, ctx) => {
-  const labNetworks = dc.lab ? Object.keys(dc.lab.segments) : undefined;
+  if (dc.lab && dc.hosts) ctx.addIssue({ code: 'custom', path: ['hosts'], message: 'give either lab (the one-machine lab) or hosts (real hosts), not both' });
+  const topo = topologyOf(dc);
+  // Messages name what the topology is: the existing wording for the lab, "hosts" for real hosts.
+  const of = dc.lab ? 'the lab' : 'hosts';
+  const labNetworks = topo ? Object.keys(topo.segments) : undefined;
   const checkNetwork = (n: string, path: (string | number)[]) => {
-    if (labNetworks && !labNetworks.includes(n)) ctx.addIssue({ code: 'custom', path, message: `network "${n}" is not a segment of the lab (${labNetworks.join(', ')})` });
+    if (labNetworks && !labNetworks.includes(n)) ctx.addIssue({ code: 'custom', path, message: `network "${n}" is not a segment of ${of} (${labNetworks.join(', ')})` });
   };
+  if (!topo && (Object.keys(dc.loadbalancers).length || Object.keys(dc.shares).length)) {
+    ctx.addIssue({ code: 'custom', path: [], message: 'load balancers and shares need the datacenter\'s topology: add `lab: course` (one machine) or `hosts:` (real hosts)' });
+  }
   for (const [g, i] of Object.entries(dc.instances)) {
     if (!i.root_password_hash && !i.ssh_keys.length) ctx.addIssue({ code: 'custom', path: ['instances', g], message: 'no way to log in: give root_password_hash or ssh_keys' });
     if (i.mount && !dc.shares[i.mount.share]) ctx.addIssue({ code: 'custom', path: ['instances', g, 'mount', 'share'], message: `share "${i.mount.share}" is not declared under shares` });
     i.networks?.forEach((n, k) => checkNetwork(n, ['instances', g, 'networks', k]));
-    if (dc.lab) {
+    if (topo) {
       i.hosts?.forEach((h, k) => {
-        if (!dc.lab!.nodes[h]?.roles.includes('hypervisor')) {
-          ctx.addIssue({ code: 'custom', path: ['instances', g, 'hosts', k], message: `"${h}" is not a hypervisor of the lab (${Object.entries(dc.lab!.nodes).filter(([, n]) => n.roles.includes('hypervisor')).map(([x]) => x).join(', ')})` });
+        if (!topo.nodes[h]?.roles.includes('hypervisor')) {
+          ctx.addIssue({ code: 'custom', path: ['instances', g, 'hosts', k], message: `"${h}" is not a hypervisor of ${of} (${Object.entries(topo.nodes).filter(([, n]) => n.roles.includes('hypervisor')).map(([x]) => x).join(', ')})` });
         }
       });
     }
@@ -153,24 +163,24 @@ export const DatacenterSchema = z.object({
       ctx.addIssue({ code: 'custom', path: ['loadbalancers', l, 'network'], message: `the instances of "${lb.instances}" are not on network "${lb.network}" (${group.networks.join(', ')})` });
     }
     checkNetwork(lb.network, ['loadbalancers', l, 'network']);
-    if (dc.lab) {
-      const node = dc.lab.nodes[lb.host];
-      if (!node) ctx.addIssue({ code: 'custom', path: ['loadbalancers', l, 'host'], message: `"${lb.host}" is not a node of the lab` });
-      else if (!node.roles.includes('lb')) ctx.addIssue({ code: 'custom', path: ['loadbalancers', l, 'host'], message: `lab node "${lb.host}" does not have the lb role` });
+    if (topo) {
+      const node = topo.nodes[lb.host];
+      if (!node) ctx.addIssue({ code: 'custom', path: ['loadbalancers', l, 'host'], message: `"${lb.host}" is not a node of ${of}` });
+      else if (!node.roles.includes('lb')) ctx.addIssue({ code: 'custom', path: ['loadbalancers', l, 'host'], message: `${dc.lab ? 'lab node' : 'node'} "${lb.host}" does not have the lb role` });
       else if (!Object.values(node.links).includes(lb.frontend.address)) {
         ctx.addIssue({ code: 'custom', path: ['loadbalancers', l, 'frontend', 'address'], message: `${lb.frontend.address} is not an address of ${lb.host} (${Object.values(node.links).join(', ')})` });
       }
     }
   }
-  if (dc.edge) checkEdge(dc, dc.edge, ctx);
+  if (dc.edge) checkEdge(topo, dc.lab ? 'lab node' : 'node', dc.loadbalancers, dc.edge, ctx);
   dc.firewall.allow.forEach((a, k) => {
     const issue = (key: string, message: string) => ctx.addIssue({ code: 'custom', path: ['firewall', 'allow', k, key], message });
-    if (!dc.lab) return issue('host', 'access rules are derived from the lab\'s addresses; this file has no lab');
-    const node = dc.lab.nodes[a.host];
-    if (!node) issue('host', `"${a.host}" is not a node of the lab`);
+    if (!topo) return issue('host', 'access rules are derived from the topology\'s addresses; this file has neither lab nor hosts');
+    const node = topo.nodes[a.host];
+    if (!node) issue('host', `"${a.host}" is not a node of ${of}`);
     else if (!node.roles.some((r) => r === 'lb' || r === 'storage')) issue('host', `${a.host} has no filtered input (only lb and storage nodes do); its ports are open already`);
-    if (!dc.lab.segments[a.from] && !isSource(a.from)) {
-      issue('from', `"${a.from}" is neither a lab segment (${Object.keys(dc.lab.segments).join(', ')}) nor an address or CIDR such as 10.5.2.0/24`);
+    if (!topo.segments[a.from] && !isSource(a.from)) {
+      issue('from', `"${a.from}" is neither a ${dc.lab ? 'lab ' : ''}segment (${Object.keys(topo.segments).join(', ')}) nor an address or CIDR such as 10.5.2.0/24`);
     }
   });
 });
@@ -186,13 +196,13 @@ function isSource(text: string): boolean {
   return m?.[2] === undefined || Number(m[2]) <= 32;
 }
 
-function checkEdge(dc: { lab?: z.output<typeof LabSpecSchema> | undefined; loadbalancers: Record<string, z.output<typeof LoadBalancerSchema>> },
+function checkEdge(topo: FileTopology | undefined, kind: string, loadbalancers: Record<string, z.output<typeof LoadBalancerSchema>>,
   edge: z.output<typeof EdgeSchema>, ctx: z.RefinementCtx): void {
   const issue = (path: (string | number)[], message: string) => ctx.addIssue({ code: 'custom', path: ['edge', ...path], message });
-  if (!dc.lab) return issue([], 'the edge router is derived from the lab\'s addresses; this file has no lab (add `lab:` with a node of role edge)');
-  const node = dc.lab.nodes[edge.host];
-  if (!node) return issue(['host'], `"${edge.host}" is not a node of the lab (${Object.keys(dc.lab.nodes).join(', ')})`);
-  if (!node.roles.includes('edge')) return issue(['host'], `lab node "${edge.host}" does not have the edge role`);
+  if (!topo) return issue([], 'the edge router is derived from the topology\'s addresses; this file has neither lab nor hosts (add `lab:` or `hosts:` with a node of role edge)');
+  const node = topo.nodes[edge.host];
+  if (!node) return issue(['host'], `"${edge.host}" is not a ${kind} (${Object.keys(topo.nodes).join(', ')})`);
+  if (!node.roles.includes('edge')) return issue(['host'], `${kind} "${edge.host}" does not have the edge role`);
   if (!(edge.outside in node.links)) return issue(['outside'], `${edge.host} has no link on segment "${edge.outside}" (${Object.keys(node.links).join(', ')})`);
   if (node.links[edge.outside] !== edge.public_address) {
     issue(['public_address'], `${edge.public_address} is not ${edge.host}'s address on ${edge.outside} (${node.links[edge.outside]})`);
@@ -203,10 +213,9 @@ function checkEdge(dc: { lab?: z.output<typeof LabSpecSchema> | undefined; loadb
   edge.forwards.forEach((f, k) => {
     if (ports.has(f.port)) issue(['forwards', k, 'port'], `port ${f.port} is forwarded twice`);
     ports.add(f.port);
-    const lb = dc.loadbalancers[f.to];
+    const lb = loadbalancers[f.to];
     if (!lb) return issue(['forwards', k, 'to'], `load balancer "${f.to}" is not declared under loadbalancers`);
-    const lab = dc.lab!;
-    const onInside = inside.some((seg) => { const c = lab.segments[seg]?.cidr; try { return c !== undefined && contains(parseCidr(c), parseIp(lb.frontend.address)); } catch { return false; } });
+    const onInside = inside.some((seg) => { const c = topo.segments[seg]?.cidr; try { return c !== undefined && contains(parseCidr(c), parseIp(lb.frontend.address)); } catch { return false; } });
     if (!onInside) {
       issue(['forwards', k, 'to'], `the frontend ${lb.frontend.address} of "${f.to}" is on none of ${edge.host}'s inside segments (${inside.join(', ')}): put the LB's frontend there`);
     }
@@ -219,3 +228,8 @@ export type InstanceGroup = Datacenter['instances'][string];
 
 /** The instances a group stands for: web-1, web-2, … */
 export const groupMembers = (group: string, count: number) => Array.from({ length: count }, (_, i) => `${group}-${i + 1}`);
+
+/** The file's topology: its lab's or its hosts' (none: instances go to hosts registered otherwise). */
+export function topologyOf(dc: { lab?: FileTopology | undefined; hosts?: FileTopology | undefined }): FileTopology | undefined {
+  return dc.lab ?? dc.hosts;
+}

@@ -19,21 +19,26 @@ const isIp = parses(parseIp);
 const cidr = z.string().refine(isCidr, 'expected a CIDR such as 10.5.2.0/24 (prefix /8 to /30, no host bits)');
 const ipv4 = z.string().refine(isIp, 'expected an IPv4 address such as 10.5.2.11');
 
-export const LabSpecSchema = z.object({
-  name: z.string().regex(/^[a-z][a-z0-9-]{0,19}$/, 'the lab name prefixes its namespaces: 1-20 lower-case letters, digits or "-"').default('kumo'),
-  segments: z.record(segmentName, z.object({
-    cidr,
-    /** Instances attach here: a DHCP server is run on it and hypervisors get a libvirt network for it. */
-    instances: z.boolean().default(false),
-  }).strict()),
-  nodes: z.record(nodeName, z.object({
-    roles: z.array(z.enum(LAB_ROLES)).min(1),
-    /** segment → this node's address on it */
-    links: z.record(segmentName, ipv4),
-    /** The node's default route: another node's address on one of this node's segments (e.g. the edge router's). */
-    gateway: ipv4.optional(),
-  }).strict()),
-}).strict().superRefine((lab, ctx) => {
+/** The topology both the lab and a datacenter file's `hosts:` declare: segments and linked nodes. */
+export interface Topology {
+  segments: Record<string, { cidr: string; instances: boolean }>;
+  nodes: Record<string, { roles: readonly string[]; links: Record<string, string>; gateway?: string | undefined }>;
+}
+
+export const segmentSchema = z.object({
+  cidr,
+  /** Instances attach here: a DHCP server is run on it and hypervisors get a libvirt network for it. */
+  instances: z.boolean().default(false),
+}).strict();
+export { ipv4 as ipv4Schema, segmentName as segmentNameSchema };
+
+/**
+ * The topology's own consistency (the lab's and the hosts' alike): addresses inside their
+ * segment's CIDR and outside its DHCP pool, no address twice, no overlapping segments, a
+ * gateway on a connected segment, every hypervisor on an instance segment, at least one
+ * hypervisor. `where` names the topology in messages ("the lab", "hosts").
+ */
+export function checkTopology(lab: Topology, ctx: z.RefinementCtx, where: string): void {
   // zod runs this check even when fields failed above: look only at values that parsed.
   const seen = new Map<string, string>();
   for (const [node, n] of Object.entries(lab.nodes)) {
@@ -50,7 +55,7 @@ export const LabSpecSchema = z.object({
       if (!contains(net, addr) || addr === net.network || addr === broadcast(net)) {
         ctx.addIssue({ code: 'custom', path: ['nodes', node, 'links', seg], message: `${ip} is not a host address in ${seg}'s ${s.cidr}` });
       } else if (s.instances && (addr === parseIp(plan.server) || (addr >= parseIp(plan.start) && addr <= parseIp(plan.end)))) {
-        ctx.addIssue({ code: 'custom', path: ['nodes', node, 'links', seg], message: `${ip} lies in the lab's DHCP pool for ${seg} (${plan.start}-${plan.end}, server ${plan.server}): pick an address below ${plan.start}` });
+        ctx.addIssue({ code: 'custom', path: ['nodes', node, 'links', seg], message: `${ip} lies in the DHCP pool for ${seg} (${plan.start}-${plan.end}, server ${plan.server}): pick an address below ${plan.start}` });
       }
       const other = seen.get(ip);
       if (other) ctx.addIssue({ code: 'custom', path: ['nodes', node, 'links', seg], message: `${ip} is also ${other}'s address` });
@@ -78,8 +83,22 @@ export const LabSpecSchema = z.object({
     }
   }
   if (!Object.values(lab.nodes).some((n) => n.roles.includes('hypervisor'))) {
-    ctx.addIssue({ code: 'custom', path: ['nodes'], message: 'the lab needs at least one node with role hypervisor' });
+    ctx.addIssue({ code: 'custom', path: ['nodes'], message: `${where} needs at least one node with role hypervisor` });
   }
+}
+
+export const LabSpecSchema = z.object({
+  name: z.string().regex(/^[a-z][a-z0-9-]{0,19}$/, 'the lab name prefixes its namespaces: 1-20 lower-case letters, digits or "-"').default('kumo'),
+  segments: z.record(segmentName, segmentSchema),
+  nodes: z.record(nodeName, z.object({
+    roles: z.array(z.enum(LAB_ROLES)).min(1),
+    /** segment → this node's address on it */
+    links: z.record(segmentName, ipv4),
+    /** The node's default route: another node's address on one of this node's segments (e.g. the edge router's). */
+    gateway: ipv4.optional(),
+  }).strict()),
+}).strict().superRefine((lab, ctx) => {
+  checkTopology(lab, ctx, 'the lab');
 });
 
 export type LabSpec = z.output<typeof LabSpecSchema>;

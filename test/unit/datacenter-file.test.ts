@@ -84,3 +84,38 @@ test('a group\'s user-data: the share mount and runcmd first, the file\'s user_d
   assert.deepEqual(doc.write_files, [{ path: '/etc/a', content: 'b' }]);
   assert.equal(cloudConfigText(), '#cloud-config\n{}\n');
 });
+
+/** The course topology as a `hosts:` section: real hosts reached over ssh, DHCP on kvm1. */
+const hostsDoc = (edit: (h: Doc) => void = () => undefined): string => withEdit((d) => {
+  delete d.lab;
+  d.hosts = {
+    segments: { frontend: { cidr: '10.5.1.0/24' }, backend: { cidr: '10.5.2.0/24', instances: true }, storage: { cidr: '10.5.3.0/24', instances: true } },
+    dhcp: 'kvm1',
+    nodes: {
+      lb: { roles: ['lb'], links: { frontend: '10.5.1.213', backend: '10.5.2.10' }, ssh: 'root@10.5.2.10' },
+      kvm1: { roles: ['hypervisor'], links: { backend: '10.5.2.11', storage: '10.5.3.11' }, ssh: 'root@10.5.2.11' },
+      kvm2: { roles: ['hypervisor'], links: { backend: '10.5.2.12', storage: '10.5.3.12' }, netns: 'x-kvm2', uri: 'qemu+unix:///system?socket=/x/sock' },
+      stg: { roles: ['storage'], links: { storage: '10.5.3.10' }, ssh: 'root@10.5.3.10' },
+    },
+  };
+  edit(d.hosts);
+});
+
+test('hosts: the lab\'s shape with shells, URIs and a DHCP node; the same checks on LBs, groups and the firewall', () => {
+  const dc = load(hostsDoc());
+  assert.equal(dc.lab, undefined);
+  assert.equal(dc.hosts!.nodes.kvm1!.ssh, 'root@10.5.2.11');
+  assert.deepEqual(dc.hosts!.nodes.kvm1!.interfaces, {});
+  refused(withEdit((d) => { d.hosts = parse(hostsDoc()).hosts; }), /^dc\.yaml:\d+:\d+: hosts: give either lab .* or hosts .*, not both/);
+  refused(hostsDoc((h) => { h.nodes.kvm1.netns = 'x-kvm1'; }), /hosts\.nodes\.kvm1: give exactly one of ssh .* or netns/);
+  refused(hostsDoc((h) => { delete h.nodes.stg.ssh; }), /hosts\.nodes\.stg: give exactly one of ssh/);
+  refused(hostsDoc((h) => { delete h.nodes.kvm2.uri; }), /hosts\.nodes\.kvm2\.uri: a hypervisor reached through netns needs its libvirt URI/);
+  refused(hostsDoc((h) => { h.dhcp = 'stg'; }), /hosts\.dhcp: stg serves DHCP on every instance segment but has no link on backend/);
+  refused(hostsDoc((h) => { h.dhcp = 'nope'; }), /hosts\.dhcp: "nope" is not a node/);
+  refused(hostsDoc((h) => { h.nodes.stg.links.storage = '10.5.4.10'; }), /hosts\.nodes\.stg\.links\.storage: 10\.5\.4\.10 is not a host address in storage's 10\.5\.3\.0\/24/);
+  refused(hostsDoc((h) => { h.nodes.stg.links.storage = '10.5.3.200'; }), /hosts\.nodes\.stg\.links\.storage: 10\.5\.3\.200 lies in the DHCP pool/);
+  refused(hostsDoc((h) => { h.nodes.stg.links.storage = '10.5.3.300'; }), /hosts\.nodes\.stg\.links\.storage: expected an IPv4 address/);
+  refused(hostsDoc((h) => { h.nodes.kvm1.ssh = 'kvm1'; }), /hosts\.nodes\.kvm1\.ssh: expected user@address/);
+  refused(hostsDoc((h) => { h.nodes.lb.roles = ['storage']; }), /loadbalancers\.front\.host: node "lb" does not have the lb role/);
+  refused(withEdit((d) => { delete d.lab; }), /load balancers and shares need the datacenter's topology/);
+});
