@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Context } from './context.js';
+import { readHostFile } from '../exec/files.js';
 import { sleep } from '../exec/process.js';
 import { ImageService } from './images.js';
 import { FlavorService } from './flavors.js';
@@ -427,10 +428,14 @@ export class InstanceService {
     const networks = new Set(records.flatMap((r) => r.nics.map((n) => n.network)));
     // LANs whose DHCP server kumo runs outside libvirt (the lab's segments) have a lease file.
     for (const net of [...networks]) {
-      const leaseFile = this.ctx.networkSubnets.get(net)?.leaseFile;
-      if (!leaseFile) continue;
+      const subnet = this.ctx.networkSubnets.get(net);
+      if (!subnet?.leaseFile) continue;
       networks.delete(net);
-      for (const l of parseDnsmasqLeases(await readFile(leaseFile, 'utf8').catch(() => ''))) byMac.set(l.mac, l.ipv4);
+      // A datacenter file's DHCP runs on one of its hosts: its lease file is read through that host's shell.
+      const text = subnet.leaseHost
+        ? await Promise.resolve().then(() => readHostFile(this.ctx.shellOf(subnet.leaseHost!), subnet.leaseFile!)).catch(() => undefined)
+        : await readFile(subnet.leaseFile, 'utf8').catch(() => undefined);
+      for (const l of parseDnsmasqLeases(text ?? '')) byMac.set(l.mac, l.ipv4);
     }
     if (!networks.size) return byMac;
     const hosts = new Set([...records.map((r) => r.host), ...this.ctx.hosts.list().map((h) => h.name)]);

@@ -126,6 +126,9 @@ const MIGRATIONS: string[] = [
      name TEXT NOT NULL,
      PRIMARY KEY (kind, name)
    );`,
+  // A datacenter file's hosts run DHCP on one of them: the lease file is on that host's
+  // filesystem (read through its shell); NULL: on this machine (the lab's).
+  'ALTER TABLE network_subnets ADD COLUMN lease_host TEXT;',
 ];
 
 export type Db = Database.Database;

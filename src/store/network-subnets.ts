@@ -9,12 +9,15 @@ export interface NetworkSubnet {
   cidr: string;
   gateway?: string;
   leaseFile?: string;
+  /** The registered host whose filesystem holds the lease file (none: this machine). */
+  leaseHost?: string;
 }
 
-interface Row { network: string; cidr: string; gateway: string | null; lease_file: string | null }
+interface Row { network: string; cidr: string; gateway: string | null; lease_file: string | null; lease_host: string | null }
 
 const toSubnet = (r: Row): NetworkSubnet => ({
   network: r.network, cidr: r.cidr, ...(r.gateway ? { gateway: r.gateway } : {}), ...(r.lease_file ? { leaseFile: r.lease_file } : {}),
+  ...(r.lease_host ? { leaseHost: r.lease_host } : {}),
 });
 
 export class NetworkSubnetRepo {
@@ -30,8 +33,8 @@ export class NetworkSubnetRepo {
   }
 
   upsert(s: NetworkSubnet): void {
-    this.db.prepare('INSERT OR REPLACE INTO network_subnets (network, cidr, gateway, lease_file) VALUES (?, ?, ?, ?)')
-      .run(s.network, s.cidr, s.gateway ?? null, s.leaseFile ?? null);
+    this.db.prepare('INSERT OR REPLACE INTO network_subnets (network, cidr, gateway, lease_file, lease_host) VALUES (?, ?, ?, ?, ?)')
+      .run(s.network, s.cidr, s.gateway ?? null, s.leaseFile ?? null, s.leaseHost ?? null);
   }
 
   delete(network: string): void {
