@@ -6,10 +6,10 @@ import { LOCAL_HOST } from './context.js';
 import { InstanceService } from './instances.js';
 import { ShareService } from './shares.js';
 import { LoadBalancerService } from './loadbalancers.js';
+import { ensureBridgeNetwork } from './bridge-networks.js';
 import { Namespaces } from '../drivers/net/netns.js';
 import { DhcpServer } from '../drivers/net/dnsmasq.js';
 import { daemonPids, libvirtdUri, restartLibvirtd, startLibvirtd, stopLibvirtd } from '../drivers/lab/libvirtd-namespace.js';
-import { buildNetworkXml } from '../drivers/libvirt/network-xml.js';
 import { Virsh } from '../drivers/libvirt/virsh.js';
 import { which } from '../drivers/host/which.js';
 import { livePid, signal } from '../exec/process.js';
@@ -25,6 +25,8 @@ interface LabState {
   removedLocal: boolean;
   /** Settings `up` filled in (they were unset): down unsets those still unchanged. */
   setSettings?: Record<string, string>;
+  /** `lab up --bare`: namespaces, cabling and libvirtds only (no hosts, DHCP, libvirt networks or settings). */
+  bare?: boolean;
 }
 
 export interface LabNodeStatus {
@@ -40,6 +42,7 @@ export interface LabNodeStatus {
 export interface LabStatus {
   up: boolean;
   name?: string;
+  bare?: boolean;
   nodes: LabNodeStatus[];
   segments: { name: string; cidr: string; instances: boolean; dhcp?: { server: string; range: string; running: boolean; leases: number } }[];
   instances: { name: string; host: string }[];
@@ -76,10 +79,13 @@ export class LabService {
   }
 
   /** Builds what is missing of the lab; running it again on a complete lab changes nothing. */
-  async up(spec: LabSpec, onStep: (step: string) => void = () => undefined): Promise<LabStatus> {
+  async up(spec: LabSpec, onStep: (step: string) => void = () => undefined, opts: { bare?: boolean } = {}): Promise<LabStatus> {
     const before = this.state();
     if (before && JSON.stringify(before.spec) !== JSON.stringify(spec)) {
       throw new KumoError('ALREADY_EXISTS', `lab "${before.spec.name}" is up with another topology`, 'take it down first: kumo lab down');
+    }
+    if (before && Boolean(before.bare) !== Boolean(opts.bare)) {
+      throw new KumoError('ALREADY_EXISTS', `lab "${before.spec.name}" is up ${before.bare ? 'bare' : 'complete (not bare)'}`, 'take it down first (kumo lab down), or run lab up as it was');
     }
     this.checkTools();
     this.checkHostNames(spec);
@@ -88,7 +94,7 @@ export class LabService {
       throw new KumoError('ALREADY_EXISTS', `network namespaces named like the lab's already exist: ${existingNamespaces.join(', ')}`,
         `another lab (another KUMO_HOME?) uses the name "${spec.name}": give a lab file with another name, or remove them (ip netns del NAME)`);
     }
-    const state: LabState = before ?? { spec, removedLocal: false };
+    const state: LabState = before ?? { spec, removedLocal: false, ...(opts.bare ? { bare: true } : {}) };
     this.ctx.settings.set(STATE_KEY, JSON.stringify(state));
     try {
       await this.build(spec, state, onStep);
@@ -113,7 +119,7 @@ export class LabService {
     const segments = Object.entries(spec.segments);
     for (const [seg, s] of segments) {
       await this.ns.bridge(sw, seg);
-      if (s.instances) {
+      if (s.instances && !state.bare) {
         const plan = dhcpPlan(s.cidr);
         await this.ns.address(sw, seg, `${plan.server}/${plan.prefix}`);
         await this.dhcp(spec, seg).ensure();
@@ -154,17 +160,12 @@ export class LabService {
       } else if (pids.libvirtd === undefined) {
         await startLibvirtd({ name: node, stateDir, netns: this.nodeNs(spec, node), portSlot: i + 1 });
       }
+      if (state.bare) continue;
       const v = new Virsh(libvirtdUri(stateDir), this.ctx.exec);
-      const defined = await v.listNetworks();
-      for (const seg of Object.keys(n.links).filter((s) => spec.segments[s]!.instances)) {
-        const net = defined.find((d) => d.name === seg);
-        if (!net) {
-          await v.defineNetwork(buildNetworkXml({ name: seg, mode: 'bridge', bridge: `br-${seg}` }));
-          await v.autostartNetwork(seg);
-        }
-        if (!net?.active) await v.startNetwork(seg);
-      }
+      for (const seg of Object.keys(n.links).filter((s) => spec.segments[s]!.instances)) await ensureBridgeNetwork(v, seg, `br-${seg}`);
     }
+    // A bare lab is only machines and cables: a datacenter file's `hosts:` does the rest.
+    if (state.bare) return;
 
     onStep('hosts');
     for (const [node, n] of Object.entries(spec.nodes)) {
@@ -213,8 +214,8 @@ export class LabService {
     }
     const segments = [];
     for (const [seg, s] of Object.entries(spec.segments)) {
-      if (!s.instances) {
-        segments.push({ name: seg, cidr: s.cidr, instances: false });
+      if (!s.instances || state.bare) {
+        segments.push({ name: seg, cidr: s.cidr, instances: s.instances });
         continue;
       }
       const plan = dhcpPlan(s.cidr);
@@ -226,7 +227,7 @@ export class LabService {
     }
     const labHosts = new Set(Object.keys(spec.nodes));
     const instances = this.ctx.instances.list().filter((i) => labHosts.has(i.host)).map((i) => ({ name: i.name, host: i.host }));
-    return { up: true, name: spec.name, nodes, segments, instances };
+    return { up: true, name: spec.name, ...(state.bare ? { bare: true } : {}), nodes, segments, instances };
   }
 
   /**
