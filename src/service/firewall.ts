@@ -2,7 +2,8 @@ import type { Context } from './context.js';
 import { Nftables, type NftRule, type NftTable, type RuleCounter } from '../drivers/net/nftables.js';
 import { EdgeRouter, edgeFilterTable, edgeNatTable, type EdgeSpec } from '../drivers/net/router.js';
 import { KumoError } from '../model/errors.js';
-import type { Datacenter } from '../model/datacenter.js';
+import { topologyOf, type Datacenter } from '../model/datacenter.js';
+import { interfaceOf } from '../model/hosts.js';
 import { dhcpPlan } from '../model/lab.js';
 
 /** The rules of one host: kumo's own nftables tables there, nothing else is touched. */
@@ -48,17 +49,17 @@ const guarded = (rules: NftRule[]): NftRule[] => [
  * - what the file's `firewall.allow` opens on an lb or storage node, from a segment or CIDR;
  * - the edge router (deriveEdge): SNAT of its inside segments out of the outside one, each public
  *   port DNATed to a load balancer's frontend, SSH from outside to itself only, nothing else forwarded.
- * Addresses come from the lab's topology; real hosts are not derived yet.
+ * Addresses come from the file's topology: its lab's or its hosts'.
  */
 export class FirewallService {
   constructor(private readonly ctx: Context) {}
 
   derive(dc: Datacenter): HostRules[] {
-    const lab = dc.lab;
+    const lab = topologyOf(dc);
     if (!lab) {
       if (Object.keys(dc.loadbalancers).length || Object.keys(dc.shares).length) {
-        throw new KumoError('INVALID_INPUT', 'access rules are derived from the lab\'s addresses; this file has no lab',
-          'add `lab: course` (real hosts are not supported by the firewall yet)');
+        throw new KumoError('INVALID_INPUT', 'access rules are derived from the topology\'s addresses; this file has neither lab nor hosts',
+          'add `lab: course` (one machine) or `hosts:` (real hosts)');
       }
       return [];
     }
@@ -102,17 +103,17 @@ export class FirewallService {
     return out;
   }
 
-  /** The file's edge router, or none. Lab nodes' interfaces are named after their segments. */
+  /** The file's edge router, or none, on the node's interfaces (a lab node's are named after their segments). */
   deriveEdge(dc: Datacenter): EdgeRules | undefined {
     const edge = dc.edge;
     if (!edge) return undefined;
-    const lab = dc.lab;
+    const lab = topologyOf(dc);
     const node = lab?.nodes[edge.host];
     if (!lab || !node) {
-      throw new KumoError('INVALID_INPUT', `the edge router "${edge.host}" is not a node of the file's lab`, 'add a lab node with role edge and name it under edge.host');
+      throw new KumoError('INVALID_INPUT', `the edge router "${edge.host}" is not a node of the file's lab or hosts`, 'add a node with role edge and name it under edge.host');
     }
     const spec: EdgeSpec = {
-      outside: edge.outside, publicAddress: edge.public_address, natTable: EDGE_NAT,
+      outside: interfaceOf(lab, edge.host, edge.outside), publicAddress: edge.public_address, natTable: EDGE_NAT,
       internal: Object.keys(node.links).filter((seg) => seg !== edge.outside).map((seg) => lab.segments[seg]!.cidr),
       forwards: edge.forwards.map((f) => {
         const lb = dc.loadbalancers[f.to]!;

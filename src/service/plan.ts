@@ -11,13 +11,30 @@ import { FirewallService } from './firewall.js';
 import { FlavorService } from './flavors.js';
 import { HostService, chooseHost } from './host.js';
 import { MonitoringService } from './monitoring.js';
+import { SiteService, networkResource, parseNetworkResource } from './site.js';
 import { KumoError } from '../model/errors.js';
+import { dhcpPlan } from '../model/lab.js';
 import { DatacenterSchema, groupMembers, type Datacenter, type InstanceGroup } from '../model/datacenter.js';
 import { parseYamlFile } from '../model/yaml-file.js';
 import { cloudConfigText, nfsMountConfig } from '../drivers/image/seed.js';
 import type { ResourceKind } from '../store/datacenter-resources.js';
 
 type LoadBalancerSpec = Datacenter['loadbalancers'][string];
+
+/** Each hypervisor of the file's hosts with each instance segment it links. */
+const hostNetworks = (hosts: NonNullable<Datacenter['hosts']>): [string, string][] =>
+  Object.entries(hosts.nodes).filter(([, n]) => n.roles.includes('hypervisor'))
+    .flatMap(([node, n]) => Object.keys(n.links).filter((seg) => hosts.segments[seg]?.instances).map((seg): [string, string] => [node, seg]));
+/** Where a group without `hosts` goes on real hosts: the file's hypervisors only (not this machine's `local`). */
+const fileHypervisors = (dc: Datacenter): string[] | undefined =>
+  dc.hosts ? Object.entries(dc.hosts.nodes).filter(([, n]) => n.roles.includes('hypervisor')).map(([x]) => x) : undefined;
+/** The networks of a group without `networks` on real hosts: the instance segments every hypervisor links. */
+const fileInstanceSegments = (dc: Datacenter): string[] | undefined => {
+  const hosts = dc.hosts;
+  if (!hosts) return undefined;
+  const hvs = Object.values(hosts.nodes).filter((n) => n.roles.includes('hypervisor'));
+  return Object.keys(hosts.segments).filter((seg) => hosts.segments[seg]!.instances && hvs.every((n) => seg in n.links));
+};
 const wafOf = (l: LoadBalancerSpec) => (l.waf ? { enabled: l.waf.enabled, paranoia: l.waf.paranoia } : null);
 const wafWords = (w: { enabled: boolean; paranoia: number } | null) => (!w ? 'none' : `${w.enabled ? 'on' : 'detection only'} (paranoia ${w.paranoia})`);
 
@@ -64,13 +81,16 @@ export class PlanService {
       const lab = new LabService(this.ctx);
       const state = lab.state();
       if (!state) add('create', 'lab', dc.lab.name, 'no lab is up');
-      else if (JSON.stringify(state.spec) !== JSON.stringify(dc.lab)) {
+      else if (state.bare) {
+        throw new KumoError('IN_USE', `lab "${state.spec.name}" is up bare (machines and cables only)`, 'describe its nodes under hosts: instead of lab: (kumo lab status shows their netns and URIs), or take it down first (kumo lab down)');
+      } else if (JSON.stringify(state.spec) !== JSON.stringify(dc.lab)) {
         throw new KumoError('IN_USE', `lab "${state.spec.name}" is up with another topology than the file's`, 'take it down first (kumo lab down), or make the file\'s lab the same');
       } else {
         const problems = await this.labProblems(lab);
         if (problems.length) add('update', 'lab', dc.lab.name, problems.join('; '));
       }
     }
+    if (dc.hosts) await this.planHosts(dc.hosts, add);
     for (const [name, image] of Object.entries(dc.images)) {
       const state = await this.imageState(name, image);
       if (state === 'missing') add('create', 'image', name, `build ${image.build}`);
@@ -98,7 +118,7 @@ export class PlanService {
     // One listing per host for all instances, not a full read of each.
     const states = new Map((await new InstanceService(this.ctx).list()).map((i) => [i.name, i.state]));
     const wanted = new Set<string>();
-    const placer = await this.dryPlacer(dc, changes.some((c) => c.kind === 'lab'));
+    const placer = await this.dryPlacer(dc, changes.some((c) => c.kind === 'lab' || c.kind === 'host'));
     for (const [group, g] of Object.entries(dc.instances)) {
       const flavor = this.flavorOf(dc, group, g);
       for (const name of groupMembers(group, g.count)) {
@@ -167,7 +187,7 @@ export class PlanService {
     const instances = new InstanceService(this.ctx);
     const lbs = new LoadBalancerService(this.ctx);
     const started: string[] = [];
-    const order: ResourceKind[] = ['monitoring', 'lab', 'edge', 'image', 'flavor', 'share', 'loadbalancer', 'instance'];
+    const order: ResourceKind[] = ['monitoring', 'lab', 'host', 'network', 'dhcp', 'edge', 'image', 'flavor', 'share', 'loadbalancer', 'instance'];
     // Deletions first (load balancers before the instances behind them), then the rest in dependency order.
     const deletions = changes.filter((c) => c.action === 'delete').sort((a, b) => order.indexOf(a.kind) - order.indexOf(b.kind));
     for (const c of deletions) {
@@ -181,7 +201,9 @@ export class PlanService {
       this.ctx.datacenterResources.release(c.kind, c.name);
     }
     const rest = changes.filter((c) => c.action !== 'delete');
-    for (const kind of ['lab', 'image', 'flavor', 'share', 'instance'] as const) {
+    // A share's CIDR comes from network_subnets: record the hosts' segments (silently: a record, not a resource).
+    if (dc.hosts) new SiteService(this.ctx).recordSubnets(dc.hosts);
+    for (const kind of ['lab', 'host', 'network', 'dhcp', 'image', 'flavor', 'share', 'instance'] as const) {
       for (const c of rest.filter((x) => x.kind === kind)) {
         onChange(c);
         await this.act(dc, c, started);
@@ -225,6 +247,11 @@ export class PlanService {
     await step('image', async (n) => {
       if (this.ctx.images.get(n) && !this.ctx.instances.list().some((i) => i.image === n)) await new ImageService(this.ctx).delete(n);
     });
+    const site = new SiteService(this.ctx);
+    await step('dhcp', (seg) => site.removeDhcp(seg));
+    await step('network', (n) => { const { node, seg } = parseNetworkResource(n); return site.removeNetwork(node, seg); });
+    await step('host', async (n) => site.unregister(n));
+    if (dc.hosts && owned.some((o) => o.kind === 'host')) site.forgetSubnets(dc.hosts);
     await step('lab', () => new LabService(this.ctx).down());
     return done;
   }
@@ -233,6 +260,17 @@ export class PlanService {
     switch (c.kind) {
       case 'lab':
         await new LabService(this.ctx).up(dc.lab!);
+        return;
+      case 'host':
+        await new SiteService(this.ctx).register(c.name, dc.hosts!.nodes[c.name]!);
+        return;
+      case 'network': {
+        const { node, seg } = parseNetworkResource(c.name);
+        await new SiteService(this.ctx).ensureNetwork(dc.hosts!, node, seg);
+        return;
+      }
+      case 'dhcp':
+        await new SiteService(this.ctx).ensureDhcp(dc.hosts!, c.name);
         return;
       case 'image': {
         const spec = dc.images[c.name]!;
@@ -258,11 +296,13 @@ export class PlanService {
         else {
           if (c.action === 'recreate') await svc.delete(c.name);
           const [group, g] = Object.entries(dc.instances).find(([name, x]) => groupMembers(name, x.count).includes(c.name))!;
+          const networks = g.networks ?? fileInstanceSegments(dc);
+          const only = g.hosts ?? fileHypervisors(dc);
           await svc.create({
             name: c.name, image: g.image, flavor: g.flavor, sshKeys: g.ssh_keys,
-            ...(g.networks ? { networks: g.networks } : {}), ...(g.root_password_hash ? { passwordHash: g.root_password_hash } : {}),
-            userData: await this.userData(g, group),
-            ...(c.host ? { host: c.host } : { placement: { pack: g.placement === 'pack', ...(g.hosts ? { only: g.hosts } : {}) } }),
+            ...(networks ? { networks } : {}), ...(g.root_password_hash ? { passwordHash: g.root_password_hash } : {}),
+            userData: await this.userData(dc, g, group),
+            ...(c.host ? { host: c.host } : { placement: { pack: g.placement === 'pack', ...(only ? { only } : {}) } }),
           });
         }
         started.push(c.name);
@@ -304,11 +344,12 @@ export class PlanService {
   }
 
   /** cloud-config for a group: mount its share, then its runcmd, then its user_data. */
-  private async userData(g: InstanceGroup, group: string): Promise<string> {
+  private async userData(dc: Datacenter, g: InstanceGroup, group: string): Promise<string> {
     let mount = {};
     if (g.mount) {
       const share = await new ShareService(this.ctx).get(g.mount.share);
-      const m = share.mounts.find((x) => !g.networks || g.networks.includes(x.network));
+      const networks = g.networks ?? fileInstanceSegments(dc);
+      const m = share.mounts.find((x) => !networks || networks.includes(x.network));
       if (!m) throw new KumoError('INVALID_INPUT', `instances of "${group}" are on no network share "${g.mount.share}" is served to`, 'add one of the share\'s networks to the group');
       mount = nfsMountConfig(m.source.split(':')[0]!, m.source, g.mount.path);
     }
@@ -337,8 +378,9 @@ export class PlanService {
       const was = old && hosts.find((h) => h.name === old.host);
       if (was) { was.allocatedMiB -= old.ramMiB; was.instances -= 1; }
       let host: string;
+      const only = g.hosts ?? fileHypervisors(dc);
       try {
-        host = chooseHost(hosts, flavor.vcpus, flavor.ramMiB, { pack: g.placement === 'pack', ...(g.hosts ? { only: g.hosts } : {}) });
+        host = chooseHost(hosts, flavor.vcpus, flavor.ramMiB, { pack: g.placement === 'pack', ...(only ? { only } : {}) });
       } catch (e) {
         if (e instanceof KumoError) throw new KumoError(e.code, `cannot place instance ${name} of ${dc.name}: ${e.message}`, e.fix);
         throw e;
@@ -388,5 +430,32 @@ export class PlanService {
     check('share', Object.keys(dc.shares));
     check('loadbalancer', Object.keys(dc.loadbalancers));
     check('edge', dc.edge ? [dc.edge.host] : []);
+    if (dc.hosts) {
+      check('host', Object.keys(dc.hosts.nodes));
+      check('dhcp', Object.keys(dc.hosts.segments).filter((s) => dc.hosts!.segments[s]!.instances));
+      check('network', hostNetworks(dc.hosts).map(([node, seg]) => networkResource(node, seg)));
+    }
+  }
+
+  /**
+   * The file's hosts: each registered (as it says), a libvirt network per hypervisor and
+   * instance segment, a DHCP server per instance segment on its dhcp node.
+   */
+  private async planHosts(hosts: NonNullable<Datacenter['hosts']>, add: (action: Action, kind: ResourceKind, name: string, why: string) => void): Promise<void> {
+    const site = new SiteService(this.ctx);
+    for (const [name, n] of Object.entries(hosts.nodes)) {
+      if (site.hostState(name, n) === 'missing') add('create', 'host', name, `${n.roles.join(',')} via ${n.ssh !== undefined ? `ssh ${n.ssh}` : `netns ${n.netns}`}${site.uriOf(n) ? `, ${site.uriOf(n)}` : ''}`);
+    }
+    for (const [node, seg] of hostNetworks(hosts)) {
+      const state = await site.networkState(hosts, node, seg);
+      if (state === 'missing') add('create', 'network', networkResource(node, seg), `libvirt bridge network ${seg} on ${node}`);
+      else if (state === 'inactive') add('update', 'network', networkResource(node, seg), 'it is not active');
+    }
+    for (const [seg, s] of Object.entries(hosts.segments).filter(([, x]) => x.instances)) {
+      const state = await site.dhcpState(hosts, seg);
+      const pool = dhcpPlan(s.cidr);
+      if (state === 'missing') add('create', 'dhcp', seg, `dnsmasq on ${hosts.dhcp}, pool ${pool.start}-${pool.end}`);
+      else if (state === 'down') add('update', 'dhcp', seg, `dnsmasq on ${hosts.dhcp} does not run`);
+    }
   }
 }

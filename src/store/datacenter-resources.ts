@@ -1,6 +1,6 @@
 import type { Db } from './db.js';
 
-export type ResourceKind = 'lab' | 'image' | 'flavor' | 'share' | 'instance' | 'loadbalancer' | 'firewall' | 'edge' | 'monitoring';
+export type ResourceKind = 'lab' | 'host' | 'network' | 'dhcp' | 'image' | 'flavor' | 'share' | 'instance' | 'loadbalancer' | 'firewall' | 'edge' | 'monitoring';
 
 /** Which datacenter file owns which resource: apply records, destroy removes only those. */
 export class DatacenterResourceRepo {
