@@ -177,6 +177,9 @@ export class PlanService {
       if (kind === 'edge' && dc.edge?.host !== name) add('delete', kind, name, 'no longer in the file');
       if (kind === 'loadbalancer' && !dc.loadbalancers[name]) add('delete', kind, name, 'no longer in the file');
       if (kind === 'share' && !dc.shares[name]) add('delete', kind, name, 'no longer in the file');
+      if (kind === 'host' && !dc.hosts?.nodes[name]) add('delete', kind, name, 'no longer in the file\'s hosts');
+      if (kind === 'dhcp' && !dc.hosts?.segments[name]?.instances) add('delete', kind, name, 'no longer an instance segment of the file\'s hosts');
+      if (kind === 'network' && !(dc.hosts && hostNetworks(dc.hosts).some(([node, seg]) => networkResource(node, seg) === name))) add('delete', kind, name, 'no longer in the file\'s hosts');
     }
     return changes;
   }
@@ -187,8 +190,9 @@ export class PlanService {
     const instances = new InstanceService(this.ctx);
     const lbs = new LoadBalancerService(this.ctx);
     const started: string[] = [];
-    const order: ResourceKind[] = ['monitoring', 'lab', 'host', 'network', 'dhcp', 'edge', 'image', 'flavor', 'share', 'loadbalancer', 'instance'];
-    // Deletions first (load balancers before the instances behind them), then the rest in dependency order.
+    const order: ResourceKind[] = ['monitoring', 'lab', 'edge', 'image', 'flavor', 'share', 'loadbalancer', 'instance', 'dhcp', 'network', 'host'];
+    // Deletions first (load balancers before the instances behind them, hosts' DHCP, networks and
+    // registrations after the instances on them), then the rest in dependency order.
     const deletions = changes.filter((c) => c.action === 'delete').sort((a, b) => order.indexOf(a.kind) - order.indexOf(b.kind));
     for (const c of deletions) {
       onChange(c);
@@ -198,6 +202,9 @@ export class PlanService {
       if (c.kind === 'share') await new ShareService(this.ctx).delete(c.name);
       if (c.kind === 'flavor') new FlavorService(this.ctx).delete(c.name);
       if (c.kind === 'monitoring') await new MonitoringService(this.ctx).stopCollector();
+      if (c.kind === 'dhcp') await new SiteService(this.ctx).removeDhcp(c.name);
+      if (c.kind === 'network') { const { node, seg } = parseNetworkResource(c.name); await new SiteService(this.ctx).removeNetwork(node, seg); }
+      if (c.kind === 'host') new SiteService(this.ctx).unregister(c.name);
       this.ctx.datacenterResources.release(c.kind, c.name);
     }
     const rest = changes.filter((c) => c.action !== 'delete');

@@ -119,3 +119,18 @@ test('hosts: the lab\'s shape with shells, URIs and a DHCP node; the same checks
   refused(hostsDoc((h) => { h.nodes.lb.roles = ['storage']; }), /loadbalancers\.front\.host: node "lb" does not have the lb role/);
   refused(withEdit((d) => { delete d.lab; }), /load balancers and shares need the datacenter's topology/);
 });
+
+test('hosts: access rules from the hosts\' addresses as from the lab\'s; the edge on the node\'s own interface names', () => {
+  const dc = load(hostsDoc((h) => {
+    h.segments.outside = { cidr: '203.0.113.0/24' };
+    h.nodes.edge = { roles: ['edge'], links: { outside: '203.0.113.5', frontend: '10.5.1.1' }, ssh: 'root@10.5.1.1', interfaces: { outside: 'eth0', frontend: 'eth1' } };
+  }).replace(/^name: course$/m, 'name: course\nedge: { host: edge, outside: outside, public_address: 203.0.113.5, forwards: [{ port: 80, to: front }] }'));
+  const fw = new FirewallService({} as Context);
+  const rules = fw.derive(dc);
+  assert.deepEqual(rules.map((r) => r.host).sort(), ['kvm1', 'kvm2', 'lb', 'stg']);
+  const nfs = rules.find((r) => r.host === 'stg')!.tables[0]!.chains[0]!.rules.find((r) => r.id === 'nfs-from-instances');
+  assert.deepEqual(nfs?.saddr, ['10.5.3.128/25'], 'NFS from the storage segment\'s DHCP pool');
+  const edge = fw.deriveEdge(dc)!;
+  assert.equal(edge.spec.outside, 'eth0');
+  assert.deepEqual(edge.spec.internal, ['10.5.1.0/24']);
+});
