@@ -1,4 +1,5 @@
 import { createServer } from 'node:net';
+import { NetnsExecutor } from '../../src/exec/netns.js';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { readdir, readFile, readlink } from 'node:fs/promises';
@@ -107,6 +108,15 @@ export function pollHttpInNetns(netns: string, url: string, intervalMs = 100, re
 }
 
 /** What wrk (4.1) printed: throughput, latency and every kind of failure it counts. */
+/** One GET from inside a namespace (e.g. a lab's "internet"): status, body, and the instance HAProxy says answered. */
+export async function getInNetns(netns: string, url: string, timeoutS = 3): Promise<{ status: number; backend: string; body: string }> {
+  const r = await new NetnsExecutor(netns).run('curl', ['-s', '-g', '-w', '\n%header{x-kumo-backend}\n%{http_code}', '--max-time', String(timeoutS), url], { allowFailure: true });
+  const lines = r.stdout.trimEnd().split('\n');
+  const status = Number(lines.pop());
+  const backend = lines.pop() ?? '';
+  return { status, backend, body: lines.join('\n').trim() };
+}
+
 export interface WrkResult {
   requests: number;
   requestsPerSec: number;

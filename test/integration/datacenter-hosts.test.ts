@@ -4,6 +4,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { makeTestEnv, waitFor, type TestEnv } from '../helpers/env.js';
+import { getInNetns } from '../helpers/lab.js';
 import { NetnsExecutor } from '../../src/exec/netns.js';
 import { ImageService } from '../../src/service/images.js';
 import { LabService } from '../../src/service/lab.js';
@@ -18,7 +19,6 @@ import { libvirtdUri } from '../../src/drivers/lab/libvirtd-namespace.js';
  */
 let env: TestEnv;
 let file: string;
-let outside: NetnsExecutor;
 let group: string;
 const HASH = '$6$kumocourse$3eUfgi0nRUHAHEj2kwzfwXnHQQT2E06HU6wzf0eBT6Bd/lntVv6QNTOK2MtFnYDkiL7dJqt/IBWd493qrKYZp1';
 const PAGE = '<h1>served from stg through the hosts file</h1>\n';
@@ -56,7 +56,6 @@ before(async () => {
   };
   file = join(env.home, 'datacenter.yaml');
   await writeFile(file, stringify(dc));
-  outside = new NetnsExecutor(`${env.prefix}-internet`);
 });
 
 /** The course topology under this run's name, as a lab file for `lab up --bare`. */
@@ -71,13 +70,7 @@ after(async () => {
   await env?.cleanup();
 });
 
-const fromOutside = async (url: string) => {
-  const r = await outside.run('curl', ['-s', '-g', '-w', '\n%header{x-kumo-backend}\n%{http_code}', '--max-time', '3', url], { allowFailure: true });
-  const lines = r.stdout.trimEnd().split('\n');
-  const status = Number(lines.pop());
-  const backend = lines.pop() ?? '';
-  return { status, backend, body: lines.join('\n').trim() };
-};
+const fromOutside = (url: string) => getInNetns(`${env.prefix}-internet`, url);
 
 test('apply on a bare lab described under hosts: serves the share through the LB from both instances, behind the firewall', { timeout: 900_000 }, async () => {
   const applied = await env.cli(['apply', file], { timeoutMs: 900_000 });

@@ -5,7 +5,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { makeTestEnv, waitFor, type TestEnv } from '../helpers/env.js';
-import { processesMentioning, runWrk } from '../helpers/lab.js';
+import { getInNetns, processesMentioning, runWrk } from '../helpers/lab.js';
 import { local } from '../../src/exec/exec.js';
 import { NetnsExecutor } from '../../src/exec/netns.js';
 import { ImageService } from '../../src/service/images.js';
@@ -48,14 +48,7 @@ after(async () => {
   await env?.cleanup();
 });
 
-/** One GET from the outside namespace: status, body and the instance HAProxy says answered. */
-const fromOutside = async (url: string) => {
-  const r = await outside.run('curl', ['-s', '-g', '-w', '\n%header{x-kumo-backend}\n%{http_code}', '--max-time', '3', url], { allowFailure: true });
-  const lines = r.stdout.trimEnd().split('\n');
-  const status = Number(lines.pop());
-  const backend = lines.pop() ?? '';
-  return { status, backend, body: lines.join('\n').trim() };
-};
+const fromOutside = (url: string) => getInNetns(`${env.prefix}-internet`, url);
 
 /** The page as each instance serves it through the LB, GETting until all of `want` answered with `expect`. */
 async function everyInstanceServes(expect: string, want: string[]): Promise<Map<string, string>> {

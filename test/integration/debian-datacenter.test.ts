@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { makeTestEnv, sleep, waitFor, type TestEnv } from '../helpers/env.js';
-import { pollHttpInNetns } from '../helpers/lab.js';
+import { getInNetns, pollHttpInNetns } from '../helpers/lab.js';
 import { local } from '../../src/exec/exec.js';
 import { NetnsExecutor } from '../../src/exec/netns.js';
 import { LabService } from '../../src/service/lab.js';
@@ -54,11 +54,7 @@ after(async () => {
 });
 
 const inNetns = (node: string) => new NetnsExecutor(`${env.prefix}-${node}`);
-const fromOutside = async (url: string) => {
-  const r = await inNetns('internet').run('curl', ['-s', '-w', '\n%{http_code}', '--max-time', '5', url], { allowFailure: true });
-  const lines = r.stdout.trimEnd().split('\n');
-  return { status: Number(lines.pop()), body: lines.join('\n').trim() };
-};
+const fromOutside = (url: string) => getInNetns(`${env.prefix}-internet`, url, 5);
 /** A command in the guest, over ssh from its hypervisor's namespace (which reaches its backend address). */
 const inGuest = async (cmd: string, timeoutMs = 120_000) => {
   const inst = env.ctx.instances.get(vm)!;
