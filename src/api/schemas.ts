@@ -40,6 +40,7 @@ export const ErrorBody = named('Error', z.object({
     message: z.string().describe('what is wrong, for a person'),
     fix: z.string().optional().describe('how to fix it, where kumo knows'),
     fields: z.array(z.string()).optional().describe('the request fields that are wrong, e.g. body.vcpus'),
+    requestId: z.string().optional().describe('on an unexpected error (INTERNAL): the request\'s id, under which the server log has the details'),
   }),
 }), 'every error answer');
 

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
@@ -110,6 +111,8 @@ export async function buildServer(ctx: Context, opts: ServerOptions = {}): Promi
     logger: opts.logger ?? false,
     // userData may be a sizeable cloud-config; nothing the API takes is larger.
     bodyLimit: 1024 * 1024,
+    // Fastify counts req-1, req-2... from each start: an id a 500 hands out must name one log line, across restarts too.
+    genReqId: () => randomUUID(),
   }).withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
@@ -207,8 +210,8 @@ async function serveDashboard(app: ApiServer, root: string): Promise<void> {
   });
 }
 
-function errorBody(code: string, message: string, fix?: string, fields?: string[]) {
-  return { error: { code, message, ...(fix ? { fix } : {}), ...(fields?.length ? { fields } : {}) } };
+function errorBody(code: string, message: string, fix?: string, fields?: string[], requestId?: string) {
+  return { error: { code, message, ...(fix ? { fix } : {}), ...(fields?.length ? { fields } : {}), ...(requestId ? { requestId } : {}) } };
 }
 
 /** Every failure becomes {error: {code, message, fix}} with a status that fits its code. */
@@ -247,8 +250,11 @@ function answerError(err: FastifyError, req: FastifyRequest, reply: FastifyReply
       err.statusCode === 415 ? 'send the body as application/json' : SCHEMA_FIX));
     return;
   }
+  // Unexpected: its message may show paths, SQL or a stack's worth of internals. The client gets
+  // a stable code and the request id; the details go to the log under that id.
   req.log.error({ err }, 'internal error');
-  void reply.code(500).send(errorBody('INTERNAL', `internal error: ${err.message}`, 'this is a bug in kumo; the server log has the details'));
+  void reply.code(500).send(errorBody('INTERNAL', `internal error (request ${req.id})`,
+    `this is a bug in kumo; the server log has the details under request id ${req.id}`, undefined, req.id));
 }
 
 /**

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { KumoError, notFound } from '../model/errors.js';
 
 /**
@@ -41,11 +41,25 @@ export type KumoEvent =
   | { type: 'resource'; resource: string; name: string; action: string };
 
 export interface SequencedEvent {
-  /** Increases by one per event: a client that reconnects asks for what came after its last. */
+  /**
+   * "<run>-<seq>": the registry's run and the sequence number. A server restart starts a new run,
+   * so an id from before it is never mistaken for one of this run's (see since()).
+   */
+  id: string;
+  /** Increases by one per event, within a run. */
   seq: number;
   at: string;
   event: KumoEvent;
 }
+
+/**
+ * Why a client cannot be caught up from its last event id: it was given by another server run
+ * (a restart), the events after it are no longer kept, or it is not an id kumo gives.
+ * Such a client reloads its state instead.
+ */
+export type ReplayGap = 'restarted' | 'too-old' | 'unknown';
+
+const EVENT_ID = /^([0-9a-f]{12})-(\d+)$/;
 
 /** How many events a reconnecting client can catch up on, and how many finished operations are kept. */
 const REPLAY = 1_000;
@@ -56,6 +70,8 @@ export class OperationRegistry {
   private readonly emitter = new EventEmitter();
   private readonly recent: SequencedEvent[] = [];
   private seq = 0;
+  /** This registry's run: random, so that two server runs never give the same event id. */
+  readonly run = randomBytes(6).toString('hex');
 
   constructor() {
     // Every open event stream is a listener; Node's leak warning at 10 does not fit that.
@@ -124,11 +140,8 @@ export class OperationRegistry {
     this.publish({ type: 'resource', resource, name, action });
   }
 
-  /**
-   * Calls `listener` for every event from now on, after replaying those after `afterSeq`
-   * (as many as are still kept). Returns the function that unsubscribes.
-   */
-  subscribe(listener: (e: SequencedEvent) => void, afterSeq?: number): () => void {
+  /** Calls `listener` for every event from now on. Returns the function that unsubscribes. */
+  subscribe(listener: (e: SequencedEvent) => void): () => void {
     const safe = (e: SequencedEvent) => {
       try {
         listener(e);
@@ -136,9 +149,29 @@ export class OperationRegistry {
         // A broken subscriber (a client gone mid-write) must not break the work that published.
       }
     };
-    if (afterSeq !== undefined) for (const e of this.recent) if (e.seq > afterSeq) safe(e);
     this.emitter.on('event', safe);
     return () => this.emitter.off('event', safe);
+  }
+
+  /**
+   * The events after the one with id `lastId`, when this run still keeps them all (a reconnecting
+   * client then misses nothing); otherwise why not, and the client must reload its state.
+   */
+  since(lastId: string): { events: SequencedEvent[] } | { gap: ReplayGap } {
+    const m = EVENT_ID.exec(lastId);
+    if (!m) return { gap: 'unknown' };
+    if (m[1] !== this.run) return { gap: 'restarted' };
+    const seq = Number(m[2]);
+    if (seq > this.seq) return { gap: 'unknown' };
+    // The events kept are oldest..this.seq: one right after `seq` must still be among them.
+    const oldest = this.recent[0]?.seq ?? this.seq + 1;
+    if (seq < oldest - 1) return { gap: 'too-old' };
+    return { events: this.recent.filter((e) => e.seq > seq) };
+  }
+
+  /** The id of the newest event ("<run>-0" before any): catching up from it replays nothing. */
+  lastId(): string {
+    return `${this.run}-${this.seq}`;
   }
 
   /** The sequence number of the newest event (0 before any). */
@@ -158,7 +191,8 @@ export class OperationRegistry {
   }
 
   private publish(event: KumoEvent): void {
-    const e: SequencedEvent = { seq: ++this.seq, at: new Date().toISOString(), event };
+    const seq = ++this.seq;
+    const e: SequencedEvent = { id: `${this.run}-${seq}`, seq, at: new Date().toISOString(), event };
     this.recent.push(e);
     if (this.recent.length > REPLAY) this.recent.shift();
     this.emitter.emit('event', e);

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Context } from './context.js';
 import { TokenRepo, type TokenRecord } from '../store/tokens.js';
-import { KumoError, notFound } from '../model/errors.js';
+import { invalid, KumoError, notFound } from '../model/errors.js';
 import { checkName } from '../model/names.js';
 
 /**
@@ -13,6 +13,8 @@ import { checkName } from '../model/names.js';
  */
 export const TOKEN_PREFIX = 'kumo_';
 const TOKEN_TEXT = /^kumo_[A-Za-z0-9_-]{43}$/;
+/** A token's public id: 8 hex digits. No name may take this form, so an id or a name is never both. */
+const TOKEN_ID = /^[0-9a-f]{8}$/;
 /** last_used_at is written at most this often per token: a write per request would be waste. */
 const TOUCH_EVERY_MS = 60_000;
 const ADMIN_DONE = 'api.admin-token-created';
@@ -44,9 +46,16 @@ export class TokenService {
 
   create(name: string): NewToken {
     checkName('token', name);
-    if (this.repo.get(name)) throw exists(name);
+    if (TOKEN_ID.test(name)) {
+      throw invalid(`token name "${name}" is not valid: 8 hex digits is the form of a token id, and revoke takes an id or a name`,
+        'pick a name that is not 8 hex digits, e.g. "ci" or "dashboard"');
+    }
+    if (this.repo.byName(name)) throw exists(name);
     const token = TOKEN_PREFIX + randomBytes(32).toString('base64url');
-    const record: TokenRecord = { id: randomBytes(4).toString('hex'), name, hash: hashToken(token), createdAt: new Date().toISOString() };
+    let id: string;
+    // Unique, and not an older token's name either (one made before names were kept from the id form).
+    do id = randomBytes(4).toString('hex'); while (this.repo.byId(id) || this.repo.byName(id));
+    const record: TokenRecord = { id, name, hash: hashToken(token), createdAt: new Date().toISOString() };
     if (!this.repo.insert(record)) throw exists(name);
     return { ...view(record), token };
   }
@@ -55,9 +64,12 @@ export class TokenService {
     return this.repo.list().map(view);
   }
 
-  /** Revokes by id or name; requests with it fail from now on. */
+  /**
+   * Revokes by id or name; requests with it fail from now on. An id wins: names cannot take an
+   * id's form, and one that did (made before that rule) is still revoked by its own id.
+   */
   revoke(idOrName: string): TokenView {
-    const t = this.repo.get(idOrName);
+    const t = this.repo.byId(idOrName) ?? this.repo.byName(idOrName);
     if (!t) throw notFound(`there is no API token "${idOrName}"`, 'see `kumo token list` (give its id or name)');
     this.repo.delete(t.id);
     return view(t);

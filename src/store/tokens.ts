@@ -24,8 +24,13 @@ export class TokenRepo {
     return (this.db.prepare('SELECT * FROM api_tokens ORDER BY created_at, name').all() as TokenRow[]).map(toToken);
   }
 
-  get(idOrName: string): TokenRecord | undefined {
-    const row = this.db.prepare('SELECT * FROM api_tokens WHERE id = ? OR name = ?').get(idOrName, idOrName) as TokenRow | undefined;
+  byId(id: string): TokenRecord | undefined {
+    const row = this.db.prepare('SELECT * FROM api_tokens WHERE id = ?').get(id) as TokenRow | undefined;
+    return row && toToken(row);
+  }
+
+  byName(name: string): TokenRecord | undefined {
+    const row = this.db.prepare('SELECT * FROM api_tokens WHERE name = ?').get(name) as TokenRow | undefined;
     return row && toToken(row);
   }
 

@@ -2,11 +2,17 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { once } from 'node:events';
+import { connect, type Socket } from 'node:net';
 import { basename, join } from 'node:path';
+import { Writable } from 'node:stream';
 import { createInterface } from 'node:readline';
 import { Validator } from '@seriousme/openapi-schema-validator';
 import { freeSubnet, makeTestEnv, testCache, waitFor, type TestEnv } from '../helpers/env.js';
-import { buildServer, type ApiServer } from '../../src/api/server.js';
+import { buildServer, type ApiServer, type ServerOptions } from '../../src/api/server.js';
+import { MAX_QUEUED_BYTES } from '../../src/api/routes/events.js';
+import { OperationRegistry } from '../../src/service/operations.js';
+import { KumoError } from '../../src/model/errors.js';
 import { TokenService } from '../../src/service/tokens.js';
 import { HostService } from '../../src/service/host.js';
 import { Virsh } from '../../src/drivers/libvirt/virsh.js';
@@ -27,6 +33,8 @@ import { hashPassword } from '../../src/model/password.js';
 
 let env: TestEnv;
 let app: ApiServer | undefined;
+/** Servers of their own that tests start (restarts, a stalled client, a broken route). */
+const sides: ApiServer[] = [];
 let base: string;
 let token: string;
 let stateDir: string | undefined;
@@ -55,6 +63,7 @@ after(async () => {
   for (const s of streams) s.close();
   for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
   await app?.close();
+  for (const s of sides) if (s.server.listening) await s.close();
   if (env) {
     for (const l of env.ctx.loadBalancers.list()) await new LoadBalancerService(env.ctx).delete(l.name).catch(() => undefined);
     for (const s of env.ctx.shares.list()) await new ShareService(env.ctx).delete(s.name).catch(() => undefined);
@@ -104,7 +113,7 @@ function refused(a: Answer, status: number, code: string, fields: string[] = [])
   }
 }
 
-interface SseEvent { id: number; event: string; data: any } // any: event JSON, asserted by the tests
+interface SseEvent { id: string; event: string; data: any } // any: event JSON, asserted by the tests
 
 interface EventStream {
   events: SseEvent[];
@@ -112,10 +121,10 @@ interface EventStream {
   close(): void;
 }
 
-/** Reads /api/v1/events as a client would, collecting every event. */
-async function openEvents(headers: Record<string, string> = {}): Promise<EventStream> {
+/** Reads /api/v1/events (of this test file's server, or `at`) as a client would, collecting every event. */
+async function openEvents(headers: Record<string, string> = {}, at = base, query = ''): Promise<EventStream> {
   const ac = new AbortController();
-  const res = await fetch(`${base}${API}/events`, { headers: { authorization: `Bearer ${token}`, ...headers }, signal: ac.signal });
+  const res = await fetch(`${at}${API}/events${query}`, { headers: { authorization: `Bearer ${token}`, ...headers }, signal: ac.signal });
   assert.equal(res.status, 200);
   assert.match(res.headers.get('content-type') ?? '', /^text\/event-stream/);
   const events: SseEvent[] = [];
@@ -132,7 +141,7 @@ async function openEvents(headers: Record<string, string> = {}): Promise<EventSt
         buf = buf.slice(i + 2);
         const field = (k: string) => block.split('\n').find((l) => l.startsWith(`${k}: `))?.slice(k.length + 2);
         const data = field('data');
-        if (data !== undefined) events.push({ id: Number(field('id')), event: field('event') ?? 'message', data: JSON.parse(data) });
+        if (data !== undefined) events.push({ id: field('id') ?? '', event: field('event') ?? 'message', data: JSON.parse(data) });
       }
     }
   })();
@@ -238,6 +247,145 @@ test('every route but health answers 401 without a token, with a malformed, an u
   const rows = JSON.stringify(env.ctx.db.prepare('SELECT * FROM api_tokens').all());
   assert.ok(!rows.includes(token.slice(5)) && rows.includes('test'));
   assert.ok(!rows.includes('gone'), 'a revoked token is gone from the store');
+});
+
+/** A server of its own on another port over the same home: its own operation registry is its own server run. */
+async function sideServer(opts: ServerOptions = {}, routes?: (side: ApiServer) => void): Promise<{ app: ApiServer; base: string; port: number }> {
+  const side = await buildServer(env.ctx, { monitor: false, ...opts });
+  sides.push(side);
+  routes?.(side);
+  await side.listen({ host: '127.0.0.1', port: 0 });
+  const addr = side.server.address();
+  assert.ok(addr && typeof addr === 'object');
+  return { app: side, base: `http://127.0.0.1:${addr.port}`, port: addr.port };
+}
+
+test('events: ids carry the server run; a reconnect replays within the run, and after a restart gets a reset event', async () => {
+  const first = new OperationRegistry();
+  const a = await sideServer({ ops: first });
+  const live = await openEvents({}, a.base);
+  first.resourceChanged('flavor', 'e1', 'created');
+  first.resourceChanged('flavor', 'e2', 'created');
+  await live.until('e2', (e) => e.data.name === 'e2', 10_000);
+  const [e1, e2] = live.events;
+  assert.equal(e1!.id, `${first.run}-1`);
+  assert.deepEqual([e1!.data.id, e1!.data.seq, e2!.id], [e1!.id, 1, `${first.run}-2`]);
+  // Within the run: what came after the last event seen, by header or by ?after=.
+  for (const again of [await openEvents({ 'last-event-id': e1!.id }, a.base), await openEvents({}, a.base, `?after=${e1!.id}`)]) {
+    await again.until('the replay', (e) => e.data.name === 'e2', 10_000);
+    assert.deepEqual(again.events.map((e) => e.id), [e2!.id]);
+    again.close();
+  }
+  live.close();
+  await a.app.close();
+
+  // The restart: a new run whose sequence numbers start at 1 again, over the same home.
+  const second = new OperationRegistry();
+  const b = await sideServer({ ops: second });
+  for (const n of ['n1', 'n2', 'n3']) second.resourceChanged('flavor', n, 'created');
+  for (const last of [e1!.id, e2!.id]) {
+    const back = await openEvents({ 'last-event-id': last }, b.base);
+    second.resourceChanged('flavor', `after-${last}`, 'created');
+    await back.until('a live event', (e) => e.data.name === `after-${last}`, 10_000);
+    // Not n2/n3 as if they followed the old run's events, nor silence: a reset, then the live stream.
+    assert.deepEqual(back.events.map((e) => e.event), ['reset', 'resource']);
+    const reset = back.events[0]!;
+    assert.equal(reset.data.type, 'reset');
+    assert.equal(reset.data.reason, 'restarted');
+    assert.match(reset.data.message, /reload/);
+    assert.equal(reset.id, `${second.run}-${back.events[1]!.data.seq - 1}`, 'the reset carries this run\'s newest id');
+    back.close();
+    // Reconnecting from the reset's id continues within the new run.
+    const next = await openEvents({ 'last-event-id': reset.id }, b.base);
+    await next.until('the replay', (e) => e.data.name === `after-${last}`, 10_000);
+    assert.deepEqual(next.events.map((e) => e.event), ['resource']);
+    next.close();
+  }
+  // A bare sequence number names no run (an older client's ?after=N): reset too.
+  const bare = await openEvents({}, b.base, '?after=1');
+  await bare.until('the reset', (e) => e.event === 'reset', 10_000);
+  assert.equal(bare.events[0]!.data.reason, 'unknown');
+  bare.close();
+});
+
+test('events: a client that stops reading is dropped once a bounded amount is queued for it, and catches up on its reconnect', async () => {
+  const ops = new OperationRegistry();
+  const side = await sideServer({ ops });
+  const serverSockets: Socket[] = [];
+  side.app.server.on('connection', (s: Socket) => serverSockets.push(s));
+  const client = connect(side.port, '127.0.0.1');
+  let received = 0;
+  let head = '';
+  let tail = '';
+  client.on('data', (d: Buffer) => {
+    received += d.length;
+    if (head.length < 1024) head += d.toString();
+    tail = (tail + d.toString()).slice(-16_384);
+  });
+  client.write(`GET ${API}/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${token}\r\n\r\n`);
+  await waitFor('the answer head', async () => (head.includes('\r\n\r\n') ? true : undefined), 10_000);
+  assert.match(head, /^HTTP\/1\.1 200/);
+  client.pause(); // from now on it reads nothing: the kernel's buffers fill, then the server's
+  assert.equal(serverSockets.length, 1);
+  const server = serverSockets[0]!;
+
+  // ~4 kB an event: the bound is then ~250 events, well within the 1000 a reconnect can catch up on.
+  const name = 'x'.repeat(4000);
+  let produced = 0;
+  let maxQueued = 0;
+  while (!server.destroyed && produced < 20_000) {
+    ops.resourceChanged('flavor', name, 'created');
+    produced++;
+    maxQueued = Math.max(maxQueued, server.writableLength);
+    // Let the server write out what the socket takes, as it would between real events.
+    if (produced % 50 === 0) await new Promise((r) => setImmediate(r));
+  }
+  assert.ok(server.destroyed, `still connected after ${produced} events (${maxQueued} bytes queued for it)`);
+  assert.ok(maxQueued <= MAX_QUEUED_BYTES + name.length + 1_000, `${maxQueued} bytes were queued, more than the bound and one event`);
+
+  // What the kernel had taken arrives, then the end of the connection.
+  const closed = once(client, 'close');
+  client.resume();
+  await closed;
+  const producedBytes = produced * 4_000;
+  assert.ok(received < producedBytes, `the client got ${received} of ~${producedBytes} bytes`);
+  const lastId = [...tail.matchAll(/^id: (\S+)\nevent: \S+\ndata: .*\n\n/gm)].at(-1)?.[1];
+  assert.ok(lastId, 'the client got whole events before the drop');
+  // Reconnecting from the last whole event it got, it gets every event after it, up to the newest.
+  const back = await openEvents({ 'last-event-id': lastId }, side.base);
+  await back.until('the newest event', (e) => e.id === ops.lastId(), 10_000);
+  const from = Number(lastId.split('-')[1]);
+  assert.deepEqual(back.events.map((e) => e.data.seq), Array.from({ length: ops.lastSeq() - from }, (_, i) => from + 1 + i));
+  back.close();
+});
+
+test('an unexpected error is a 500 with code INTERNAL and the request id, its details in the server log only', async () => {
+  const log: string[] = [];
+  const stream = new Writable({ write(chunk: Buffer, _enc, done) { log.push(chunk.toString()); done(); } });
+  const secret = 'open /var/lib/kumo/secret.db: SQLITE_CORRUPT';
+  const side = await sideServer({ logger: { level: 'error', stream } }, (s) => {
+    s.get(`${API}/test-broken`, async () => { throw new Error(secret); });
+    s.get(`${API}/test-known`, async () => { throw new KumoError('LIBVIRT_ERROR', 'libvirt refused', 'check libvirtd'); });
+  });
+  const ids: string[] = [];
+  for (let i = 0; i < 2; i++) {
+    const res = await fetch(`${side.base}${API}/test-broken`);
+    const body = await res.json() as { error: { code: string; message: string; fix?: string; requestId?: string } };
+    assert.equal(res.status, 500);
+    assert.equal(body.error.code, 'INTERNAL');
+    assert.ok(!JSON.stringify(body).includes('SQLITE') && !JSON.stringify(body).includes('/var/lib'), JSON.stringify(body));
+    const id = body.error.requestId!;
+    assert.match(id, /^[0-9a-f-]{36}$/, 'unique across server runs, not req-1, req-2...');
+    assert.ok(body.error.message.includes(id) && body.error.fix?.includes(id));
+    const line = log.map((l) => JSON.parse(l) as { reqId?: string; err?: { message?: string; stack?: string } }).find((l) => l.reqId === id);
+    assert.ok(line?.err?.message === secret && line.err.stack, `the log has the details under ${id}: ${log.join('')}`);
+    ids.push(id);
+  }
+  assert.notEqual(ids[0], ids[1]);
+  // Known errors keep their code, message and status.
+  const known = await fetch(`${side.base}${API}/test-known`);
+  assert.equal(known.status, 502);
+  assert.deepEqual(await known.json(), { error: { code: 'LIBVIRT_ERROR', message: 'libvirt refused', fix: 'check libvirtd' } });
 });
 
 test('flavors: list, show, create, delete; 400 naming the field, 404, 409', async () => {
@@ -376,12 +524,13 @@ test('instance create through the API: 202 with an operation, its progress on Se
   const mine = events.events.filter((e) => e.event === 'operation' && e.data.operation.id === id);
   const steps = mine.map((e) => e.data.operation.step).filter(Boolean);
   for (const s of ['disk', 'seed', 'define', 'start', 'boot']) assert.ok(steps.includes(s), `step ${s} in ${steps.join(', ')}`);
-  const seqs = mine.map((e) => e.id);
-  assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b), 'event ids increase');
+  const seqs: number[] = mine.map((e) => e.data.seq);
+  assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b), 'event sequence numbers increase');
+  assert.ok(mine.every((e) => e.id === `${mine[0]!.id.split('-')[0]}-${e.data.seq}`), 'ids are "<run>-<seq>"');
   assert.equal(end.data.operation.result.state, 'running');
 
   // A client that reconnects with Last-Event-ID gets what it missed.
-  const again = await openEvents({ 'last-event-id': String(seqs[0]! - 1) });
+  const again = await openEvents({ 'last-event-id': mine[0]!.id.replace(/-\d+$/, `-${seqs[0]! - 1}`) });
   await again.until('the replayed finish', (e) => e.id === end.id, 30_000);
   again.close();
 

@@ -59,21 +59,22 @@ export interface WafEvent { time: string; client: string; method: string; uri: s
 export interface Operation { id: string; kind: string; target: string; state: string; step?: string; error?: { message: string } }
 export interface Reading { at: number; state: string; cpuPct?: number; rxBps?: number; txBps?: number; memRssKiB?: number }
 
-export interface KumoEvent { type: 'operation' | 'resource'; seq: number; operation?: Operation; resource?: string; name?: string; action?: string }
+export interface KumoEvent { type: 'operation' | 'resource' | 'reset'; seq?: number; operation?: Operation; resource?: string; name?: string; action?: string }
 
 /**
  * /api/v1/events read with fetch (EventSource cannot send the Authorization header), reconnecting
- * with ?after=LAST so nothing is missed. Returns a function that stops it.
+ * with ?after=LAST-ID so nothing is missed. Returns a function that stops it.
  */
 export function watchEvents(onEvent: (e: KumoEvent) => void, onState?: (connected: boolean) => void): () => void {
   let stopped = false;
-  let last: number | undefined;
+  /** The last event's SSE id ("RUN-SEQ"): a reconnect replays what came after it, or says reset. */
+  let last: string | undefined;
   let ac: AbortController | undefined;
   const run = async () => {
     while (!stopped) {
       ac = new AbortController();
       try {
-        const q = last !== undefined ? `?after=${last}` : '';
+        const q = last !== undefined ? `?after=${encodeURIComponent(last)}` : '';
         const res = await fetch(`${API}/events${q}`, { headers: { authorization: `Bearer ${getToken() ?? ''}` }, signal: ac.signal });
         if (res.status === 401) { unauthorized.dispatchEvent(new Event('401')); return; }
         if (!res.ok || !res.body) throw new Error(`events: ${res.status}`);
@@ -88,10 +89,14 @@ export function watchEvents(onEvent: (e: KumoEvent) => void, onState?: (connecte
           for (let i = buf.indexOf('\n\n'); i >= 0; i = buf.indexOf('\n\n')) {
             const block = buf.slice(0, i);
             buf = buf.slice(i + 2);
-            const data = block.split('\n').filter((l) => l.startsWith('data: ')).map((l) => l.slice(6)).join('\n');
+            const lines = block.split('\n');
+            const id = lines.find((l) => l.startsWith('id: '))?.slice(4);
+            if (id) last = id;
+            const data = lines.filter((l) => l.startsWith('data: ')).map((l) => l.slice(6)).join('\n');
             if (!data) continue;
             const e = JSON.parse(data) as KumoEvent;
-            last = e.seq;
+            // A reset (the server restarted, or this client fell too far behind): every page reloads on any event.
+            if (lines.some((l) => l === 'event: reset')) e.type = 'reset';
             onEvent(e);
           }
         }

@@ -6,7 +6,7 @@ import { TokenService } from '../../service/tokens.js';
 export function tokenCommand(): Command {
   const cmd = new Command('token').description('bearer tokens for the REST API (kumo serve); kumo keeps only their sha256');
 
-  cmd.command('create').argument('<name>', 'what it is for, e.g. ci or dashboard')
+  cmd.command('create').argument('<name>', 'what it is for, e.g. ci or dashboard (not 8 hex digits: that is the form of an id)')
     .description('make a token and print it, once: it cannot be shown again')
     .action(async (name: string) => {
       const t = new TokenService(await context()).create(name);
@@ -22,7 +22,7 @@ export function tokenCommand(): Command {
       console.log(table(['Id', 'Name', 'Created', 'Last used'], tokens.map((t) => [t.id, t.name, t.createdAt, t.lastUsedAt])));
     });
 
-  cmd.command('revoke').argument('<token>', 'its id or name').description('revoke a token: requests with it fail from now on')
+  cmd.command('revoke').argument('<token>', 'its id (see kumo token list) or its name').description('revoke a token: requests with it fail from now on')
     .action(async (idOrName: string) => {
       const t = new TokenService(await context()).revoke(idOrName);
       console.log(`revoked API token "${t.name}" (id ${t.id})`);
