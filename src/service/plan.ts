@@ -21,19 +21,20 @@ import type { ResourceKind } from '../store/datacenter-resources.js';
 
 type LoadBalancerSpec = Datacenter['loadbalancers'][string];
 
+type Hosts = NonNullable<Datacenter['hosts']>;
+/** The hypervisor nodes of the file's hosts. */
+const hypervisorsOf = (hosts: Hosts) => Object.entries(hosts.nodes).filter(([, n]) => n.roles.includes('hypervisor'));
 /** Each hypervisor of the file's hosts with each instance segment it links. */
-const hostNetworks = (hosts: NonNullable<Datacenter['hosts']>): [string, string][] =>
-  Object.entries(hosts.nodes).filter(([, n]) => n.roles.includes('hypervisor'))
-    .flatMap(([node, n]) => Object.keys(n.links).filter((seg) => hosts.segments[seg]?.instances).map((seg): [string, string] => [node, seg]));
+const hostNetworks = (hosts: Hosts): [string, string][] =>
+  hypervisorsOf(hosts).flatMap(([node, n]) => Object.keys(n.links).filter((seg) => hosts.segments[seg]?.instances).map((seg): [string, string] => [node, seg]));
 /** Where a group without `hosts` goes on real hosts: the file's hypervisors only (not this machine's `local`). */
-const fileHypervisors = (dc: Datacenter): string[] | undefined =>
-  dc.hosts ? Object.entries(dc.hosts.nodes).filter(([, n]) => n.roles.includes('hypervisor')).map(([x]) => x) : undefined;
+const fileHypervisors = (dc: Datacenter): string[] | undefined => (dc.hosts ? hypervisorsOf(dc.hosts).map(([x]) => x) : undefined);
 /** The networks of a group without `networks` on real hosts: the instance segments every hypervisor links. */
 const fileInstanceSegments = (dc: Datacenter): string[] | undefined => {
   const hosts = dc.hosts;
   if (!hosts) return undefined;
-  const hvs = Object.values(hosts.nodes).filter((n) => n.roles.includes('hypervisor'));
-  return Object.keys(hosts.segments).filter((seg) => hosts.segments[seg]!.instances && hvs.every((n) => seg in n.links));
+  const hvs = hypervisorsOf(hosts);
+  return Object.keys(hosts.segments).filter((seg) => hosts.segments[seg]!.instances && hvs.every(([, n]) => seg in n.links));
 };
 const wafOf = (l: LoadBalancerSpec) => (l.waf ? { enabled: l.waf.enabled, paranoia: l.waf.paranoia } : null);
 const wafWords = (w: { enabled: boolean; paranoia: number } | null) => (!w ? 'none' : `${w.enabled ? 'on' : 'detection only'} (paranoia ${w.paranoia})`);
@@ -62,7 +63,7 @@ export class PlanService {
     const text = await readFile(file, 'utf8').catch((e: NodeJS.ErrnoException) => {
       throw new KumoError('NOT_FOUND', `cannot read datacenter file ${file}: ${e.code ?? e.message}`, 'give the path of a datacenter YAML file, e.g. examples/course-datacenter.yaml');
     });
-    return parseYamlFile(text, DatacenterSchema, file);
+    return this.parse(text, file);
   }
 
   /** A datacenter file given as text (the API's request body); errors name `file` with line and column. */
@@ -168,7 +169,8 @@ export class PlanService {
     const collector = await new MonitoringService(this.ctx).collectorDaemon();
     if (dc.monitoring) {
       const want = { intervalS: dc.monitoring.interval, retention: dc.monitoring.retention };
-      if (!collector) add(this.ctx.datacenterResources.owner('monitoring', dc.name) ? 'update' : 'create', 'monitoring', dc.name, `collector every ${want.intervalS} s, history kept ${want.retention}${this.ctx.datacenterResources.owner('monitoring', dc.name) ? ' (it does not run)' : ''}`);
+      const owned = this.ctx.datacenterResources.owner('monitoring', dc.name) !== undefined;
+      if (!collector) add(owned ? 'update' : 'create', 'monitoring', dc.name, `collector every ${want.intervalS} s, history kept ${want.retention}${owned ? ' (it does not run)' : ''}`);
       else if (JSON.stringify(collector.settings) !== JSON.stringify(want)) add('update', 'monitoring', dc.name, `collector runs every ${collector.settings.intervalS} s, kept ${collector.settings.retention}; should be ${want.intervalS} s, ${want.retention}`);
     }
     for (const { kind, name } of this.ctx.datacenterResources.owned(dc.name)) {
