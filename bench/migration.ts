@@ -20,6 +20,7 @@ import { local } from '../src/exec/exec.js';
 import { buildNetworkXml } from '../src/drivers/libvirt/network-xml.js';
 import { Virsh } from '../src/drivers/libvirt/virsh.js';
 import { startLibvirtd, stopLibvirtd } from '../src/drivers/lab/libvirtd-namespace.js';
+import { probeThisMachine } from '../src/service/host.js';
 import { cleanup, freeSubnet, log, loadNow, machineFacts, median, requireTools, run, undo } from './common.js';
 
 // ---------------------------------------------------------------- options
@@ -137,7 +138,7 @@ async function makeWorld(o: Options): Promise<World> {
   const stateDir = join(dir, 'kvm2');
   undo.push({ what: `stop the libvirtd ${kvm2}`, fn: () => stopLibvirtd(stateDir) });
   log(`starting a second libvirtd ${kvm2} in ${stateDir}`);
-  const lab = await startLibvirtd({ name: kvm2, stateDir });
+  const lab = await startLibvirtd({ name: kvm2, stateDir, maskKvm: (await probeThisMachine()).kvmMask });
   const virsh2 = new Virsh(lab.uri);
 
   // Domains first (LIFO): on both daemons, anything carrying our prefix.

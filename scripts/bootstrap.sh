@@ -54,17 +54,66 @@ log "building"
 npm run --silent build
 
 # libvirt: systemd where there is one, by hand where there is not (containers, CI).
-if ! virsh -c qemu:///system uri >/dev/null 2>&1; then
-  log "starting virtlogd and libvirtd"
-  if [ -d /run/systemd/system ]; then
-    systemctl start virtlogd libvirtd
-  else
-    pgrep -x virtlogd >/dev/null || virtlogd -d
-    pgrep -x libvirtd >/dev/null || libvirtd -d
+# Where /dev/kvm exists but does not work (kumo's own probe: `kumo host info` says why), libvirtd
+# must not see it: it would probe QEMU again on every define (30-110 s each). Then it runs with
+# /dev/kvm masked by an inaccessible device, as systemd's InaccessiblePaths does.
+kumo_cli() { node dist/src/cli/main.js "$@"; }
+mask_kvm=$(kumo_cli host accel --json | node -p 'JSON.parse(require("fs").readFileSync(0, "utf8")).kvmMask')
+NO_KVM=/run/kumo/no-kvm
+DROPIN_NAME=kumo-no-kvm.conf
+
+# The pid of the running system libvirtd, if any.
+libvirtd_pid() {
+  local pid
+  pid=$(cat /run/libvirtd.pid 2>/dev/null) || return 1
+  [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = libvirtd ] && echo "$pid"
+}
+# Whether process $1 sees this machine's /dev/kvm device (through its own mount namespace).
+sees_kvm() { [ "$(stat -L -c %t:%T "/proc/$1/root/dev/kvm" 2>/dev/null)" = "$(stat -c %t:%T /dev/kvm)" ]; }
+
+if [ -d /run/systemd/system ]; then
+  changed=0
+  for unit in libvirtd virtqemud; do
+    systemctl list-unit-files "$unit.service" >/dev/null 2>&1 || continue
+    dropin="/etc/systemd/system/$unit.service.d/$DROPIN_NAME"
+    if [ "$mask_kvm" = true ] && [ ! -f "$dropin" ]; then
+      log "/dev/kvm does not work here: $unit gets a drop-in that hides it ($dropin)"
+      mkdir -p "$(dirname "$dropin")"
+      printf '# kumo: /dev/kvm exists but does not work here; libvirt would probe QEMU again on every define.\n[Service]\nInaccessiblePaths=-/dev/kvm\n' >"$dropin"
+      changed=1
+    elif [ "$mask_kvm" != true ] && [ -f "$dropin" ]; then
+      log "KVM works here: removing $dropin"
+      rm -f "$dropin"
+      changed=1
+    fi
+  done
+  if [ "$changed" = 1 ]; then
+    systemctl daemon-reload
+    systemctl is-active --quiet libvirtd && systemctl restart libvirtd
   fi
-  for _ in $(seq 50); do virsh -c qemu:///system uri >/dev/null 2>&1 && break; sleep 0.2; done
-  virsh -c qemu:///system uri >/dev/null || { echo "libvirtd did not come up; see /var/log/libvirt/" >&2; exit 1; }
+  virsh -c qemu:///system uri >/dev/null 2>&1 || { log "starting virtlogd and libvirtd"; systemctl start virtlogd libvirtd; }
+else
+  if [ "$mask_kvm" = true ] && pid=$(libvirtd_pid) && sees_kvm "$pid"; then
+    log "/dev/kvm does not work here: restarting libvirtd (pid $pid) with /dev/kvm masked (its guests keep running)"
+    kill "$pid"
+    # Gone, or a zombie nobody reaps (PID 1 does not, on machines without an init system).
+    for _ in $(seq 150); do [[ "$(ps -o stat= -p "$pid" 2>/dev/null)" == Z* || ! -e "/proc/$pid" ]] && break; sleep 0.1; done
+  fi
+  if ! virsh -c qemu:///system uri >/dev/null 2>&1; then
+    pgrep -x virtlogd >/dev/null || virtlogd -d
+    if [ "$mask_kvm" = true ]; then
+      log "starting virtlogd and libvirtd, with /dev/kvm masked (it does not work here)"
+      mkdir -p "$(dirname "$NO_KVM")"
+      rm -f "$NO_KVM" && mknod -m 000 "$NO_KVM" c 0 0
+      unshare -m --propagation private sh -c 'mount --bind "$1" /dev/kvm && exec libvirtd -d' sh "$NO_KVM"
+    else
+      log "starting virtlogd and libvirtd"
+      libvirtd -d
+    fi
+  fi
 fi
+for _ in $(seq 50); do virsh -c qemu:///system uri >/dev/null 2>&1 && break; sleep 0.2; done
+virsh -c qemu:///system uri >/dev/null || { echo "libvirtd did not come up; see /var/log/libvirt/" >&2; exit 1; }
 
 # kumo runs its own nfs-ganesha (kumo share) with its own exports: the packaged service
 # would hold port 2049 with Debian's sample config.

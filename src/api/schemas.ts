@@ -275,6 +275,8 @@ export const HostInfo = named('HostInfo', z.object({
   accel: z.string().optional().describe('kvm, or tcg (software emulation)'), accelReason: z.string().optional(),
   cpus: z.number().int(), memoryMiB: z.number().int(), freeMemoryMiB: z.number().int(),
   missing: z.array(z.object({ tool: z.string(), package: z.string() })).describe('tools kumo needs that are not installed, with their Debian package'),
+  libvirtdKvm: z.enum(['device', 'masked', 'absent']).optional().describe('what the local libvirtd finds at /dev/kvm: the device, a mask, or nothing'),
+  problems: z.array(z.object({ problem: z.string(), fix: z.string() })).describe('what stands in kumo\'s way on this machine, each with its fix'),
 }), 'the machine kumo (this server) runs on, like `kumo host info`');
 
 export const HostEvacuate = named('HostEvacuate', z.strictObject({

@@ -9,7 +9,9 @@ let ctx: Context | undefined;
 
 export async function context(): Promise<Context> {
   if (!ctx) {
-    ctx = openContext();
+    ctx = openContext({
+      onSlowLibvirtCall: (n) => say(`  still waiting for libvirt (${n.uri}) to finish "${n.call}": ${Math.round(n.elapsedMs / 1000)} s${n.hint ? ` (${n.hint})` : ''}`),
+    });
     for (const line of await recoverInterrupted(ctx)) process.stderr.write(`kumo: ${line}\n`);
   }
   return ctx;

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { defaultLibvirtUri, paths, type Paths } from '../config.js';
 import { type Executor, local } from '../exec/exec.js';
 import { executorFor } from '../exec/hosts.js';
-import { Virsh } from '../drivers/libvirt/virsh.js';
+import { Virsh, type SlowCallListener } from '../drivers/libvirt/virsh.js';
 import { QemuImg } from '../drivers/image/qemu-img.js';
 import { probeAccel, type AccelResult } from '../drivers/host/accel-probe.js';
 import { openDb, type Db } from '../store/db.js';
@@ -45,6 +45,8 @@ export interface Context {
   hostName: string;
   /** The libvirt client for a registered host. */
   virshFor(host: string): Virsh;
+  /** The libvirt client for a URI (one per URI, all reporting slow calls alike). */
+  virshAt(uri: string): Virsh;
   /** Where commands on a registered host's own shell run (local, its namespace, ssh). */
   shellOf(host: string): Executor;
   /** The libvirt client of the host an instance lives on (this machine's for unknown names). */
@@ -57,6 +59,8 @@ export interface ContextOptions {
   home?: string;
   libvirtUri?: string;
   exec?: Executor;
+  /** Told when a libvirt call waits long (the CLI prints it, the server logs it). */
+  onSlowLibvirtCall?: SlowCallListener;
 }
 
 export const LOCAL_HOST = 'local';
@@ -70,7 +74,13 @@ export function openContext(opts: ContextOptions = {}): Context {
   }
   const db = openDb(p.db);
   const exec = opts.exec ?? local;
-  const virsh = new Virsh(opts.libvirtUri ?? defaultLibvirtUri, exec);
+  const virsh = new Virsh(opts.libvirtUri ?? defaultLibvirtUri, exec, opts.onSlowLibvirtCall);
+  const clientsByUri = new Map<string, Virsh>([[virsh.uri, virsh]]);
+  const virshAt = (uri: string): Virsh => {
+    let v = clientsByUri.get(uri);
+    if (!v) clientsByUri.set(uri, v = new Virsh(uri, exec, opts.onSlowLibvirtCall));
+    return v;
+  };
   let accel: Promise<AccelResult> | undefined;
   const hosts = new HostRepo(db);
   const instanceRepo = new InstanceRepo(db);
@@ -112,11 +122,12 @@ export function openContext(opts: ContextOptions = {}): Context {
       if (!v) {
         const record = hostRecord(host);
         if (!record.uri) throw new KumoError('INVALID_INPUT', `host "${host}" has no libvirt (roles: ${record.roles.join(', ')})`, 'pick a hypervisor host: see `kumo host list`');
-        v = record.uri === virsh.uri ? virsh : new Virsh(record.uri, exec);
+        v = virshAt(record.uri);
         clients.set(host, v);
       }
       return v;
     },
+    virshAt,
     shellOf(host: string): Executor {
       return host === LOCAL_HOST && !hosts.get(host) ? exec : executorFor(hostRecord(host).shell);
     },
@@ -125,8 +136,7 @@ export function openContext(opts: ContextOptions = {}): Context {
       return record ? this.virshFor(record.host) : virsh;
     },
     accel() {
-      accel ??= virsh.version()
-        .then((v) => probeAccel(join(p.home, 'accel-probe.json'), v.hypervisor, exec));
+      accel ??= probeAccel(join(p.home, 'accel-probe.json'), exec);
       return accel;
     },
     close() {

@@ -1,10 +1,13 @@
 import { randomBytes } from 'node:crypto';
-import { rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { cpus, totalmem, freemem, hostname } from 'node:os';
 import { join } from 'node:path';
 import { readHostFile } from '../exec/files.js';
 import type { Context } from './context.js';
 import { which } from '../drivers/host/which.js';
+import { needsKvmMask, probeAccel, type AccelResult } from '../drivers/host/accel-probe.js';
+import { paths } from '../config.js';
+import { kvmSeenBy, systemLibvirtdPid, type KvmView } from '../drivers/host/libvirtd-kvm.js';
 import { KumoError, invalid, notFound } from '../model/errors.js';
 import { checkName } from '../model/names.js';
 import { HOST_ROLES, type HostRecord, type HostRole } from '../store/hosts.js';
@@ -33,7 +36,15 @@ export interface HostInfo {
   memoryMiB: number;
   freeMemoryMiB: number;
   missing: { tool: string; package: string }[];
+  /** What this machine's libvirtd finds at /dev/kvm (undefined: no local libvirtd runs). */
+  libvirtdKvm?: KvmView;
+  /** What stands in kumo's way here, each with its fix. */
+  problems: { problem: string; fix: string }[];
 }
+
+/** The fix for a libvirtd that sees a /dev/kvm that does not work, with and without systemd. */
+export const KVM_MASK_FIX = 'run scripts/bootstrap.sh, which restarts libvirtd with /dev/kvm masked (with systemd through a drop-in: '
+  + '[Service] InaccessiblePaths=/dev/kvm in /etc/systemd/system/libvirtd.service.d/, then systemctl daemon-reload && systemctl restart libvirtd)';
 
 /** A registered host with what libvirt says of it now. */
 export interface HostView extends HostRecord {
@@ -77,6 +88,29 @@ export function chooseHost(hosts: HostView[], vcpus: number, ramMiB: number, opt
   return fits[0]!.name;
 }
 
+/**
+ * The stall a libvirt daemon suffers when it sees a /dev/kvm that does not work, with its fix;
+ * undefined when it does not apply (KVM works, no /dev/kvm, or the daemon has it masked).
+ */
+export async function libvirtdKvmProblem(accel: AccelResult, pid: number, daemon: string): Promise<{ problem: string; fix: string } | undefined> {
+  if (!needsKvmMask(accel) || (await kvmSeenBy(pid)) !== 'device') return undefined;
+  return {
+    problem: `${daemon} (pid ${pid}) sees /dev/kvm, which does not work here: it probes QEMU again on every define, so each define takes 30-110 s`,
+    fix: KVM_MASK_FIX,
+  };
+}
+
+/**
+ * This machine's acceleration without opening the store or asking libvirt (the set-up asks it
+ * before libvirtd runs): kvmMask says libvirtd must be started without /dev/kvm.
+ */
+export async function probeThisMachine(): Promise<{ accel: 'kvm' | 'tcg'; reason: string; kvmMask: boolean }> {
+  const { home } = paths();
+  await mkdir(home, { recursive: true });
+  const a = await probeAccel(join(home, 'accel-probe.json'));
+  return { accel: a.accel, reason: a.reason, kvmMask: needsKvmMask(a) };
+}
+
 export interface AddHostRequest {
   name: string;
   /** Required for hypervisors; nodes without libvirt (storage, lb, edge) have none. */
@@ -99,15 +133,22 @@ export class HostService {
     const info: HostInfo = {
       name: hostname(), libvirtUri: this.ctx.virsh.uri, libvirtAnswers: await this.ctx.virsh.ping(),
       cpus: cpus().length, memoryMiB: Math.round(totalmem() / 2 ** 20), freeMemoryMiB: Math.round(freemem() / 2 ** 20),
-      missing,
+      missing, problems: [],
     };
     if (info.libvirtAnswers) {
       const v = await this.ctx.virsh.version();
       info.libvirt = v.libvirt;
       info.hypervisor = v.hypervisor;
-      const a = await this.ctx.accel();
-      info.accel = a.accel;
-      info.accelReason = a.reason;
+    }
+    if (missing.some((m) => m.tool === 'qemu-system-x86_64')) return info;
+    const a = await this.ctx.accel();
+    info.accel = a.accel;
+    info.accelReason = a.reason;
+    const pid = await systemLibvirtdPid();
+    if (pid !== undefined) {
+      info.libvirtdKvm = await kvmSeenBy(pid);
+      const problem = await libvirtdKvmProblem(a, pid, 'libvirtd');
+      if (problem) info.problems.push(problem);
     }
     return info;
   }

@@ -9,8 +9,8 @@ import { LoadBalancerService } from './loadbalancers.js';
 import { ensureBridgeNetwork } from './bridge-networks.js';
 import { Namespaces } from '../drivers/net/netns.js';
 import { DhcpServer } from '../drivers/net/dnsmasq.js';
+import { needsKvmMask } from '../drivers/host/accel-probe.js';
 import { daemonPids, libvirtdUri, restartLibvirtd, startLibvirtd, stopLibvirtd } from '../drivers/lab/libvirtd-namespace.js';
-import { Virsh } from '../drivers/libvirt/virsh.js';
 import { which } from '../drivers/host/which.js';
 import { livePid, signal } from '../exec/process.js';
 import { KumoError } from '../model/errors.js';
@@ -148,6 +148,7 @@ export class LabService {
     }
 
     const hypervisors = Object.entries(spec.nodes).filter(([, n]) => n.roles.includes('hypervisor'));
+    const maskKvm = hypervisors.length > 0 && needsKvmMask(await this.ctx.accel());
     for (const [i, [node, n]] of hypervisors.entries()) {
       onStep(`hypervisor ${node}`);
       const stateDir = join(dir, 'libvirt', node);
@@ -158,10 +159,10 @@ export class LabService {
         onStep(`restarting libvirtd of ${node}`);
         await restartLibvirtd(stateDir);
       } else if (pids.libvirtd === undefined) {
-        await startLibvirtd({ name: node, stateDir, netns: this.nodeNs(spec, node), portSlot: i + 1 });
+        await startLibvirtd({ name: node, stateDir, netns: this.nodeNs(spec, node), portSlot: i + 1, maskKvm });
       }
       if (state.bare) continue;
-      const v = new Virsh(libvirtdUri(stateDir), this.ctx.exec);
+      const v = this.ctx.virshAt(libvirtdUri(stateDir));
       for (const seg of Object.keys(n.links).filter((s) => spec.segments[s]!.instances)) await ensureBridgeNetwork(v, seg, `br-${seg}`);
     }
     // A bare lab is only machines and cables: a datacenter file's `hosts:` does the rest.

@@ -3,7 +3,7 @@ import type { Context } from './context.js';
 import { HostService } from './host.js';
 import { bridgeNetworkState, ensureBridgeNetwork } from './bridge-networks.js';
 import { DhcpServer } from '../drivers/net/dnsmasq.js';
-import { Virsh } from '../drivers/libvirt/virsh.js';
+import type { Virsh } from '../drivers/libvirt/virsh.js';
 import { executorFor, describeShell, type ShellSpec } from '../exec/hosts.js';
 import { KumoError } from '../model/errors.js';
 import { dhcpPlan } from '../model/lab.js';
@@ -123,6 +123,6 @@ export class SiteService {
   }
 
   private virsh(hosts: HostsSpec, node: string): Virsh {
-    return new Virsh(this.uriOf(hosts.nodes[node]!)!, this.ctx.exec);
+    return this.ctx.virshAt(this.uriOf(hosts.nodes[node]!)!);
   }
 }

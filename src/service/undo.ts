@@ -1,7 +1,6 @@
 import { rm } from 'node:fs/promises';
 import type { Context } from './context.js';
 import { processAlive } from '../exec/process.js';
-import { Virsh } from '../drivers/libvirt/virsh.js';
 import type { UndoStep } from '../store/journal.js';
 import { DomainDevices } from '../drivers/libvirt/devices.js';
 import { HostLinks, OvsBridges } from '../drivers/net/links.js';
@@ -50,7 +49,7 @@ async function runUndo(ctx: Context, step: UndoStep): Promise<void> {
       await rm(step.path, { recursive: true, force: true });
       return;
     case 'undefine-domain':
-      await virshAt(ctx, step.uri).removeDomain(step.name);
+      await ctx.virshAt(step.uri).removeDomain(step.name);
       return;
     case 'forget-instance':
       ctx.instances.delete(step.name);
@@ -63,10 +62,10 @@ async function runUndo(ctx: Context, step: UndoStep): Promise<void> {
       return;
     case 'detach-disk':
       // Only this file at this target: a disk someone else put there stays.
-      await new DomainDevices(virshAt(ctx, step.uri)).detachDisk(step.domain, { file: step.file, target: step.target });
+      await new DomainDevices(ctx.virshAt(step.uri)).detachDisk(step.domain, { file: step.file, target: step.target });
       return;
     case 'remove-network':
-      await virshAt(ctx, step.uri).removeNetwork(step.name);
+      await ctx.virshAt(step.uri).removeNetwork(step.name);
       return;
     case 'remove-host-bridge':
       await (step.ovs ? new OvsBridges(ctx.exec) : new HostLinks(ctx.exec)).remove(step.bridge);
@@ -74,7 +73,6 @@ async function runUndo(ctx: Context, step: UndoStep): Promise<void> {
   }
 }
 
-const virshAt = (ctx: Context, uri: string) => (uri === ctx.virsh.uri ? ctx.virsh : new Virsh(uri, ctx.exec));
 
 /** Undoes what operations interrupted by a crash had made. Returns what was cleaned up. */
 export async function recoverInterrupted(ctx: Context): Promise<string[]> {

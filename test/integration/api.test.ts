@@ -1,3 +1,4 @@
+import { needsKvmMask } from '../../src/drivers/host/accel-probe.js';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -858,7 +859,7 @@ test('migrate: 202 with an operation that live-migrates to a second libvirtd; 40
 
   // A second hypervisor (HOST-NOTES: a libvirtd in its own mount+UTS namespace) on the same bridge.
   stateDir = await mkdtemp(`/tmp/kumo-lab-${env.prefix}-`);
-  lab = await startLibvirtd({ name: kvm2(), stateDir });
+  lab = await startLibvirtd({ name: kvm2(), stateDir, maskKvm: needsKvmMask(await env.ctx.accel()) });
   const bridge = parseNetworkXml((await env.ctx.virsh.networkXml(env.network))!).bridge!;
   const dest = new Virsh(lab.uri);
   await dest.defineNetwork(buildNetworkXml({ name: env.network, mode: 'bridge', bridge }));

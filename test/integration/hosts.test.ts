@@ -1,3 +1,4 @@
+import { needsKvmMask } from '../../src/drivers/host/accel-probe.js';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -23,7 +24,7 @@ let lab: NamespacedLibvirtd | undefined;
 const kvm2 = () => `${env.prefix}-kvm2`;
 
 async function startLab(): Promise<NamespacedLibvirtd> {
-  lab = await startLibvirtd({ name: kvm2(), stateDir });
+  lab = await startLibvirtd({ name: kvm2(), stateDir, maskKvm: needsKvmMask(await env.ctx.accel()) });
   return lab;
 }
 

@@ -1,3 +1,4 @@
+import { needsKvmMask } from '../../src/drivers/host/accel-probe.js';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
@@ -61,7 +62,7 @@ after(async () => {
 });
 
 test('a second libvirtd in its own mount+UTS namespace answers, with its own identity, and starts empty', async () => {
-  lab = await startLibvirtd({ name: `${env.prefix}-kvm2`, stateDir });
+  lab = await startLibvirtd({ name: `${env.prefix}-kvm2`, stateDir, maskKvm: needsKvmMask(await env.ctx.accel()) });
   assert.equal(lab.uri, `qemu+unix:///system?socket=${stateDir}/run/libvirt-sock`);
   const uri = (await local.run('virsh', ['-c', lab.uri, 'uri'])).stdout.trim();
   assert.equal(uri, lab.uri);
@@ -103,7 +104,7 @@ test('a kumo instance live-migrates to the second libvirtd and back while it kee
 
   const expect = new RegExp(name);
   const there = await migrateWhilePolling(t, 'kvm1 → kvm2', {
-    sourceUri: SOURCE, domain: name, destUri: lab.uri, migrateUri: `tcp://127.0.0.1:${await freePort()}`,
+    source: new Virsh(SOURCE), domain: name, dest: new Virsh(lab.uri), migrateUri: `tcp://127.0.0.1:${await freePort()}`,
   }, expect);
   assert.deepEqual((await virshList(lab.uri)).filter((d) => d === name), [name], 'on the destination exactly once');
   assert.equal(await dest.domainState(name), 'running');
@@ -113,7 +114,7 @@ test('a kumo instance live-migrates to the second libvirtd and back while it kee
 
   // Back, peer-to-peer as well: the second daemon reaches the host's libvirtd through its own view of it.
   await migrateWhilePolling(t, 'kvm2 → kvm1', {
-    sourceUri: lab.uri, domain: name, destUri: SOURCE, destUriFromSource: lab.hostUriFromInside, migrateUri: `tcp://127.0.0.1:${await freePort()}`,
+    source: new Virsh(lab.uri), domain: name, dest: new Virsh(SOURCE), destUriFromSource: lab.hostUriFromInside, migrateUri: `tcp://127.0.0.1:${await freePort()}`,
   }, expect);
   assert.equal(await source.domainState(name), 'running');
   assert.equal(await dest.domainState(name), 'missing');
@@ -130,7 +131,7 @@ test('a failed migration leaves the instance running where it was, with libvirt\
   await svc.create({ name: n, image: 'tiny', flavor: 'small', password: 'x', networks: [env.network] });
   // Without --unsafe libvirt refuses: the disks are not on storage it knows to be shared.
   await assert.rejects(
-    migrateLive({ sourceUri: SOURCE, domain: n, destUri: lab.uri, migrateUri: `tcp://127.0.0.1:${await freePort()}`, timeoutMs: 60_000 }),
+    migrateLive({ source: new Virsh(SOURCE), domain: n, dest: new Virsh(lab.uri), migrateUri: `tcp://127.0.0.1:${await freePort()}`, timeoutMs: 60_000 }),
     (e: Error & { code?: string }) => e.name === 'KumoError' && e.code === 'LIBVIRT_ERROR' && /unsafe|shared|cache/i.test(e.message),
   );
   assert.equal(await new Virsh(SOURCE).domainState(n), 'running');
@@ -140,7 +141,7 @@ test('a failed migration leaves the instance running where it was, with libvirt\
 
 async function migrateWhilePolling(
   t: { diagnostic(m: string): void }, label: string,
-  o: { sourceUri: string; domain: string; destUri: string; destUriFromSource?: string; migrateUri: string }, expect: RegExp,
+  o: { source: Virsh; domain: string; dest: Virsh; destUriFromSource?: string; migrateUri: string }, expect: RegExp,
 ) {
   const url = `http://${ip}:8080/`;
   const poll = pollHttp(url, { intervalMs: 100, requestTimeoutMs: 1_000, expect });

@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import { collect, context } from '../app.js';
 import { json } from '../render.js';
-import { HostService } from '../../service/host.js';
+import { HostService, probeThisMachine } from '../../service/host.js';
 import { InstanceService } from '../../service/instances.js';
 import { table, ramText } from '../render.js';
 import { KumoError } from '../../model/errors.js';
@@ -31,7 +31,17 @@ export function hostCommand(): Command {
       if (i.accel) row('acceleration', `${i.accel === 'kvm' ? 'KVM' : 'none: TCG software emulation'} — ${i.accelReason}`);
       row('cpus', i.cpus);
       row('memory', `${i.memoryMiB} MiB (${i.freeMemoryMiB} MiB free)`);
+      if (i.libvirtdKvm) row('libvirtd kvm', { device: 'sees /dev/kvm', masked: '/dev/kvm masked (libvirt uses software emulation only)', absent: 'no /dev/kvm' }[i.libvirtdKvm]);
       row('missing', i.missing.length ? i.missing.map((m) => `${m.tool} (apt-get install ${m.package})`).join(', ') : 'nothing');
+      for (const p of i.problems) console.log(`\nPROBLEM: ${p.problem}\n  fix: ${p.fix}`);
+    });
+
+  // For scripts (the set-up decides with it how to start libvirtd): kvm or tcg, then the reason.
+  cmd.command('accel').description('whether guests get KVM here or run in software emulation (probed once per QEMU and kernel)')
+    .option('--json', 'machine-readable output')
+    .action(async (o: { json?: boolean }) => {
+      const a = await probeThisMachine();
+      console.log(o.json ? json(a) : `${a.accel}${a.kvmMask ? ' mask-kvm' : ''}: ${a.reason}`);
     });
 
   cmd.command('add').argument('<name>').description('register a hypervisor by its libvirt URI (or a storage/lb/edge node by its shell)')

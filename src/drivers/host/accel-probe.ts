@@ -44,9 +44,18 @@ async function bootsUnder(accel: 'kvm' | 'tcg', exec: Executor): Promise<{ ok: b
   }
 }
 
-/** Probes once per QEMU version and kernel, then answers from the cache file. */
-export async function probeAccel(cacheFile: string, qemuVersion: string, exec: Executor = local): Promise<AccelResult> {
-  const key = `${qemuVersion}|${release()}|${existsSync('/dev/kvm')}`;
+/** QEMU's own version line ("QEMU emulator version 7.2.22 (Debian …)"): no libvirt needed. */
+async function qemuVersion(exec: Executor): Promise<string> {
+  const r = await exec.run('qemu-system-x86_64', ['--version'], { timeoutMs: 15_000 });
+  return r.stdout.split('\n')[0]?.trim() ?? 'unknown';
+}
+
+/**
+ * Probes once per QEMU version and kernel, then answers from the cache file. It needs QEMU
+ * only, not libvirt, so the set-up can ask before it starts libvirtd (see needsKvmMask).
+ */
+export async function probeAccel(cacheFile: string, exec: Executor = local): Promise<AccelResult> {
+  const key = `${await qemuVersion(exec)}|${release()}|${existsSync('/dev/kvm')}`;
   try {
     const cached = JSON.parse(await readFile(cacheFile, 'utf8')) as AccelResult;
     if (cached.key === key) return cached;
@@ -65,4 +74,13 @@ export async function probeAccel(cacheFile: string, qemuVersion: string, exec: E
   }
   await writeFile(cacheFile, JSON.stringify(result, null, 2));
   return result;
+}
+
+/**
+ * Whether libvirtd must not see /dev/kvm: it exists but does not work. Such a libvirtd judges
+ * its cached QEMU capabilities stale at every lookup and probes QEMU again under software
+ * emulation, so each define takes 30-110 s (docs/decisions.md, "libvirtd without a broken /dev/kvm").
+ */
+export function needsKvmMask(accel: AccelResult): boolean {
+  return accel.accel === 'tcg' && existsSync('/dev/kvm');
 }

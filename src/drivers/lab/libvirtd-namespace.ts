@@ -21,6 +21,8 @@ import { KumoError, invalid } from '../../model/errors.js';
  *   STATE/run    → /run/libvirt        (sockets: STATE/run/libvirt-sock is the daemon's)
  *   STATE/host-run ← /run/libvirt  (the host's own, visible inside the namespace only, so this
  *                                  daemon reaches the host's libvirtd: migrating back peer-to-peer)
+ *   STATE/no-kvm  → /dev/kvm           (with maskKvm: an inaccessible device, as systemd's
+ *                                      InaccessiblePaths makes, so libvirt sees no usable KVM)
  *   STATE/libvirtd.pid, STATE/virtlogd.pid, STATE/mntns
  *
  * The daemons are started with `libvirtd -d` / `virtlogd -d`, so they outlive the Node
@@ -45,6 +47,11 @@ export interface LibvirtdOptions {
   portSlot?: number;
   /** How long to wait for the daemon to answer (default 30 s). */
   readyTimeoutMs?: number;
+  /**
+   * Hide /dev/kvm from the daemon (and its guests): required where /dev/kvm exists but does not
+   * work, or libvirtd probes QEMU again on every define (accel-probe.ts needsKvmMask).
+   */
+  maskKvm: boolean;
 }
 
 export interface NamespacedLibvirtd {
@@ -75,13 +82,14 @@ const BINDS = [
 ] as const;
 
 /**
- * Runs inside `unshare -m -u --propagation private`: a FIXED script; the state folder and the
- * host name arrive only as positional parameters ($1, $2), never as shell text.
- * The targets are the BINDS above, in the same order.
+ * Runs inside `unshare -m -u --propagation private`: a FIXED script; the state folder, the
+ * host name and whether to mask /dev/kvm (1 or 0) arrive only as positional parameters ($1-$3),
+ * never as shell text. The targets are the BINDS above, in the same order.
  */
 const NAMESPACE_SCRIPT = [
   'set -eu',
   's=$1',
+  'if [ "$3" = 1 ]; then rm -f "$s/no-kvm"; mknod -m 000 "$s/no-kvm" c 0 0; mount --bind "$s/no-kvm" /dev/kvm; fi',
   'mount --bind "$s/etc" /etc/libvirt',
   'mount --bind "$s/lib" /var/lib/libvirt',
   'mount --bind "$s/cache" /var/cache/libvirt',
@@ -136,7 +144,7 @@ export async function startLibvirtd(opts: LibvirtdOptions, exec: Executor = loca
   await Promise.all(['libvirtd.pid', 'virtlogd.pid', 'mntns'].map((f) => rm(join(stateDir, f), { force: true })));
   await rm(libvirtdSocket(stateDir), { force: true });
 
-  const unshare = ['unshare', '-m', '-u', '--propagation', 'private', '--', 'sh', '-c', NAMESPACE_SCRIPT, 'sh', stateDir, name];
+  const unshare = ['unshare', '-m', '-u', '--propagation', 'private', '--', 'sh', '-c', NAMESPACE_SCRIPT, 'sh', stateDir, name, opts.maskKvm ? '1' : '0'];
   const [cmd, ...args] = netnsPath ? ['nsenter', `--net=${netnsPath}`, '--', ...unshare] : unshare;
   try {
     await exec.run(cmd!, args, { timeoutMs: 60_000 });
@@ -209,7 +217,7 @@ export async function stopLibvirtd(stateDir: string, timeoutMs = 15_000): Promis
     const others = await processesInNamespace(ns, stateDir);
     if (others.length) await terminate(others, timeoutMs);
   }
-  await Promise.all(['libvirtd.pid', 'virtlogd.pid', 'mntns'].map((f) => rm(join(stateDir, f), { force: true })));
+  await Promise.all(['libvirtd.pid', 'virtlogd.pid', 'mntns', 'no-kvm'].map((f) => rm(join(stateDir, f), { force: true })));
 }
 
 /** The daemons of a state folder that are alive, found through their pid files. */

@@ -1,14 +1,13 @@
-import { type Executor, local } from '../../exec/exec.js';
 import { sleep } from '../../exec/process.js';
 import { KumoError, invalid } from '../../model/errors.js';
-import { Virsh } from './virsh.js';
+import type { Virsh } from './virsh.js';
 
 export interface MigrateOptions {
   /** The libvirt that runs the domain now. */
-  sourceUri: string;
+  source: Virsh;
   domain: string;
   /** The destination libvirt, as this process reaches it (to read the job statistics afterwards). */
-  destUri: string;
+  dest: Virsh;
   /**
    * The destination as the SOURCE daemon reaches it, when that differs (peer-to-peer: the source
    * libvirtd connects itself; e.g. a lab daemon sees the host's libvirtd at another socket path).
@@ -49,13 +48,12 @@ export interface MigrateResult {
  * On failure the domain keeps running on the source (resumed if libvirt left it paused) and a
  * KumoError carries libvirt's reason.
  */
-export async function migrateLive(opts: MigrateOptions, exec: Executor = local): Promise<MigrateResult> {
-  const { domain, sourceUri, destUri, migrateUri } = opts;
+export async function migrateLive(opts: MigrateOptions): Promise<MigrateResult> {
+  const { domain, source, dest, migrateUri } = opts;
+  const [sourceUri, destUri] = [source.uri, dest.uri];
   if (!/^tcp:\/\/(\[[0-9a-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/i.test(migrateUri)) {
     throw invalid(`migration URI "${migrateUri}" is not tcp://ADDRESS[:PORT]`, 'e.g. tcp://10.0.0.2 or tcp://10.0.0.2:49152');
   }
-  const source = new Virsh(sourceUri, exec);
-  const dest = new Virsh(destUri, exec);
   const state = await source.domainState(domain);
   if (state === 'missing') throw new KumoError('NOT_FOUND', `domain "${domain}" is not defined on ${sourceUri}`);
   if (state !== 'running') {

@@ -23,19 +23,51 @@ export interface NetworkListing {
   persistent: boolean;
 }
 
+/** A libvirt call that has been waiting a while: told after SLOW_FIRST_MS, then every SLOW_EVERY_MS. */
+export interface SlowCall {
+  uri: string;
+  /** What kumo asked, as a person reads it: "define", "start web1". */
+  call: string;
+  elapsedMs: number;
+  /** What such a wait usually means, where kumo knows. */
+  hint?: string;
+}
+export type SlowCallListener = (notice: SlowCall) => void;
+
+const SLOW_FIRST_MS = 5_000;
+const SLOW_EVERY_MS = 15_000;
+/** Calls that make libvirt look at QEMU's capabilities, which it may probe again first. */
+const CAPABILITY_CALLS = new Set(['define', 'create', 'start', 'domcapabilities', 'capabilities']);
+
 /**
  * A thin, typed client over `virsh`. Each call is one argument array: no shell, and XML
- * reaches libvirt through a file, never through the command line.
+ * reaches libvirt through a file, never through the command line. A call that waits long
+ * tells `onSlow` what it waits for.
  */
 export class Virsh {
-  constructor(readonly uri: string, private readonly exec: Executor = local) {}
+  constructor(readonly uri: string, private readonly exec: Executor = local, private readonly onSlow?: SlowCallListener) {}
 
   async run(args: string[], timeoutMs = 120_000): Promise<string> {
+    const call = describeCall(args);
+    const started = Date.now();
+    const tell = () => this.onSlow?.({
+      uri: this.uri, call, elapsedMs: Date.now() - started,
+      ...(CAPABILITY_CALLS.has(args[0] ?? '') ? { hint: 'libvirt may be probing QEMU\'s capabilities; if every define is this slow, `kumo host info` checks why' } : {}),
+    });
+    let timer: NodeJS.Timeout | undefined;
+    if (this.onSlow) {
+      timer = setTimeout(function again() {
+        tell();
+        timer = setTimeout(again, SLOW_EVERY_MS);
+      }, SLOW_FIRST_MS);
+    }
     try {
       const r = await this.exec.run('virsh', ['-q', '-c', this.uri, ...args], { timeoutMs });
       return r.stdout;
     } catch (e) {
-      throw libvirtError(e, this.uri);
+      throw libvirtError(e, this.uri, call, timeoutMs);
+    } finally {
+      clearTimeout(timer);
     }
   }
 
@@ -184,7 +216,16 @@ export class Virsh {
   }
 }
 
-function libvirtError(e: unknown, uri: string): unknown {
+/** "define", "start web1": the verb and the object, not the temporary file of an XML document. */
+function describeCall(args: string[]): string {
+  return args.slice(0, 2).filter((a, i) => i === 0 || (!a.startsWith('-') && !a.includes('/'))).join(' ');
+}
+
+function libvirtError(e: unknown, uri: string, call: string, timeoutMs: number): unknown {
+  if (e instanceof KumoError && e.code === 'TIMEOUT') {
+    return new KumoError('TIMEOUT', `libvirt at ${uri} did not finish "${call}" within ${Math.round(timeoutMs / 1000)} s`,
+      'check that libvirtd is not stuck (`virsh -c URI list` should answer at once); `kumo host info` names the known causes', { cause: e });
+  }
   if (!(e instanceof KumoError) || e.code !== 'COMMAND_FAILED') return e;
   if (/failed to connect to the hypervisor|Failed to connect socket|No such file or directory.*sock/i.test(e.message)) {
     return new KumoError('LIBVIRT_ERROR', `libvirt at ${uri} does not answer`,
