@@ -21,6 +21,13 @@ export interface LiveTable {
   counters: RuleCounter[];
 }
 
+/** Where one of kumo's tables is loaded. */
+export interface TableRef {
+  host: string;
+  family: NftTable['family'];
+  name: string;
+}
+
 /** The edge router of a file: its EdgeSpec and the tables EdgeRouter.enable loads (NAT, then filter). */
 export interface EdgeRules {
   host: string;
@@ -185,11 +192,11 @@ export class FirewallService {
     return out;
   }
 
-  async remove(dc: Datacenter): Promise<void> {
-    for (const h of this.derive(dc)) {
-      if (!this.ctx.hosts.get(h.host)) continue;
-      const nft = new Nftables(this.ctx.shellOf(h.host));
-      for (const t of h.tables) await nft.delete(t.family, t.name).catch(() => undefined);
+  /** Deletes kumo's tables named (on hosts still registered; a table already gone is fine). */
+  async removeTables(tables: TableRef[]): Promise<void> {
+    for (const t of tables) {
+      if (!this.ctx.hosts.get(t.host)) continue;
+      await new Nftables(this.ctx.shellOf(t.host)).delete(t.family, t.name).catch(() => undefined);
     }
   }
 }

@@ -7,6 +7,7 @@ import { InstanceService } from './instances.js';
 import { ShareService } from './shares.js';
 import { LoadBalancerService } from './loadbalancers.js';
 import { ensureBridgeNetwork } from './bridge-networks.js';
+import { HostService } from './host.js';
 import { Namespaces } from '../drivers/net/netns.js';
 import { DhcpServer } from '../drivers/net/dnsmasq.js';
 import { needsKvmMask } from '../drivers/host/accel-probe.js';
@@ -16,6 +17,7 @@ import { livePid, signal } from '../exec/process.js';
 import { KumoError } from '../model/errors.js';
 import { COURSE_LAB, dhcpPlan, LabSpecSchema, type LabSpec } from '../model/lab.js';
 import { parseYamlFile } from '../model/yaml-file.js';
+import { hypervisorsOf, sharedInstanceSegments } from '../model/topology.js';
 import type { HostRole } from '../store/hosts.js';
 
 /** What kumo remembers of the lab that is up (settings key `lab`). */
@@ -147,7 +149,7 @@ export class LabService {
       if (n.gateway) await this.ctx.exec.run('ip', ['-n', netns, 'route', 'replace', 'default', 'via', n.gateway]);
     }
 
-    const hypervisors = Object.entries(spec.nodes).filter(([, n]) => n.roles.includes('hypervisor'));
+    const hypervisors = hypervisorsOf(spec);
     const maskKvm = hypervisors.length > 0 && needsKvmMask(await this.ctx.accel());
     for (const [i, [node, n]] of hypervisors.entries()) {
       onStep(`hypervisor ${node}`);
@@ -169,13 +171,14 @@ export class LabService {
     if (state.bare) return;
 
     onStep('hosts');
+    const hosts = new HostService(this.ctx);
     for (const [node, n] of Object.entries(spec.nodes)) {
       const roles = n.roles.filter((r): r is HostRole => (HOST_ROLES_OF_LAB as string[]).includes(r));
       if (!roles.length || this.ctx.hosts.get(node)) continue;
-      const isHypervisor = roles.includes('hypervisor');
-      this.ctx.hosts.insert({
-        name: node, roles, shell: { kind: 'netns', netns: this.nodeNs(spec, node) }, createdAt: new Date().toISOString(),
-        ...(isHypervisor ? { uri: libvirtdUri(join(dir, 'libvirt', node)), migrationAddress: Object.values(n.links)[0]! } : {}),
+      // As `kumo host add` registers a host (a datacenter file's hosts: too): its shell and libvirt must answer.
+      await hosts.add({
+        name: node, roles, shell: { kind: 'netns', netns: this.nodeNs(spec, node) },
+        ...(roles.includes('hypervisor') ? { uri: libvirtdUri(join(dir, 'libvirt', node)), migrationAddress: Object.values(n.links)[0]! } : {}),
       });
     }
     // The lab's hypervisors replace this machine's libvirt for placement while the lab is up.
@@ -186,7 +189,7 @@ export class LabService {
     }
     // Instances attach to every instance segment all hypervisors share, and the wizard's
     // "Bridge" choice is the first of them, unless the user set those already.
-    const shared = Object.keys(spec.segments).filter((seg) => spec.segments[seg]!.instances && hypervisors.every(([, n]) => seg in n.links));
+    const shared = sharedInstanceSegments(spec);
     if (shared.length) {
       for (const [key, value] of [['instance.networks', shared.join(',')], ['wizard.bridge', shared[0]!]] as const) {
         if (this.ctx.settings.get(key)) continue;

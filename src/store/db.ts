@@ -129,6 +129,9 @@ const MIGRATIONS: string[] = [
   // A datacenter file's hosts run DHCP on one of them: the lease file is on that host's
   // filesystem (read through its shell); NULL: on this machine (the lab's).
   'ALTER TABLE network_subnets ADD COLUMN lease_host TEXT;',
+  // What apply made each resource from (JSON): destroy removes what was applied, not what
+  // today's file would derive. NULL for resources recorded before.
+  'ALTER TABLE datacenter_resources ADD COLUMN spec TEXT;',
 ];
 
 export type Db = Database.Database;

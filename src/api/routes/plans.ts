@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { ApiDeps } from '../server.js';
-import { PlanService, type Change } from '../../service/plan.js';
+import { DatacenterService, type Change } from '../../service/datacenter/engine.js';
 import { KumoError } from '../../model/errors.js';
 import { Accepted, errors, Plan, PlanRequest } from '../schemas.js';
 import { accepted } from './operations.js';
@@ -17,7 +17,7 @@ const step = (c: Change) => `${c.action} ${c.kind} ${c.name}`;
  * the work itself runs in the operation.
  */
 export const planRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx, ops }) => {
-  const svc = () => new PlanService(ctx);
+  const svc = () => new DatacenterService(ctx);
 
   /** One apply or destroy per datacenter at a time: two would race over the same resources. */
   const checkIdle = (datacenter: string) => {

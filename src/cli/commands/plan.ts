@@ -2,7 +2,7 @@ import { Command } from 'commander';
 import { z } from 'zod';
 import { context } from '../app.js';
 import { json } from '../render.js';
-import { PlanService, type Change } from '../../service/plan.js';
+import { DatacenterService, type Change } from '../../service/datacenter/engine.js';
 import { FirewallService } from '../../service/firewall.js';
 import { renderTable } from '../../drivers/net/nftables.js';
 import { DatacenterSchema, type Datacenter } from '../../model/datacenter.js';
@@ -21,14 +21,14 @@ export function planCommands(): Command[] {
     .option('--json', 'machine-readable output').option('--schema', 'print the datacenter file\'s JSON Schema instead')
     .action(async (file: string | undefined, o: { json?: boolean; schema?: boolean }) => {
       if (o.schema) return console.log(json(datacenterJsonSchema()));
-      const svc = new PlanService(await context());
+      const svc = new DatacenterService(await context());
       const changes = await svc.plan(await svc.load(requireFile(file)));
       if (o.json) return console.log(json(changes));
       console.log(changes.length ? changes.map(line).join('\n') : 'no changes: the datacenter matches the file');
     });
   const apply = new Command('apply').argument('<file>', 'a datacenter YAML file').description('make the datacenter match the file (idempotent)')
     .action(async (file: string) => {
-      const svc = new PlanService(await context());
+      const svc = new DatacenterService(await context());
       const dc = await svc.load(file);
       const changes = await svc.apply(dc, (c) => console.log(line(c)));
       console.log(changes.length ? `applied ${changes.length} change(s)` : 'no changes: the datacenter matches the file');
@@ -36,7 +36,7 @@ export function planCommands(): Command[] {
     });
   const destroy = new Command('destroy').argument('<file>', 'a datacenter YAML file').description('remove what applying the file made')
     .action(async (file: string) => {
-      const svc = new PlanService(await context());
+      const svc = new DatacenterService(await context());
       const done = await svc.destroy(await svc.load(file), (c) => console.log(line(c)));
       console.log(done.length ? `removed ${done.length} resource(s)` : 'nothing of this datacenter exists');
     });
@@ -45,7 +45,7 @@ export function planCommands(): Command[] {
     .option('--rules', 'also print the rules as derived from the file').option('--json', 'machine-readable output')
     .action(async (file: string, o: { rules?: boolean; json?: boolean }) => {
       const ctx = await context();
-      const dc = await new PlanService(ctx).load(file);
+      const dc = await new DatacenterService(ctx).load(file);
       const fw = new FirewallService(ctx);
       const live = await fw.show(dc);
       const edge = fw.deriveEdge(dc);

@@ -1,0 +1,128 @@
+import { KumoError } from '../../../model/errors.js';
+import { groupMembers, type Datacenter, type InstanceGroup } from '../../../model/datacenter.js';
+import { hypervisorsOf, sharedInstanceSegments } from '../../../model/topology.js';
+import { cloudConfigText, nfsMountConfig } from '../../../drivers/image/seed.js';
+import type { Context } from '../../context.js';
+import { chooseHost, HostService } from '../../host.js';
+import { InstanceService } from '../../instances.js';
+import { ShareService } from '../../shares.js';
+import type { Change, Kind } from '../kind.js';
+
+/** Where a group without `hosts` goes on real hosts: the file's hypervisors only (not this machine's `local`). */
+const fileHypervisors = (dc: Datacenter) => (dc.hosts ? hypervisorsOf(dc.hosts).map(([x]) => x) : undefined);
+/** The networks of a group without `networks` on real hosts: the instance segments every hypervisor links. */
+const fileInstanceSegments = (dc: Datacenter) => (dc.hosts ? sharedInstanceSegments(dc.hosts) : undefined);
+
+const groupOf = (dc: Datacenter, member: string): [string, InstanceGroup] =>
+  Object.entries(dc.instances).find(([name, g]) => groupMembers(name, g.count).includes(member))!;
+
+/** A group's flavor: the file's own, or one kumo has. */
+function flavorOf(ctx: Context, dc: Datacenter, group: string, g: InstanceGroup): { vcpus: number; ramMiB: number } {
+  const own = dc.flavors[g.flavor];
+  if (own) return { vcpus: own.vcpus, ramMiB: own.ram_mib };
+  const have = ctx.flavors.get(g.flavor);
+  if (!have) throw new KumoError('NOT_FOUND', `instances.${group}.flavor: flavor "${g.flavor}" is neither in the file nor known to kumo`, 'declare it under flavors:, or pick one of `kumo flavor list`');
+  return have;
+}
+
+/** cloud-config for a group: mount its share, then its runcmd, then its user_data. */
+async function userData(ctx: Context, dc: Datacenter, g: InstanceGroup, group: string): Promise<string> {
+  let mount = {};
+  if (g.mount) {
+    const share = await new ShareService(ctx).get(g.mount.share);
+    const networks = g.networks ?? fileInstanceSegments(dc);
+    const m = share.mounts.find((x) => !networks || networks.includes(x.network));
+    if (!m) throw new KumoError('INVALID_INPUT', `instances of "${group}" are on no network share "${g.mount.share}" is served to`, 'add one of the share\'s networks to the group');
+    mount = nfsMountConfig(m.source.split(':')[0]!, m.source, g.mount.path);
+  }
+  return cloudConfigText(mount, { runcmd: g.runcmd }, g.user_data);
+}
+
+/**
+ * Placement run dry, instance by instance, on one reading of the hosts (each placed instance
+ * counts against its host for the next): an impossible placement is an error before apply
+ * makes anything. Undefined when the hosts are not there yet (a lab still to create).
+ */
+async function dryPlacer(ctx: Context, dc: Datacenter, hostsPending: boolean) {
+  const hosts = hostsPending ? [] : await new HostService(ctx).list();
+  return (name: string, flavor: { vcpus: number; ramMiB: number }, g: InstanceGroup): string | undefined => {
+    if (!hosts.some((h) => h.roles.includes('hypervisor'))) return undefined;
+    const old = ctx.instances.get(name);
+    const was = old && hosts.find((h) => h.name === old.host);
+    if (was) { was.allocatedMiB -= old.ramMiB; was.instances -= 1; }
+    const only = g.hosts ?? fileHypervisors(dc);
+    let host: string;
+    try {
+      host = chooseHost(hosts, flavor.vcpus, flavor.ramMiB, { pack: g.placement === 'pack', ...(only ? { only } : {}) });
+    } catch (e) {
+      if (e instanceof KumoError) throw new KumoError(e.code, `cannot place instance ${name} of ${dc.name}: ${e.message}`, e.fix);
+      throw e;
+    }
+    const h = hosts.find((x) => x.name === host)!;
+    h.allocatedMiB += flavor.ramMiB;
+    h.instances += 1;
+    return host;
+  };
+}
+
+/** The members of the file's instance groups: created, started, or recreated with another image or size. */
+export const instanceKind: Kind = {
+  kind: 'instance',
+  exclusive: true,
+  pruned: 'no longer in the file',
+  wanted: (dc) => Object.entries(dc.instances).flatMap(([group, g]) => groupMembers(group, g.count)),
+
+  async diff({ ctx, dc, changes }) {
+    const out: Change[] = [];
+    // One listing per host for all instances, not a full read of each.
+    const states = new Map((await new InstanceService(ctx).list()).map((i) => [i.name, i.state]));
+    const place = await dryPlacer(ctx, dc, changes.some((c) => c.kind === 'lab' || c.kind === 'host'));
+    for (const [group, g] of Object.entries(dc.instances)) {
+      const flavor = flavorOf(ctx, dc, group, g);
+      for (const name of groupMembers(group, g.count)) {
+        const record = ctx.instances.get(name);
+        const host = (): { host?: string } => { const h = place(name, flavor, g); return h ? { host: h } : {}; };
+        if (!record) { out.push({ action: 'create', kind: 'instance', name, why: `${g.image}, ${g.flavor}`, ...host() }); continue; }
+        if (record.image !== g.image || record.vcpus !== flavor.vcpus || record.ramMiB !== flavor.ramMiB) {
+          out.push({ action: 'recreate', kind: 'instance', name, why: `is ${record.image}/${record.vcpus} vCPU/${record.ramMiB} MiB, should be ${g.image}/${g.flavor}`, ...host() });
+          continue;
+        }
+        const state = states.get(name);
+        if (state === 'missing') out.push({ action: 'recreate', kind: 'instance', name, why: 'its domain was deleted outside kumo' });
+        else if (state === 'shut off' || state === 'crashed') out.push({ action: 'start', kind: 'instance', name, why: `it is ${state}` });
+      }
+    }
+    return out;
+  },
+
+  async apply(c, { ctx, dc, started }) {
+    const svc = new InstanceService(ctx);
+    const [group, g] = groupOf(dc, c.name);
+    if (c.action === 'start') {
+      await svc.start(c.name);
+    } else {
+      if (c.action === 'recreate') await svc.delete(c.name);
+      const networks = g.networks ?? fileInstanceSegments(dc);
+      const only = g.hosts ?? fileHypervisors(dc);
+      await svc.create({
+        name: c.name, image: g.image, flavor: g.flavor, sshKeys: g.ssh_keys,
+        ...(networks ? { networks } : {}), ...(g.root_password_hash ? { passwordHash: g.root_password_hash } : {}),
+        userData: await userData(ctx, dc, g, group),
+        ...(c.host ? { host: c.host } : { placement: { pack: g.placement === 'pack', ...(only ? { only } : {}) } }),
+      });
+    }
+    started.push(c.name);
+    return { group, image: g.image, flavor: g.flavor };
+  },
+
+  // Load balancers need their instances' addresses: wait for every new or restarted one.
+  // A real image under TCG takes minutes to boot and run cloud-init.
+  async settle({ ctx, started }) {
+    const svc = new InstanceService(ctx);
+    for (const name of started) await svc.waitReady(name, 900_000);
+  },
+
+  async remove(name, _applied, { ctx }) {
+    if (ctx.instances.get(name)) await new InstanceService(ctx).delete(name);
+  },
+};
