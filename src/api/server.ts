@@ -28,17 +28,13 @@ import fastifyStatic from '@fastify/static';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { readingRoutes, renderHostCapacity, RequestMetrics, createMonitor, type MonitorOptions, type ServerMonitor } from './metrics.js';
-import { ConsoleTickets, instanceVnc, ticketRoutes, vncProxyRoutes, type VncResolver } from './console.js';
-import { instanceSerial, serialProxyRoutes, type SerialResolver } from './serial.js';
+import { instanceVnc, vncProxyRoutes } from './console.js';
+import { instanceSerial, serialProxyRoutes } from './serial.js';
+import { ConsoleTickets, ticketRoutes } from './tickets.js';
+import type { ApiDeps, SerialResolver, VncResolver } from './deps.js';
 import { loadBalancerRoutes } from './routes/loadbalancers.js';
 import { shareRoutes } from './routes/shares.js';
 import { planRoutes } from './routes/plans.js';
-
-/** What every route plugin is given: the services' context and the operation registry. */
-export interface ApiDeps {
-  ctx: Context;
-  ops: OperationRegistry;
-}
 
 export interface ServerOptions {
   /** Shared with whoever else wants to watch or start operations (tests, a future scheduler). */
