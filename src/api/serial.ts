@@ -1,27 +1,15 @@
-import { spawn as spawnPty, type IPty } from '@lydell/node-pty';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { WebSocket } from 'ws';
 import type { Context } from '../service/context.js';
-import { InstanceService } from '../service/instances.js';
-import { invalid } from '../model/errors.js';
+import { ConsoleService, openSerial, type OpenedProcess, type SerialTarget } from '../service/consoles.js';
 import { Unauthorized } from './auth.js';
-import { TICKET_TTL_MS, type ConsoleTickets } from './console.js';
+import type { SerialResolver } from './deps.js';
 import { API_PREFIX } from './schemas.js';
-
-/** Where an instance's serial console is: the libvirt that runs it (virsh console connects there). */
-export interface SerialTarget {
-  uri: string;
-}
-
-/** Finds a running instance's libvirt; the server asks InstanceService, tests may stand in. */
-export type SerialResolver = (name: string) => Promise<SerialTarget>;
+import { TICKET_TTL_MS, type ConsoleTickets } from './tickets.js';
 
 export function instanceSerial(ctx: Context): SerialResolver {
-  return async (name) => {
-    const inst = await new InstanceService(ctx).get(name); // 404 for an unknown instance
-    if (inst.state !== 'running') throw invalid(`instance "${name}" has no serial console now (state ${inst.state})`, `start it first: POST ${API_PREFIX}/instances/${name}/start`);
-    return { uri: ctx.virshOf(name).uri };
-  };
+  const consoles = new ConsoleService(ctx);
+  return (name) => consoles.serialTarget(name, `start it first: POST ${API_PREFIX}/instances/${name}/start`);
 }
 
 /** How long virsh console gets to leave after SIGHUP before it is killed. */
@@ -54,41 +42,47 @@ export function serialProxyRoutes(tickets: ConsoleTickets, resolve: SerialResolv
   };
 }
 
+/** A text message's {"cols": N, "rows": N}, when it is one with sane numbers. */
+function parseResize(text: string): { cols: number; rows: number } | undefined {
+  try {
+    const r = JSON.parse(text) as { cols?: unknown; rows?: unknown };
+    const cols = Number(r.cols);
+    const rows = Number(r.rows);
+    if (Number.isInteger(cols) && Number.isInteger(rows) && cols > 0 && rows > 0 && cols <= 1000 && rows <= 1000) return { cols, rows };
+  } catch { /* not a resize: ignored */ }
+  return undefined;
+}
+
 async function relaySerial(ws: WebSocket, name: string, resolve: SerialResolver, req: FastifyRequest): Promise<void> {
-  let pty: IPty | undefined;
+  let pty: OpenedProcess | undefined;
   let exited = false;
   let closed = false;
-  const queued: string[] = [];
+  const queued: Buffer[] = [];
   let size = { cols: 80, rows: 24 };
+  const hangUp = (p: OpenedProcess) => {
+    p.kill('SIGHUP');
+    const t = setTimeout(() => { if (!exited) p.kill('SIGKILL'); }, KILL_AFTER_MS);
+    t.unref();
+  };
   const end = (why?: string) => {
     if (closed) return;
     closed = true;
-    if (pty && !exited) {
-      const p = pty;
-      try { p.kill('SIGHUP'); } catch { /* gone already */ }
-      const t = setTimeout(() => { if (!exited) { try { p.kill('SIGKILL'); } catch { /* gone already */ } } }, KILL_AFTER_MS);
-      t.unref();
-    }
+    if (pty && !exited) hangUp(pty);
     if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(why ? 1011 : 1000, why?.slice(0, 120));
   };
   ws.on('message', (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => {
     if (closed) return;
     const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
     if (!isBinary) {
-      try {
-        const r = JSON.parse(buf.toString('utf8')) as { cols?: unknown; rows?: unknown };
-        const cols = Number(r.cols);
-        const rows = Number(r.rows);
-        if (Number.isInteger(cols) && Number.isInteger(rows) && cols > 0 && rows > 0 && cols <= 1000 && rows <= 1000) {
-          size = { cols, rows };
-          pty?.resize(cols, rows);
-        }
-      } catch { /* not a resize: ignored */ }
+      const resize = parseResize(buf.toString('utf8'));
+      if (resize) {
+        size = resize;
+        pty?.resize(resize.cols, resize.rows);
+      }
       return;
     }
-    const text = buf.toString('utf8');
-    if (pty) pty.write(text);
-    else queued.push(text);
+    if (pty) pty.stream.write(buf);
+    else queued.push(buf);
   });
   ws.on('close', () => end());
   ws.on('error', () => end());
@@ -102,22 +96,25 @@ async function relaySerial(ws: WebSocket, name: string, resolve: SerialResolver,
   }
   if (closed) return;
   try {
-    pty = spawnPty('virsh', ['-c', target.uri, 'console', name, '--force'], {
-      name: 'xterm-256color', cols: size.cols, rows: size.rows, env: { ...process.env, TERM: 'xterm-256color' } as Record<string, string>,
-    });
+    pty = await openSerial(target, name, size);
   } catch (e) {
     end(`could not start virsh console: ${(e as Error).message}`);
     return;
   }
   const p = pty;
+  if (closed) {
+    hangUp(p); // the browser left while virsh was starting
+    return;
+  }
   req.log.info({ instance: name, pid: p.pid }, 'serial console opened');
-  p.onData((d) => {
-    if (ws.readyState === ws.OPEN) ws.send(Buffer.from(d, 'utf8'), { binary: true });
+  p.stream.on('data', (d: Buffer) => {
+    if (ws.readyState === ws.OPEN) ws.send(d, { binary: true });
   });
-  p.onExit(({ exitCode }) => {
+  p.stream.on('error', () => undefined); // the terminal's end is reported by exit below
+  void p.exit.then(({ code }) => {
     exited = true;
-    req.log.info({ instance: name, exitCode }, 'serial console ended');
-    end(exitCode ? `virsh console exited ${exitCode}` : undefined);
+    req.log.info({ instance: name, exitCode: code }, 'serial console ended');
+    end(code ? `virsh console exited ${code}` : undefined);
   });
-  for (const t of queued.splice(0)) p.write(t);
+  for (const b of queued.splice(0)) p.stream.write(b);
 }

@@ -28,17 +28,13 @@ import fastifyStatic from '@fastify/static';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { readingRoutes, renderHostCapacity, RequestMetrics, createMonitor, type MonitorOptions, type ServerMonitor } from './metrics.js';
-import { ConsoleTickets, instanceVnc, ticketRoutes, vncProxyRoutes, type VncResolver } from './console.js';
-import { instanceSerial, serialProxyRoutes, type SerialResolver } from './serial.js';
+import { instanceVnc, vncProxyRoutes } from './console.js';
+import { instanceSerial, serialProxyRoutes } from './serial.js';
+import { ConsoleTickets, ticketRoutes } from './tickets.js';
+import type { ApiDeps, SerialResolver, VncResolver } from './deps.js';
 import { loadBalancerRoutes } from './routes/loadbalancers.js';
 import { shareRoutes } from './routes/shares.js';
 import { planRoutes } from './routes/plans.js';
-
-/** What every route plugin is given: the services' context and the operation registry. */
-export interface ApiDeps {
-  ctx: Context;
-  ops: OperationRegistry;
-}
 
 export interface ServerOptions {
   /** Shared with whoever else wants to watch or start operations (tests, a future scheduler). */
@@ -122,26 +118,7 @@ export async function buildServer(ctx: Context, opts: ServerOptions = {}): Promi
   });
   acceptEmptyJson(app);
 
-  await app.register(swagger, {
-    openapi: {
-      openapi: '3.0.3',
-      info: {
-        title: 'kumo',
-        version: version(),
-        description: 'A small private cloud for KVM hosts. Send "Authorization: Bearer TOKEN" with every request but the health ' +
-          'check (the admin token is printed by the first `kumo serve`; `kumo token create NAME` makes more). Long work answers ' +
-          `202 with an operation: follow it at ${API_PREFIX}/operations/{id} or on the Server-Sent Events of ${API_PREFIX}/events.`,
-      },
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'a kumo API token (kumo_...)' } } },
-      security: [{ bearer: [] }],
-      tags: ['instances', 'images', 'flavors', 'networks', 'volumes', 'snapshots', 'hosts', 'shares', 'loadbalancers', 'datacenter', 'operations', 'metrics', 'health'].map((name) => ({ name })),
-    },
-    transform: createJsonSchemaTransform({ schemaRegistry: registry }),
-    transformObject: (doc) => optionalBodies(toObject(doc)),
-  });
-  // Swagger UI's files come from the npm package: the page works without internet.
-  await app.register(swaggerUi, { routePrefix: DOCS_PATH, uiConfig: { persistAuthorization: false, tryItOutEnabled: true } });
-  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  await registerDocs(app);
 
   app.get(`${API_PREFIX}/health`, {
     schema: { tags: ['health'], operationId: 'health', summary: 'whether the API answers (no token needed)', security: [], response: { 200: Health } },
@@ -196,6 +173,30 @@ export async function buildServer(ctx: Context, opts: ServerOptions = {}): Promi
   // Last: a failed registration above leaves no collector running.
   monitor?.collector.start();
   return app;
+}
+
+/** The OpenAPI document at /openapi.json and its interactive page, both public. */
+async function registerDocs(app: ApiServer): Promise<void> {
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'kumo',
+        version: version(),
+        description: 'A small private cloud for KVM hosts. Send "Authorization: Bearer TOKEN" with every request but the health ' +
+          'check (the admin token is printed by the first `kumo serve`; `kumo token create NAME` makes more). Long work answers ' +
+          `202 with an operation: follow it at ${API_PREFIX}/operations/{id} or on the Server-Sent Events of ${API_PREFIX}/events.`,
+      },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'a kumo API token (kumo_...)' } } },
+      security: [{ bearer: [] }],
+      tags: ['instances', 'images', 'flavors', 'networks', 'volumes', 'snapshots', 'hosts', 'shares', 'loadbalancers', 'datacenter', 'operations', 'metrics', 'health'].map((name) => ({ name })),
+    },
+    transform: createJsonSchemaTransform({ schemaRegistry: registry }),
+    transformObject: (doc) => optionalBodies(toObject(doc)),
+  });
+  // Swagger UI's files come from the npm package: the page works without internet.
+  await app.register(swaggerUi, { routePrefix: DOCS_PATH, uiConfig: { persistAuthorization: false, tryItOutEnabled: true } });
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 }
 
 /** The web dashboard's files at / (hash routes: one index.html); a hint instead when it was not built. */

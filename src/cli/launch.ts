@@ -1,7 +1,7 @@
 import { say } from './app.js';
 import type { Context } from '../service/context.js';
 import { InstanceService, HTTP_PORT, type CreateRequest } from '../service/instances.js';
-import { attachSerialConsole, openVncViewer } from '../drivers/libvirt/console.js';
+import { ConsoleService, openViewer } from '../service/consoles.js';
 import type { ConsoleMode, Instance } from '../model/types.js';
 import { invalid } from '../model/errors.js';
 
@@ -34,14 +34,13 @@ export async function launch(ctx: Context, req: CreateRequest, opts: LaunchOptio
   let mode = opts.console;
   if (mode === 'auto') mode = process.stdin.isTTY && process.stdout.isTTY ? 'vnc' : 'none';
   if (mode === 'vnc' && inst.vnc) {
-    // A viewer on this machine cannot reach a VNC port inside a lab node's namespace.
-    const viewer = inst.vncNetns ? undefined : openVncViewer(inst.vnc);
+    const viewer = openViewer(inst);
     if (viewer) console.log(opts.messages.viewer(viewer));
     else if (opts.console === 'auto' || !process.stdin.isTTY) mode = process.stdin.isTTY ? 'serial' : 'none';
   }
   if (mode === 'serial') {
     console.log(opts.messages.detach);
-    await attachSerialConsole(ctx.virshOf(inst.name).uri, inst.name);
+    await new ConsoleService(ctx).attachSerial(inst.name);
   }
   if (opts.wait) {
     say(`  waiting for ${inst.name} to answer on port ${HTTP_PORT}...`);

@@ -1,5 +1,8 @@
 import { spawn } from 'node:child_process';
 import { KumoError } from '../model/errors.js';
+import { openLocal, type OpenedProcess, type OpenOptions } from './open.js';
+
+export type { OpenedProcess, OpenOptions, ProcessExit } from './open.js';
 
 /** What a finished command left behind. */
 export interface RunResult {
@@ -26,6 +29,8 @@ export interface RunOptions {
 export interface Executor {
   readonly description: string;
   run(command: string, args: readonly string[], options?: RunOptions): Promise<RunResult>;
+  /** Starts a long-lived process (a console, a tunnel) and hands back its streams; the caller ends it. */
+  open(command: string, args: readonly string[], options?: OpenOptions): Promise<OpenedProcess>;
 }
 
 /** Runs commands on this machine. */
@@ -77,6 +82,10 @@ export class LocalExecutor implements Executor {
         }
       });
     });
+  }
+
+  open(command: string, args: readonly string[], options: OpenOptions = {}): Promise<OpenedProcess> {
+    return openLocal(command, args, options);
   }
 }
 

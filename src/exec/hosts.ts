@@ -1,12 +1,10 @@
 import { type Executor, local } from './exec.js';
 import { NetnsExecutor } from './netns.js';
 import { SshExecutor } from './ssh.js';
+import type { ShellSpec } from '../model/shell.js';
 
-/** How kumo reaches a host's own shell: this machine, one of its network namespaces (the lab), or ssh. */
-export type ShellSpec =
-  | { kind: 'local' }
-  | { kind: 'netns'; netns: string }
-  | { kind: 'ssh'; destination: string; port?: number; identity?: string };
+// The shell's description is a model type (the store records it, the CLI shows it): kept importable from here.
+export { describeShell, type ShellSpec } from '../model/shell.js';
 
 export function executorFor(spec: ShellSpec): Executor {
   switch (spec.kind) {
@@ -28,12 +26,4 @@ export function shellForUri(uri: string): ShellSpec {
     kind: 'ssh', destination: m[1] ? `${m[1]}@${m[2]}` : m[2]!,
     ...(m[3] ? { port: Number(m[3]) } : {}), ...(keyfile ? { identity: keyfile } : {}),
   };
-}
-
-export function describeShell(spec: ShellSpec): string {
-  switch (spec.kind) {
-    case 'local': return 'local';
-    case 'netns': return `netns ${spec.netns}`;
-    case 'ssh': return `ssh ${spec.destination}${spec.port ? `:${spec.port}` : ''}`;
-  }
 }

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { type Executor, type RunOptions, type RunResult, commandFailed, local } from './exec.js';
+import { type Executor, type OpenedProcess, type OpenOptions, type RunOptions, type RunResult, commandFailed, local } from './exec.js';
 import { KumoError } from '../model/errors.js';
 
 /**
@@ -24,6 +24,11 @@ export class NetnsExecutor implements Executor {
     }
     if (/^nsenter: /m.test(r.stderr)) throw this.nsenterError(command, r);
     throw commandFailed(command, args, r);
+  }
+
+  /** The process inside the namespace: nsenter execs it, so its streams and exit are the process's. */
+  open(command: string, args: readonly string[], options: OpenOptions = {}): Promise<OpenedProcess> {
+    return this.base.open('nsenter', [`--net=${this.path}`, '--', command, ...args], options);
   }
 
   private nsenterError(command: string, r: RunResult): KumoError {

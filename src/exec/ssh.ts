@@ -1,4 +1,4 @@
-import { type Executor, type RunOptions, type RunResult, commandFailed, local } from './exec.js';
+import { type Executor, type OpenedProcess, type OpenOptions, type RunOptions, type RunResult, commandFailed, local } from './exec.js';
 import { KumoError, invalid } from '../model/errors.js';
 
 export interface SshTarget {
@@ -56,5 +56,12 @@ export class SshExecutor implements Executor {
     }
     if (r.code !== 0 && !options.allowFailure) throw commandFailed(command, args, r);
     return r;
+  }
+
+  /** The remote process through ssh's streams; a pty option asks ssh for a remote terminal too (-tt). */
+  async open(command: string, args: readonly string[], options: OpenOptions = {}): Promise<OpenedProcess> {
+    if (options.env) throw invalid('the ssh executor does not pass environments', 'put the variables in the command: env K=V cmd');
+    const line = `exec ${[command, ...args].map(shellQuote).join(' ')}`;
+    return this.base.open('ssh', [...(options.pty ? ['-tt'] : []), ...this.sshArgs(), '--', line], options);
   }
 }

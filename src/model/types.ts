@@ -47,6 +47,15 @@ export type RuntimeState =
   | 'running' | 'shut off' | 'paused' | 'in shutdown' | 'crashed' | 'pmsuspended' | 'blocked' | 'idle'
   | 'missing' | 'unknown';
 
+/** How a domain ends up after a snapshot revert: libvirt's default is the state the snapshot was taken in. */
+export type RevertTo = 'snapshot' | 'running' | 'paused';
+
+/**
+ * How a network's guests reach the world. nat: libvirt's NAT with DHCP; isolated: no forwarding,
+ * guests and the host only; bridge: guests join an existing host Linux bridge; ovs: an Open vSwitch bridge.
+ */
+export type NetworkMode = 'nat' | 'isolated' | 'bridge' | 'ovs';
+
 export interface NicInfo {
   mac: string;
   network: string;

@@ -6,6 +6,9 @@ import { topologyOf, type Datacenter } from '../model/datacenter.js';
 import { interfaceOf } from '../model/hosts.js';
 import { dhcpPlan } from '../model/lab.js';
 
+/** A table as nft text, for the faces to show the rules derived from a file. */
+export { renderTable } from '../drivers/net/nftables.js';
+
 /** The rules of one host: kumo's own nftables tables there, nothing else is touched. */
 export interface HostRules {
   host: string;

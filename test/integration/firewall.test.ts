@@ -327,6 +327,7 @@ test('one transaction: when nft refuses part of it, no table changes', async () 
     run: (command: string, args: readonly string[], options: RunOptions = {}) =>
       at('edge').run(command, args, command === 'nft' && args.includes('-f')
         ? { ...options, input: `${String(options.input)}add rule inet kumo no-such-chain accept\n` } : options),
+    open: (command: string, args: readonly string[]) => at('edge').open(command, args),
   };
   const changed: NftTable = { ...edgeFilter, chains: [inputChain([]), edgeFilter.chains[1]!] };
   await assert.rejects(new Nftables(broken).apply([changed], { force: true }),

@@ -4,7 +4,7 @@ import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { debianMirrorLines, mirrorState, parseAptSources } from '../../src/drivers/image/debian-apt.js';
-import { parseImageSize, parsePackages } from '../../src/drivers/image/debian.js';
+import { parseImageSize, parsePackages } from '../../src/model/image-build.js';
 import { mountsUnder } from '../../src/drivers/image/debian-disk.js';
 import { KumoError } from '../../src/model/errors.js';
 

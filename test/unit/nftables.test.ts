@@ -1,7 +1,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import type { Executor, RunOptions, RunResult } from '../../src/exec/exec.js';
+import type { Executor, OpenedProcess, RunOptions, RunResult } from '../../src/exec/exec.js';
 import { KumoError } from '../../src/model/errors.js';
 import {
   type NftRule, type NftTable, Nftables, listingMatches, parseCounters, parseListing, renderDelete, renderReplace, renderRule,
@@ -263,6 +263,7 @@ class FakeNft implements Executor {
     return { stdout: '', stderr: '', code: 0 };
   }
   loads(): string[] { return this.calls.filter((c) => c.args.join(' ') === '-f -').map((c) => c.input ?? ''); }
+  open(): Promise<OpenedProcess> { throw new Error('nft runs to completion: nothing is opened'); }
 }
 
 test('apply: one nft -f - for a new table; an unchanged table is kept; forced or drifted ones replaced', async () => {

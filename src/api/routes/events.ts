@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import type { ApiDeps } from '../server.js';
+import type { ApiDeps } from '../deps.js';
 import type { ReplayGap, SequencedEvent } from '../../service/operations.js';
 import { errors } from '../schemas.js';
 

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import type { ApiDeps } from '../server.js';
+import type { ApiDeps } from '../deps.js';
 import { FlavorService } from '../../service/flavors.js';
 import { errors, Flavor, FlavorCreate, NameParams, NoContent } from '../schemas.js';
 

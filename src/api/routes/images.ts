@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import type { ApiDeps } from '../server.js';
+import type { ApiDeps } from '../deps.js';
 import { ImageService } from '../../service/images.js';
 import { Accepted, errors, Image, ImageBuild, ImageImport, NameParams, NoContent } from '../schemas.js';
 import { accepted } from './operations.js';

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import type { ApiDeps } from '../server.js';
+import type { ApiDeps } from '../deps.js';
 import { InstanceService } from '../../service/instances.js';
 import { HostService } from '../../service/host.js';
 import type { Instance as InstanceView } from '../../model/types.js';

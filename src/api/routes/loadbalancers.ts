@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import type { ApiDeps } from '../server.js';
+import type { ApiDeps } from '../deps.js';
 import { LoadBalancerService } from '../../service/loadbalancers.js';
 import { errors, LoadBalancer, LoadBalancerCreate, LoadBalancerInstances, NameParams, NoContent, WafEvent, WafLogQuery } from '../schemas.js';
 

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import type { ApiDeps } from '../server.js';
+import type { ApiDeps } from '../deps.js';
 import { NetworkService } from '../../service/networks.js';
 import { errors, NameParams, Network, NetworkAutostart, NetworkCreate, NetworkDefine, NoContent, Text } from '../schemas.js';
 

@@ -1,7 +1,7 @@
 import type { FastifyReply } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import type { ApiDeps } from '../server.js';
+import type { ApiDeps } from '../deps.js';
 import type { Operation as Op } from '../../service/operations.js';
 import { API_PREFIX, errors, IdParams, Operation } from '../schemas.js';
 

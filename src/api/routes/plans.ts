@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import type { ApiDeps } from '../server.js';
+import type { ApiDeps } from '../deps.js';
 import { DatacenterService, type Change } from '../../service/datacenter/engine.js';
 import { KumoError } from '../../model/errors.js';
 import { Accepted, errors, Plan, PlanRequest } from '../schemas.js';

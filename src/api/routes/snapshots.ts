@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import type { ApiDeps } from '../server.js';
+import type { ApiDeps } from '../deps.js';
 import { SnapshotService } from '../../service/snapshots.js';
 import { errors, InstanceParams, NoContent, Snapshot, SnapshotCreate, SnapshotParams, SnapshotReverted, SnapshotRevert, optionalBody } from '../schemas.js';
 

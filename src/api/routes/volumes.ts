@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import type { ApiDeps } from '../server.js';
+import type { ApiDeps } from '../deps.js';
 import { DETACH_TIMEOUT_MS, VolumeService } from '../../service/volumes.js';
 import { errors, NameParams, NoContent, Volume, VolumeAttach, VolumeAttached, VolumeCreate, VolumeDetach, VolumeDetached, VolumeResize, VolumeResized, optionalBody } from '../schemas.js';
 

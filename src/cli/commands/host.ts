@@ -1,12 +1,11 @@
 import { Command } from 'commander';
 import { collect, context } from '../app.js';
 import { json } from '../render.js';
-import { HostService, probeThisMachine } from '../../service/host.js';
+import { HostService, probeThisMachine, type AddHostRequest } from '../../service/host.js';
 import { InstanceService } from '../../service/instances.js';
 import { table, ramText } from '../render.js';
 import { KumoError } from '../../model/errors.js';
-import type { HostRole } from '../../store/hosts.js';
-import { describeShell, type ShellSpec } from '../../exec/hosts.js';
+import { describeShell, type ShellSpec } from '../../model/shell.js';
 
 function shellOption(o: { ssh?: string; sshKey?: string; netns?: string }): ShellSpec | undefined {
   if (o.ssh && o.netns) throw new KumoError('INVALID_INPUT', 'give either --ssh or --netns, not both');
@@ -52,7 +51,7 @@ export function hostCommand(): Command {
     .option('--ssh-key <file>', 'private key for --ssh')
     .option('--netns <name>', 'the host is a network namespace of this machine (the lab)')
     .action(async (name: string, o: { uri?: string; migrationAddress?: string; role: string[]; ssh?: string; sshKey?: string; netns?: string }) => {
-      const h = await new HostService(await context()).add({ name, roles: o.role as HostRole[],
+      const h = await new HostService(await context()).add({ name, roles: o.role as AddHostRequest['roles'],
         ...(o.uri ? { uri: o.uri } : {}), ...(o.migrationAddress ? { migrationAddress: o.migrationAddress } : {}),
         ...(shellOption(o) ? { shell: shellOption(o)! } : {}) });
       console.log(h.uri ? `host ${h.name} added (${h.cpus} CPUs, ${ramText(h.memoryMiB ?? 0)})` : `host ${h.name} added (${h.roles.join(', ')})`);

@@ -4,7 +4,7 @@ import { context, say } from '../app.js';
 import { gib, json, table } from '../render.js';
 import { ImageService } from '../../service/images.js';
 import { invalid } from '../../model/errors.js';
-import { parseImageSize, parsePackages } from '../../drivers/image/debian.js';
+import { parseImageSize, parsePackages } from '../../model/image-build.js';
 
 export function imageCommand(): Command {
   const cmd = new Command('image').description('cloud images instances are made from');

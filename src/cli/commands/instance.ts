@@ -5,7 +5,7 @@ import { json, ramText, table } from '../render.js';
 import { launch, parseConsoleMode } from '../launch.js';
 import { en } from '../i18n.js';
 import { InstanceService, type CreateRequest } from '../../service/instances.js';
-import { attachSerialConsole } from '../../drivers/libvirt/console.js';
+import { ConsoleService } from '../../service/consoles.js';
 import { invalid, KumoError } from '../../model/errors.js';
 import { parseWhole } from '../../model/sizes.js';
 import type { Instance } from '../../model/types.js';
@@ -177,7 +177,7 @@ export function instanceCommand(): Command {
       if (inst.state !== 'running') throw invalid(`instance "${name}" is ${inst.state}`, `start it: kumo instance start ${name}`);
       if (!process.stdin.isTTY) throw new KumoError('NOT_INTERACTIVE', 'the serial console needs a terminal', `read the log instead: kumo instance console ${name} --log`);
       say(en.launch.detach);
-      process.exitCode = await attachSerialConsole(ctx.virshOf(name).uri, name);
+      process.exitCode = await new ConsoleService(ctx).attachSerial(name);
     });
 
   cmd.command('migrate').argument('<name>').description('live-migrate a running instance to another host')

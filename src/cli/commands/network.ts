@@ -3,7 +3,7 @@ import { context } from '../app.js';
 import { json, table } from '../render.js';
 import { readFileArg } from './instance.js';
 import { NETWORK_MODES, NetworkService, type CreateNetworkRequest } from '../../service/networks.js';
-import type { NetworkMode } from '../../drivers/libvirt/network-xml.js';
+import type { NetworkMode } from '../../model/types.js';
 
 const yesNo = (b: boolean) => (b ? 'yes' : 'no');
 

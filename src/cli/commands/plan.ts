@@ -3,8 +3,7 @@ import { z } from 'zod';
 import { context } from '../app.js';
 import { json } from '../render.js';
 import { DatacenterService, type Change } from '../../service/datacenter/engine.js';
-import { FirewallService } from '../../service/firewall.js';
-import { renderTable } from '../../drivers/net/nftables.js';
+import { FirewallService, renderTable } from '../../service/firewall.js';
 import { DatacenterSchema, type Datacenter } from '../../model/datacenter.js';
 import { invalid } from '../../model/errors.js';
 

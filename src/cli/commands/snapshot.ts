@@ -2,7 +2,7 @@ import { Command, Option } from 'commander';
 import { context, say } from '../app.js';
 import { json, table } from '../render.js';
 import { SnapshotService } from '../../service/snapshots.js';
-import type { RevertTo } from '../../drivers/libvirt/snapshots.js';
+import type { RevertTo } from '../../model/types.js';
 
 const two = (n: number) => String(n).padStart(2, '0');
 

@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Executor, local } from '../../exec/exec.js';
 import { KumoError, invalid } from '../../model/errors.js';
+import { DEFAULT_SIZE_GIB, checkImageSize, parsePackages } from '../../model/image-build.js';
 import { debianMirrorLines, mirrorState, readHostAptSources } from './debian-apt.js';
 import { MBR_BOOT_CODE, makeBootableDisk, removeBuildDir, removeStaleBuilds } from './debian-disk.js';
 
@@ -55,8 +56,6 @@ export interface BuildDebianImageOptions {
 
 /** Bump when the build steps change in a way the inputs below do not show. */
 const RECIPE = 1;
-export const DEFAULT_SIZE_GIB = 3;
-export const SIZE_LIMITS = { min: 2, max: 64 };
 /**
  * On top of Debian's "important" priority (what a normal Debian install has: systemd, apt,
  * ifupdown, less, vim-tiny, ...).
@@ -76,32 +75,6 @@ const BASE_PACKAGES = [
 export const DEBIAN_CMDLINE = 'console=tty0 console=ttyS0,115200';
 /** cloud-init's default locale on Debian (distros/debian.py); generated at build time. */
 const LOCALE = 'en_US.UTF-8';
-
-/** `--size 3G`, `3GiB` or `3` (GiB): whole GiB only. */
-export function parseImageSize(text: string): number {
-  const m = /^\s*(\d+)\s*(g|gib|gb)?\s*$/i.exec(text);
-  const n = m ? Number(m[1]) : NaN;
-  return checkImageSize(n, text);
-}
-
-function checkImageSize(n: number, shown: string | number = n): number {
-  if (!Number.isInteger(n) || n < SIZE_LIMITS.min || n > SIZE_LIMITS.max) {
-    throw invalid(`--size must be whole GiB from ${SIZE_LIMITS.min}G to ${SIZE_LIMITS.max}G, got "${shown}"`,
-      `pass e.g. --size ${DEFAULT_SIZE_GIB}G (instances grow it to their flavor's disk on first boot)`);
-  }
-  return n;
-}
-
-/** Debian package names (policy 5.6.1): lower case letters, digits, + - . ; at least two characters. */
-export function parsePackages(list: string | string[]): string[] {
-  const names = (Array.isArray(list) ? list : list.split(',')).map((s) => s.trim()).filter(Boolean);
-  for (const n of names) {
-    if (!/^[a-z0-9][a-z0-9+.-]+$/.test(n)) {
-      throw invalid(`"${n}" is not a Debian package name`, 'pass names separated by commas, e.g. --packages nginx,curl');
-    }
-  }
-  return [...new Set(names)].sort();
-}
 
 /** Builds the image into `${cacheDir}/debian/<key>/`, or returns the one already there. */
 export async function buildDebianImage(opts: BuildDebianImageOptions): Promise<DebianImage> {

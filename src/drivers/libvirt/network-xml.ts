@@ -1,10 +1,7 @@
 import { attr, buildXml, child, children, parseXml } from './xml.js';
+import type { NetworkMode } from '../../model/types.js';
 
-/**
- * nat: libvirt's NAT with DHCP; isolated: no forwarding, guests and the host only;
- * bridge: guests join an existing host Linux bridge; ovs: an Open vSwitch bridge.
- */
-export type NetworkMode = 'nat' | 'isolated' | 'bridge' | 'ovs';
+export type { NetworkMode } from '../../model/types.js';
 
 export interface NetworkSpec {
   name: string;

@@ -1,4 +1,5 @@
 import { KumoError } from '../../model/errors.js';
+import type { RevertTo } from '../../model/types.js';
 import type { Virsh } from './virsh.js';
 import { attr, buildXml, child, children, parseXml, text, type XmlNode } from './xml.js';
 
@@ -28,8 +29,7 @@ export interface SnapshotDisk {
   snapshot: 'internal' | 'no';
 }
 
-/** How a domain ends up after a revert: libvirt's default is the state the snapshot was taken in. */
-export type RevertTo = 'snapshot' | 'running' | 'paused';
+export type { RevertTo } from '../../model/types.js';
 
 interface DiskEntry {
   target: string;

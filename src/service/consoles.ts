@@ -1,0 +1,86 @@
+import { connect } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { Context } from './context.js';
+import { InstanceService } from './instances.js';
+import { local, type OpenedProcess } from '../exec/exec.js';
+import { NetnsExecutor } from '../exec/netns.js';
+import { attachSerialConsole, openSerialConsole, openVncViewer } from '../drivers/libvirt/console.js';
+import { invalid } from '../model/errors.js';
+import type { Instance } from '../model/types.js';
+
+export type { OpenedProcess } from '../exec/exec.js';
+
+/** Where an instance's VNC server listens: loopback, possibly inside a lab hypervisor's network namespace. */
+export interface VncTarget {
+  /** "127.0.0.1:PORT" */
+  vnc: string;
+  vncNetns?: string;
+}
+
+/** Where an instance's serial console is: the libvirt that runs it (virsh console connects there). */
+export interface SerialTarget {
+  uri: string;
+}
+
+export interface TerminalSize {
+  cols: number;
+  rows: number;
+}
+
+/**
+ * The consoles of an instance, for every face: the CLI opens a viewer or hands its terminal to
+ * the serial console; the API relays both to the browser over WebSockets.
+ */
+export class ConsoleService {
+  constructor(private readonly ctx: Context) {}
+
+  /** Where a running instance's VNC listens; `startFix` tells the caller's user how to start it. */
+  async vncTarget(name: string, startFix: string): Promise<VncTarget> {
+    const inst = await new InstanceService(this.ctx).get(name);
+    if (!inst.vnc) throw invalid(`instance "${name}" has no VNC display now (state ${inst.state})`, startFix);
+    return { vnc: inst.vnc, ...(inst.vncNetns ? { vncNetns: inst.vncNetns } : {}) };
+  }
+
+  /** The libvirt of a running instance, for its serial console; `startFix` as for vncTarget. */
+  async serialTarget(name: string, startFix: string): Promise<SerialTarget> {
+    const inst = await new InstanceService(this.ctx).get(name); // 404 for an unknown instance
+    if (inst.state !== 'running') throw invalid(`instance "${name}" has no serial console now (state ${inst.state})`, startFix);
+    return { uri: this.ctx.virshOf(name).uri };
+  }
+
+  /** Hands this process's terminal to the instance's serial console until the user detaches; virsh's exit code. */
+  attachSerial(name: string): Promise<number> {
+    return attachSerialConsole(this.ctx.virshOf(name).uri, name);
+  }
+}
+
+/**
+ * A VNC viewer window on this machine; its name, or undefined without a display or a viewer.
+ * A viewer here cannot reach a VNC port inside a lab node's namespace: none for those.
+ */
+export function openViewer(inst: Pick<Instance, 'vnc' | 'vncNetns'>): string | undefined {
+  return inst.vnc && !inst.vncNetns ? openVncViewer(inst.vnc) : undefined;
+}
+
+/**
+ * A byte stream to an instance's VNC server: a TCP connection to 127.0.0.1:PORT, or inside a
+ * network namespace (a lab hypervisor's VNC listens on that namespace's loopback) socat's stdin
+ * and stdout there. Destroying the stream closes the connection.
+ */
+export async function connectVnc(target: VncTarget): Promise<Duplex> {
+  const port = Number(/^127\.0\.0\.1:(\d+)$/.exec(target.vnc)?.[1]);
+  if (!(port > 0 && port < 65_536)) throw new Error(`unexpected VNC address ${target.vnc}`);
+  const netns = target.vncNetns;
+  if (!netns) return connect({ host: '127.0.0.1', port });
+  if (!/^[A-Za-z0-9_.-]+$/.test(netns)) throw invalid(`unexpected network namespace name "${netns}"`);
+  const socat = await new NetnsExecutor(netns).open('socat', ['-', `TCP:127.0.0.1:${port}`]);
+  void socat.exit.then(({ code, stderr }) => {
+    if (code && code !== 0) socat.stream.destroy(new Error(`nsenter/socat exited ${code}: ${stderr.trim().slice(0, 200)}`));
+  });
+  return socat.stream;
+}
+
+/** The instance's serial console (virsh console) in a pseudo-terminal, for a program to drive. */
+export function openSerial(target: SerialTarget, name: string, size: TerminalSize): Promise<OpenedProcess> {
+  return openSerialConsole(local, target.uri, name, size);
+}
