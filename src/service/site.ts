@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import type { Context } from './context.js';
 import { HostService } from './host.js';
 import { bridgeNetworkState, ensureBridgeNetwork } from './bridge-networks.js';
-import { DhcpServer } from '../drivers/net/dnsmasq.js';
+import { DhcpServer } from '../drivers/daemons/dnsmasq.js';
 import type { Virsh } from '../drivers/libvirt/virsh.js';
 import { executorFor, describeShell, type ShellSpec } from '../exec/hosts.js';
 import { KumoError } from '../model/errors.js';

@@ -7,11 +7,11 @@ import { local } from '../../src/exec/exec.js';
 import { KumoError } from '../../src/model/errors.js';
 import {
   type HaproxySpec, Haproxy, buildHaproxyConfig, haproxyPaths, parseShowStat, validateHaproxySpec,
-} from '../../src/drivers/services/haproxy.js';
+} from '../../src/drivers/daemons/haproxy/haproxy.js';
 import {
   type WafSpec, type WafSystemFiles, buildModsecConfig, buildNginxConfig, discoverWafFiles, parseAuditLog,
   stripOwnedDirectives, validateWafSpec, wafPaths,
-} from '../../src/drivers/services/waf-nginx.js';
+} from '../../src/drivers/daemons/nginx-waf/nginx-waf.js';
 
 const spec: HaproxySpec = {
   name: 'web',

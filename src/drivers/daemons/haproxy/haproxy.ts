@@ -1,9 +1,9 @@
 import { join } from 'node:path';
-import { type Executor, local } from '../../exec/exec.js';
-import { readHostFile, writeHostFile } from '../../exec/files.js';
-import { KumoError, invalid } from '../../model/errors.js';
-import { type SocketVia, checkDir, checkInt, checkIpv4, checkName, checkPort, defaultSocketVia, socketRequest } from './daemon-util.js';
-import { livePid, signal, stopDaemon, waitUntil } from '../../exec/process.js';
+import { type Executor, local } from '../../../exec/exec.js';
+import { readHostFile, writeHostFile } from '../../../exec/files.js';
+import { KumoError, invalid } from '../../../model/errors.js';
+import { type SocketVia, checkDir, checkInt, checkIpv4, checkName, checkPort, defaultSocketVia, socketRequest } from '../config-values.js';
+import { livePid, signal, stopDaemon, waitUntil } from '../../../exec/process.js';
 
 /**
  * The load balancer: HAProxy 2.6 in master-worker mode, one instance per folder (config, pid

@@ -1,10 +1,10 @@
 import { join } from 'node:path';
-import { type Executor, local } from '../../exec/exec.js';
-import { readHostFile, writeHostFile } from '../../exec/files.js';
-import { KumoError, invalid } from '../../model/errors.js';
-import { checkConfigPath, checkDir, checkInt, checkIpv4, checkName, checkPort } from './daemon-util.js';
-import { livePid, signal, stopDaemon, waitUntil } from '../../exec/process.js';
-import type { Endpoint } from './haproxy.js';
+import { type Executor, local } from '../../../exec/exec.js';
+import { readHostFile, writeHostFile } from '../../../exec/files.js';
+import { KumoError, invalid } from '../../../model/errors.js';
+import { checkConfigPath, checkDir, checkInt, checkIpv4, checkName, checkPort } from '../config-values.js';
+import { livePid, signal, stopDaemon, waitUntil } from '../../../exec/process.js';
+import type { Endpoint } from '../haproxy/haproxy.js';
 
 /**
  * The web application firewall: a private nginx 1.22 with ModSecurity v3 and the OWASP Core

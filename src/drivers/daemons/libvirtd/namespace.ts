@@ -2,9 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, chown, copyFile, lchown, lstat, mkdir, readdir, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
-import { type Executor, local } from '../../exec/exec.js';
-import { processAlive, sleep } from '../../exec/process.js';
-import { KumoError, invalid } from '../../model/errors.js';
+import { type Executor, local } from '../../../exec/exec.js';
+import { processAlive, sleep } from '../../../exec/process.js';
+import { KumoError, invalid } from '../../../model/errors.js';
 
 /**
  * A second (third, …) libvirtd on this machine, as HOST-NOTES "Two hypervisors on one machine"
