@@ -2,7 +2,8 @@ import { join } from 'node:path';
 import { type Executor, local } from '../../../exec/exec.js';
 import { readHostFile, writeHostFile } from '../../../exec/files.js';
 import { KumoError, invalid } from '../../../model/errors.js';
-import { type SocketVia, checkDir, checkInt, checkIpv4, checkName, checkPort, defaultSocketVia, socketRequest } from '../config-values.js';
+import { checkDir, checkInt, checkIpv4, checkName, checkPort } from '../config-values.js';
+import { type SocketVia, defaultSocketVia, socketRequest } from '../unix-socket.js';
 import { livePid, signal, stopDaemon, waitUntil } from '../../../exec/process.js';
 
 /**
