@@ -47,7 +47,7 @@ export interface Readiness {
 
 export interface StartSteps {
   args: string[];
-  /** Run this instead of the binary (e.g. a wrapper that enters namespaces first); no "not installed" mapping then. */
+  /** Run this instead of the binary (a wrapper that enters namespaces first); no "not installed" mapping then. */
   command?: string;
   timeoutMs: number;
   /** Files of an earlier run that would mislead the readiness check, removed first. */
@@ -57,7 +57,10 @@ export interface StartSteps {
   ready: Readiness;
 }
 
-/** One config file: `text` is what gets checked; `live`, when given, is what goes in place instead (the staged text names other staged files). */
+/**
+ * One config file: `text` is what gets checked; `live`, when given, is what goes in place
+ * instead (when the staged text names other staged files).
+ */
 export interface ConfigFile {
   path: string;
   text: string;

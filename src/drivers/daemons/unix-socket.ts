@@ -5,8 +5,8 @@ import { KumoError } from '../../model/errors.js';
 /**
  * How to reach a daemon's unix control socket. 'node': node:net from this process, right when
  * the socket is on this machine's filesystem (local, or a network namespace of this machine:
- * namespaces do not separate path sockets; Executor.onThisMachine says so). 'executor': `socat` run through the executor,
- * needed for a node over ssh.
+ * namespaces do not separate path sockets), as Executor.onThisMachine declares. 'executor':
+ * `socat` run through the executor, needed for a node over ssh.
  */
 export type SocketVia = 'node' | 'executor';
 
