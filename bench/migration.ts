@@ -19,7 +19,7 @@ import { join, resolve } from 'node:path';
 import { local } from '../src/exec/exec.js';
 import { buildNetworkXml } from '../src/drivers/libvirt/network-xml.js';
 import { Virsh } from '../src/drivers/libvirt/virsh.js';
-import { startLibvirtd, stopLibvirtd } from '../src/drivers/lab/libvirtd-namespace.js';
+import { startLibvirtd, stopLibvirtd } from '../src/drivers/daemons/libvirtd/namespace.js';
 import { probeThisMachine } from '../src/service/host.js';
 import { cleanup, freeSubnet, log, loadNow, machineFacts, median, requireTools, run, undo } from './common.js';
 

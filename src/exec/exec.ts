@@ -28,6 +28,12 @@ export interface RunOptions {
  */
 export interface Executor {
   readonly description: string;
+  /**
+   * true when the host's files and unix sockets are this machine's own (this machine, or one of
+   * its network namespaces: namespaces do not separate paths), so node:fs and node:net reach
+   * them directly; unset means only through run().
+   */
+  readonly onThisMachine?: boolean;
   run(command: string, args: readonly string[], options?: RunOptions): Promise<RunResult>;
   /** Starts a long-lived process (a console, a tunnel) and hands back its streams; the caller ends it. */
   open(command: string, args: readonly string[], options?: OpenOptions): Promise<OpenedProcess>;
@@ -36,6 +42,7 @@ export interface Executor {
 /** Runs commands on this machine. */
 export class LocalExecutor implements Executor {
   readonly description = 'local';
+  readonly onThisMachine = true;
 
   run(command: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
     return new Promise((resolve, reject) => {

@@ -8,12 +8,14 @@ import { KumoError } from '../model/errors.js';
  */
 export class NetnsExecutor implements Executor {
   readonly description: string;
+  readonly onThisMachine: boolean;
   private readonly path: string;
 
   /** `netns`: a name under /run/netns, or a path to a namespace file. */
   constructor(readonly netns: string, private readonly base: Executor = local) {
     this.path = netns.includes('/') ? netns : join('/run/netns', netns);
     this.description = `network namespace ${netns}`;
+    this.onThisMachine = base.onThisMachine === true;
   }
 
   async run(command: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {

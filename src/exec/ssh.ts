@@ -21,6 +21,7 @@ export function shellQuote(word: string): string {
  */
 export class SshExecutor implements Executor {
   readonly description: string;
+  readonly onThisMachine = false;
 
   constructor(readonly target: SshTarget, private readonly base: Executor = local) {
     // No leading "-": ssh would take the destination for an option (-J, -o ...).

@@ -15,7 +15,7 @@ import { buildDomainXml, parseDomainXml } from '../drivers/libvirt/domain-xml.js
 import { migrateLive, type MigrateResult } from '../drivers/libvirt/migrate.js';
 import { buildSeed, parseUserData, writeSeedIso } from '../drivers/image/seed.js';
 import { httpGet } from '../drivers/host/http-probe.js';
-import { parseDnsmasqLeases } from '../drivers/net/dnsmasq.js';
+import { parseDnsmasqLeases } from '../drivers/daemons/dnsmasq.js';
 import { KumoError, invalid, notFound } from '../model/errors.js';
 import { checkName } from '../model/names.js';
 import { checkSize } from '../model/sizes.js';

@@ -1,10 +1,12 @@
 import { join } from 'node:path';
 import type { Context } from './context.js';
 import { InstanceService } from './instances.js';
-import { Haproxy, type ServerHealth } from '../drivers/services/haproxy.js';
-import { NginxWaf, type WafEvent } from '../drivers/services/waf-nginx.js';
+import { Haproxy } from '../drivers/daemons/haproxy/haproxy.js';
+import type { ServerHealth } from '../drivers/daemons/haproxy/stats.js';
+import { NginxWaf } from '../drivers/daemons/nginx-waf/nginx-waf.js';
+import type { WafEvent } from '../drivers/daemons/nginx-waf/audit-log.js';
 import { HostLinks } from '../drivers/net/links.js';
-import { checkPort } from '../drivers/services/daemon-util.js';
+import { checkPort } from '../drivers/daemons/config-values.js';
 import { KumoError, invalid, notFound } from '../model/errors.js';
 import { checkName } from '../model/names.js';
 import { parseIp } from '../model/ipv4.js';

@@ -3,7 +3,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { Context } from './context.js';
 import { NetworkService } from './networks.js';
-import { GaneshaServer } from '../drivers/services/nfs-ganesha.js';
+import { GaneshaServer } from '../drivers/daemons/nfs-ganesha.js';
 import { KumoError, invalid, notFound } from '../model/errors.js';
 import { checkName } from '../model/names.js';
 import type { ShareRecord } from '../store/shares.js';

@@ -18,7 +18,7 @@ import { TokenService } from '../../src/service/tokens.js';
 import { HostService } from '../../src/service/host.js';
 import { Virsh } from '../../src/drivers/libvirt/virsh.js';
 import { buildNetworkXml, parseNetworkXml } from '../../src/drivers/libvirt/network-xml.js';
-import { startLibvirtd, stopLibvirtd, type NamespacedLibvirtd } from '../../src/drivers/lab/libvirtd-namespace.js';
+import { startLibvirtd, stopLibvirtd, type NamespacedLibvirtd } from '../../src/drivers/daemons/libvirtd/namespace.js';
 import { local } from '../../src/exec/exec.js';
 import { ShareService } from '../../src/service/shares.js';
 import { LoadBalancerService } from '../../src/service/loadbalancers.js';

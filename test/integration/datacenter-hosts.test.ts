@@ -9,7 +9,7 @@ import { NetnsExecutor } from '../../src/exec/netns.js';
 import { ImageService } from '../../src/service/images.js';
 import { LabService } from '../../src/service/lab.js';
 import { COURSE_LAB } from '../../src/model/lab.js';
-import { libvirtdUri } from '../../src/drivers/lab/libvirtd-namespace.js';
+import { libvirtdUri } from '../../src/drivers/daemons/libvirtd/namespace.js';
 
 /**
  * The datacenter file on "real hosts": `kumo lab up --bare` gives the course's machines and

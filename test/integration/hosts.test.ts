@@ -9,7 +9,7 @@ import { InstanceService } from '../../src/service/instances.js';
 import { local } from '../../src/exec/exec.js';
 import { Virsh } from '../../src/drivers/libvirt/virsh.js';
 import { buildNetworkXml, parseNetworkXml } from '../../src/drivers/libvirt/network-xml.js';
-import { daemonPids, restartLibvirtd, startLibvirtd, stopLibvirtd, type NamespacedLibvirtd } from '../../src/drivers/lab/libvirtd-namespace.js';
+import { daemonPids, restartLibvirtd, startLibvirtd, stopLibvirtd, type NamespacedLibvirtd } from '../../src/drivers/daemons/libvirtd/namespace.js';
 
 /**
  * Two hypervisors (this machine's libvirtd as "local", a second libvirtd in its own namespace as

@@ -11,7 +11,7 @@ import { InstanceService } from '../../src/service/instances.js';
 import { local } from '../../src/exec/exec.js';
 import { Virsh } from '../../src/drivers/libvirt/virsh.js';
 import { buildNetworkXml, parseNetworkXml } from '../../src/drivers/libvirt/network-xml.js';
-import { startLibvirtd, stopLibvirtd, type NamespacedLibvirtd } from '../../src/drivers/lab/libvirtd-namespace.js';
+import { startLibvirtd, stopLibvirtd, type NamespacedLibvirtd } from '../../src/drivers/daemons/libvirtd/namespace.js';
 import { migrateLive } from '../../src/drivers/libvirt/migrate.js';
 
 /**

@@ -13,7 +13,7 @@ import { NetnsExecutor } from '../../src/exec/netns.js';
 import { ImageService } from '../../src/service/images.js';
 import { InstanceService } from '../../src/service/instances.js';
 import { LabService } from '../../src/service/lab.js';
-import { daemonPids } from '../../src/drivers/lab/libvirtd-namespace.js';
+import { daemonPids } from '../../src/drivers/daemons/libvirtd/namespace.js';
 import type { Instance } from '../../src/model/types.js';
 
 /**

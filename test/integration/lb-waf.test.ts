@@ -6,8 +6,11 @@ import { join } from 'node:path';
 import { local } from '../../src/exec/exec.js';
 import { NetnsExecutor } from '../../src/exec/netns.js';
 import { KumoError } from '../../src/model/errors.js';
-import { Haproxy, type HaproxyBackend, type HaproxySpec, type ServerHealth } from '../../src/drivers/services/haproxy.js';
-import { NginxWaf, type WafSpec } from '../../src/drivers/services/waf-nginx.js';
+import { Haproxy } from '../../src/drivers/daemons/haproxy/haproxy.js';
+import type { HaproxyBackend, HaproxySpec } from '../../src/drivers/daemons/haproxy/config.js';
+import type { ServerHealth } from '../../src/drivers/daemons/haproxy/stats.js';
+import { NginxWaf } from '../../src/drivers/daemons/nginx-waf/nginx-waf.js';
+import type { WafSpec } from '../../src/drivers/daemons/nginx-waf/config.js';
 import { makeTestEnv, sleep, waitFor, type TestEnv } from '../helpers/env.js';
 
 /**

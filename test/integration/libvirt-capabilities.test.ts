@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { makeTestEnv, type TestEnv } from '../helpers/env.js';
 import { needsKvmMask, type AccelResult } from '../../src/drivers/host/accel-probe.js';
 import { kvmSeenBy, systemLibvirtdPid } from '../../src/drivers/host/libvirtd-kvm.js';
-import { startLibvirtd, stopLibvirtd, type NamespacedLibvirtd } from '../../src/drivers/lab/libvirtd-namespace.js';
+import { startLibvirtd, stopLibvirtd, type NamespacedLibvirtd } from '../../src/drivers/daemons/libvirtd/namespace.js';
 import { Virsh, type SlowCall } from '../../src/drivers/libvirt/virsh.js';
 import { libvirtdKvmProblem } from '../../src/service/host.js';
 

@@ -5,13 +5,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { local } from '../../src/exec/exec.js';
 import { KumoError } from '../../src/model/errors.js';
+import { Haproxy } from '../../src/drivers/daemons/haproxy/haproxy.js';
+import { type HaproxySpec, buildHaproxyConfig, haproxyPaths, validateHaproxySpec } from '../../src/drivers/daemons/haproxy/config.js';
+import { parseShowStat } from '../../src/drivers/daemons/haproxy/stats.js';
 import {
-  type HaproxySpec, Haproxy, buildHaproxyConfig, haproxyPaths, parseShowStat, validateHaproxySpec,
-} from '../../src/drivers/services/haproxy.js';
-import {
-  type WafSpec, type WafSystemFiles, buildModsecConfig, buildNginxConfig, discoverWafFiles, parseAuditLog,
-  stripOwnedDirectives, validateWafSpec, wafPaths,
-} from '../../src/drivers/services/waf-nginx.js';
+  type WafSpec, type WafSystemFiles, buildModsecConfig, buildNginxConfig, stripOwnedDirectives, validateWafSpec, wafPaths,
+} from '../../src/drivers/daemons/nginx-waf/config.js';
+import { parseAuditLog } from '../../src/drivers/daemons/nginx-waf/audit-log.js';
+import { discoverWafFiles } from '../../src/drivers/daemons/nginx-waf/system-files.js';
 
 const spec: HaproxySpec = {
   name: 'web',

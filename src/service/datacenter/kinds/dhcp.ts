@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { Context } from '../../context.js';
-import { DhcpServer } from '../../../drivers/net/dnsmasq.js';
+import { DhcpServer } from '../../../drivers/daemons/dnsmasq.js';
 import { executorFor } from '../../../exec/hosts.js';
 import { interfaceOf, type HostsSpec } from '../../../model/hosts.js';
 import { dhcpPlan } from '../../../model/lab.js';

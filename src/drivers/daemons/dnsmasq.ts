@@ -1,7 +1,7 @@
 import { type Executor, local } from '../../exec/exec.js';
 import { readHostFile } from '../../exec/files.js';
-import { livePid, stopDaemon } from '../../exec/process.js';
 import { KumoError } from '../../model/errors.js';
+import { ManagedDaemon } from './daemon.js';
 
 export interface DhcpServerSpec {
   /** The link it serves (a bridge, in the executor's namespace). */
@@ -25,31 +25,48 @@ export interface DhcpLeaseEntry {
  * ping before offering (it costs guests seconds), leases in a file kumo reads.
  */
 export class DhcpServer {
-  constructor(private readonly spec: DhcpServerSpec, private readonly exec: Executor = local) {}
+  private readonly daemon: ManagedDaemon;
+
+  constructor(private readonly spec: DhcpServerSpec, private readonly exec: Executor = local) {
+    this.daemon = new ManagedDaemon(exec, {
+      what: `dnsmasq for ${spec.link}`, binary: 'dnsmasq', pidFile: this.pidFile, marker: `--pid-file=${this.pidFile}`,
+      leftovers: [], // dnsmasq removes its pid file itself
+    });
+  }
 
   get pidFile(): string { return `${this.spec.dir}/${this.spec.name}.pid`; }
   get leaseFile(): string { return `${this.spec.dir}/${this.spec.name}.leases`; }
 
   pid(): Promise<number | undefined> {
-    return livePid(this.exec, this.pidFile, `--pid-file=${this.pidFile}`);
+    return this.daemon.pid();
   }
 
   /** Starts it unless it runs already. */
   async ensure(): Promise<void> {
     if ((await this.pid()) !== undefined) return;
     const s = this.spec;
-    await this.exec.run('dnsmasq', [
-      '--conf-file=/dev/null', `--pid-file=${this.pidFile}`, `--dhcp-leasefile=${this.leaseFile}`,
-      `--interface=${s.link}`, '--bind-interfaces', '--except-interface=lo', '--port=0',
-      `--dhcp-range=${s.rangeStart},${s.rangeEnd},12h`, '--dhcp-option=3', '--dhcp-option=6',
-      '--dhcp-authoritative', '--no-ping', '--user=root', '--group=root',
-    ], { timeoutMs: 15_000 });
-    if ((await this.pid()) === undefined) throw new KumoError('COMMAND_FAILED', `dnsmasq for ${s.link} did not stay up`);
+    await this.daemon.start({
+      args: [
+        '--conf-file=/dev/null', `--pid-file=${this.pidFile}`, `--dhcp-leasefile=${this.leaseFile}`,
+        `--interface=${s.link}`, '--bind-interfaces', '--except-interface=lo', '--port=0',
+        `--dhcp-range=${s.rangeStart},${s.rangeEnd},12h`, '--dhcp-option=3', '--dhcp-option=6',
+        '--dhcp-authoritative', '--no-ping', '--user=root', '--group=root',
+      ],
+      timeoutMs: 15_000,
+      // dnsmasq returns once it runs in the background (or has failed): one look at its pid file.
+      ready: {
+        what: `dnsmasq for ${s.link} starting`,
+        probe: async () => {
+          if ((await this.pid()) === undefined) throw new KumoError('COMMAND_FAILED', `dnsmasq for ${s.link} did not stay up`);
+          return true;
+        },
+        timeoutMs: 0,
+      },
+    });
   }
 
-  async stop(): Promise<void> {
-    const pid = await this.pid();
-    if (pid !== undefined) await stopDaemon(this.exec, pid, async () => (await this.pid()) !== undefined, `dnsmasq for ${this.spec.link}`);
+  stop(): Promise<void> {
+    return this.daemon.stop();
   }
 
   async leases(): Promise<DhcpLeaseEntry[]> {

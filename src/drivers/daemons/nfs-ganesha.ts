@@ -1,8 +1,8 @@
 import { join } from 'node:path';
 import { type Executor, local } from '../../exec/exec.js';
-import { readHostFile, writeHostFile } from '../../exec/files.js';
-import { livePid, sleep, stopDaemon } from '../../exec/process.js';
+import { readHostFile } from '../../exec/files.js';
 import { KumoError, invalid } from '../../model/errors.js';
+import { ManagedDaemon } from './daemon.js';
 
 /**
  * The NFS server of the storage node: nfs-ganesha in user space (HOST-NOTES: kernel nfsd
@@ -57,50 +57,57 @@ ${blocks.join('\n')}
  * or ssh to a real storage node), never assumed to be on this machine.
  */
 export class GaneshaServer {
-  constructor(private readonly dir: string, private readonly exec: Executor = local) {}
+  private readonly daemon: ManagedDaemon;
+
+  constructor(private readonly dir: string, private readonly exec: Executor = local) {
+    this.daemon = new ManagedDaemon(exec, {
+      what: 'the NFS server', binary: 'ganesha.nfsd', pidFile: this.pidFile, marker: this.config,
+      notInstalled: { message: `the NFS server nfs-ganesha is not installed (${exec.description})`, fix: 'apt-get install nfs-ganesha nfs-ganesha-vfs' },
+    });
+  }
 
   private get pidFile() { return join(this.dir, 'ganesha.pid'); }
+  private get config() { return join(this.dir, 'ganesha.conf'); }
 
   async pid(): Promise<number | undefined> {
-    return livePid(this.exec, this.pidFile, join(this.dir, 'ganesha.conf'));
+    return this.daemon.pid();
   }
 
   /** Writes the exports and (re)starts the server; with no exports, stops it. */
   async apply(exports: NfsExport[]): Promise<void> {
     await this.stop();
     if (!exports.length) return;
-    const conf = join(this.dir, 'ganesha.conf');
-    await writeHostFile(this.exec, conf, buildGaneshaConfig(exports));
+    await this.daemon.installConfig([{ path: this.config, text: buildGaneshaConfig(exports), mode: '644' }]);
     const log = join(this.dir, 'ganesha.log');
-    await this.exec.run('rm', ['-f', '--', log]);
-    try {
-      await this.exec.run('ganesha.nfsd', ['-f', conf, '-L', log, '-p', this.pidFile, '-N', 'NIV_EVENT'], { timeoutMs: 30_000 });
-    } catch (e) {
-      if (e instanceof KumoError && e.code === 'MISSING_DEPENDENCY') {
-        throw new KumoError('MISSING_DEPENDENCY', `the NFS server nfs-ganesha is not installed (${this.exec.description})`, 'apt-get install nfs-ganesha nfs-ganesha-vfs');
-      }
-      throw e;
-    }
-    // ganesha forks into the background; it is up once port 2049 is bound (or it has died).
-    const deadline = Date.now() + 15_000;
-    for (;;) {
-      const text = (await readHostFile(this.exec, log)) ?? '';
-      if (/NFS STARTUP/.test(text) && (await this.pid())) return;
-      if (/Cannot bind|Address already in use|FATAL|CRIT :.*(socket|bind)/i.test(text) || (Date.now() > deadline)) {
-        await this.stop();
-        const why = text.split('\n').filter((l) => /CRIT|FATAL|MAJ/.test(l)).slice(-2).join(' ').trim();
-        throw new KumoError('COMMAND_FAILED', `the NFS server did not start${why ? `: ${why}` : ''}`,
-          'is another NFS server using port 2049 on this host? (ss -ltnp | grep 2049)');
-      }
-      await sleep(200);
-    }
+    let text = '';
+    const failed = async () => {
+      await this.stop();
+      const why = text.split('\n').filter((l) => /CRIT|FATAL|MAJ/.test(l)).slice(-2).join(' ').trim();
+      return new KumoError('COMMAND_FAILED', `the NFS server did not start${why ? `: ${why}` : ''}`,
+        'is another NFS server using port 2049 on this host? (ss -ltnp | grep 2049)');
+    };
+    await this.daemon.start({
+      clear: [log],
+      args: ['-f', this.config, '-L', log, '-p', this.pidFile, '-N', 'NIV_EVENT'],
+      timeoutMs: 30_000,
+      // ganesha forks into the background; it is up once port 2049 is bound (or it has died).
+      ready: {
+        what: 'the NFS server starting',
+        probe: async () => {
+          text = (await readHostFile(this.exec, log)) ?? '';
+          if (/NFS STARTUP/.test(text) && (await this.pid())) return true;
+          if (/Cannot bind|Address already in use|FATAL|CRIT :.*(socket|bind)/i.test(text)) throw await failed();
+          return undefined;
+        },
+        timeoutMs: 15_000,
+        everyMs: 200,
+        timedOut: failed,
+      },
+    });
   }
 
-  async stop(): Promise<void> {
-    const pid = await this.pid();
-    if (pid === undefined) return;
-    await stopDaemon(this.exec, pid, async () => (await this.pid()) !== undefined, 'the NFS server');
-    await this.exec.run('rm', ['-f', '--', this.pidFile]);
+  stop(): Promise<void> {
+    return this.daemon.stop();
   }
 
   /** Its folder (config, log), once it is stopped. */

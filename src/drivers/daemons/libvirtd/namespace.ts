@@ -1,10 +1,11 @@
-import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, chown, copyFile, lchown, lstat, mkdir, readdir, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
-import { type Executor, local } from '../../exec/exec.js';
-import { processAlive, sleep } from '../../exec/process.js';
-import { KumoError, invalid } from '../../model/errors.js';
+import { type Executor, local } from '../../../exec/exec.js';
+import { processAlive, sleep } from '../../../exec/process.js';
+import { KumoError, invalid } from '../../../model/errors.js';
+import { ManagedDaemon, type Readiness } from '../daemon.js';
+import { BINDS, prepareState, writeHostUuid, writePortRanges } from './state.js';
 
 /**
  * A second (third, …) libvirtd on this machine, as HOST-NOTES "Two hypervisors on one machine"
@@ -72,15 +73,6 @@ export interface NamespacedLibvirtd {
   stop(): Promise<void>;
 }
 
-/** The host folders that get a private copy, and where the copy lives under the state folder. */
-const BINDS = [
-  { host: '/etc/libvirt', sub: 'etc' },
-  { host: '/var/lib/libvirt', sub: 'lib' },
-  { host: '/var/cache/libvirt', sub: 'cache' },
-  { host: '/var/log/libvirt', sub: 'log' },
-  { host: '/run/libvirt', sub: 'run' },
-] as const;
-
 /**
  * Runs inside `unshare -m -u --propagation private`: a FIXED script; the state folder, the
  * host name and whether to mask /dev/kvm (1 or 0) arrive only as positional parameters ($1-$3),
@@ -109,7 +101,8 @@ export function libvirtdUri(stateDir: string): string {
   return `qemu+unix:///system?socket=${libvirtdSocket(stateDir)}`;
 }
 
-export async function startLibvirtd(opts: LibvirtdOptions, exec: Executor = local): Promise<NamespacedLibvirtd> {
+/** Checks the options; the absolute state folder, and the network namespace's path if one is given. */
+function checkStartOptions(opts: LibvirtdOptions): { stateDir: string; netnsPath?: string } {
   const { name } = opts;
   if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i.test(name)) {
     throw invalid(`"${name}" is not a valid host name for a lab hypervisor`, 'use letters, digits and inner dashes, at most 63 characters');
@@ -125,11 +118,15 @@ export async function startLibvirtd(opts: LibvirtdOptions, exec: Executor = loca
     // libvirt URIs and -p arguments take it verbatim; keep it simple and unambiguous.
     throw invalid(`the state folder "${stateDir}" must not contain spaces or commas`);
   }
-  let netnsPath: string | undefined;
-  if (opts.netns !== undefined) {
-    netnsPath = opts.netns.includes('/') ? opts.netns : join('/run/netns', opts.netns);
-    if (!existsSync(netnsPath)) throw invalid(`network namespace ${opts.netns} does not exist (${netnsPath})`, 'create it first: ip netns add NAME');
-  }
+  if (opts.netns === undefined) return { stateDir };
+  const netnsPath = opts.netns.includes('/') ? opts.netns : join('/run/netns', opts.netns);
+  if (!existsSync(netnsPath)) throw invalid(`network namespace ${opts.netns} does not exist (${netnsPath})`, 'create it first: ip netns add NAME');
+  return { stateDir, netnsPath };
+}
+
+export async function startLibvirtd(opts: LibvirtdOptions, exec: Executor = local): Promise<NamespacedLibvirtd> {
+  const { name } = opts;
+  const { stateDir, netnsPath } = checkStartOptions(opts);
   const running = await daemonPids(stateDir);
   if (running.libvirtd !== undefined || running.virtlogd !== undefined) {
     throw new KumoError('ALREADY_EXISTS', `a libvirtd for ${stateDir} is already running (pid ${running.libvirtd ?? running.virtlogd})`,
@@ -147,15 +144,12 @@ export async function startLibvirtd(opts: LibvirtdOptions, exec: Executor = loca
   const unshare = ['unshare', '-m', '-u', '--propagation', 'private', '--', 'sh', '-c', NAMESPACE_SCRIPT, 'sh', stateDir, name, opts.maskKvm ? '1' : '0'];
   const [cmd, ...args] = netnsPath ? ['nsenter', `--net=${netnsPath}`, '--', ...unshare] : unshare;
   try {
-    await exec.run(cmd!, args, { timeoutMs: 60_000 });
-    const deadline = Date.now() + (opts.readyTimeoutMs ?? 30_000);
     const uri = libvirtdUri(stateDir);
-    for (;;) {
-      const r = await exec.run('virsh', ['-q', '-c', uri, 'uri'], { allowFailure: true, timeoutMs: 10_000 }).catch(() => undefined);
-      if (r?.code === 0) break;
-      if (Date.now() > deadline) throw new KumoError('TIMEOUT', `the libvirtd in ${stateDir} did not answer on ${libvirtdSocket(stateDir)}`);
-      await sleep(200);
-    }
+    await labDaemon(stateDir, 'libvirtd', exec).start({
+      command: cmd!, args, timeoutMs: 60_000,
+      ready: answering(exec, stateDir, opts.readyTimeoutMs ?? 30_000,
+        () => new KumoError('TIMEOUT', `the libvirtd in ${stateDir} did not answer on ${libvirtdSocket(stateDir)}`)),
+    });
     const pids = await daemonPids(stateDir);
     if (pids.libvirtd === undefined || pids.virtlogd === undefined) {
       throw new KumoError('COMMAND_FAILED', `the libvirtd in ${stateDir} answers but its pid files are missing`);
@@ -191,12 +185,12 @@ export async function restartLibvirtd(stateDir: string, exec: Executor = local, 
   }
   const ns = `/proc/${running.virtlogd}/ns`;
   await rm(join(stateDir, 'libvirtd.pid'), { force: true });
-  await exec.run('nsenter', [`--mount=${ns}/mnt`, `--uts=${ns}/uts`, `--net=${ns}/net`, '--', 'libvirtd', '-d', '-p', join(stateDir, 'libvirtd.pid')], { timeoutMs: 60_000 });
-  const deadline = Date.now() + readyTimeoutMs;
-  while ((await exec.run('virsh', ['-q', '-c', libvirtdUri(stateDir), 'uri'], { allowFailure: true, timeoutMs: 10_000 }).catch(() => undefined))?.code !== 0) {
-    if (Date.now() > deadline) throw new KumoError('TIMEOUT', `the restarted libvirtd in ${stateDir} did not answer`);
-    await sleep(200);
-  }
+  await labDaemon(stateDir, 'libvirtd', exec).start({
+    command: 'nsenter',
+    args: [`--mount=${ns}/mnt`, `--uts=${ns}/uts`, `--net=${ns}/net`, '--', 'libvirtd', '-d', '-p', join(stateDir, 'libvirtd.pid')],
+    timeoutMs: 60_000,
+    ready: answering(exec, stateDir, readyTimeoutMs, () => new KumoError('TIMEOUT', `the restarted libvirtd in ${stateDir} did not answer`)),
+  });
 }
 
 /**
@@ -211,8 +205,8 @@ export async function stopLibvirtd(stateDir: string, timeoutMs = 15_000): Promis
   if (!ns && pids.libvirtd !== undefined) ns = await readlink(`/proc/${pids.libvirtd}/ns/mnt`).catch(() => '');
   if (!ns && pids.virtlogd !== undefined) ns = await readlink(`/proc/${pids.virtlogd}/ns/mnt`).catch(() => '');
   // libvirtd first (it may still log through virtlogd), then virtlogd, then whatever else lives there.
-  if (pids.libvirtd !== undefined) await terminate([pids.libvirtd], timeoutMs);
-  if (pids.virtlogd !== undefined) await terminate([pids.virtlogd], timeoutMs);
+  await labDaemon(stateDir, 'libvirtd').stop(timeoutMs);
+  await labDaemon(stateDir, 'virtlogd').stop(timeoutMs);
   if (ns) {
     const others = await processesInNamespace(ns, stateDir);
     if (others.length) await terminate(others, timeoutMs);
@@ -224,112 +218,48 @@ export async function stopLibvirtd(stateDir: string, timeoutMs = 15_000): Promis
 export async function daemonPids(stateDir: string): Promise<{ libvirtd?: number; virtlogd?: number }> {
   const out: { libvirtd?: number; virtlogd?: number } = {};
   for (const daemon of ['libvirtd', 'virtlogd'] as const) {
-    const pidFile = join(resolve(stateDir), `${daemon}.pid`);
-    const pid = Number((await readFile(pidFile, 'utf8').catch(() => '')).trim());
-    if (!Number.isInteger(pid) || pid <= 1) continue;
-    // The pid file's own path is on the daemon's command line (-p FILE): a recycled pid cannot pass.
-    const cmdline = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0');
-    if (cmdline.some((a) => a.endsWith(daemon)) && cmdline.includes(pidFile)) out[daemon] = pid;
+    const pid = await labDaemon(resolve(stateDir), daemon).pid();
+    if (pid !== undefined) out[daemon] = pid;
   }
   return out;
 }
 
-// --- private state ---------------------------------------------------------------------
+// --- the two daemons -------------------------------------------------------------------
 
-/** What of the host's folder the private copy keeps (paths relative to that folder). */
-function keep(sub: string, rel: string, isDir: boolean): boolean {
-  const parts = rel.split('/');
-  switch (sub) {
-    case 'etc':
-      // Config files stay; definitions of the host's domains, networks, pools and secrets
-      // (and their autostart links) do not, so the new hypervisor starts empty.
-      if (['qemu', 'storage', 'secrets', 'lxc', 'libxl', 'nodedev'].includes(parts[0]!)) return isDir && !parts.includes('autostart');
-      return true;
-    case 'lib':
-      // Folders only, and none that belong to one of the host's domains.
-      if (!isDir) return false;
-      if (parts[0] === 'qemu') return parts.length === 1 || (parts.length === 2 && !parts[1]!.startsWith('domain-')) || rel === 'qemu/channel/target';
-      return parts.length === 1;
-    case 'cache':
-      return true;
-    case 'log':
-      return isDir;
-    default: // run: starts empty
-      return false;
-  }
+/**
+ * libvirtd or virtlogd of a state folder on the managed-daemon life cycle. They run on this
+ * machine (in its namespaces), so their pid files and processes are read and signalled
+ * directly; the state folder's own files are removed by stopLibvirtd, daemons or not.
+ */
+function labDaemon(stateDir: string, daemon: 'libvirtd' | 'virtlogd', exec: Executor = local): ManagedDaemon {
+  const pidFile = join(stateDir, `${daemon}.pid`);
+  return new ManagedDaemon(exec, {
+    what: `the ${daemon} in ${stateDir}`, binary: daemon, pidFile, marker: pidFile,
+    findPid: () => pidOf(daemon, pidFile),
+    terminate: (pid, graceMs) => terminate([pid], graceMs),
+    leftovers: [],
+  });
 }
 
-async function prepareState(stateDir: string): Promise<void> {
-  await mkdir(stateDir, { recursive: true, mode: 0o755 });
-  // QEMU (libvirt-qemu) must be able to walk through to the guests' channel sockets and logs.
-  await chmod(stateDir, 0o755);
-  for (const b of BINDS) {
-    const dst = join(stateDir, b.sub);
-    if (existsSync(dst)) continue; // a restart keeps what this hypervisor defined
-    const st = await lstat(b.host).catch(() => undefined);
-    if (!st?.isDirectory()) {
-      throw new KumoError('MISSING_DEPENDENCY', `${b.host} does not exist: libvirt is not installed (or never ran) here`,
-        'run the README set-up command (scripts/up.sh)');
-    }
-    await copyTree(b.host, dst, '', (rel, isDir) => keep(b.sub, rel, isDir));
-  }
+/** The pid in the pid file, if that process is this daemon. */
+async function pidOf(daemon: string, pidFile: string): Promise<number | undefined> {
+  const pid = Number((await readFile(pidFile, 'utf8').catch(() => '')).trim());
+  if (!Number.isInteger(pid) || pid <= 1) return undefined;
+  // The pid file's own path is on the daemon's command line (-p FILE): a recycled pid cannot pass.
+  const cmdline = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0');
+  return cmdline.some((a) => a.endsWith(daemon)) && cmdline.includes(pidFile) ? pid : undefined;
 }
 
-/** Copies a tree keeping owners and modes (QEMU's folders belong to libvirt-qemu), filtered. */
-async function copyTree(src: string, dst: string, rel: string, filter: (rel: string, isDir: boolean) => boolean): Promise<void> {
-  const st = await lstat(src);
-  await mkdir(dst, { recursive: true });
-  for (const entry of await readdir(src, { withFileTypes: true })) {
-    const r = rel ? `${rel}/${entry.name}` : entry.name;
-    const s = join(src, entry.name);
-    const d = join(dst, entry.name);
-    if (entry.isDirectory()) {
-      if (filter(r, true)) await copyTree(s, d, r, filter);
-    } else if (entry.isFile()) {
-      if (!filter(r, false)) continue;
-      const fs = await lstat(s);
-      await copyFile(s, d);
-      await chown(d, fs.uid, fs.gid);
-      await chmod(d, fs.mode & 0o7777);
-    } else if (entry.isSymbolicLink()) {
-      if (!filter(r, false)) continue;
-      const ls = await lstat(s);
-      await symlink(await readlink(s), d);
-      await lchown(d, ls.uid, ls.gid);
-    } // sockets and fifos belong to the host's running daemons
-  }
-  await chown(dst, st.uid, st.gid);
-  await chmod(dst, st.mode & 0o7777);
-}
-
-/** Sets host_uuid (and a log file) in the private libvirtd.conf; returns the UUID in force. */
-async function writeHostUuid(stateDir: string, wanted?: string): Promise<string> {
-  const file = join(stateDir, 'etc', 'libvirtd.conf');
-  const text = await readFile(file, 'utf8').catch(() => '');
-  const existing = /^\s*host_uuid\s*=\s*"([0-9a-f-]{36})"/m.exec(text)?.[1];
-  if (wanted !== undefined && !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(wanted)) {
-    throw invalid(`host UUID "${wanted}" is not a UUID`);
-  }
-  const uuid = wanted ?? existing ?? randomUUID();
-  const kept = text.split('\n').filter((l) => !/^\s*(host_uuid|log_outputs)\s*=/.test(l) && l !== '# kumo lab hypervisor');
-  while (kept.length && kept[kept.length - 1] === '') kept.pop();
-  kept.push('', '# kumo lab hypervisor', `host_uuid = "${uuid}"`, 'log_outputs = "3:file:/var/log/libvirt/libvirtd.log"', '');
-  await writeFile(file, kept.join('\n'), { mode: 0o644 });
-  return uuid;
-}
-
-/** qemu.conf port ranges of their own (see LibvirtdOptions.portSlot). */
-async function writePortRanges(stateDir: string, slot: number): Promise<void> {
-  if (!Number.isInteger(slot) || slot < 1 || slot > 9) throw invalid(`port slot ${slot} is not 1-9`);
-  const file = join(stateDir, 'etc', 'qemu.conf');
-  const text = await readFile(file, 'utf8').catch(() => '');
-  const keys = /^\s*(remote_display_port_min|remote_display_port_max|migration_port_min|migration_port_max)\s*=/;
-  const kept = text.split('\n').filter((l) => !keys.test(l) && l !== '# kumo lab hypervisor: ports of its own');
-  while (kept.length && kept[kept.length - 1] === '') kept.pop();
-  kept.push('', '# kumo lab hypervisor: ports of its own',
-    `remote_display_port_min = ${5900 + slot * 100}`, `remote_display_port_max = ${5999 + slot * 100}`,
-    `migration_port_min = ${49152 + slot * 64 + 64}`, `migration_port_max = ${49152 + slot * 64 + 127}`, '');
-  await writeFile(file, kept.join('\n'), { mode: 0o644 });
+/** Polls `virsh uri` on the daemon's socket until it answers. */
+function answering(exec: Executor, stateDir: string, timeoutMs: number, timedOut: () => KumoError): Readiness {
+  const uri = libvirtdUri(stateDir);
+  return {
+    what: `the libvirtd in ${stateDir} answering`,
+    probe: async () => ((await exec.run('virsh', ['-q', '-c', uri, 'uri'], { allowFailure: true, timeoutMs: 10_000 }).catch(() => undefined))?.code === 0 ? true : undefined),
+    timeoutMs,
+    everyMs: 200,
+    timedOut,
+  };
 }
 
 // --- processes -------------------------------------------------------------------------

@@ -1,13 +1,6 @@
-import { connect } from 'node:net';
-import { type Executor, LocalExecutor } from '../../exec/exec.js';
-import { NetnsExecutor } from '../../exec/netns.js';
 import { KumoError, invalid } from '../../model/errors.js';
 
-/**
- * What the service drivers (HAProxy, the nginx WAF) share: strict checks for every value that
- * goes into a daemon's config file, and pid-file daemons watched and signalled through an
- * Executor, so the same code drives a daemon here, in a network namespace or over ssh.
- */
+/** Strict checks for every value that goes into a daemon's config file (HAProxy, the nginx WAF). */
 
 /** Four decimal octets without leading zeros: inet_aton would read "010" as octal. */
 const OCTET = '(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)';
@@ -66,50 +59,4 @@ export function checkConfigPath(value: string, what: string): string {
       'rename the file, or remove it if it is not needed');
   }
   return value;
-}
-
-/**
- * How to reach a daemon's unix control socket. 'node': node:net from this process, right when
- * the socket is on this machine's filesystem (local, or a network namespace of this machine:
- * namespaces do not separate path sockets). 'executor': `socat` run through the executor,
- * needed for a node over ssh.
- */
-export type SocketVia = 'node' | 'executor';
-
-export function defaultSocketVia(exec: Executor): SocketVia {
-  return exec instanceof LocalExecutor || exec instanceof NetnsExecutor ? 'node' : 'executor';
-}
-
-/** Sends one command line to a unix socket and returns everything it answers until it closes. */
-export async function socketRequest(exec: Executor, via: SocketVia, path: string, command: string, timeoutMs = 5000): Promise<string> {
-  if (via === 'executor') {
-    try {
-      const r = await exec.run('socat', ['-t', String(timeoutMs / 1000), '-T', String(timeoutMs / 1000), 'STDIO', `UNIX-CONNECT:${path}`],
-        { input: `${command}\n`, timeoutMs: timeoutMs + 2000 });
-      return r.stdout;
-    } catch (e) {
-      if (e instanceof KumoError && e.code === 'MISSING_DEPENDENCY') {
-        throw new KumoError('MISSING_DEPENDENCY', `socat is not installed on ${exec.description}`, 'apt-get install --no-install-recommends socat');
-      }
-      throw e;
-    }
-  }
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    const sock = connect(path);
-    const timer = setTimeout(() => {
-      sock.destroy();
-      reject(new KumoError('TIMEOUT', `${path} did not answer "${command}" within ${timeoutMs} ms`));
-    }, timeoutMs);
-    sock.on('connect', () => sock.end(`${command}\n`)); // half-close: the daemon answers, then closes
-    sock.on('data', (b: Buffer) => chunks.push(b));
-    sock.on('error', (e: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
-      reject(new KumoError('COMMAND_FAILED', `cannot talk to ${path}: ${e.code ?? e.message}`, 'is the daemon running? (its pid file is in the same folder)'));
-    });
-    sock.on('close', () => {
-      clearTimeout(timer);
-      resolve(Buffer.concat(chunks).toString('utf8'));
-    });
-  });
 }

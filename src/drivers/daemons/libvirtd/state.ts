@@ -1,0 +1,115 @@
+import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { chmod, chown, copyFile, lchown, lstat, mkdir, readdir, readFile, readlink, symlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { KumoError, invalid } from '../../../model/errors.js';
+
+/**
+ * The private state folder of a lab libvirtd (see namespace.ts): filtered copies of the host's
+ * libvirt folders, and the settings that make this hypervisor one of its own (host UUID, ports).
+ */
+
+/** The host folders that get a private copy, and where the copy lives under the state folder. */
+export const BINDS = [
+  { host: '/etc/libvirt', sub: 'etc' },
+  { host: '/var/lib/libvirt', sub: 'lib' },
+  { host: '/var/cache/libvirt', sub: 'cache' },
+  { host: '/var/log/libvirt', sub: 'log' },
+  { host: '/run/libvirt', sub: 'run' },
+] as const;
+
+/** What of the host's folder the private copy keeps (paths relative to that folder). */
+function keep(sub: string, rel: string, isDir: boolean): boolean {
+  const parts = rel.split('/');
+  switch (sub) {
+    case 'etc':
+      // Config files stay; definitions of the host's domains, networks, pools and secrets
+      // (and their autostart links) do not, so the new hypervisor starts empty.
+      if (['qemu', 'storage', 'secrets', 'lxc', 'libxl', 'nodedev'].includes(parts[0]!)) return isDir && !parts.includes('autostart');
+      return true;
+    case 'lib':
+      // Folders only, and none that belong to one of the host's domains.
+      if (!isDir) return false;
+      if (parts[0] === 'qemu') return parts.length === 1 || (parts.length === 2 && !parts[1]!.startsWith('domain-')) || rel === 'qemu/channel/target';
+      return parts.length === 1;
+    case 'cache':
+      return true;
+    case 'log':
+      return isDir;
+    default: // run: starts empty
+      return false;
+  }
+}
+
+export async function prepareState(stateDir: string): Promise<void> {
+  await mkdir(stateDir, { recursive: true, mode: 0o755 });
+  // QEMU (libvirt-qemu) must be able to walk through to the guests' channel sockets and logs.
+  await chmod(stateDir, 0o755);
+  for (const b of BINDS) {
+    const dst = join(stateDir, b.sub);
+    if (existsSync(dst)) continue; // a restart keeps what this hypervisor defined
+    const st = await lstat(b.host).catch(() => undefined);
+    if (!st?.isDirectory()) {
+      throw new KumoError('MISSING_DEPENDENCY', `${b.host} does not exist: libvirt is not installed (or never ran) here`,
+        'run the README set-up command (scripts/up.sh)');
+    }
+    await copyTree(b.host, dst, '', (rel, isDir) => keep(b.sub, rel, isDir));
+  }
+}
+
+/** Copies a tree keeping owners and modes (QEMU's folders belong to libvirt-qemu), filtered. */
+async function copyTree(src: string, dst: string, rel: string, filter: (rel: string, isDir: boolean) => boolean): Promise<void> {
+  const st = await lstat(src);
+  await mkdir(dst, { recursive: true });
+  for (const entry of await readdir(src, { withFileTypes: true })) {
+    const r = rel ? `${rel}/${entry.name}` : entry.name;
+    const s = join(src, entry.name);
+    const d = join(dst, entry.name);
+    if (entry.isDirectory()) {
+      if (filter(r, true)) await copyTree(s, d, r, filter);
+    } else if (entry.isFile()) {
+      if (!filter(r, false)) continue;
+      const fs = await lstat(s);
+      await copyFile(s, d);
+      await chown(d, fs.uid, fs.gid);
+      await chmod(d, fs.mode & 0o7777);
+    } else if (entry.isSymbolicLink()) {
+      if (!filter(r, false)) continue;
+      const ls = await lstat(s);
+      await symlink(await readlink(s), d);
+      await lchown(d, ls.uid, ls.gid);
+    } // sockets and fifos belong to the host's running daemons
+  }
+  await chown(dst, st.uid, st.gid);
+  await chmod(dst, st.mode & 0o7777);
+}
+
+/** Sets host_uuid (and a log file) in the private libvirtd.conf; returns the UUID in force. */
+export async function writeHostUuid(stateDir: string, wanted?: string): Promise<string> {
+  const file = join(stateDir, 'etc', 'libvirtd.conf');
+  const text = await readFile(file, 'utf8').catch(() => '');
+  const existing = /^\s*host_uuid\s*=\s*"([0-9a-f-]{36})"/m.exec(text)?.[1];
+  if (wanted !== undefined && !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(wanted)) {
+    throw invalid(`host UUID "${wanted}" is not a UUID`);
+  }
+  const uuid = wanted ?? existing ?? randomUUID();
+  const kept = text.split('\n').filter((l) => !/^\s*(host_uuid|log_outputs)\s*=/.test(l) && l !== '# kumo lab hypervisor');
+  while (kept.length && kept[kept.length - 1] === '') kept.pop();
+  kept.push('', '# kumo lab hypervisor', `host_uuid = "${uuid}"`, 'log_outputs = "3:file:/var/log/libvirt/libvirtd.log"', '');
+  await writeFile(file, kept.join('\n'), { mode: 0o644 });
+  return uuid;
+}
+
+/** qemu.conf port ranges of their own (see LibvirtdOptions.portSlot). */
+export async function writePortRanges(stateDir: string, slot: number): Promise<void> {
+  if (!Number.isInteger(slot) || slot < 1 || slot > 9) throw invalid(`port slot ${slot} is not 1-9`);
+  const file = join(stateDir, 'etc', 'qemu.conf');
+  const text = await readFile(file, 'utf8').catch(() => '');
+  const keys = /^\s*(remote_display_port_min|remote_display_port_max|migration_port_min|migration_port_max)\s*=/;
+  const kept = text.split('\n').filter((l) => !keys.test(l) && l !== '# kumo lab hypervisor: ports of its own');
+  while (kept.length && kept[kept.length - 1] === '') kept.pop();
+  kept.push('', '# kumo lab hypervisor: ports of its own',
+    `remote_display_port_min = ${5900 + slot * 100}`, `remote_display_port_max = ${5999 + slot * 100}`,
+    `migration_port_min = ${49152 + slot * 64 + 64}`, `migration_port_max = ${49152 + slot * 64 + 127}`, '');
+  await writeFile(file, kept.join('\n'), { mode: 0o644 });
+}
