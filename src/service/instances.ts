@@ -3,7 +3,6 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Context } from './context.js';
-import { readHostFile } from '../exec/files.js';
 import { sleep } from '../exec/process.js';
 import { ImageService } from './images.js';
 import { FlavorService } from './flavors.js';
@@ -11,11 +10,10 @@ import { NetworkService } from './networks.js';
 import { withUndo } from './undo.js';
 import { HostService, type PlaceOptions } from './host.js';
 import { SnapshotService } from './snapshots.js';
+import { dhcpAddresses } from './leases.js';
 import { buildDomainXml, parseDomainXml } from '../drivers/libvirt/domain-xml.js';
-import { migrateLive, type MigrateResult } from '../drivers/libvirt/migrate.js';
 import { buildSeed, parseUserData, writeSeedIso } from '../drivers/image/seed.js';
 import { httpGet } from '../drivers/host/http-probe.js';
-import { parseDnsmasqLeases } from '../drivers/daemons/dnsmasq.js';
 import { KumoError, invalid, notFound } from '../model/errors.js';
 import { checkName } from '../model/names.js';
 import { checkSize } from '../model/sizes.js';
@@ -198,14 +196,14 @@ export class InstanceService {
         states.set(r.name, listed ? (listed.find((d) => d.name === r.name)?.state ?? 'missing') : 'unknown');
       }
     }
-    const leases = await this.leases(records);
+    const leases = await dhcpAddresses(this.ctx, records);
     return records.map((r) => this.view(r, states.get(r.name) ?? 'unknown', leases));
   }
 
   async get(name: string): Promise<Instance> {
     const r = this.record(name);
     const state = await this.ctx.virshOf(name).domainState(name).catch((): RuntimeState => 'unknown');
-    const inst = this.view(r, state, await this.leases([r]));
+    const inst = this.view(r, state, await dhcpAddresses(this.ctx, [r]));
     if (state === 'unknown') return inst;
     if (state === 'running') {
       const vnc = await this.ctx.virshOf(name).vncDisplay(name);
@@ -312,59 +310,6 @@ export class InstanceService {
     return { fromGiB, toGiB: size };
   }
 
-  /**
-   * Live-migrates a running instance to another host (disks on storage both see at the same
-   * path, so only memory moves). kumo records the new host only after libvirt confirms; on
-   * failure the instance keeps running where it was.
-   */
-  async migrate(name: string, to: string, opts: { unsafe?: boolean; timeoutMs?: number } = {}): Promise<MigrateResult & { from: string; to: string }> {
-    const r = this.record(name);
-    if (r.host === to) throw invalid(`instance "${name}" already runs on ${to}`, 'pick another host: kumo host list');
-    const dest = this.ctx.hosts.get(to);
-    if (!dest) throw notFound(`host "${to}" is not registered`, 'see `kumo host list`');
-    if (!dest.roles.includes('hypervisor')) throw invalid(`host "${to}" is not a hypervisor`, 'pick a host with the hypervisor role');
-    const v = this.ctx.virshFor(to);
-    if (!(await v.ping())) throw new KumoError('LIBVIRT_ERROR', `host ${to} does not answer`, 'check its libvirtd, or pick another host');
-    const networks = new NetworkService(this.ctx, v);
-    for (const n of new Set(r.nics.map((x) => x.network))) await networks.ensureUsable(n);
-    const result = await migrateLive({
-      source: this.ctx.virshFor(r.host), domain: name, dest: v,
-      migrateUri: `tcp://${dest.migrationAddress ?? '127.0.0.1'}`,
-      // Client-driven (not p2p): virsh reaches both daemons by the URIs kumo has for them.
-      p2p: false, unsafe: opts.unsafe ?? this.sameFilesystem(r.host, to), timeoutMs: opts.timeoutMs ?? 300_000,
-    });
-    this.ctx.instances.updateHost(name, to);
-    return { ...result, from: r.host, to };
-  }
-
-  /**
-   * Hypervisors on this very machine (its own libvirt, lab namespaces) open the same disk
-   * files: libvirt's shared-storage check, meant for caches on separate machines, does not apply.
-   */
-  private sameFilesystem(a: string, b: string): boolean {
-    return [a, b].every((h) => ['local', 'netns'].includes(this.ctx.hosts.get(h)?.shell.kind ?? ''));
-  }
-
-  /** Live-migrates every running instance off a host (maintenance), a few at a time. */
-  async evacuate(host: string, opts: { parallel?: number; unsafe?: boolean } = {}): Promise<{ name: string; to?: string; error?: string; downtimeMs?: number }[]> {
-    if (!this.ctx.hosts.get(host)) throw notFound(`host "${host}" is not registered`, 'see `kumo host list`');
-    const queue = this.ctx.instances.list().filter((i) => i.host === host);
-    const results: { name: string; to?: string; error?: string; downtimeMs?: number }[] = [];
-    const worker = async () => {
-      for (let r = queue.shift(); r; r = queue.shift()) {
-        try {
-          const to = await this.hostsSvc.place(r.vcpus, r.ramMiB, { exclude: [host] });
-          const m = await this.migrate(r.name, to, opts.unsafe !== undefined ? { unsafe: opts.unsafe } : {});
-          results.push({ name: r.name, to, ...(m.downtimeMs !== undefined ? { downtimeMs: m.downtimeMs } : {}) });
-        } catch (e) {
-          results.push({ name: r.name, error: (e as Error).message });
-        }
-      }
-    };
-    await Promise.all(Array.from({ length: Math.max(1, opts.parallel ?? 2) }, worker));
-    return results;
-  }
-
   /** Waits until the guest has a DHCP lease and, unless it never does, answers HTTP on 8080. */
   async waitReady(name: string, timeoutMs = 180_000, needHttp = true): Promise<ReadyInfo> {
     const deadline = Date.now() + timeoutMs;
@@ -416,43 +361,6 @@ export class InstanceService {
         `remove kumo's record with: kumo instance delete ${name}`);
     }
     return state;
-  }
-
-  /**
-   * DHCP addresses by MAC. A network's DHCP server may live on another host than the guest
-   * (a bridge network over a bridge whose dnsmasq runs elsewhere, as after a migration), so
-   * every host that answers is asked about every network the instances use.
-   */
-  private async leases(records: InstanceRecord[]): Promise<Map<string, string>> {
-    const byMac = new Map<string, string>();
-    const networks = new Set(records.flatMap((r) => r.nics.map((n) => n.network)));
-    // LANs whose DHCP server kumo runs outside libvirt (the lab's segments) have a lease file.
-    for (const net of [...networks]) {
-      const subnet = this.ctx.networkSubnets.get(net);
-      if (!subnet?.leaseFile) continue;
-      networks.delete(net);
-      // A datacenter file's DHCP runs on one of its hosts: its lease file is read through that host's shell.
-      const text = subnet.leaseHost
-        ? await Promise.resolve().then(() => readHostFile(this.ctx.shellOf(subnet.leaseHost!), subnet.leaseFile!)).catch(() => undefined)
-        : await readFile(subnet.leaseFile, 'utf8').catch(() => undefined);
-      for (const l of parseDnsmasqLeases(text ?? '')) byMac.set(l.mac, l.ipv4);
-    }
-    if (!networks.size) return byMac;
-    const hosts = new Set([...records.map((r) => r.host), ...this.ctx.hosts.list().map((h) => h.name)]);
-    for (const host of hosts) {
-      let v;
-      try {
-        v = this.ctx.virshFor(host);
-      } catch {
-        continue;
-      }
-      for (const net of networks) {
-        const leases = await v.dhcpLeases(net).catch(() => undefined);
-        if (leases === undefined) break; // this host does not answer: skip the rest of its networks
-        for (const l of leases) byMac.set(l.mac, l.ipv4);
-      }
-    }
-    return byMac;
   }
 
   private view(r: InstanceRecord, state: RuntimeState, leases: Map<string, string>): Instance {

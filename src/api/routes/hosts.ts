@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { ApiDeps } from '../deps.js';
 import { HostService } from '../../service/host.js';
-import { InstanceService } from '../../service/instances.js';
+import { MigrationService } from '../../service/migration.js';
 import { KumoError } from '../../model/errors.js';
 import { Accepted, errors, Host, HostAdd, HostEvacuate, HostInfo, NameParams, NoContent, optionalBody } from '../schemas.js';
 import { accepted } from './operations.js';
@@ -54,7 +54,7 @@ export const hostRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx, ops
     const opts = { parallel: req.body?.parallel ?? 2, ...(req.body?.unsafe ? { unsafe: true } : {}) };
     const op = ops.start('host.evacuate', name, async (progress) => {
       progress('migrate');
-      const moved = await new InstanceService(ctx).evacuate(name, opts);
+      const moved = await new MigrationService(ctx).evacuate(name, opts);
       for (const m of moved) if (m.to) ops.resourceChanged('instance', m.name, 'migrated');
       // As `kumo host evacuate`: the operation fails when anything stayed, naming what and why.
       const stayed = moved.filter((m) => m.error);

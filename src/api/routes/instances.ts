@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { ApiDeps } from '../deps.js';
 import { InstanceService } from '../../service/instances.js';
+import { MigrationService } from '../../service/migration.js';
 import { HostService } from '../../service/host.js';
 import type { Instance as InstanceView } from '../../model/types.js';
 import {
@@ -109,7 +110,7 @@ export const instanceRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx,
     await new HostService(ctx).get(to);
     const op = ops.start('instance.migrate', name, async (progress) => {
       progress('migrate');
-      const r = await svc().migrate(name, to, { unsafe: unsafe ?? false });
+      const r = await new MigrationService(ctx).migrate(name, to, { unsafe: unsafe ?? false });
       return { from: r.from, to: r.to, durationMs: r.durationMs, ...(r.downtimeMs !== undefined ? { downtimeMs: r.downtimeMs } : {}), instance: await view(name) };
     });
     return accepted(reply, op);

@@ -2,7 +2,7 @@ import { Command } from 'commander';
 import { collect, context } from '../app.js';
 import { json } from '../render.js';
 import { HostService, probeThisMachine, type AddHostRequest } from '../../service/host.js';
-import { InstanceService } from '../../service/instances.js';
+import { MigrationService } from '../../service/migration.js';
 import { table, ramText } from '../render.js';
 import { KumoError } from '../../model/errors.js';
 import { describeShell, type ShellSpec } from '../../model/shell.js';
@@ -82,7 +82,7 @@ export function hostCommand(): Command {
     .option('--parallel <n>', 'migrations at once', '2')
     .option('--unsafe', 'skip libvirt\'s shared-storage check (automatic between hypervisors on this machine)')
     .action(async (name: string, o: { parallel: string; unsafe?: boolean }) => {
-      const results = await new InstanceService(await context()).evacuate(name, { parallel: Number(o.parallel) || 2, ...(o.unsafe ? { unsafe: true } : {}) });
+      const results = await new MigrationService(await context()).evacuate(name, { parallel: Number(o.parallel) || 2, ...(o.unsafe ? { unsafe: true } : {}) });
       for (const r of results) console.log(r.error ? `${r.name}: NOT moved: ${r.error}` : `${r.name} -> ${r.to} (downtime ${r.downtimeMs ?? '?'} ms)`);
       if (results.some((r) => r.error)) throw new KumoError('COMMAND_FAILED', `some instances are still on ${name}`, 'see the lines above');
     });

@@ -5,6 +5,7 @@ import { json, ramText, table } from '../render.js';
 import { launch, parseConsoleMode } from '../launch.js';
 import { en } from '../i18n.js';
 import { InstanceService, type CreateRequest } from '../../service/instances.js';
+import { MigrationService } from '../../service/migration.js';
 import { ConsoleService } from '../../service/consoles.js';
 import { invalid, KumoError } from '../../model/errors.js';
 import { parseWhole } from '../../model/sizes.js';
@@ -184,7 +185,7 @@ export function instanceCommand(): Command {
     .requiredOption('--to <host>', 'destination host (kumo host list)')
     .option('--unsafe', 'skip libvirt\'s shared-storage check (automatic between hypervisors on this machine)')
     .action(async (name: string, o: { to: string; unsafe?: boolean }) => {
-      const r = await new InstanceService(await context()).migrate(name, o.to, o.unsafe ? { unsafe: true } : {});
+      const r = await new MigrationService(await context()).migrate(name, o.to, o.unsafe ? { unsafe: true } : {});
       console.log(`migrated ${name} ${r.from} -> ${r.to} in ${(r.durationMs / 1000).toFixed(1)} s (downtime ${r.downtimeMs ?? '?'} ms)`);
     });
 

@@ -1,0 +1,72 @@
+import type { Context } from './context.js';
+import { HostService } from './host.js';
+import { NetworkService } from './networks.js';
+import { migrateLive, type MigrateResult } from '../drivers/libvirt/migrate.js';
+import { KumoError, invalid, notFound } from '../model/errors.js';
+
+export interface EvacuateResult {
+  name: string;
+  to?: string;
+  error?: string;
+  downtimeMs?: number;
+}
+
+/** Live migration of instances between hypervisors on shared storage: one, or all of a host's. */
+export class MigrationService {
+  constructor(private readonly ctx: Context) {}
+
+  /**
+   * Live-migrates a running instance to another host (disks on storage both see at the same
+   * path, so only memory moves). kumo records the new host only after libvirt confirms; on
+   * failure the instance keeps running where it was.
+   */
+  async migrate(name: string, to: string, opts: { unsafe?: boolean; timeoutMs?: number } = {}): Promise<MigrateResult & { from: string; to: string }> {
+    const r = this.ctx.instances.get(name);
+    if (!r) throw notFound(`instance "${name}" does not exist`, 'see `kumo instance list`');
+    if (r.host === to) throw invalid(`instance "${name}" already runs on ${to}`, 'pick another host: kumo host list');
+    const dest = this.ctx.hosts.get(to);
+    if (!dest) throw notFound(`host "${to}" is not registered`, 'see `kumo host list`');
+    if (!dest.roles.includes('hypervisor')) throw invalid(`host "${to}" is not a hypervisor`, 'pick a host with the hypervisor role');
+    const v = this.ctx.virshFor(to);
+    if (!(await v.ping())) throw new KumoError('LIBVIRT_ERROR', `host ${to} does not answer`, 'check its libvirtd, or pick another host');
+    const networks = new NetworkService(this.ctx, v);
+    for (const n of new Set(r.nics.map((x) => x.network))) await networks.ensureUsable(n);
+    const result = await migrateLive({
+      source: this.ctx.virshFor(r.host), domain: name, dest: v,
+      migrateUri: `tcp://${dest.migrationAddress ?? '127.0.0.1'}`,
+      // Client-driven (not p2p): virsh reaches both daemons by the URIs kumo has for them.
+      p2p: false, unsafe: opts.unsafe ?? this.sameFilesystem(r.host, to), timeoutMs: opts.timeoutMs ?? 300_000,
+    });
+    this.ctx.instances.updateHost(name, to);
+    return { ...result, from: r.host, to };
+  }
+
+  /** Live-migrates every running instance off a host (maintenance), a few at a time. */
+  async evacuate(host: string, opts: { parallel?: number; unsafe?: boolean } = {}): Promise<EvacuateResult[]> {
+    if (!this.ctx.hosts.get(host)) throw notFound(`host "${host}" is not registered`, 'see `kumo host list`');
+    const queue = this.ctx.instances.list().filter((i) => i.host === host);
+    const results: EvacuateResult[] = [];
+    const hosts = new HostService(this.ctx);
+    const worker = async () => {
+      for (let r = queue.shift(); r; r = queue.shift()) {
+        try {
+          const to = await hosts.place(r.vcpus, r.ramMiB, { exclude: [host] });
+          const m = await this.migrate(r.name, to, opts.unsafe !== undefined ? { unsafe: opts.unsafe } : {});
+          results.push({ name: r.name, to, ...(m.downtimeMs !== undefined ? { downtimeMs: m.downtimeMs } : {}) });
+        } catch (e) {
+          results.push({ name: r.name, error: (e as Error).message });
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.max(1, opts.parallel ?? 2) }, worker));
+    return results;
+  }
+
+  /**
+   * Hypervisors on this very machine (its own libvirt, lab namespaces) open the same disk
+   * files: libvirt's shared-storage check, meant for caches on separate machines, does not apply.
+   */
+  private sameFilesystem(a: string, b: string): boolean {
+    return [a, b].every((h) => ['local', 'netns'].includes(this.ctx.hosts.get(h)?.shell.kind ?? ''));
+  }
+}
