@@ -2,7 +2,7 @@ import { mkdirSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { defaultLibvirtUri, paths, type Paths } from '../config.js';
 import { type Executor, local } from '../exec/exec.js';
-import { executorFor } from '../exec/hosts.js';
+import { executorFor } from '../exec/shells.js';
 import { Virsh, type SlowCallListener } from '../drivers/libvirt/virsh.js';
 import { QemuImg } from '../drivers/image/qemu-img.js';
 import { probeAccel, type AccelResult } from '../drivers/host/accel-probe.js';

@@ -11,7 +11,7 @@ import { kvmSeenBy, systemLibvirtdPid, type KvmView } from '../drivers/host/libv
 import { KumoError, invalid, notFound } from '../model/errors.js';
 import { checkName } from '../model/names.js';
 import { HOST_ROLES, type HostRecord, type HostRole } from '../store/hosts.js';
-import { describeShell, executorFor, shellForUri, type ShellSpec } from '../exec/hosts.js';
+import { describeShell, executorFor, shellForUri, type ShellSpec } from '../exec/shells.js';
 
 /** The tools kumo drives, and the Debian package that brings each. */
 export const REQUIRED_TOOLS: Record<string, string> = {

@@ -4,7 +4,7 @@ import { HostService } from './host.js';
 import { bridgeNetworkState, ensureBridgeNetwork } from './bridge-networks.js';
 import { DhcpServer } from '../drivers/net/dnsmasq.js';
 import type { Virsh } from '../drivers/libvirt/virsh.js';
-import { executorFor, describeShell, type ShellSpec } from '../exec/hosts.js';
+import { executorFor, describeShell, type ShellSpec } from '../exec/shells.js';
 import { KumoError } from '../model/errors.js';
 import { dhcpPlan } from '../model/lab.js';
 import { interfaceOf, type HostNode, type HostsSpec } from '../model/hosts.js';

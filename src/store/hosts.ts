@@ -1,5 +1,5 @@
 import type { Db } from './db.js';
-import type { ShellSpec } from '../exec/hosts.js';
+import type { ShellSpec } from '../exec/shells.js';
 
 export type HostRole = 'hypervisor' | 'storage' | 'lb' | 'edge';
 export const HOST_ROLES: HostRole[] = ['hypervisor', 'storage', 'lb', 'edge'];

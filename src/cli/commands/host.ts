@@ -6,7 +6,7 @@ import { InstanceService } from '../../service/instances.js';
 import { table, ramText } from '../render.js';
 import { KumoError } from '../../model/errors.js';
 import type { HostRole } from '../../store/hosts.js';
-import { describeShell, type ShellSpec } from '../../exec/hosts.js';
+import { describeShell, type ShellSpec } from '../../exec/shells.js';
 
 function shellOption(o: { ssh?: string; sshKey?: string; netns?: string }): ShellSpec | undefined {
   if (o.ssh && o.netns) throw new KumoError('INVALID_INPUT', 'give either --ssh or --netns, not both');
