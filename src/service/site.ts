@@ -23,7 +23,8 @@ export const parseNetworkResource = (name: string) => { const [node, seg] = name
 export class SiteService {
   constructor(private readonly ctx: Context) {}
 
-  shellOf(n: HostNode): ShellSpec {
+  /** How kumo reaches a file's node, as the hosts table records it (ctx.shellOf gives a registered host's Executor). */
+  shellSpecOf(n: HostNode): ShellSpec {
     return n.ssh !== undefined ? { kind: 'ssh', destination: n.ssh } : { kind: 'netns', netns: n.netns! };
   }
 
@@ -36,7 +37,7 @@ export class SiteService {
   hostState(name: string, n: HostNode): 'missing' | 'current' {
     const have = this.ctx.hosts.get(name);
     if (!have) return 'missing';
-    const want = { shell: this.shellOf(n), uri: this.uriOf(n), roles: [...n.roles].sort() };
+    const want = { shell: this.shellSpecOf(n), uri: this.uriOf(n), roles: [...n.roles].sort() };
     const same = JSON.stringify(have.shell) === JSON.stringify(want.shell) && have.uri === want.uri && [...have.roles].sort().join() === want.roles.join();
     if (!same) {
       throw new KumoError('ALREADY_EXISTS',
@@ -49,7 +50,7 @@ export class SiteService {
   async register(name: string, n: HostNode): Promise<void> {
     const uri = this.uriOf(n);
     await new HostService(this.ctx).add({
-      name, roles: n.roles as HostRole[], shell: this.shellOf(n),
+      name, roles: n.roles as HostRole[], shell: this.shellSpecOf(n),
       // Live migration goes to the hypervisor's first address, as in the lab.
       ...(uri ? { uri, migrationAddress: Object.values(n.links)[0]! } : {}),
     });
@@ -85,7 +86,7 @@ export class SiteService {
 
   async ensureDhcp(hosts: HostsSpec, seg: string): Promise<void> {
     const server = this.dhcpServer(hosts, seg);
-    await executorFor(this.shellOf(hosts.nodes[hosts.dhcp]!)).run('mkdir', ['-p', '--', this.dhcpDir()]);
+    await executorFor(this.shellSpecOf(hosts.nodes[hosts.dhcp]!)).run('mkdir', ['-p', '--', this.dhcpDir()]);
     await server.ensure();
     this.ctx.networkSubnets.upsert({ network: seg, cidr: hosts.segments[seg]!.cidr, leaseFile: server.leaseFile, leaseHost: hosts.dhcp });
   }
@@ -114,7 +115,7 @@ export class SiteService {
   private dhcpServer(hosts: HostsSpec, seg: string): DhcpServer {
     const plan = dhcpPlan(hosts.segments[seg]!.cidr);
     return new DhcpServer({ link: interfaceOf(hosts, hosts.dhcp, seg), rangeStart: plan.start, rangeEnd: plan.end, dir: this.dhcpDir(), name: seg },
-      executorFor(this.shellOf(hosts.nodes[hosts.dhcp]!)));
+      executorFor(this.shellSpecOf(hosts.nodes[hosts.dhcp]!)));
   }
 
   /** On the dhcp node's own filesystem. */
