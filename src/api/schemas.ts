@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { LIMITS } from '../model/sizes.js';
 import { NETWORK_MODES } from '../service/networks.js';
-import { HOST_ROLES } from '../store/hosts.js';
+import { HOST_ROLES } from '../model/roles.js';
 
 /**
  * Every request and response body of the API, declared once: Fastify validates and serializes

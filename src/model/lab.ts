@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { LAB_ROLES } from './roles.js';
 import { broadcast, contains, formatIp, parseCidr, parseIp } from './ipv4.js';
 
 /**
@@ -7,9 +8,6 @@ import { broadcast, contains, formatIp, parseCidr, parseIp } from './ipv4.js';
  * Hypervisors bridge their instances onto the segments marked `instances` (a libvirt network
  * of the segment's name on each of them), where a DHCP server of the lab hands out addresses.
  */
-export const LAB_ROLES = ['hypervisor', 'storage', 'lb', 'edge', 'outside'] as const;
-export type LabRole = (typeof LAB_ROLES)[number];
-
 // Short names: they become parts of interface names (15 characters at most: "br-" + segment).
 const nodeName = z.string().regex(/^[a-z][a-z0-9]{0,9}$/, 'a node name is 1-10 lower-case letters and digits, starting with a letter');
 const segmentName = z.string().regex(/^[a-z][a-z0-9]{0,11}$/, 'a segment name is 1-12 lower-case letters and digits, starting with a letter');

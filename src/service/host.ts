@@ -10,7 +10,8 @@ import { paths } from '../config.js';
 import { kvmSeenBy, systemLibvirtdPid, type KvmView } from '../drivers/host/libvirtd-kvm.js';
 import { KumoError, invalid, notFound } from '../model/errors.js';
 import { checkName } from '../model/names.js';
-import { HOST_ROLES, type HostRecord, type HostRole } from '../store/hosts.js';
+import type { HostRecord } from '../store/hosts.js';
+import { HOST_ROLES, type HostRole } from '../model/roles.js';
 import { describeShell, executorFor, shellForUri, type ShellSpec } from '../exec/shells.js';
 
 /** The tools kumo drives, and the Debian package that brings each. */

@@ -8,7 +8,7 @@ import { executorFor, describeShell, type ShellSpec } from '../exec/shells.js';
 import { KumoError } from '../model/errors.js';
 import { dhcpPlan } from '../model/lab.js';
 import { interfaceOf, type HostNode, type HostsSpec } from '../model/hosts.js';
-import type { HostRole } from '../store/hosts.js';
+import type { HostRole } from '../model/roles.js';
 
 /** A `network` resource's name: the hypervisor and the segment. */
 export const networkResource = (node: string, seg: string) => `${node}:${seg}`;

@@ -5,7 +5,7 @@ import { HostService, probeThisMachine } from '../../service/host.js';
 import { InstanceService } from '../../service/instances.js';
 import { table, ramText } from '../render.js';
 import { KumoError } from '../../model/errors.js';
-import type { HostRole } from '../../store/hosts.js';
+import type { HostRole } from '../../model/roles.js';
 import { describeShell, type ShellSpec } from '../../exec/shells.js';
 
 function shellOption(o: { ssh?: string; sshKey?: string; netns?: string }): ShellSpec | undefined {
