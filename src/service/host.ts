@@ -4,7 +4,7 @@ import { cpus, totalmem, freemem, hostname } from 'node:os';
 import { join } from 'node:path';
 import { readHostFile } from '../exec/files.js';
 import type { Context } from './context.js';
-import { which } from '../drivers/host/which.js';
+import { missingTools } from '../drivers/host/which.js';
 import { needsKvmMask, probeAccel, type AccelResult } from '../drivers/host/accel-probe.js';
 import { paths } from '../config.js';
 import { kvmSeenBy, systemLibvirtdPid, type KvmView } from '../drivers/host/libvirtd-kvm.js';
@@ -127,10 +127,7 @@ export class HostService {
 
   /** This machine: tools, libvirt, and whether guests get KVM or run in software emulation. */
   async info(): Promise<HostInfo> {
-    const missing: HostInfo['missing'] = [];
-    for (const [tool, pkg] of Object.entries(REQUIRED_TOOLS)) {
-      if (!which(tool)) missing.push({ tool, package: pkg });
-    }
+    const missing: HostInfo['missing'] = missingTools(REQUIRED_TOOLS);
     const info: HostInfo = {
       name: hostname(), libvirtUri: this.ctx.virsh.uri, libvirtAnswers: await this.ctx.virsh.ping(),
       cpus: cpus().length, memoryMiB: Math.round(totalmem() / 2 ** 20), freeMemoryMiB: Math.round(freemem() / 2 ** 20),

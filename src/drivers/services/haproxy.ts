@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { type Executor, local } from '../../exec/exec.js';
 import { readHostFile, writeHostFile } from '../../exec/files.js';
 import { KumoError, invalid } from '../../model/errors.js';
+import { runTool } from '../host/which.js';
 import { type SocketVia, checkDir, checkInt, checkIpv4, checkName, checkPort, defaultSocketVia, socketRequest } from './daemon-util.js';
 import { livePid, signal, stopDaemon, waitUntil } from '../../exec/process.js';
 
@@ -329,13 +330,7 @@ export class Haproxy {
   }
 
   private async haproxy(args: string[], options: { allowFailure?: boolean; timeoutMs?: number }) {
-    try {
-      return await this.exec.run(this.binary, args, options);
-    } catch (e) {
-      if (e instanceof KumoError && e.code === 'MISSING_DEPENDENCY') {
-        throw new KumoError('MISSING_DEPENDENCY', `HAProxy is not installed on ${this.exec.description}`, 'apt-get install --no-install-recommends haproxy');
-      }
-      throw e;
-    }
+    return runTool(this.exec, this.binary, args, options,
+      { says: `HAProxy is not installed on ${this.exec.description}`, fix: 'apt-get install --no-install-recommends haproxy' });
   }
 }

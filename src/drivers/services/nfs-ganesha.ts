@@ -3,6 +3,7 @@ import { type Executor, local } from '../../exec/exec.js';
 import { readHostFile, writeHostFile } from '../../exec/files.js';
 import { livePid, sleep, stopDaemon } from '../../exec/process.js';
 import { KumoError, invalid } from '../../model/errors.js';
+import { runTool } from '../host/which.js';
 import { readCidr } from '../../model/checks.js';
 
 /**
@@ -75,14 +76,8 @@ export class GaneshaServer {
     await writeHostFile(this.exec, conf, buildGaneshaConfig(exports));
     const log = join(this.dir, 'ganesha.log');
     await this.exec.run('rm', ['-f', '--', log]);
-    try {
-      await this.exec.run('ganesha.nfsd', ['-f', conf, '-L', log, '-p', this.pidFile, '-N', 'NIV_EVENT'], { timeoutMs: 30_000 });
-    } catch (e) {
-      if (e instanceof KumoError && e.code === 'MISSING_DEPENDENCY') {
-        throw new KumoError('MISSING_DEPENDENCY', `the NFS server nfs-ganesha is not installed (${this.exec.description})`, 'apt-get install nfs-ganesha nfs-ganesha-vfs');
-      }
-      throw e;
-    }
+    await runTool(this.exec, 'ganesha.nfsd', ['-f', conf, '-L', log, '-p', this.pidFile, '-N', 'NIV_EVENT'], { timeoutMs: 30_000 },
+      { says: `the NFS server nfs-ganesha is not installed (${this.exec.description})`, fix: 'apt-get install nfs-ganesha nfs-ganesha-vfs' });
     // ganesha forks into the background; it is up once port 2049 is bound (or it has died).
     const deadline = Date.now() + 15_000;
     for (;;) {

@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { type Executor, local } from '../../exec/exec.js';
 import { readHostFile, writeHostFile } from '../../exec/files.js';
 import { KumoError, invalid } from '../../model/errors.js';
+import { runTool } from '../host/which.js';
 import { checkConfigPath, checkDir, checkInt, checkIpv4, checkName, checkPort } from './daemon-util.js';
 import { livePid, signal, stopDaemon, waitUntil } from '../../exec/process.js';
 import type { Endpoint } from './haproxy.js';
@@ -433,13 +434,6 @@ export class NginxWaf {
   }
 
   private async nginx(args: string[], options: { allowFailure?: boolean; timeoutMs?: number }) {
-    try {
-      return await this.exec.run(this.binary, args, options);
-    } catch (e) {
-      if (e instanceof KumoError && e.code === 'MISSING_DEPENDENCY') {
-        throw new KumoError('MISSING_DEPENDENCY', `nginx is not installed on ${this.exec.description}`, PKG_FIX);
-      }
-      throw e;
-    }
+    return runTool(this.exec, this.binary, args, options, { says: `nginx is not installed on ${this.exec.description}`, fix: PKG_FIX });
   }
 }
