@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import { LIMITS } from '../model/sizes.js';
 import { NETWORK_MODES } from '../service/networks.js';
-import { HOST_ROLES } from '../store/hosts.js';
+import { HOST_ROLES } from '../model/roles.js';
+import { portSchema } from '../model/checks.js';
 
 /**
  * Every request and response body of the API, declared once: Fastify validates and serializes
@@ -265,7 +266,7 @@ export const HostAdd = named('HostAdd', z.strictObject({
   shell: z.discriminatedUnion('kind', [
     z.strictObject({ kind: z.literal('local') }),
     z.strictObject({ kind: z.literal('netns'), netns: z.string().min(1) }),
-    z.strictObject({ kind: z.literal('ssh'), destination: z.string().min(1), port: z.number().int().min(1).max(65535).optional(), identity: z.string().optional() }),
+    z.strictObject({ kind: z.literal('ssh'), destination: z.string().min(1), port: portSchema.optional(), identity: z.string().optional() }),
   ]).optional().describe('where commands on the host run (default: what the URI implies: ssh for qemu+ssh://, else this machine)'),
 }));
 
@@ -348,7 +349,7 @@ export const LoadBalancerCreate = named('LoadBalancerCreate', z.strictObject({
   frontend: z.string().min(1).describe('ADDRESS or ADDRESS:PORT (default port 80); the address must be the host\'s own'),
   network: z.string().min(1).describe('the network the LB reaches its instances on'),
   instances: z.array(z.string().min(1)).min(1).describe('the instances behind it'),
-  backendPort: z.number().int().min(1).max(65535).optional().describe('the instances\' port (default 8080)'),
+  backendPort: portSchema.optional().describe('the instances\' port (default 8080)'),
   waf: z.strictObject({
     enabled: z.boolean().describe('false: detection only (logs attacks, lets them through)'),
     paranoia: z.number().int().min(1).max(4).optional().describe('OWASP CRS paranoia level (default 1)'),

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { COURSE_LAB, LabSpecSchema } from './lab.js';
 import { HostsSpecSchema, type FileTopology } from './hosts.js';
-import { contains, parseCidr, parseIp } from './ipv4.js';
+import { contains, ipv4String, parseCidr, parseIp, portSchema, readCidr } from './checks.js';
 
 /**
  * The datacenter file (`kumo plan|apply|destroy FILE`): the course's project as one
@@ -9,7 +9,7 @@ import { contains, parseCidr, parseIp } from './ipv4.js';
  * load balancer's instances, a mount's share) in `checkReferences`, with the path of the key.
  */
 const name = z.string().regex(/^[a-z0-9]([a-z0-9-]{0,40}[a-z0-9])?$/, 'a name is lower-case letters, digits and inner "-", at most 42 characters');
-const ipv4 = z.string().refine((s) => { try { parseIp(s); return true; } catch { return false; } }, 'expected an IPv4 address such as 10.5.1.213');
+const ipv4 = ipv4String('10.5.1.213');
 
 const InstanceGroupSchema = z.object({
   /** Instances NAME-1 … NAME-count. */
@@ -50,7 +50,7 @@ const FirewallSchema = z.object({
   allow: z.array(z.object({
     /** A node with a filtered input: an lb or storage node. */
     host: name,
-    port: z.number().int().min(1).max(65535),
+    port: portSchema,
     proto: z.enum(['tcp', 'udp']).default('tcp'),
     /** A lab segment (its whole CIDR) or a CIDR such as 10.5.2.0/24. */
     from: z.string().min(1),
@@ -81,11 +81,11 @@ const ShareSchema = z.object({
 
 const LoadBalancerSchema = z.object({
   host: name,
-  frontend: z.object({ address: ipv4, port: z.number().int().min(1).max(65535).default(80) }).strict(),
+  frontend: z.object({ address: ipv4, port: portSchema.default(80) }).strict(),
   network: name,
   /** An instance group of this file. */
   instances: name,
-  backend_port: z.number().int().min(1).max(65535).default(8080),
+  backend_port: portSchema.default(8080),
   waf: z.object({ enabled: z.boolean().default(true), paranoia: z.number().int().min(1).max(4).default(1) }).strict().optional(),
 }).strict();
 
@@ -102,7 +102,7 @@ const EdgeSchema = z.object({
   /** The edge's address on `outside`: forwards match it, and SNAT uses it. */
   public_address: ipv4,
   forwards: z.array(z.object({
-    port: z.number().int().min(1).max(65535),
+    port: portSchema,
     /** A load balancer of this file: the port goes to its frontend address and port. */
     to: name,
   }).strict()).default([]),
@@ -185,15 +185,10 @@ export const DatacenterSchema = z.object({
   });
 });
 
-/** An IPv4 address or CIDR (any prefix: a single host is /32). */
+/** An IPv4 address or CIDR (any prefix: a single host is /32); host bits are the firewall's to refuse, with its fix. */
 function isSource(text: string): boolean {
-  const m = /^([^/]+)(?:\/(\d{1,2}))?$/.exec(text);
-  try {
-    parseIp(m?.[1] ?? '');
-  } catch {
-    return false;
-  }
-  return m?.[2] === undefined || Number(m[2]) <= 32;
+  const r = readCidr(text, { bare: true });
+  return r.ok || r.fault === 'host-bits';
 }
 
 function checkEdge(topo: FileTopology | undefined, kind: string, loadbalancers: Record<string, z.output<typeof LoadBalancerSchema>>,

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { HOST_ROLES } from './roles.js';
 import { checkTopology, ipv4Schema, segmentNameSchema, segmentSchema, type LabSpec } from './lab.js';
 
 /**
@@ -6,13 +7,11 @@ import { checkTopology, ipv4Schema, segmentNameSchema, segmentSchema, type LabSp
  * (segments, nodes with roles and links), plus how kumo reaches each node, its libvirt URI,
  * its interface names, and the node that serves DHCP on the instance segments.
  */
-export const HOST_NODE_ROLES = ['hypervisor', 'storage', 'lb', 'edge'] as const;
-
 const nodeName = z.string().regex(/^[a-z][a-z0-9-]{0,30}[a-z0-9]?$/, 'a node name is lower-case letters, digits and inner "-", starting with a letter (it becomes the host\'s name)');
 const ifname = z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/, 'an interface name: 1-15 letters, digits, ".", "_" or "-"');
 
 const HostNodeSchema = z.object({
-  roles: z.array(z.enum(HOST_NODE_ROLES)).min(1),
+  roles: z.array(z.enum(HOST_ROLES)).min(1),
   /** segment → this node's address on it */
   links: z.record(segmentNameSchema, ipv4Schema),
   gateway: ipv4Schema.optional(),

@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { broadcast, contains, formatIp, parseCidr, parseIp } from './ipv4.js';
+import { LAB_ROLES } from './roles.js';
+import { broadcast, cidrString, contains, formatIp, ipv4String, isCidr, isIp, parseCidr, parseIp } from './checks.js';
 
 /**
  * The lab: the course's datacenter on one machine. Each node is a network namespace, each
@@ -7,17 +8,11 @@ import { broadcast, contains, formatIp, parseCidr, parseIp } from './ipv4.js';
  * Hypervisors bridge their instances onto the segments marked `instances` (a libvirt network
  * of the segment's name on each of them), where a DHCP server of the lab hands out addresses.
  */
-export const LAB_ROLES = ['hypervisor', 'storage', 'lb', 'edge', 'outside'] as const;
-export type LabRole = (typeof LAB_ROLES)[number];
-
 // Short names: they become parts of interface names (15 characters at most: "br-" + segment).
 const nodeName = z.string().regex(/^[a-z][a-z0-9]{0,9}$/, 'a node name is 1-10 lower-case letters and digits, starting with a letter');
 const segmentName = z.string().regex(/^[a-z][a-z0-9]{0,11}$/, 'a segment name is 1-12 lower-case letters and digits, starting with a letter');
-const parses = (parse: (s: string) => unknown) => (s: string) => { try { parse(s); return true; } catch { return false; } };
-const isCidr = parses(parseCidr);
-const isIp = parses(parseIp);
-const cidr = z.string().refine(isCidr, 'expected a CIDR such as 10.5.2.0/24 (prefix /8 to /30, no host bits)');
-const ipv4 = z.string().refine(isIp, 'expected an IPv4 address such as 10.5.2.11');
+const cidr = cidrString('10.5.2.0/24');
+const ipv4 = ipv4String('10.5.2.11');
 
 /** The topology both the lab and a datacenter file's `hosts:` declare: segments and linked nodes. */
 export interface Topology {

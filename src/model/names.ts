@@ -1,21 +1,13 @@
 import { invalid } from './errors.js';
+import { FILE_LABEL, HOST_LABEL, isName } from './checks.js';
 
 /**
- * Names become libvirt domain names, hostnames and file names, so they follow RFC 1123
- * host labels: letters, digits and inner hyphens, at most 63 characters. That rules out
- * `../`, spaces, shell and XML metacharacters by construction.
+ * The names of kumo's resources (instances, networks, volumes, ...), refused in kumo's own
+ * words: "instance name "x" is not valid: use ...". The rules themselves are in checks.ts.
  */
-const HOST_LABEL = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
-
-/** Image names may also carry dots and underscores (`centos-7.8`, `ubuntu_18.04`). */
-const IMAGE_NAME = /^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$/;
-
-export const NAME_RULE = 'letters, digits and inner hyphens, 1-63 characters (like a hostname)';
-export const IMAGE_NAME_RULE = 'letters, digits, and inner ".", "_" or "-", 1-63 characters';
-
 export function checkName(kind: string, name: string): string {
-  if (!HOST_LABEL.test(name)) {
-    throw invalid(`${kind} name ${JSON.stringify(name)} is not valid: use ${NAME_RULE}`,
+  if (!isName(name, HOST_LABEL)) {
+    throw invalid(`${kind} name ${JSON.stringify(name)} is not valid: use ${HOST_LABEL.allows}`,
       `pick a name such as "web1" or "centos01"`);
   }
   return name;
@@ -23,8 +15,8 @@ export function checkName(kind: string, name: string): string {
 
 /** Names that never become hostnames (images, snapshots) may carry dots and underscores too. */
 export function checkLabel(kind: string, name: string, example: string): string {
-  if (!IMAGE_NAME.test(name) || name.includes('..')) {
-    throw invalid(`${kind} name ${JSON.stringify(name)} is not valid: use ${IMAGE_NAME_RULE}`, `pick a name such as ${example}`);
+  if (!isName(name, FILE_LABEL)) {
+    throw invalid(`${kind} name ${JSON.stringify(name)} is not valid: use ${FILE_LABEL.allows}`, `pick a name such as ${example}`);
   }
   return name;
 }

@@ -4,14 +4,15 @@ import { cpus, totalmem, freemem, hostname } from 'node:os';
 import { join } from 'node:path';
 import { readHostFile } from '../exec/files.js';
 import type { Context } from './context.js';
-import { which } from '../drivers/host/which.js';
+import { missingTools } from '../drivers/host/which.js';
 import { needsKvmMask, probeAccel, type AccelResult } from '../drivers/host/accel-probe.js';
 import { paths } from '../config.js';
 import { kvmSeenBy, systemLibvirtdPid, type KvmView } from '../drivers/host/libvirtd-kvm.js';
 import { KumoError, invalid, notFound } from '../model/errors.js';
 import { checkName } from '../model/names.js';
-import { HOST_ROLES, type HostRecord, type HostRole } from '../store/hosts.js';
-import { describeShell, executorFor, shellForUri, type ShellSpec } from '../exec/hosts.js';
+import type { HostRecord } from '../store/hosts.js';
+import { HOST_ROLES, type HostRole } from '../model/roles.js';
+import { describeShell, executorFor, shellForUri, type ShellSpec } from '../exec/shells.js';
 
 /** The tools kumo drives, and the Debian package that brings each. */
 export const REQUIRED_TOOLS: Record<string, string> = {
@@ -126,10 +127,7 @@ export class HostService {
 
   /** This machine: tools, libvirt, and whether guests get KVM or run in software emulation. */
   async info(): Promise<HostInfo> {
-    const missing: HostInfo['missing'] = [];
-    for (const [tool, pkg] of Object.entries(REQUIRED_TOOLS)) {
-      if (!which(tool)) missing.push({ tool, package: pkg });
-    }
+    const missing: HostInfo['missing'] = missingTools(REQUIRED_TOOLS);
     const info: HostInfo = {
       name: hostname(), libvirtUri: this.ctx.virsh.uri, libvirtAnswers: await this.ctx.virsh.ping(),
       cpus: cpus().length, memoryMiB: Math.round(totalmem() / 2 ** 20), freeMemoryMiB: Math.round(freemem() / 2 ** 20),

@@ -19,7 +19,7 @@ import { checkName } from '../model/names.js';
 import { checkSize } from '../model/sizes.js';
 import { hashPassword } from '../model/password.js';
 import type { Instance, InstanceSpec, NicInfo, RuntimeState } from '../model/types.js';
-import type { InstanceRecord } from '../store/repos.js';
+import type { InstanceRecord } from '../store/instances.js';
 
 export interface CreateRequest {
   name: string;

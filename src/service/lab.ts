@@ -18,7 +18,7 @@ import { KumoError } from '../model/errors.js';
 import { COURSE_LAB, dhcpPlan, LabSpecSchema, type LabSpec } from '../model/lab.js';
 import { parseYamlFile } from '../model/yaml-file.js';
 import { hypervisorsOf, sharedInstanceSegments } from '../model/topology.js';
-import type { HostRole } from '../store/hosts.js';
+import { HOST_ROLES, type HostRole } from '../model/roles.js';
 
 /** What kumo remembers of the lab that is up (settings key `lab`). */
 interface LabState {
@@ -51,7 +51,7 @@ export interface LabStatus {
 }
 
 const STATE_KEY = 'lab';
-const HOST_ROLES_OF_LAB: HostRole[] = ['hypervisor', 'storage', 'lb', 'edge'];
+const HOST_ROLES_OF_LAB: readonly HostRole[] = HOST_ROLES;
 
 /**
  * `kumo lab up|status|down`: the course's datacenter on this one machine (model/lab.ts). The

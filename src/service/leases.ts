@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import type { Context } from './context.js';
 import { readHostFile } from '../exec/files.js';
 import { parseDnsmasqLeases } from '../drivers/daemons/dnsmasq.js';
-import type { InstanceRecord } from '../store/repos.js';
+import type { InstanceRecord } from '../store/instances.js';
 
 /**
  * Instance addresses: DHCP leases by MAC. A network's DHCP server may live on another host than

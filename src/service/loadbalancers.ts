@@ -9,7 +9,7 @@ import { HostLinks } from '../drivers/net/links.js';
 import { checkPort } from '../drivers/daemons/config-values.js';
 import { KumoError, invalid, notFound } from '../model/errors.js';
 import { checkName } from '../model/names.js';
-import { parseIp } from '../model/ipv4.js';
+import { parseIp } from '../model/checks.js';
 import type { LoadBalancerRecord } from '../store/load-balancers.js';
 
 export interface CreateLoadBalancerRequest {

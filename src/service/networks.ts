@@ -10,7 +10,7 @@ import { KumoError, invalid, notFound } from '../model/errors.js';
 import { checkName } from '../model/names.js';
 import {
   broadcast, contains, formatCidr, formatIp, overlaps, parseCidr, resolveInSubnet, subnetOf, type Subnet,
-} from '../model/ipv4.js';
+} from '../model/checks.js';
 
 /** The networks every kumo host has out of the box: the course's default NAT and testnet. */
 export const BUILTIN_NETWORKS: Record<string, NetworkSpec> = {

@@ -8,7 +8,7 @@ import { KumoError, invalid, notFound } from '../model/errors.js';
 import { checkName } from '../model/names.js';
 import type { ShareRecord } from '../store/shares.js';
 import { HostLinks } from '../drivers/net/links.js';
-import { contains, parseCidr, parseIp } from '../model/ipv4.js';
+import { contains, parseCidr, parseIp } from '../model/checks.js';
 
 export interface ShareView extends ShareRecord {
   /** The storage host that serves it (none: this machine). */

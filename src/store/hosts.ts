@@ -1,8 +1,6 @@
 import type { Db } from './db.js';
-import type { ShellSpec } from '../exec/hosts.js';
-
-export type HostRole = 'hypervisor' | 'storage' | 'lb' | 'edge';
-export const HOST_ROLES: HostRole[] = ['hypervisor', 'storage', 'lb', 'edge'];
+import type { ShellSpec } from '../exec/shells.js';
+import type { HostRole } from '../model/roles.js';
 
 export interface HostRecord {
   name: string;

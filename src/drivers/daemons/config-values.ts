@@ -1,14 +1,11 @@
 import { KumoError, invalid } from '../../model/errors.js';
+import { CONFIG_WORD, checkNameBy, isPort, readIpv4 } from '../../model/checks.js';
 
 /** Strict checks for every value that goes into a daemon's config file (HAProxy, the nginx WAF). */
 
-/** Four decimal octets without leading zeros: inet_aton would read "010" as octal. */
-const OCTET = '(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)';
-const IPV4 = new RegExp(`^${OCTET}(?:\\.${OCTET}){3}$`);
-
 /** An IPv4 address for a config file; `any` allows 0.0.0.0 (listen on every address). */
 export function checkIpv4(value: unknown, what: string, opts: { any?: boolean } = {}): string {
-  if (typeof value !== 'string' || !IPV4.test(value)) {
+  if (typeof value !== 'string' || !readIpv4(value).ok) {
     throw invalid(`${what} ${JSON.stringify(value)} is not an IPv4 address`, 'write it like 10.0.0.5 (names and IPv6 are not supported here)');
   }
   const first = Number(value.split('.')[0]);
@@ -19,19 +16,14 @@ export function checkIpv4(value: unknown, what: string, opts: { any?: boolean } 
 }
 
 export function checkPort(value: unknown, what: string): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 65535) {
+  if (!isPort(value)) {
     throw invalid(`${what} ${JSON.stringify(value)} is not a TCP port`, 'use a whole number from 1 to 65535');
   }
   return value;
 }
 
-/** Names that appear in config files as bare words: letters, digits, '-', '_', '.', at most 63. */
-export function checkName(value: unknown, what: string): string {
-  if (typeof value !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(value)) {
-    throw invalid(`${what} ${JSON.stringify(value)} is not a valid name`, 'use letters, digits, "-", "_" and "." (at most 63, starting with a letter or digit)');
-  }
-  return value;
-}
+/** Names that appear in config files as bare words. */
+export const checkName = (value: unknown, what: string): string => checkNameBy(CONFIG_WORD, value, what);
 
 export function checkInt(value: unknown, what: string, min: number, max: number, unit = ''): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {

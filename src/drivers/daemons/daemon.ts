@@ -1,6 +1,7 @@
 import type { Executor, RunOptions, RunResult } from '../../exec/exec.js';
 import { readHostFile, writeHostFile } from '../../exec/files.js';
 import { type Signal, livePid, signal, stopDaemon, waitUntil } from '../../exec/process.js';
+import { runTool } from '../host/which.js';
 import { KumoError } from '../../model/errors.js';
 
 /**
@@ -81,13 +82,9 @@ export class ManagedDaemon {
 
   /** Runs the daemon's binary (a check, a start), with the daemon's own "not installed" error. */
   async run(args: string[], options: RunOptions = {}): Promise<RunResult> {
-    try {
-      return await this.exec.run(this.spec.binary, args, options);
-    } catch (e) {
-      const missing = this.spec.notInstalled;
-      if (missing && e instanceof KumoError && e.code === 'MISSING_DEPENDENCY') throw new KumoError('MISSING_DEPENDENCY', missing.message, missing.fix);
-      throw e;
-    }
+    const missing = this.spec.notInstalled;
+    return missing ? runTool(this.exec, this.spec.binary, args, options, { says: missing.message, fix: missing.fix })
+      : this.exec.run(this.spec.binary, args, options);
   }
 
   /** Starts it and waits until it is ready. */

@@ -3,6 +3,7 @@ import { type Executor, local } from '../../exec/exec.js';
 import { readHostFile } from '../../exec/files.js';
 import { KumoError, invalid } from '../../model/errors.js';
 import { ManagedDaemon } from './daemon.js';
+import { readCidr } from '../../model/checks.js';
 
 /**
  * The NFS server of the storage node: nfs-ganesha in user space (HOST-NOTES: kernel nfsd
@@ -21,13 +22,14 @@ export interface NfsExport {
 }
 
 const SAFE_PATH = /^\/[A-Za-z0-9._/-]*$/;
-const CIDR = /^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/;
+/** A client network: a CIDR as the shared parser reads it (octets 0-255, prefix at most /32, no host bits). */
+const isClientCidr = (text: string) => readCidr(text).ok;
 
 /** ganesha.conf from typed exports; every value is checked before it is written. */
 export function buildGaneshaConfig(exports: NfsExport[]): string {
   const blocks = exports.map((e) => {
     if (!SAFE_PATH.test(e.path) || !SAFE_PATH.test(e.pseudo)) throw invalid(`export path "${e.path}" or "${e.pseudo}" has characters ganesha cannot take`);
-    if (!e.clients.length || e.clients.some((c) => !CIDR.test(c))) throw invalid(`export ${e.pseudo} needs client networks as CIDRs, got ${e.clients.join(', ') || 'none'}`);
+    if (!e.clients.length || e.clients.some((c) => !isClientCidr(c))) throw invalid(`export ${e.pseudo} needs client networks as CIDRs, got ${e.clients.join(', ') || 'none'}`);
     const access = e.readOnly ? 'RO' : 'RW';
     return `EXPORT {
   Export_Id = ${e.id};

@@ -1,6 +1,7 @@
 import { connect } from 'node:net';
 import type { Executor } from '../../exec/exec.js';
 import { KumoError } from '../../model/errors.js';
+import { runTool } from '../host/which.js';
 
 /**
  * How to reach a daemon's unix control socket. 'node': node:net from this process, right when
@@ -17,16 +18,10 @@ export function defaultSocketVia(exec: Executor): SocketVia {
 /** Sends one command line to a unix socket and returns everything it answers until it closes. */
 export async function socketRequest(exec: Executor, via: SocketVia, path: string, command: string, timeoutMs = 5000): Promise<string> {
   if (via === 'executor') {
-    try {
-      const r = await exec.run('socat', ['-t', String(timeoutMs / 1000), '-T', String(timeoutMs / 1000), 'STDIO', `UNIX-CONNECT:${path}`],
-        { input: `${command}\n`, timeoutMs: timeoutMs + 2000 });
-      return r.stdout;
-    } catch (e) {
-      if (e instanceof KumoError && e.code === 'MISSING_DEPENDENCY') {
-        throw new KumoError('MISSING_DEPENDENCY', `socat is not installed on ${exec.description}`, 'apt-get install --no-install-recommends socat');
-      }
-      throw e;
-    }
+    const r = await runTool(exec, 'socat', ['-t', String(timeoutMs / 1000), '-T', String(timeoutMs / 1000), 'STDIO', `UNIX-CONNECT:${path}`],
+      { input: `${command}\n`, timeoutMs: timeoutMs + 2000 },
+      { says: `socat is not installed on ${exec.description}`, fix: 'apt-get install --no-install-recommends socat' });
+    return r.stdout;
   }
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];

@@ -1,5 +1,7 @@
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
+import type { Executor, RunOptions, RunResult } from '../../exec/exec.js';
+import { KumoError } from '../../model/errors.js';
 
 /** The path of an executable on PATH (plus the sbin folders root uses), or undefined. */
 export function which(tool: string): string | undefined {
@@ -14,4 +16,24 @@ export function which(tool: string): string | undefined {
     }
   }
   return undefined;
+}
+
+/** The tools of `toolPackages` (tool → the Debian package that has it) missing on this machine. */
+export function missingTools(toolPackages: Readonly<Record<string, string>>): { tool: string; package: string }[] {
+  return Object.entries(toolPackages).filter(([tool]) => !which(tool)).map(([tool, pkg]) => ({ tool, package: pkg }));
+}
+
+/**
+ * Runs a command on a host whose PATH kumo cannot look at (a namespace, ssh): the executors
+ * report a program that is not there as MISSING_DEPENDENCY naming the bare command; this
+ * says what it is (`says`, e.g. "HAProxy is not installed on ssh kvm1") and how to install it.
+ */
+export async function runTool(exec: Executor, command: string, args: readonly string[], options: RunOptions,
+  missing: { says: string; fix: string }): Promise<RunResult> {
+  try {
+    return await exec.run(command, args, options);
+  } catch (e) {
+    if (e instanceof KumoError && e.code === 'MISSING_DEPENDENCY') throw new KumoError('MISSING_DEPENDENCY', missing.says, missing.fix);
+    throw e;
+  }
 }

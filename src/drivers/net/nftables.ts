@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { type Executor, local } from '../../exec/exec.js';
 import { KumoError, invalid } from '../../model/errors.js';
+import { NFT_IDENTIFIER, broadcast, checkNameBy, formatCidr, formatIp, isPort, readCidr } from '../../model/checks.js';
 
 /**
  * kumo's nftables driver: typed tables rendered to nft's text syntax and loaded atomically with
@@ -159,14 +160,11 @@ function checkFamily(family: unknown): void {
 
 /** Table, chain and set names: lower-case words nft parses as identifiers (not keywords). */
 export function checkName(name: unknown, what: string): string {
-  if (typeof name !== 'string' || !/^[a-z][a-z0-9_-]{0,63}$/.test(name)) {
-    throw invalid(`${what} ${JSON.stringify(name)} is not a valid name`,
-      'use 1-64 lower-case letters, digits, "-" or "_", starting with a letter (no spaces or quotes), e.g. kumo-edge');
+  const word = checkNameBy(NFT_IDENTIFIER, name, what, 'kumo-edge');
+  if (NFT_KEYWORDS.has(word)) {
+    throw invalid(`${what} "${word}" is a word nft reserves`, `choose another name, e.g. kumo-${word}`);
   }
-  if (NFT_KEYWORDS.has(name)) {
-    throw invalid(`${what} "${name}" is a word nft reserves`, `choose another name, e.g. kumo-${name}`);
-  }
-  return name;
+  return word;
 }
 
 /** Linux interface names (at most 15 bytes); a trailing `*` makes a prefix match. */
@@ -184,28 +182,26 @@ export function checkIfname(name: unknown, where: string): string {
 /** An IPv4 address or network: its first and last address as 32-bit numbers, and nft's text for it. */
 export function checkAddr(text: unknown, where: string): { text: string; first: number; last: number } {
   const bad = (why: string, fix: string) => invalid(`${where}: ${JSON.stringify(text)} ${why}`, fix);
-  if (typeof text !== 'string') throw bad('is not an IPv4 address or CIDR', 'write an address like 10.5.1.7 or a network like 10.5.1.0/24');
-  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?:\/(\d{1,2}))?$/.exec(text);
-  if (!m) throw bad('is not an IPv4 address or CIDR', 'write an address like 10.5.1.7 or a network like 10.5.1.0/24');
-  const octets = m.slice(1, 5) as string[];
-  if (octets.some((o) => o.length > 1 && o.startsWith('0'))) {
-    throw bad('has an octet with a leading zero', `write it without leading zeros: ${octets.map(Number).join('.')}${m[5] ? `/${m[5]}` : ''}`);
+  const notAddr = () => bad('is not an IPv4 address or CIDR', 'write an address like 10.5.1.7 or a network like 10.5.1.0/24');
+  if (typeof text !== 'string') throw notAddr();
+  const r = readCidr(text, { bare: true });
+  if (!r.ok) {
+    switch (r.fault) {
+      case 'shape': case 'syntax': throw notAddr();
+      case 'leading-zero':
+        throw bad('has an octet with a leading zero',
+          `write it without leading zeros: ${r.address.split('.').map(Number).join('.')}${r.prefixText ? `/${r.prefixText}` : ''}`);
+      case 'octet-range': throw bad('has an octet above 255', 'each of the four numbers must be 0-255, e.g. 10.5.1.7');
+      case 'prefix-range': throw bad(`has prefix /${r.prefix}, above /32`, 'use a prefix from /0 to /32, e.g. 10.5.1.0/24');
+      case 'host-bits': throw bad('has host bits set', `did you mean ${formatIp(r.network)}/${r.prefix}?`);
+    }
   }
-  const parts = octets.map(Number);
-  if (parts.some((p) => p > 255)) throw bad('has an octet above 255', 'each of the four numbers must be 0-255, e.g. 10.5.1.7');
-  const prefix = m[5] === undefined ? 32 : Number(m[5]);
-  if (prefix > 32) throw bad(`has prefix /${prefix}, above /32`, 'use a prefix from /0 to /32, e.g. 10.5.1.0/24');
-  const addr = ((parts[0]! << 24) | (parts[1]! << 16) | (parts[2]! << 8) | parts[3]!) >>> 0;
-  const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
-  const network = (addr & mask) >>> 0;
-  const dotted = (n: number) => [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
-  if (network !== addr) throw bad('has host bits set', `did you mean ${dotted(network)}/${prefix}?`);
-  const last = (network | (~mask >>> 0)) >>> 0;
-  return { text: prefix === 32 ? dotted(addr) : `${dotted(network)}/${prefix}`, first: network, last };
+  const subnet = { network: r.network, prefix: r.prefix };
+  return { text: r.prefix === 32 ? formatIp(r.network) : formatCidr(subnet), first: r.network, last: broadcast(subnet) };
 }
 
 export function checkPort(port: unknown, where: string): number {
-  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) {
+  if (!isPort(port)) {
     throw invalid(`${where}: port ${JSON.stringify(port)} is out of range`, 'use a whole number from 1 to 65535, e.g. 8080');
   }
   return port;

@@ -1,9 +1,9 @@
 import type { Context } from '../../context.js';
 import { HostService } from '../../host.js';
-import { describeShell, type ShellSpec } from '../../../exec/hosts.js';
+import { describeShell, type ShellSpec } from '../../../exec/shells.js';
 import { KumoError } from '../../../model/errors.js';
 import type { HostNode, HostsSpec } from '../../../model/hosts.js';
-import type { HostRole } from '../../../store/hosts.js';
+import type { HostRole } from '../../../model/roles.js';
 import type { Kind } from '../kind.js';
 
 /** How kumo reaches a node of the file's hosts: ssh, or a network namespace of this machine. */

@@ -1,0 +1,47 @@
+import type { Db } from './db.js';
+import type { Image } from '../model/types.js';
+
+/** A row of the images table as SQLite hands it back. */
+interface ImageRow {
+  name: string; os: string; disk: string; format: 'qcow2' | 'raw'; virtual_size: number;
+  kernel: string | null; initrd: string | null; cmdline: string | null; source: string; created_at: string;
+}
+
+export class ImageRepo {
+  constructor(private readonly db: Db) {}
+
+  list(): Image[] {
+    return (this.db.prepare('SELECT * FROM images ORDER BY created_at, name').all() as ImageRow[]).map(toImage);
+  }
+
+  get(name: string): Image | undefined {
+    const row = this.db.prepare('SELECT * FROM images WHERE name = ?').get(name) as ImageRow | undefined;
+    return row && toImage(row);
+  }
+
+  upsert(i: Image): void {
+    this.db.prepare(`INSERT INTO images (name, os, disk, format, virtual_size, kernel, initrd, cmdline, source, created_at)
+      VALUES (@name, @os, @disk, @format, @virtualSizeBytes, @kernel, @initrd, @cmdline, @source, @createdAt)
+      ON CONFLICT(name) DO UPDATE SET os = excluded.os, disk = excluded.disk, format = excluded.format,
+        virtual_size = excluded.virtual_size, kernel = excluded.kernel, initrd = excluded.initrd,
+        cmdline = excluded.cmdline, source = excluded.source`)
+      .run({ ...i, kernel: i.kernel ?? null, initrd: i.initrd ?? null, cmdline: i.cmdline ?? null });
+  }
+
+  delete(name: string): void {
+    this.db.prepare('DELETE FROM images WHERE name = ?').run(name);
+  }
+
+  usedBy(name: string): string[] {
+    return (this.db.prepare('SELECT name FROM instances WHERE image = ? ORDER BY name').all(name) as { name: string }[])
+      .map((r) => r.name);
+  }
+}
+
+const toImage = (r: ImageRow): Image => ({
+  name: r.name, os: r.os, disk: r.disk, format: r.format, virtualSizeBytes: r.virtual_size,
+  ...(r.kernel ? { kernel: r.kernel } : {}),
+  ...(r.initrd ? { initrd: r.initrd } : {}),
+  ...(r.cmdline ? { cmdline: r.cmdline } : {}),
+  source: r.source, createdAt: r.created_at,
+});

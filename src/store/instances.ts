@@ -1,0 +1,65 @@
+import type { Db } from './db.js';
+import type { InstanceSpec, NicInfo } from '../model/types.js';
+
+/** A row of the instances table as SQLite hands it back. */
+interface InstanceRow {
+  name: string; uuid: string; host: string; image: string; flavor: string | null;
+  vcpus: number; ram_mib: number; disk_gib: number; networks: string; nics: string;
+  data_disks: string; password_hash: string | null; ssh_keys: string; created_at: string;
+}
+
+/** What kumo recorded about an instance when it made it. */
+export interface InstanceRecord extends InstanceSpec {
+  uuid: string;
+  host: string;
+  nics: Omit<NicInfo, 'ipv4'>[];
+  createdAt: string;
+}
+
+export class InstanceRepo {
+  constructor(private readonly db: Db) {}
+
+  list(): InstanceRecord[] {
+    return (this.db.prepare('SELECT * FROM instances ORDER BY name').all() as InstanceRow[]).map(toInstance);
+  }
+
+  get(name: string): InstanceRecord | undefined {
+    const row = this.db.prepare('SELECT * FROM instances WHERE name = ?').get(name) as InstanceRow | undefined;
+    return row && toInstance(row);
+  }
+
+  insert(r: InstanceRecord): void {
+    this.db.prepare(`INSERT INTO instances (name, uuid, host, image, flavor, vcpus, ram_mib, disk_gib, networks, nics,
+        data_disks, password_hash, ssh_keys, created_at)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+      .run(r.name, r.uuid, r.host, r.image, r.flavor ?? null, r.vcpus, r.ramMiB, r.diskGiB,
+        JSON.stringify(r.networks), JSON.stringify(r.nics), JSON.stringify(r.dataDisks),
+        r.passwordHash ?? null, JSON.stringify(r.sshKeys), r.createdAt);
+  }
+
+  /** After a live migration libvirt confirmed: the instance now lives on `host`. */
+  updateHost(name: string, host: string): void {
+    this.db.prepare('UPDATE instances SET host = ? WHERE name = ?').run(host, name);
+  }
+
+  /** Records a grown root disk, and the flavor the sizes still match (none: a custom size). */
+  updateDiskSize(name: string, diskGiB: number, flavor?: string): void {
+    this.db.prepare('UPDATE instances SET disk_gib = ?, flavor = ? WHERE name = ?').run(diskGiB, flavor ?? null, name);
+  }
+
+  delete(name: string): void {
+    this.db.prepare('DELETE FROM instances WHERE name = ?').run(name);
+  }
+}
+
+const toInstance = (r: InstanceRow): InstanceRecord => ({
+  name: r.name, uuid: r.uuid, host: r.host, image: r.image,
+  ...(r.flavor ? { flavor: r.flavor } : {}),
+  vcpus: r.vcpus, ramMiB: r.ram_mib, diskGiB: r.disk_gib,
+  networks: JSON.parse(r.networks) as string[],
+  nics: JSON.parse(r.nics) as Omit<NicInfo, 'ipv4'>[],
+  dataDisks: JSON.parse(r.data_disks) as number[],
+  ...(r.password_hash ? { passwordHash: r.password_hash } : {}),
+  sshKeys: JSON.parse(r.ssh_keys) as string[],
+  createdAt: r.created_at,
+});
