@@ -110,6 +110,16 @@ export class LabService {
   }
 
   private async build(spec: LabSpec, state: LabState, onStep: (step: string) => void): Promise<void> {
+    await this.cable(spec, state, onStep);
+    await this.startHypervisors(spec, state, onStep);
+    // A bare lab is only machines and cables: a datacenter file's `hosts:` does the rest.
+    if (state.bare) return;
+    onStep('hosts');
+    await this.registerHosts(spec, state);
+  }
+
+  /** The machines and cables: namespaces, segment bridges (with DHCP), links, addresses, gateways. */
+  private async cable(spec: LabSpec, state: LabState, onStep: (step: string) => void): Promise<void> {
     const sw = this.switchNs(spec);
     const dir = this.dir();
     await mkdir(join(dir, 'dhcp'), { recursive: true });
@@ -148,7 +158,11 @@ export class LabService {
       // After the addresses: the gateway must be on a connected subnet. `replace` makes it idempotent.
       if (n.gateway) await this.ctx.exec.run('ip', ['-n', netns, 'route', 'replace', 'default', 'via', n.gateway]);
     }
+  }
 
+  /** A libvirtd per hypervisor (restarted in place when it died), with a bridge network per instance segment. */
+  private async startHypervisors(spec: LabSpec, state: LabState, onStep: (step: string) => void): Promise<void> {
+    const dir = this.dir();
     const hypervisors = hypervisorsOf(spec);
     const maskKvm = hypervisors.length > 0 && needsKvmMask(await this.ctx.accel());
     for (const [i, [node, n]] of hypervisors.entries()) {
@@ -167,10 +181,14 @@ export class LabService {
       const v = this.ctx.virshAt(libvirtdUri(stateDir));
       for (const seg of Object.keys(n.links).filter((s) => spec.segments[s]!.instances)) await ensureBridgeNetwork(v, seg, `br-${seg}`);
     }
-    // A bare lab is only machines and cables: a datacenter file's `hosts:` does the rest.
-    if (state.bare) return;
+  }
 
-    onStep('hosts');
+  /**
+   * The nodes as kumo hosts (this machine's own libvirt steps aside while the lab is up), and
+   * the lab's segments as the default networks unless the user set those.
+   */
+  private async registerHosts(spec: LabSpec, state: LabState): Promise<void> {
+    const dir = this.dir();
     const hosts = new HostService(this.ctx);
     for (const [node, n] of Object.entries(spec.nodes)) {
       const roles = n.roles.filter((r): r is HostRole => (HOST_ROLES_OF_LAB as string[]).includes(r));
