@@ -4,7 +4,7 @@ import { z } from 'zod';
 import type { Context } from '../service/context.js';
 import { HostService } from '../service/host.js';
 import { MonitoringService } from '../service/monitoring.js';
-import type { Collector } from '../metrics/collector.js';
+import type { Collector } from '../service/metrics/collector.js';
 import { notFound } from '../model/errors.js';
 import { errors, NameParams } from './schemas.js';
 

@@ -7,10 +7,10 @@ import type { Context } from './context.js';
 import { local } from '../exec/exec.js';
 import { livePid, sleep, stopDaemon, waitUntil } from '../exec/process.js';
 import { readDomainStats } from '../drivers/libvirt/domstats.js';
-import { Collector, DEFAULT_HISTORY_SIZE, type Inventory, type MetricsSnapshot, type RoundResult } from '../metrics/collector.js';
-import { DEFAULT_RETENTION_MS, METRICS_DB_FILE, MetricsStore, type HostStatus } from '../metrics/store.js';
-import type { InstanceSample } from '../metrics/sample.js';
-import { renderPrometheus } from '../metrics/prometheus.js';
+import { Collector, DEFAULT_HISTORY_SIZE, type Inventory, type MetricsSnapshot, type RoundResult } from './metrics/collector.js';
+import { DEFAULT_RETENTION_MS, METRICS_DB_FILE, MetricsStore, type HostStatus } from '../store/metrics.js';
+import type { InstanceSample } from './metrics/sample.js';
+import { renderPrometheus } from './metrics/prometheus.js';
 import { KumoError, invalid, notFound } from '../model/errors.js';
 import type { RuntimeState } from '../model/types.js';
 

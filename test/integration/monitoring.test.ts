@@ -7,8 +7,8 @@ import { ImageService } from '../../src/service/images.js';
 import { InstanceService } from '../../src/service/instances.js';
 import { MonitoringService, type StatsView, type TopView } from '../../src/service/monitoring.js';
 import { readDomainStats } from '../../src/drivers/libvirt/domstats.js';
-import { MetricsStore } from '../../src/metrics/store.js';
-import type { InstanceSample } from '../../src/metrics/sample.js';
+import { MetricsStore } from '../../src/store/metrics.js';
+import type { InstanceSample } from '../../src/service/metrics/sample.js';
 
 /**
  * Traffic monitoring against a real guest: HTTP downloads from the host over the test's own

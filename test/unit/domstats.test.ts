@@ -4,11 +4,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseDomstats, type DomainStats } from '../../src/drivers/libvirt/domstats.js';
-import { ratesBetween, sampleOf } from '../../src/metrics/sample.js';
-import { Ring } from '../../src/metrics/ring.js';
-import { MetricsStore } from '../../src/metrics/store.js';
-import { Collector, type Inventory } from '../../src/metrics/collector.js';
-import { renderPrometheus } from '../../src/metrics/prometheus.js';
+import { ratesBetween, sampleOf } from '../../src/service/metrics/sample.js';
+import { Ring } from '../../src/service/metrics/ring.js';
+import { MetricsStore } from '../../src/store/metrics.js';
+import { Collector, type Inventory } from '../../src/service/metrics/collector.js';
+import { renderPrometheus } from '../../src/service/metrics/prometheus.js';
 import { parseDuration, parseSince } from '../../src/service/monitoring.js';
 import { KumoError } from '../../src/model/errors.js';
 

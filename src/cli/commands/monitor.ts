@@ -5,8 +5,8 @@ import {
   MonitoringService, STAT_METRICS, metricOf, parseDuration, parseSince,
   type HostStatus, type StatMetric, type StatsView, type TopRow, type TopView,
 } from '../../service/monitoring.js';
-import type { InstanceSample } from '../../metrics/sample.js';
-import type { Collector, RoundResult } from '../../metrics/collector.js';
+import type { InstanceSample } from '../../service/metrics/sample.js';
+import type { Collector, RoundResult } from '../../service/metrics/collector.js';
 import { invalid } from '../../model/errors.js';
 import { parseWhole } from '../../model/sizes.js';
 

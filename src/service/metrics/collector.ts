@@ -1,8 +1,8 @@
-import type { DomainStats, NicCounters, DiskCounters } from '../drivers/libvirt/domstats.js';
-import type { RuntimeState } from '../model/types.js';
+import type { DomainStats, NicCounters, DiskCounters } from '../../drivers/libvirt/domstats.js';
+import type { RuntimeState } from '../../model/types.js';
 import { Ring } from './ring.js';
 import { ratesBetween, sampleOf, type InstanceSample } from './sample.js';
-import type { HostStatus, MetricsStore } from './store.js';
+import type { HostStatus, MetricsStore } from '../../store/metrics.js';
 
 /**
  * What the collector reads, given to it rather than looked up, so that it depends on no service

@@ -3,7 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { KumoError } from '../model/errors.js';
 import type { RuntimeState } from '../model/types.js';
-import { COUNTERS, RATES, type InstanceSample, type Rates } from './sample.js';
+import { COUNTERS, RATES, type InstanceSample, type Rates } from '../model/metrics.js';
 
 /**
  * Samples on disk, so that `kumo stats` in another process sees what a running collector
