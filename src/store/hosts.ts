@@ -1,5 +1,5 @@
 import type { Db } from './db.js';
-import type { ShellSpec } from '../exec/shells.js';
+import type { ShellSpec } from '../model/shell.js';
 import type { HostRole } from '../model/roles.js';
 
 export interface HostRecord {

@@ -62,6 +62,22 @@ export const instanceRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx,
     return r;
   });
 
+  app.get('/instances/:name/xml', {
+    schema: { tags, operationId: 'getInstanceXml', summary: 'the libvirt domain XML, like virsh dumpxml', params: NameParams, response: { 200: Text('the domain XML', 'application/xml'), ...errors(404) } },
+  }, async (req, reply) => reply.type('application/xml; charset=utf-8').send(await svc().xml(req.params.name)));
+
+  app.get('/instances/:name/console-log', {
+    schema: { tags, operationId: 'getConsoleLog', summary: 'what the serial console printed so far, like `kumo instance console --log`', params: NameParams, response: { 200: Text('the console log'), ...errors(404) } },
+  }, async (req, reply) => reply.type('text/plain; charset=utf-8').send(await svc().readConsoleLog(req.params.name)));
+
+  await app.register(instanceActionRoutes, { ctx, ops });
+};
+
+/** What is done to an instance: start, stop, reboot, destroy (power), migrate, resize. */
+const instanceActionRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx, ops }) => {
+  const svc = () => new InstanceService(ctx);
+  const view = async (name: string) => renderInstance(await svc().get(name));
+
   app.post('/instances/:name/start', {
     schema: { tags, operationId: 'startInstance', summary: 'start a stopped instance', params: NameParams, response: { 200: InstanceStarted, ...errors(404) } },
   }, async (req) => {
@@ -126,12 +142,4 @@ export const instanceRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx,
     ops.resourceChanged('instance', req.params.name, 'resized');
     return r;
   });
-
-  app.get('/instances/:name/xml', {
-    schema: { tags, operationId: 'getInstanceXml', summary: 'the libvirt domain XML, like virsh dumpxml', params: NameParams, response: { 200: Text('the domain XML', 'application/xml'), ...errors(404) } },
-  }, async (req, reply) => reply.type('application/xml; charset=utf-8').send(await svc().xml(req.params.name)));
-
-  app.get('/instances/:name/console-log', {
-    schema: { tags, operationId: 'getConsoleLog', summary: 'what the serial console printed so far, like `kumo instance console --log`', params: NameParams, response: { 200: Text('the console log'), ...errors(404) } },
-  }, async (req, reply) => reply.type('text/plain; charset=utf-8').send(await svc().readConsoleLog(req.params.name)));
 };

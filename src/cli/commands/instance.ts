@@ -70,7 +70,14 @@ function ips(i: Instance): string {
 
 export function instanceCommand(): Command {
   const cmd = new Command('instance').description('virtual machines made from cloud images');
+  addCreate(cmd);
+  addInspection(cmd);
+  addLifecycle(cmd);
+  addConsoleAndMoves(cmd);
+  return cmd;
+}
 
+function addCreate(cmd: Command): void {
   cmd.command('create').argument('<name>', 'instance name (also its hostname)')
     .description('create and start an instance from an image')
     .requiredOption('--image <name>', 'image to start from (see kumo image list)')
@@ -90,7 +97,10 @@ export function instanceCommand(): Command {
     .action(async (name: string, o: CreateFlags) => {
       await launch(await context(), createRequest(name, o), { console: parseConsoleMode(o.console), wait: o.wait ?? false, messages: en.launch });
     });
+}
 
+/** list, show, xml: what kumo and libvirt know of instances. */
+function addInspection(cmd: Command): void {
   cmd.command('list').description('list instances, like virsh list --all').option('--json', 'machine-readable output')
     .action(async (o: { json?: boolean }) => {
       const list = await new InstanceService(await context()).list();
@@ -118,7 +128,10 @@ export function instanceCommand(): Command {
     .action(async (name: string) => {
       process.stdout.write(await new InstanceService(await context()).xml(name));
     });
+}
 
+/** start, stop, reboot, destroy, delete, resize. */
+function addLifecycle(cmd: Command): void {
   cmd.command('start').argument('<names...>').action(async (names: string[]) => {
     const svc = new InstanceService(await context());
     for (const n of names) console.log(await svc.start(n) ? `started ${n}` : `${n} is already running`);
@@ -164,7 +177,10 @@ export function instanceCommand(): Command {
       console.log(r.toGiB === r.fromGiB ? `the root disk of ${name} is already ${r.toGiB} GiB`
         : `grew the root disk of ${name} from ${r.fromGiB} to ${r.toGiB} GiB; the guest grows its filesystem when it starts (kumo instance start ${name})`);
     });
+}
 
+/** The serial console, live migration, and waiting for a guest. */
+function addConsoleAndMoves(cmd: Command): void {
   cmd.command('console').argument('<name>').description('attach the serial console (detach with Ctrl+])')
     .option('--log', 'print the console log instead of attaching')
     .action(async (name: string, o: { log?: boolean }) => {
@@ -195,5 +211,4 @@ export function instanceCommand(): Command {
       const r = await new InstanceService(await context()).waitReady(name, parseWhole(o.timeout) * 1000);
       console.log(`${name} answers at http://${r.ip}:8080/`);
     });
-  return cmd;
 }

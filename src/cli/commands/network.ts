@@ -73,6 +73,12 @@ export function networkCommand(): Command {
       row('instances', n.instances.join(', '));
     });
 
+  addStateCommands(cmd);
+  return cmd;
+}
+
+/** start, stop, autostart, delete: like virsh net-start, net-destroy, net-autostart, net-undefine. */
+function addStateCommands(cmd: Command): void {
   cmd.command('start').argument('<name>').action(async (name: string) => {
     await new NetworkService(await context()).start(name);
     console.log(`Network ${name} started`);
@@ -90,5 +96,4 @@ export function networkCommand(): Command {
     await new NetworkService(await context()).delete(name);
     console.log(`Network ${name} deleted`);
   });
-  return cmd;
 }
