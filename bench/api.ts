@@ -21,11 +21,10 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { openContext } from '../src/service/context.js';
 import { InstanceService } from '../src/service/instances.js';
-import { cleanup, log, median, undo } from './common.js';
+import { cleanup, CLI, log, median, sleep, undo } from './common.js';
 
 interface Options { instances: number; durationS: number; connections: number[]; cliRuns: number; json?: string }
 
-const CLI = join(import.meta.dirname, '../src/cli/main.js');
 const URI = 'test:///default';
 
 function usage(): string {
@@ -169,7 +168,7 @@ async function main(): Promise<void> {
   const env = { ...process.env, KUMO_HOME: home, KUMO_LIBVIRT_URI: URI, LANG: 'C.UTF-8', LC_ALL: '' };
 
   const server = await startServer(env);
-  undo.push({ what: 'stop kumo serve', fn: async () => { if (server.child.exitCode === null) { server.child.kill('SIGTERM'); await new Promise((r) => setTimeout(r, 500)); if (server.child.exitCode === null) server.child.kill('SIGKILL'); } } });
+  undo.push({ what: 'stop kumo serve', fn: async () => { if (server.child.exitCode === null) { server.child.kill('SIGTERM'); await sleep(500); if (server.child.exitCode === null) server.child.kill('SIGKILL'); } } });
   log(`kumo serve (pid ${server.child.pid}) at ${server.base}`);
 
   // Check the answer once, then warm up (JIT, SQLite page cache).
