@@ -14,6 +14,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { Agent, request } from 'node:http';
 import { cpus, loadavg } from 'node:os';
@@ -97,7 +98,9 @@ function startServer(env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; bas
     child.stdout!.on('data', (c: Buffer) => {
       out += c.toString();
       const base = /kumo API on (http:\/\/[^\s/]+)/.exec(out)?.[1];
-      const token = /admin token[^:]*: (kumo_\S+)/.exec(out)?.[1];
+      // Not on a terminal, serve writes the admin token to a file only root can read and prints its path.
+      const tokenFile = /admin token written to (\S+)/.exec(out)?.[1];
+      const token = /admin token[^:]*: (kumo_\S+)/.exec(out)?.[1] ?? (tokenFile ? readFileSync(tokenFile, 'utf8').trim() : undefined);
       if (base && token) { clearTimeout(timer); resolve({ child, base, token }); }
     });
     child.stderr!.on('data', (c: Buffer) => { err += c.toString(); });
