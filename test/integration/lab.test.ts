@@ -187,10 +187,10 @@ test('a live migration kvm1 -> kvm2 and back while the LB polls the instance eve
   const ip = backendIp(inst)!;
   const poll = pollHttpInNetns(`${env.prefix}-lb`, `http://${ip}:8080/share/index.html`);
   await waitFor('the poller\'s first answer', async () => ((await fromLb(`http://${ip}:8080/`)) ? true : undefined));
-  await new Promise((r) => setTimeout(r, 1_000));
+  await sleep(1_000);
   const there = await env.cli(['instance', 'migrate', inst.name, '--to', 'kvm2']);
   assert.equal(there.code, 0, there.stderr);
-  await new Promise((r) => setTimeout(r, 1_000));
+  await sleep(1_000);
   const stats = await poll.stop();
   t.diagnostic(`migration: ${there.stdout.trim()}; polls ${stats.requests}, failed ${stats.failed}, longest gap ${stats.longestGapMs} ms`);
   assert.ok(stats.lastOkAt !== undefined && stats.ok > 10, `the LB kept getting answers: ${JSON.stringify(stats)}`);
