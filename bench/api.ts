@@ -14,6 +14,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { Agent, request } from 'node:http';
 import { cpus, loadavg } from 'node:os';
@@ -21,11 +22,10 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { openContext } from '../src/service/context.js';
 import { InstanceService } from '../src/service/instances.js';
-import { cleanup, log, median, undo } from './common.js';
+import { cleanup, CLI, log, median, sleep, undo } from './common.js';
 
 interface Options { instances: number; durationS: number; connections: number[]; cliRuns: number; json?: string }
 
-const CLI = join(import.meta.dirname, '../src/cli/main.js');
 const URI = 'test:///default';
 
 function usage(): string {
@@ -98,7 +98,9 @@ function startServer(env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; bas
     child.stdout!.on('data', (c: Buffer) => {
       out += c.toString();
       const base = /kumo API on (http:\/\/[^\s/]+)/.exec(out)?.[1];
-      const token = /admin token[^:]*: (kumo_\S+)/.exec(out)?.[1];
+      // Not on a terminal, serve writes the admin token to a file only root can read and prints its path.
+      const tokenFile = /admin token written to (\S+)/.exec(out)?.[1];
+      const token = /admin token[^:]*: (kumo_\S+)/.exec(out)?.[1] ?? (tokenFile ? readFileSync(tokenFile, 'utf8').trim() : undefined);
       if (base && token) { clearTimeout(timer); resolve({ child, base, token }); }
     });
     child.stderr!.on('data', (c: Buffer) => { err += c.toString(); });
@@ -169,7 +171,7 @@ async function main(): Promise<void> {
   const env = { ...process.env, KUMO_HOME: home, KUMO_LIBVIRT_URI: URI, LANG: 'C.UTF-8', LC_ALL: '' };
 
   const server = await startServer(env);
-  undo.push({ what: 'stop kumo serve', fn: async () => { if (server.child.exitCode === null) { server.child.kill('SIGTERM'); await new Promise((r) => setTimeout(r, 500)); if (server.child.exitCode === null) server.child.kill('SIGKILL'); } } });
+  undo.push({ what: 'stop kumo serve', fn: async () => { if (server.child.exitCode === null) { server.child.kill('SIGTERM'); await sleep(500); if (server.child.exitCode === null) server.child.kill('SIGKILL'); } } });
   log(`kumo serve (pid ${server.child.pid}) at ${server.base}`);
 
   // Check the answer once, then warm up (JIT, SQLite page cache).

@@ -15,9 +15,7 @@
  * per-run folder, and is removed in a finally block, pass or fail (also on Ctrl+C). See bench/README.md.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { loadavg } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { local } from '../src/exec/exec.js';
@@ -28,7 +26,9 @@ import { Haproxy } from '../src/drivers/daemons/haproxy/haproxy.js';
 import { NginxWaf } from '../src/drivers/daemons/nginx-waf/nginx-waf.js';
 import { LB_HEALTH } from '../src/service/loadbalancers.js';
 import { runWrk, type WrkResult } from '../test/helpers/lab.js';
-import { cleanup, log, loadNow, machineFacts, median, requireTools, run, undo } from './common.js';
+import {
+  benchFolder, cleanup, CLI, fmt, kumo, load1, log, loadNow, machineFacts, median, now, requireTools, run, sleep, undo,
+} from './common.js';
 
 // ---------------------------------------------------------------- options
 
@@ -47,9 +47,7 @@ interface Options {
   json?: string;
 }
 
-const CLI = join(import.meta.dirname, '../src/cli/main.js');
 const EXAMPLE = join(import.meta.dirname, '../../examples/course-datacenter.yaml');
-const KUMO_CACHE = process.env.KUMO_CACHE ?? '/var/lib/kumo/cache';
 const LB_URL = 'http://10.5.1.213/';
 /** Ports inside the bench's own namespace: kumo's defaults (backend 8080, HAProxy behind the WAF 18080, public 80). */
 const PORTS = { backend: 8080, haproxy: 18080, waf: 80 };
@@ -91,10 +89,6 @@ function parseArgs(argv: string[]): Options {
   return o;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const now = () => performance.now();
-const fmt = (v: number | undefined, digits = 1, unit = '') => (v === undefined || Number.isNaN(v) ? '—' : `${v.toFixed(digits)}${unit}`);
-
 // ---------------------------------------------------------------- the bench's own world
 
 interface World {
@@ -104,16 +98,8 @@ interface World {
 }
 
 async function makeWorld(o: Options): Promise<World> {
-  const prefix = `kd${randomBytes(2).toString('hex')}`;
-  await mkdir(o.workdir, { recursive: true });
-  const dir = join(o.workdir, `kumo-bench-${prefix}`);
-  await mkdir(dir);
-  undo.push({ what: `remove ${dir}`, fn: () => rm(dir, { recursive: true, force: true }) });
-  await chmod(dir, 0o755); // QEMU runs as libvirt-qemu and must reach the disks inside
-  const home = join(dir, 'kumo-home');
-  await mkdir(home, { mode: 0o755 });
-  await chmod(home, 0o755);
-  return { prefix, dir, cliEnv: { ...process.env, KUMO_HOME: home, KUMO_CACHE, LANG: 'C.UTF-8' } };
+  const { prefix, dir, cliEnv } = await benchFolder('kd', o.workdir);
+  return { prefix, dir, cliEnv };
 }
 
 /**
@@ -175,10 +161,10 @@ async function measureApply(w: World, o: Options): Promise<ApplyTimes> {
   await writeFile(file, stringify(dc));
   const members = [1, 2, 3, 4].map((i) => `${group}-${i}`);
   // destroy removes what apply made; lab down catches what an interrupted apply left.
-  undo.push({ what: 'kumo lab down', fn: () => run('node', [CLI, 'lab', 'down'], { env: w.cliEnv, timeoutMs: 600_000 }) });
-  undo.push({ what: 'kumo destroy', fn: () => run('node', [CLI, 'destroy', file], { env: w.cliEnv, timeoutMs: 600_000 }) });
+  undo.push({ what: 'kumo lab down', fn: () => kumo(w.cliEnv, ['lab', 'down'], 600_000) });
+  undo.push({ what: 'kumo destroy', fn: () => kumo(w.cliEnv, ['destroy', file], 600_000) });
 
-  const t: ApplyTimes = { ok: false, lines: [], load: loadavg()[0]! };
+  const t: ApplyTimes = { ok: false, lines: [], load: load1() };
   const t0 = now();
   const at = () => (now() - t0) / 1000;
   const child: ChildProcess = spawn('node', [CLI, 'apply', file], { env: w.cliEnv, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -281,7 +267,7 @@ async function wrkEachPath(ns: string, exec: NetnsExecutor, haproxy: Haproxy, wa
     // Rotate the order every round, so no path always runs first or right after the heaviest one.
     const order = paths.map((_, i) => paths[(i + round - 1) % paths.length]!);
     for (const path of order) {
-      const m: ProxyRun = { path, round, load: loadavg()[0]! };
+      const m: ProxyRun = { path, round, load: load1() };
       try {
         m.wrk = await runWrk(urls[path], { netns: ns, threads: 1, connections: o.connections, durationS: o.durationS, headers: [HOST_HEADER] });
         log(`  round ${round} ${path}: ${m.wrk.requestsPerSec.toFixed(0)} req/s, p99 ${m.wrk.latencyMs.p99.toFixed(2)} ms`);

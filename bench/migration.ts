@@ -11,17 +11,16 @@
  * hypervisor's name) or lives in one per-run folder, and is removed in a finally block, pass or
  * fail (also on Ctrl+C). See bench/README.md.
  */
-import { randomBytes } from 'node:crypto';
 import { request } from 'node:http';
-import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
-import { loadavg } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { local } from '../src/exec/exec.js';
 import { buildNetworkXml } from '../src/drivers/libvirt/network-xml.js';
 import { Virsh } from '../src/drivers/libvirt/virsh.js';
 import { startLibvirtd, stopLibvirtd } from '../src/drivers/daemons/libvirtd/namespace.js';
 import { probeThisMachine } from '../src/service/host.js';
-import { cleanup, freeSubnet, log, loadNow, machineFacts, median, requireTools, run, undo } from './common.js';
+import {
+  benchFolder, cleanup, fmt, isolatedNetwork, kumo, load1, log, loadNow, machineFacts, median, now, requireTools, run, runCli, sleep, undo,
+} from './common.js';
 
 // ---------------------------------------------------------------- options
 
@@ -43,8 +42,6 @@ interface Options {
 
 const PASSWORD = 'test123';
 const URI = 'qemu:///system';
-const CLI = join(import.meta.dirname, '../src/cli/main.js');
-const KUMO_CACHE = process.env.KUMO_CACHE ?? '/var/lib/kumo/cache';
 /** The load stream runs this long before the migration starts and after it ended. */
 const MARGIN_MS = 2_000;
 
@@ -87,10 +84,7 @@ function parseArgs(argv: string[]): Options {
 
 // ---------------------------------------------------------------- small helpers
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const now = () => performance.now();
 const defined = <T>(xs: (T | undefined)[]): T[] => xs.filter((x): x is T => x !== undefined);
-const fmt = (v: number | undefined, digits = 1, unit = '') => (v === undefined || Number.isNaN(v) ? '—' : `${v.toFixed(digits)}${unit}`);
 
 // ---------------------------------------------------------------- the bench's own world
 
@@ -106,10 +100,6 @@ interface World {
   passwordFile: string;
 }
 
-async function cli(w: Pick<World, 'cliEnv'>, args: string[], timeoutMs = 600_000): Promise<string> {
-  return run('node', [CLI, ...args], { env: w.cliEnv, timeoutMs });
-}
-
 /** Removes every domain named with our prefix from one libvirtd. */
 async function sweepDomains(virsh: Virsh, prefix: string): Promise<void> {
   for (const d of await virsh.listDomains()) {
@@ -118,18 +108,9 @@ async function sweepDomains(virsh: Virsh, prefix: string): Promise<void> {
 }
 
 async function makeWorld(o: Options): Promise<World> {
-  const prefix = `km${randomBytes(2).toString('hex')}`;
   const virsh = new Virsh(URI);
   if (!(await virsh.ping())) throw new Error(`libvirt at ${URI} does not answer: start it (virtlogd -d; libvirtd -d)`);
-  await mkdir(o.workdir, { recursive: true });
-  const dir = join(o.workdir, `kumo-bench-${prefix}`);
-  await mkdir(dir);
-  undo.push({ what: `remove ${dir}`, fn: () => rm(dir, { recursive: true, force: true }) });
-  await chmod(dir, 0o755); // QEMU runs as libvirt-qemu and must reach the disks inside
-  const home = join(dir, 'kumo-home');
-  await mkdir(home, { mode: 0o755 });
-  await chmod(home, 0o755);
-  const cliEnv = { ...process.env, KUMO_HOME: home, KUMO_CACHE, LANG: 'C.UTF-8' };
+  const { prefix, dir, cliEnv } = await benchFolder('km', o.workdir);
   const passwordFile = join(dir, 'password');
   await writeFile(passwordFile, `${PASSWORD}\n`, { mode: 0o600 });
 
@@ -145,15 +126,7 @@ async function makeWorld(o: Options): Promise<World> {
   undo.push({ what: `remove domains on ${kvm2}`, fn: () => sweepDomains(virsh2, prefix) });
   undo.push({ what: 'remove domains on local', fn: () => sweepDomains(virsh, prefix) });
 
-  const network = `${prefix}-net`;
-  const bridge = `${prefix}br`;
-  const third = await freeSubnet(virsh);
-  undo.push({ what: `remove network ${network} on local`, fn: () => virsh.removeNetwork(network) });
-  await virsh.defineNetwork(buildNetworkXml({
-    name: network, mode: 'isolated', bridge,
-    ipv4: { address: `192.168.${third}.1`, prefix: 24, dhcp: { start: `192.168.${third}.10`, end: `192.168.${third}.250` } },
-  }));
-  await virsh.startNetwork(network);
+  const { network, bridge, third } = await isolatedNetwork(virsh, prefix);
   // kvm2 plugs its guests into the same Linux bridge (a bridge-mode network of the same name),
   // as two real hypervisors share a switch. Removed before its daemon stops (LIFO).
   undo.push({ what: `remove network ${network} on ${kvm2}`, fn: () => virsh2.removeNetwork(network) });
@@ -163,29 +136,29 @@ async function makeWorld(o: Options): Promise<World> {
 
   const w: World = { prefix, dir, network, kvm2, virsh, virsh2, cliEnv, passwordFile };
   log('kumo image build tiny');
-  await cli(w, ['image', 'build', 'tiny'], 1_800_000);
+  await kumo(w.cliEnv, ['image', 'build', 'tiny'], 1_800_000);
   log(`kumo host add ${kvm2}`);
-  await cli(w, ['host', 'add', kvm2, '--uri', lab.uri, '--migration-address', '127.0.0.1'], 120_000);
+  await kumo(w.cliEnv, ['host', 'add', kvm2, '--uri', lab.uri, '--migration-address', '127.0.0.1'], 120_000);
   return w;
 }
 
 // ---------------------------------------------------------------- guests
 
 async function createInstance(w: World, name: string, host: string): Promise<void> {
-  await cli(w, ['instance', 'create', name, '--image', 'tiny', '--flavor', 'small', '--password-file', w.passwordFile,
+  await kumo(w.cliEnv, ['instance', 'create', name, '--image', 'tiny', '--flavor', 'small', '--password-file', w.passwordFile,
     '--network', w.network, '--host', host], 300_000);
 }
 
 /** `kumo instance wait`: the guest's address once it answers on 8080. */
 async function waitInstance(w: World, name: string, timeoutS: number): Promise<string> {
-  const out = await cli(w, ['instance', 'wait', name, '--timeout', String(timeoutS)], (timeoutS + 60) * 1000);
+  const out = await kumo(w.cliEnv, ['instance', 'wait', name, '--timeout', String(timeoutS)], (timeoutS + 60) * 1000);
   const ip = /answers at http:\/\/([\d.]+):8080/.exec(out)?.[1];
   if (!ip) throw new Error(`kumo instance wait ${name} printed no address: ${out.trim()}`);
   return ip;
 }
 
 async function deleteInstances(w: World, names: string[]): Promise<void> {
-  if (names.length) await cli(w, ['instance', 'delete', ...names], 300_000);
+  if (names.length) await kumo(w.cliEnv, ['instance', 'delete', ...names], 300_000);
 }
 
 // ---------------------------------------------------------------- the load stream
@@ -306,7 +279,7 @@ interface Evacuation {
 
 async function migrateOnce(w: World, name: string, to: string): Promise<{ durationS: number; downtimeMs?: number; commandS: number }> {
   const t0 = now();
-  const out = await cli(w, ['instance', 'migrate', name, '--to', to, '--unsafe'], 420_000);
+  const out = await kumo(w.cliEnv, ['instance', 'migrate', name, '--to', to, '--unsafe'], 420_000);
   const commandS = (now() - t0) / 1000;
   const m = /migrated \S+ \S+ -> \S+ in ([\d.]+) s \(downtime (\d+|\?) ms\)/.exec(out);
   if (!m) throw new Error(`unexpected output of kumo instance migrate: ${out.trim()}`);
@@ -315,7 +288,7 @@ async function migrateOnce(w: World, name: string, to: string): Promise<{ durati
 
 async function measureMigration(w: World, o: Options, name: string, ip: string, kind: Migration['kind'], runNo: number,
   from: string, to: string): Promise<Migration> {
-  const m: Migration = { kind, run: runNo, from, to, ok: false, load: loadavg()[0]! };
+  const m: Migration = { kind, run: runNo, from, to, ok: false, load: load1() };
   const stream = kind === 'loaded' ? requestStream(ip, o.rate, o.requestTimeoutMs) : undefined;
   try {
     if (stream) await sleep(MARGIN_MS);
@@ -349,9 +322,9 @@ async function measureEvacuation(w: World, o: Options, n: number): Promise<Evacu
     e.setupS = (now() - t0) / 1000;
     log(`  ${n} guest(s) on ${w.kvm2} answer (set-up ${e.setupS.toFixed(1)} s); settling 5 s`);
     await sleep(5_000); // let the boots' CPU burst pass
-    e.load = loadavg()[0]!;
+    e.load = load1();
     const t1 = now();
-    const r = await local.run('node', [CLI, 'host', 'evacuate', w.kvm2, '--unsafe', ...(o.parallel ? ['--parallel', String(o.parallel)] : [])],
+    const r = await runCli(['host', 'evacuate', w.kvm2, '--unsafe', ...(o.parallel ? ['--parallel', String(o.parallel)] : [])],
       { env: w.cliEnv, timeoutMs: 900_000, allowFailure: true });
     e.totalS = (now() - t1) / 1000;
     for (const line of r.stdout.split('\n')) {

@@ -12,18 +12,17 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, existsSync } from 'node:fs';
-import { chmod, copyFile, lstat, mkdir, readdir, readFile, rm, rmdir, stat, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
-import { loadavg } from 'node:os';
+import { copyFile, lstat, mkdir, readdir, readFile, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { once } from 'node:events';
 import { local } from '../src/exec/exec.js';
-import { buildNetworkXml } from '../src/drivers/libvirt/network-xml.js';
 import { Virsh } from '../src/drivers/libvirt/virsh.js';
 import { buildSeed, writeSeedIso } from '../src/drivers/image/seed.js';
 import { hashPassword } from '../src/model/password.js';
 import type { Image } from '../src/model/types.js';
-import { cleanup, freeSubnet, log, machineFacts, median, requireTools, run, undo } from './common.js';
+import {
+  benchFolder, cleanup, freePort, isolatedNetwork, KUMO_CACHE, kumo, load1, log, machineFacts, median, now, requireTools, run, sleep, undo,
+} from './common.js';
 
 // ---------------------------------------------------------------- options
 
@@ -42,8 +41,6 @@ interface Options {
 const COURSE_IMAGE_BYTES = 888_995_840;
 const PASSWORD = 'test123';
 const URI = 'qemu:///system';
-const CLI = join(import.meta.dirname, '../src/cli/main.js');
-const KUMO_CACHE = process.env.KUMO_CACHE ?? '/var/lib/kumo/cache';
 
 function usage(): string {
   return `usage: node dist/bench/provision.js [options]
@@ -80,8 +77,6 @@ function parseArgs(argv: string[]): Options {
 
 // ---------------------------------------------------------------- small helpers
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const now = () => performance.now();
 const secs = (ms: number) => ms / 1000;
 /** Bytes really allocated on the host's disk (st_blocks), for a file or a whole folder. */
 async function allocatedBytes(path: string): Promise<number> {
@@ -137,17 +132,6 @@ async function firstHttpAnswer(url: string, deadline: number, alive: () => Promi
   return answeredAt;
 }
 
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  srv.listen(0, '127.0.0.1');
-  await once(srv, 'listening');
-  const addr = srv.address();
-  srv.close();
-  await once(srv, 'close');
-  if (!addr || typeof addr === 'string') throw new Error('could not pick a free loopback port');
-  return addr.port;
-}
-
 const mb = (b: number) => `${(b / 1e6).toFixed(b < 1e7 ? 2 : 0)} MB`;
 
 // ---------------------------------------------------------------- the bench's own world
@@ -166,10 +150,6 @@ interface World {
   initrd: string;
   cmdline: string;
   passwordFile: string;
-}
-
-async function cli(w: Pick<World, 'cliEnv'>, args: string[], timeoutMs = 600_000): Promise<string> {
-  return run('node', [CLI, ...args], { env: w.cliEnv, timeoutMs });
 }
 
 /**
@@ -203,33 +183,16 @@ async function guestfsKernel(): Promise<{ kernel: string; version: string; modul
 }
 
 async function makeWorld(o: Options): Promise<World> {
-  const prefix = `kb${randomBytes(2).toString('hex')}`;
   const virsh = new Virsh(URI);
   if (!(await virsh.ping())) throw new Error(`libvirt at ${URI} does not answer: start it (virtlogd -d; libvirtd -d)`);
-  await mkdir(o.workdir, { recursive: true });
-  const dir = join(o.workdir, `kumo-bench-${prefix}`);
-  await mkdir(dir);
-  undo.push({ what: `remove ${dir}`, fn: () => rm(dir, { recursive: true, force: true }) });
-  await chmod(dir, 0o755); // QEMU runs as libvirt-qemu and must reach the disks inside
-  const home = join(dir, 'kumo-home');
-  await mkdir(home, { mode: 0o755 });
-  await chmod(home, 0o755);
+  const { prefix, dir, home, cliEnv } = await benchFolder('kb', o.workdir);
   // Anything libvirt still holds that carries our prefix or points into our folder goes first.
   undo.push({ what: 'remove domains, pools', fn: () => sweepLibvirt(virsh, prefix, dir) });
 
-  const network = `${prefix}-net`;
-  const third = await freeSubnet(virsh);
   // kumo's own network XML (with dnsmasq's no-ping, as every kumo network has): both ways share it.
-  const netXml = buildNetworkXml({
-    name: network, mode: 'isolated', bridge: `${prefix}br`,
-    ipv4: { address: `192.168.${third}.1`, prefix: 24, dhcp: { start: `192.168.${third}.10`, end: `192.168.${third}.250` } },
-  });
-  await virsh.defineNetwork(netXml);
-  undo.push({ what: `remove network ${network}`, fn: () => virsh.removeNetwork(network) });
-  await virsh.startNetwork(network);
+  const { network, third } = await isolatedNetwork(virsh, prefix);
   log(`network ${network}: isolated 192.168.${third}.0/24 on bridge ${prefix}br; folder ${dir}`);
 
-  const cliEnv = { ...process.env, KUMO_HOME: home, KUMO_CACHE, LANG: 'C.UTF-8' };
   const passwordFile = join(dir, 'password');
   await writeFile(passwordFile, `${PASSWORD}\n`, { mode: 0o600 });
 
@@ -250,8 +213,8 @@ async function makeWorld(o: Options): Promise<World> {
   };
 
   log('kumo image build tiny');
-  await cli({ cliEnv }, ['image', 'build', 'tiny'], 1_800_000);
-  const tiny = JSON.parse(await cli({ cliEnv }, ['image', 'show', 'tiny', '--json'])) as Image;
+  await kumo(cliEnv, ['image', 'build', 'tiny'], 1_800_000);
+  const tiny = JSON.parse(await kumo(cliEnv, ['image', 'show', 'tiny', '--json'])) as Image;
   if (!tiny.kernel || !tiny.cmdline) throw new Error('the tiny image has no direct-boot kernel/cmdline');
 
   const padDir = join(dir, 'padded');
@@ -263,7 +226,7 @@ async function makeWorld(o: Options): Promise<World> {
   const padded = await buildPadded(tiny, padDir, o.targetBytes);
 
   log('kumo image import padded');
-  await cli({ cliEnv }, ['image', 'import', 'padded', padded, '--kernel', kernel, ...(tiny.initrd ? ['--initrd', initrd] : []),
+  await kumo(cliEnv, ['image', 'import', 'padded', padded, '--kernel', kernel, ...(tiny.initrd ? ['--initrd', initrd] : []),
     '--cmdline', tiny.cmdline, '--os', 'tiny padded']);
 
   return {
@@ -388,7 +351,7 @@ async function assertRunning(w: World, domain: string): Promise<void> {
 
 /** (a) The course: cp the image, virt-customize --root-password, virt-install --import. */
 async function measureManual(w: World, i: number, o: Options): Promise<Measurement> {
-  const m: Measurement = { way: 'manual', run: i, ok: false, steps: {}, load: loadavg()[0]! };
+  const m: Measurement = { way: 'manual', run: i, ok: false, steps: {}, load: load1() };
   const name = `${w.prefix}-m${i}`;
   // Its own folder: virt-install makes a storage pool for the folder of a disk it is given,
   // and names it after the folder, so the folder carries our prefix.
@@ -446,12 +409,12 @@ async function measureManual(w: World, i: number, o: Options): Promise<Measureme
 
 /** (b) kumo instance create, run as a user runs it. */
 async function measureKumo(w: World, i: number, o: Options): Promise<Measurement> {
-  const m: Measurement = { way: 'kumo', run: i, ok: false, steps: {}, load: loadavg()[0]! };
+  const m: Measurement = { way: 'kumo', run: i, ok: false, steps: {}, load: load1() };
   const name = `${w.prefix}-k${i}`;
   const instDir = join(w.home, 'instances', name);
   try {
     const t0 = now();
-    await cli(w, ['instance', 'create', name, '--image', 'padded', '--flavor', 'small',
+    await kumo(w.cliEnv, ['instance', 'create', name, '--image', 'padded', '--flavor', 'small',
       '--password-file', w.passwordFile, '--network', w.network], 300_000);
     m.steps.cli = secs(now() - t0);
     await assertRunning(w, name);
@@ -464,7 +427,7 @@ async function measureKumo(w: World, i: number, o: Options): Promise<Measurement
     await tailConsole(join(instDir, 'console.log'));
   } finally {
     await collectConsole(join(instDir, 'console.log'), m, o);
-    await cli(w, ['instance', 'delete', name], 120_000).catch(() => undefined);
+    await kumo(w.cliEnv, ['instance', 'delete', name], 120_000).catch(() => undefined);
     await w.virsh.removeDomain(name).catch(() => undefined);
     await rm(instDir, { recursive: true, force: true });
   }
@@ -473,7 +436,7 @@ async function measureKumo(w: World, i: number, o: Options): Promise<Measurement
 
 /** (c) The floor: QEMU alone, TCG, the same kernel/initrd/cmdline, an overlay and a seed made beforehand. */
 async function measureFloor(w: World, i: number, o: Options): Promise<Measurement> {
-  const m: Measurement = { way: 'floor', run: i, ok: false, steps: {}, load: loadavg()[0]! };
+  const m: Measurement = { way: 'floor', run: i, ok: false, steps: {}, load: load1() };
   const fdir = join(w.dir, `floor${i}`);
   await mkdir(fdir, { mode: 0o755 });
   let qemu: ChildProcess | undefined;
@@ -653,7 +616,7 @@ async function main(): Promise<number> {
     await run('virt-customize', ['-a', warm, '--root-password', `password:${PASSWORD}`], { env: w.guestfsEnv, timeoutMs: 900_000 });
     await rm(warm);
     log('warm-up: kumo host info (acceleration probe, cached per host)');
-    await cli(w, ['host', 'info']);
+    await kumo(w.cliEnv, ['host', 'info']);
 
     for (let i = 1; i <= o.runs; i++) {
       for (const [way, fn] of [['floor', measureFloor], ['kumo', measureKumo], ['manual', measureManual]] as const) {

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { local } from '../../src/exec/exec.js';
+import { local, type RunOptions } from '../../src/exec/exec.js';
+import { sleep } from '../../src/exec/process.js';
 import { openContext, type Context } from '../../src/service/context.js';
 import { buildNetworkXml } from '../../src/drivers/libvirt/network-xml.js';
 import { Virsh } from '../../src/drivers/libvirt/virsh.js';
@@ -25,14 +26,26 @@ export interface TestEnv {
 export const CLI = join(import.meta.dirname, '../../src/cli/main.js');
 export const testCache = () => process.env.KUMO_TEST_CACHE ?? '/var/lib/kumo/cache';
 
-/** A /24 in 192.168.200-249 that no route on this machine uses yet. */
-export async function freeSubnet(): Promise<number> {
+/** Runs the built CLI as a user would (`node dist/src/cli/main.js ARGS`); tests and benchmarks alike. */
+export function runCli(args: string[], opts: RunOptions = {}) {
+  return local.run('node', [CLI, ...args], opts);
+}
+
+/**
+ * A /24 in 192.168.200-249 that no route and no libvirt network on this machine uses (a
+ * defined but inactive network has no route yet); tests and benchmarks alike.
+ */
+export async function freeSubnet(virsh = new Virsh('qemu:///system')): Promise<number> {
+  const used = new Set<number>();
   const routes = (await local.run('ip', ['-4', 'route', 'show'])).stdout;
-  for (let tries = 0; tries < 50; tries++) {
-    const third = 200 + Math.floor(Math.random() * 50);
-    if (!routes.includes(`192.168.${third}.`)) return third;
+  for (const m of routes.matchAll(/192\.168\.(\d+)\./g)) used.add(Number(m[1]));
+  for (const n of await virsh.listNetworks()) {
+    const xml = (await virsh.networkXml(n.name)) ?? '';
+    for (const m of xml.matchAll(/192\.168\.(\d+)\./g)) used.add(Number(m[1]));
   }
-  throw new Error('no free 192.168.2xx.0/24 subnet for the test network');
+  const free = Array.from({ length: 50 }, (_, i) => 200 + i).filter((t) => !used.has(t));
+  if (!free.length) throw new Error('no free 192.168.2xx.0/24 subnet (routes and libvirt networks use all of 200-249)');
+  return free[Math.floor(Math.random() * free.length)]!;
 }
 
 export async function makeTestEnv(label: string): Promise<TestEnv> {
@@ -53,7 +66,7 @@ export async function makeTestEnv(label: string): Promise<TestEnv> {
   return {
     prefix, home, network, ctx, cliEnv,
     async cli(args, opts = {}) {
-      const r = await local.run('node', [CLI, ...args], { env: cliEnv, allowFailure: true, ...(opts.input !== undefined ? { input: opts.input } : {}), timeoutMs: opts.timeoutMs ?? 300_000 });
+      const r = await runCli(args, { env: cliEnv, allowFailure: true, ...(opts.input !== undefined ? { input: opts.input } : {}), timeoutMs: opts.timeoutMs ?? 300_000 });
       return { code: r.code, stdout: r.stdout, stderr: r.stderr };
     },
     async cleanup() {
@@ -85,7 +98,8 @@ export async function makeTestEnv(label: string): Promise<TestEnv> {
   };
 }
 
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** The one sleep of tests and benchmarks: src/exec's. */
+export { sleep };
 
 export async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 120_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;

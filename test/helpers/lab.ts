@@ -4,6 +4,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { readdir, readFile, readlink } from 'node:fs/promises';
 import { local } from '../../src/exec/exec.js';
+import { sleep } from '../../src/exec/process.js';
 
 /** A TCP port on 127.0.0.1 that nothing listens on right now. */
 export function freePort(): Promise<number> {
@@ -58,7 +59,7 @@ export function pollHttp(url: string, opts: { intervalMs?: number; requestTimeou
         stats.failed++;
       }
       const wait = intervalMs - (Date.now() - t0);
-      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      if (wait > 0) await sleep(wait);
     }
   })();
   return {

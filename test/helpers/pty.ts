@@ -1,4 +1,5 @@
 import { spawn, type IPty } from '@lydell/node-pty';
+import { sleep } from '../../src/exec/process.js';
 
 /** A program in a real pseudo-terminal, driven the way a person types at it. */
 export class Terminal {
@@ -26,13 +27,13 @@ export class Terminal {
       const m = pattern.exec(s.slice(from));
       if (m) return from + m.index + m[0].length;
       if (Date.now() > deadline) throw new Error(`timed out waiting for ${pattern} in:\n${s.slice(-2000)}`);
-      await new Promise((r) => setTimeout(r, 50));
+      await sleep(50);
     }
   }
 
   /** Types a line and presses Enter. */
   async answer(text: string): Promise<void> {
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
     this.pty.write(`${text}\r`);
   }
 

@@ -3,10 +3,10 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { WebSocket } from 'ws';
 import { makeTestEnv, waitFor, type TestEnv } from '../helpers/env.js';
-import { buildServer, type ApiServer } from '../../src/api/server.js';
+import type { ApiServer } from '../../src/api/server.js';
+import { apiToken, listenApi } from '../helpers/api.js';
 import { ConsoleTickets, TICKET_TTL_MS } from '../../src/api/tickets.js';
 import type { VncTarget } from '../../src/service/consoles.js';
-import { TokenService } from '../../src/service/tokens.js';
 import { ImageService } from '../../src/service/images.js';
 import { InstanceService } from '../../src/service/instances.js';
 import { local } from '../../src/exec/exec.js';
@@ -29,12 +29,12 @@ let nsTarget: VncTarget | undefined;
 
 before(async () => {
   env = await makeTestEnv('vnc');
-  token = new TokenService(env.ctx).create('test').token;
+  token = apiToken(env.ctx);
   await new ImageService(env.ctx).buildTiny();
   name = `${env.prefix}-c`;
   await new InstanceService(env.ctx).create({ name, image: 'tiny', flavor: 'small', password: 'pw', networks: [env.network] });
   const real = new InstanceService(env.ctx);
-  app = await buildServer(env.ctx, {
+  ({ app, base } = await listenApi(env.ctx, {
     monitor: false,
     vncResolver: async (n) => {
       if (n === `${env.prefix}-ns`) return nsTarget!;
@@ -42,11 +42,7 @@ before(async () => {
       assert.ok(i.vnc, `${n} has a VNC display`);
       return { vnc: i.vnc };
     },
-  });
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  const addr = app.server.address();
-  assert.ok(addr && typeof addr === 'object');
-  base = `http://127.0.0.1:${addr.port}`;
+  }));
 });
 
 after(async () => {

@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
-import { makeTestEnv, waitFor, type TestEnv } from '../helpers/env.js';
+import { makeTestEnv, sleep, waitFor, type TestEnv } from '../helpers/env.js';
 import { getInNetns, processesMentioning, runWrk } from '../helpers/lab.js';
 import { local } from '../../src/exec/exec.js';
 import { NetnsExecutor } from '../../src/exec/netns.js';
@@ -116,7 +116,7 @@ test('apply builds the course datacenter: the website through the LB from outsid
   // the instances' 8080 only from the LB, NFS on STG only from the instances.
   const listener = spawn('nsenter', [`--net=/run/netns/${env.prefix}-lb`, '--', 'busybox', 'nc', '-l', '-p', '2222'], { stdio: 'ignore' });
   try {
-    await new Promise((r) => setTimeout(r, 500));
+    await sleep(500);
     assert.notEqual((await outside.run('curl', ['-s', '--max-time', '2', 'telnet://10.5.1.213:2222'], { allowFailure: true, input: '' })).code, 0);
   } finally {
     listener.kill();
@@ -149,7 +149,7 @@ test('a live migration under load from the outside (wrk through the WAF and LB) 
   const DURATION_S = 20;
   const t0 = Date.now();
   const load = runWrk('http://10.5.1.213/', { netns: `${env.prefix}-internet`, threads: 1, connections: 4, durationS: DURATION_S });
-  await new Promise((r) => setTimeout(r, 2_000));
+  await sleep(2_000);
   const moved = await env.cli(['instance', 'migrate', moving.name, '--to', to]);
   const movedAfterS = (Date.now() - t0) / 1000;
   const w = await load;

@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CLI, makeTestEnv, sleep, waitFor, type TestEnv } from '../helpers/env.js';
+import { makeTestEnv, runCli, sleep, waitFor, type TestEnv } from '../helpers/env.js';
 import { Terminal } from '../helpers/pty.js';
 import { generatedUserData } from '../helpers/tools.js';
 import { local } from '../../src/exec/exec.js';
@@ -31,7 +31,7 @@ async function missingTools(): Promise<string> {
 }
 
 async function kumo(env: TestEnv, args: string[], timeoutMs = 600_000) {
-  return local.run('node', [CLI, ...args], { env: env.cliEnv, allowFailure: true, timeoutMs });
+  return runCli(args, { env: env.cliEnv, allowFailure: true, timeoutMs });
 }
 
 test('debian-12: a real Debian cloud image that boots from its own boot loader and takes kumo\'s seed', { timeout: 5_400_000 }, async (t) => {

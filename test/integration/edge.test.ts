@@ -4,7 +4,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
-import { makeTestEnv, waitFor, type TestEnv } from '../helpers/env.js';
+import { makeTestEnv, sleep, waitFor, type TestEnv } from '../helpers/env.js';
 import { processesMentioning } from '../helpers/lab.js';
 import { local } from '../../src/exec/exec.js';
 import { NetnsExecutor } from '../../src/exec/netns.js';
@@ -100,7 +100,7 @@ test('apply: the site through the edge, SSH to the edge only, the LB out through
   // SSH (a listener on 22 as stand-in) on the edge is reachable from outside ...
   const edgeSsh = inNode('edge', ['busybox', 'nc', '-l', '-p', '22']);
   const lbSsh = inNode('lb', ['busybox', 'nc', '-l', '-p', '22']);
-  await new Promise((r) => setTimeout(r, 500));
+  await sleep(500);
   await outside.run('busybox', ['nc', '-w', '2', PUBLIC, '22'], { allowFailure: true, input: 'hello-edge\n', timeoutMs: 10_000 });
   await waitFor('the edge\'s SSH stand-in got the line', async () => (edgeSsh.out().includes('hello-edge') ? true : undefined), 5_000);
   // ... the LB's is not: the outside has no route to the dmz, and the edge forwards only port 80.
@@ -116,7 +116,7 @@ test('apply: the site through the edge, SSH to the edge only, the LB out through
   await mkdir(www, { recursive: true });
   await writeFile(join(www, 'index.html'), 'outside-server\n');
   const server = inNode('internet', ['busybox', 'httpd', '-f', '-vv', '-p', '8081', '-h', www]);
-  await new Promise((r) => setTimeout(r, 500));
+  await sleep(500);
   const fromLb = await at('lb').run('curl', ['-s', '--max-time', '3', 'http://10.5.1.1:8081/'], { allowFailure: true });
   assert.equal(fromLb.stdout.trim(), 'outside-server', fromLb.stderr);
   await waitFor('the server logged the request', async () => (/url:\//.test(server.out()) ? true : undefined), 5_000);

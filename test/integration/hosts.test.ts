@@ -2,7 +2,7 @@ import { needsKvmMask } from '../../src/drivers/host/accel-probe.js';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { makeTestEnv, waitFor, type TestEnv } from '../helpers/env.js';
+import { makeTestEnv, sleep, waitFor, type TestEnv } from '../helpers/env.js';
 import { pollHttp } from '../helpers/lab.js';
 import { ImageService } from '../../src/service/images.js';
 import { InstanceService } from '../../src/service/instances.js';
@@ -114,7 +114,7 @@ test('live migration moves a serving instance and kumo follows; a failed one lea
   const moved = await env.cli(['instance', 'migrate', onKvm2.name, '--to', 'local']);
   assert.equal(moved.code, 0, moved.stderr);
   assert.match(moved.stdout, new RegExp(`migrated ${onKvm2.name} ${kvm2()} -> local in [\\d.]+ s \\(downtime \\d+ ms\\)`));
-  await new Promise((r) => setTimeout(r, 3000));
+  await sleep(3000);
   const stats = await poll.stop();
   assert.equal(env.ctx.instances.get(onKvm2.name)?.host, 'local');
   assert.ok(!(await new Virsh(lab!.uri).listDomains()).some((d) => d.name === onKvm2.name), 'gone from kvm2');

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { basename } from 'node:path';
-import { makeTestEnv, waitFor, type TestEnv } from '../helpers/env.js';
+import { makeTestEnv, sleep, waitFor, type TestEnv } from '../helpers/env.js';
 import { freePort, mountsMentioning, pollHttp, processesMentioning } from '../helpers/lab.js';
 import { ImageService } from '../../src/service/images.js';
 import { InstanceService } from '../../src/service/instances.js';
@@ -152,7 +152,7 @@ async function migrateWhilePolling(
   });
   const migratedAt = Date.now();
   // Bounded: keep polling for 10 s after the move.
-  await new Promise((res) => setTimeout(res, 10_000));
+  await sleep(10_000);
   const stats = await poll.stop();
   t.diagnostic(`${label}: duration ${r.durationMs} ms, QEMU downtime ${r.downtimeMs ?? '?'} ms ` +
     `(libvirt job ${r.jobElapsedMs ?? '?'} ms), longest HTTP gap ${stats.longestGapMs} ms, ` +

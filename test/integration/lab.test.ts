@@ -5,8 +5,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { makeTestEnv, sleep, waitFor, type TestEnv } from '../helpers/env.js';
-import { buildServer } from '../../src/api/server.js';
-import { TokenService } from '../../src/service/tokens.js';
+import { apiToken, listenApi } from '../helpers/api.js';
 import { pollHttpInNetns, processesMentioning } from '../helpers/lab.js';
 import { local } from '../../src/exec/exec.js';
 import { NetnsExecutor } from '../../src/exec/netns.js';
@@ -150,12 +149,10 @@ test('four instances spread two per hypervisor, mount stg\'s share, and serve it
 });
 
 test('the dashboard\'s consoles reach a lab instance: VNC inside its hypervisor\'s namespace, serial through its libvirtd', async () => {
-  const token = new TokenService(env.ctx).create(`${env.prefix}-console`).token;
-  const app = await buildServer(env.ctx, { monitor: false });
+  const token = apiToken(env.ctx, `${env.prefix}-console`);
+  const { app, port } = await listenApi(env.ctx, { monitor: false });
   const sockets: WebSocket[] = [];
   try {
-    await app.listen({ host: '127.0.0.1', port: 0 });
-    const port = (app.server.address() as { port: number }).port;
     const name = names[0]!;
     const open = async (console: 'vnc' | 'serial', until: RegExp, poke?: string): Promise<string> => {
       const r = await fetch(`http://127.0.0.1:${port}/api/v1/instances/${name}/console-ticket`, {
@@ -190,10 +187,10 @@ test('a live migration kvm1 -> kvm2 and back while the LB polls the instance eve
   const ip = backendIp(inst)!;
   const poll = pollHttpInNetns(`${env.prefix}-lb`, `http://${ip}:8080/share/index.html`);
   await waitFor('the poller\'s first answer', async () => ((await fromLb(`http://${ip}:8080/`)) ? true : undefined));
-  await new Promise((r) => setTimeout(r, 1_000));
+  await sleep(1_000);
   const there = await env.cli(['instance', 'migrate', inst.name, '--to', 'kvm2']);
   assert.equal(there.code, 0, there.stderr);
-  await new Promise((r) => setTimeout(r, 1_000));
+  await sleep(1_000);
   const stats = await poll.stop();
   t.diagnostic(`migration: ${there.stdout.trim()}; polls ${stats.requests}, failed ${stats.failed}, longest gap ${stats.longestGapMs} ms`);
   assert.ok(stats.lastOkAt !== undefined && stats.ok > 10, `the LB kept getting answers: ${JSON.stringify(stats)}`);

@@ -4,8 +4,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeTestEnv, waitFor, type TestEnv } from '../helpers/env.js';
-import { buildServer, type ApiServer } from '../../src/api/server.js';
-import { TokenService } from '../../src/service/tokens.js';
+import type { ApiServer } from '../../src/api/server.js';
+import { apiToken, listenApi } from '../helpers/api.js';
 import { ImageService } from '../../src/service/images.js';
 import { InstanceService } from '../../src/service/instances.js';
 import { local } from '../../src/exec/exec.js';
@@ -25,15 +25,11 @@ let scratch: string | undefined;
 
 before(async () => {
   env = await makeTestEnv('met');
-  token = new TokenService(env.ctx).create('test').token;
+  token = apiToken(env.ctx);
   await new ImageService(env.ctx).buildTiny();
   name = `${env.prefix}-m`;
   await new InstanceService(env.ctx).create({ name, image: 'tiny', flavor: 'small', password: 'pw', networks: [env.network] });
-  app = await buildServer(env.ctx, { monitor: { intervalMs: 1_000, record: false } });
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  const addr = app.server.address();
-  assert.ok(addr && typeof addr === 'object');
-  base = `http://127.0.0.1:${addr.port}`;
+  ({ app, base } = await listenApi(env.ctx, { monitor: { intervalMs: 1_000, record: false } }));
   scratch = await mkdtemp(join(tmpdir(), `kumo-${env.prefix}-metrics-`));
 });
 

@@ -2,8 +2,8 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { WebSocket } from 'ws';
 import { makeTestEnv, sleep, waitFor, type TestEnv } from '../helpers/env.js';
-import { buildServer, type ApiServer } from '../../src/api/server.js';
-import { TokenService } from '../../src/service/tokens.js';
+import type { ApiServer } from '../../src/api/server.js';
+import { apiToken, listenApi } from '../helpers/api.js';
 import { ImageService } from '../../src/service/images.js';
 import { InstanceService } from '../../src/service/instances.js';
 import { local } from '../../src/exec/exec.js';
@@ -23,15 +23,11 @@ const sockets: WebSocket[] = [];
 
 before(async () => {
   env = await makeTestEnv('ser');
-  token = new TokenService(env.ctx).create('test').token;
+  token = apiToken(env.ctx);
   await new ImageService(env.ctx).buildTiny();
   name = `${env.prefix}-s`;
   await new InstanceService(env.ctx).create({ name, image: 'tiny', flavor: 'small', password: 'pw', networks: [env.network] });
-  app = await buildServer(env.ctx, { monitor: false });
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  const addr = app.server.address();
-  assert.ok(addr && typeof addr === 'object');
-  base = `http://127.0.0.1:${addr.port}`;
+  ({ app, base } = await listenApi(env.ctx, { monitor: false }));
 });
 
 after(async () => {

@@ -2,7 +2,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { CLI, makeTestEnv, waitFor, type TestEnv } from '../helpers/env.js';
+import { makeTestEnv, runCli, waitFor, type TestEnv } from '../helpers/env.js';
 import { ImageService } from '../../src/service/images.js';
 import { InstanceService } from '../../src/service/instances.js';
 import { SnapshotService } from '../../src/service/snapshots.js';
@@ -128,7 +128,7 @@ test('list: name, local creation time with offset, state; the default name is th
   assert.ok(Math.abs(Number(epoch) - before) <= 5, `default name ${epoch} is not the creation time (~${before})`);
 
   // The course's host is in Korea: the same listing there shows +0900.
-  const r = await local.run('node', [CLI, 'snapshot', 'list', name], { env: { ...env.cliEnv, TZ: 'Asia/Seoul' } });
+  const r = await runCli(['snapshot', 'list', name], { env: { ...env.cliEnv, TZ: 'Asia/Seoul' } });
   const lines = r.stdout.trimEnd().split('\n');
   assert.match(lines[0]!, /^ Name\s+Creation Time\s+State$/);
   assert.match(lines[1]!, /^-+$/);

@@ -10,6 +10,7 @@ import { stringify } from 'yaml';
 import { encrypt } from 'unixcrypt';
 import { buildTinyImage } from '../../src/drivers/image/tiny.js';
 import { local } from '../../src/exec/exec.js';
+import { sleep } from '../../src/exec/process.js';
 import { freePort } from '../helpers/lab.js';
 
 /**
@@ -102,7 +103,7 @@ test('the tiny image boots, applies its NoCloud seed and serves HTTP', { timeout
       // nothing: keep each try short
       index = await get(`${base}/`, 750);
       if (index?.status === 200) break;
-      await new Promise((r) => setTimeout(r, 250));
+      await sleep(250);
     }
     if (index?.status !== 200) {
       assert.fail(`no HTTP answer within ${HTTP_TIMEOUT_MS / 1000} s\n${await consoleTail(consoleLog)}`);
@@ -128,7 +129,7 @@ test('the tiny image boots, applies its NoCloud seed and serves HTTP', { timeout
     let prompt = false;
     for (let i = 0; i < 60 && !prompt; i++) {
       prompt = / login: /.test(await readFile(consoleLog, 'latin1'));
-      if (!prompt) await new Promise((r) => setTimeout(r, 250));
+      if (!prompt) await sleep(250);
     }
     assert.ok(prompt, `a login prompt on the serial console\n${await consoleTail(consoleLog)}`);
   } finally {

@@ -1,13 +1,13 @@
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { cp, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { type Executor, local } from '../../exec/exec.js';
 import { KumoError, invalid } from '../../model/errors.js';
 import { DEFAULT_SIZE_GIB, checkImageSize, parsePackages } from '../../model/image-build.js';
 import { debianMirrorLines, mirrorState, readHostAptSources } from './debian-apt.js';
 import { MBR_BOOT_CODE, makeBootableDisk, removeBuildDir, removeStaleBuilds } from './debian-disk.js';
+import { buildDirName, guestAssetDir, hashAssets, listFiles, publishBuild, readManifestFile, requireTools } from './recipe.js';
 
 /**
  * A genuine Debian cloud image, built on this machine from the Debian mirror its apt already
@@ -85,41 +85,13 @@ export async function buildDebianImage(opts: BuildDebianImageOptions): Promise<D
   if (!recipe) throw invalid(`unknown recipe "${String(recipeName)}"`, `available: ${Object.keys(DEBIAN_RECIPES).join(', ')}`);
   const sizeGiB = checkImageSize(opts.sizeGiB ?? DEFAULT_SIZE_GIB);
   const extra = parsePackages(opts.packages ?? []);
-
-  // mmdebstrap's root mode (chroot, mounts) and losetup/mount need root.
-  if (process.getuid?.() !== 0) {
-    throw new KumoError('COMMAND_FAILED', 'building a Debian image needs root (mmdebstrap, losetup and mount)',
-      `run it as root: sudo kumo image build ${recipeName}`);
-  }
-  await requireTools(exec, {
-    mmdebstrap: 'mmdebstrap', sfdisk: 'fdisk', mke2fs: 'e2fsprogs', losetup: 'mount', mount: 'mount',
-    umount: 'mount', extlinux: 'extlinux', chroot: 'coreutils', 'qemu-img': 'qemu-utils',
-  });
-  if (!existsSync(MBR_BOOT_CODE)) {
-    throw new KumoError('MISSING_DEPENDENCY', `${MBR_BOOT_CODE} (the MBR boot code) is missing`,
-      'apt-get install --no-install-recommends extlinux');
-  }
+  await checkBuildHost(exec, recipeName);
 
   progress('reading the host\'s Debian mirror from /etc/apt');
   const mirrors = debianMirrorLines(await readHostAptSources(opts.aptDir), recipe.suite);
   const packages = [...BASE_PACKAGES, ...extra.filter((p) => !BASE_PACKAGES.includes(p))];
-  const assets = await assetDir();
-  const assetFiles = await listFiles(assets);
-  const tools = (await exec.run('dpkg-query', ['-W', '-f', '${Package} ${Version}\n', 'mmdebstrap', 'extlinux', 'e2fsprogs'],
-    { allowFailure: true })).stdout;
-
-  // One variant = one (release, size, packages); its key also covers what may change under it.
-  const variant = sha256({ suite: recipe.suite, sizeGiB, extra });
-  const keyHash = createHash('sha256');
-  keyHash.update(JSON.stringify({
-    recipe: RECIPE, variant, suite: recipe.suite, sizeGiB, packages, mirrors, cmdline: DEBIAN_CMDLINE, locale: LOCALE,
-    mirrorState: await mirrorState(mirrors, opts.listsDir), tools,
-  }));
-  for (const f of assetFiles) {
-    keyHash.update(`\0asset\0${f}\0`);
-    keyHash.update(await readFile(join(assets, f)));
-  }
-  const key = keyHash.digest('hex');
+  const assets = await guestAssetDir('debian-guest', 'extlinux.conf', 'Debian image');
+  const { key, variant } = await debianKey(exec, { suite: recipe.suite, sizeGiB, extra, packages, mirrors, assets, listsDir: opts.listsDir });
 
   const cacheRoot = join(resolve(opts.cacheDir), 'debian');
   const finalDir = join(cacheRoot, key);
@@ -132,62 +104,23 @@ export async function buildDebianImage(opts: BuildDebianImageOptions): Promise<D
   await mkdir(cacheRoot, { recursive: true });
   await removeStaleBuilds(exec, cacheRoot);
   const started = Date.now();
-  const tmp = join(cacheRoot, `.build-${key.slice(0, 12)}-${process.pid}-${randomBytes(4).toString('hex')}`);
-  const root = join(tmp, 'root');
+  const tmp = join(cacheRoot, buildDirName(key));
   const out = join(tmp, 'out');
   await mkdir(out, { recursive: true });
   try {
-    const fsUuid = randomUUID();
-    // fstab is there before the packages: initramfs-tools reads it to put fsck for the root
-    // filesystem's type into the initramfs.
-    await mkdir(join(root, 'etc'), { recursive: true });
-    await writeFile(join(root, 'etc', 'fstab'), `# <file system> <mount point> <type> <options> <dump> <pass>\nUUID=${fsUuid} / ext4 rw,discard,errors=remount-ro 0 1\n`);
-
-    progress(`installing Debian ${recipe.suite} with ${packages.length} packages and their dependencies from ${mirrors[0]!.split(' ')[1]} (mmdebstrap; takes minutes)`);
-    const t0 = Date.now();
-    await exec.run('mmdebstrap', [
-      '--mode=root', '--variant=important', '--format=directory', '--skip=check/empty',
-      `--include=${packages.join(',')}`, recipe.suite, root, ...mirrors,
-    ], { timeoutMs: 3_600_000 });
-    progress(`  installed in ${seconds(t0)} s`);
-
-    progress('configuring the guest (cloud-init, locale, network, boot loader; removing host identity)');
-    const kernelVersion = await configureTree(exec, root, assets, fsUuid);
-
-    progress(`making the ${sizeGiB} GiB disk (partition, ext4, extlinux)`);
-    const raw = join(tmp, 'disk.raw');
-    await makeBootableDisk(exec, { tree: root, file: raw, sizeBytes: sizeGiB * 2 ** 30, fsUuid, work: tmp });
-    // The tree is no longer needed: free its space before the qcow2 is written.
-    await removeBuildDir(exec, root);
-
-    progress('compressing the disk (qcow2)');
-    await exec.run('qemu-img', ['convert', '-q', '-c', '-f', 'raw', '-O', 'qcow2', raw, join(out, 'disk.qcow2')],
-      { timeoutMs: 1_800_000 });
-    await rm(raw, { force: true });
-
+    const kernelVersion = await buildDisk(exec, { suite: recipe.suite, sizeGiB, packages, mirrors, assets, tmp, out }, progress);
     const buildSeconds = Math.round((Date.now() - started) / 1000);
     const manifest: Manifest = {
       key, variant, recipe: recipeName, os: osLabel(recipe.os, extra), disk: 'disk.qcow2', sizeGiB, packages: extra,
       kernelVersion, mirrors, buildSeconds, builtAt: new Date().toISOString(),
     };
     await writeFile(join(out, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
-
-    if (existsSync(finalDir)) {
-      const old = join(cacheRoot, `.old-${key.slice(0, 12)}-${randomBytes(4).toString('hex')}`);
-      await rename(finalDir, old);
-      await rm(old, { recursive: true, force: true });
-    }
-    try {
-      await rename(out, finalDir);
-    } catch (e) {
-      // another build of the same inputs finished first: use it
-      if (!(await readManifest(finalDir))) throw e;
-    }
+    await publishBuild(cacheRoot, key, out, { replace: async () => true, complete: async (dir) => !!(await readManifest(dir)) });
     // Older builds of the same variant are of no further use: registered images hold their
     // disks by hard link or copy.
     for (const entry of await readdir(cacheRoot)) {
       if (entry === key || entry.startsWith('.')) continue;
-      if ((await readManifestFile(join(cacheRoot, entry)))?.variant === variant) {
+      if ((await readManifestFile<Manifest>(join(cacheRoot, entry)))?.variant === variant) {
         await rm(join(cacheRoot, entry), { recursive: true, force: true });
       }
     }
@@ -198,6 +131,78 @@ export async function buildDebianImage(opts: BuildDebianImageOptions): Promise<D
   } finally {
     await removeBuildDir(exec, tmp);
   }
+}
+
+/** Root and the tools the build runs. */
+async function checkBuildHost(exec: Executor, recipeName: DebianRecipe): Promise<void> {
+  // mmdebstrap's root mode (chroot, mounts) and losetup/mount need root.
+  if (process.getuid?.() !== 0) {
+    throw new KumoError('COMMAND_FAILED', 'building a Debian image needs root (mmdebstrap, losetup and mount)',
+      `run it as root: sudo kumo image build ${recipeName}`);
+  }
+  await requireTools(exec, 'building a Debian image', {
+    mmdebstrap: 'mmdebstrap', sfdisk: 'fdisk', mke2fs: 'e2fsprogs', losetup: 'mount', mount: 'mount',
+    umount: 'mount', extlinux: 'extlinux', chroot: 'coreutils', 'qemu-img': 'qemu-utils',
+  });
+  if (!existsSync(MBR_BOOT_CODE)) {
+    throw new KumoError('MISSING_DEPENDENCY', `${MBR_BOOT_CODE} (the MBR boot code) is missing`,
+      'apt-get install --no-install-recommends extlinux');
+  }
+}
+
+/** One variant = one (release, size, packages); its key also covers what may change under it. */
+async function debianKey(exec: Executor, k: {
+  suite: string; sizeGiB: number; extra: string[]; packages: string[]; mirrors: string[]; assets: string; listsDir: string | undefined;
+}): Promise<{ key: string; variant: string }> {
+  const assetFiles = await listFiles(k.assets);
+  const tools = (await exec.run('dpkg-query', ['-W', '-f', '${Package} ${Version}\n', 'mmdebstrap', 'extlinux', 'e2fsprogs'],
+    { allowFailure: true })).stdout;
+  const variant = sha256({ suite: k.suite, sizeGiB: k.sizeGiB, extra: k.extra });
+  const keyHash = createHash('sha256');
+  keyHash.update(JSON.stringify({
+    recipe: RECIPE, variant, suite: k.suite, sizeGiB: k.sizeGiB, packages: k.packages, mirrors: k.mirrors, cmdline: DEBIAN_CMDLINE, locale: LOCALE,
+    mirrorState: await mirrorState(k.mirrors, k.listsDir), tools,
+  }));
+  await hashAssets(keyHash, k.assets, assetFiles);
+  return { key: keyHash.digest('hex'), variant };
+}
+
+/**
+ * Bootstraps Debian into tmp/root, configures it, makes the bootable disk from it and writes
+ * the compressed qcow2 to out/disk.qcow2. Returns the installed kernel's version.
+ */
+async function buildDisk(exec: Executor, b: {
+  suite: string; sizeGiB: number; packages: string[]; mirrors: string[]; assets: string; tmp: string; out: string;
+}, progress: (step: string) => void): Promise<string> {
+  const root = join(b.tmp, 'root');
+  const fsUuid = randomUUID();
+  // fstab is there before the packages: initramfs-tools reads it to put fsck for the root
+  // filesystem's type into the initramfs.
+  await mkdir(join(root, 'etc'), { recursive: true });
+  await writeFile(join(root, 'etc', 'fstab'), `# <file system> <mount point> <type> <options> <dump> <pass>\nUUID=${fsUuid} / ext4 rw,discard,errors=remount-ro 0 1\n`);
+
+  progress(`installing Debian ${b.suite} with ${b.packages.length} packages and their dependencies from ${b.mirrors[0]!.split(' ')[1]} (mmdebstrap; takes minutes)`);
+  const t0 = Date.now();
+  await exec.run('mmdebstrap', [
+    '--mode=root', '--variant=important', '--format=directory', '--skip=check/empty',
+    `--include=${b.packages.join(',')}`, b.suite, root, ...b.mirrors,
+  ], { timeoutMs: 3_600_000 });
+  progress(`  installed in ${seconds(t0)} s`);
+
+  progress('configuring the guest (cloud-init, locale, network, boot loader; removing host identity)');
+  const kernelVersion = await configureTree(exec, root, b.assets, fsUuid);
+
+  progress(`making the ${b.sizeGiB} GiB disk (partition, ext4, extlinux)`);
+  const raw = join(b.tmp, 'disk.raw');
+  await makeBootableDisk(exec, { tree: root, file: raw, sizeBytes: b.sizeGiB * 2 ** 30, fsUuid, work: b.tmp });
+  // The tree is no longer needed: free its space before the qcow2 is written.
+  await removeBuildDir(exec, root);
+
+  progress('compressing the disk (qcow2)');
+  await exec.run('qemu-img', ['convert', '-q', '-c', '-f', 'raw', '-O', 'qcow2', raw, join(b.out, 'disk.qcow2')],
+    { timeoutMs: 1_800_000 });
+  await rm(raw, { force: true });
+  return kernelVersion;
 }
 
 function osLabel(os: string, extra: string[]): string {
@@ -242,19 +247,6 @@ async function configureTree(exec: Executor, root: string, assets: string, fsUui
   return versions[versions.length - 1]!;
 }
 
-// ---------------------------------------------------------------- host tools
-
-async function requireTools(exec: Executor, toolPackages: Record<string, string>): Promise<void> {
-  const r = await exec.run('sh', ['-c', 'for t; do command -v "$t" >/dev/null 2>&1 || echo "$t"; done', 'sh', ...Object.keys(toolPackages)],
-    { env: { ...process.env, PATH: `${process.env.PATH ?? '/usr/bin:/bin'}:/usr/sbin:/sbin` } });
-  const missing = r.stdout.split('\n').map((s) => s.trim()).filter(Boolean);
-  if (!missing.length) return;
-  const pkgs = [...new Set(missing.map((t) => toolPackages[t] ?? t))];
-  throw new KumoError('MISSING_DEPENDENCY',
-    `building a Debian image needs ${missing.join(', ')} (Debian package${pkgs.length > 1 ? 's' : ''} ${pkgs.join(', ')})`,
-    `apt-get install --no-install-recommends ${pkgs.join(' ')}`);
-}
-
 // ---------------------------------------------------------------- cache
 
 interface Manifest {
@@ -271,16 +263,8 @@ interface Manifest {
   builtAt: string;
 }
 
-async function readManifestFile(dir: string): Promise<Manifest | undefined> {
-  try {
-    return JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as Manifest;
-  } catch {
-    return undefined;
-  }
-}
-
 async function readManifest(dir: string): Promise<Omit<DebianImage, 'built'> | undefined> {
-  const m = await readManifestFile(dir);
+  const m = await readManifestFile<Manifest>(dir);
   if (!m) return undefined;
   const disk = join(dir, m.disk);
   if (!(await stat(disk).catch(() => undefined))?.isFile()) return undefined;
@@ -288,30 +272,6 @@ async function readManifest(dir: string): Promise<Omit<DebianImage, 'built'> | u
     recipe: m.recipe, os: m.os, disk, key: m.key, sizeGiB: m.sizeGiB, packages: m.packages,
     kernelVersion: m.kernelVersion, buildSeconds: m.buildSeconds,
   };
-}
-
-async function assetDir(): Promise<string> {
-  const candidates = [
-    new URL('../../../../src/drivers/image/debian-guest/', import.meta.url), // from dist/src/drivers/image
-    new URL('./debian-guest/', import.meta.url),
-  ];
-  for (const c of candidates) {
-    const p = fileURLToPath(c);
-    if (existsSync(join(p, 'extlinux.conf'))) return p.replace(/\/$/, '');
-  }
-  throw new KumoError('NOT_FOUND', 'the Debian image guest files (src/drivers/image/debian-guest) are missing',
-    'reinstall kumo: the guest files ship with its sources');
-}
-
-/** Files under dir, as sorted relative paths. */
-async function listFiles(dir: string, prefix = ''): Promise<string[]> {
-  const out: string[] = [];
-  for (const e of (await readdir(join(dir, prefix), { withFileTypes: true })).sort((a, b) => a.name.localeCompare(b.name))) {
-    const rel = prefix ? `${prefix}/${e.name}` : e.name;
-    if (e.isDirectory()) out.push(...(await listFiles(dir, rel)));
-    else out.push(rel);
-  }
-  return out;
 }
 
 function sha256(v: unknown): string {
