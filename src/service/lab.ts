@@ -12,7 +12,7 @@ import { Namespaces } from '../drivers/net/netns.js';
 import { DhcpServer } from '../drivers/daemons/dnsmasq.js';
 import { needsKvmMask } from '../drivers/host/accel-probe.js';
 import { daemonPids, libvirtdUri, restartLibvirtd, startLibvirtd, stopLibvirtd } from '../drivers/daemons/libvirtd/namespace.js';
-import { which } from '../drivers/host/which.js';
+import { missingTools } from '../drivers/host/which.js';
 import { livePid, signal } from '../exec/process.js';
 import { KumoError } from '../model/errors.js';
 import { COURSE_LAB, dhcpPlan, LabSpecSchema, type LabSpec } from '../model/lab.js';
@@ -51,6 +51,8 @@ export interface LabStatus {
 }
 
 const STATE_KEY = 'lab';
+/** What the lab runs, and the Debian package of each. */
+const LAB_TOOLS = { unshare: 'util-linux', nsenter: 'util-linux', dnsmasq: 'dnsmasq-base', libvirtd: 'libvirt-daemon-system', ip: 'iproute2' };
 const HOST_ROLES_OF_LAB: readonly HostRole[] = HOST_ROLES;
 
 /**
@@ -313,11 +315,10 @@ export class LabService {
   }
 
   private checkTools(): void {
-    const missing = [['unshare', 'util-linux'], ['nsenter', 'util-linux'], ['dnsmasq', 'dnsmasq-base'], ['libvirtd', 'libvirt-daemon-system'], ['ip', 'iproute2']]
-      .filter(([tool]) => !which(tool!));
+    const missing = missingTools(LAB_TOOLS);
     if (missing.length) {
-      throw new KumoError('MISSING_DEPENDENCY', `the lab needs ${missing.map(([t]) => t).join(', ')}`,
-        `apt-get install ${[...new Set(missing.map(([, p]) => p))].join(' ')} (or run scripts/up.sh)`);
+      throw new KumoError('MISSING_DEPENDENCY', `the lab needs ${missing.map((m) => m.tool).join(', ')}`,
+        `apt-get install ${[...new Set(missing.map((m) => m.package))].join(' ')} (or run scripts/up.sh)`);
     }
   }
 

@@ -37,3 +37,23 @@ export async function runTool(exec: Executor, command: string, args: readonly st
     throw e;
   }
 }
+
+/** The tools not on a host's PATH (sbin included: mke2fs, resize2fs and losetup live there). */
+export async function missingToolsOn(exec: Executor, tools: string[]): Promise<string[]> {
+  const r = await exec.run('sh', ['-c', 'for t; do command -v "$t" >/dev/null 2>&1 || echo "$t"; done', 'sh', ...tools],
+    { env: { ...process.env, PATH: `${process.env.PATH ?? '/usr/bin:/bin'}:/usr/sbin:/sbin` } });
+  return r.stdout.split('\n').map((s) => s.trim()).filter(Boolean);
+}
+
+/**
+ * Fails naming the missing tools and the Debian packages that bring them.
+ * `purpose` starts the message: "building the tiny guest image" needs ...
+ */
+export async function requireTools(exec: Executor, purpose: string, toolPackages: Record<string, string>): Promise<void> {
+  const missing = await missingToolsOn(exec, Object.keys(toolPackages));
+  if (missing.length === 0) return;
+  const pkgs = [...new Set(missing.map((t) => toolPackages[t] ?? t))];
+  throw new KumoError('MISSING_DEPENDENCY',
+    `${purpose} needs ${missing.join(', ')} (Debian package${pkgs.length > 1 ? 's' : ''} ${pkgs.join(', ')})`,
+    `apt-get install --no-install-recommends ${pkgs.join(' ')}`);
+}

@@ -7,7 +7,8 @@ import { KumoError, invalid } from '../../model/errors.js';
 import { DEFAULT_SIZE_GIB, checkImageSize, parsePackages } from '../../model/image-build.js';
 import { debianMirrorLines, mirrorState, readHostAptSources } from './debian-apt.js';
 import { MBR_BOOT_CODE, makeBootableDisk, removeBuildDir, removeStaleBuilds } from './debian-disk.js';
-import { buildDirName, guestAssetDir, hashAssets, listFiles, publishBuild, readManifestFile, requireTools } from './recipe.js';
+import { buildDirName, guestAssetDir, hashAssets, listFiles, publishBuild, readManifestFile } from './recipe.js';
+import { requireTools } from '../host/which.js';
 
 /**
  * A genuine Debian cloud image, built on this machine from the Debian mirror its apt already

@@ -3,36 +3,13 @@ import { createReadStream, existsSync } from 'node:fs';
 import { readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Executor } from '../../exec/exec.js';
 import { KumoError } from '../../model/errors.js';
 
 /**
- * What every image recipe (tiny, Debian) shares: the host tools it needs, its guest asset
+ * What every image recipe (tiny, Debian) shares (the host tools it needs: host/which.ts): its guest asset
  * folder and the files in it, the cache key's part for those files, and the cache folder's
  * manifest.json.
  */
-
-// ---------------------------------------------------------------- host tools
-
-/** The tools not on PATH (sbin included: mke2fs, resize2fs and losetup live there). */
-export async function missingTools(exec: Executor, tools: string[]): Promise<string[]> {
-  const r = await exec.run('sh', ['-c', 'for t; do command -v "$t" >/dev/null 2>&1 || echo "$t"; done', 'sh', ...tools],
-    { env: { ...process.env, PATH: `${process.env.PATH ?? '/usr/bin:/bin'}:/usr/sbin:/sbin` } });
-  return r.stdout.split('\n').map((s) => s.trim()).filter(Boolean);
-}
-
-/**
- * Fails naming the missing tools and the Debian packages that bring them.
- * `purpose` starts the message: "building the tiny guest image" needs ...
- */
-export async function requireTools(exec: Executor, purpose: string, toolPackages: Record<string, string>): Promise<void> {
-  const missing = await missingTools(exec, Object.keys(toolPackages));
-  if (missing.length === 0) return;
-  const pkgs = [...new Set(missing.map((t) => toolPackages[t] ?? t))];
-  throw new KumoError('MISSING_DEPENDENCY',
-    `${purpose} needs ${missing.join(', ')} (Debian package${pkgs.length > 1 ? 's' : ''} ${pkgs.join(', ')})`,
-    `apt-get install --no-install-recommends ${pkgs.join(' ')}`);
-}
 
 // ---------------------------------------------------------------- guest assets
 

@@ -1,10 +1,11 @@
+import { missingToolsOn, requireTools } from '../host/which.js';
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { type Executor, local } from '../../exec/exec.js';
 import { KumoError } from '../../model/errors.js';
 import {
-  buildDirName, guestAssetDir, hashAssets, listFiles, missingTools, publishBuild, readManifestFile, requireTools, sha256File,
+  buildDirName, guestAssetDir, hashAssets, listFiles, publishBuild, readManifestFile, sha256File,
 } from './recipe.js';
 import { ensureDeb, packageInfo, resize2fsFiles, resolveDepends } from './tiny-debs.js';
 import { prepareKernel } from './tiny-kernel.js';
@@ -61,7 +62,7 @@ type TinyRecipe = Awaited<ReturnType<typeof tinyRecipe>>;
  * key, so whether a registered image is current is known without building.
  */
 export async function tinyRecipe(exec: Executor = local) {
-  const haveXz = (await missingTools(exec, ['xz'])).length === 0;
+  const haveXz = (await missingToolsOn(exec, ['xz'])).length === 0;
   const [kernelPackage, busyboxDeb] = await Promise.all([
     resolveDepends(exec, KERNEL_META_PACKAGE, /^linux-image-\d/), packageInfo(exec, BUSYBOX_PACKAGE),
   ]);
