@@ -1,3 +1,4 @@
+import { makeTestEnv, type TestEnv } from './env.js';
 import assert from 'node:assert/strict';
 import { buildServer, type ApiServer, type ServerOptions } from '../../src/api/server.js';
 import type { Context } from '../../src/service/context.js';
@@ -41,6 +42,36 @@ export async function listenApi(ctx: Context, opts: ServerOptions = {}, routes?:
 
 /** A new API token for the test's requests. */
 export const apiToken = (ctx: Context, name = 'test') => new TokenService(ctx).create(name).token;
+
+/** An API test file's world: its own env, a server on it and a client holding an admin token. */
+export interface ApiWorld {
+  env: TestEnv;
+  api: TestApi;
+  base: string;
+  token: string;
+  client: ApiClient;
+}
+
+/** Opens an API test file's world (`label` goes into the per-run prefix). */
+export async function openApiWorld(label: string): Promise<ApiWorld> {
+  const env = await makeTestEnv(label);
+  try {
+    const token = apiToken(env.ctx);
+    const api = await listenApi(env.ctx);
+    return { env, api, base: api.base, token, client: new ApiClient(api.base, token) };
+  } catch (e) {
+    await env.cleanup();
+    throw e;
+  }
+}
+
+/** Closes what openApiWorld opened, pass or fail; `before` runs after the server closed, before the env goes. */
+export async function closeApiWorld(w: Partial<ApiWorld>, before?: (env: TestEnv) => Promise<void>): Promise<void> {
+  w.client?.close();
+  await w.api?.app.close();
+  if (w.env && before) await before(w.env);
+  await w.env?.cleanup();
+}
 
 /** Pass or fail: the load balancers, shares and instances a test made, in that order (each may fail alone). */
 export async function deleteMadeResources(ctx: Context): Promise<void> {

@@ -1,8 +1,8 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Validator } from '@seriousme/openapi-schema-validator';
-import { makeTestEnv, type TestEnv } from '../helpers/env.js';
-import { API, ApiClient, apiToken, listenApi, refused, type TestApi } from '../helpers/api.js';
+import type { TestEnv } from '../helpers/env.js';
+import { API, ApiClient, closeApiWorld, openApiWorld, refused, type TestApi } from '../helpers/api.js';
 import { TokenService } from '../../src/service/tokens.js';
 
 /**
@@ -18,19 +18,10 @@ let base: string;
 let token: string;
 
 before(async () => {
-  env = await makeTestEnv('doc');
-  token = apiToken(env.ctx);
-  api = await listenApi(env.ctx);
-  base = api.base;
-  client = new ApiClient(base, token);
+  ({ env, api, base, token, client } = await openApiWorld('doc'));
 });
 
-after(async () => {
-  // Pass or fail: the server, the test's world.
-  client?.close();
-  await api?.app.close();
-  await env?.cleanup();
-});
+after(() => closeApiWorld({ env, api, client }));
 
 const call = (...a: Parameters<ApiClient['call']>) => client.call(...a);
 

@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
-import { makeTestEnv, waitFor, type TestEnv } from '../helpers/env.js';
-import { API, ApiClient, apiToken, listenApi, type TestApi } from '../helpers/api.js';
+import { waitFor, type TestEnv } from '../helpers/env.js';
+import { API, ApiClient, closeApiWorld, listenApi, openApiWorld, type TestApi } from '../helpers/api.js';
 import type { ServerOptions, ApiServer } from '../../src/api/server.js';
 import { MAX_QUEUED_BYTES } from '../../src/api/routes/events.js';
 import { OperationRegistry } from '../../src/service/operations.js';
@@ -18,26 +18,18 @@ import { KumoError } from '../../src/model/errors.js';
 let env: TestEnv;
 let api: TestApi | undefined;
 let client: ApiClient;
-let base: string;
 let token: string;
 /** Servers of their own that tests start (restarts, a stalled client, a broken route). */
 const sides: ApiServer[] = [];
 
 before(async () => {
-  env = await makeTestEnv('evt');
-  token = apiToken(env.ctx);
-  api = await listenApi(env.ctx);
-  base = api.base;
-  client = new ApiClient(base, token);
+  ({ env, api, token, client } = await openApiWorld('evt'));
 });
 
-after(async () => {
-  // Pass or fail: streams, servers, the test's world.
-  client?.close();
-  await api?.app.close();
+// Pass or fail: streams, servers, the test's world.
+after(() => closeApiWorld({ env, api, client }, async () => {
   for (const s of sides) if (s.server.listening) await s.close();
-  await env?.cleanup();
-});
+}));
 
 const openEvents = (...a: Parameters<ApiClient['openEvents']>) => client.openEvents(...a);
 

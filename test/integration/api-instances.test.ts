@@ -3,8 +3,8 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { makeTestEnv, waitFor, type TestEnv } from '../helpers/env.js';
-import { API, ApiClient, apiToken, deleteMadeResources, listenApi, refused, type TestApi } from '../helpers/api.js';
+import { waitFor, type TestEnv } from '../helpers/env.js';
+import { API, ApiClient, closeApiWorld, deleteMadeResources, openApiWorld, refused, type TestApi } from '../helpers/api.js';
 import { HostService } from '../../src/service/host.js';
 import { Virsh } from '../../src/drivers/libvirt/virsh.js';
 import { buildNetworkXml, parseNetworkXml } from '../../src/drivers/libvirt/network-xml.js';
@@ -33,18 +33,12 @@ const kvm2 = () => `${env.prefix}-kvm2`;
 const namespaces: string[] = [];
 
 before(async () => {
-  env = await makeTestEnv('api');
-  token = apiToken(env.ctx);
-  api = await listenApi(env.ctx);
-  base = api.base;
-  client = new ApiClient(base, token);
+  ({ env, api, base, token, client } = await openApiWorld('api'));
 });
 
-after(async () => {
-  // Pass or fail: streams, server, the instance wherever it is, the second daemon, the test's world.
-  client?.close();
-  await api?.app.close();
-  if (env) await deleteMadeResources(env.ctx);
+// Pass or fail: streams, server, the instance wherever it is, the second daemon, the test's world.
+after(() => closeApiWorld({ env, api, client }, async () => {
+  await deleteMadeResources(env.ctx);
   // Anything still running in this run's namespaces was started by this run: end it, or the namespace outlives `ip netns del`.
   for (const n of namespaces) {
     const pids = (await local.run('ip', ['netns', 'pids', n], { allowFailure: true })).stdout.split('\n').map(Number).filter((p) => p > 1);
@@ -58,8 +52,7 @@ after(async () => {
     await stopLibvirtd(stateDir);
     await rm(stateDir, { recursive: true, force: true });
   }
-  await env?.cleanup();
-});
+}));
 
 const call = (...a: Parameters<ApiClient['call']>) => client.call(...a);
 const finished = (...a: Parameters<ApiClient['finished']>) => client.finished(...a);

@@ -1,7 +1,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { makeTestEnv, type TestEnv } from '../helpers/env.js';
-import { API, ApiClient, apiToken, deleteMadeResources, listenApi, refused, type TestApi } from '../helpers/api.js';
+import { API, ApiClient, apiToken, closeApiWorld, deleteMadeResources, listenApi, refused, type TestApi } from '../helpers/api.js';
 import { ImageService } from '../../src/service/images.js';
 import { hashPassword } from '../../src/model/password.js';
 
@@ -25,13 +25,8 @@ before(async () => {
   client = new ApiClient(base, token);
 });
 
-after(async () => {
-  // Pass or fail: server, the group's instance if the destroy did not get to it, the test's world.
-  client?.close();
-  await api?.app.close();
-  if (env) await deleteMadeResources(env.ctx);
-  await env?.cleanup();
-});
+// Pass or fail: server, the group's instance if the destroy did not get to it, the test's world.
+after(() => closeApiWorld({ env, api, client }, (e) => deleteMadeResources(e.ctx)));
 
 const call = (...a: Parameters<ApiClient['call']>) => client.call(...a);
 const finished = (...a: Parameters<ApiClient['finished']>) => client.finished(...a);

@@ -1,8 +1,8 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { freeSubnet, makeTestEnv, type TestEnv } from '../helpers/env.js';
-import { API, ApiClient, apiToken, listenApi, refused, type TestApi } from '../helpers/api.js';
+import { freeSubnet, type TestEnv } from '../helpers/env.js';
+import { API, ApiClient, closeApiWorld, openApiWorld, refused, type TestApi } from '../helpers/api.js';
 import { buildNetworkXml } from '../../src/drivers/libvirt/network-xml.js';
 import { local } from '../../src/exec/exec.js';
 
@@ -19,19 +19,11 @@ let base: string;
 let token: string;
 
 before(async () => {
-  env = await makeTestEnv('res');
-  token = apiToken(env.ctx);
-  api = await listenApi(env.ctx);
-  base = api.base;
-  client = new ApiClient(base, token);
+  ({ env, api, base, token, client } = await openApiWorld('res'));
 });
 
-after(async () => {
-  // Pass or fail: the server, the test's world (its networks carry its prefix).
-  client?.close();
-  await api?.app.close();
-  await env?.cleanup();
-});
+// Pass or fail: the server, the test's world (its networks carry its prefix).
+after(() => closeApiWorld({ env, api, client }));
 
 const call = (...a: Parameters<ApiClient['call']>) => client.call(...a);
 const finished = (...a: Parameters<ApiClient['finished']>) => client.finished(...a);
