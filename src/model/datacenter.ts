@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { COURSE_LAB, LabSpecSchema } from './lab.js';
-import { HostsSpecSchema, type FileTopology } from './hosts.js';
+import { HostsSpecSchema, type FileTopology } from './hosts-spec.js';
 import { contains, ipv4String, parseCidr, parseIp, portSchema, readCidr } from './checks.js';
 
 /**

@@ -3,7 +3,7 @@ import { Nftables, type NftRule, type NftTable, type RuleCounter } from '../driv
 import { EdgeRouter, edgeFilterTable, edgeNatTable, type EdgeSpec } from '../drivers/net/router.js';
 import { KumoError } from '../model/errors.js';
 import { topologyOf, type Datacenter } from '../model/datacenter.js';
-import { interfaceOf } from '../model/hosts.js';
+import { interfaceOf } from '../model/hosts-spec.js';
 import { dhcpPlan } from '../model/lab.js';
 
 /** A table as nft text, for the faces to show the rules derived from a file. */

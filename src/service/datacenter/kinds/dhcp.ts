@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import type { Context } from '../../context.js';
 import { DhcpServer } from '../../../drivers/daemons/dnsmasq.js';
 import { executorFor } from '../../../exec/shells.js';
-import { interfaceOf, type HostsSpec } from '../../../model/hosts.js';
+import { interfaceOf, type HostsSpec } from '../../../model/hosts-spec.js';
 import { dhcpPlan } from '../../../model/lab.js';
 import type { Change, Kind } from '../kind.js';
 import { nodeShell } from './host.js';

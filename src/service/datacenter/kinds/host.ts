@@ -2,7 +2,7 @@ import type { Context } from '../../context.js';
 import { HostService } from '../../host.js';
 import { describeShell, type ShellSpec } from '../../../exec/shells.js';
 import { KumoError } from '../../../model/errors.js';
-import type { HostNode, HostsSpec } from '../../../model/hosts.js';
+import type { HostNode, HostsSpec } from '../../../model/hosts-spec.js';
 import type { HostRole } from '../../../model/roles.js';
 import type { Kind } from '../kind.js';
 

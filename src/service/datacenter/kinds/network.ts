@@ -1,5 +1,5 @@
 import { hypervisorSegments } from '../../../model/topology.js';
-import { interfaceOf } from '../../../model/hosts.js';
+import { interfaceOf } from '../../../model/hosts-spec.js';
 import { bridgeNetworkState, ensureBridgeNetwork } from '../../bridge-networks.js';
 import { nodeVirsh } from './host.js';
 import type { Change, Kind } from '../kind.js';
