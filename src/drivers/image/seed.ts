@@ -31,6 +31,14 @@ export type CloudConfig = Record<string, unknown>;
 /** Keys whose lists are joined (kumo's entries first) rather than replaced. */
 const LIST_KEYS = ['users', 'runcmd', 'bootcmd', 'write_files', 'ssh_authorized_keys', 'packages', 'mounts'];
 
+/**
+ * cloud-init reads its files with PyYAML, which speaks YAML 1.1: there an unquoted `on`, `yes`
+ * or `off` is a boolean, and a MAC address of digits only (52:54:00:21:31:01) a base-60 number.
+ * kumo reads the user's cloud-config as cloud-init will, and writes every file so that what it
+ * means as a string is quoted for a 1.1 reader.
+ */
+const YAML_11 = { version: '1.1', lineWidth: 0 } as const;
+
 export function buildSeed(s: SeedInput): SeedFiles {
   const ours: CloudConfig = {
     hostname: s.hostname,
@@ -48,14 +56,14 @@ export function buildSeed(s: SeedInput): SeedFiles {
   ours.users = ['default', root];
   const merged = mergeCloudConfig(ours, s.userData === undefined ? {} : parseUserData(s.userData));
   return {
-    'meta-data': stringify({ 'instance-id': s.instanceId, 'local-hostname': s.hostname }),
-    'user-data': `#cloud-config\n${stringify(merged, { lineWidth: 0 })}`,
+    'meta-data': stringify({ 'instance-id': s.instanceId, 'local-hostname': s.hostname }, YAML_11),
+    'user-data': `#cloud-config\n${stringify(merged, YAML_11)}`,
     // set-name: renderers other than netplan (ifupdown's ENI on Debian 10/11, sysconfig on
     // CentOS 7) name the interface by the key, so the NIC is renamed to it; netplan does the same.
     'network-config': stringify({
       version: 2,
       ethernets: Object.fromEntries(s.nics.map((n, i) => [`nic${i}`, { match: { macaddress: n.mac }, 'set-name': `nic${i}`, dhcp4: true }])),
-    }),
+    }, YAML_11),
   };
 }
 
@@ -65,7 +73,7 @@ export function buildSeed(s: SeedInput): SeedFiles {
  */
 export function cloudConfigText(...parts: CloudConfig[]): string {
   const doc = parts.reduce((acc, part) => mergeCloudConfig(acc, part), {});
-  return Object.keys(doc).length ? `#cloud-config\n${stringify(doc, { lineWidth: 0 })}` : '#cloud-config\n{}\n';
+  return Object.keys(doc).length ? `#cloud-config\n${stringify(doc, YAML_11)}` : '#cloud-config\n{}\n';
 }
 
 /**
@@ -89,7 +97,7 @@ export function parseUserData(text: string): CloudConfig {
   }
   let doc: unknown;
   try {
-    doc = parse(text);
+    doc = parse(text, YAML_11);
   } catch (e) {
     throw invalid(`user-data is not valid YAML: ${(e as Error).message.split('\n')[0]}`, 'fix the YAML syntax in the file');
   }
