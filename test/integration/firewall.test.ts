@@ -165,7 +165,8 @@ before(async () => {
   await addr('stg', 'eth0', '10.5.4.2/24');
   // New namespaces inherit the host's ip_forward (libvirt turns it on): set each node's own.
   for (const n of ['out', 'i1', 'i2', 'stg'] as const) await at(n).run('sysctl', ['-q', '-w', 'net.ipv4.ip_forward=0']);
-  await at('lb').run('sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1']);
+  // The routers route from the start (the edge's own is what its rules later take over).
+  for (const n of ['lb', 'edge'] as const) await at(n).run('sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1']);
 
   await serve('lb', 80, ['httpd', '-f', '-p', '80', '-h', await site('lb', { 'index.html': 'lb-page\n' })]);
   await serve('lb', 22, ['nc', '-ll', '-p', '22', '-e', 'echo', 'SSH-lb']);
