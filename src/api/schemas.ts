@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { LIMITS } from '../model/sizes.js';
+import { LIMITS, TIMEOUT_SECONDS } from '../model/sizes.js';
 import { NETWORK_MODES } from '../service/networks.js';
 import { HOST_ROLES } from '../model/roles.js';
 import { portSchema } from '../model/checks.js';
@@ -30,6 +30,8 @@ export function named<T extends z.ZodType>(id: string, schema: T, description?: 
 
 const whole = (what: keyof typeof LIMITS, description: string) =>
   z.number().int().min(LIMITS[what].min).max(LIMITS[what].max).describe(description);
+/** A wait or grace period: the bounds `--timeout` has in the CLI. */
+const seconds = z.number().int().min(TIMEOUT_SECONDS.min).max(TIMEOUT_SECONDS.max);
 const name = (what: string) => z.string().min(1).max(63).describe(`the ${what}'s name`);
 export const timestamp = z.string().describe('ISO 8601 time');
 
@@ -150,7 +152,7 @@ export const InstanceCreate = named('InstanceCreate', z.strictObject({
 }));
 
 export const InstanceStop = named('InstanceStop', z.strictObject({
-  timeoutSeconds: z.number().int().min(1).max(3600).optional().describe('grace period for the ACPI shutdown before pulling the plug (default 60)'),
+  timeoutSeconds: seconds.optional().describe('grace period for the ACPI shutdown before pulling the plug (default 60)'),
 }));
 
 export const InstanceMigrate = named('InstanceMigrate', z.strictObject({
@@ -215,7 +217,7 @@ export const Volume = named('Volume', z.object({
 export const VolumeCreate = named('VolumeCreate', z.strictObject({ name: name('volume'), sizeGiB: whole('disk', 'size in GiB') }));
 export const VolumeAttach = named('VolumeAttach', z.strictObject({ instance: z.string().min(1) }));
 export const VolumeDetach = named('VolumeDetach', z.strictObject({
-  timeoutSeconds: z.number().int().min(1).max(3600).optional().describe('how long to wait for a running guest to release it (default 60)'),
+  timeoutSeconds: seconds.optional().describe('how long to wait for a running guest to release it (default 60)'),
 }));
 export const VolumeAttached = z.object({ volume: Volume, live: z.boolean().describe('true: hot-plugged; false: the guest sees it on its next start') });
 export const VolumeDetached = z.object({ volume: Volume, instance: z.string().describe('the instance it was attached to') });

@@ -191,3 +191,38 @@ export const isPort = (value: unknown): value is number =>
 
 /** A TCP/UDP port in a schema (zod schemas are immutable: `.default()` and `.optional()` make new ones). */
 export const portSchema = z.number().int().min(1).max(65535);
+
+// --------------------------------------------------------------------------------- ssh keys
+
+/** An OpenSSH public key line, as a .pub file holds it: its type, the base64 key, an optional comment. */
+const SSH_PUBLIC_KEY = /^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com) [A-Za-z0-9+/]+={0,3}( [^\n]*)?$/;
+
+/** Whether a text (spaces around it allowed: kumo trims them) is an ssh public key. */
+export const isSshPublicKey = (text: string): boolean => SSH_PUBLIC_KEY.test(text.trim());
+
+// -------------------------------------------------------------------------------- mount paths
+
+/** The characters a mount path may have (a schema shows it; mountPathFault judges the rest). */
+export const MOUNT_PATH_PATTERN = /^\/[A-Za-z0-9._/-]*$/;
+
+/** Folders a mount over would break the guest: its system, its virtual file systems, root's home. */
+const SYSTEM_FOLDERS = ['/', '/bin', '/boot', '/dev', '/etc', '/lib', '/lib64', '/proc', '/root', '/run', '/sbin', '/sys', '/usr', '/var'];
+/** Kernel file systems: nothing may be mounted anywhere under them. */
+const VIRTUAL_FOLDERS = ['/proc', '/sys', '/dev'];
+
+/**
+ * What is wrong with a folder a guest mounts a share at (undefined: nothing): it must be an
+ * absolute path written the one normal way (no "..", ".", "//" or trailing "/"), and not a
+ * system folder (the mount would hide the guest's own files there).
+ */
+export function mountPathFault(path: string): string | undefined {
+  if (!MOUNT_PATH_PATTERN.test(path)) return 'an absolute path of letters, digits, ".", "_", "-" and "/"';
+  const segments = path.split('/').slice(1);
+  if (path !== '/' && segments.some((s) => s === '' || s === '.' || s === '..')) {
+    return `"${path}" is not a normal path: no "..", "." or empty segments, no "/" at the end`;
+  }
+  if (SYSTEM_FOLDERS.includes(path) || VIRTUAL_FOLDERS.some((v) => path.startsWith(`${v}/`))) {
+    return `"${path}" is a system folder of the guest: mounting there hides its own files; use a folder of its own such as /var/www/shared`;
+  }
+  return undefined;
+}

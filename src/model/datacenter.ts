@@ -1,7 +1,9 @@
 import { z } from 'zod';
 import { COURSE_LAB, LabSpecSchema } from './lab.js';
 import { HostsSpecSchema, type FileTopology } from './hosts-spec.js';
-import { contains, ipv4String, parseCidr, parseIp, portSchema, readCidr } from './checks.js';
+import { contains, formatIp, ipv4String, isSshPublicKey, MOUNT_PATH_PATTERN, mountPathFault, parseCidr, parseIp, portSchema, readCidr } from './checks.js';
+import { cloudConfigProblems } from './cloud-config.js';
+import { LIMITS } from './sizes.js';
 
 /**
  * The datacenter file (`kumo plan|apply|destroy FILE`): the course's project as one
@@ -11,6 +13,12 @@ import { contains, ipv4String, parseCidr, parseIp, portSchema, readCidr } from '
 const name = z.string().regex(/^[a-z0-9]([a-z0-9-]{0,40}[a-z0-9])?$/, 'a name is lower-case letters, digits and inner "-", at most 42 characters');
 const ipv4 = ipv4String('10.5.1.213');
 
+/** A normal absolute path, not a system folder (the pattern of its characters is the schema's own, reported once). */
+function checkMountPath(path: string, ctx: z.RefinementCtx): void {
+  const fault = MOUNT_PATH_PATTERN.test(path) ? mountPathFault(path) : undefined;
+  if (fault) ctx.addIssue({ code: 'custom', message: fault });
+}
+
 const InstanceGroupSchema = z.object({
   /** Instances NAME-1 … NAME-count. */
   count: z.number().int().min(1).max(64).default(1),
@@ -18,9 +26,9 @@ const InstanceGroupSchema = z.object({
   flavor: name,
   networks: z.array(name).min(1).optional(),
   root_password_hash: z.string().regex(/^\$(6|5|y|2[aby])\$[^\s:]+$/, 'expected a crypt(3) hash such as "$6$salt$..." (mkpasswd -m sha-512)').optional(),
-  ssh_keys: z.array(z.string()).default([]),
+  ssh_keys: z.array(z.string().refine(isSshPublicKey, 'not an ssh public key: give the line of a .pub file (ssh-ed25519 AAAA... comment)')).default([]),
   /** A share mounted (NFSv4.1 from the storage node) before the web server starts. */
-  mount: z.object({ share: name, path: z.string().regex(/^\/[A-Za-z0-9._/-]*$/, 'an absolute path') }).strict().optional(),
+  mount: z.object({ share: name, path: z.string().regex(MOUNT_PATH_PATTERN, 'an absolute path').superRefine(checkMountPath) }).strict().optional(),
   /** Extra cloud-config runcmd lines. */
   runcmd: z.array(z.string()).default([]),
   /** More cloud-config (write_files, packages, ...), merged after kumo's: list keys are joined. */
@@ -31,10 +39,12 @@ const InstanceGroupSchema = z.object({
   hosts: z.array(name).min(1).optional(),
 }).strict();
 
+/** The bounds `kumo flavor create` has (model/sizes.ts): a flavor the file may declare can be made. */
+const size = (what: keyof typeof LIMITS) => z.number().int().min(LIMITS[what].min).max(LIMITS[what].max);
 const FlavorSchema = z.object({
-  vcpus: z.number().int().min(1).max(64),
-  ram_mib: z.number().int().min(64).max(1_048_576),
-  disk_gib: z.number().int().min(1).max(16_384),
+  vcpus: size('vcpus'),
+  ram_mib: size('ram'),
+  disk_gib: size('disk-size'),
 }).strict();
 
 /** Traffic monitoring: a collector kumo keeps running, reading every hypervisor. */
@@ -147,10 +157,10 @@ export const DatacenterSchema = z.object({
         }
       });
     }
-    for (const [k, v] of Object.entries(i.user_data)) {
-      if (['runcmd', 'bootcmd', 'write_files', 'packages', 'users'].includes(k) && !Array.isArray(v)) ctx.addIssue({ code: 'custom', path: ['instances', g, 'user_data', k], message: `${k} must be a list` });
+    for (const k of Object.keys(i.user_data)) {
       if (['hostname', 'fqdn', 'users'].includes(k)) ctx.addIssue({ code: 'custom', path: ['instances', g, 'user_data', k], message: `kumo sets ${k} itself (the instance's name and root's login); leave it out` });
     }
+    for (const p of cloudConfigProblems(i.user_data)) ctx.addIssue({ code: 'custom', path: ['instances', g, 'user_data', ...p.path], message: p.message });
   }
   for (const [img, spec] of Object.entries(dc.images)) {
     if (spec.build === 'tiny' && img !== 'tiny') ctx.addIssue({ code: 'custom', path: ['images', img], message: 'the tiny image is named "tiny" (import others with kumo image import)' });
@@ -179,17 +189,15 @@ export const DatacenterSchema = z.object({
     const node = topo.nodes[a.host];
     if (!node) issue('host', `"${a.host}" is not a node of ${of}`);
     else if (!node.roles.some((r) => r === 'lb' || r === 'storage')) issue('host', `${a.host} has no filtered input (only lb and storage nodes do); its ports are open already`);
-    if (!topo.segments[a.from] && !isSource(a.from)) {
+    if (topo.segments[a.from]) return;
+    const source = readCidr(a.from, { bare: true });
+    if (!source.ok && source.fault === 'host-bits') {
+      issue('from', `${a.from} has host bits set (nft refuses it): did you mean ${formatIp(source.network)}/${source.prefix}, or the one address ${source.address}/32?`);
+    } else if (!source.ok) {
       issue('from', `"${a.from}" is neither a ${dc.lab ? 'lab ' : ''}segment (${Object.keys(topo.segments).join(', ')}) nor an address or CIDR such as 10.5.2.0/24`);
     }
   });
 });
-
-/** An IPv4 address or CIDR (any prefix: a single host is /32); host bits are the firewall's to refuse, with its fix. */
-function isSource(text: string): boolean {
-  const r = readCidr(text, { bare: true });
-  return r.ok || r.fault === 'host-bits';
-}
 
 function checkEdge(topo: FileTopology | undefined, kind: string, loadbalancers: Record<string, z.output<typeof LoadBalancerSchema>>,
   edge: z.output<typeof EdgeSchema>, ctx: z.RefinementCtx): void {

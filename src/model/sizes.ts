@@ -21,3 +21,15 @@ export function checkSize(what: keyof typeof LIMITS, value: number): number {
 export function parseWhole(text: string): number {
   return /^\s*\d+\s*$/.test(text) ? Number(text) : NaN;
 }
+
+/** A wait or grace period in whole seconds: the CLI's --timeout and the API's timeoutSeconds alike. */
+export const TIMEOUT_SECONDS = { min: 1, max: 3600 } as const;
+
+/** A --timeout the user typed, in seconds; anything but a whole number in TIMEOUT_SECONDS is refused (not NaN, not 0). */
+export function parseSeconds(flag: string, text: string): number {
+  const n = parseWhole(text);
+  if (!Number.isInteger(n) || n < TIMEOUT_SECONDS.min || n > TIMEOUT_SECONDS.max) {
+    throw invalid(`${flag} must be a whole number of seconds from ${TIMEOUT_SECONDS.min} to ${TIMEOUT_SECONDS.max}, got "${text}"`, `pass e.g. ${flag} 60`);
+  }
+  return n;
+}

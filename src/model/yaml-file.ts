@@ -2,9 +2,19 @@ import { isNode, LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { invalid } from './errors.js';
 
+/** Where a key of a parsed file lies: `FILE:LINE:COL` of the key's value, or of the nearest enclosing one (a missing key has none). */
+export type Locate = (path: readonly (string | number)[]) => string;
+
+/** The locator of each value parseYamlFile returned: checks that come after parsing name the file's line and column too. */
+const locators = new WeakMap<object, Locate>();
+
+/** Where the keys of a value parseYamlFile returned lie in its file (undefined for a value made otherwise). */
+export const locatorOf = (parsed: object): Locate | undefined => locators.get(parsed);
+
 /**
  * Reads a YAML file against a zod schema. Every problem names the file, line and column of
- * the value it is about (or of the nearest enclosing one), the path of keys, and what was expected.
+ * the value it is about (or of the nearest enclosing one), the path of keys, and what was
+ * expected; all of them at once. The result keeps its locator (locatorOf).
  */
 export function parseYamlFile<S extends z.ZodType>(text: string, schema: S, file: string): z.output<S> {
   const lines = new LineCounter();
@@ -17,15 +27,20 @@ export function parseYamlFile<S extends z.ZodType>(text: string, schema: S, file
     const e = doc.errors[0]!;
     throw invalid(`${at(e.pos[0])}: ${e.message.split('\n')[0]}`, 'fix the YAML syntax there');
   }
-  const result = schema.safeParse(doc.toJS());
-  if (result.success) return result.data;
-  const problems = result.error.issues.flatMap((i) => specific(i)).slice(0, 5).map((issue) => {
-    // Walk up the path until a node with a position exists (a missing key has none).
+  const locate: Locate = (path) => {
+    // Walk up the path until a node with a position exists.
     let node: unknown;
-    for (let n = issue.path.length; n >= 0 && !isNode(node); n--) node = doc.getIn(issue.path.slice(0, n) as (string | number)[], true);
-    const where = isNode(node) && node.range ? at(node.range[0]) : file;
+    for (let n = path.length; n >= 0 && !isNode(node); n--) node = doc.getIn(path.slice(0, n), true);
+    return isNode(node) && node.range ? at(node.range[0]) : file;
+  };
+  const result = schema.safeParse(doc.toJS());
+  if (result.success) {
+    if (typeof result.data === 'object' && result.data !== null) locators.set(result.data, locate);
+    return result.data;
+  }
+  const problems = result.error.issues.flatMap((i) => specific(i)).map((issue) => {
     const path = issue.path.length ? issue.path.join('.') : '(top level)';
-    return `${where}: ${path}: ${issue.message}`;
+    return `${locate(issue.path as (string | number)[])}: ${path}: ${issue.message}`;
   });
   throw invalid(problems.join('\n'), 'correct the file and run the command again');
 }

@@ -27,6 +27,20 @@ export class FlavorService {
     return this.get(name);
   }
 
+  /**
+   * New sizes for a flavor of the user's, checked like create's before anything changes (instances
+   * made from it keep their size). In place: a refused size leaves the flavor as it was.
+   */
+  update(name: string, vcpus: number, ramMiB: number, diskGiB: number): Flavor {
+    const f = this.get(name);
+    if (f.builtin) throw invalid(`flavor "${name}" is built in and cannot be changed`);
+    checkSize('vcpus', vcpus);
+    checkSize('ram', ramMiB);
+    checkSize('disk-size', diskGiB);
+    this.ctx.flavors.update({ name, vcpus, ramMiB, diskGiB });
+    return this.get(name);
+  }
+
   delete(name: string): void {
     const f = this.get(name);
     if (f.builtin) throw invalid(`flavor "${name}" is built in and cannot be deleted`);

@@ -16,6 +16,7 @@ import { buildSeed, parseUserData, writeSeedIso } from '../drivers/image/seed.js
 import { httpGet } from '../drivers/host/http-probe.js';
 import { KumoError, invalid, notFound } from '../model/errors.js';
 import { checkName } from '../model/names.js';
+import { isSshPublicKey } from '../model/checks.js';
 import { checkSize } from '../model/sizes.js';
 import { hashPassword } from '../model/password.js';
 import type { Instance, InstanceSpec, NicInfo, RuntimeState } from '../model/types.js';
@@ -49,7 +50,6 @@ export interface ReadyInfo {
   http: boolean;
 }
 
-const SSH_KEY = /^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com) [A-Za-z0-9+/]+={0,3}( [^\n]*)?$/;
 export const HTTP_PORT = 8080;
 
 export class InstanceService {
@@ -85,7 +85,7 @@ export class InstanceService {
     if (dataDisks.length > 8) throw invalid(`at most 8 extra disks, got ${dataDisks.length}`);
     const sshKeys = (req.sshKeys ?? []).map((k) => k.trim());
     for (const k of sshKeys) {
-      if (!SSH_KEY.test(k)) {
+      if (!isSshPublicKey(k)) {
         throw invalid(`"${k.slice(0, 40)}${k.length > 40 ? '…' : ''}" is not an ssh public key`,
           'pass the contents of a .pub file (e.g. --ssh-key ~/.ssh/id_ed25519.pub)');
       }

@@ -22,6 +22,11 @@ export class FlavorRepo {
       .run(f.name, f.vcpus, f.ramMiB, f.diskGiB);
   }
 
+  /** New sizes for a flavor, in one statement: it is never missing in between. */
+  update(f: Omit<Flavor, 'builtin'>): void {
+    this.db.prepare('UPDATE flavors SET vcpus = ?, ram_mib = ?, disk_gib = ? WHERE name = ?').run(f.vcpus, f.ramMiB, f.diskGiB, f.name);
+  }
+
   delete(name: string): void {
     this.db.prepare('DELETE FROM flavors WHERE name = ?').run(name);
   }

@@ -47,6 +47,39 @@ test('impossible placements, kumo-owned user-data keys and unfilterable firewall
   refused(withEdit((d) => { d.monitoring = { retention: 'forever' }; }), /monitoring\.retention: a duration/);
 });
 
+test('what apply would trip on is refused by the schema at the key\'s line:col: host bits, a non-key, sizes kumo refuses, user_data shapes, mount paths', () => {
+  refused(withEdit((d) => { d.firewall = { allow: [{ host: 'lb', port: 22, from: '10.5.2.7/24' }] }; }),
+    /^dc\.yaml:\d+:\d+: firewall\.allow\.0\.from: 10\.5\.2\.7\/24 has host bits set .*did you mean 10\.5\.2\.0\/24, or the one address 10\.5\.2\.7\/32\?/);
+  refused(withEdit((d) => { d.instances.web.ssh_keys = ['not a key']; }), /^dc\.yaml:\d+:\d+: instances\.web\.ssh_keys\.0: not an ssh public key/);
+  refused(withEdit((d) => { d.flavors = { web: { vcpus: 1, ram_mib: 512, disk_gib: 5000 } }; }), /^dc\.yaml:\d+:\d+: flavors\.web\.disk_gib: Too big: expected number to be <=4096/);
+  refused(withEdit((d) => { d.flavors = { web: { vcpus: 1, ram_mib: 500_000, disk_gib: 5 } }; }), /flavors\.web\.ram_mib: Too big: expected number to be <=262144/);
+  refused(withEdit((d) => { d.instances.web.user_data = { runcmd: [{ a: 1 }] }; }), /^dc\.yaml:\d+:\d+: instances\.web\.user_data\.runcmd\.0: a runcmd entry is a command line or a list of its words/);
+  refused(withEdit((d) => { d.instances.web.user_data = { write_files: [{ content: 'x' }] }; }), /user_data\.write_files\.0\.path: path must be an absolute path/);
+  refused(withEdit((d) => { d.instances.web.user_data = { write_files: [{ path: '/x', content: 5 }] }; }), /user_data\.write_files\.0\.content: content must be a string/);
+  refused(withEdit((d) => { d.instances.web.user_data = { packages: [{ x: 1 }] }; }), /user_data\.packages\.0: a package is a name/);
+  for (const path of ['/../etc', '/var/www/', '/var//www', '/var/./www', 'var/www']) {
+    refused(withEdit((d) => { d.instances.web.mount.path = path; }), /^dc\.yaml:\d+:\d+: instances\.web\.mount\.path: /);
+  }
+  for (const path of ['/', '/etc', '/usr', '/proc/x', '/sys/fs', '/dev/shm', '/boot']) {
+    refused(withEdit((d) => { d.instances.web.mount.path = path; }), /instances\.web\.mount\.path: ".*" is a system folder of the guest/);
+  }
+  // What stays allowed.
+  const ok = load(withEdit((d) => {
+    d.instances.web.ssh_keys = ['  ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK0wmN/Cr3JXqmLW7u+g9pTh+wyqDHpSQEIQczXkVx9q user@host '];
+    d.instances.web.mount.path = '/var/www/shared';
+    d.instances.web.user_data = { runcmd: ['echo a', ['ls', '-l']], write_files: [{ path: '/etc/a', content: 'b', permissions: 644 }], packages: ['curl', ['nginx', '1.2']] };
+    d.firewall = { allow: [{ host: 'lb', port: 22, from: '10.5.2.7' }, { host: 'lb', port: 23, from: '10.5.2.0/24' }] };
+  }));
+  assert.equal(ok.instances.web!.mount!.path, '/var/www/shared');
+});
+
+test('the schema reports every problem at once, not the first few', () => {
+  assert.throws(() => load(withEdit((d) => {
+    d.instances.web.ssh_keys = ['a', 'b', 'c', 'd', 'e', 'f'];
+    d.instances.web.mount.path = '/etc';
+  })), (e: unknown) => e instanceof KumoError && e.message.split('\n').length === 7 && /ssh_keys\.5/.test(e.message) && /mount\.path/.test(e.message));
+});
+
 const host = (name: string, memoryMiB: number, allocatedMiB: number, instances = 0): HostView => ({
   name, uri: `qemu+test:///${name}`, roles: ['hypervisor'], up: true, cpus: 2, memoryMiB, allocatedMiB, allocatedVcpus: 0, instances,
 } as HostView);

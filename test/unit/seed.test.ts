@@ -49,6 +49,7 @@ test('bad user-data is refused with a clear message', () => {
     ['#cloud-config\nruncmd: [unclosed', /not valid YAML/],
     ['#cloud-config\n- a list', /mapping/],
     ['#cloud-config\nruncmd: echo', /must be a list/],
+    ['#cloud-config\nruncmd: [{a: 1}]', /user-data runcmd\.0: a runcmd entry is a command line or a list of its words/],
   ] as const) {
     assert.throws(() => buildSeed({ ...base, userData: text }), (e: unknown) => e instanceof KumoError && e.code === 'INVALID_INPUT' && why.test(e.message));
   }

@@ -8,7 +8,7 @@ import { InstanceService, type CreateRequest } from '../../service/instances.js'
 import { MigrationService } from '../../service/migration.js';
 import { ConsoleService } from '../../service/consoles.js';
 import { invalid, KumoError } from '../../model/errors.js';
-import { parseWhole } from '../../model/sizes.js';
+import { parseSeconds, parseWhole } from '../../model/sizes.js';
 import type { Instance } from '../../model/types.js';
 
 interface CreateFlags {
@@ -140,9 +140,8 @@ function addLifecycle(cmd: Command): void {
   cmd.command('stop').argument('<names...>').description('shut down cleanly (ACPI), forcing off after --timeout')
     .option('--timeout <seconds>', 'grace period before pulling the plug', '60')
     .action(async (names: string[], o: { timeout: string }) => {
+      const grace = parseSeconds('--timeout', o.timeout);
       const svc = new InstanceService(await context());
-      const grace = parseWhole(o.timeout);
-      if (Number.isNaN(grace)) throw invalid(`--timeout must be a whole number of seconds, got "${o.timeout}"`);
       for (const n of names) {
         const r = await svc.stop(n, grace * 1000);
         console.log(r.forced ? `${n} did not shut down within ${grace} s: forced off` : `stopped ${n}`);
@@ -208,7 +207,8 @@ function addConsoleAndMoves(cmd: Command): void {
   cmd.command('wait').argument('<name>').description('wait until the guest answers on port 8080')
     .option('--timeout <seconds>', 'how long to wait', '180')
     .action(async (name: string, o: { timeout: string }) => {
-      const r = await new InstanceService(await context()).waitReady(name, parseWhole(o.timeout) * 1000);
+      const seconds = parseSeconds('--timeout', o.timeout);
+      const r = await new InstanceService(await context()).waitReady(name, seconds * 1000);
       console.log(`${name} answers at http://${r.ip}:8080/`);
     });
 }

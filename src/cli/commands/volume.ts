@@ -2,8 +2,7 @@ import { Command } from 'commander';
 import { context, say } from '../app.js';
 import { json, table } from '../render.js';
 import { DETACH_TIMEOUT_MS, VolumeService, type Volume } from '../../service/volumes.js';
-import { invalid } from '../../model/errors.js';
-import { parseWhole } from '../../model/sizes.js';
+import { parseSeconds, parseWhole } from '../../model/sizes.js';
 
 const service = async () => new VolumeService(await context());
 
@@ -52,8 +51,7 @@ export function volumeCommand(): Command {
     .description('detach from its instance (unmount it in the guest first); waits until a running guest released it')
     .option('--timeout <seconds>', 'how long to wait for a running guest', String(DETACH_TIMEOUT_MS / 1000))
     .action(async (name: string, o: { timeout: string }) => {
-      const seconds = parseWhole(o.timeout);
-      if (Number.isNaN(seconds) || seconds < 1) throw invalid(`--timeout must be a whole number of seconds, got "${o.timeout}"`, 'pass e.g. --timeout 60');
+      const seconds = parseSeconds('--timeout', o.timeout);
       const instance = await (await service()).detach(name, seconds * 1000);
       console.log(`detached volume "${name}" from ${instance}`);
     });

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { type Executor, local } from '../../exec/exec.js';
 import { KumoError, invalid } from '../../model/errors.js';
+import { CLOUD_CONFIG_LIST_KEYS, cloudConfigProblems } from '../../model/cloud-config.js';
 
 /**
  * The NoCloud seed: the three files cloud-init (and the tiny image's init) read from a
@@ -27,9 +28,6 @@ export interface SeedFiles {
 }
 
 export type CloudConfig = Record<string, unknown>;
-
-/** Keys whose lists are joined (kumo's entries first) rather than replaced. */
-const LIST_KEYS = ['users', 'runcmd', 'bootcmd', 'write_files', 'ssh_authorized_keys', 'packages', 'mounts'];
 
 /**
  * cloud-init reads its files with PyYAML, which speaks YAML 1.1: there an unquoted `on`, `yes`
@@ -105,12 +103,15 @@ export function parseUserData(text: string): CloudConfig {
   if (typeof doc !== 'object' || Array.isArray(doc)) {
     throw invalid('user-data must be a YAML mapping (key: value lines) under #cloud-config', 'see the cloud-init examples');
   }
+  const problems = cloudConfigProblems(doc as CloudConfig);
+  if (problems.length) throw invalid(problems.map((p) => `user-data ${p.path.join('.')}: ${p.message}`).join('\n'), 'see the cloud-init examples');
   return doc as CloudConfig;
 }
 
 function mergeCloudConfig(ours: CloudConfig, theirs: CloudConfig): CloudConfig {
   const out: CloudConfig = { ...theirs, ...ours };
-  for (const key of LIST_KEYS) {
+  // Lists are joined (kumo's entries first) rather than replaced.
+  for (const key of CLOUD_CONFIG_LIST_KEYS) {
     const a = ours[key];
     const b = theirs[key];
     if (b !== undefined && !Array.isArray(b)) throw invalid(`user-data key "${key}" must be a list`);

@@ -2,15 +2,18 @@ import { readFile } from 'node:fs/promises';
 import type { Context } from '../context.js';
 import { KumoError } from '../../model/errors.js';
 import { DatacenterSchema, type Datacenter } from '../../model/datacenter.js';
-import { parseYamlFile } from '../../model/yaml-file.js';
+import { locatorOf, parseYamlFile } from '../../model/yaml-file.js';
 import type { ResourceKind } from '../../store/datacenter-resources.js';
-import type { ApplyRun, Change, Kind } from './kind.js';
+import type { ApplyRun, Change, FilePath, Kind } from './kind.js';
 import { KINDS } from './registry.js';
 
 export type { Action, Change } from './kind.js';
 
-const kindOf = new Map<ResourceKind, Kind>(KINDS.map((k) => [k.kind, k]));
-const reversed = [...KINDS].reverse();
+/** A problem plan found: the key of the file it is about (none: the file as a whole), and the error. */
+interface PlanProblem {
+  path: FilePath;
+  error: KumoError;
+}
 
 /**
  * `kumo plan|apply|destroy FILE`: observe what runs, compare it with the file, act on the
@@ -20,7 +23,14 @@ const reversed = [...KINDS].reverse();
  * spec it applied, and destroy removes exactly that.
  */
 export class DatacenterService {
-  constructor(private readonly ctx: Context) {}
+  private readonly kindOf: Map<ResourceKind, Kind>;
+  private readonly reversed: readonly Kind[];
+
+  /** `kinds`: the registry's, in its order (a test gives its own). */
+  constructor(private readonly ctx: Context, private readonly kinds: readonly Kind[] = KINDS) {
+    this.kindOf = new Map(kinds.map((k) => [k.kind, k]));
+    this.reversed = [...kinds].reverse();
+  }
 
   async load(file: string): Promise<Datacenter> {
     const text = await readFile(file, 'utf8').catch((e: NodeJS.ErrnoException) => {
@@ -34,40 +44,69 @@ export class DatacenterService {
     return parseYamlFile(text, DatacenterSchema, file);
   }
 
-  /** What apply would do, in the order it does it: deletions first, then every kind in order. */
+  /**
+   * What apply would do, in the order it does it: deletions first, then every kind in order.
+   * Every problem that the file and the current state show is found first and refused at once,
+   * each with the file's line and column: nothing is made from a plan with a problem.
+   */
   async plan(dc: Datacenter): Promise<Change[]> {
-    this.checkOwnership(dc);
+    const problems = this.ownershipProblems(dc);
+    const refuse = (path: FilePath, error: KumoError) => { problems.push({ path, error }); };
     const changes: Change[] = [];
-    for (const kind of KINDS) changes.push(...await kind.diff({ ctx: this.ctx, dc, changes }));
+    for (const kind of this.kinds) {
+      // A kind that cannot plan at all (what it reads does not answer) is one problem; the next kinds still look for theirs.
+      try {
+        changes.push(...await kind.diff({ ctx: this.ctx, dc, changes, refuse }));
+      } catch (e) {
+        if (!(e instanceof KumoError)) throw e;
+        problems.push({ path: [], error: e });
+      }
+    }
+    if (problems.length) throw refusal(dc, problems);
     return [...this.deletions(dc), ...changes];
   }
 
-  /** Makes it so; returns what it did (empty: nothing to do). */
+  /**
+   * Makes it so; returns what it did (empty: nothing to do). Each change is recorded as soon as
+   * it is made, so a failure part-way leaves a state the next apply plans from and continues;
+   * the error says what was done before it.
+   */
   async apply(dc: Datacenter, onChange: (c: Change) => void = () => undefined): Promise<Change[]> {
     const changes = await this.plan(dc);
+    const done: Change[] = [];
+    try {
+      await this.act(dc, changes, onChange, (c) => { done.push(c); });
+    } catch (e) {
+      throw unfinished(e, done, changes.length);
+    }
+    return changes;
+  }
+
+  private async act(dc: Datacenter, changes: Change[], starting: (c: Change) => void, made: (c: Change) => void): Promise<void> {
     const run: ApplyRun = { ctx: this.ctx, dc, started: [] };
     for (const c of changes.filter((x) => x.action === 'delete')) {
-      onChange(c);
-      await kindOf.get(c.kind)!.remove(c.name, this.ctx.datacenterResources.spec(c.kind, c.name), run);
+      starting(c);
+      await this.kindOf.get(c.kind)!.remove(c.name, this.ctx.datacenterResources.spec(c.kind, c.name), run);
       this.ctx.datacenterResources.release(c.kind, c.name);
+      made(c);
     }
-    for (const kind of KINDS) await kind.prepare?.(run);
-    for (const kind of KINDS) {
+    for (const kind of this.kinds) await kind.prepare?.(run);
+    for (const kind of this.kinds) {
       for (const c of changes.filter((x) => x.kind === kind.kind && x.action !== 'delete')) {
-        onChange(c);
+        starting(c);
         const applied = await kind.apply(c, run);
         this.ctx.datacenterResources.claim(dc.name, c.kind, c.name, applied);
+        made(c);
       }
       await kind.settle?.(run);
     }
-    return changes;
   }
 
   /** Removes what the file owns (what an apply of it made), in the reverse of apply's order. */
   async destroy(dc: Datacenter, onChange: (c: Change) => void = () => undefined): Promise<Change[]> {
     const done: Change[] = [];
     const owned = this.ctx.datacenterResources.owned(dc.name);
-    for (const kind of reversed) {
+    for (const kind of this.reversed) {
       for (const r of owned.filter((o) => o.kind === kind.kind)) {
         const c: Change = { action: 'delete', kind: kind.kind, name: r.name, why: `made by ${dc.name}` };
         onChange(c);
@@ -81,7 +120,7 @@ export class DatacenterService {
 
   /** What this datacenter made that its file no longer declares, in the order apply removes it. */
   private deletions(dc: Datacenter): Change[] {
-    return reversed.filter((k) => k.pruned).flatMap((kind) => {
+    return this.reversed.filter((k) => k.pruned).flatMap((kind) => {
       const wanted = new Set(kind.wanted(dc));
       return this.ctx.datacenterResources.owned(dc.name, kind.kind).filter((r) => !wanted.has(r.name))
         .map((r): Change => ({ action: 'delete', kind: kind.kind, name: r.name, why: kind.pruned! }));
@@ -89,14 +128,34 @@ export class DatacenterService {
   }
 
   /** A resource of an exclusive kind may not belong to another datacenter file. */
-  private checkOwnership(dc: Datacenter): void {
-    for (const kind of KINDS.filter((k) => k.exclusive)) {
-      for (const n of kind.wanted(dc)) {
-        const owner = this.ctx.datacenterResources.owner(kind.kind, n);
-        if (owner && owner !== dc.name) {
-          throw new KumoError('IN_USE', `${kind.kind} "${n}" belongs to datacenter "${owner}"`, `rename it in this file, or destroy ${owner} first`);
-        }
-      }
-    }
+  private ownershipProblems(dc: Datacenter): PlanProblem[] {
+    return this.kinds.filter((k) => k.exclusive).flatMap((kind) => kind.wanted(dc).flatMap((n): PlanProblem[] => {
+      const owner = this.ctx.datacenterResources.owner(kind.kind, n);
+      if (!owner || owner === dc.name) return [];
+      return [{ path: [], error: new KumoError('IN_USE', `${kind.kind} "${n}" belongs to datacenter "${owner}"`, `rename it in this file, or destroy ${owner} first`) }];
+    }));
   }
+}
+
+/**
+ * One error for every problem plan found: each on a line of its own, at its key's line and
+ * column where the file has it. The first problem's code decides the exit code.
+ */
+function refusal(dc: Datacenter, problems: PlanProblem[]): KumoError {
+  const locate = locatorOf(dc);
+  const lines = problems.map(({ path, error }) => {
+    if (!path.length) return error.message;
+    return `${locate ? `${locate(path)}: ` : ''}${path.join('.')}: ${error.message}`;
+  });
+  const fixes = [...new Set(problems.map((p) => p.error.fix).filter((f): f is string => f !== undefined))];
+  return new KumoError(problems[0]!.error.code, lines.join('\n'), fixes.length ? fixes.join('; ') : undefined, problems.length === 1 ? { cause: problems[0]!.error } : undefined);
+}
+
+/** A failure part-way through apply, saying what was done before it and that apply again continues (what was made is recorded). */
+function unfinished(e: unknown, done: Change[], total: number): unknown {
+  if (!(e instanceof KumoError)) return e;
+  const what = done.length
+    ? `${done.length} of ${total} change(s) were made before it (${done.map((c) => `${c.action} ${c.kind} ${c.name}`).join(', ')})`
+    : `none of the ${total} change(s) was complete before it`;
+  return new KumoError(e.code, `${e.message}\napply stopped: ${what}; running apply again continues from there`, e.fix, { cause: e });
 }

@@ -1,5 +1,6 @@
 import type { Context } from '../context.js';
 import type { Datacenter } from '../../model/datacenter.js';
+import type { KumoError } from '../../model/errors.js';
 import type { ResourceKind } from '../../store/datacenter-resources.js';
 
 export type Action = 'create' | 'update' | 'start' | 'recreate' | 'delete';
@@ -15,11 +16,19 @@ export interface Change {
   host?: string;
 }
 
-/** What a kind sees while planning: the file, and the changes the kinds before it planned. */
+/** A key of the datacenter file (instances.web.flavor is ['instances', 'web', 'flavor']). */
+export type FilePath = readonly (string | number)[];
+
+/**
+ * What a kind sees while planning: the file, the changes the kinds before it planned, and
+ * where to report a problem with a key of the file. Plan collects every problem and refuses
+ * them all at once (each with the key's line and column), so a kind reports and goes on.
+ */
 export interface PlanRun {
   ctx: Context;
   dc: Datacenter;
   changes: readonly Change[];
+  refuse(path: FilePath, problem: KumoError): void;
 }
 
 /** What a kind sees while applying: the file, and the instances this apply created or started. */

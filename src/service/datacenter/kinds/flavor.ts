@@ -9,7 +9,7 @@ export const flavorKind: Kind = {
   pruned: 'no longer in the file',
   wanted: (dc) => Object.keys(dc.flavors),
 
-  async diff({ ctx, dc }) {
+  async diff({ ctx, dc, refuse }) {
     const out: Change[] = [];
     for (const [name, f] of Object.entries(dc.flavors)) {
       const have = ctx.flavors.get(name);
@@ -17,7 +17,8 @@ export const flavorKind: Kind = {
       if (!have) { out.push({ action: 'create', kind: 'flavor', name, why: spec }); continue; }
       if (have.vcpus === f.vcpus && have.ramMiB === f.ram_mib && have.diskGiB === f.disk_gib) continue;
       if (have.builtin) {
-        throw new KumoError('IN_USE', `flavor "${name}" is built in (${have.vcpus} vCPU / ${have.ramMiB} MiB / ${have.diskGiB} GiB) and cannot be redefined`, `give the file's flavor another name than ${name}`);
+        refuse(['flavors', name], new KumoError('IN_USE', `flavor "${name}" is built in (${have.vcpus} vCPU / ${have.ramMiB} MiB / ${have.diskGiB} GiB) and cannot be redefined`, `give the file's flavor another name than ${name}`));
+        continue;
       }
       out.push({ action: 'update', kind: 'flavor', name, why: `is ${have.vcpus} vCPU / ${have.ramMiB} MiB / ${have.diskGiB} GiB, should be ${spec} (instances keep their size)` });
     }
@@ -27,8 +28,9 @@ export const flavorKind: Kind = {
   async apply(c, { ctx, dc }) {
     const f = dc.flavors[c.name]!;
     const flavors = new FlavorService(ctx);
-    if (c.action === 'update') flavors.delete(c.name);
-    flavors.create(c.name, f.vcpus, f.ram_mib, f.disk_gib);
+    // An update changes the sizes in place: a refused size must not cost the flavor.
+    if (c.action === 'update') flavors.update(c.name, f.vcpus, f.ram_mib, f.disk_gib);
+    else flavors.create(c.name, f.vcpus, f.ram_mib, f.disk_gib);
     return f;
   },
 

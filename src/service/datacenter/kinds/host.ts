@@ -18,14 +18,14 @@ export function nodeUri(n: HostNode): string | undefined {
 /** The segments of the file's hosts without instances: recorded for shares' CIDRs. */
 const plainSegments = (hosts: HostsSpec | undefined) => Object.entries(hosts?.segments ?? {}).filter(([, s]) => !s.instances).map(([seg]) => seg);
 
-/** 'missing', or 'current'; a host of that name registered otherwise is an error naming the fix. */
-function hostState(ctx: Context, name: string, n: HostNode): 'missing' | 'current' {
+/** 'missing', or 'current'; a host of that name registered otherwise is a problem naming the fix. */
+function hostState(ctx: Context, name: string, n: HostNode): 'missing' | 'current' | KumoError {
   const have = ctx.hosts.get(name);
   if (!have) return 'missing';
   const want = { shell: nodeShell(n), uri: nodeUri(n), roles: [...n.roles].sort() };
   const same = JSON.stringify(have.shell) === JSON.stringify(want.shell) && have.uri === want.uri && [...have.roles].sort().join() === want.roles.join();
   if (!same) {
-    throw new KumoError('ALREADY_EXISTS',
+    return new KumoError('ALREADY_EXISTS',
       `host "${name}" is registered already as ${describeShell(have.shell)}${have.uri ? `, ${have.uri}` : ''}, roles ${have.roles.join(',')}; the file says ${describeShell(want.shell)}${want.uri ? `, ${want.uri}` : ''}, roles ${want.roles.join(',')}`,
       `make the file's node match, or remove the registration first (kumo host remove ${name})`);
   }
@@ -54,8 +54,12 @@ export const hostKind: Kind = {
   pruned: 'no longer in the file\'s hosts',
   wanted: (dc) => Object.keys(dc.hosts?.nodes ?? {}),
 
-  async diff({ ctx, dc }) {
-    return Object.entries(dc.hosts?.nodes ?? {}).filter(([name, n]) => hostState(ctx, name, n) === 'missing').map(([name, n]) => ({
+  async diff({ ctx, dc, refuse }) {
+    return Object.entries(dc.hosts?.nodes ?? {}).filter(([name, n]) => {
+      const state = hostState(ctx, name, n);
+      if (state instanceof KumoError) refuse(['hosts', 'nodes', name], state);
+      return state === 'missing';
+    }).map(([name, n]) => ({
       action: 'create' as const, kind: 'host' as const, name,
       why: `${n.roles.join(',')} via ${n.ssh !== undefined ? `ssh ${n.ssh}` : `netns ${n.netns}`}${nodeUri(n) ? `, ${nodeUri(n)}` : ''}`,
     }));

@@ -11,12 +11,12 @@ type ImageSpec = Datacenter['images'][string];
  * The tiny image is rebuilt when its recipe changed; a Debian image is built once (its cache
  * key follows the mirror's state, and a rebuild takes minutes: `kumo image build` refreshes it).
  */
-async function imageState(ctx: Context, name: string, spec: ImageSpec): Promise<'missing' | 'current' | 'stale'> {
+async function imageState(ctx: Context, name: string, spec: ImageSpec): Promise<'missing' | 'current' | 'stale' | KumoError> {
   if (spec.build === 'tiny') return new ImageService(ctx).tinyState();
   const image = ctx.images.get(name);
   if (!image || !existsSync(image.disk)) return 'missing';
   if (!image.source.startsWith(`${spec.build}:`)) {
-    throw new KumoError('ALREADY_EXISTS', `image "${name}" exists and was not built by \`kumo image build ${spec.build}\``, `rename the image in the file, or delete it first: kumo image delete ${name}`);
+    return new KumoError('ALREADY_EXISTS', `image "${name}" exists and was not built by \`kumo image build ${spec.build}\``, `rename the image in the file, or delete it first: kumo image delete ${name}`);
   }
   return 'current';
 }
@@ -27,10 +27,11 @@ export const imageKind: Kind = {
   exclusive: false,
   wanted: (dc) => Object.keys(dc.images),
 
-  async diff({ ctx, dc }) {
+  async diff({ ctx, dc, refuse }) {
     const out: Change[] = [];
     for (const [name, image] of Object.entries(dc.images)) {
       const state = await imageState(ctx, name, image);
+      if (state instanceof KumoError) refuse(['images', name], state);
       if (state === 'missing') out.push({ action: 'create', kind: 'image', name, why: `build ${image.build}` });
       if (state === 'stale') out.push({ action: 'update', kind: 'image', name, why: `registered from an older ${image.build} recipe` });
     }

@@ -1,4 +1,4 @@
-import { KumoError } from '../../../model/errors.js';
+import { KumoError, invalid } from '../../../model/errors.js';
 import { groupMembers, type Datacenter, type InstanceGroup } from '../../../model/datacenter.js';
 import { hypervisorsOf, sharedInstanceSegments } from '../../../model/topology.js';
 import { cloudConfigText, nfsMountConfig } from '../../../drivers/image/seed.js';
@@ -6,7 +6,7 @@ import type { Context } from '../../context.js';
 import { chooseHost, HostService } from '../../host.js';
 import { InstanceService } from '../../instances.js';
 import { ShareService } from '../../shares.js';
-import type { Change, Kind } from '../kind.js';
+import type { Change, Kind, PlanRun } from '../kind.js';
 
 /** Where a group without `hosts` goes on real hosts: the file's hypervisors only (not this machine's `local`). */
 const fileHypervisors = (dc: Datacenter) => (dc.hosts ? hypervisorsOf(dc.hosts).map(([x]) => x) : undefined);
@@ -16,13 +16,34 @@ const fileInstanceSegments = (dc: Datacenter) => (dc.hosts ? sharedInstanceSegme
 const groupOf = (dc: Datacenter, member: string): [string, InstanceGroup] =>
   Object.entries(dc.instances).find(([name, g]) => groupMembers(name, g.count).includes(member))!;
 
-/** A group's flavor: the file's own, or one kumo has. */
-function flavorOf(ctx: Context, dc: Datacenter, group: string, g: InstanceGroup): { vcpus: number; ramMiB: number } {
+interface Size { vcpus: number; ramMiB: number; diskGiB: number }
+
+/** A group's flavor: the file's own, or one kumo has (undefined: neither, refused at the group's key). */
+function flavorOf({ ctx, dc, refuse }: PlanRun, group: string, g: InstanceGroup): Size | undefined {
   const own = dc.flavors[g.flavor];
-  if (own) return { vcpus: own.vcpus, ramMiB: own.ram_mib };
+  if (own) return { vcpus: own.vcpus, ramMiB: own.ram_mib, diskGiB: own.disk_gib };
   const have = ctx.flavors.get(g.flavor);
-  if (!have) throw new KumoError('NOT_FOUND', `instances.${group}.flavor: flavor "${g.flavor}" is neither in the file nor known to kumo`, 'declare it under flavors:, or pick one of `kumo flavor list`');
+  if (!have) refuse(['instances', group, 'flavor'], new KumoError('NOT_FOUND', `flavor "${g.flavor}" is neither in the file nor known to kumo`, 'declare it under flavors:, or pick one of `kumo flavor list`'));
   return have;
+}
+
+/**
+ * What else the file and kumo's records show would fail a group's instances half-way through
+ * apply: an image neither built by the file nor known to kumo, a disk smaller than the image,
+ * a share served to none of the group's networks.
+ */
+function checkGroup({ ctx, dc, refuse }: PlanRun, group: string, g: InstanceGroup, flavor: Size): void {
+  const image = ctx.images.get(g.image);
+  if (!image && !dc.images[g.image]) {
+    refuse(['instances', group, 'image'], new KumoError('NOT_FOUND', `image "${g.image}" is neither built by the file (images:) nor known to kumo`, 'declare it under images:, or import it first (kumo image import)'));
+  } else if (image && flavor.diskGiB * 1024 ** 3 < image.virtualSizeBytes) {
+    refuse(['instances', group, 'flavor'], invalid(`the ${flavor.diskGiB} GiB disk of flavor "${g.flavor}" is smaller than image "${g.image}" (${Math.ceil(image.virtualSizeBytes / 1024 ** 3)} GiB)`, 'choose a flavor with a larger disk'));
+  }
+  const share = g.mount && dc.shares[g.mount.share];
+  const networks = g.networks ?? fileInstanceSegments(dc);
+  if (g.mount && share && networks && !share.networks.some((n) => networks.includes(n))) {
+    refuse(['instances', group, 'mount', 'share'], invalid(`instances of "${group}" are on no network share "${g.mount.share}" is served to (${share.networks.join(', ')})`, 'add one of the share\'s networks to the group'));
+  }
 }
 
 /** cloud-config for a group: mount its share, then its runcmd, then its user_data. */
@@ -55,7 +76,7 @@ async function dryPlacer(ctx: Context, dc: Datacenter, hostsPending: boolean) {
     try {
       host = chooseHost(hosts, flavor.vcpus, flavor.ramMiB, { pack: g.placement === 'pack', ...(only ? { only } : {}) });
     } catch (e) {
-      if (e instanceof KumoError) throw new KumoError(e.code, `cannot place instance ${name} of ${dc.name}: ${e.message}`, e.fix);
+      if (e instanceof KumoError) throw new KumoError(e.code, `cannot place instance ${name} of ${dc.name}: ${e.message}`, e.fix, { cause: e });
       throw e;
     }
     const h = hosts.find((x) => x.name === host)!;
@@ -65,6 +86,26 @@ async function dryPlacer(ctx: Context, dc: Datacenter, hostsPending: boolean) {
   };
 }
 
+type Placer = Awaited<ReturnType<typeof dryPlacer>>;
+
+/** A group's members: created, started, or recreated with another image or size (placed dry where they go). */
+function groupChanges(group: string, g: InstanceGroup, flavor: Size, ctx: Context, states: Map<string, string>, place: Placer): Change[] {
+  const out: Change[] = [];
+  for (const name of groupMembers(group, g.count)) {
+    const record = ctx.instances.get(name);
+    const host = (): { host?: string } => { const h = place(name, flavor, g); return h ? { host: h } : {}; };
+    if (!record) { out.push({ action: 'create', kind: 'instance', name, why: `${g.image}, ${g.flavor}`, ...host() }); continue; }
+    if (record.image !== g.image || record.vcpus !== flavor.vcpus || record.ramMiB !== flavor.ramMiB) {
+      out.push({ action: 'recreate', kind: 'instance', name, why: `is ${record.image}/${record.vcpus} vCPU/${record.ramMiB} MiB, should be ${g.image}/${g.flavor}`, ...host() });
+      continue;
+    }
+    const state = states.get(name);
+    if (state === 'missing') out.push({ action: 'recreate', kind: 'instance', name, why: 'its domain was deleted outside kumo' });
+    else if (state === 'shut off' || state === 'crashed') out.push({ action: 'start', kind: 'instance', name, why: `it is ${state}` });
+  }
+  return out;
+}
+
 /** The members of the file's instance groups: created, started, or recreated with another image or size. */
 export const instanceKind: Kind = {
   kind: 'instance',
@@ -72,25 +113,25 @@ export const instanceKind: Kind = {
   pruned: 'no longer in the file',
   wanted: (dc) => Object.entries(dc.instances).flatMap(([group, g]) => groupMembers(group, g.count)),
 
-  async diff({ ctx, dc, changes }) {
+  async diff(run) {
+    const { ctx, dc, changes } = run;
     const out: Change[] = [];
     // One listing per host for all instances, not a full read of each.
     const states = new Map((await new InstanceService(ctx).list()).map((i) => [i.name, i.state]));
     const place = await dryPlacer(ctx, dc, changes.some((c) => c.kind === 'lab' || c.kind === 'host'));
     for (const [group, g] of Object.entries(dc.instances)) {
-      const flavor = flavorOf(ctx, dc, group, g);
-      for (const name of groupMembers(group, g.count)) {
-        const record = ctx.instances.get(name);
-        const host = (): { host?: string } => { const h = place(name, flavor, g); return h ? { host: h } : {}; };
-        if (!record) { out.push({ action: 'create', kind: 'instance', name, why: `${g.image}, ${g.flavor}`, ...host() }); continue; }
-        if (record.image !== g.image || record.vcpus !== flavor.vcpus || record.ramMiB !== flavor.ramMiB) {
-          out.push({ action: 'recreate', kind: 'instance', name, why: `is ${record.image}/${record.vcpus} vCPU/${record.ramMiB} MiB, should be ${g.image}/${g.flavor}`, ...host() });
-          continue;
-        }
-        const state = states.get(name);
-        if (state === 'missing') out.push({ action: 'recreate', kind: 'instance', name, why: 'its domain was deleted outside kumo' });
-        else if (state === 'shut off' || state === 'crashed') out.push({ action: 'start', kind: 'instance', name, why: `it is ${state}` });
+      const flavor = flavorOf(run, group, g);
+      if (!flavor) continue;
+      let mine: Change[] | undefined;
+      try {
+        mine = groupChanges(group, g, flavor, ctx, states, place);
+      } catch (e) {
+        // One placement problem per group: the group's key, with the file's line and column.
+        if (!(e instanceof KumoError)) throw e;
+        run.refuse(['instances', group], e);
       }
+      if (!mine || mine.some((c) => c.action === 'create' || c.action === 'recreate')) checkGroup(run, group, g, flavor);
+      out.push(...(mine ?? []));
     }
     return out;
   },

@@ -8,17 +8,19 @@ export const labKind: Kind = {
   exclusive: false,
   wanted: (dc) => (dc.lab ? [dc.lab.name] : []),
 
-  async diff({ ctx, dc }) {
+  async diff({ ctx, dc, refuse }) {
     if (!dc.lab) return [];
     const lab = new LabService(ctx);
     const state = lab.state();
     if (!state) return [{ action: 'create', kind: 'lab', name: dc.lab.name, why: 'no lab is up' }];
     if (state.bare) {
-      throw new KumoError('IN_USE', `lab "${state.spec.name}" is up bare (machines and cables only)`,
-        'describe its nodes under hosts: instead of lab: (kumo lab status shows their netns and URIs), or take it down first (kumo lab down)');
+      refuse(['lab'], new KumoError('IN_USE', `lab "${state.spec.name}" is up bare (machines and cables only)`,
+        'describe its nodes under hosts: instead of lab: (kumo lab status shows their netns and URIs), or take it down first (kumo lab down)'));
+      return [];
     }
     if (JSON.stringify(state.spec) !== JSON.stringify(dc.lab)) {
-      throw new KumoError('IN_USE', `lab "${state.spec.name}" is up with another topology than the file's`, 'take it down first (kumo lab down), or make the file\'s lab the same');
+      refuse(['lab'], new KumoError('IN_USE', `lab "${state.spec.name}" is up with another topology than the file's`, 'take it down first (kumo lab down), or make the file\'s lab the same'));
+      return [];
     }
     const s = await lab.status();
     const problems = [
