@@ -24,6 +24,16 @@ export const cloudInitSchema = (userData: string) =>
   validateWith('cloud-init', (f) => ['schema', '-c', f], userData, 'user-data');
 
 /**
+ * cloud-init's own check of a network-config, where the installed cloud-init has one
+ * (`--schema-type network-config`, newer than Debian 12's 22.4); undefined where it has not.
+ */
+export async function cloudInitNetworkSchema(networkConfig: string) {
+  const help = await local.run('cloud-init', ['schema', '--help'], { allowFailure: true });
+  if (!help.stdout.includes('--schema-type')) return undefined;
+  return validateWith('cloud-init', (f) => ['schema', '--schema-type', 'network-config', '-c', f], networkConfig, 'network-config');
+}
+
+/**
  * Every kind of user-data kumo writes into a seed: password only, keys only, the user's own
  * cloud-config merged, and a datacenter group's (share mount + runcmd) merged.
  */
