@@ -1,3 +1,4 @@
+import { Ajv } from 'ajv';
 import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
 
 /**
@@ -8,6 +9,11 @@ import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.
  */
 export function schemaValidator(): Ajv2020 {
   return new Ajv2020({ strict: false, allErrors: true, validateFormats: false });
+}
+
+/** The same for OpenAPI 3.0 schema objects (JSON Schema draft 4/7 with `nullable`, which Ajv knows). */
+export function openApiSchemaValidator(): Ajv {
+  return new Ajv({ strict: false, allErrors: true, validateFormats: false });
 }
 
 /** One line per error: where in the document, and what is wrong. */
