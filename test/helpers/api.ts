@@ -7,6 +7,7 @@ import { LoadBalancerService } from '../../src/service/loadbalancers.js';
 import { ShareService } from '../../src/service/shares.js';
 import { TokenService } from '../../src/service/tokens.js';
 import { waitFor } from './env.js';
+import { OpenApiResponses } from './openapi-responses.js';
 
 /**
  * The REST API as tests use it: a server of the test's own in-process on 127.0.0.1, a token
@@ -112,14 +113,25 @@ export class ApiClient {
 
   constructor(readonly base: string, readonly token: string) {}
 
-  /** One request; the client's token unless `auth` says otherwise (null: no Authorization header). */
+  /** The server's OpenAPI document, fetched once, that every answer is checked against. */
+  private contract?: Promise<OpenApiResponses>;
+
+  /**
+   * One request; the client's token unless `auth` says otherwise (null: no Authorization header).
+   * The answer must match the server's OpenAPI document (route, status, body), or the test fails.
+   */
   async call(method: string, path: string, body?: unknown, auth: string | null = `Bearer ${this.token}`): Promise<Answer> {
+    // Fetched before the first request, so that answers after the server went away are still checked.
+    const contract = await (this.contract ??= OpenApiResponses.of(this.base));
     const headers: Record<string, string> = {};
     if (auth !== null) headers.authorization = auth;
     if (body !== undefined) headers['content-type'] = 'application/json';
     const res = await fetch(this.base + path, { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
     const text = await res.text();
-    return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : undefined };
+    const answer = { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : undefined };
+    const wrong = contract.mismatch(method, path, res.status, res.headers.get('content-type') ?? '', answer.body);
+    if (wrong) assert.fail(`the answer to ${method} ${path} breaks the OpenAPI document: ${wrong}\nbody: ${text.slice(0, 2000)}`);
+    return answer;
   }
 
   /** Reads /api/v1/events (of this client's server, or `at`) as a client would, collecting every event. */

@@ -8,6 +8,7 @@ import { ImageService } from '../../src/service/images.js';
 import { InstanceService } from '../../src/service/instances.js';
 import { local } from '../../src/exec/exec.js';
 import { screenFacts } from '../helpers/png.js';
+import { virtXmlValidate } from '../helpers/tools.js';
 
 let env: TestEnv;
 let svc: InstanceService;
@@ -66,6 +67,14 @@ test('create → guest answers on 8080 with its hostname; password, disk size, d
   assert.match(xml, /kumo:instance/);
   assert.match(xml, /<graphics type='vnc' port='59\d\d' autoport='yes' listen='127.0.0.1'/);
   assert.match((await svc.get(name)).vnc ?? '', /^127\.0\.0\.1:59\d\d$/);
+  // The definition libvirt stored after define (and the live one) passes libvirt's own schema,
+  // read with virsh rather than kumo; a hand-broken copy does not.
+  for (const flags of [['--inactive'], []]) {
+    const stored = (await local.run('virsh', ['-c', 'qemu:///system', 'dumpxml', ...flags, name])).stdout;
+    const r = await virtXmlValidate(stored, 'domain');
+    assert.ok(r.ok, `virt-xml-validate refused the domain as libvirt stores it (dumpxml ${flags.join(' ')}):\n${r.output}\n${stored}`);
+    if (flags.length) assert.equal((await virtXmlValidate(stored.replace('<devices>', '<devices><bogus/>'), 'domain')).ok, false, 'the check can fail');
+  }
   // The VNC screen shows the guest's own console: its framebuffer (not the BIOS's 720x400
   // text screen) with text on it.
   const shot = join(env.home, 'screen.png');

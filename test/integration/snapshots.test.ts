@@ -7,6 +7,7 @@ import { ImageService } from '../../src/service/images.js';
 import { InstanceService } from '../../src/service/instances.js';
 import { SnapshotService } from '../../src/service/snapshots.js';
 import { local } from '../../src/exec/exec.js';
+import { virtXmlValidate } from '../helpers/tools.js';
 
 let env: TestEnv;
 let svc: InstanceService;
@@ -139,6 +140,15 @@ test('list: name, local creation time with offset, state; the default name is th
   const seoul = new Date((json[2]!.creationTime + 9 * 3600) * 1000).toISOString().replace('T', ' ').slice(0, 19);
   assert.equal(rows[2]![2], `${seoul} +0900`);
   assert.equal(json[2]!.creationTime, Number(epoch));
+
+  // What libvirt stores of each snapshot (running with memory, shut off) passes libvirt's own
+  // schema, read with virsh rather than kumo; a hand-broken copy does not.
+  for (const snap of ['live1', 'first_ss', epoch]) {
+    const stored = (await virsh('snapshot-dumpxml', name, snap)).stdout;
+    const r = await virtXmlValidate(stored, 'domainsnapshot');
+    assert.ok(r.ok, `virt-xml-validate refused snapshot ${snap} as libvirt stores it:\n${r.output}\n${stored}`);
+    if (snap === epoch) assert.equal((await virtXmlValidate(stored.replace('<state>', '<state>bogus-'), 'domainsnapshot')).ok, false, 'the check can fail');
+  }
 
   assert.match(await ok('snapshot', 'delete', name, epoch), new RegExp(`deleted snapshot ${epoch}`));
   assert.deepEqual(await names(), ['live1', 'first_ss']);

@@ -4,7 +4,9 @@ import { parse } from 'yaml';
 import { verify } from 'unixcrypt';
 import { buildSeed } from '../../src/drivers/image/seed.js';
 import { hashPassword } from '../../src/model/password.js';
-import { cloudInitSchema, generatedUserData } from '../helpers/tools.js';
+import { cloudInitNetworkSchema, cloudInitSchema, generatedUserData } from '../helpers/tools.js';
+import { schemaErrors, schemaValidator } from '../helpers/json-schema.js';
+import { networkConfigV2Schema } from '../helpers/network-config-v2.schema.js';
 import { KumoError } from '../../src/model/errors.js';
 
 const base = { instanceId: 'a1b2', hostname: 'web1', sshKeys: ['ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHq0 me@laptop'], nics: [{ mac: '52:54:00:aa:bb:cc' }] };
@@ -62,4 +64,25 @@ test('every user-data kumo generates passes cloud-init schema', async () => {
     assert.ok(r.ok, `cloud-init schema refused ${what}:\n${r.output}\n${userData}`);
     assert.doesNotMatch(r.output, /deprecat|invalid|error/i, `cloud-init schema warned on ${what}:\n${r.output}`);
   }
+});
+
+test('every network-config kumo writes passes cloud-init\'s network-config v2 schema; broken ones do not', async () => {
+  const validate = schemaValidator().compile(networkConfigV2Schema);
+  const nicSets = [[], [{ mac: '52:54:00:aa:bb:cc' }], [{ mac: '52:54:00:0a:1b:2c' }, { mac: '52:54:00:fe:dc:ba' }, { mac: '52:54:00:00:00:01' }]];
+  for (const nics of nicSets) {
+    const text = buildSeed({ ...base, nics })['network-config'];
+    assert.equal(schemaErrors(validate, parse(text)), '', text);
+    // Debian 12's cloud-init (22.4) cannot check network-config; a later one can, and then it does.
+    const own = await cloudInitNetworkSchema(text);
+    if (own) assert.ok(own.ok, `cloud-init schema refused the network-config:\n${own.output}\n${text}`);
+  }
+  const good = parse(buildSeed(base)['network-config']) as { ethernets: { nic0: Record<string, unknown> } };
+  const broken: [string, unknown, RegExp][] = [
+    ['version 1', { ...good, version: 1 }, /\/version must be equal to constant/],
+    ['no devices', { version: 2 }, /must have required property 'ethernets'/],
+    ['a MAC in capitals', { ...good, ethernets: { nic0: { ...good.ethernets.nic0, match: { macaddress: '52:54:00:AA:BB:CC' } } } }, /macaddress must match pattern/],
+    ['a misspelt key', { ...good, ethernets: { nic0: { ...good.ethernets.nic0, dhcp: true } } }, /additional properties: dhcp/],
+    ['dhcp4 as text', { ...good, ethernets: { nic0: { ...good.ethernets.nic0, dhcp4: 'yes' } } }, /dhcp4 must be boolean/],
+  ];
+  for (const [what, doc, why] of broken) assert.match(schemaErrors(validate, doc), why, what);
 });

@@ -26,7 +26,7 @@ export const snapshotRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx,
 
   app.post('/instances/:instance/snapshots/:name/revert', {
     schema: {
-      tags, operationId: 'revertSnapshot', params: SnapshotParams, body: optionalBody(SnapshotRevert), response: { 200: SnapshotReverted, ...errors(404, 409) },
+      tags, operationId: 'revertSnapshot', params: SnapshotParams, body: optionalBody(SnapshotRevert), response: { 200: SnapshotReverted, ...errors(400, 404, 409) },
       summary: 'go back to a snapshot; the instance ends in the snapshot\'s state unless "to" says otherwise',
     },
   }, async (req) => {

@@ -34,8 +34,8 @@ export class DhcpServer {
     });
   }
 
-  get pidFile(): string { return `${this.spec.dir}/${this.spec.name}.pid`; }
-  get leaseFile(): string { return `${this.spec.dir}/${this.spec.name}.leases`; }
+  get pidFile(): string { return dhcpFiles(this.spec).pidFile; }
+  get leaseFile(): string { return dhcpFiles(this.spec).leaseFile; }
 
   pid(): Promise<number | undefined> {
     return this.daemon.pid();
@@ -46,12 +46,7 @@ export class DhcpServer {
     if ((await this.pid()) !== undefined) return;
     const s = this.spec;
     await this.daemon.start({
-      args: [
-        '--conf-file=/dev/null', `--pid-file=${this.pidFile}`, `--dhcp-leasefile=${this.leaseFile}`,
-        `--interface=${s.link}`, '--bind-interfaces', '--except-interface=lo', '--port=0',
-        `--dhcp-range=${s.rangeStart},${s.rangeEnd},12h`, '--dhcp-option=3', '--dhcp-option=6',
-        '--dhcp-authoritative', '--no-ping', '--user=root', '--group=root',
-      ],
+      args: dhcpServerArgs(s),
       timeoutMs: 15_000,
       // dnsmasq returns once it runs in the background (or has failed): one look at its pid file.
       ready: {
@@ -72,6 +67,19 @@ export class DhcpServer {
   async leases(): Promise<DhcpLeaseEntry[]> {
     return parseDnsmasqLeases((await readHostFile(this.exec, this.leaseFile)) ?? '');
   }
+}
+
+/** A server's files: DIR/NAME.pid, DIR/NAME.leases. */
+const dhcpFiles = (s: DhcpServerSpec) => ({ pidFile: `${s.dir}/${s.name}.pid`, leaseFile: `${s.dir}/${s.name}.leases` });
+
+/** dnsmasq's command line for a DHCP-only server (what DhcpServer says above), checked by `dnsmasq --test` in the tests. */
+export function dhcpServerArgs(s: DhcpServerSpec): string[] {
+  return [
+    '--conf-file=/dev/null', `--pid-file=${dhcpFiles(s).pidFile}`, `--dhcp-leasefile=${dhcpFiles(s).leaseFile}`,
+    `--interface=${s.link}`, '--bind-interfaces', '--except-interface=lo', '--port=0',
+    `--dhcp-range=${s.rangeStart},${s.rangeEnd},12h`, '--dhcp-option=3', '--dhcp-option=6',
+    '--dhcp-authoritative', '--no-ping', '--user=root', '--group=root',
+  ];
 }
 
 /** dnsmasq's lease file: "EXPIRY MAC IP HOSTNAME CLIENT-ID" per line. */
