@@ -12,7 +12,7 @@ import type { Context } from '../service/context.js';
 import { OperationRegistry } from '../service/operations.js';
 import { TokenService } from '../service/tokens.js';
 import { KumoError, type ErrorCode } from '../model/errors.js';
-import { API_PREFIX, DOCS_PATH, Health, registry } from './schemas.js';
+import { API_PREFIX, DOCS_PATH, errors, Health, registry } from './schemas.js';
 import { bearerAuth, Unauthorized } from './auth.js';
 import { flavorRoutes } from './routes/flavors.js';
 import { imageRoutes } from './routes/images.js';
@@ -161,7 +161,7 @@ export async function buildServer(ctx: Context, opts: ServerOptions = {}): Promi
       schema: {
         tags: ['metrics'], operationId: 'metrics',
         summary: 'Prometheus text format 0.0.4: per-instance CPU, memory, disk and network counters, per-host capacity, API requests and latency',
-        response: { 200: { description: 'Prometheus text exposition', content: { 'text/plain': { schema: z.string() } } } },
+        response: { 200: { description: 'Prometheus text exposition', content: { 'text/plain': { schema: z.string() } } }, ...errors() },
       },
     }, async (_req, reply) => {
       const parts = [monitor ? monitor.service.prometheus(monitor.collector) : '', await renderHostCapacity(ctx), requests.render()];
