@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { LIMITS, TIMEOUT_SECONDS } from '../model/sizes.js';
+import { EVACUATE_PARALLEL, LIMITS, TIMEOUT_SECONDS, WAF_LOG_LIMIT } from '../model/sizes.js';
 import { NETWORK_MODES } from '../service/networks.js';
 import { HOST_ROLES } from '../model/roles.js';
 import { portSchema } from '../model/checks.js';
@@ -283,7 +283,7 @@ export const HostInfo = named('HostInfo', z.object({
 }), 'the machine kumo (this server) runs on, like `kumo host info`');
 
 export const HostEvacuate = named('HostEvacuate', z.strictObject({
-  parallel: z.number().int().min(1).max(16).optional().describe('migrations at once (default 2)'),
+  parallel: z.number().int().min(EVACUATE_PARALLEL.min).max(EVACUATE_PARALLEL.max).optional().describe('migrations at once (default 2)'),
   unsafe: z.boolean().optional().describe('skip libvirt\'s shared-storage check (the one-machine lab only)'),
 }));
 
@@ -371,7 +371,7 @@ export const WafEvent = named('WafEvent', z.object({
   id: z.string().describe('ModSecurity\'s transaction id'),
 }), 'a request the web application firewall blocked or flagged');
 
-export const WafLogQuery = z.object({ limit: z.coerce.number().int().min(1).max(1000).optional().describe('how many, newest last (default 50)') });
+export const WafLogQuery = z.object({ limit: z.coerce.number().int().min(WAF_LOG_LIMIT.min).max(WAF_LOG_LIMIT.max).optional().describe('how many, newest last (default 50)') });
 
 // ------------------------------------------------------------------------------- datacenter files
 

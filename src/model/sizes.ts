@@ -33,3 +33,20 @@ export function parseSeconds(flag: string, text: string): number {
   }
   return n;
 }
+
+/** How many migrations an evacuation runs at once: `--parallel` and the API's `parallel`. */
+export const EVACUATE_PARALLEL = { min: 1, max: 16 } as const;
+/** How many WAF log entries one read returns: `--limit` and the API's `limit`. */
+export const WAF_LOG_LIMIT = { min: 1, max: 1000 } as const;
+/** A TCP port. */
+export const PORT_RANGE = { min: 1, max: 65_535 } as const;
+
+/** A whole number the user typed for `flag`, within `range`; anything else is refused (never NaN, never a silent default). */
+export function parseCount(flag: string, text: string, range: { readonly min: number; readonly max: number }): number {
+  const n = parseWhole(text);
+  if (!Number.isInteger(n) || n < range.min || n > range.max) {
+    throw invalid(`${flag} must be a whole number from ${range.min} to ${range.max}, got "${text}"`, `pass e.g. ${flag} ${range.min}`);
+  }
+  return n;
+}
+

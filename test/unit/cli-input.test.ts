@@ -4,8 +4,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli } from '../helpers/env.js';
-import { InstanceStop, VolumeDetach } from '../../src/api/schemas.js';
-import { TIMEOUT_SECONDS } from '../../src/model/sizes.js';
+import { HostEvacuate, InstanceStop, VolumeDetach, WafLogQuery } from '../../src/api/schemas.js';
+import { EVACUATE_PARALLEL, TIMEOUT_SECONDS, WAF_LOG_LIMIT } from '../../src/model/sizes.js';
 
 /**
  * Bad values on the command line are refused as invalid input (exit 2) by the real CLI before
@@ -39,4 +39,26 @@ test('the API refuses the timeouts the CLI refuses: one definition of the bounds
     assert.equal(body.safeParse({ timeoutSeconds: TIMEOUT_SECONDS.min }).success, true);
     assert.equal(body.safeParse({ timeoutSeconds: TIMEOUT_SECONDS.max }).success, true);
   }
+});
+
+test('counts and ports that are no whole number in range are invalid input (exit 2), not NaN or a silent default', async () => {
+  for (const [args, flag] of [
+    [['host', 'evacuate', 'x', '--parallel', 'abc'], '--parallel'],
+    [['host', 'evacuate', 'x', '--parallel', '17'], '--parallel'],
+    [['waf', 'log', 'x', '--limit', '-5'], '--limit'],
+    [['waf', 'log', 'x', '--limit', 'many'], '--limit'],
+    [['lb', 'create', 'x', '--host', 'h', '--frontend', '10.0.0.1', '--network', 'n', '--backend-port', '0x50'], '--backend-port'],
+    [['lb', 'create', 'x', '--host', 'h', '--frontend', '10.0.0.1', '--network', 'n', '--backend-port', '70000'], '--backend-port'],
+  ] as const) {
+    const r = await kumo([...args]);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, new RegExp(`${flag} must be a whole number from \\d+ to \\d+, got ".*"`), args.join(' '));
+  }
+});
+
+test('the API refuses the counts the CLI refuses: one definition of the bounds', () => {
+  assert.equal(HostEvacuate.safeParse({ parallel: EVACUATE_PARALLEL.max + 1 }).success, false);
+  assert.equal(HostEvacuate.safeParse({ parallel: EVACUATE_PARALLEL.max }).success, true);
+  assert.equal(WafLogQuery.safeParse({ limit: String(WAF_LOG_LIMIT.max + 1) }).success, false);
+  assert.equal(WafLogQuery.safeParse({ limit: '0' }).success, false);
 });

@@ -6,6 +6,7 @@ import { MigrationService } from '../../service/migration.js';
 import { table, ramText } from '../render.js';
 import { KumoError } from '../../model/errors.js';
 import { describeShell, type ShellSpec } from '../../model/shell.js';
+import { EVACUATE_PARALLEL, parseCount } from '../../model/sizes.js';
 
 function shellOption(o: { ssh?: string; sshKey?: string; netns?: string }): ShellSpec | undefined {
   if (o.ssh && o.netns) throw new KumoError('INVALID_INPUT', 'give either --ssh or --netns, not both');
@@ -82,7 +83,7 @@ export function hostCommand(): Command {
     .option('--parallel <n>', 'migrations at once', '2')
     .option('--unsafe', 'skip libvirt\'s shared-storage check (automatic between hypervisors on this machine)')
     .action(async (name: string, o: { parallel: string; unsafe?: boolean }) => {
-      const results = await new MigrationService(await context()).evacuate(name, { parallel: Number(o.parallel) || 2, ...(o.unsafe ? { unsafe: true } : {}) });
+      const results = await new MigrationService(await context()).evacuate(name, { parallel: parseCount('--parallel', o.parallel, EVACUATE_PARALLEL), ...(o.unsafe ? { unsafe: true } : {}) });
       for (const r of results) console.log(r.error ? `${r.name}: NOT moved: ${r.error}` : `${r.name} -> ${r.to} (downtime ${r.downtimeMs ?? '?'} ms)`);
       if (results.some((r) => r.error)) throw new KumoError('COMMAND_FAILED', `some instances are still on ${name}`, 'see the lines above');
     });

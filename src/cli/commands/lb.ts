@@ -2,7 +2,7 @@ import { Command, Option } from 'commander';
 import { collect, context } from '../app.js';
 import { json, table } from '../render.js';
 import { LoadBalancerService, type LoadBalancerView } from '../../service/loadbalancers.js';
-import { invalid } from '../../model/errors.js';
+import { parseCount, PORT_RANGE, WAF_LOG_LIMIT } from '../../model/sizes.js';
 
 export function lbCommand(): Command {
   const cmd = new Command('lb').description('load balancers: HAProxy with health checks, optionally behind a web application firewall');
@@ -16,8 +16,7 @@ export function lbCommand(): Command {
     .option('--waf-detect-only', 'the WAF logs attacks but lets them through')
     .addOption(new Option('--paranoia <level>', 'OWASP CRS paranoia level').choices(['1', '2', '3', '4']).default('1'))
     .action(async (name: string, o: { host: string; frontend: string; network: string; instance: string[]; backendPort: string; waf?: boolean; wafDetectOnly?: boolean; paranoia: string }) => {
-      const port = Number(o.backendPort);
-      if (!Number.isInteger(port)) throw invalid(`--backend-port "${o.backendPort}" is not a number`);
+      const port = parseCount('--backend-port', o.backendPort, PORT_RANGE);
       const lb = await new LoadBalancerService(await context()).create({
         name, host: o.host, frontend: o.frontend, network: o.network, instances: o.instance, backendPort: port,
         ...(o.waf || o.wafDetectOnly ? { waf: { enabled: !o.wafDetectOnly, paranoia: Number(o.paranoia) } } : {}),
@@ -60,7 +59,7 @@ export function wafCommand(): Command {
   cmd.command('log').argument('<lb>').description('recent requests the WAF blocked (or flagged), with the rules that matched')
     .option('--limit <n>', 'how many', '20').option('--json', 'machine-readable output')
     .action(async (lb: string, o: { limit: string; json?: boolean }) => {
-      const events = await new LoadBalancerService(await context()).wafLog(lb, Number(o.limit) || 20);
+      const events = await new LoadBalancerService(await context()).wafLog(lb, parseCount('--limit', o.limit, WAF_LOG_LIMIT));
       if (o.json) return console.log(json(events));
       console.log(table(['Time', 'Client', 'Request', 'Status', 'Rules'],
         events.map((e) => [e.time, e.client, `${e.method} ${e.uri}`.slice(0, 60), `${e.status}${e.blocked ? ' blocked' : ''}`, e.ruleIds.join(',')])));
