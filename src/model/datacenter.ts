@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { CRYPT_HASH } from './password.js';
 import { COURSE_LAB, LabSpecSchema } from './lab.js';
 import { HostsSpecSchema, type FileTopology } from './hosts-spec.js';
 import { contains, formatIp, ipv4String, isSshPublicKey, MOUNT_PATH_PATTERN, mountPathFault, parseCidr, parseIp, portSchema, readCidr } from './checks.js';
@@ -25,7 +26,7 @@ const InstanceGroupSchema = z.object({
   image: name,
   flavor: name,
   networks: z.array(name).min(1).optional(),
-  root_password_hash: z.string().regex(/^\$(6|5|y|2[aby])\$[^\s:]+$/, 'expected a crypt(3) hash such as "$6$salt$..." (mkpasswd -m sha-512)').optional(),
+  root_password_hash: z.string().regex(CRYPT_HASH, 'expected a crypt(3) hash such as "$6$salt$..." (mkpasswd -m sha-512)').optional(),
   ssh_keys: z.array(z.string().refine(isSshPublicKey, 'not an ssh public key: give the line of a .pub file (ssh-ed25519 AAAA... comment)')).default([]),
   /** A share mounted (NFSv4.1 from the storage node) before the web server starts. */
   mount: z.object({ share: name, path: z.string().regex(MOUNT_PATH_PATTERN, 'an absolute path').superRefine(checkMountPath) }).strict().optional(),

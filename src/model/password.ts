@@ -10,3 +10,6 @@ export function hashPassword(password: string): string {
   if (/[\x00-\x1f\x7f]/.test(password)) throw invalid('the root password contains control characters (a newline?)', 'remove them');
   return encrypt(password, `$6$${randomBytes(12).toString('base64').replace(/[^A-Za-z0-9./]/g, '.').slice(0, 16)}`);
 }
+
+/** A crypt(3) hash /etc/shadow accepts: sha512 ($6$), sha256 ($5$), yescrypt ($y$) or bcrypt ($2?$). */
+export const CRYPT_HASH = /^\$(6|5|y|2[aby])\$[^\s:]+$/;

@@ -18,7 +18,7 @@ import { KumoError, invalid, notFound } from '../model/errors.js';
 import { checkName } from '../model/names.js';
 import { isSshPublicKey } from '../model/checks.js';
 import { checkSize } from '../model/sizes.js';
-import { hashPassword } from '../model/password.js';
+import { CRYPT_HASH, hashPassword } from '../model/password.js';
 import type { Instance, InstanceSpec, NicInfo, RuntimeState } from '../model/types.js';
 import type { InstanceRecord } from '../store/instances.js';
 
@@ -93,7 +93,7 @@ export class InstanceService {
     if (req.userData !== undefined) parseUserData(req.userData);
     let passwordHash = req.passwordHash;
     if (req.password !== undefined) passwordHash = hashPassword(req.password);
-    if (passwordHash !== undefined && !/^\$(6|5|y|2[aby])\$[^\s:]+$/.test(passwordHash)) {
+    if (passwordHash !== undefined && !CRYPT_HASH.test(passwordHash)) {
       throw invalid('the password hash is not a crypt(3) hash such as "$6$salt$..."', 'pass --password or --password-file instead');
     }
     if (!passwordHash && !sshKeys.length) {
