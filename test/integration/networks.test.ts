@@ -151,7 +151,7 @@ test('the course\'s testnat.xml: define, start, autostart, list, dumpxml, delete
   assert.doesNotMatch((await local.run('virsh', ['-c', 'qemu:///system', 'net-list', '--all'])).stdout, new RegExp(name));
 });
 
-test('create with derived defaults, and a host bridge kumo makes and removes', async () => {
+test('create with derived defaults, and a host bridge kumo makes and removes, with a guest on it answering the bridge\'s side', async () => {
   const third = await freeSubnet();
   const name = `${env.prefix}-iso`;
   assert.equal((await env.cli(['network', 'create', name, '--mode', 'isolated', '--cidr', `192.168.${third}.0/24`, '--autostart'])).code, 0);
