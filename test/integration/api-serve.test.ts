@@ -4,7 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { makeTestEnv, testCache, waitFor, type TestEnv } from '../helpers/env.js';
+import { CLI, makeTestEnv, testCache, waitFor, type TestEnv } from '../helpers/env.js';
 import { API } from '../helpers/api.js';
 
 /**
@@ -25,31 +25,17 @@ after(async () => {
   await env?.cleanup();
 });
 
-/** Runs one of the CLI's commander Commands the way main.ts does (main.ts wires them in). */
-const RUNNER = `
-const [file, name, ...args] = process.argv.slice(1);
-const { closeContext } = await import(${JSON.stringify(new URL('../../src/cli/app.js', import.meta.url).href)});
-const mod = await import(file);
-try {
-  await mod[name]().exitOverride().parseAsync(args, { from: 'user' });
-} catch (e) {
-  process.stderr.write('error: ' + (e.describe ? e.describe() : e.message) + '\\n');
-  process.exitCode = ({ INVALID_INPUT: 2, NOT_FOUND: 3, ALREADY_EXISTS: 4, IN_USE: 4 })[e.code] ?? 1;
-} finally {
-  closeContext();
-}`;
-const commandFile = (f: string) => new URL(`../../src/cli/commands/${f}.js`, import.meta.url).href;
-
-function kumo(home: string, file: string, name: string, args: string[]): ChildProcess {
-  const child = spawn('node', ['--input-type=module', '-e', RUNNER, commandFile(file), name, ...args], {
+/** Runs the real CLI (main.ts: its commands, its error handling, its exit codes) in HOME. */
+function kumo(home: string, args: string[]): ChildProcess {
+  const child = spawn('node', [CLI, ...args], {
     env: { ...process.env, KUMO_HOME: home, KUMO_CACHE: testCache() }, stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.push(child);
   return child;
 }
 
-async function run(home: string, file: string, name: string, args: string[]) {
-  const child = kumo(home, file, name, args);
+async function run(home: string, args: string[]) {
+  const child = kumo(home, args);
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (d: Buffer) => { stdout += d; });
@@ -60,7 +46,7 @@ async function run(home: string, file: string, name: string, args: string[]) {
 
 /** Starts `kumo serve --port 0` and reads what it prints until it listens. */
 async function serve(home: string): Promise<{ child: ChildProcess; url: string; adminToken?: string; lines: string[] }> {
-  const child = kumo(home, 'serve', 'serveCommand', ['--port', '0', '--log-level', 'warn']);
+  const child = kumo(home, ['serve', '--port', '0', '--log-level', 'warn']);
   const lines: string[] = [];
   const rl = createInterface({ input: child.stdout! });
   rl.on('line', (l) => lines.push(l));
@@ -97,26 +83,26 @@ test('kumo serve: binds 127.0.0.1, prints the admin token on the first start onl
   assert.equal(second.adminToken, undefined, 'the admin token is printed once only');
   assert.ok(!second.lines.join('\n').includes(first.adminToken!));
 
-  const made = await run(home, 'token', 'tokenCommand', ['create', 'ci']);
+  const made = await run(home, ['token', 'create', 'ci']);
   assert.equal(made.code, 0, made.stderr);
   const ci = made.stdout.trim();
   assert.match(ci, /^kumo_[A-Za-z0-9_-]{43}$/);
   assert.match(made.stderr, /shown only now/);
   assert.equal((await fetch(`${second.url}${API}/hosts`, { headers: { authorization: `Bearer ${ci}` } })).status, 200);
-  const listed = await run(home, 'token', 'tokenCommand', ['list', '--json']);
+  const listed = await run(home, ['token', 'list', '--json']);
   const tokens = JSON.parse(listed.stdout) as { id: string; name: string; lastUsedAt?: string }[];
   assert.deepEqual(tokens.map((t) => t.name), ['admin', 'ci']);
   assert.ok(tokens.every((t) => t.lastUsedAt), 'both were used');
   assert.ok(!listed.stdout.includes(ci.slice(5)), 'list never shows a token');
-  assert.equal((await run(home, 'token', 'tokenCommand', ['create', 'ci'])).code, 4, 'names are unique');
-  const revoked = await run(home, 'token', 'tokenCommand', ['revoke', tokens[1]!.id]);
+  assert.equal((await run(home, ['token', 'create', 'ci'])).code, 4, 'names are unique');
+  const revoked = await run(home, ['token', 'revoke', tokens[1]!.id]);
   assert.equal(revoked.code, 0, revoked.stderr);
   assert.match(revoked.stdout, /revoked API token "ci"/);
   assert.equal((await fetch(`${second.url}${API}/hosts`, { headers: { authorization: `Bearer ${ci}` } })).status, 401, 'revoked at once, in the running server');
-  assert.equal((await run(home, 'token', 'tokenCommand', ['revoke', 'ci'])).code, 3);
+  assert.equal((await run(home, ['token', 'revoke', 'ci'])).code, 3);
   assert.equal(await stop(second.child), 0);
 
-  const bad = await run(home, 'serve', 'serveCommand', ['--port', '70000']);
+  const bad = await run(home, ['serve', '--port', '70000']);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /--port/);
   assert.equal(basename(home), 'serve-home');

@@ -93,9 +93,13 @@ const route = (n: Node, to: string, via: string) => ip('-n', nsName(n), 'route',
 
 function serve(n: Node, port: number, args: string[]): Promise<void> {
   const child = spawn('nsenter', [`--net=/run/netns/${nsName(n)}`, '--', 'busybox', ...args], { stdio: 'ignore' });
-  child.on('error', (e) => assert.fail(`busybox did not start in ${n}: ${e.message}`));
+  // Kept, not thrown from the handler (that would fail outside any test): the wait below reports it.
+  let failure: string | undefined;
+  child.on('error', (e) => { failure = `busybox did not start in ${n}: ${e.message}`; });
+  child.on('exit', (code, sig) => { failure ??= `busybox ${args[0]} in ${n} exited (${code ?? sig})`; });
   servers.push(child);
   return waitFor(`${n} listening on ${port}`, async () => {
+    assert.equal(failure, undefined);
     const r = await at(n).run('ss', ['-Hltn', `sport = :${port}`]);
     return r.stdout.trim() ? true : undefined;
   }, 20_000).then(() => undefined);

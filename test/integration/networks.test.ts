@@ -7,6 +7,7 @@ import { freeSubnet, makeTestEnv, waitFor, type TestEnv } from '../helpers/env.j
 import { ImageService } from '../../src/service/images.js';
 import { InstanceService } from '../../src/service/instances.js';
 import { local } from '../../src/exec/exec.js';
+import { DhcpServer } from '../../src/drivers/daemons/dnsmasq.js';
 
 let env: TestEnv;
 let nat: string;
@@ -14,6 +15,7 @@ let natThird: number;
 let isoThird: number;
 const outside = { ns: '', hostIf: '', nsIf: '', hostIp: '198.51.100.1', nsIp: '198.51.100.2' };
 let outsideServer: ChildProcess | undefined;
+let bridgeDhcp: DhcpServer | undefined;
 
 const ip = (...args: string[]) => local.run('ip', args);
 
@@ -45,6 +47,7 @@ before(async () => {
 
 after(async () => {
   outsideServer?.kill('SIGKILL');
+  await bridgeDhcp?.stop().catch(() => undefined);
   if (outside.ns) {
     await local.run('ip', ['link', 'del', outside.hostIf], { allowFailure: true });
     await local.run('ip', ['netns', 'del', outside.ns], { allowFailure: true });
@@ -148,7 +151,7 @@ test('the course\'s testnat.xml: define, start, autostart, list, dumpxml, delete
   assert.doesNotMatch((await local.run('virsh', ['-c', 'qemu:///system', 'net-list', '--all'])).stdout, new RegExp(name));
 });
 
-test('create with derived defaults, and a host bridge kumo makes and removes', async () => {
+test('create with derived defaults, and a host bridge kumo makes and removes, with a guest on it answering the bridge\'s side', async () => {
   const third = await freeSubnet();
   const name = `${env.prefix}-iso`;
   assert.equal((await env.cli(['network', 'create', name, '--mode', 'isolated', '--cidr', `192.168.${third}.0/24`, '--autostart'])).code, 0);
@@ -166,6 +169,28 @@ test('create with derived defaults, and a host bridge kumo makes and removes', a
   assert.equal(made.code, 0, made.stderr);
   assert.match((await local.run('ip', ['-d', 'link', 'show', br])).stdout, /bridge/);
   assert.match((await env.cli(['network', 'list'])).stdout, new RegExp(`${bname}\\s+bridge\\s+-\\s+${br}\\s+active`));
+
+  // A packet crosses it: a guest on the bridge answers the bridge's side (this machine, with an
+  // address on it). A host bridge has no DHCP of its own: a site's DHCP server stands in.
+  const lan = `192.168.${await freeSubnet()}`;
+  await local.run('ip', ['addr', 'add', `${lan}.1/24`, 'dev', br]);
+  await local.run('ip', ['link', 'set', br, 'up']);
+  bridgeDhcp = new DhcpServer({ link: br, rangeStart: `${lan}.10`, rangeEnd: `${lan}.50`, dir: env.home, name: 'bridge-dhcp' });
+  await bridgeDhcp.ensure();
+  const guest = `${env.prefix}-onbr`;
+  const svc = new InstanceService(env.ctx);
+  await svc.create({ name: guest, image: 'tiny', flavor: 'small', password: 'x', networks: [bname] });
+  const mac = (await svc.get(guest)).nics[0]!.mac.toLowerCase();
+  const guestIp = await waitFor('a DHCP lease on the host bridge', async () =>
+    (await bridgeDhcp!.leases()).find((l) => l.mac === mac)?.ipv4, 120_000);
+  assert.match(guestIp, new RegExp(`^${lan.replace(/\./g, '\\.')}\\.`));
+  const page = await waitFor('HTTP from the bridge\'s side', async () =>
+    (await local.run('curl', ['-sf', '--max-time', '3', '--interface', br, `http://${guestIp}:8080/`], { allowFailure: true })).stdout || undefined, 180_000);
+  assert.match(page, new RegExp(guest), 'the guest answered over the host bridge');
+  await svc.delete(guest);
+  await bridgeDhcp.stop();
+  bridgeDhcp = undefined;
+
   assert.equal((await env.cli(['network', 'delete', bname])).code, 0);
   assert.notEqual((await local.run('ip', ['link', 'show', br], { allowFailure: true })).code, 0, 'kumo removes the bridge it made');
 });

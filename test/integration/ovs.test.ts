@@ -1,7 +1,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { freeSubnet, makeTestEnv, waitFor, type TestEnv } from '../helpers/env.js';
 import { ImageService } from '../../src/service/images.js';
@@ -46,7 +46,10 @@ test('an ovs network: kumo makes the bridge, the guest is a port on it and answe
   const leases = join(env.home, 'ovs.leases');
   dhcp = spawn('dnsmasq', ['--no-daemon', '--conf-file=/dev/null', '--port=0', '--bind-interfaces', `--interface=${net.bridge}`,
     `--dhcp-range=${prefix}.10,${prefix}.50,1h`, `--dhcp-leasefile=${leases}`, '--no-ping', '--no-resolv'], { stdio: 'ignore' });
-  dhcp.on('error', (e) => assert.fail(`dnsmasq did not start: ${e.message}`));
+  // What dnsmasq's events report is kept here and checked while the test waits for a lease.
+  let dhcpFailure: string | undefined;
+  dhcp.on('error', (e) => { dhcpFailure = `dnsmasq did not start: ${e.message}`; });
+  dhcp.on('exit', (code, sig) => { dhcpFailure ??= `dnsmasq exited (${code ?? sig}) while the test needed it`; });
 
   const name = `${env.prefix}-sw`;
   const svc = new InstanceService(env.ctx);
@@ -57,7 +60,8 @@ test('an ovs network: kumo makes the bridge, the guest is a port on it and answe
   const vnet = /<target dev='(vnet\d+)'\/>/.exec(xml)?.[1];
   assert.ok(vnet && ports.includes(vnet), `the guest's ${vnet} is a port of ${net.bridge}: ${ports.join(', ')}`);
   const ip = await waitFor('a DHCP lease over the OVS bridge', async () => {
-    const line = readFileSync(leases, 'utf8').split('\n').find((l) => l.includes(mac));
+    assert.equal(dhcpFailure, undefined);
+    const line = (existsSync(leases) ? readFileSync(leases, 'utf8') : '').split('\n').find((l) => l.includes(mac));
     return line?.split(' ')[2];
   }, 120_000);
   const page = await waitFor('HTTP through the OVS bridge', async () =>

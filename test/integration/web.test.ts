@@ -5,7 +5,7 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { makeTestEnv, type TestEnv } from '../helpers/env.js';
+import { makeTestEnv, waitFor, type TestEnv } from '../helpers/env.js';
 import { screenFacts } from '../helpers/png.js';
 import { DEFAULT_WEB_ROOT, type ApiServer } from '../../src/api/server.js';
 import { apiToken, listenApi } from '../helpers/api.js';
@@ -20,7 +20,7 @@ import { local } from '../../src/exec/exec.js';
  * The dashboard in Debian's chromium (playwright-core, HOST-NOTES "Browser tests"), against the
  * server in-process on loopback: log in with the token, create an instance with the form, see it
  * become running without a reload, open its VNC console and see the guest's screen, open the
- * charts and see them draw, take, revert and delete a snapshot, list and make shares, see a load balancer with its WAF blocks, delete it from the list. Screenshots are kept as artefacts in the
+ * charts and see them draw, take a snapshot, shut the guest down and revert it to running, delete the snapshot, list and make shares, see a load balancer with its WAF blocks, delete it from the list. Screenshots are kept as artefacts in the
  * test's own folder (/tmp/kumo-test-PREFIX-shots-*), whose paths are printed.
  */
 const CHROMIUM = '/usr/bin/chromium';
@@ -80,6 +80,21 @@ async function shot(file: string, what: Page | ReturnType<Page['locator']> = pag
   await what.screenshot({ path });
   console.log(`# screenshot: ${path}`);
   return path;
+}
+
+/** How often the guest's kernel started: its banner on the serial console, as the API serves the log. */
+async function kernelBoots(): Promise<number> {
+  const r = await fetch(`${base}/api/v1/instances/${name}/console-log`, { headers: { authorization: `Bearer ${token}` } });
+  assert.equal(r.status, 200);
+  return (await r.text()).match(/Linux version \d/g)?.length ?? 0;
+}
+
+/** The guest answers HTTP on its address (up again, with its network). */
+async function guestAnswers(): Promise<void> {
+  const ip = await waitFor('the guest\'s address', async () => (await new InstanceService(env.ctx).get(name)).nics.find((n) => n.ipv4)?.ipv4, 120_000);
+  const body = await waitFor(`HTTP from ${ip}`, async () =>
+    fetch(`http://${ip}:8080/`, { signal: AbortSignal.timeout(3_000) }).then((r) => r.text()).catch(() => undefined), 180_000);
+  assert.match(body, new RegExp(name));
 }
 
 test('log in with the token (a wrong one is refused)', async () => {
@@ -230,9 +245,18 @@ test('snapshots: take one from the instance page, see it listed, revert to it an
   const listed = await (await fetch(`${base}/api/v1/instances/${name}/snapshots`, { headers: { authorization: `Bearer ${token}` } })).json() as { name: string }[];
   assert.deepEqual(listed.map((s) => s.name), [snap]);
   await shot('10a-snapshots.png');
+  // A change after the snapshot for the revert to undo: the guest is shut down.
+  const svc = new InstanceService(env.ctx);
+  const bootsBefore = await kernelBoots();
+  await svc.stop(name);
+  assert.equal((await svc.get(name)).state, 'shut off');
   await row.getByRole('button', { name: 'revert' }).click();
   await row.getByRole('button', { name: 'revert' }).waitFor({ timeout: 120_000 });
   assert.equal(await page.getByRole('alert').count(), 0, 'no error shown');
+  // Back to the snapshot's state: running, resumed from its memory (no new boot), still serving.
+  assert.equal((await svc.get(name)).state, 'running', 'the revert brought back the running guest');
+  assert.equal(await kernelBoots(), bootsBefore, 'resumed from the snapshot\'s memory, not booted again');
+  await guestAnswers();
   await row.getByRole('button', { name: 'delete' }).click();
   await row.waitFor({ state: 'detached', timeout: 120_000 });
   assert.equal(await page.getByRole('alert').count(), 0, 'no error shown');
@@ -314,10 +338,14 @@ test('hosts and networks pages, then reboot and delete the instance from the lis
   await page.click('a[href="#/instances"]');
   const row = page.locator(`tr[data-instance="${name}"]`);
   await row.locator('[data-state="running"]').waitFor();
+  const bootsBefore = await kernelBoots();
   await row.getByRole('button', { name: 'reboot' }).click();
   // The action answers, the buttons come back, no error.
   await row.getByRole('button', { name: 'reboot' }).waitFor({ timeout: 120_000 });
   assert.equal(await page.getByRole('alert').count(), 0, 'no error shown');
+  // And the guest really booted again: a new kernel start on its serial console, then it serves.
+  await waitFor('the guest to boot again', async () => ((await kernelBoots()) > bootsBefore ? true : undefined), 180_000);
+  await guestAnswers();
   await row.locator('button.danger').click();
   await row.waitFor({ state: 'detached', timeout: 120_000 });
   assert.equal(env.ctx.instances.get(name), undefined);
