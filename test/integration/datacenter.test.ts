@@ -4,7 +4,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { makeTestEnv, sleep, waitFor, type TestEnv } from '../helpers/env.js';
-import { getInNetns, processesMentioning, runWrk } from '../helpers/lab.js';
+import { getInNetns, pollHttpInNetns, processesMentioning, runWrk } from '../helpers/lab.js';
 import { dropTable, listenIn, restoreTable, routeOutsideIn, tcpFrom } from '../helpers/reach.js';
 import { local } from '../../src/exec/exec.js';
 import { NetnsExecutor } from '../../src/exec/netns.js';
@@ -210,17 +210,24 @@ test('a live migration under load from the outside (wrk through the WAF and LB) 
   const DURATION_S = 20;
   const t0 = Date.now();
   const load = runWrk('http://10.5.1.213/', { netns: `${env.prefix}-internet`, threads: 1, connections: 4, durationS: DURATION_S });
+  // Beside wrk, one request at a time (2 s bound, like wrk's): each failure counted, and the
+  // longest time between two good answers through the LB measured.
+  const poll = pollHttpInNetns(`${env.prefix}-internet`, 'http://10.5.1.213/', 100, 2_000);
   await sleep(2_000);
   const moved = await env.cli(['instance', 'migrate', moving.name, '--to', to]);
   const movedAfterS = (Date.now() - t0) / 1000;
   const w = await load;
+  const gaps = await poll.stop();
   assert.equal(moved.code, 0, moved.stderr);
   assert.ok(movedAfterS < DURATION_S - 1, `the migration ended ${movedAfterS.toFixed(1)} s after wrk started: not inside its ${DURATION_S} s`);
   t.diagnostic(`${moved.stdout.trim()}; wrk through the LB: ${w.requests} requests, ${w.requestsPerSec} req/s, latency p50 ${w.latencyMs.p50} ms, ` +
-    `p99 ${w.latencyMs.p99} ms, max ${w.latencyMs.max} ms, socket errors ${JSON.stringify(w.socketErrors)}, non-2xx/3xx ${w.non2xx3xx}`);
+    `p99 ${w.latencyMs.p99} ms, max ${w.latencyMs.max} ms, socket errors ${JSON.stringify(w.socketErrors)}, non-2xx/3xx ${w.non2xx3xx}; ` +
+    `one at a time: ${gaps.ok}/${gaps.requests} good, longest gap between good answers ${gaps.longestGapMs} ms`);
   assert.ok(w.requests > 100, `only ${w.requests} requests`);
   assert.deepEqual(w.socketErrors, { connect: 0, read: 0, write: 0, timeout: 0 });
   assert.equal(w.non2xx3xx, 0);
+  assert.ok(gaps.requests > 50, `the poller made only ${gaps.requests} requests`);
+  assert.equal(gaps.failed, 0, `${gaps.failed} of ${gaps.requests} requests through the LB failed (longest gap ${gaps.longestGapMs} ms)`);
   assert.equal(env.ctx.instances.get(moving.name)!.host, to);
 });
 
