@@ -1,11 +1,11 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { makeTestEnv, sleep, waitFor, type TestEnv } from '../helpers/env.js';
-import { getInNetns, processesMentioning, runWrk } from '../helpers/lab.js';
+import { getInNetns, pollHttpInNetns, processesMentioning, runWrk } from '../helpers/lab.js';
+import { dropTable, listenIn, restoreTable, routeOutsideIn, tcpFrom } from '../helpers/reach.js';
 import { local } from '../../src/exec/exec.js';
 import { NetnsExecutor } from '../../src/exec/netns.js';
 import { ImageService } from '../../src/service/images.js';
@@ -114,12 +114,13 @@ test('apply builds the course datacenter: the website through the LB from outsid
   assert.equal((await fromOutside('http://10.5.1.213/?file=../../../../etc/passwd')).status, 403, 'path traversal');
   // Access rules, enforced on the nodes: nothing but the frontend port on the LB from outside,
   // the instances' 8080 only from the LB, NFS on STG only from the instances.
-  const listener = spawn('nsenter', [`--net=/run/netns/${env.prefix}-lb`, '--', 'busybox', 'nc', '-l', '-p', '2222'], { stdio: 'ignore' });
+  // A listener that answered on the LB itself first: the outside's failure is the rule's, not a missing listener.
+  const listener = await listenIn(`${env.prefix}-lb`, 2222);
   try {
-    await sleep(500);
     assert.notEqual((await outside.run('curl', ['-s', '--max-time', '2', 'telnet://10.5.1.213:2222'], { allowFailure: true, input: '' })).code, 0);
+    assert.equal((await tcpFrom(`${env.prefix}-internet`, '10.5.1.213', 2222)).outcome, 'timed out', 'the LB drops what is not its frontend port');
   } finally {
-    listener.kill();
+    listener.stop();
   }
   const storageIp = (JSON.parse((await env.cli(['instance', 'show', members[0]!, '--json'])).stdout) as { nics: { network: string; ipv4?: string }[] })
     .nics.find((n) => n.network === 'storage')!.ipv4!;
@@ -141,6 +142,66 @@ test('apply builds the course datacenter: the website through the LB from outsid
   assert.deepEqual([...seen.keys()].sort(), [...members].sort(), 'no other server name appears');
 });
 
+test('with a route from the outside, the access rules are what keep it from the instances, NFS and the LB\'s other ports', async () => {
+  const ns = (node: string) => `${env.prefix}-${node}`;
+  const target = env.ctx.instances.get(members[0]!)!;
+  const ip = (JSON.parse((await env.cli(['instance', 'show', target.name, '--json'])).stdout) as { nics: { network: string; ipv4?: string }[] })
+    .nics.find((n) => n.network === 'backend')!.ipv4!;
+  const instancePage = () => fromOutside(`http://${ip}:8080/`);
+  const nfsFrom = (node: string) => tcpFrom(ns(node), '10.5.3.10', 2049);
+  const blocked = async (node: string, why: string) => assert.equal((await nfsFrom(node)).outcome, 'timed out', `${node}: ${why}`);
+  const opens = async (node: string, why: string) => assert.equal((await nfsFrom(node)).outcome, 'connected', `${node}: ${why}`);
+  // Positive controls: the instance answers the LB, and ganesha answers on stg itself (lo passes).
+  assert.equal((await getInNetns(ns('lb'), `http://${ip}:8080/`)).status, 200);
+  assert.equal((await nfsFrom('stg')).outcome, 'connected', 'ganesha listens on 10.5.3.10:2049');
+
+  const unroute = await routeOutsideIn(env.prefix);
+  const listener = await listenIn(ns('lb'), 2222);
+  try {
+    // All rules loaded: with a route, the outside still reaches neither an instance nor NFS nor
+    // the LB's other ports, and no node but the instances opens NFS.
+    assert.notEqual((await instancePage()).status, 200, 'the outside must not reach an instance\'s 8080');
+    assert.equal((await tcpFrom(ns('internet'), '10.5.1.213', 2222)).outcome, 'timed out');
+    for (const node of ['internet', 'lb', 'kvm1', 'kvm2']) await blocked(node, 'only instances may open NFS on stg');
+
+    // STG's rules gone: the LB and the hypervisors open NFS (so it was STG's rule that stopped them);
+    // the outside still not: the LB forwards nothing.
+    const stgRules = await dropTable(ns('stg'), 'inet');
+    assert.ok(stgRules.includes('2049'), stgRules);
+    for (const node of ['lb', 'kvm1', 'kvm2']) await opens(node, 'with STG\'s rules removed');
+    await blocked('internet', 'the LB\'s rules still forward nothing');
+
+    // The LB's rules gone too: the outside reaches its port 2222 and, forwarded, NFS; an instance
+    // still not: its hypervisor's bridge rule lets only the LB's backend address in.
+    await dropTable(ns('lb'), 'inet');
+    assert.equal((await tcpFrom(ns('internet'), '10.5.1.213', 2222)).outcome, 'connected', 'with the LB\'s rules removed');
+    await opens('internet', 'with the LB\'s and STG\'s rules removed');
+    assert.notEqual((await instancePage()).status, 200, `${target.host}'s rule alone keeps the outside from the instance`);
+
+    // The hypervisor's rules gone: the same request gets the page (the route works, only rules stopped it).
+    const hypervisorRules = await dropTable(ns(target.host), 'bridge');
+    assert.equal((await instancePage()).status, 200, 'with every rule on the way removed, the outside reaches the instance');
+    await restoreTable(ns(target.host), hypervisorRules);
+    assert.notEqual((await instancePage()).status, 200, `${target.host}'s rule loaded again blocks it`);
+
+    // plan sees the missing tables, apply loads them, and everything is closed again.
+    const planned = (await env.cli(['plan', file])).stdout;
+    assert.match(planned, /~ update firewall \S+: access rules to load on .*\blb\b/);
+    assert.match(planned, /~ update firewall \S+: access rules to load on .*\bstg\b/);
+    const applied = await env.cli(['apply', file]);
+    assert.equal(applied.code, 0, applied.stderr);
+    assert.match((await env.cli(['plan', file])).stdout, /no changes/);
+    assert.notEqual((await instancePage()).status, 200);
+    assert.equal((await tcpFrom(ns('internet'), '10.5.1.213', 2222)).outcome, 'timed out');
+    for (const node of ['internet', 'lb', 'kvm1', 'kvm2']) await blocked(node, 'after apply, only instances may open NFS on stg');
+  } finally {
+    listener.stop();
+    await unroute();
+  }
+  // The instances still mount it: each serves STG's (edited) page to the LB.
+  assert.match((await getInNetns(ns('lb'), `http://${ip}:8080/`)).body, /edited on stg/);
+});
+
 test('a live migration under load from the outside (wrk through the WAF and LB) fails no request', async (t) => {
   const moving = env.ctx.instances.get(members[0]!)!;
   const to = moving.host === 'kvm1' ? 'kvm2' : 'kvm1';
@@ -149,17 +210,24 @@ test('a live migration under load from the outside (wrk through the WAF and LB) 
   const DURATION_S = 20;
   const t0 = Date.now();
   const load = runWrk('http://10.5.1.213/', { netns: `${env.prefix}-internet`, threads: 1, connections: 4, durationS: DURATION_S });
+  // Beside wrk, one request at a time (2 s bound, like wrk's): each failure counted, and the
+  // longest time between two good answers through the LB measured.
+  const poll = pollHttpInNetns(`${env.prefix}-internet`, 'http://10.5.1.213/', 100, 2_000);
   await sleep(2_000);
   const moved = await env.cli(['instance', 'migrate', moving.name, '--to', to]);
   const movedAfterS = (Date.now() - t0) / 1000;
   const w = await load;
+  const gaps = await poll.stop();
   assert.equal(moved.code, 0, moved.stderr);
   assert.ok(movedAfterS < DURATION_S - 1, `the migration ended ${movedAfterS.toFixed(1)} s after wrk started: not inside its ${DURATION_S} s`);
   t.diagnostic(`${moved.stdout.trim()}; wrk through the LB: ${w.requests} requests, ${w.requestsPerSec} req/s, latency p50 ${w.latencyMs.p50} ms, ` +
-    `p99 ${w.latencyMs.p99} ms, max ${w.latencyMs.max} ms, socket errors ${JSON.stringify(w.socketErrors)}, non-2xx/3xx ${w.non2xx3xx}`);
+    `p99 ${w.latencyMs.p99} ms, max ${w.latencyMs.max} ms, socket errors ${JSON.stringify(w.socketErrors)}, non-2xx/3xx ${w.non2xx3xx}; ` +
+    `one at a time: ${gaps.ok}/${gaps.requests} good, longest gap between good answers ${gaps.longestGapMs} ms`);
   assert.ok(w.requests > 100, `only ${w.requests} requests`);
   assert.deepEqual(w.socketErrors, { connect: 0, read: 0, write: 0, timeout: 0 });
   assert.equal(w.non2xx3xx, 0);
+  assert.ok(gaps.requests > 50, `the poller made only ${gaps.requests} requests`);
+  assert.equal(gaps.failed, 0, `${gaps.failed} of ${gaps.requests} requests through the LB failed (longest gap ${gaps.longestGapMs} ms)`);
   assert.equal(env.ctx.instances.get(moving.name)!.host, to);
 });
 

@@ -11,7 +11,8 @@ import { ShareService } from '../../src/service/shares.js';
 /**
  * The course's storage node: one folder with index.html, served over NFS to the instances'
  * network only; every instance mounts it and serves the same page, and a change on the
- * storage side shows everywhere. An instance on another network cannot mount it.
+ * storage side shows everywhere. An instance on another network cannot mount it: the export's
+ * rule hides it from that client, while one on the share's network mounts the same export.
  */
 let env: TestEnv;
 let other: string;
@@ -69,14 +70,27 @@ test('instances on the allowed network mount the share and serve its index.html;
   assert.match((await env.cli(['share', 'list'])).stdout, new RegExp(`web\\s+${share.path.replace(/\//g, '\\/')}\\s+${env.network}\\s+rw`));
 });
 
-test('an instance on a network the share does not name cannot mount it', async () => {
+test('an instance on a network the share does not name is refused by the export\'s access rule; one on the share\'s network mounts the same export', async () => {
   const otherGw = (JSON.parse((await env.cli(['network', 'show', other, '--json'])).stdout) as { gateway: string }).gateway;
-  const name = `${env.prefix}-c`;
+  const allowed = (await new ShareService(env.ctx).get('web')).mounts[0]!.source;
   const svc = new InstanceService(env.ctx);
-  await svc.create({ name, image: 'tiny', flavor: 'small', password: 'x', networks: [other], userData: mountingUserData(`${otherGw}:/web`, otherGw) });
-  const { ip } = await svc.waitReady(name, 180_000);
+  // The same export (/web) mounted the same way from the server's address on each guest's network;
+  // two guests, since an NFSv4.1 client may reuse its first connection to the same server.
+  const refused = `${env.prefix}-c`;
+  const admitted = `${env.prefix}-d`;
+  await svc.create({ name: refused, image: 'tiny', flavor: 'small', password: 'x', networks: [other], userData: mountingUserData(`${otherGw}:/web`, otherGw) });
+  await svc.create({ name: admitted, image: 'tiny', flavor: 'small', password: 'x', networks: [env.network], userData: mountingUserData(allowed, allowed.split(':')[0]!) });
+  const { ip } = await svc.waitReady(refused, 180_000);
   const m = await waitFor('the mount result', () => page(`http://${ip}:8080/mount.txt`), 60_000);
   assert.doesNotMatch(m, /rc=0/, `the mount should be refused: ${m}`);
+  // The server answered (not a connection refused or a timeout) and its pseudo filesystem does not
+  // show this client the export its CLIENT rule leaves out (ganesha answers NFS4ERR_NOENT); the
+  // same path mounts from the share's network below, so it is the rule, not the path.
+  assert.match(m, /failed: No such file or directory/, `the refusal should be the export's access rule: ${m}`);
+  const ok = (await svc.waitReady(admitted, 180_000)).ip;
+  const mounted = await waitFor('the allowed mount result', () => page(`http://${ok}:8080/mount.txt`), 60_000);
+  assert.match(mounted, /rc=0/, `the same export from the share's network: ${mounted}`);
+  assert.equal(await waitFor('the shared page', () => page(`http://${ok}:8081/index.html`), 30_000), '<h1>shared v2</h1>\n');
 });
 
 test('bad share input is refused; deleting the last share stops the NFS server', async () => {
