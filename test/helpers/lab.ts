@@ -2,9 +2,11 @@ import { createServer } from 'node:net';
 import { NetnsExecutor } from '../../src/exec/netns.js';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { readdir, readFile, readlink } from 'node:fs/promises';
+import { readdir, readFile, readlink, rm } from 'node:fs/promises';
 import { local } from '../../src/exec/exec.js';
 import { sleep } from '../../src/exec/process.js';
+import { Virsh } from '../../src/drivers/libvirt/virsh.js';
+import { stopLibvirtd, type NamespacedLibvirtd } from '../../src/drivers/daemons/libvirtd/namespace.js';
 
 /** A TCP port on 127.0.0.1 that nothing listens on right now. */
 export function freePort(): Promise<number> {
@@ -182,3 +184,16 @@ export function runWrk(url: string, o: { netns?: string; threads: number; connec
     });
   });
 }
+
+/** Pass or fail: a second libvirtd a test started, every domain still on it, and its state folder. */
+export async function removeHypervisor(lab: NamespacedLibvirtd | undefined, stateDir: string | undefined): Promise<void> {
+  if (lab) {
+    const dest = new Virsh(lab.uri);
+    for (const d of await dest.listDomains().catch(() => [])) await dest.removeDomain(d.name).catch(() => undefined);
+  }
+  if (stateDir) {
+    await stopLibvirtd(stateDir);
+    await rm(stateDir, { recursive: true, force: true });
+  }
+}
+

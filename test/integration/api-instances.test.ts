@@ -1,14 +1,15 @@
 import { needsKvmMask } from '../../src/drivers/host/accel-probe.js';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { waitFor, type TestEnv } from '../helpers/env.js';
+import { removeHypervisor } from '../helpers/lab.js';
 import { API, ApiClient, closeApiWorld, deleteMadeResources, openApiWorld, refused, type TestApi } from '../helpers/api.js';
 import { HostService } from '../../src/service/host.js';
 import { Virsh } from '../../src/drivers/libvirt/virsh.js';
 import { buildNetworkXml, parseNetworkXml } from '../../src/drivers/libvirt/network-xml.js';
-import { startLibvirtd, stopLibvirtd, type NamespacedLibvirtd } from '../../src/drivers/daemons/libvirtd/namespace.js';
+import { startLibvirtd, type NamespacedLibvirtd } from '../../src/drivers/daemons/libvirtd/namespace.js';
 import { local } from '../../src/exec/exec.js';
 
 /**
@@ -44,14 +45,7 @@ after(() => closeApiWorld({ env, api, client }, async () => {
     const pids = (await local.run('ip', ['netns', 'pids', n], { allowFailure: true })).stdout.split('\n').map(Number).filter((p) => p > 1);
     for (const pid of pids) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone already */ } }
   }
-  if (lab) {
-    const dest = new Virsh(lab.uri);
-    for (const d of await dest.listDomains().catch(() => [])) await dest.removeDomain(d.name).catch(() => undefined);
-  }
-  if (stateDir) {
-    await stopLibvirtd(stateDir);
-    await rm(stateDir, { recursive: true, force: true });
-  }
+  await removeHypervisor(lab, stateDir);
 }));
 
 const call = (...a: Parameters<ApiClient['call']>) => client.call(...a);

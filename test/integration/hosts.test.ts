@@ -1,15 +1,15 @@
 import { needsKvmMask } from '../../src/drivers/host/accel-probe.js';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import { makeTestEnv, sleep, waitFor, type TestEnv } from '../helpers/env.js';
-import { pollHttp } from '../helpers/lab.js';
+import { pollHttp, removeHypervisor } from '../helpers/lab.js';
 import { ImageService } from '../../src/service/images.js';
 import { InstanceService } from '../../src/service/instances.js';
 import { local } from '../../src/exec/exec.js';
 import { Virsh } from '../../src/drivers/libvirt/virsh.js';
 import { buildNetworkXml, parseNetworkXml } from '../../src/drivers/libvirt/network-xml.js';
-import { daemonPids, restartLibvirtd, startLibvirtd, stopLibvirtd, type NamespacedLibvirtd } from '../../src/drivers/daemons/libvirtd/namespace.js';
+import { daemonPids, restartLibvirtd, startLibvirtd, type NamespacedLibvirtd } from '../../src/drivers/daemons/libvirtd/namespace.js';
 
 /**
  * Two hypervisors (this machine's libvirtd as "local", a second libvirtd in its own namespace as
@@ -48,14 +48,7 @@ after(async () => {
       if (lab) await new Virsh(lab.uri).removeDomain(i.name).catch(() => undefined);
     });
   }
-  if (lab) {
-    const dest = new Virsh(lab.uri);
-    for (const d of await dest.listDomains().catch(() => [])) await dest.removeDomain(d.name).catch(() => undefined);
-  }
-  if (stateDir) {
-    await stopLibvirtd(stateDir);
-    await rm(stateDir, { recursive: true, force: true });
-  }
+  await removeHypervisor(lab, stateDir);
   await env?.cleanup();
 });
 
