@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { makeTestEnv, waitFor, type TestEnv } from '../helpers/env.js';
 import { getInNetns } from '../helpers/lab.js';
+import { dropTable, restoreTable, routeOutsideIn } from '../helpers/reach.js';
 import { NetnsExecutor } from '../../src/exec/netns.js';
 import { ImageService } from '../../src/service/images.js';
 import { LabService } from '../../src/service/lab.js';
@@ -91,6 +92,30 @@ test('apply on a bare lab described under hosts: serves the share through the LB
   const ip = (JSON.parse((await env.cli(['instance', 'show', members[0]!.name, '--json'])).stdout) as { nics: { ipv4?: string }[] }).nics[0]!.ipv4;
   assert.match(ip ?? '', /^10\.5\.2\.(1[2-9]\d|2[0-5]\d)$/, 'an address from kvm1\'s DHCP pool');
   assert.notEqual((await fromOutside(`http://${ip}:8080/`)).status, 200, 'an instance\'s 8080 is not reachable from outside');
+});
+
+test('with a route from the outside, the rules derived from hosts: are what keep it from an instance', { timeout: 300_000 }, async () => {
+  const ns = (node: string) => `${env.prefix}-${node}`;
+  const target = env.ctx.instances.list().find((i) => i.name.startsWith(group))!;
+  const ip = (JSON.parse((await env.cli(['instance', 'show', target.name, '--json'])).stdout) as { nics: { network: string; ipv4?: string }[] })
+    .nics.find((n) => n.network === 'backend')!.ipv4!;
+  const instancePage = () => fromOutside(`http://${ip}:8080/`);
+  assert.equal((await getInNetns(ns('lb'), `http://${ip}:8080/`)).status, 200, 'positive control: the LB reaches the instance');
+  const unroute = await routeOutsideIn(env.prefix);
+  try {
+    assert.notEqual((await instancePage()).status, 200, 'all rules loaded: the outside does not reach the instance');
+    // The LB's rules gone: its forwarding is open, and the hypervisor's bridge rule alone still blocks.
+    const lbRules = await dropTable(ns('lb'), 'inet');
+    assert.notEqual((await instancePage()).status, 200, `${target.host}'s rule alone keeps the outside from the instance`);
+    const hypervisorRules = await dropTable(ns(target.host), 'bridge');
+    assert.equal((await instancePage()).status, 200, 'with the rules on the way removed, the same request gets the page');
+    await restoreTable(ns(target.host), hypervisorRules);
+    assert.notEqual((await instancePage()).status, 200, `${target.host}'s rule loaded again blocks it`);
+    await restoreTable(ns('lb'), lbRules);
+  } finally {
+    await unroute();
+  }
+  assert.match((await env.cli(['plan', file])).stdout, /no changes/, 'the rules are back as applied');
 });
 
 test('a second apply changes nothing; a dead dnsmasq is an update apply repairs', { timeout: 300_000 }, async () => {

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { makeTestEnv, sleep, waitFor, type TestEnv } from '../helpers/env.js';
 import { processesMentioning } from '../helpers/lab.js';
+import { dropTable, listenIn, restoreTable, tcpFrom } from '../helpers/reach.js';
 import { local } from '../../src/exec/exec.js';
 import { NetnsExecutor } from '../../src/exec/netns.js';
 import { ImageService } from '../../src/service/images.js';
@@ -99,17 +100,32 @@ test('apply: the site through the edge, SSH to the edge only, the LB out through
 
   // SSH (a listener on 22 as stand-in) on the edge is reachable from outside ...
   const edgeSsh = inNode('edge', ['busybox', 'nc', '-l', '-p', '22']);
-  const lbSsh = inNode('lb', ['busybox', 'nc', '-l', '-p', '22']);
-  await sleep(500);
-  await outside.run('busybox', ['nc', '-w', '2', PUBLIC, '22'], { allowFailure: true, input: 'hello-edge\n', timeoutMs: 10_000 });
-  await waitFor('the edge\'s SSH stand-in got the line', async () => (edgeSsh.out().includes('hello-edge') ? true : undefined), 5_000);
-  // ... the LB's is not: the outside has no route to the dmz, and the edge forwards only port 80.
-  const direct = await outside.run('curl', ['-s', '--max-time', '2', 'telnet://10.5.4.10:22'], { allowFailure: true, input: 'hello-lb\n' });
-  assert.notEqual(direct.code, 0);
-  const viaEdge = await at('internet').run('sh', ['-c', `ip route add 10.5.4.0/24 via ${PUBLIC} && curl -s --max-time 2 telnet://10.5.4.10:22 </dev/null; r=$?; ip route del 10.5.4.0/24; exit $r`], { allowFailure: true });
-  assert.notEqual(viaEdge.code, 0, 'the edge does not route the outside into the dmz');
-  assert.equal(lbSsh.out(), '', 'nothing reached the LB\'s port 22');
-  lbSsh.child.kill();
+  const lbSsh = await listenIn(`${env.prefix}-lb`, 22, 'lb-ssh');
+  try {
+    await sleep(500);
+    await outside.run('busybox', ['nc', '-w', '2', PUBLIC, '22'], { allowFailure: true, input: 'hello-edge\n', timeoutMs: 10_000 });
+    await waitFor('the edge\'s SSH stand-in got the line', async () => (edgeSsh.out().includes('hello-edge') ? true : undefined), 5_000);
+    // ... the LB's is not, even with a route to the dmz via the edge (as an upstream router would
+    // give): the edge forwards only port 80. Removing its rules and the LB's lets the same connect
+    // through, so it is the rules that stop it, not a missing route.
+    const lbFromOutside = async () => (await tcpFrom(`${env.prefix}-internet`, '10.5.4.10', 22)).outcome;
+    assert.notEqual(await lbFromOutside(), 'connected', 'no route: the outside does not reach the dmz');
+    await at('internet').run('ip', ['route', 'add', '10.5.4.0/24', 'via', PUBLIC]);
+    try {
+      assert.equal(await lbFromOutside(), 'timed out', 'the edge drops what it does not forward');
+      const edgeRules = await dropTable(`${env.prefix}-edge`, 'inet', 'kumo-edge');
+      assert.equal(await lbFromOutside(), 'timed out', 'the LB\'s own rules still drop it');
+      const lbRules = await dropTable(`${env.prefix}-lb`, 'inet');
+      assert.equal(await lbFromOutside(), 'connected', 'with both rule sets removed, the same connect gets through');
+      await restoreTable(`${env.prefix}-lb`, lbRules);
+      await restoreTable(`${env.prefix}-edge`, edgeRules);
+      assert.equal(await lbFromOutside(), 'timed out', 'the rules loaded again drop it');
+    } finally {
+      await at('internet').run('ip', ['route', 'del', '10.5.4.0/24'], { allowFailure: true });
+    }
+  } finally {
+    lbSsh.stop();
+  }
 
   // The LB reaches a server outside through the edge, which source-NATs it to its public address.
   const www = join(env.home, 'outside-www');

@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { makeTestEnv, sleep, waitFor, type TestEnv } from '../helpers/env.js';
 import { apiToken, listenApi } from '../helpers/api.js';
-import { pollHttpInNetns, processesMentioning } from '../helpers/lab.js';
+import { getInNetns, pollHttpInNetns, processesMentioning } from '../helpers/lab.js';
+import { routeOutsideIn } from '../helpers/reach.js';
 import { local } from '../../src/exec/exec.js';
 import { NetnsExecutor } from '../../src/exec/netns.js';
 import { ImageService } from '../../src/service/images.js';
@@ -142,10 +143,25 @@ test('four instances spread two per hypervisor, mount stg\'s share, and serve it
   for (const i of await svc.list()) {
     await waitFor(`the new page on ${i.name}`, async () => ((await fromLb(`http://${backendIp(i)}:8080/share/index.html`)) === '<h1>course v2</h1>\n' ? true : undefined), 30_000);
   }
-  // The outside has no route to the instances: only the LB (issue 5) will let it in.
-  const outside = new NetnsExecutor(`${env.prefix}-internet`);
-  const direct = await outside.run('curl', ['-sf', '--max-time', '2', `http://${backendIp(placed[0]!)}:8080/`], { allowFailure: true });
-  assert.notEqual(direct.code, 0);
+  // Only the LB (issue 5) lets the outside in: even with a route to the backend (as an upstream
+  // router would give it), the LB node does not forward; turned on, the same request gets the page.
+  const lbNode = new NetnsExecutor(`${env.prefix}-lb`);
+  const forwarding = async () => (await lbNode.run('sysctl', ['-n', 'net.ipv4.ip_forward'])).stdout.trim();
+  assert.equal(await forwarding(), '0', 'the lab\'s LB node does not route');
+  // (The instances' addresses are known once they are ready: `placed` was listed before.)
+  const target = backendIp((await svc.list())[0]!)!;
+  assert.match(target, /^10\.5\.2\./);
+  const direct = () => getInNetns(`${env.prefix}-internet`, `http://${target}:8080/`);
+  const unroute = await routeOutsideIn(env.prefix);
+  try {
+    await lbNode.run('sysctl', ['-qw', 'net.ipv4.ip_forward=0']);
+    assert.notEqual((await direct()).status, 200, 'with a route, the LB not forwarding keeps the outside out');
+    await lbNode.run('sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
+    assert.equal((await direct()).status, 200, 'the same request with the LB forwarding gets the page: the route works');
+  } finally {
+    await unroute();
+  }
+  assert.equal(await forwarding(), '0');
 });
 
 test('the dashboard\'s consoles reach a lab instance: VNC inside its hypervisor\'s namespace, serial through its libvirtd', async () => {

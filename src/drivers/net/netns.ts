@@ -13,9 +13,16 @@ export class Namespaces {
     return out ? (JSON.parse(out) as { name: string }[]).map((n) => n.name) : [];
   }
 
-  /** Creates the namespace with its loopback up; an existing one is kept. */
+  /**
+   * Creates the namespace with its loopback up; an existing one is kept. A new namespace does not
+   * route: it would inherit the machine's IPv4 forwarding (on wherever libvirt's NAT runs), and a
+   * lab node that forwards lets an outside with a route past the LB. A router (the edge) turns it on.
+   */
   async ensure(name: string): Promise<void> {
-    if (!(await this.list()).includes(name)) await this.exec.run('ip', ['netns', 'add', name]);
+    if (!(await this.list()).includes(name)) {
+      await this.exec.run('ip', ['netns', 'add', name]);
+      await this.exec.run('ip', ['netns', 'exec', name, 'sysctl', '-qw', 'net.ipv4.ip_forward=0']);
+    }
     await this.exec.run('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
   }
 
