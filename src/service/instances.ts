@@ -10,7 +10,7 @@ import { NetworkService } from './networks.js';
 import { withUndo } from './undo.js';
 import { HostService, type PlaceOptions } from './host.js';
 import { SnapshotService } from './snapshots.js';
-import { dhcpAddresses } from './leases.js';
+import { admitToDhcp, dhcpAddresses, dismissFromDhcp } from './leases.js';
 import { buildDomainXml, parseDomainXml } from '../drivers/libvirt/domain-xml.js';
 import { buildSeed, parseUserData, writeSeedIso } from '../drivers/image/seed.js';
 import { httpGet } from '../drivers/host/http-probe.js';
@@ -172,6 +172,7 @@ export class InstanceService {
         consoleLog: join(dir, 'console.log'),
         metadata: { image: image.name, ...(spec.flavor ? { flavor: spec.flavor } : {}), createdBy: 'kumo' },
       });
+      await admitToDhcp(this.ctx, record.nics); // kumo's own DHCP answers only listed MACs
       undo({ kind: 'undefine-domain', uri: v.uri, name: spec.name });
       await v.defineDomain(xml);
       this.ctx.instances.insert(record);
@@ -267,11 +268,12 @@ export class InstanceService {
    * Volumes attached to it survive, detached (as in OpenStack); returns their names.
    */
   async delete(name: string): Promise<{ detachedVolumes: string[] }> {
-    this.record(name);
+    const { nics } = this.record(name);
     // Internal snapshots live inside the disk files, and attached volumes outlive the instance.
     if ((await this.ctx.virshOf(name).domainState(name)) !== 'missing') await new SnapshotService(this.ctx).deleteAll(name);
     await this.ctx.virshOf(name).removeDomain(name);
     await rm(join(this.ctx.paths.instances, name), { recursive: true, force: true });
+    await dismissFromDhcp(this.ctx, nics).catch(() => undefined); // its DHCP host may be gone (lab down)
     const detachedVolumes = this.ctx.volumes.releaseAll(name);
     this.ctx.instances.delete(name);
     return { detachedVolumes };

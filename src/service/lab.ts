@@ -19,6 +19,7 @@ import { COURSE_LAB, dhcpPlan, LabSpecSchema, type LabSpec } from '../model/lab.
 import { parseYamlFile } from '../model/yaml-file.js';
 import { hypervisorsOf, sharedInstanceSegments } from '../model/topology.js';
 import { HOST_ROLES, type HostRole } from '../model/roles.js';
+import { admitNetworkToDhcp } from './leases.js';
 
 /** What kumo remembers of the lab that is up (settings key `lab`). */
 interface LabState {
@@ -138,6 +139,7 @@ export class LabService {
         await this.ns.address(sw, seg, `${plan.server}/${plan.prefix}`);
         await this.dhcp(spec, seg).ensure();
         this.ctx.networkSubnets.upsert({ network: seg, cidr: s.cidr, leaseFile: this.dhcp(spec, seg).leaseFile });
+        await admitNetworkToDhcp(this.ctx, seg);
       }
     }
     for (const [node, n] of Object.entries(spec.nodes)) {
@@ -345,7 +347,7 @@ export class LabService {
 
   private dhcp(spec: LabSpec, seg: string): DhcpServer {
     const plan = dhcpPlan(spec.segments[seg]!.cidr);
-    return new DhcpServer({ link: seg, rangeStart: plan.start, rangeEnd: plan.end, dir: join(this.dir(), 'dhcp'), name: seg },
+    return new DhcpServer({ link: seg, rangeStart: plan.start, rangeEnd: plan.end, dir: join(this.dir(), 'dhcp'), name: seg, knownOnly: true },
       this.ns.shell(this.switchNs(spec)));
   }
 

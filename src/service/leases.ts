@@ -1,7 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import type { Context } from './context.js';
-import { readHostFile } from '../exec/files.js';
-import { parseDnsmasqLeases } from '../drivers/daemons/dnsmasq.js';
+import type { Executor } from '../exec/exec.js';
+import { readHostFile, removeHostPath, writeHostFile } from '../exec/files.js';
+import { knownClientFile, parseDnsmasqLeases } from '../drivers/daemons/dnsmasq.js';
 import type { InstanceRecord } from '../store/instances.js';
 
 /**
@@ -39,4 +40,36 @@ export async function dhcpAddresses(ctx: Context, records: InstanceRecord[]): Pr
     }
   }
   return byMac;
+}
+
+/** The shell that holds a network's lease file (and its known clients), when kumo runs its DHCP. */
+function dhcpShellOf(ctx: Context, network: string): { exec: Executor; leaseFile: string } | undefined {
+  const subnet = ctx.networkSubnets.get(network);
+  if (!subnet?.leaseFile) return undefined;
+  return { exec: subnet.leaseHost ? ctx.shellOf(subnet.leaseHost) : ctx.exec, leaseFile: subnet.leaseFile };
+}
+
+/**
+ * kumo's own DHCP servers (the lab's and a datacenter's segments) answer only the MACs of
+ * kumo's instances: each NIC is listed with its segment's server before the guest boots.
+ * Networks libvirt serves are left alone (see docs/decisions.md).
+ */
+export async function admitToDhcp(ctx: Context, nics: { mac: string; network: string }[]): Promise<void> {
+  for (const nic of nics) {
+    const at = dhcpShellOf(ctx, nic.network);
+    if (at) await writeHostFile(at.exec, knownClientFile(at.leaseFile, nic.mac), `${nic.mac.toLowerCase()}\n`);
+  }
+}
+
+/** Takes the NICs off their servers' lists (dnsmasq forgets them at its next restart). */
+export async function dismissFromDhcp(ctx: Context, nics: { mac: string; network: string }[]): Promise<void> {
+  for (const nic of nics) {
+    const at = dhcpShellOf(ctx, nic.network);
+    if (at) await removeHostPath(at.exec, knownClientFile(at.leaseFile, nic.mac));
+  }
+}
+
+/** Lists every instance NIC on a network with its server again (a server started anew, or one of an older kumo). */
+export async function admitNetworkToDhcp(ctx: Context, network: string): Promise<void> {
+  await admitToDhcp(ctx, ctx.instances.list().flatMap((r) => r.nics.filter((n) => n.network === network)));
 }

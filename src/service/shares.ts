@@ -1,9 +1,10 @@
 import { existsSync } from 'node:fs';
-import { mkdir, rm } from 'node:fs/promises';
+import { chown, mkdir, rm } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { Context } from './context.js';
 import { NetworkService } from './networks.js';
-import { GaneshaServer } from '../drivers/daemons/nfs-ganesha.js';
+import { GaneshaServer, SHARE_ANON_ID } from '../drivers/daemons/nfs-ganesha.js';
+import { ensureNosuidBind, releaseNosuidBind } from '../drivers/host/nosuid-mount.js';
 import { KumoError, invalid, notFound } from '../model/errors.js';
 import { checkName } from '../model/names.js';
 import type { ShareRecord } from '../store/shares.js';
@@ -53,7 +54,12 @@ export class ShareService {
     if (!/^\/[A-Za-z0-9._/-]*$/.test(path)) throw invalid(`share path "${path}" has characters the NFS server cannot take`, 'use letters, digits, ".", "_", "-" and "/"');
     if (opts.path && !existsSync(path)) throw invalid(`folder ${path} does not exist`, 'create it first, or leave --path out to get one under KUMO_HOME/shares');
     for (const n of opts.networks) await this.networkCidr(n);
-    if (!opts.path) await mkdir(path, { recursive: true, mode: 0o755 });
+    if (!opts.path) {
+      await mkdir(path, { recursive: true, mode: 0o755 });
+      // Guests write as nobody (All_Squash): a folder of kumo's is theirs to write in; a --path
+      // folder keeps the owner root gave it.
+      await chown(path, SHARE_ANON_ID, SHARE_ANON_ID);
+    }
     const record: ShareRecord = { name, path, networks: opts.networks, readOnly: opts.readOnly ?? false, createdAt: new Date().toISOString() };
     this.ctx.shares.insert(record);
     try {
@@ -84,12 +90,19 @@ export class ShareService {
       this.ctx.shares.delete(s.name);
     }
     await this.server.removeFiles();
+    await releaseNosuidBind(this.ctx.exec, this.sharesDir);
     return shares.map((s) => s.name);
   }
+
+  private get sharesDir(): string { return join(this.ctx.paths.home, 'shares'); }
 
   /** Rewrites the server's exports from the store: the store is the intent. */
   private async apply(): Promise<void> {
     const shares = this.ctx.shares.list();
+    // KUMO_HOME/shares is nosuid,nodev while it serves anything: no setuid file or device node
+    // a guest leaves there works on the host. Folders given with --path are root's choice.
+    if (shares.some((s) => s.path.startsWith(`${this.sharesDir}/`))) await ensureNosuidBind(this.ctx.exec, this.sharesDir);
+    else await releaseNosuidBind(this.ctx.exec, this.sharesDir);
     const exports = [];
     for (const [i, s] of shares.entries()) {
       exports.push({ id: i + 1, path: s.path, pseudo: `/${s.name}`, readOnly: s.readOnly,

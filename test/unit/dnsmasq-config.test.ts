@@ -22,6 +22,7 @@ test('dnsmasq accepts the command line of every DHCP server kumo starts (the lab
   const servers = [
     ...Object.entries(COURSE_LAB.segments).filter(([, s]) => s.instances).map(([name, s]) => serverOf(name, s.cidr)),
     serverOf('big', '10.8.0.0/16'), serverOf('small', '10.9.0.16/28'),
+    { ...serverOf('known', '10.9.1.0/24'), knownOnly: true },
   ];
   assert.ok(servers.length >= 4);
   for (const s of servers) {

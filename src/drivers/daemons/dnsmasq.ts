@@ -11,6 +11,12 @@ export interface DhcpServerSpec {
   /** Files of this server: DIR/NAME.pid, DIR/NAME.leases */
   dir: string;
   name: string;
+  /**
+   * Serve only the MACs listed in DIR/NAME.hosts (one file per client: knownClientFile), so a
+   * guest asking with another instance's MAC gets nothing. Off for a site-style server that
+   * answers whoever asks.
+   */
+  knownOnly?: boolean;
 }
 
 export interface DhcpLeaseEntry {
@@ -22,7 +28,8 @@ export interface DhcpLeaseEntry {
 /**
  * A DHCP-only dnsmasq for a LAN libvirt does not serve (the lab's backend and storage
  * segments): no DNS (port 0), no router option (the segment has no gateway of its own), no
- * ping before offering (it costs guests seconds), leases in a file kumo reads.
+ * ping before offering (it costs guests seconds), leases in a file kumo reads. It runs as
+ * nobody: dnsmasq opens its pid and lease files and binds as root, then drops to that user.
  */
 export class DhcpServer {
   private readonly daemon: ManagedDaemon;
@@ -30,7 +37,8 @@ export class DhcpServer {
   constructor(private readonly spec: DhcpServerSpec, private readonly exec: Executor = local) {
     this.daemon = new ManagedDaemon(exec, {
       what: `dnsmasq for ${spec.link}`, binary: 'dnsmasq', pidFile: this.pidFile, marker: `--pid-file=${this.pidFile}`,
-      leftovers: [], // dnsmasq removes its pid file itself
+      // Running as nobody, dnsmasq cannot remove its pid file from kumo's folder itself.
+      leftovers: [dhcpFiles(spec).pidFile],
     });
   }
 
@@ -45,6 +53,7 @@ export class DhcpServer {
   async ensure(): Promise<void> {
     if ((await this.pid()) !== undefined) return;
     const s = this.spec;
+    if (s.knownOnly) await this.exec.run('mkdir', ['-p', '--', dhcpFiles(s).hostsDir]);
     await this.daemon.start({
       args: dhcpServerArgs(s),
       timeoutMs: 15_000,
@@ -69,8 +78,19 @@ export class DhcpServer {
   }
 }
 
-/** A server's files: DIR/NAME.pid, DIR/NAME.leases. */
-const dhcpFiles = (s: DhcpServerSpec) => ({ pidFile: `${s.dir}/${s.name}.pid`, leaseFile: `${s.dir}/${s.name}.leases` });
+/** A server's files: DIR/NAME.pid, DIR/NAME.leases, and the folder of known clients DIR/NAME.hosts. */
+const dhcpFiles = (s: DhcpServerSpec) => ({
+  pidFile: `${s.dir}/${s.name}.pid`, leaseFile: `${s.dir}/${s.name}.leases`, hostsDir: `${s.dir}/${s.name}.hosts`,
+});
+
+/**
+ * Where a known client of the server with this lease file is listed (DIR/NAME.hosts/MAC):
+ * dnsmasq reads new files there by itself (inotify), so admitting an instance needs no restart.
+ */
+export function knownClientFile(leaseFile: string, mac: string): string {
+  if (!/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i.test(mac)) throw new KumoError('INVALID_INPUT', `"${mac}" is not a MAC address`);
+  return `${leaseFile.replace(/\.leases$/, '')}.hosts/${mac.toLowerCase().replace(/:/g, '-')}`;
+}
 
 /** dnsmasq's command line for a DHCP-only server (what DhcpServer says above), checked by `dnsmasq --test` in the tests. */
 export function dhcpServerArgs(s: DhcpServerSpec): string[] {
@@ -78,7 +98,8 @@ export function dhcpServerArgs(s: DhcpServerSpec): string[] {
     '--conf-file=/dev/null', `--pid-file=${dhcpFiles(s).pidFile}`, `--dhcp-leasefile=${dhcpFiles(s).leaseFile}`,
     `--interface=${s.link}`, '--bind-interfaces', '--except-interface=lo', '--port=0',
     `--dhcp-range=${s.rangeStart},${s.rangeEnd},12h`, '--dhcp-option=3', '--dhcp-option=6',
-    '--dhcp-authoritative', '--no-ping', '--user=root', '--group=root',
+    '--dhcp-authoritative', '--no-ping', '--user=nobody', '--group=nogroup',
+    ...(s.knownOnly ? [`--dhcp-hostsdir=${dhcpFiles(s).hostsDir}`, '--dhcp-ignore=tag:!known'] : []),
   ];
 }
 

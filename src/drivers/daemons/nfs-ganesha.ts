@@ -21,6 +21,14 @@ export interface NfsExport {
   clients: string[];
 }
 
+/**
+ * Who every guest is on a share: nobody/nogroup. All_Squash rather than Root_Squash: with root
+ * squashed only, a guest's uid 1000 would still write as the host's uid 1000 (a real local
+ * user, whose setuid files it could plant); squashed to nobody, a guest never owns a file as
+ * anyone who matters on the host.
+ */
+export const SHARE_ANON_ID = 65534;
+
 const SAFE_PATH = /^\/[A-Za-z0-9._/-]*$/;
 /** A client network: a CIDR as the shared parser reads it (octets 0-255, prefix at most /32, no host bits). */
 const isClientCidr = (text: string) => readCidr(text).ok;
@@ -36,7 +44,9 @@ export function buildGaneshaConfig(exports: NfsExport[]): string {
   Path = "${e.path}";
   Pseudo = "${e.pseudo}";
   Access_Type = None;
-  Squash = No_Root_Squash;
+  Squash = All_Squash;
+  Anonymous_Uid = ${SHARE_ANON_ID};
+  Anonymous_Gid = ${SHARE_ANON_ID};
   Protocols = 4;
   Transports = TCP;
   SecType = sys;

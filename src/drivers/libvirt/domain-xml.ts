@@ -31,6 +31,17 @@ export interface DomainSpec {
   metadata: { image: string; flavor?: string; createdBy: string };
 }
 
+/**
+ * Anti-spoofing on every NIC (libvirt's nwfilter): a guest sends only from its own MAC and the
+ * address DHCP gave it, answers ARP only for that address, and sends no other layer-2 protocol.
+ * The address is learned from the DHCP server's answer to this NIC's MAC (not from whatever
+ * the guest sends first, which it would choose), so it is bound before the guest can claim one.
+ */
+const ANTI_SPOOFING = {
+  '@_filter': 'clean-traffic',
+  parameter: [{ '@_name': 'CTRL_IP_LEARNING', '@_value': 'dhcp' }],
+};
+
 const diskTarget = (i: number) => `vd${String.fromCharCode(97 + i)}`;
 
 /**
@@ -99,6 +110,7 @@ export function buildDomainXml(s: DomainSpec): string {
           mac: { '@_address': n.mac },
           source: { '@_network': n.network },
           model: { '@_type': 'virtio' },
+          filterref: ANTI_SPOOFING,
         })),
         serial: { '@_type': 'pty', log: { '@_file': s.consoleLog, '@_append': 'on' }, target: { '@_port': '0' } },
         console: { '@_type': 'pty', target: { '@_type': 'serial', '@_port': '0' } },

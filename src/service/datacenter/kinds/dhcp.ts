@@ -6,13 +6,14 @@ import { interfaceOf, type HostsSpec } from '../../../model/hosts-spec.js';
 import { dhcpPlan } from '../../../model/lab.js';
 import type { Change, Kind } from '../kind.js';
 import { nodeShell } from './host.js';
+import { admitNetworkToDhcp } from '../../leases.js';
 
 /** On the dhcp node's own filesystem. */
 const dhcpDir = (ctx: Context) => join(ctx.paths.home, 'site', 'dhcp');
 
 function dhcpServer(ctx: Context, hosts: HostsSpec, seg: string): DhcpServer {
   const plan = dhcpPlan(hosts.segments[seg]!.cidr);
-  return new DhcpServer({ link: interfaceOf(hosts, hosts.dhcp, seg), rangeStart: plan.start, rangeEnd: plan.end, dir: dhcpDir(ctx), name: seg },
+  return new DhcpServer({ link: interfaceOf(hosts, hosts.dhcp, seg), rangeStart: plan.start, rangeEnd: plan.end, dir: dhcpDir(ctx), name: seg, knownOnly: true },
     executorFor(nodeShell(hosts.nodes[hosts.dhcp]!)));
 }
 
@@ -53,6 +54,7 @@ export const dhcpKind: Kind = {
     await executorFor(nodeShell(hosts.nodes[hosts.dhcp]!)).run('mkdir', ['-p', '--', dhcpDir(ctx)]);
     await server.ensure();
     ctx.networkSubnets.upsert({ network: c.name, cidr: hosts.segments[c.name]!.cidr, leaseFile: server.leaseFile, leaseHost: hosts.dhcp });
+    await admitNetworkToDhcp(ctx, c.name);
     return { node: hosts.dhcp, cidr: hosts.segments[c.name]!.cidr };
   },
 

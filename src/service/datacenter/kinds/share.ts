@@ -1,7 +1,6 @@
-import { existsSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ShareService } from '../../shares.js';
+import { createGuestFile, guestEntry, linkRefused } from '../../../drivers/host/guest-files.js';
 import type { Change, Kind } from '../kind.js';
 
 const access = (networks: string[], readOnly: boolean) => `${networks.join(', ')}${readOnly ? ' (ro)' : ''}`;
@@ -23,8 +22,12 @@ export const shareKind: Kind = {
         out.push({ action: 'recreate', kind: 'share', name, why: `networks/access are ${access(have.networks, have.readOnly)}, should be ${access(s.networks, s.read_only)}` });
         continue;
       }
-      const missing = Object.keys(s.files).filter((f) => !existsSync(join(have.path, f)));
-      if (missing.length) out.push({ action: 'update', kind: 'share', name, why: `missing ${missing.join(', ')}` });
+      // lstat, not exists: a dangling link a guest planted is not "missing" (apply refuses it).
+      const entries = await Promise.all(Object.keys(s.files).map(async (f) => [f, await guestEntry(have.path, f)] as const));
+      const strange = entries.filter(([, e]) => e === 'link' || e === 'other').map(([f]) => f);
+      const missing = entries.filter(([, e]) => e === 'missing').map(([f]) => f);
+      if (strange.length) out.push({ action: 'update', kind: 'share', name, why: `${strange.join(', ')} not a plain file (a link a guest made?): apply refuses it` });
+      else if (missing.length) out.push({ action: 'update', kind: 'share', name, why: `missing ${missing.join(', ')}` });
     }
     return out;
   },
@@ -35,9 +38,13 @@ export const shareKind: Kind = {
     if (c.action === 'recreate') await svc.delete(c.name);
     if (!ctx.shares.get(c.name)) await svc.create(c.name, { networks: s.networks, readOnly: s.read_only });
     const path = ctx.shares.get(c.name)!.path;
-    for (const [file, text] of Object.entries(s.files)) {
-      if (!existsSync(join(path, file))) await writeFile(join(path, file), text, { mode: 0o644 });
+    // Guests may write here: every entry is looked at before anything is written, and each
+    // file is created without following links (a link planted in between still fails).
+    for (const file of Object.keys(s.files)) {
+      const e = await guestEntry(path, file);
+      if (e === 'link' || e === 'other') throw linkRefused(join(path, file), e === 'link' ? 'a symbolic link' : 'not a plain file');
     }
+    for (const [file, text] of Object.entries(s.files)) await createGuestFile(path, file, text);
     return s;
   },
 
