@@ -65,8 +65,8 @@ function parseBounded(text: string, opts: ReadYamlOptions): CST.Token[] {
   const parser = new Parser(opts.lineCounter?.addNewLine);
   if (text && opts.lineCounter) opts.lineCounter.addNewLine(0);
   const tokens: CST.Token[] = [];
-  // The stack also holds the document and the scalar being read: two entries over the nesting.
-  const maxStack = MAX_YAML_DEPTH + 2;
+  // The stack also holds the document: one entry over the nesting.
+  const maxStack = MAX_YAML_DEPTH + 1;
   for (const lexeme of new Lexer().lex(text)) {
     for (const token of parser.next(lexeme)) tokens.push(token);
     if (parser.stack.length > maxStack) {
