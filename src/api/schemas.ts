@@ -43,7 +43,7 @@ export const ErrorBody = named('Error', z.object({
     message: z.string().describe('what is wrong, for a person'),
     fix: z.string().optional().describe('how to fix it, where kumo knows'),
     fields: z.array(z.string()).optional().describe('the request fields that are wrong, e.g. body.vcpus'),
-    requestId: z.string().optional().describe('on an unexpected error (INTERNAL): the request\'s id, under which the server log has the details'),
+    requestId: z.string().optional().describe('when the detail was withheld (INTERNAL, COMMAND_FAILED): the request\'s id, under which the server log and the audit log have it'),
   }),
 }), 'every error answer');
 
@@ -168,7 +168,7 @@ export const InstanceDeleted = z.object({ detachedVolumes: z.array(z.string()).d
 // ------------------------------------------------------------------------------------- operations
 
 export const Operation = named('Operation', z.object({
-  id: z.string(),
+  id: z.string(), owner: z.string().optional().describe('the API token that started it'),
   kind: z.string().describe('instance.create, instance.migrate, image.build, image.import, host.evacuate, datacenter.apply, datacenter.destroy'),
   target: z.string().describe('the resource it works on'),
   state: z.enum(['running', 'succeeded', 'failed']),

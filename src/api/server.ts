@@ -11,7 +11,7 @@ import {
 import type { Context } from '../service/context.js';
 import { OperationRegistry } from '../service/operations.js';
 import { TokenService } from '../service/tokens.js';
-import { KumoError, type ErrorCode } from '../model/errors.js';
+import { KumoError, publicError, type ErrorCode } from '../model/errors.js';
 import { API_PREFIX, DOCS_PATH, errors, Health, registry } from './schemas.js';
 import { bearerAuth, Unauthorized } from './auth.js';
 import { flavorRoutes } from './routes/flavors.js';
@@ -35,6 +35,8 @@ import type { ApiDeps, SerialResolver, VncResolver } from './deps.js';
 import { loadBalancerRoutes } from './routes/loadbalancers.js';
 import { shareRoutes } from './routes/shares.js';
 import { planRoutes } from './routes/plans.js';
+import { auditRoutes } from './routes/audit.js';
+import { declareTooBusy, installGuards, noteFailure, RETRY_AFTER_SECONDS } from './guards.js';
 
 export interface ServerOptions {
   /** Shared with whoever else wants to watch or start operations (tests, a future scheduler). */
@@ -70,6 +72,7 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   HOST_UNREACHABLE: 502,
   MISSING_DEPENDENCY: 503,
   TIMEOUT: 504,
+  TOO_BUSY: 429,
 };
 
 const SCHEMA_FIX = `compare the request with the schema at /openapi.json (or the page at ${DOCS_PATH})`;
@@ -110,6 +113,7 @@ export async function buildServer(ctx: Context, opts: ServerOptions = {}): Promi
     // Fastify counts req-1, req-2... from each start: an id a 500 hands out must name one log line, across restarts too.
     genReqId: () => randomUUID(),
   }).withTypeProvider<ZodTypeProvider>();
+  installGuards(app, ctx, ops);
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.setErrorHandler(answerError);
@@ -141,7 +145,7 @@ export async function buildServer(ctx: Context, opts: ServerOptions = {}): Promi
   await app.register(async (api) => {
     api.addHook('onRequest', auth);
     const deps: ApiDeps = { ctx, ops };
-    for (const routes of [instanceRoutes, imageRoutes, flavorRoutes, networkRoutes, volumeRoutes, snapshotRoutes, hostRoutes, shareRoutes, loadBalancerRoutes, planRoutes, operationRoutes, eventRoutes]) {
+    for (const routes of [instanceRoutes, imageRoutes, flavorRoutes, networkRoutes, volumeRoutes, snapshotRoutes, hostRoutes, shareRoutes, loadBalancerRoutes, planRoutes, operationRoutes, eventRoutes, auditRoutes]) {
       await api.register(routes, deps);
     }
     await api.register(readingRoutes(monitor, ctx));
@@ -189,10 +193,10 @@ async function registerDocs(app: ApiServer): Promise<void> {
       },
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'a kumo API token (kumo_...)' } } },
       security: [{ bearer: [] }],
-      tags: ['instances', 'images', 'flavors', 'networks', 'volumes', 'snapshots', 'hosts', 'shares', 'loadbalancers', 'datacenter', 'operations', 'metrics', 'health'].map((name) => ({ name })),
+      tags: ['instances', 'images', 'flavors', 'networks', 'volumes', 'snapshots', 'hosts', 'shares', 'loadbalancers', 'datacenter', 'operations', 'audit', 'metrics', 'health'].map((name) => ({ name })),
     },
     transform: createJsonSchemaTransform({ schemaRegistry: registry }),
-    transformObject: (doc) => optionalBodies(toObject(doc)),
+    transformObject: (doc) => declareTooBusy(optionalBodies(toObject(doc))),
   });
   // Swagger UI's files come from the npm package: the page works without internet.
   await app.register(swaggerUi, { routePrefix: DOCS_PATH, uiConfig: { persistAuthorization: false, tryItOutEnabled: true } });
@@ -232,21 +236,27 @@ function answerError(err: FastifyError, req: FastifyRequest, reply: FastifyReply
       const message = v.message ?? v.keyword;
       return /received undefined$/.test(message) ? `${path} is required` : `${path}: ${message}`;
     });
+    noteFailure(req, 'INVALID_INPUT');
     void reply.code(400).send(errorBody('INVALID_INPUT', lines.join('; '), SCHEMA_FIX, fields));
     return;
   }
   if (err instanceof Unauthorized) {
+    noteFailure(req, 'UNAUTHORIZED');
     void reply.code(401).header('www-authenticate', 'Bearer realm="kumo"').send(errorBody('UNAUTHORIZED', err.message, err.fix));
     return;
   }
   if (err instanceof KumoError) {
     const status = HTTP_STATUS[err.code];
     if (status >= 500) req.log.error({ err }, 'request failed');
-    void reply.code(status).send(errorBody(err.code, err.message, err.fix));
+    const shown = publicError(err, req.id);
+    noteFailure(req, err.code, shown.withheldUnder ? err.message : undefined);
+    if (err.code === 'TOO_BUSY') void reply.header('retry-after', String(RETRY_AFTER_SECONDS));
+    void reply.code(status).send(errorBody(shown.code, shown.message, shown.fix, undefined, shown.withheldUnder));
     return;
   }
   if (!isResponseSerializationError(err) && err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) {
     // Fastify's own refusals: malformed JSON, a body too large, an unsupported content type.
+    noteFailure(req, err.statusCode === 404 ? 'NOT_FOUND' : 'INVALID_INPUT');
     void reply.code(err.statusCode).send(errorBody(err.statusCode === 404 ? 'NOT_FOUND' : 'INVALID_INPUT', err.message,
       err.statusCode === 415 ? 'send the body as application/json' : SCHEMA_FIX));
     return;
@@ -254,8 +264,9 @@ function answerError(err: FastifyError, req: FastifyRequest, reply: FastifyReply
   // Unexpected: its message may show paths, SQL or a stack's worth of internals. The client gets
   // a stable code and the request id; the details go to the log under that id.
   req.log.error({ err }, 'internal error');
-  void reply.code(500).send(errorBody('INTERNAL', `internal error (request ${req.id})`,
-    `this is a bug in kumo; the server log has the details under request id ${req.id}`, undefined, req.id));
+  const shown = publicError(err, req.id);
+  noteFailure(req, shown.code, err.message);
+  void reply.code(500).send(errorBody(shown.code, shown.message, shown.fix, undefined, shown.withheldUnder));
 }
 
 /**

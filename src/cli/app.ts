@@ -17,6 +17,9 @@ export async function context(): Promise<Context> {
   return ctx;
 }
 
+/** The context if a command opened one (the audit line then goes through it). */
+export const openedContext = (): Context | undefined => ctx;
+
 export function closeContext(): void {
   ctx?.close();
   ctx = undefined;

@@ -16,13 +16,15 @@ import { planCommands } from './commands/plan.js';
 import { monitorCommand, statsCommand, topCommand } from './commands/monitor.js';
 import { serveCommand } from './commands/serve.js';
 import { tokenCommand } from './commands/token.js';
+import { auditCommand } from './commands/audit.js';
+import { auditCli } from './audit-hook.js';
 import { runWizard } from './wizard.js';
 import { parseConsoleMode } from './launch.js';
 import { KumoError, type ErrorCode } from '../model/errors.js';
 
 /** Exit codes a script can act on. */
 const EXIT: Partial<Record<ErrorCode, number>> = {
-  INVALID_INPUT: 2, NOT_FOUND: 3, ALREADY_EXISTS: 4, IN_USE: 4, NOT_INTERACTIVE: 5, MISSING_DEPENDENCY: 6, TIMEOUT: 7,
+  INVALID_INPUT: 2, NOT_FOUND: 3, ALREADY_EXISTS: 4, IN_USE: 4, NOT_INTERACTIVE: 5, MISSING_DEPENDENCY: 6, TIMEOUT: 7, TOO_BUSY: 8,
 };
 
 const program = new Command('kumo')
@@ -55,6 +57,7 @@ program.addCommand(statsCommand());
 program.addCommand(monitorCommand());
 program.addCommand(serveCommand());
 program.addCommand(tokenCommand());
+program.addCommand(auditCommand());
 
 /** Every command reports usage errors by throwing (exit code 2 below), not by exiting on its own. */
 function throwOnUsageErrors(cmd: Command): void {
@@ -63,9 +66,12 @@ function throwOnUsageErrors(cmd: Command): void {
 }
 throwOnUsageErrors(program);
 
+const audit = auditCli(program);
 try {
   await program.parseAsync(process.argv);
+  audit.done(undefined);
 } catch (e) {
+  audit.done(e);
   if (e instanceof CommanderError) {
     process.exitCode = e.exitCode === 0 ? 0 : 2;
   } else if (e instanceof KumoError) {

@@ -13,7 +13,9 @@ export type ErrorCode =
   | 'HOST_UNREACHABLE'
   | 'NOT_INTERACTIVE'
   | 'CANCELLED'
-  | 'TIMEOUT';
+  | 'TIMEOUT'
+  /** Too much long work runs already (the API's cap on concurrent operations): try again later. */
+  | 'TOO_BUSY';
 
 export class KumoError extends Error {
   constructor(
@@ -34,3 +36,30 @@ export class KumoError extends Error {
 
 export const invalid = (message: string, fix?: string) => new KumoError('INVALID_INPUT', message, fix);
 export const notFound = (message: string, fix?: string) => new KumoError('NOT_FOUND', message, fix);
+
+/**
+ * What a remote caller (an API token) may be told about a failure. Refusals of the caller's
+ * request (invalid input, not found, conflict, a host down...) are theirs to read, word for
+ * word. COMMAND_FAILED is not: its message carries the argument list and stderr of a command
+ * kumo ran as root (paths, addresses, other tenants' names), which is the operator's business.
+ * It and anything not a KumoError (a bug) answer a stable code, a short sentence and an id
+ * under which the server's log (and the audit log) keeps the detail. The CLI, run by root on
+ * the machine, still prints everything.
+ */
+export interface PublicError {
+  code: string;
+  message: string;
+  fix?: string;
+  /** Set when the detail was withheld: the id the server log has it under. */
+  withheldUnder?: string;
+}
+
+export function publicError(e: unknown, id: string, what = 'request'): PublicError {
+  if (e instanceof KumoError && e.code !== 'COMMAND_FAILED') return { code: e.code, message: e.message, ...(e.fix ? { fix: e.fix } : {}) };
+  if (e instanceof KumoError) {
+    return { code: e.code, message: `a command kumo ran on a host failed (${what} ${id})`,
+      fix: `the server log has the command and its output under ${what} id ${id}`, withheldUnder: id };
+  }
+  return { code: 'INTERNAL', message: `internal error (${what} ${id})`,
+    fix: `this is a bug in kumo; the server log has the details under ${what} id ${id}`, withheldUnder: id };
+}

@@ -1,6 +1,7 @@
-import { isNode, LineCounter, parseDocument } from 'yaml';
+import { isNode, LineCounter } from 'yaml';
 import type { z } from 'zod';
 import { invalid } from './errors.js';
+import { readYaml, type YamlKind } from './yaml-input.js';
 
 /** Where a key of a parsed file lies: `FILE:LINE:COL` of the key's value, or of the nearest enclosing one (a missing key has none). */
 export type Locate = (path: readonly (string | number)[]) => string;
@@ -14,11 +15,12 @@ export const locatorOf = (parsed: object): Locate | undefined => locators.get(pa
 /**
  * Reads a YAML file against a zod schema. Every problem names the file, line and column of
  * the value it is about (or of the nearest enclosing one), the path of keys, and what was
- * expected; all of them at once. The result keeps its locator (locatorOf).
+ * expected; all of them at once. The result keeps its locator (locatorOf). `kind` sets the
+ * size cap (readYaml: nothing too large or too deep reaches the parser's composer).
  */
-export function parseYamlFile<S extends z.ZodType>(text: string, schema: S, file: string): z.output<S> {
+export function parseYamlFile<S extends z.ZodType>(text: string, schema: S, file: string, kind: YamlKind): z.output<S> {
   const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const doc = readYaml(text, { kind, what: file, lineCounter: lines, yaml: { prettyErrors: false, uniqueKeys: true } });
   const at = (offset: number) => {
     const p = lines.linePos(offset);
     return `${file}:${p.line}:${p.col}`;
@@ -33,7 +35,14 @@ export function parseYamlFile<S extends z.ZodType>(text: string, schema: S, file
     for (let n = path.length; n >= 0 && !isNode(node); n--) node = doc.getIn(path.slice(0, n), true);
     return isNode(node) && node.range ? at(node.range[0]) : file;
   };
-  const result = schema.safeParse(doc.toJS());
+  let value: unknown;
+  try {
+    value = doc.toJS();
+  } catch (e) {
+    // An alias bomb (more expansions than the library's maxAliasCount) or an unresolved alias.
+    throw invalid(`${file}: ${(e as Error).message.split('\n')[0]}`, 'fix the YAML there (fewer aliases)');
+  }
+  const result = schema.safeParse(value);
   if (result.success) {
     if (typeof result.data === 'object' && result.data !== null) locators.set(result.data, locate);
     return result.data;

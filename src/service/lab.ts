@@ -75,7 +75,7 @@ export class LabService {
     const text = await readFile(file, 'utf8').catch((e: NodeJS.ErrnoException) => {
       throw new KumoError('NOT_FOUND', `cannot read lab file ${file}: ${e.code ?? e.message}`, 'give the path of a YAML lab file, or none for the course topology');
     });
-    return parseYamlFile(text, LabSpecSchema, file);
+    return parseYamlFile(text, LabSpecSchema, file, 'lab');
   }
 
   state(): LabState | undefined {

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { KumoError, notFound } from '../model/errors.js';
+import { KumoError, notFound, publicError } from '../model/errors.js';
 
 /**
  * Long work (instance create, migrate, image build) that a face starts and does not wait
@@ -18,6 +18,8 @@ export interface OperationError {
 
 export interface Operation {
   id: string;
+  /** Who started it: an API token's name (absent for work started otherwise). */
+  owner?: string;
   /** What it does, e.g. "instance.create". */
   kind: string;
   /** The resource it works on, e.g. the instance's name. */
@@ -61,6 +63,11 @@ export type ReplayGap = 'restarted' | 'too-old' | 'unknown';
 
 const EVENT_ID = /^([0-9a-f]{12})-(\d+)$/;
 
+export interface OperationLimits {
+  perOwner: number;
+  total: number;
+}
+
 /** How many events a reconnecting client can catch up on, and how many finished operations are kept. */
 const REPLAY = 1_000;
 const KEEP_FINISHED = 500;
@@ -73,9 +80,35 @@ export class OperationRegistry {
   /** This registry's run: random, so that two server runs never give the same event id. */
   readonly run = randomBytes(6).toString('hex');
 
+  /** Caps on running operations (startFor); read at each start, so a changed setting applies at once. */
+  private limits: () => OperationLimits = () => ({ perOwner: Infinity, total: Infinity });
+
   constructor() {
     // Every open event stream is a listener; Node's leak warning at 10 does not fit that.
     this.emitter.setMaxListeners(0);
+  }
+
+  /** Bounds what startFor lets run at once (the server reads kumo's settings here). */
+  limitConcurrency(limits: () => OperationLimits): void {
+    this.limits = limits;
+  }
+
+  /**
+   * start, on behalf of `owner` (an API token's name), refused with TOO_BUSY when that owner or
+   * everyone together already has as many operations running as the limits allow: each holds
+   * QEMU, qemu-img or a download, and a token must not be able to starve the machine.
+   */
+  startFor<T>(owner: string, kind: string, target: string, work: (progress: (step: string) => void) => Promise<T>,
+    render?: (result: T) => unknown): Operation {
+    const { perOwner, total } = this.limits();
+    const running = [...this.ops.values()].filter((o) => o.state === 'running');
+    const mine = running.filter((o) => o.owner === owner).length;
+    if (mine >= perOwner || running.length >= total) {
+      const which = mine >= perOwner ? `token "${owner}" has ${mine} long operations running (at most ${perOwner})` : `${running.length} long operations are running (at most ${total} at once)`;
+      throw new KumoError('TOO_BUSY', `${which}; ${kind} was not started`,
+        'wait for one to finish (GET /api/v1/operations) and try again; the limits are the settings api.operations-per-token and api.operations-total (kumo config set)');
+    }
+    return this.start(kind, target, work, render, owner);
   }
 
   /**
@@ -83,9 +116,9 @@ export class OperationRegistry {
    * steps through `progress`; its result is rendered with `render` (default: as is).
    */
   start<T>(kind: string, target: string, work: (progress: (step: string) => void) => Promise<T>,
-    render: (result: T) => unknown = (r) => r): Operation {
+    render: (result: T) => unknown = (r) => r, owner?: string): Operation {
     const now = new Date().toISOString();
-    const op: Operation = { id: randomUUID(), kind, target, state: 'running', steps: [], createdAt: now, updatedAt: now };
+    const op: Operation = { id: randomUUID(), ...(owner !== undefined ? { owner } : {}), kind, target, state: 'running', steps: [], createdAt: now, updatedAt: now };
     this.ops.set(op.id, op);
     this.prune();
     this.changed(op);
@@ -101,9 +134,10 @@ export class OperationRegistry {
         op.result = render(result);
         this.finish(op, 'succeeded');
       }, (e: unknown) => {
-        op.error = e instanceof KumoError
-          ? { code: e.code, message: e.message, ...(e.fix ? { fix: e.fix } : {}) }
-          : { code: 'INTERNAL', message: e instanceof Error ? e.message : String(e) };
+        // What a caller reads is publicError's; the detail goes to whoever listens (the server's log).
+        const { withheldUnder, ...shown } = publicError(e, op.id, 'operation');
+        op.error = shown;
+        if (withheldUnder) this.emitter.emit('failure', snapshot(op), e);
         this.finish(op, 'failed');
       });
     });
@@ -114,6 +148,12 @@ export class OperationRegistry {
     const op = this.ops.get(id);
     if (!op) throw notFound(`there is no operation "${id}"`, 'operations are kept in memory by the running server; see GET /api/v1/operations');
     return snapshot(op);
+  }
+
+  /** Calls `listener` with the full error of every operation whose detail its callers do not see. Returns the unsubscribe. */
+  onWithheldFailure(listener: (op: Operation, error: unknown) => void): () => void {
+    this.emitter.on('failure', listener);
+    return () => this.emitter.off('failure', listener);
   }
 
   /** Newest first. */

@@ -132,6 +132,17 @@ const MIGRATIONS: string[] = [
   // What apply made each resource from (JSON): destroy removes what was applied, not what
   // today's file would derive. NULL for resources recorded before.
   'ALTER TABLE datacenter_resources ADD COLUMN spec TEXT;',
+  // Who did what (service/audit.ts): an API token's name or the local user, never a secret.
+  `CREATE TABLE audit_log (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     at TEXT NOT NULL,
+     actor TEXT NOT NULL,
+     via TEXT NOT NULL,
+     action TEXT NOT NULL,
+     target TEXT,
+     result TEXT NOT NULL,
+     detail TEXT
+   );`,
 ];
 
 export type Db = Database.Database;

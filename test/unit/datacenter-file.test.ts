@@ -19,7 +19,7 @@ const withEdit = (edit: (dc: Doc) => void): string => {
   edit(dc);
   return stringify(dc);
 };
-const load = (text: string) => parseYamlFile(text, DatacenterSchema, 'dc.yaml');
+const load = (text: string) => parseYamlFile(text, DatacenterSchema, 'dc.yaml', 'datacenter');
 const refused = (text: string, says: RegExp) =>
   assert.throws(() => load(text), (e: unknown) => e instanceof KumoError && says.test(e.message), `expected ${says}`);
 

@@ -47,12 +47,18 @@ test('an operation answers at once, reports its steps, and ends succeeded with i
   assert.deepEqual(op.steps, []);
 });
 
-test('a failed operation keeps the KumoError code, message and fix; other errors are INTERNAL', async () => {
+test('a failed operation keeps the KumoError code, message and fix; other errors are INTERNAL, their detail withheld', async () => {
   const ops = new OperationRegistry();
   const a = ops.start('a', 'x', async () => { throw new KumoError('IN_USE', 'busy', 'wait'); });
   const b = ops.start('b', 'y', async () => { throw new Error('boom'); });
   assert.deepEqual((await ops.wait(a.id)).error, { code: 'IN_USE', message: 'busy', fix: 'wait' });
-  assert.deepEqual((await ops.wait(b.id)).error, { code: 'INTERNAL', message: 'boom' });
+  const withheld: unknown[] = [];
+  ops.onWithheldFailure((_op, e) => withheld.push(e));
+  const failedB = await ops.wait(b.id);
+  // A bug's raw message is the server log's, not the caller's: a stable code, a sentence, the operation's id.
+  assert.deepEqual(failedB.error, { code: 'INTERNAL', message: `internal error (operation ${b.id})`,
+    fix: `this is a bug in kumo; the server log has the details under operation id ${b.id}` });
+  assert.deepEqual(withheld.map((e) => (e as Error).message), ['boom']);
   assert.deepEqual(ops.list().map((o) => o.kind), ['b', 'a'], 'newest first');
   assert.throws(() => ops.get('nope'), (e: KumoError) => e.code === 'NOT_FOUND');
 });

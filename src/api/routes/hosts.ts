@@ -5,7 +5,7 @@ import { HostService } from '../../service/host.js';
 import { MigrationService } from '../../service/migration.js';
 import { KumoError } from '../../model/errors.js';
 import { Accepted, errors, Host, HostAdd, HostEvacuate, HostInfo, NameParams, NoContent, optionalBody } from '../schemas.js';
-import { accepted } from './operations.js';
+import { accepted, ownerOf } from './operations.js';
 
 const tags = ['hosts'];
 
@@ -52,7 +52,7 @@ export const hostRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx, ops
     const { name } = req.params;
     await svc().get(name); // an unknown host is a 404 now
     const opts = { parallel: req.body?.parallel ?? 2, ...(req.body?.unsafe ? { unsafe: true } : {}) };
-    const op = ops.start('host.evacuate', name, async (progress) => {
+    const op = ops.startFor(ownerOf(req), 'host.evacuate', name, async (progress) => {
       progress('migrate');
       const moved = await new MigrationService(ctx).evacuate(name, opts);
       for (const m of moved) if (m.to) ops.resourceChanged('instance', m.name, 'migrated');

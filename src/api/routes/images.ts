@@ -3,7 +3,7 @@ import { z } from 'zod';
 import type { ApiDeps } from '../deps.js';
 import { ImageService } from '../../service/images.js';
 import { Accepted, errors, Image, ImageBuild, ImageImport, NameParams, NoContent } from '../schemas.js';
-import { accepted } from './operations.js';
+import { accepted, ownerOf } from './operations.js';
 
 const tags = ['images'];
 
@@ -25,7 +25,7 @@ export const imageRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx, op
     },
   }, async (req, reply) => {
     const { recipe, name, sizeGiB, packages } = req.body;
-    const op = ops.start('image.build', name ?? recipe, async (progress) => {
+    const op = ops.startFor(ownerOf(req), 'image.build', name ?? recipe, async (progress) => {
       const r = recipe === 'tiny' ? await svc().buildTiny(progress)
         : await svc().buildDebian({ recipe, ...(name ? { name } : {}), ...(sizeGiB ? { sizeGiB } : {}), ...(packages ? { packages } : {}), onProgress: progress });
       ops.resourceChanged('image', r.image.name, r.built ? 'built' : 'unchanged');
@@ -41,7 +41,7 @@ export const imageRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx, op
     },
   }, async (req, reply) => {
     const { name, source, ...opts } = req.body;
-    const op = ops.start('image.import', name, async (progress) => {
+    const op = ops.startFor(ownerOf(req), 'image.import', name, async (progress) => {
       progress('import');
       const image = await svc().import(name, source, opts);
       ops.resourceChanged('image', image.name, 'imported');

@@ -9,7 +9,7 @@ import {
   Accepted, errors, Instance, InstanceAction, InstanceCreate, InstanceDeleted, InstanceMigrate, InstanceResize, InstanceResized,
   InstanceStarted, InstanceStop, InstanceStopped, NameParams, optionalBody, Text,
 } from '../schemas.js';
-import { accepted } from './operations.js';
+import { accepted, ownerOf } from './operations.js';
 
 const tags = ['instances'];
 
@@ -40,7 +40,7 @@ export const instanceRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx,
     const s = svc();
     // Everything that can be refused is refused now, as an answer, not as a failed operation.
     await s.validate(request);
-    const op = ops.start('instance.create', request.name, async (progress) => {
+    const op = ops.startFor(ownerOf(req), 'instance.create', request.name, async (progress) => {
       await s.create(request, progress);
       if (wait) {
         progress('boot');
@@ -124,7 +124,7 @@ const instanceActionRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx, 
     // Unknown names are a 404 now; everything libvirt decides shows in the operation.
     await svc().get(name);
     await new HostService(ctx).get(to);
-    const op = ops.start('instance.migrate', name, async (progress) => {
+    const op = ops.startFor(ownerOf(req), 'instance.migrate', name, async (progress) => {
       progress('migrate');
       const r = await new MigrationService(ctx).migrate(name, to, { unsafe: unsafe ?? false });
       return { from: r.from, to: r.to, durationMs: r.durationMs, ...(r.downtimeMs !== undefined ? { downtimeMs: r.downtimeMs } : {}), instance: await view(name) };

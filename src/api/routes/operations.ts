@@ -1,4 +1,4 @@
-import type { FastifyReply } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { ApiDeps } from '../deps.js';
@@ -6,6 +6,9 @@ import type { Operation as Op } from '../../service/operations.js';
 import { API_PREFIX, errors, IdParams, Operation } from '../schemas.js';
 
 const tags = ['operations'];
+
+/** Whose operation a request starts: its API token's name (the concurrency cap counts per token). */
+export const ownerOf = (req: FastifyRequest): string => req.apiToken?.name ?? 'anonymous';
 
 /** The answer to a request that started an operation: 202, with where to follow it. */
 export function accepted(reply: FastifyReply, operation: Op) {

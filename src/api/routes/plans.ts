@@ -3,7 +3,7 @@ import type { ApiDeps } from '../deps.js';
 import { DatacenterService, type Change } from '../../service/datacenter/engine.js';
 import { KumoError } from '../../model/errors.js';
 import { Accepted, errors, Plan, PlanRequest } from '../schemas.js';
-import { accepted } from './operations.js';
+import { accepted, ownerOf } from './operations.js';
 
 const tags = ['datacenter'];
 const DEFAULT_FILENAME = 'datacenter.yaml';
@@ -47,7 +47,7 @@ export const planRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx, ops
     checkIdle(dc.name);
     // Refusals (another datacenter's resource, a lab of another shape) answer now, not as a failed operation.
     await s.plan(dc);
-    const op = ops.start('datacenter.apply', dc.name, async (progress) => {
+    const op = ops.startFor(ownerOf(req), 'datacenter.apply', dc.name, async (progress) => {
       const changes = await s.apply(dc, (c) => progress(step(c)));
       ops.resourceChanged('datacenter', dc.name, 'applied');
       return { datacenter: dc.name, changes };
@@ -64,7 +64,7 @@ export const planRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx, ops
     const s = svc();
     const dc = s.parse(req.body.file, req.body.filename ?? DEFAULT_FILENAME);
     checkIdle(dc.name);
-    const op = ops.start('datacenter.destroy', dc.name, async (progress) => {
+    const op = ops.startFor(ownerOf(req), 'datacenter.destroy', dc.name, async (progress) => {
       const changes = await s.destroy(dc, (c) => progress(step(c)));
       ops.resourceChanged('datacenter', dc.name, 'destroyed');
       return { datacenter: dc.name, changes };

@@ -1,9 +1,10 @@
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parse, stringify } from 'yaml';
+import { LineCounter, stringify } from 'yaml';
 import { type Executor, local } from '../../exec/exec.js';
 import { KumoError, invalid } from '../../model/errors.js';
 import { CLOUD_CONFIG_LIST_KEYS, cloudConfigProblems } from '../../model/cloud-config.js';
+import { readYaml } from '../../model/yaml-input.js';
 
 /**
  * The NoCloud seed: the three files cloud-init (and the tiny image's init) read from a
@@ -93,10 +94,18 @@ export function parseUserData(text: string): CloudConfig {
     throw invalid('user-data must start with the line "#cloud-config"',
       'put "#cloud-config" on the first line of the file (scripts and MIME multi-part are not supported)');
   }
+  const lines = new LineCounter();
+  const parsed = readYaml(text, { kind: 'userData', what: 'user-data', lineCounter: lines, yaml: { ...YAML_11, prettyErrors: false } });
+  const error = parsed.errors[0];
+  if (error) {
+    const at = lines.linePos(error.pos[0]);
+    throw invalid(`user-data is not valid YAML: ${error.message.split('\n')[0]} at line ${at.line}, column ${at.col}`, 'fix the YAML syntax in the file');
+  }
   let doc: unknown;
   try {
-    doc = parse(text, YAML_11);
+    doc = parsed.toJS();
   } catch (e) {
+    // An alias bomb (more expansions than the library's maxAliasCount) or an unresolved alias.
     throw invalid(`user-data is not valid YAML: ${(e as Error).message.split('\n')[0]}`, 'fix the YAML syntax in the file');
   }
   if (doc === null || doc === undefined) return {};

@@ -41,7 +41,7 @@ export class DatacenterService {
 
   /** A datacenter file given as text (the API's request body); errors name `file` with line and column. */
   parse(text: string, file: string): Datacenter {
-    return parseYamlFile(text, DatacenterSchema, file);
+    return parseYamlFile(text, DatacenterSchema, file, 'datacenter');
   }
 
   /**

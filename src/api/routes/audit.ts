@@ -1,0 +1,30 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import type { ApiDeps } from '../deps.js';
+import { AuditService } from '../../service/audit.js';
+import { errors, named, timestamp } from '../schemas.js';
+
+const AuditEntry = named('AuditEntry', z.object({
+  id: z.number().int(),
+  at: timestamp,
+  actor: z.string().describe('"token:NAME" (an API token) or "user:NAME(uid N)" (the CLI, run on the machine)'),
+  via: z.enum(['api', 'cli', 'operation']).describe('an API request, a CLI command, or how a long operation ended'),
+  action: z.string().describe('API: "METHOD /route"; CLI: the command ("instance create"); operation: its kind'),
+  target: z.string().optional().describe('the resource\'s name'),
+  result: z.string().describe('"ok" or the error code it ended with'),
+  detail: z.string().optional().describe('the detail of a failure its caller was not shown (a failed command\'s output, a bug\'s message)'),
+}), 'one line of the audit log; never a password, token or user-data');
+
+/**
+ * GET /audit: who did what. Any valid token may read it today (every token can do everything);
+ * when tokens get roles (issue 15) this becomes an admin's.
+ */
+export const auditRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx }) => {
+  app.get('/audit', {
+    schema: {
+      tags: ['audit'], operationId: 'listAudit', summary: 'the audit log, newest first: who (token or local user) did what, to what, and the result, like `kumo audit`',
+      querystring: z.object({ limit: z.coerce.number().int().min(1).max(10_000).default(50).describe('how many entries, newest first') }),
+      response: { 200: z.array(AuditEntry), ...errors(400) },
+    },
+  }, async (req) => new AuditService(ctx).recent(req.query.limit));
+};

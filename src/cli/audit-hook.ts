@@ -1,0 +1,38 @@
+import type { Command } from 'commander';
+import { KumoError } from '../model/errors.js';
+import { AuditService, localActor, recordStandalone, type AuditRecord } from '../service/audit.js';
+import { openedContext } from './app.js';
+
+/** Commands that only read: not audited (the log is of changes and of console access). */
+const READ_ONLY = new Set(['list', 'show', 'xml', 'wait', 'status', 'log', 'info', 'get', 'accel', 'top', 'stats', 'plan', 'audit', 'serve']);
+
+/**
+ * The CLI's audit line: which command the local user ran (its name and first argument, a
+ * resource's name; never options, which may hold a password) and how it ended. Root on the
+ * machine can of course edit the store; the log is for the record, not against root.
+ */
+export function auditCli(program: Command): { done(error: unknown): void } {
+  let pending: Omit<AuditRecord, 'result'> | undefined;
+  program.hook('preAction', (_root, action) => {
+    const path: string[] = [];
+    for (let c: Command | null = action; c && c !== program; c = c.parent) path.unshift(c.name());
+    if (!path.length || READ_ONLY.has(action.name())) return;
+    const first = action.processedArgs[0];
+    pending = { actor: localActor(), via: 'cli', action: path.join(' '), ...(typeof first === 'string' ? { target: first } : {}) };
+  });
+  return {
+    done(error: unknown): void {
+      if (!pending) return;
+      const entry: AuditRecord = { ...pending, result: error === undefined ? 'ok' : error instanceof KumoError ? error.code : 'INTERNAL' };
+      pending = undefined;
+      try {
+        const ctx = openedContext();
+        if (ctx) new AuditService(ctx).record(entry);
+        else recordStandalone(entry);
+      } catch (e) {
+        // The command's own outcome matters more than its audit line; say so, do not fail it.
+        process.stderr.write(`kumo: could not write the audit log: ${e instanceof Error ? e.message : String(e)}\n`);
+      }
+    },
+  };
+}

@@ -1,0 +1,44 @@
+import type { Db } from './db.js';
+
+/** One line of the audit log: who did what, to what, and how it ended. */
+export interface AuditEntry {
+  id: number;
+  at: string;
+  /** An API token's name ("token:NAME") or the local user ("user:NAME(uid N)"). */
+  actor: string;
+  via: 'api' | 'cli' | 'operation';
+  /** API: "METHOD /route/:pattern"; CLI: the command path ("instance create"); operation: its kind. */
+  action: string;
+  target?: string;
+  /** "ok", or the error code it ended with. */
+  result: string;
+  /** The server-side detail of a failure the caller was not shown (publicError), for the operator. */
+  detail?: string;
+}
+
+interface AuditRow { id: number; at: string; actor: string; via: AuditEntry['via']; action: string; target: string | null; result: string; detail: string | null }
+
+const toEntry = (r: AuditRow): AuditEntry => ({
+  id: r.id, at: r.at, actor: r.actor, via: r.via, action: r.action,
+  ...(r.target !== null ? { target: r.target } : {}), result: r.result, ...(r.detail !== null ? { detail: r.detail } : {}),
+});
+
+export class AuditRepo {
+  constructor(private readonly db: Db) {}
+
+  /** Adds an entry; returns its id. */
+  insert(e: Omit<AuditEntry, 'id'>): number {
+    return Number(this.db.prepare('INSERT INTO audit_log (at, actor, via, action, target, result, detail) VALUES (?, ?, ?, ?, ?, ?, ?)')
+      .run(e.at, e.actor, e.via, e.action, e.target ?? null, e.result, e.detail ?? null).lastInsertRowid);
+  }
+
+  /** Forgets the entries more than `keep` older than entry `newest`. */
+  prune(newest: number, keep: number): void {
+    this.db.prepare('DELETE FROM audit_log WHERE id <= ?').run(newest - keep);
+  }
+
+  /** The newest `limit` entries, newest first. */
+  recent(limit: number): AuditEntry[] {
+    return (this.db.prepare('SELECT * FROM audit_log ORDER BY id DESC LIMIT ?').all(limit) as AuditRow[]).map(toEntry);
+  }
+}
