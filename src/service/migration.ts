@@ -32,7 +32,7 @@ export class MigrationService {
     const networks = new NetworkService(this.ctx, v);
     for (const n of new Set(r.nics.map((x) => x.network))) await networks.ensureUsable(n);
     const result = await migrateLive({
-      source: this.ctx.virshFor(r.host), domain: name, dest: v,
+      source: this.ctx.virshFor(r.host), domain: r.uuid, label: name, dest: v,
       migrateUri: `tcp://${dest.migrationAddress ?? '127.0.0.1'}`,
       // Client-driven (not p2p): virsh reaches both daemons by the URIs kumo has for them.
       p2p: false, unsafe: opts.unsafe ?? this.sameFilesystem(r.host, to), timeoutMs: opts.timeoutMs ?? 300_000,
