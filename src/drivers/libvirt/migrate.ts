@@ -30,6 +30,11 @@ export interface MigrateOptions {
   unsafe?: boolean;
   /** Peer-to-peer (default): the source libvirtd drives the migration, virsh only asks for it. */
   p2p?: boolean;
+  /**
+   * Encrypt the memory stream with QEMU's native TLS (`--tls`): libvirt fails the migration
+   * before anything moves when TLS cannot be set up; it never falls back to plain TCP.
+   */
+  tls?: boolean;
   /** After this long the migration is aborted (the domain keeps running on the source). */
   timeoutMs: number;
 }
@@ -68,6 +73,7 @@ export async function migrateLive(opts: MigrateOptions): Promise<MigrateResult> 
     'migrate', '--live', '--persistent', '--undefinesource',
     ...(opts.p2p ?? true ? ['--p2p'] : []),
     ...(opts.unsafe ? ['--unsafe'] : []),
+    ...(opts.tls ? ['--tls'] : []),
     '--migrateuri', migrateUri,
     '--', domain, opts.destUriFromSource ?? destUri,
   ];
