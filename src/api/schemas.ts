@@ -158,6 +158,7 @@ export const InstanceStop = named('InstanceStop', z.strictObject({
 export const InstanceMigrate = named('InstanceMigrate', z.strictObject({
   to: z.string().min(1).describe('the destination host (GET /api/v1/hosts)'),
   unsafe: z.boolean().optional().describe('skip libvirt\'s shared-storage check (the one-machine lab only)'),
+  encrypted: z.boolean().optional().describe('encrypt the memory stream with QEMU\'s TLS; refused at once (400) when either host lacks the certificates'),
 }));
 
 export const InstanceStarted = z.object({ started: z.boolean().describe('false when it was running already'), instance: Instance });
@@ -285,6 +286,7 @@ export const HostInfo = named('HostInfo', z.object({
 export const HostEvacuate = named('HostEvacuate', z.strictObject({
   parallel: z.number().int().min(EVACUATE_PARALLEL.min).max(EVACUATE_PARALLEL.max).optional().describe('migrations at once (default 2)'),
   unsafe: z.boolean().optional().describe('skip libvirt\'s shared-storage check (the one-machine lab only)'),
+  encrypted: z.boolean().optional().describe('encrypt every memory stream with QEMU\'s TLS; an instance whose hosts lack the certificates stays where it is'),
 }));
 
 // ----------------------------------------------------------------------------- more resource actions

@@ -96,7 +96,7 @@ async function relaySerial(ws: WebSocket, name: string, resolve: SerialResolver,
   }
   if (closed) return;
   try {
-    pty = await openSerial(target, name, size);
+    pty = await openSerial(target, size);
   } catch (e) {
     end(`could not start virsh console: ${(e as Error).message}`);
     return;

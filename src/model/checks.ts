@@ -178,6 +178,22 @@ export const NFT_IDENTIFIER: NameRule = {
 
 export const isName = (value: unknown, rule: NameRule): value is string => typeof value === 'string' && rule.pattern.test(value);
 
+const ALL_DIGITS = /^\d+$/;
+
+/**
+ * Why a name could be mistaken for another object's (undefined: it cannot). virsh looks a domain
+ * up by ID first, then by UUID, then by name (networks: UUID, then name), so a resource named
+ * "42" or like a UUID could reach a domain or network kumo never made. libvirt's UUID parser
+ * skips hyphens wherever they stand: 32 hex digits plus any hyphens count as a UUID.
+ */
+export function mistakableName(name: string): string | undefined {
+  if (ALL_DIGITS.test(name)) return 'it is all digits, which libvirt reads as a domain ID (no kumo name may be mistaken for one)';
+  if (/^[0-9a-f-]+$/i.test(name) && name.replace(/-/g, '').length === 32) {
+    return 'it has the shape of a UUID, which libvirt reads as a domain or network UUID (no kumo name may be mistaken for one)';
+  }
+  return undefined;
+}
+
 /** A name for a config file or ruleset: `WHAT "value" is not a valid name`, and what the rule allows. */
 export function checkNameBy(rule: NameRule, value: unknown, what: string, example?: string): string {
   if (!isName(value, rule)) throw invalid(`${what} ${JSON.stringify(value)} is not a valid name`, `use ${rule.allows}${example ? `, e.g. ${example}` : ''}`);

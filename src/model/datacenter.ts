@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { CRYPT_HASH } from './password.js';
 import { COURSE_LAB, LabSpecSchema } from './lab.js';
 import { HostsSpecSchema, type FileTopology } from './hosts-spec.js';
-import { contains, formatIp, ipv4String, isSshPublicKey, MOUNT_PATH_PATTERN, mountPathFault, parseCidr, parseIp, portSchema, readCidr } from './checks.js';
+import { contains, formatIp, ipv4String, isSshPublicKey, mistakableName, MOUNT_PATH_PATTERN, mountPathFault, parseCidr, parseIp, portSchema, readCidr } from './checks.js';
 import { cloudConfigProblems } from './cloud-config.js';
 import { LIMITS } from './sizes.js';
 
@@ -11,7 +11,16 @@ import { LIMITS } from './sizes.js';
  * declaration. Names are checked here; references between sections (an instance's image, a
  * load balancer's instances, a mount's share) in `checkReferences`, with the path of the key.
  */
-const name = z.string().regex(/^[a-z0-9]([a-z0-9-]{0,40}[a-z0-9])?$/, 'a name is lower-case letters, digits and inner "-", at most 42 characters');
+/** A section's key (checked for mistakable names in the file's superRefine: a key's own issue would only say "Invalid key"). */
+const key = z.string().regex(/^[a-z0-9]([a-z0-9-]{0,40}[a-z0-9])?$/, 'a name is lower-case letters, digits and inner "-", at most 42 characters');
+const mistakableIssue = (n: string): string | undefined => {
+  const mistakable = mistakableName(n);
+  return mistakable && `"${n}" cannot be a name: ${mistakable}; put a letter in it, e.g. "vm${n.slice(0, 8)}"`;
+};
+const name = key.superRefine((n, ctx) => {
+  const message = mistakableIssue(n);
+  if (message) ctx.addIssue({ code: 'custom', message });
+});
 const ipv4 = ipv4String('10.5.1.213');
 
 /** A normal absolute path, not a system folder (the pattern of its characters is the schema's own, reported once). */
@@ -127,16 +136,22 @@ export const DatacenterSchema = z.object({
   lab: z.union([z.literal('course').transform(() => COURSE_LAB), LabSpecSchema]).optional(),
   /** Real hosts (or a bare lab's namespaces) in the lab's shape, with how kumo reaches each: the alternative to `lab`. */
   hosts: HostsSpecSchema.optional(),
-  images: z.record(name, ImageSchema).default({}),
-  flavors: z.record(name, FlavorSchema).default({}),
-  shares: z.record(name, ShareSchema).default({}),
-  instances: z.record(name, InstanceGroupSchema).default({}),
-  loadbalancers: z.record(name, LoadBalancerSchema).default({}),
+  images: z.record(key, ImageSchema).default({}),
+  flavors: z.record(key, FlavorSchema).default({}),
+  shares: z.record(key, ShareSchema).default({}),
+  instances: z.record(key, InstanceGroupSchema).default({}),
+  loadbalancers: z.record(key, LoadBalancerSchema).default({}),
   edge: EdgeSchema.optional(),
   firewall: FirewallSchema.default({ allow: [] }),
   monitoring: MonitoringSchema.optional(),
 }).strict().superRefine((dc, ctx) => {
   if (dc.lab && dc.hosts) ctx.addIssue({ code: 'custom', path: ['hosts'], message: 'give either lab (the one-machine lab) or hosts (real hosts), not both' });
+  for (const section of ['images', 'flavors', 'shares', 'instances', 'loadbalancers'] as const) {
+    for (const k of Object.keys(dc[section])) {
+      const message = mistakableIssue(k);
+      if (message) ctx.addIssue({ code: 'custom', path: [section, k], message });
+    }
+  }
   const topo = topologyOf(dc);
   // Messages name what the topology is: the existing wording for the lab, "hosts" for real hosts.
   const of = dc.lab ? 'the lab' : 'hosts';

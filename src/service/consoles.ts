@@ -2,6 +2,7 @@ import { connect } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Context } from './context.js';
 import { InstanceService } from './instances.js';
+import { domainOf } from './domains.js';
 import { local, type OpenedProcess } from '../exec/exec.js';
 import { NetnsExecutor } from '../exec/netns.js';
 import { attachSerialConsole, openSerialConsole, openVncViewer } from '../drivers/libvirt/console.js';
@@ -17,9 +18,10 @@ export interface VncTarget {
   vncNetns?: string;
 }
 
-/** Where an instance's serial console is: the libvirt that runs it (virsh console connects there). */
+/** Where an instance's serial console is: the libvirt that runs it (virsh console connects there), and its domain's UUID. */
 export interface SerialTarget {
   uri: string;
+  domain: string;
 }
 
 export interface TerminalSize {
@@ -45,12 +47,14 @@ export class ConsoleService {
   async serialTarget(name: string, startFix: string): Promise<SerialTarget> {
     const inst = await new InstanceService(this.ctx).get(name); // 404 for an unknown instance
     if (inst.state !== 'running') throw invalid(`instance "${name}" has no serial console now (state ${inst.state})`, startFix);
-    return { uri: this.ctx.virshOf(name).uri };
+    const { virsh, id } = domainOf(this.ctx, name);
+    return { uri: virsh.uri, domain: id };
   }
 
   /** Hands this process's terminal to the instance's serial console until the user detaches; virsh's exit code. */
   attachSerial(name: string): Promise<number> {
-    return attachSerialConsole(this.ctx.virshOf(name).uri, name);
+    const { virsh, id } = domainOf(this.ctx, name);
+    return attachSerialConsole(virsh.uri, id);
   }
 }
 
@@ -81,6 +85,6 @@ export async function connectVnc(target: VncTarget): Promise<Duplex> {
 }
 
 /** The instance's serial console (virsh console) in a pseudo-terminal, for a program to drive. */
-export function openSerial(target: SerialTarget, name: string, size: TerminalSize): Promise<OpenedProcess> {
-  return openSerialConsole(local, target.uri, name, size);
+export function openSerial(target: SerialTarget, size: TerminalSize): Promise<OpenedProcess> {
+  return openSerialConsole(local, target.uri, target.domain, size);
 }

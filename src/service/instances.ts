@@ -10,6 +10,7 @@ import { NetworkService } from './networks.js';
 import { withUndo } from './undo.js';
 import { HostService, type PlaceOptions } from './host.js';
 import { SnapshotService } from './snapshots.js';
+import { domainOf } from './domains.js';
 import { admitToDhcp, dhcpAddresses, dismissFromDhcp } from './leases.js';
 import { buildDomainXml, parseDomainXml } from '../drivers/libvirt/domain-xml.js';
 import { buildSeed, parseUserData, writeSeedIso } from '../drivers/image/seed.js';
@@ -173,13 +174,14 @@ export class InstanceService {
         metadata: { image: image.name, ...(spec.flavor ? { flavor: spec.flavor } : {}), createdBy: 'kumo' },
       });
       await admitToDhcp(this.ctx, record.nics); // kumo's own DHCP answers only listed MACs
-      undo({ kind: 'undefine-domain', uri: v.uri, name: spec.name });
+      // By UUID: if define fails because a domain of that name appeared meanwhile, the undo leaves it alone.
+      undo({ kind: 'undefine-domain', uri: v.uri, name: spec.name, uuid: record.uuid });
       await v.defineDomain(xml);
       this.ctx.instances.insert(record);
       undo({ kind: 'forget-instance', name: spec.name });
       if (req.start !== false) {
         onStep('start');
-        await v.start(spec.name);
+        await v.start(record.uuid);
       }
     });
     return this.get(spec.name);
@@ -194,7 +196,7 @@ export class InstanceService {
     for (const host of new Set(records.map((r) => r.host))) {
       const listed = await this.ctx.virshFor(host).listDomains().catch(() => undefined);
       for (const r of records.filter((x) => x.host === host)) {
-        states.set(r.name, listed ? (listed.find((d) => d.name === r.name)?.state ?? 'missing') : 'unknown');
+        states.set(r.name, listed ? (listed.find((d) => d.uuid === r.uuid)?.state ?? 'missing') : 'unknown');
       }
     }
     const leases = await dhcpAddresses(this.ctx, records);
@@ -203,17 +205,21 @@ export class InstanceService {
 
   async get(name: string): Promise<Instance> {
     const r = this.record(name);
-    const state = await this.ctx.virshOf(name).domainState(name).catch((): RuntimeState => 'unknown');
+    const { virsh, id } = domainOf(this.ctx, name);
+    const state = await virsh.domainState(id).catch((): RuntimeState => 'unknown');
     const inst = this.view(r, state, await dhcpAddresses(this.ctx, [r]));
     if (state === 'unknown') return inst;
     if (state === 'running') {
-      const vnc = await this.ctx.virshOf(name).vncDisplay(name);
+      const vnc = await virsh.vncDisplay(id);
       if (vnc) inst.vnc = vnc;
     }
-    if (state !== 'missing') {
-      const xml = await this.ctx.virshOf(name).dumpXml(name);
+    if (state === 'missing') {
+      // Found by UUID only: a domain that took the name over is someone else's, and said so.
+      const namesake = (await virsh.listDomains().catch(() => [])).find((d) => d.name === name);
+      if (namesake) inst.drift.push(`libvirt's domain "${name}" has uuid ${namesake.uuid}, kumo made ${r.uuid}: it was replaced behind kumo's back, and kumo leaves it alone`);
+    } else {
+      const xml = await virsh.dumpXml(id);
       const facts = xml ? parseDomainXml(xml) : undefined;
-      if (facts?.uuid && facts.uuid !== r.uuid) inst.drift.push(`libvirt's domain has uuid ${facts.uuid}, kumo made ${r.uuid}: it was replaced behind kumo's back`);
       if (facts?.vncPort) inst.vnc = `127.0.0.1:${facts.vncPort}`;
     }
     const shell = this.ctx.hosts.get(r.host)?.shell;
@@ -222,8 +228,8 @@ export class InstanceService {
   }
 
   async xml(name: string): Promise<string> {
-    this.record(name);
-    const xml = await this.ctx.virshOf(name).dumpXml(name);
+    const { virsh, id } = domainOf(this.ctx, name);
+    const xml = await virsh.dumpXml(id);
     if (!xml) throw notFound(`libvirt has no domain "${name}" any more`, `remove kumo's record with: kumo instance delete ${name}`);
     return xml;
   }
@@ -232,7 +238,8 @@ export class InstanceService {
   async start(name: string): Promise<boolean> {
     const state = await this.liveState(name);
     if (state === 'running') return false;
-    await this.ctx.virshOf(name).start(name);
+    const { virsh, id } = domainOf(this.ctx, name);
+    await virsh.start(id);
     return true;
   }
 
@@ -240,27 +247,30 @@ export class InstanceService {
   async stop(name: string, graceMs = 60_000): Promise<{ forced: boolean }> {
     const state = await this.liveState(name);
     if (state === 'shut off') return { forced: false };
-    await this.ctx.virshOf(name).shutdown(name);
+    const { virsh, id } = domainOf(this.ctx, name);
+    await virsh.shutdown(id);
     const deadline = Date.now() + graceMs;
     while (Date.now() < deadline) {
-      if ((await this.ctx.virshOf(name).domainState(name)) === 'shut off') return { forced: false };
+      if ((await virsh.domainState(id)) === 'shut off') return { forced: false };
       await sleep(500);
     }
-    await this.ctx.virshOf(name).destroy(name);
+    await virsh.destroy(id);
     return { forced: true };
   }
 
   async reboot(name: string): Promise<void> {
     const state = await this.liveState(name);
     if (state !== 'running') throw invalid(`instance "${name}" is ${state}, not running`, `start it: kumo instance start ${name}`);
-    await this.ctx.virshOf(name).reboot(name);
+    const { virsh, id } = domainOf(this.ctx, name);
+    await virsh.reboot(id);
   }
 
   /** Pulls the plug, like `virsh destroy`: the instance stays defined. */
   async destroy(name: string): Promise<void> {
     const state = await this.liveState(name);
     if (state === 'shut off') return;
-    await this.ctx.virshOf(name).destroy(name);
+    const { virsh, id } = domainOf(this.ctx, name);
+    await virsh.destroy(id);
   }
 
   /**
@@ -269,9 +279,10 @@ export class InstanceService {
    */
   async delete(name: string): Promise<{ detachedVolumes: string[] }> {
     const { nics } = this.record(name);
+    const { virsh, id } = domainOf(this.ctx, name);
     // Internal snapshots live inside the disk files, and attached volumes outlive the instance.
-    if ((await this.ctx.virshOf(name).domainState(name)) !== 'missing') await new SnapshotService(this.ctx).deleteAll(name);
-    await this.ctx.virshOf(name).removeDomain(name);
+    if ((await virsh.domainState(id)) !== 'missing') await new SnapshotService(this.ctx).deleteAll(name);
+    await virsh.removeDomain(id);
     await rm(join(this.ctx.paths.instances, name), { recursive: true, force: true });
     await dismissFromDhcp(this.ctx, nics).catch(() => undefined); // its DHCP host may be gone (lab down)
     const detachedVolumes = this.ctx.volumes.releaseAll(name);
@@ -356,8 +367,8 @@ export class InstanceService {
   }
 
   private async liveState(name: string): Promise<RuntimeState> {
-    this.record(name);
-    const state = await this.ctx.virshOf(name).domainState(name);
+    const { virsh, id } = domainOf(this.ctx, name);
+    const state = await virsh.domainState(id);
     if (state === 'missing') {
       throw notFound(`libvirt has no domain "${name}" any more (removed behind kumo's back)`,
         `remove kumo's record with: kumo instance delete ${name}`);

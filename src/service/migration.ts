@@ -2,7 +2,15 @@ import type { Context } from './context.js';
 import { HostService } from './host.js';
 import { NetworkService } from './networks.js';
 import { migrateLive, type MigrateResult } from '../drivers/libvirt/migrate.js';
+import { missingTlsFiles, type MigrationEnd } from '../drivers/libvirt/migration-tls.js';
 import { KumoError, invalid, notFound } from '../model/errors.js';
+
+/** How a migration goes; `encrypted`: the memory stream over QEMU's TLS (certificates on both hosts). */
+export interface MigrateOptions {
+  unsafe?: boolean;
+  encrypted?: boolean;
+  timeoutMs?: number;
+}
 
 export interface EvacuateResult {
   name: string;
@@ -20,7 +28,7 @@ export class MigrationService {
    * path, so only memory moves). kumo records the new host only after libvirt confirms; on
    * failure the instance keeps running where it was.
    */
-  async migrate(name: string, to: string, opts: { unsafe?: boolean; timeoutMs?: number } = {}): Promise<MigrateResult & { from: string; to: string }> {
+  async migrate(name: string, to: string, opts: MigrateOptions = {}): Promise<MigrateResult & { from: string; to: string }> {
     const r = this.ctx.instances.get(name);
     if (!r) throw notFound(`instance "${name}" does not exist`, 'see `kumo instance list`');
     if (r.host === to) throw invalid(`instance "${name}" already runs on ${to}`, 'pick another host: kumo host list');
@@ -29,20 +37,21 @@ export class MigrationService {
     if (!dest.roles.includes('hypervisor')) throw invalid(`host "${to}" is not a hypervisor`, 'pick a host with the hypervisor role');
     const v = this.ctx.virshFor(to);
     if (!(await v.ping())) throw new KumoError('LIBVIRT_ERROR', `host ${to} does not answer`, 'check its libvirtd, or pick another host');
+    if (opts.encrypted) await this.checkTls(r.host, to);
     const networks = new NetworkService(this.ctx, v);
     for (const n of new Set(r.nics.map((x) => x.network))) await networks.ensureUsable(n);
     const result = await migrateLive({
-      source: this.ctx.virshFor(r.host), domain: name, dest: v,
+      source: this.ctx.virshFor(r.host), domain: r.uuid, label: name, dest: v,
       migrateUri: `tcp://${dest.migrationAddress ?? '127.0.0.1'}`,
       // Client-driven (not p2p): virsh reaches both daemons by the URIs kumo has for them.
-      p2p: false, unsafe: opts.unsafe ?? this.sameFilesystem(r.host, to), timeoutMs: opts.timeoutMs ?? 300_000,
+      p2p: false, unsafe: opts.unsafe ?? this.sameFilesystem(r.host, to), tls: opts.encrypted ?? false, timeoutMs: opts.timeoutMs ?? 300_000,
     });
     this.ctx.instances.updateHost(name, to);
     return { ...result, from: r.host, to };
   }
 
   /** Live-migrates every running instance off a host (maintenance), a few at a time. */
-  async evacuate(host: string, opts: { parallel?: number; unsafe?: boolean } = {}): Promise<EvacuateResult[]> {
+  async evacuate(host: string, opts: { parallel?: number; unsafe?: boolean; encrypted?: boolean } = {}): Promise<EvacuateResult[]> {
     if (!this.ctx.hosts.get(host)) throw notFound(`host "${host}" is not registered`, 'see `kumo host list`');
     const queue = this.ctx.instances.list().filter((i) => i.host === host);
     const results: EvacuateResult[] = [];
@@ -51,7 +60,9 @@ export class MigrationService {
       for (let r = queue.shift(); r; r = queue.shift()) {
         try {
           const to = await hosts.place(r.vcpus, r.ramMiB, { exclude: [host] });
-          const m = await this.migrate(r.name, to, opts.unsafe !== undefined ? { unsafe: opts.unsafe } : {});
+          const m = await this.migrate(r.name, to, {
+            ...(opts.unsafe !== undefined ? { unsafe: opts.unsafe } : {}), ...(opts.encrypted ? { encrypted: true } : {}),
+          });
           results.push({ name: r.name, to, ...(m.downtimeMs !== undefined ? { downtimeMs: m.downtimeMs } : {}) });
         } catch (e) {
           results.push({ name: r.name, error: (e as Error).message });
@@ -60,6 +71,21 @@ export class MigrationService {
     };
     await Promise.all(Array.from({ length: Math.max(1, opts.parallel ?? 2) }, worker));
     return results;
+  }
+
+  /**
+   * An encrypted migration needs QEMU's TLS certificates on both hosts: refused before anything
+   * moves when a file is missing, naming the host, the folder and the files.
+   */
+  async checkTls(from: string, to: string): Promise<void> {
+    const ends: [string, MigrationEnd][] = [[from, 'source'], [to, 'destination']];
+    for (const [host, end] of ends) {
+      const { dir, missing } = await missingTlsFiles(this.ctx.shellOf(host), end);
+      if (missing.length) {
+        throw invalid(`an encrypted migration needs QEMU's TLS certificates, and ${end} host ${host} lacks ${missing.join(', ')} in ${dir}`,
+          `put a CA certificate and a ${end === 'source' ? 'client' : 'server'} certificate and key signed by it there (docs/architecture.md, "Encrypted migration", shows how), or migrate without encryption`);
+      }
+    }
   }
 
   /**

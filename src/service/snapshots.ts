@@ -1,4 +1,5 @@
 import type { Context } from './context.js';
+import { domainOf } from './domains.js';
 import { SnapshotDriver, writableDisks, type RevertTo, type SnapshotInfo } from '../drivers/libvirt/snapshots.js';
 import { KumoError, invalid, notFound } from '../model/errors.js';
 import { checkLabel } from '../model/names.js';
@@ -31,24 +32,26 @@ export interface RevertOptions {
 export class SnapshotService {
   constructor(private readonly ctx: Context) {}
 
-  /** Snapshots live with the instance's domain, on whichever host it runs. */
-  private driver(instance: string): SnapshotDriver {
-    return new SnapshotDriver(this.ctx.virshOf(instance));
+  /** Snapshots live with the instance's domain, on whichever host it runs; `id` is its UUID, what virsh finds it by. */
+  private driver(instance: string): { snaps: SnapshotDriver; id: string } {
+    const { virsh, id } = domainOf(this.ctx, instance);
+    return { snaps: new SnapshotDriver(virsh), id };
   }
 
   /** Without a name, libvirt names it after its creation time in epoch seconds, like `virsh snapshot-create`. */
   async create(instance: string, name?: string): Promise<Snapshot> {
     if (name !== undefined) checkSnapshotName(name);
     await this.domain(instance);
-    if (name !== undefined && (await this.driver(instance).names(instance)).includes(name)) {
+    const { snaps, id } = this.driver(instance);
+    if (name !== undefined && (await snaps.names(id)).includes(name)) {
       throw new KumoError('ALREADY_EXISTS', `instance "${instance}" already has a snapshot named "${name}"`,
         `pick another name, or delete the old one: kumo snapshot delete ${instance} ${name}`);
     }
-    const xml = await this.ctx.virshOf(instance).dumpXml(instance);
+    const xml = await domainOf(this.ctx, instance).virsh.dumpXml(id);
     if (!xml) throw this.domainGone(instance);
     let made: string;
     try {
-      made = await this.driver(instance).create(instance, xml, name);
+      made = await snaps.create(id, xml, name);
     } catch (e) {
       // Two unnamed snapshots within one second get the same epoch name.
       const dup = e instanceof KumoError ? /domain (?:moment|snapshot) (.+) already exists/.exec(e.message) : null;
@@ -56,13 +59,14 @@ export class SnapshotService {
       throw new KumoError('ALREADY_EXISTS', `instance "${instance}" already has a snapshot named "${dup[1]}"`,
         name === undefined ? 'wait a second and try again, or give the snapshot a name' : 'pick another name', { cause: e });
     }
-    return { instance, ...(await this.driver(instance).info(instance, made)) };
+    return { instance, ...(await snaps.info(id, made)) };
   }
 
   /** The instance's snapshots, oldest first. */
   async list(instance: string): Promise<Snapshot[]> {
     await this.domain(instance);
-    return (await this.driver(instance).list(instance)).map((s) => ({ instance, ...s }));
+    const { snaps, id } = this.driver(instance);
+    return (await snaps.list(id)).map((s) => ({ instance, ...s }));
   }
 
   /**
@@ -75,8 +79,9 @@ export class SnapshotService {
     await this.domain(instance);
     await this.existing(instance, name);
     await this.sameDisks(instance, name);
+    const { snaps, id } = this.driver(instance);
     try {
-      await this.driver(instance).revert(instance, name, opts.to ?? 'snapshot', opts.force ?? false);
+      await snaps.revert(id, name, opts.to ?? 'snapshot', opts.force ?? false);
     } catch (e) {
       if (e instanceof KumoError && /revert requires force/i.test(e.message)) {
         throw new KumoError('IN_USE', `reverting "${instance}" to "${name}" needs confirmation: ${e.message}`,
@@ -84,13 +89,14 @@ export class SnapshotService {
       }
       throw e;
     }
-    return this.ctx.virshOf(instance).domainState(instance);
+    return domainOf(this.ctx, instance).virsh.domainState(id);
   }
 
   async delete(instance: string, name: string): Promise<void> {
     await this.domain(instance);
     await this.existing(instance, name);
-    await this.driver(instance).delete(instance, name);
+    const { snaps, id } = this.driver(instance);
+    await snaps.delete(id, name);
   }
 
   /**
@@ -100,15 +106,17 @@ export class SnapshotService {
    */
   async deleteAll(instance: string): Promise<number> {
     await this.domain(instance);
-    const names = await this.driver(instance).names(instance);
-    for (const n of names) await this.driver(instance).delete(instance, n);
+    const { snaps, id } = this.driver(instance);
+    const names = await snaps.names(id);
+    for (const n of names) await snaps.delete(id, n);
     return names.length;
   }
 
   /** The instance must be kumo's and its libvirt domain must still be there. */
   private async domain(instance: string): Promise<void> {
     if (!this.ctx.instances.get(instance)) throw notFound(`instance "${instance}" does not exist`, 'see `kumo instance list`');
-    if ((await this.ctx.virshOf(instance).domainState(instance)) === 'missing') throw this.domainGone(instance);
+    const { virsh, id } = domainOf(this.ctx, instance);
+    if ((await virsh.domainState(id)) === 'missing') throw this.domainGone(instance);
   }
 
   private domainGone(instance: string): KumoError {
@@ -122,8 +130,9 @@ export class SnapshotService {
    * in use elsewhere), behind kumo's volume records. Refuse unless the disks are the same.
    */
   private async sameDisks(instance: string, name: string): Promise<void> {
-    const then = (await this.driver(instance).info(instance, name)).disks;
-    const xml = await this.ctx.virshOf(instance).dumpXml(instance);
+    const { snaps, id } = this.driver(instance);
+    const then = (await snaps.info(id, name)).disks;
+    const xml = await domainOf(this.ctx, instance).virsh.dumpXml(id);
     if (!xml) throw this.domainGone(instance);
     const now = writableDisks(xml);
     const gone = then.filter((f) => !now.includes(f));
@@ -135,7 +144,8 @@ export class SnapshotService {
   }
 
   private async existing(instance: string, name: string): Promise<void> {
-    const names = await this.driver(instance).names(instance);
+    const { snaps, id } = this.driver(instance);
+    const names = await snaps.names(id);
     if (!names.includes(name)) {
       throw notFound(`instance "${instance}" has no snapshot named "${name}"`,
         names.length ? `its snapshots: ${names.join(', ')} (see kumo snapshot list ${instance})` : `take one with: kumo snapshot create ${instance} [NAME]`);

@@ -45,11 +45,12 @@ export class TokenService {
   }
 
   create(name: string): NewToken {
-    checkName('token', name);
+    // The token-id form first: its message is the more telling one for "12345678".
     if (TOKEN_ID.test(name)) {
       throw invalid(`token name "${name}" is not valid: 8 hex digits is the form of a token id, and revoke takes an id or a name`,
         'pick a name that is not 8 hex digits, e.g. "ci" or "dashboard"');
     }
+    checkName('token', name);
     if (this.repo.byName(name)) throw exists(name);
     const token = TOKEN_PREFIX + randomBytes(32).toString('base64url');
     let id: string;

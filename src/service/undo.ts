@@ -49,7 +49,7 @@ async function runUndo(ctx: Context, step: UndoStep): Promise<void> {
       await rm(step.path, { recursive: true, force: true });
       return;
     case 'undefine-domain':
-      await ctx.virshAt(step.uri).removeDomain(step.name);
+      await ctx.virshAt(step.uri).removeDomain(step.uuid ?? step.name);
       return;
     case 'forget-instance':
       ctx.instances.delete(step.name);

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Context } from './context.js';
+import { domainOf } from './domains.js';
 import { withUndo } from './undo.js';
 import { DomainDevices, nextFreeTarget, type DiskDevice } from '../drivers/libvirt/devices.js';
 import { parseDomainXml } from '../drivers/libvirt/domain-xml.js';
@@ -43,9 +44,10 @@ const GiB = 1024 ** 3;
 export class VolumeService {
   constructor(private readonly ctx: Context) {}
 
-  /** Devices are changed on the host the instance runs on. */
-  private devices(instance: string): DomainDevices {
-    return new DomainDevices(this.ctx.virshOf(instance));
+  /** Devices are changed on the host the instance runs on, on the domain with the instance's UUID. */
+  private devices(instance: string): { devices: DomainDevices; id: string; uri: string } {
+    const { virsh, id } = domainOf(this.ctx, instance);
+    return { devices: new DomainDevices(virsh), id, uri: virsh.uri };
   }
 
   async create(name: string, sizeGiB: number): Promise<Volume> {
@@ -98,7 +100,8 @@ export class VolumeService {
     if (!existsSync(v.file)) {
       throw notFound(`the disk of volume "${name}" (${v.file}) is gone`, `remove kumo's record with: kumo volume delete ${name}`);
     }
-    const target = nextFreeTarget(await this.devices(instance).usedTargets(instance));
+    const { devices, id, uri } = this.devices(instance);
+    const target = nextFreeTarget(await devices.usedTargets(id));
     if (!target) throw new KumoError('IN_USE', `instance "${instance}" has no free disk target left (vdb to vdz are taken)`, 'detach a volume from it first');
     const disk: DiskDevice = { file: v.file, target };
     await withUndo(this.ctx, `attach volume ${name} to ${instance}`, async (undo) => {
@@ -107,8 +110,8 @@ export class VolumeService {
           'see `kumo volume list` and try again');
       }
       undo({ kind: 'release-volume', name });
-      undo({ kind: 'detach-disk', uri: this.ctx.virshOf(instance).uri, domain: instance, ...disk });
-      await this.devices(instance).attachDisk(instance, disk, live).catch((e: unknown) => {
+      undo({ kind: 'detach-disk', uri, domain: id, ...disk });
+      await devices.attachDisk(id, disk, live).catch((e: unknown) => {
         throw /No more available PCI slots/i.test((e as Error).message)
           ? new KumoError('IN_USE', `instance "${instance}" has no free PCI slot left to hot-plug another disk`,
             `stop it and attach while it is stopped (libvirt adds a slot then): kumo instance stop ${instance} && kumo volume attach ${name} ${instance}`)
@@ -127,8 +130,9 @@ export class VolumeService {
     const v = this.record(name);
     if (!v.instance || !v.target) throw invalid(`volume "${name}" is not attached to any instance`, `attach it with: kumo volume attach ${name} INSTANCE`);
     const disk: DiskDevice = { file: v.file, target: v.target };
-    const where = await this.devices(v.instance).detachDisk(v.instance, disk);
-    if (where.live && !(await this.devices(v.instance).waitDiskGone(v.instance, disk, timeoutMs))) {
+    const { devices, id } = this.devices(v.instance);
+    const where = await devices.detachDisk(id, disk);
+    if (where.live && !(await devices.waitDiskGone(id, disk, timeoutMs))) {
       throw new KumoError('TIMEOUT',
         `the guest of instance "${v.instance}" did not release volume "${name}" (${v.target}) within ${Math.round(timeoutMs / 1000)} s; ` +
         'it stays attached to the running guest until it does (it is gone from the definition already)',
@@ -150,8 +154,9 @@ export class VolumeService {
         `give --size ${Math.ceil(fromGiB)} or more; for a smaller volume, create a new one and copy the data over`);
     }
     if (size * GiB === current) return { volume: await this.get(name), fromGiB, how: 'unchanged' };
-    const live = v.instance && v.target ? (await this.devices(v.instance).diskPresence(v.instance, { file: v.file, target: v.target })).live : false;
-    if (live) await this.devices(v.instance!).blockResize(v.instance!, v.target!, size);
+    const attached = v.instance && v.target ? this.devices(v.instance) : undefined;
+    const live = attached ? (await attached.devices.diskPresence(attached.id, { file: v.file, target: v.target! })).live : false;
+    if (attached && live) await attached.devices.blockResize(attached.id, v.target!, size);
     else await this.ctx.qemuImg.resize(v.file, size);
     this.ctx.volumes.updateSize(name, size);
     return { volume: await this.get(name), fromGiB, how: live ? 'live' : 'offline' };
@@ -175,7 +180,8 @@ export class VolumeService {
 
   /** true: the instance runs (hot-plug); false: it is stopped. Other states are refused. */
   private async attachMode(instance: string): Promise<boolean> {
-    const state = await this.ctx.virshOf(instance).domainState(instance);
+    const { virsh, id } = domainOf(this.ctx, instance);
+    const state = await virsh.domainState(id);
     if (state === 'running' || state === 'paused') return true;
     if (state === 'shut off') return false;
     if (state === 'missing') {
@@ -187,7 +193,10 @@ export class VolumeService {
 
   /** The disks of the instance's domain as it is now (running or defined); undefined when it is gone. */
   private async domainDisks(instance: string): Promise<DomainDisks> {
-    const xml = await this.ctx.virshOf(instance).dumpXml(instance);
+    // A volume record may name an instance deleted meanwhile: no domain, no disks.
+    if (!this.ctx.instances.get(instance)) return undefined;
+    const { virsh, id } = domainOf(this.ctx, instance);
+    const xml = await virsh.dumpXml(id);
     return xml ? parseDomainXml(xml).disks : undefined;
   }
 

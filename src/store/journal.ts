@@ -6,7 +6,8 @@ import type { Db } from './db.js';
  */
 export type UndoStep =
   | { kind: 'remove-path'; path: string }
-  | { kind: 'undefine-domain'; uri: string; name: string }
+  /** `uuid`: the domain kumo defined (entries written before it was recorded have the name only). */
+  | { kind: 'undefine-domain'; uri: string; name: string; uuid?: string }
   | { kind: 'forget-instance'; name: string }
   | { kind: 'forget-volume'; name: string }
   | { kind: 'release-volume'; name: string }

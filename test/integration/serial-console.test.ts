@@ -41,11 +41,12 @@ after(async () => {
   }
 });
 
-/** The `virsh ... console NAME` processes of this test's instance. */
+/** The `virsh ... console UUID` processes of this test's instance (kumo addresses its domain by UUID). */
 async function consolePids(): Promise<number[]> {
-  if (!name) return [];
+  const uuid = name ? env.ctx.instances.get(name)?.uuid : undefined;
+  if (!uuid) return [];
   const ps = (await local.run('ps', ['-eo', 'pid=,args='])).stdout.split('\n');
-  return ps.filter((l) => /\bvirsh\b/.test(l) && l.includes(` console ${name}`)).map((l) => Number(l.trim().split(/\s+/)[0])).filter((p) => p > 1);
+  return ps.filter((l) => /\bvirsh\b/.test(l) && l.includes(` console ${uuid}`)).map((l) => Number(l.trim().split(/\s+/)[0])).filter((p) => p > 1);
 }
 
 async function ticket(instance: string, console?: 'vnc' | 'serial'): Promise<{ status: number; ticket?: string; path?: string; console?: string }> {

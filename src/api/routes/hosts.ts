@@ -51,7 +51,7 @@ export const hostRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx, ops
   }, async (req, reply) => {
     const { name } = req.params;
     await svc().get(name); // an unknown host is a 404 now
-    const opts = { parallel: req.body?.parallel ?? 2, ...(req.body?.unsafe ? { unsafe: true } : {}) };
+    const opts = { parallel: req.body?.parallel ?? 2, ...(req.body?.unsafe ? { unsafe: true } : {}), ...(req.body?.encrypted ? { encrypted: true } : {}) };
     const op = ops.startFor(ownerOf(req), 'host.evacuate', name, async (progress) => {
       progress('migrate');
       const moved = await new MigrationService(ctx).evacuate(name, opts);

@@ -120,13 +120,15 @@ const instanceActionRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx, 
     },
   }, async (req, reply) => {
     const { name } = req.params;
-    const { to, unsafe } = req.body;
+    const { to, unsafe, encrypted } = req.body;
     // Unknown names are a 404 now; everything libvirt decides shows in the operation.
-    await svc().get(name);
+    const from = (await svc().get(name)).host;
     await new HostService(ctx).get(to);
+    // Missing certificates are a 400 now, not a failed operation.
+    if (encrypted) await new MigrationService(ctx).checkTls(from, to);
     const op = ops.startFor(ownerOf(req), 'instance.migrate', name, async (progress) => {
       progress('migrate');
-      const r = await new MigrationService(ctx).migrate(name, to, { unsafe: unsafe ?? false });
+      const r = await new MigrationService(ctx).migrate(name, to, { unsafe: unsafe ?? false, encrypted: encrypted ?? false });
       return { from: r.from, to: r.to, durationMs: r.durationMs, ...(r.downtimeMs !== undefined ? { downtimeMs: r.downtimeMs } : {}), instance: await view(name) };
     });
     return accepted(reply, op);

@@ -82,8 +82,11 @@ export function hostCommand(): Command {
   cmd.command('evacuate').argument('<name>').description('live-migrate every instance off a host (for maintenance)')
     .option('--parallel <n>', 'migrations at once', '2')
     .option('--unsafe', 'skip libvirt\'s shared-storage check (automatic between hypervisors on this machine)')
-    .action(async (name: string, o: { parallel: string; unsafe?: boolean }) => {
-      const results = await new MigrationService(await context()).evacuate(name, { parallel: parseCount('--parallel', o.parallel, EVACUATE_PARALLEL), ...(o.unsafe ? { unsafe: true } : {}) });
+    .option('--encrypted', 'encrypt every memory stream with QEMU\'s TLS (certificates needed on the hosts)')
+    .action(async (name: string, o: { parallel: string; unsafe?: boolean; encrypted?: boolean }) => {
+      const results = await new MigrationService(await context()).evacuate(name, {
+        parallel: parseCount('--parallel', o.parallel, EVACUATE_PARALLEL), ...(o.unsafe ? { unsafe: true } : {}), ...(o.encrypted ? { encrypted: true } : {}),
+      });
       for (const r of results) console.log(r.error ? `${r.name}: NOT moved: ${r.error}` : `${r.name} -> ${r.to} (downtime ${r.downtimeMs ?? '?'} ms)`);
       if (results.some((r) => r.error)) throw new KumoError('COMMAND_FAILED', `some instances are still on ${name}`, 'see the lines above');
     });

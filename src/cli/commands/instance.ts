@@ -199,8 +199,9 @@ function addConsoleAndMoves(cmd: Command): void {
   cmd.command('migrate').argument('<name>').description('live-migrate a running instance to another host')
     .requiredOption('--to <host>', 'destination host (kumo host list)')
     .option('--unsafe', 'skip libvirt\'s shared-storage check (automatic between hypervisors on this machine)')
-    .action(async (name: string, o: { to: string; unsafe?: boolean }) => {
-      const r = await new MigrationService(await context()).migrate(name, o.to, o.unsafe ? { unsafe: true } : {});
+    .option('--encrypted', 'encrypt the memory stream with QEMU\'s TLS (certificates needed on both hosts)')
+    .action(async (name: string, o: { to: string; unsafe?: boolean; encrypted?: boolean }) => {
+      const r = await new MigrationService(await context()).migrate(name, o.to, { ...(o.unsafe ? { unsafe: true } : {}), ...(o.encrypted ? { encrypted: true } : {}) });
       console.log(`migrated ${name} ${r.from} -> ${r.to} in ${(r.durationMs / 1000).toFixed(1)} s (downtime ${r.downtimeMs ?? '?'} ms)`);
     });
 

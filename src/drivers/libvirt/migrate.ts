@@ -5,7 +5,10 @@ import type { Virsh } from './virsh.js';
 export interface MigrateOptions {
   /** The libvirt that runs the domain now. */
   source: Virsh;
+  /** What virsh finds the domain by: kumo passes its UUID (kept across the move). */
   domain: string;
+  /** The domain as messages name it (default: `domain`), e.g. the instance's name. */
+  label?: string;
   /** The destination libvirt, as this process reaches it (to read the job statistics afterwards). */
   dest: Virsh;
   /**
@@ -27,6 +30,11 @@ export interface MigrateOptions {
   unsafe?: boolean;
   /** Peer-to-peer (default): the source libvirtd drives the migration, virsh only asks for it. */
   p2p?: boolean;
+  /**
+   * Encrypt the memory stream with QEMU's native TLS (`--tls`): libvirt fails the migration
+   * before anything moves when TLS cannot be set up; it never falls back to plain TCP.
+   */
+  tls?: boolean;
   /** After this long the migration is aborted (the domain keeps running on the source). */
   timeoutMs: number;
 }
@@ -50,20 +58,22 @@ export interface MigrateResult {
  */
 export async function migrateLive(opts: MigrateOptions): Promise<MigrateResult> {
   const { domain, source, dest, migrateUri } = opts;
+  const label = opts.label ?? domain;
   const [sourceUri, destUri] = [source.uri, dest.uri];
   if (!/^tcp:\/\/(\[[0-9a-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/i.test(migrateUri)) {
     throw invalid(`migration URI "${migrateUri}" is not tcp://ADDRESS[:PORT]`, 'e.g. tcp://10.0.0.2 or tcp://10.0.0.2:49152');
   }
   const state = await source.domainState(domain);
-  if (state === 'missing') throw new KumoError('NOT_FOUND', `domain "${domain}" is not defined on ${sourceUri}`);
+  if (state === 'missing') throw new KumoError('NOT_FOUND', `domain "${label}" is not defined on ${sourceUri}`);
   if (state !== 'running') {
-    throw new KumoError('IN_USE', `domain "${domain}" is ${state} on ${sourceUri}: only a running domain can be live-migrated`,
+    throw new KumoError('IN_USE', `domain "${label}" is ${state} on ${sourceUri}: only a running domain can be live-migrated`,
       'start it first (or migrate it offline)');
   }
   const args = [
     'migrate', '--live', '--persistent', '--undefinesource',
     ...(opts.p2p ?? true ? ['--p2p'] : []),
     ...(opts.unsafe ? ['--unsafe'] : []),
+    ...(opts.tls ? ['--tls'] : []),
     '--migrateuri', migrateUri,
     '--', domain, opts.destUriFromSource ?? destUri,
   ];
@@ -77,7 +87,7 @@ export async function migrateLive(opts: MigrateOptions): Promise<MigrateResult> 
       : (e instanceof Error ? e.message.replace(/^libvirt refused: /, '') : String(e));
     const now = await source.domainState(domain).catch(() => 'unknown');
     throw new KumoError(e instanceof KumoError && e.code === 'TIMEOUT' ? 'TIMEOUT' : 'LIBVIRT_ERROR',
-      `live migration of "${domain}" to ${destUri} failed: ${why} (the domain is ${now} on ${sourceUri})`,
+      `live migration of "${label}" to ${destUri} failed: ${why} (the domain is ${now} on ${sourceUri})`,
       'see the reason above; the domain stayed where it was', { cause: e });
   }
   const durationMs = Date.now() - started;

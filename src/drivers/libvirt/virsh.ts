@@ -7,6 +7,8 @@ import type { RuntimeState } from '../../model/types.js';
 
 export interface DomainListing {
   name: string;
+  /** The key kumo addresses its own domains by: a name can be taken over, a UUID cannot. */
+  uuid: string;
   state: RuntimeState;
 }
 
@@ -108,10 +110,14 @@ export class Virsh {
     return { cpus, memoryMiB: Math.round(kib / 1024) };
   }
 
+  /** Every domain with its UUID: virsh's table has no UUIDs, `--uuid --name` no states, so both are read. */
   async listDomains(): Promise<DomainListing[]> {
     const out = await this.run(['list', '--all']);
+    const uuids = new Map((await this.run(['list', '--all', '--uuid', '--name'])).split('\n')
+      .map((l) => /^\s*([0-9a-f-]{36})\s+(\S+)\s*$/i.exec(l)).filter((m) => m !== null).map((m) => [m[2]!, m[1]!.toLowerCase()]));
     return out.split('\n').map((l) => /^\s*(\S+)\s+(\S+)\s+(.+?)\s*$/.exec(l)).filter((m) => m !== null)
-      .map((m) => ({ name: m[2]!, state: m[3] as RuntimeState }));
+      // A domain defined between the two reads has no UUID here yet: it is nobody kumo knows.
+      .map((m) => ({ name: m[2]!, uuid: uuids.get(m[2]!) ?? '', state: m[3] as RuntimeState }));
   }
 
   async domainState(name: string): Promise<RuntimeState> {
@@ -145,7 +151,11 @@ export class Virsh {
     await this.run(['destroy', name]);
   }
 
-  /** Removes the domain (stopping it first) with its snapshot metadata; absent is fine. */
+  /**
+   * Removes the domain (stopping it first) with its snapshot metadata; absent is fine. Like every
+   * call here that takes a domain, `name` is what virsh looks up: an ID, a UUID or a name, in
+   * that order. kumo passes its instances' UUIDs.
+   */
   async removeDomain(name: string): Promise<void> {
     const state = await this.domainState(name);
     if (state === 'missing') return;
