@@ -262,13 +262,13 @@ export const Host = named('Host', z.object({
 
 export const HostAdd = named('HostAdd', z.strictObject({
   name: name('host'),
-  uri: z.string().min(1).optional().describe('libvirt URI (hypervisors): qemu+ssh://root@kvm2/system, or qemu+unix:///system?socket=PATH'),
+  uri: z.string().min(1).optional().describe('libvirt URI (hypervisors): qemu:///system, qemu+ssh://root@kvm2/system or qemu+tls://kvm2/system, or a lab libvirtd kumo made: qemu+unix:///system?socket=KUMO_HOME/lab/libvirt/NODE/run/libvirt-sock. No other transport (ext, tcp) and no other parameter (command=, netcat=, keyfile=, ...)'),
   migrationAddress: z.string().min(1).optional().describe('the address other hypervisors send migration traffic to'),
   roles: z.array(z.enum(HOST_ROLES)).optional().describe('default: ["hypervisor"]'),
   shell: z.discriminatedUnion('kind', [
     z.strictObject({ kind: z.literal('local') }),
     z.strictObject({ kind: z.literal('netns'), netns: z.string().min(1) }),
-    z.strictObject({ kind: z.literal('ssh'), destination: z.string().min(1), port: portSchema.optional(), identity: z.string().optional() }),
+    z.strictObject({ kind: z.literal('ssh'), destination: z.string().min(1), port: portSchema.optional(), identity: z.string().optional().describe('refused over the API (a key file on the server): `kumo host add --ssh-key` on the machine') }),
   ]).optional().describe('where commands on the host run (default: what the URI implies: ssh for qemu+ssh://, else this machine)'),
 }));
 
