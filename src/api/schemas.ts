@@ -300,10 +300,10 @@ export const NetworkDefine = named('NetworkDefine', z.strictObject({ xml: z.stri
 export const NetworkAutostart = named('NetworkAutostart', z.strictObject({ enabled: z.boolean().describe('start it with libvirtd') }));
 export const ImageImport = named('ImageImport', z.strictObject({
   name: name('image'),
-  source: z.string().min(1).describe('a qcow2/raw file on the server, or an http(s) URL'),
+  source: z.string().min(1).describe('an http(s) URL of a qcow2 or raw disk image; loopback, link-local and private addresses only for a mirror the site named (setting image.mirrors); at most image.max_import_gib GiB'),
   os: z.string().optional().describe('what the wizard shows, e.g. "CentOS 7.8"'),
   sha256: z.string().regex(/^[0-9a-fA-F]{64}$/, 'expected 64 hex digits').optional().describe('expected checksum of the file'),
-  kernel: z.string().optional().describe('direct-boot kernel file on the server'),
+  kernel: z.string().optional().describe('refused over the API (a file on the server): `kumo image import --kernel` on the machine'),
   initrd: z.string().optional(), cmdline: z.string().optional(),
 }));
 /** A response that is text of one media type (XML, a log), not JSON. */

@@ -8,7 +8,22 @@ export const SETTINGS = {
   'wizard.nat': { default: 'default', help: 'libvirt network behind the wizard\'s "2. NAT(default)" choice' },
   'wizard.isolated': { default: 'testnet', help: 'libvirt network behind the wizard\'s "3. isolated(testnet)" choice' },
   'instance.networks': { default: '', help: 'networks (comma-separated) of an instance created without --network; empty: default. `kumo lab up` sets its instance segments' },
+  // Only root on the machine sets these (`kumo config set`; the API has no settings route).
+  'image.mirrors': { default: '', help: 'hosts (comma-separated) the API may import images from although they resolve to loopback, link-local or private addresses: the site\'s own mirrors' },
+  'image.max_import_gib': { default: '20', help: 'the largest image (GiB) an import downloads; larger downloads stop and leave nothing' },
 } as const;
+
+/** How each setting's value is checked (default: a comma-separated list of network names). */
+const CHECKS: Partial<Record<keyof typeof SETTINGS, (value: string) => void>> = {
+  'image.mirrors': (value) => {
+    for (const host of value.split(',').map((h) => h.trim()).filter(Boolean)) {
+      if (!/^([A-Za-z0-9-]+\.)*[A-Za-z0-9-]+$|^[0-9A-Fa-f:.]+$/.test(host)) throw invalid(`"${host}" is not a host name or address`, 'e.g. mirror.example.org,10.0.0.5');
+    }
+  },
+  'image.max_import_gib': (value) => {
+    if (!/^[1-9][0-9]{0,5}$/.test(value)) throw invalid(`"${value}" is not a whole number of GiB`, 'e.g. 20');
+  },
+};
 
 export type SettingKey = keyof typeof SETTINGS;
 
@@ -27,7 +42,8 @@ export class SettingsService {
 
   set(key: string, value: string): void {
     const k = this.check(key);
-    for (const n of value.split(',').filter(Boolean)) checkName('network', n);
+    const check = CHECKS[k] ?? ((v: string) => { for (const n of v.split(',').filter(Boolean)) checkName('network', n); });
+    check(value);
     this.ctx.settings.set(k, value);
   }
 

@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import { libvirtUriFault } from '../../src/model/libvirt-uri.js';
 import { networkXmlPassthrough } from '../../src/model/network-xml-guard.js';
 import { HostsSpecSchema } from '../../src/model/hosts-spec.js';
+import { addressFault } from '../../src/model/address-policy.js';
+import { DISK_HEAD_BYTES, rawDiskContent } from '../../src/model/disk-content.js';
 
 /**
  * The pure checkers behind "the API can do what the cloud does and nothing more" (issue 14):
@@ -91,4 +93,27 @@ test('network XML: plain networks pass; passthrough namespaces, TFTP roots, host
   }
   // Root on the machine may, as with virsh net-define.
   assert.equal(networkXmlPassthrough(refused[0]![0], 'machine'), undefined);
+});
+
+test('address policy: loopback, link-local, private, unspecified, multicast (and IPv4 inside IPv6) are refused; public addresses pass', () => {
+  const refused: [string, string][] = [
+    ['127.0.0.1', 'loopback'], ['::1', 'loopback'], ['::ffff:127.0.0.1', 'loopback'], ['169.254.169.254', 'link-local'],
+    ['fe80::1', 'link-local'], ['10.1.2.3', 'private'], ['172.16.0.1', 'private'], ['172.31.255.255', 'private'],
+    ['192.168.1.1', 'private'], ['fd00::1', 'private'], ['0.0.0.0', 'unspecified'], ['::', 'unspecified'],
+    ['224.0.0.1', 'multicast'], ['ff02::1', 'multicast'], ['100.100.100.200', 'shared'], ['localhost', 'not an address'],
+  ];
+  for (const [address, why] of refused) assert.equal(addressFault(address), why, address);
+  for (const address of ['151.101.2.132', '172.32.0.1', '2a04:4e42::644', '8.8.8.8']) assert.equal(addressFault(address), undefined, address);
+});
+
+test('disk content: a 6-byte text file is no disk; partition tables and filesystems are', () => {
+  assert.equal(rawDiskContent(Buffer.from('hello\n')), undefined);
+  assert.equal(rawDiskContent(Buffer.from('root:$6$x:19000:0:99999:7:::\n'.repeat(100))), undefined);
+  const sized = (patch: (b: Buffer) => void) => { const b = Buffer.alloc(DISK_HEAD_BYTES); patch(b); return b; };
+  assert.match(rawDiskContent(sized((b) => b.writeUInt16BE(0x55aa, 510))) ?? '', /MBR/);
+  assert.match(rawDiskContent(sized((b) => b.write('EFI PART', 512, 'latin1'))) ?? '', /GPT/);
+  assert.match(rawDiskContent(sized((b) => b.writeUInt16LE(0xef53, 1080))) ?? '', /ext/);
+  assert.match(rawDiskContent(sized((b) => b.write('XFSB', 0, 'latin1'))) ?? '', /XFS/);
+  assert.match(rawDiskContent(sized((b) => b.write('CD001', 0x8001, 'latin1'))) ?? '', /ISO 9660/);
+  assert.equal(rawDiskContent(Buffer.alloc(DISK_HEAD_BYTES)), undefined, 'zeros are no disk');
 });
