@@ -324,7 +324,7 @@ export const Share = named('Share', z.object({
 export const ShareCreate = named('ShareCreate', z.strictObject({
   name: name('share'),
   networks: z.array(z.string().min(1)).min(1).describe('networks whose instances may mount it'),
-  path: z.string().min(1).optional().describe('an existing absolute folder to share (default: KUMO_HOME/shares/NAME)'),
+  path: z.string().min(1).optional().describe('an existing folder under KUMO_HOME/shares to share (default: KUMO_HOME/shares/NAME, made for it); other folders of the server: only `kumo share create --path` on the machine'),
   readOnly: z.boolean().optional().describe('instances may read, not write (default false)'),
 }));
 
