@@ -222,7 +222,7 @@ export class ImageService {
   }
 
   private maxImportBytes(): number {
-    return Number(new SettingsService(this.ctx).get('image.max_import_gib')) * 2 ** 30;
+    return Math.floor(Number(new SettingsService(this.ctx).get('image.max_import_gib')) * 2 ** 30);
   }
 
   /** What arrived must be a disk: qcow2 without a backing file, or raw with a partition table or filesystem. */

@@ -10,7 +10,7 @@ export const SETTINGS = {
   'instance.networks': { default: '', help: 'networks (comma-separated) of an instance created without --network; empty: default. `kumo lab up` sets its instance segments' },
   // Only root on the machine sets these (`kumo config set`; the API has no settings route).
   'image.mirrors': { default: '', help: 'hosts (comma-separated) the API may import images from although they resolve to loopback, link-local or private addresses: the site\'s own mirrors' },
-  'image.max_import_gib': { default: '20', help: 'the largest image (GiB) an import downloads; larger downloads stop and leave nothing' },
+  'image.max_import_gib': { default: '20', help: 'the largest image (GiB, e.g. 20 or 0.5) an import downloads; larger downloads stop and leave nothing' },
 } as const;
 
 /** How each setting's value is checked (default: a comma-separated list of network names). */
@@ -21,7 +21,7 @@ const CHECKS: Partial<Record<keyof typeof SETTINGS, (value: string) => void>> = 
     }
   },
   'image.max_import_gib': (value) => {
-    if (!/^[1-9][0-9]{0,5}$/.test(value)) throw invalid(`"${value}" is not a whole number of GiB`, 'e.g. 20');
+    if (!/^[0-9]{1,6}(\.[0-9]{1,9})?$/.test(value) || Number(value) <= 0) throw invalid(`"${value}" is not a positive number of GiB`, 'e.g. 20, or 0.5');
   },
 };
 
