@@ -6,7 +6,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { TestEnv } from '../helpers/env.js';
-import { API, ApiClient, closeApiWorld, openApiWorld, refused, type TestApi } from '../helpers/api.js';
+import { API, ApiClient, closeApiWorld, deleteMadeResources, openApiWorld, refused, type TestApi } from '../helpers/api.js';
 import { local } from '../../src/exec/exec.js';
 
 /**
@@ -46,10 +46,10 @@ before(async () => {
   url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 });
 
-// Pass or fail: the web server, the API server and the test's world.
+// Pass or fail: the web server, the API server, what an accepted attack made (old code: a share of /), the test's world.
 after(async () => {
   server?.close();
-  await closeApiWorld({ env, api, client });
+  await closeApiWorld({ env, api, client }, (e) => deleteMadeResources(e.ctx));
 });
 
 const call = (...a: Parameters<ApiClient['call']>) => client.call(...a);
