@@ -263,13 +263,13 @@ export const Host = named('Host', z.object({
 
 export const HostAdd = named('HostAdd', z.strictObject({
   name: name('host'),
-  uri: z.string().min(1).optional().describe('libvirt URI (hypervisors): qemu+ssh://root@kvm2/system, or qemu+unix:///system?socket=PATH'),
+  uri: z.string().min(1).optional().describe('libvirt URI (hypervisors): qemu:///system, qemu+ssh://root@kvm2/system or qemu+tls://kvm2/system, or a lab libvirtd kumo made: qemu+unix:///system?socket=KUMO_HOME/lab/libvirt/NODE/run/libvirt-sock. No other transport (ext, tcp) and no other parameter (command=, netcat=, keyfile=, ...)'),
   migrationAddress: z.string().min(1).optional().describe('the address other hypervisors send migration traffic to'),
   roles: z.array(z.enum(HOST_ROLES)).optional().describe('default: ["hypervisor"]'),
   shell: z.discriminatedUnion('kind', [
     z.strictObject({ kind: z.literal('local') }),
     z.strictObject({ kind: z.literal('netns'), netns: z.string().min(1) }),
-    z.strictObject({ kind: z.literal('ssh'), destination: z.string().min(1), port: portSchema.optional(), identity: z.string().optional() }),
+    z.strictObject({ kind: z.literal('ssh'), destination: z.string().min(1), port: portSchema.optional(), identity: z.string().optional().describe('refused over the API (a key file on the server): `kumo host add --ssh-key` on the machine') }),
   ]).optional().describe('where commands on the host run (default: what the URI implies: ssh for qemu+ssh://, else this machine)'),
 }));
 
@@ -302,10 +302,10 @@ export const NetworkDefine = named('NetworkDefine', z.strictObject({ xml: z.stri
 export const NetworkAutostart = named('NetworkAutostart', z.strictObject({ enabled: z.boolean().describe('start it with libvirtd') }));
 export const ImageImport = named('ImageImport', z.strictObject({
   name: name('image'),
-  source: z.string().min(1).describe('a qcow2/raw file on the server, or an http(s) URL'),
+  source: z.string().min(1).describe('an http(s) URL of a qcow2 or raw disk image; loopback, link-local and private addresses only for a mirror the site named (setting image.mirrors); at most image.max_import_gib GiB'),
   os: z.string().optional().describe('what the wizard shows, e.g. "CentOS 7.8"'),
   sha256: z.string().regex(/^[0-9a-fA-F]{64}$/, 'expected 64 hex digits').optional().describe('expected checksum of the file'),
-  kernel: z.string().optional().describe('direct-boot kernel file on the server'),
+  kernel: z.string().optional().describe('refused over the API (a file on the server): `kumo image import --kernel` on the machine'),
   initrd: z.string().optional(), cmdline: z.string().optional(),
 }));
 /** A response that is text of one media type (XML, a log), not JSON. */
@@ -326,7 +326,7 @@ export const Share = named('Share', z.object({
 export const ShareCreate = named('ShareCreate', z.strictObject({
   name: name('share'),
   networks: z.array(z.string().min(1)).min(1).describe('networks whose instances may mount it'),
-  path: z.string().min(1).optional().describe('an existing absolute folder to share (default: KUMO_HOME/shares/NAME)'),
+  path: z.string().min(1).optional().describe('an existing folder under KUMO_HOME/shares to share (default: KUMO_HOME/shares/NAME, made for it); other folders of the server: only `kumo share create --path` on the machine'),
   readOnly: z.boolean().optional().describe('instances may read, not write (default false)'),
 }));
 

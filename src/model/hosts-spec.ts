@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { HOST_ROLES } from './roles.js';
 import { checkTopology, ipv4Schema, segmentNameSchema, segmentSchema, type LabSpec } from './lab.js';
+import { libvirtUriFault } from './libvirt-uri.js';
 
 /**
  * A datacenter file's `hosts:`: real machines (or a bare lab's namespaces) in the lab's shape
@@ -20,7 +21,11 @@ const HostNodeSchema = z.object({
   /** …or a network namespace of this machine (one-machine setups: `kumo lab up --bare`). */
   netns: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'a network namespace name (ip netns list)').optional(),
   /** A hypervisor's libvirt URI (default with ssh: qemu+ssh://USER@ADDRESS/system). */
-  uri: z.string().regex(/^[a-z+]+:\/\/\S*$/, 'a libvirt URI such as qemu+ssh://root@10.5.2.11/system').optional(),
+  uri: z.string().regex(/^[a-z+]+:\/\/\S*$/, 'a libvirt URI such as qemu+ssh://root@10.5.2.11/system').superRefine((uri, ctx) => {
+    // The file is the cloud's input (the API applies it too): the same allow-list as POST /hosts.
+    const fault = libvirtUriFault(uri, { reach: 'cloud' });
+    if (fault) ctx.addIssue({ code: 'custom', message: `the libvirt URI ${fault.problem}; ${fault.fix}` });
+  }).optional(),
   /** segment → the node's interface on it (default: br-SEG on hypervisors for instance segments, else SEG). */
   interfaces: z.record(segmentNameSchema, ifname).default({}),
 }).strict();

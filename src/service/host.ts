@@ -10,6 +10,8 @@ import { paths } from '../config.js';
 import { kvmSeenBy, systemLibvirtdPid, type KvmView } from '../drivers/host/libvirtd-kvm.js';
 import { KumoError, invalid, notFound } from '../model/errors.js';
 import { checkName } from '../model/names.js';
+import { checkLibvirtUri } from '../model/libvirt-uri.js';
+import { ROOT_ONLY, type Reach } from '../model/reach.js';
 import type { HostRecord } from '../store/hosts.js';
 import { HOST_ROLES, type HostRole } from '../model/roles.js';
 import { describeShell, executorFor, shellForUri, type ShellSpec } from '../exec/shells.js';
@@ -159,8 +161,12 @@ export class HostService {
     return this.view(this.record(name));
   }
 
-  /** Registers a hypervisor (or another node); its libvirt and its shell must answer now. */
-  async add(req: AddHostRequest): Promise<HostView> {
+  /**
+   * Registers a hypervisor (or another node); its libvirt and its shell must answer now. From
+   * the cloud (the API, a datacenter file) the URI passes the allow-list of libvirt-uri.ts and the
+   * shell names no key file on the server; root on the machine may name any socket or key.
+   */
+  async add(req: AddHostRequest, reach: Reach = 'cloud'): Promise<HostView> {
     checkName('host', req.name);
     if (this.ctx.hosts.get(req.name)) throw new KumoError('ALREADY_EXISTS', `host "${req.name}" is already registered`, 'pick another name, or remove it first');
     const roles = req.roles?.length ? req.roles : ['hypervisor' as const];
@@ -168,8 +174,9 @@ export class HostService {
     if (req.uri === undefined && roles.includes('hypervisor')) {
       throw invalid(`hypervisor "${req.name}" needs its libvirt URI`, 'give --uri qemu+ssh://root@HOST/system (or --role storage|lb|edge for a node without libvirt)');
     }
-    if (req.uri !== undefined && !/^[a-z+]+:\/\/[^\s]*$/.test(req.uri)) {
-      throw invalid(`"${req.uri}" is not a libvirt URI`, 'e.g. qemu+ssh://root@kvm2/system, or qemu+unix:///system?socket=/path/libvirt-sock');
+    if (req.uri !== undefined) checkLibvirtUri(req.uri, { reach, home: this.ctx.paths.home });
+    if (reach === 'cloud' && req.shell?.kind === 'ssh' && req.shell.identity !== undefined) {
+      throw invalid(`the ssh key file ${req.shell.identity} is a file on the server: ${ROOT_ONLY}`, 'leave shell.identity out (kumo uses root\'s ssh key), or run `kumo host add` on the machine');
     }
     if (req.migrationAddress !== undefined && !/^[A-Za-z0-9.:-]+$/.test(req.migrationAddress)) {
       throw invalid(`migration address "${req.migrationAddress}" is not a host name or IP address`);

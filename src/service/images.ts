@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream, existsSync } from 'node:fs';
-import { copyFile, link, mkdir, rename, rm, stat } from 'node:fs/promises';
+import { createReadStream, existsSync } from 'node:fs';
+import { copyFile, link, mkdir, open, rename, rm } from 'node:fs/promises';
+import { isIP } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
-import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Context } from './context.js';
 import { buildTinyImage, tinyRecipe } from '../drivers/image/tiny.js';
@@ -10,6 +10,11 @@ import { buildDebianImage, type DebianRecipe } from '../drivers/image/debian.js'
 import { KumoError, invalid, notFound } from '../model/errors.js';
 import { checkImageName } from '../model/names.js';
 import type { Image } from '../model/types.js';
+import { addressFault, urlHost } from '../model/address-policy.js';
+import { DISK_HEAD_BYTES, rawDiskContent } from '../model/disk-content.js';
+import { ROOT_ONLY, type Reach } from '../model/reach.js';
+import { download, resolveHost, type Hop } from '../drivers/image/download.js';
+import { SettingsService } from './settings.js';
 
 export interface ImportOptions {
   os?: string;
@@ -118,8 +123,14 @@ export class ImageService {
     return { image, built: deb.built, buildSeconds: deb.buildSeconds };
   }
 
-  /** Adds a cloud image from a local file or an http(s) URL. */
-  async import(name: string, source: string, opts: ImportOptions = {}): Promise<Image> {
+  /**
+   * Adds a cloud image from an http(s) URL, or (root on the machine only) a file on the server.
+   * From the cloud, the download connects only to addresses the policy allows (address-policy.ts)
+   * or a mirror the site named, follows redirects only after checking them too, stops at the size
+   * limit, and the result must be a disk (a qcow2, or raw with a partition table or filesystem).
+   * A refusal leaves no image, no folder and no downloaded file.
+   */
+  async import(name: string, source: string, opts: ImportOptions = {}, reach: Reach = 'cloud'): Promise<Image> {
     checkImageName(name);
     if (this.ctx.images.get(name)) {
       throw new KumoError('ALREADY_EXISTS', `image "${name}" already exists`, `delete it first (\`kumo image delete ${name}\`) or pick another name`);
@@ -127,37 +138,27 @@ export class ImageService {
     if (opts.sha256 !== undefined && !/^[0-9a-fA-F]{64}$/.test(opts.sha256)) {
       throw invalid(`--sha256 must be 64 hexadecimal digits, got "${opts.sha256}"`);
     }
+    const url = await this.checkSource(source, opts, reach);
     const dir = join(this.ctx.paths.images, name);
     await mkdir(dir, { recursive: true, mode: 0o755 });
+    // A download survives a failed transfer in the cache, so the next try resumes it; a
+    // refusal of what arrived removes it.
+    const fetched = url
+      ? join(this.ctx.paths.cache, 'downloads', `${createHash('sha256').update(source).digest('hex').slice(0, 24)}.part`)
+      : join(dir, 'copy.part');
     try {
-      const isUrl = /^https?:\/\//i.test(source);
-      // A download survives a failed import in the cache, so the next try resumes it.
-      const fetched = isUrl
-        ? join(this.ctx.paths.cache, 'downloads', `${createHash('sha256').update(source).digest('hex').slice(0, 24)}.part`)
-        : join(dir, 'copy.part');
-      if (isUrl) {
+      if (url) {
         await mkdir(dirname(fetched), { recursive: true });
-        await download(source, fetched, opts.onProgress);
+        await download(url.href, fetched, { maxBytes: this.maxImportBytes(), hop: this.hopCheck(reach), ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) });
       } else {
         const file = resolve(source);
         if (!existsSync(file)) throw invalid(`image file ${file} does not exist`, 'give the path of a qcow2 or raw cloud image');
         await copyFile(file, fetched);
       }
-      if (opts.sha256) {
-        const got = await sha256(fetched);
-        if (got !== opts.sha256.toLowerCase()) {
-          await rm(fetched, { force: true });
-          throw invalid(`checksum mismatch for ${source}: expected ${opts.sha256}, got ${got}`, 'check the URL and the published checksum');
-        }
-      }
-      const info = await this.ctx.qemuImg.info(fetched).catch(async (e: unknown) => {
+      const info = await this.checkContent(source, fetched, opts).catch(async (e: unknown) => {
         await rm(fetched, { force: true });
         throw e;
       });
-      if (info.format !== 'qcow2' && info.format !== 'raw') {
-        throw invalid(`${source} is a ${info.format} image; kumo takes qcow2 or raw`, `convert it: qemu-img convert -O qcow2 ${source} image.qcow2`);
-      }
-      if (info.backingFile) throw invalid(`${source} has a backing file; import a standalone image`, 'flatten it with qemu-img convert');
       const disk = join(dir, `disk.${info.format}`);
       await move(fetched, disk);
       const boot = await this.copyBootFiles(dir, opts);
@@ -171,6 +172,74 @@ export class ImageService {
       await rm(dir, { recursive: true, force: true });
       throw e;
     }
+  }
+
+  /**
+   * The refusals that need no download (the API answers them with a 400): from the cloud only
+   * http(s) URLs whose host passes the address policy, and no server files for direct boot.
+   * Nothing here touches the server's files, so no answer tells whether a path exists.
+   */
+  async checkSource(source: string, opts: Pick<ImportOptions, 'kernel' | 'initrd'>, reach: Reach = 'cloud'): Promise<URL | undefined> {
+    const isUrl = /^https?:\/\//i.test(source);
+    if (reach === 'cloud') {
+      if (!isUrl) {
+        throw invalid('the API imports images from http(s) URLs only', `give an http(s) URL; a file on the server: ${ROOT_ONLY} (kumo image import NAME FILE)`);
+      }
+      if (opts.kernel !== undefined || opts.initrd !== undefined) {
+        throw invalid('kernel and initrd name files on the server', `leave them out; an image with its own kernel: ${ROOT_ONLY} (kumo image import --kernel)`);
+      }
+    }
+    if (!isUrl) return undefined;
+    let url: URL;
+    try {
+      url = new URL(source);
+    } catch {
+      throw invalid(`"${source}" is not a valid URL`, 'e.g. https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-generic-amd64.qcow2');
+    }
+    if (url.username || url.password) throw invalid(`${url.protocol}//${url.host}${url.pathname} carries a user name or password`, 'give a URL without credentials');
+    await this.hopCheck(reach)(url);
+    return url;
+  }
+
+  /** For each hop of a download: the address it connects to, checked against the policy for the cloud. */
+  private hopCheck(reach: Reach): (url: URL) => Promise<Hop> {
+    const mirrors = splitList(new SettingsService(this.ctx).get('image.mirrors')).map((m) => m.toLowerCase());
+    return async (url) => {
+      const host = urlHost(url);
+      const addresses = await resolveHost(host).catch(() => []);
+      if (!addresses.length) throw invalid(`could not resolve ${host}`, 'check the URL and this machine\'s DNS');
+      if (reach === 'cloud' && !mirrors.includes(host)) {
+        for (const a of addresses) {
+          const fault = addressFault(a.address);
+          if (fault) {
+            throw invalid(`${host} is a ${fault} address${isIP(host) ? '' : ' (by DNS)'}: the API does not download from this machine or the networks behind it`,
+              'give a URL on a public address; a mirror on the site\'s own network: root on the machine names it with kumo config set image.mirrors HOST');
+          }
+        }
+      }
+      return addresses[0]!;
+    };
+  }
+
+  private maxImportBytes(): number {
+    return Math.floor(Number(new SettingsService(this.ctx).get('image.max_import_gib')) * 2 ** 30);
+  }
+
+  /** What arrived must be a disk: qcow2 without a backing file, or raw with a partition table or filesystem. */
+  private async checkContent(source: string, file: string, opts: ImportOptions): Promise<{ format: 'qcow2' | 'raw'; virtualSize: number }> {
+    if (opts.sha256) {
+      const got = await sha256(file);
+      if (got !== opts.sha256.toLowerCase()) throw invalid(`checksum mismatch for ${source}: expected ${opts.sha256}, got ${got}`, 'check the URL and the published checksum');
+    }
+    const info = await this.ctx.qemuImg.info(file);
+    if (info.format !== 'qcow2' && info.format !== 'raw') {
+      throw invalid(`${source} is a ${info.format} image; kumo takes qcow2 or raw`, `convert it: qemu-img convert -O qcow2 ${source} image.qcow2`);
+    }
+    if (info.backingFile) throw invalid(`${source} has a backing file; import a standalone image`, 'flatten it with qemu-img convert');
+    if (info.format === 'raw' && !rawDiskContent(await readHead(file))) {
+      throw invalid(`${source} is not a disk image: neither qcow2 nor a raw disk with a partition table or filesystem`, 'give a cloud image (qcow2, or a raw disk image)');
+    }
+    return { format: info.format, virtualSize: info.virtualSize };
   }
 
   private async copyBootFiles(dir: string, opts: ImportOptions): Promise<Pick<Image, 'kernel' | 'initrd' | 'cmdline'>> {
@@ -207,33 +276,19 @@ async function sha256(file: string): Promise<string> {
   return h.digest('hex');
 }
 
-/** Downloads with resume: a partial file is continued with an HTTP Range request. */
-async function download(url: string, dest: string, onProgress?: ImportOptions['onProgress']): Promise<void> {
-  const have = existsSync(dest) ? (await stat(dest)).size : 0;
-  let res: Response;
+/** The first bytes of a file, as many as the raw disk check needs. */
+async function readHead(file: string): Promise<Buffer> {
+  const handle = await open(file, 'r');
   try {
-    res = await fetch(url, { headers: have ? { Range: `bytes=${have}-` } : {} });
-  } catch (e) {
-    throw new KumoError('COMMAND_FAILED', `could not download ${url}: ${(e as Error).message}`, 'check the URL and that this machine can reach it');
-  }
-  if (res.status === 416 && have > 0) return; // the part file is already whole
-  const resumed = res.status === 206;
-  if (!res.ok || !res.body) throw new KumoError('COMMAND_FAILED', `could not download ${url}: HTTP ${res.status}`, 'check the URL');
-  const length = Number(res.headers.get('content-length'));
-  const total = Number.isFinite(length) && length > 0 ? length + (resumed ? have : 0) : undefined;
-  let done = resumed ? have : 0;
-  const body = Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>);
-  body.on('data', (chunk: Buffer) => {
-    done += chunk.length;
-    onProgress?.(done, total);
-  });
-  try {
-    await pipeline(body, createWriteStream(dest, { flags: resumed ? 'a' : 'w' }));
-  } catch (e) {
-    throw new KumoError('COMMAND_FAILED', `the download of ${url} broke off after ${done} bytes: ${(e as Error).message}`,
-      'run the same import again: it resumes where it stopped');
+    const buf = Buffer.alloc(DISK_HEAD_BYTES);
+    const { bytesRead } = await handle.read(buf, 0, DISK_HEAD_BYTES, 0);
+    return buf.subarray(0, bytesRead);
+  } finally {
+    await handle.close();
   }
 }
+
+const splitList = (text: string) => text.split(',').map((t) => t.trim()).filter(Boolean);
 
 async function linkOrCopy(from: string, to: string): Promise<void> {
   try {

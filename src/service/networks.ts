@@ -6,6 +6,8 @@ import type { NetworkListing } from '../drivers/libvirt/virsh.js';
 import { HostLinks, OvsBridges } from '../drivers/net/links.js';
 import { which } from '../drivers/host/which.js';
 import { virtXmlValidate } from '../drivers/libvirt/validate.js';
+import { networkXmlPassthrough } from '../model/network-xml-guard.js';
+import { ROOT_ONLY, type Reach } from '../model/reach.js';
 import { KumoError, invalid, notFound } from '../model/errors.js';
 import { checkName } from '../model/names.js';
 import {
@@ -126,8 +128,17 @@ export class NetworkService {
     return this.get(spec.name);
   }
 
-  /** Defines a network from libvirt XML (like `virsh net-define`), checked before use; not started. */
-  async define(xml: string): Promise<NetworkView> {
+  /**
+   * Defines a network from libvirt XML (like `virsh net-define`), checked before use; not started.
+   * From the cloud the XML may not reach past the network (network-xml-guard.ts); root on the
+   * machine may, as with virsh.
+   */
+  async define(xml: string, reach: Reach = 'cloud'): Promise<NetworkView> {
+    const passthrough = networkXmlPassthrough(xml, reach);
+    if (passthrough) {
+      throw invalid(`the network XML reaches past the network into the server: ${passthrough}`,
+        `leave it out: kumo defines plain libvirt networks over the API (${ROOT_ONLY}: kumo network define FILE)`);
+    }
     await this.validateXml(xml);
     const facts = parseNetworkXml(xml);
     if (!facts.name) throw invalid('the network XML has no <name>', 'add <name>NAME</name> inside <network>');

@@ -9,8 +9,11 @@ export const SETTINGS = {
   'wizard.isolated': { default: 'testnet', help: 'libvirt network behind the wizard\'s "3. isolated(testnet)" choice' },
   'instance.networks': { default: '', help: 'networks (comma-separated) of an instance created without --network; empty: default. `kumo lab up` sets its instance segments' },
   // Each long operation (a create, a migration, an image build) holds QEMU, qemu-img or a download: bound what API tokens can start at once.
-  'api.operations-per-token': { default: '4', count: true, help: 'how many long operations (create, migrate, image build/import, apply, destroy, evacuate) one API token may have running at once; more answer 429' },
-  'api.operations-total': { default: '16', count: true, help: 'how many long operations all API tokens together may have running at once; more answer 429' },
+  'api.operations-per-token': { default: '4', help: 'how many long operations (create, migrate, image build/import, apply, destroy, evacuate) one API token may have running at once; more answer 429' },
+  'api.operations-total': { default: '16', help: 'how many long operations all API tokens together may have running at once; more answer 429' },
+  // Only root on the machine sets these (`kumo config set`; the API has no settings route).
+  'image.mirrors': { default: '', help: 'hosts (comma-separated) the API may import images from although they resolve to loopback, link-local or private addresses: the site\'s own mirrors' },
+  'image.max_import_gib': { default: '20', help: 'the largest image (GiB, e.g. 20 or 0.5) an import downloads; larger downloads stop and leave nothing' },
 } as const;
 
 /** The API's caps on concurrent long operations (settings api.operations-per-token and api.operations-total). */
@@ -18,6 +21,24 @@ export function operationLimits(ctx: Context): { perOwner: number; total: number
   const svc = new SettingsService(ctx);
   return { perOwner: Number(svc.get('api.operations-per-token')), total: Number(svc.get('api.operations-total')) };
 }
+
+const wholeCount = (key: string) => (value: string) => {
+  if (!/^[1-9]\d{0,3}$/.test(value)) throw invalid(`${key} must be a whole number from 1 to 9999, not "${value}"`, `e.g. kumo config set ${key} ${SETTINGS[key as SettingKey].default}`);
+};
+
+/** How each setting's value is checked (default: a comma-separated list of network names). */
+const CHECKS: Partial<Record<keyof typeof SETTINGS, (value: string) => void>> = {
+  'api.operations-per-token': wholeCount('api.operations-per-token'),
+  'api.operations-total': wholeCount('api.operations-total'),
+  'image.mirrors': (value) => {
+    for (const host of value.split(',').map((h) => h.trim()).filter(Boolean)) {
+      if (!/^([A-Za-z0-9-]+\.)*[A-Za-z0-9-]+$|^[0-9A-Fa-f:.]+$/.test(host)) throw invalid(`"${host}" is not a host name or address`, 'e.g. mirror.example.org,10.0.0.5');
+    }
+  },
+  'image.max_import_gib': (value) => {
+    if (!/^[0-9]{1,6}(\.[0-9]{1,9})?$/.test(value) || Number(value) <= 0) throw invalid(`"${value}" is not a positive number of GiB`, 'e.g. 20, or 0.5');
+  },
+};
 
 export type SettingKey = keyof typeof SETTINGS;
 
@@ -36,11 +57,8 @@ export class SettingsService {
 
   set(key: string, value: string): void {
     const k = this.check(key);
-    if ('count' in SETTINGS[k]) {
-      if (!/^[1-9]\d{0,3}$/.test(value)) throw invalid(`${k} must be a whole number from 1 to 9999, not "${value}"`, `e.g. kumo config set ${k} ${SETTINGS[k].default}`);
-    } else {
-      for (const n of value.split(',').filter(Boolean)) checkName('network', n);
-    }
+    const check = CHECKS[k] ?? ((v: string) => { for (const n of v.split(',').filter(Boolean)) checkName('network', n); });
+    check(value);
     this.ctx.settings.set(k, value);
   }
 

@@ -1,12 +1,13 @@
 import { existsSync } from 'node:fs';
-import { chown, mkdir, rm } from 'node:fs/promises';
-import { isAbsolute, join, resolve } from 'node:path';
+import { chown, mkdir, realpath, rm } from 'node:fs/promises';
+import { isAbsolute, join, relative, resolve } from 'node:path';
 import type { Context } from './context.js';
 import { NetworkService } from './networks.js';
 import { GaneshaServer, SHARE_ANON_ID } from '../drivers/daemons/nfs-ganesha.js';
 import { ensureNosuidBind, releaseNosuidBind } from '../drivers/host/nosuid-mount.js';
 import { KumoError, invalid, notFound } from '../model/errors.js';
 import { checkName } from '../model/names.js';
+import { ROOT_ONLY, type Reach } from '../model/reach.js';
 import type { ShareRecord } from '../store/shares.js';
 import { HostLinks } from '../drivers/net/links.js';
 import { contains, parseCidr, parseIp } from '../model/checks.js';
@@ -45,12 +46,18 @@ export class ShareService {
     return this.view(s);
   }
 
-  async create(name: string, opts: { networks: string[]; path?: string; readOnly?: boolean }): Promise<ShareView> {
+  /**
+   * A share lives under KUMO_HOME/shares: by default KUMO_HOME/shares/NAME, which kumo makes.
+   * From the cloud (the API, a datacenter file) a given path must resolve there too; only root on
+   * the machine (`kumo share create --path`) may share another folder of the server.
+   */
+  async create(name: string, opts: { networks: string[]; path?: string; readOnly?: boolean }, reach: Reach = 'cloud'): Promise<ShareView> {
     checkName('share', name);
     if (this.ctx.shares.get(name)) throw new KumoError('ALREADY_EXISTS', `share "${name}" already exists`, 'pick another name');
     if (!opts.networks.length) throw invalid('a share needs at least one --network whose instances may mount it', 'e.g. --network default');
     const path = opts.path ? resolve(opts.path) : join(this.ctx.paths.home, 'shares', name);
     if (opts.path && !isAbsolute(opts.path)) throw invalid(`--path must be absolute, got "${opts.path}"`);
+    if (opts.path && reach === 'cloud') await this.checkUnderShares(path);
     if (!/^\/[A-Za-z0-9._/-]*$/.test(path)) throw invalid(`share path "${path}" has characters the NFS server cannot take`, 'use letters, digits, ".", "_", "-" and "/"');
     if (opts.path && !existsSync(path)) throw invalid(`folder ${path} does not exist`, 'create it first, or leave --path out to get one under KUMO_HOME/shares');
     for (const n of opts.networks) await this.networkCidr(n);
@@ -70,6 +77,22 @@ export class ShareService {
       throw e;
     }
     return this.view(record);
+  }
+
+  /**
+   * From the cloud a share's folder lies under KUMO_HOME/shares, also after following links: the
+   * words are checked before the filesystem is asked (so no answer tells what exists elsewhere
+   * on the server), then the real path (so no link leads out).
+   */
+  private async checkUnderShares(path: string): Promise<void> {
+    const root = join(this.ctx.paths.home, 'shares');
+    const outside = () => invalid(`share path ${path} is outside KUMO_HOME/shares (${root}): over the API a share lives there`,
+      `leave path out to get ${root}/NAME; another folder of the server: ${ROOT_ONLY} (kumo share create --path)`);
+    if (!isInside(root, path)) throw outside();
+    await mkdir(root, { recursive: true, mode: 0o755 });
+    const real = await realpath(path).catch(() => undefined);
+    if (real === undefined) throw invalid(`folder ${path} does not exist`, `create it first, or leave path out to get ${root}/NAME`);
+    if (!isInside(await realpath(root), real)) throw outside();
   }
 
   async delete(name: string): Promise<void> {
@@ -138,3 +161,9 @@ export class ShareService {
     return addresses.find((a) => contains(net, parseIp(a.address)))?.address;
   }
 }
+
+/** Whether `path` lies below `root` (both absolute and resolved); root itself would share every share. */
+const isInside = (root: string, path: string): boolean => {
+  const rel = relative(root, path);
+  return rel !== '' && rel !== '..' && !rel.startsWith('../') && !isAbsolute(rel);
+};

@@ -375,7 +375,7 @@ test('migrate: 202 with an operation that live-migrates to a second libvirtd; 40
   const dest = new Virsh(lab.uri);
   await dest.defineNetwork(buildNetworkXml({ name: env.network, mode: 'bridge', bridge }));
   await dest.startNetwork(env.network);
-  await new HostService(env.ctx).add({ name: kvm2(), uri: lab.uri, migrationAddress: '127.0.0.1' });
+  await new HostService(env.ctx).add({ name: kvm2(), uri: lab.uri, migrationAddress: '127.0.0.1' }, 'machine'); // its socket is under /tmp
   assert.deepEqual((await call('GET', `${API}/hosts`)).body.map((h: { name: string }) => h.name), ['local', kvm2()]);
 
   assert.equal((await call('POST', `${API}/instances/${inst()}/start`)).body.instance.state, 'running');

@@ -1,10 +1,14 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { freeSubnet, type TestEnv } from '../helpers/env.js';
 import { API, ApiClient, closeApiWorld, openApiWorld, refused, type TestApi } from '../helpers/api.js';
 import { buildNetworkXml } from '../../src/drivers/libvirt/network-xml.js';
 import { local } from '../../src/exec/exec.js';
+import { SettingsService } from '../../src/service/settings.js';
 
 /**
  * The REST API's resources that need no instance, in-process on 127.0.0.1:0 over a test's own
@@ -110,23 +114,36 @@ test('networks: list, show, create, stop, start, delete; 400 naming the field, 4
   assert.equal((await call('DELETE', `${API}/networks/${defined}`)).status, 204);
 });
 
-test('image import as an operation (a file on the server); a bad checksum is a 400 naming the field; a missing file fails the operation', async () => {
+test('image import as an operation (from the site\'s mirror over http); a server file or a bad checksum is a 400 naming the problem; a missing URL fails the operation', async () => {
   const file = join(env.home, 'import-me.qcow2');
   await local.run('qemu-img', ['create', '-f', 'qcow2', file, '64M']);
-  const name = `${env.prefix}-img`;
-  refused(await call('POST', `${API}/images/import`, { name, source: file, sha256: 'abc' }), 400, 'INVALID_INPUT', ['body.sha256']);
-  refused(await call('POST', `${API}/images/import`, { name }), 400, 'INVALID_INPUT', ['body.source']);
-  refused(await call('POST', `${API}/images/build`, { recipe: 'debian-12', packages: ['Not A Package'] }), 400, 'INVALID_INPUT', ['body.packages.0']);
-  const started = await call('POST', `${API}/images/import`, { name, source: file, os: 'Test OS' });
-  assert.equal(started.status, 202, JSON.stringify(started.body));
-  const op = await finished(started.body.operation.id);
-  assert.equal(op.state, 'succeeded', JSON.stringify(op.error));
-  assert.deepEqual([op.kind, op.result.name, op.result.os, op.result.virtualSizeBytes], ['image.import', name, 'Test OS', 64 * 2 ** 20]);
-  assert.equal((await call('GET', `${API}/images/${name}`)).body.format, 'qcow2');
-  const missing = await call('POST', `${API}/images/import`, { name: `${name}2`, source: join(env.home, 'no-such.qcow2') });
-  assert.equal(missing.status, 202);
-  const failed = await finished(missing.body.operation.id);
-  assert.equal(failed.state, 'failed');
-  assert.match(failed.error.message, /no-such\.qcow2/);
-  assert.equal((await call('DELETE', `${API}/images/${name}`)).status, 204);
+  // The "mirror" is a server on loopback this test runs; the site setting lets the API use it.
+  const mirror = createServer((req, res) => {
+    if (req.url !== '/import-me.qcow2') { res.writeHead(404).end(); return; }
+    res.writeHead(200).end(readFileSync(file));
+  });
+  await new Promise<void>((r) => mirror.listen(0, '127.0.0.1', r));
+  try {
+    new SettingsService(env.ctx).set('image.mirrors', '127.0.0.1');
+    const url = `http://127.0.0.1:${(mirror.address() as AddressInfo).port}`;
+    const name = `${env.prefix}-img`;
+    refused(await call('POST', `${API}/images/import`, { name, source: `${url}/import-me.qcow2`, sha256: 'abc' }), 400, 'INVALID_INPUT', ['body.sha256']);
+    refused(await call('POST', `${API}/images/import`, { name }), 400, 'INVALID_INPUT', ['body.source']);
+    refused(await call('POST', `${API}/images/import`, { name, source: file }), 400, 'INVALID_INPUT');
+    refused(await call('POST', `${API}/images/build`, { recipe: 'debian-12', packages: ['Not A Package'] }), 400, 'INVALID_INPUT', ['body.packages.0']);
+    const started = await call('POST', `${API}/images/import`, { name, source: `${url}/import-me.qcow2`, os: 'Test OS' });
+    assert.equal(started.status, 202, JSON.stringify(started.body));
+    const op = await finished(started.body.operation.id);
+    assert.equal(op.state, 'succeeded', JSON.stringify(op.error));
+    assert.deepEqual([op.kind, op.result.name, op.result.os, op.result.virtualSizeBytes], ['image.import', name, 'Test OS', 64 * 2 ** 20]);
+    assert.equal((await call('GET', `${API}/images/${name}`)).body.format, 'qcow2');
+    const missing = await call('POST', `${API}/images/import`, { name: `${name}2`, source: `${url}/no-such.qcow2` });
+    assert.equal(missing.status, 202);
+    const failed = await finished(missing.body.operation.id);
+    assert.equal(failed.state, 'failed');
+    assert.match(failed.error.message, /no-such\.qcow2: HTTP 404/);
+    assert.equal((await call('DELETE', `${API}/images/${name}`)).status, 204);
+  } finally {
+    mirror.close();
+  }
 });

@@ -82,7 +82,7 @@ test('a failure after the domain was defined is rolled back completely', async (
   const disk = join(files, 'base.qcow2');
   await local.run('qemu-img', ['create', '-q', '-f', 'qcow2', disk, '64M']);
   const images = new ImageService(env.ctx);
-  const image = await images.import(`${env.prefix}-broken`, disk, { kernel, os: 'broken' });
+  const image = await images.import(`${env.prefix}-broken`, disk, { kernel, os: 'broken' }, 'machine');
   await rm(image.kernel!);
   await assert.rejects(
     new InstanceService(env.ctx).create({ name: `${env.prefix}-rb`, image: image.name, flavor: 'small', password: 'x', networks: [env.network] }),

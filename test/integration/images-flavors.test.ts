@@ -49,11 +49,12 @@ after(async () => {
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 test('import from a local file and from a URL with a checksum; list and show', async () => {
+  // Root on the machine (as the CLI): files on the server and the test's own loopback server.
   const images = new ImageService(env.ctx);
-  const a = await images.import(`${env.prefix}-local`, join(env.home, 'files', 'base.qcow2'), { os: 'CentOS 7.8' });
+  const a = await images.import(`${env.prefix}-local`, join(env.home, 'files', 'base.qcow2'), { os: 'CentOS 7.8' }, 'machine');
   assert.equal(a.format, 'qcow2');
   assert.equal(a.virtualSizeBytes, 2 * 1024 ** 3);
-  const b = await images.import(`${env.prefix}-url`, `${base}/cloud.qcow2`, { os: 'Ubuntu 18.04', sha256: sha(disk) });
+  const b = await images.import(`${env.prefix}-url`, `${base}/cloud.qcow2`, { os: 'Ubuntu 18.04', sha256: sha(disk) }, 'machine');
   assert.deepEqual(readFileSync(b.disk), disk);
   const listed = await env.cli(['image', 'list']);
   assert.match(listed.stdout, /CentOS 7\.8[\s\S]*Ubuntu 18\.04/);
@@ -65,11 +66,11 @@ test('a broken download resumes on the next try', async () => {
   cutAfter = 1024 * 1024;
   ranges.length = 0;
   const images = new ImageService(env.ctx);
-  await assert.rejects(images.import(`${env.prefix}-resume`, `${base}/cloud.qcow2`),
+  await assert.rejects(images.import(`${env.prefix}-resume`, `${base}/cloud.qcow2`, {}, 'machine'),
     (e: unknown) => e instanceof KumoError && /broke off[\s\S]*/.test(e.message) && /resumes/.test(e.fix ?? ''));
   assert.equal(existsSync(join(env.home, 'images', `${env.prefix}-resume`)), false, 'no half image is left registered');
   cutAfter = Infinity;
-  const img = await images.import(`${env.prefix}-resume`, `${base}/cloud.qcow2`, { sha256: sha(disk) });
+  const img = await images.import(`${env.prefix}-resume`, `${base}/cloud.qcow2`, { sha256: sha(disk) }, 'machine');
   assert.deepEqual(readFileSync(img.disk), disk);
   assert.match(ranges[1] ?? '', /^bytes=\d+-$/, 'the second request asked for the rest only');
 });
@@ -87,7 +88,7 @@ test('bad imports are refused and leave nothing', async () => {
     [`${env.prefix}-local`, join(env.home, 'files', 'base.qcow2'), {}, /already exists/],
   ];
   for (const [name, src, opts, says] of cases) {
-    await assert.rejects(images.import(name, src, opts), (e: unknown) => e instanceof KumoError && says.test(e.message), `${name} ${src}`);
+    await assert.rejects(images.import(name, src, opts, 'machine'), (e: unknown) => e instanceof KumoError && says.test(e.message), `${name} ${src}`);
   }
   assert.deepEqual(readdirSync(join(env.home, 'images')).sort(), before);
 });

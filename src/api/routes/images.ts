@@ -37,13 +37,15 @@ export const imageRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx, op
   app.post('/images/import', {
     schema: {
       tags, operationId: 'importImage', body: ImageImport, response: { 202: Accepted, ...errors(400) },
-      summary: 'add a cloud image from a file on the server or an http(s) URL, like `kumo image import`; an operation, its result is the Image',
+      summary: 'add a cloud image from an http(s) URL (public addresses, or a mirror the site named), like `kumo image import`; an operation, its result is the Image. Files on the server: only `kumo image import` on the machine',
     },
   }, async (req, reply) => {
     const { name, source, ...opts } = req.body;
+    // A server path, a kernel file or a forbidden address is a 400 now, before any operation.
+    await svc().checkSource(source, opts, 'cloud');
     const op = ops.startFor(ownerOf(req), 'image.import', name, async (progress) => {
       progress('import');
-      const image = await svc().import(name, source, opts);
+      const image = await svc().import(name, source, opts, 'cloud');
       ops.resourceChanged('image', image.name, 'imported');
       return image;
     });

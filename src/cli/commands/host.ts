@@ -54,7 +54,7 @@ export function hostCommand(): Command {
     .action(async (name: string, o: { uri?: string; migrationAddress?: string; role: string[]; ssh?: string; sshKey?: string; netns?: string }) => {
       const h = await new HostService(await context()).add({ name, roles: o.role as AddHostRequest['roles'],
         ...(o.uri ? { uri: o.uri } : {}), ...(o.migrationAddress ? { migrationAddress: o.migrationAddress } : {}),
-        ...(shellOption(o) ? { shell: shellOption(o)! } : {}) });
+        ...(shellOption(o) ? { shell: shellOption(o)! } : {}) }, 'machine'); // root on the machine: any socket or key file
       console.log(h.uri ? `host ${h.name} added (${h.cpus} CPUs, ${ramText(h.memoryMiB ?? 0)})` : `host ${h.name} added (${h.roles.join(', ')})`);
     });
 

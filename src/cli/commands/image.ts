@@ -54,7 +54,7 @@ export function imageCommand(): Command {
           if (!started) { bar.start(Math.round(total / 2 ** 20), 0); started = true; }
           bar.update(Math.round(done / 2 ** 20));
         },
-      }).finally(() => started && bar?.stop());
+      }, 'machine').finally(() => started && bar?.stop()); // root on the machine: server files and any address
       console.log(`imported image "${image.name}" (${image.os}, ${image.format}, ${gib(image.virtualSizeBytes)})`);
     });
 

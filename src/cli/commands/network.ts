@@ -38,7 +38,7 @@ export function networkCommand(): Command {
   cmd.command('define').argument('<file>', 'a libvirt network XML file, like the course\'s testnat.xml')
     .description('define a network from libvirt XML (checked against libvirt\'s schema first); start it with network start')
     .action(async (file: string) => {
-      const n = await new NetworkService(await context()).define(readFileArg('define', file));
+      const n = await new NetworkService(await context()).define(readFileArg('define', file), 'machine'); // root on the machine, as virsh net-define
       console.log(`Network ${n.name} defined from ${file}`);
     });
 

@@ -10,7 +10,7 @@ export function shareCommand(): Command {
     .option('--path <dir>', 'an existing folder to share (default: KUMO_HOME/shares/NAME)')
     .option('--read-only', 'instances may read, not write')
     .action(async (name: string, o: { network: string[]; path?: string; readOnly?: boolean }) => {
-      const s = await new ShareService(await context()).create(name, { networks: o.network, ...(o.path ? { path: o.path } : {}), readOnly: o.readOnly ?? false });
+      const s = await new ShareService(await context()).create(name, { networks: o.network, ...(o.path ? { path: o.path } : {}), readOnly: o.readOnly ?? false }, 'machine'); // root on the machine may share any folder with --path
       console.log(`share ${s.name} serves ${s.path} to ${s.networks.join(', ')}`);
       for (const m of s.mounts) console.log(`  from ${m.network}: ${m.command}`);
     });
