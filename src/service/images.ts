@@ -5,6 +5,7 @@ import { dirname, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Context } from './context.js';
+import { makeFolder } from '../drivers/host/private-files.js';
 import { buildTinyImage, tinyRecipe } from '../drivers/image/tiny.js';
 import { buildDebianImage, type DebianRecipe } from '../drivers/image/debian.js';
 import { KumoError, invalid, notFound } from '../model/errors.js';
@@ -60,7 +61,7 @@ export class ImageService {
     if (existing && existsSync(existing.disk) && this.ctx.images.usedBy(TINY_IMAGE).length) return { image: existing, built: false };
     const dir = join(this.ctx.paths.images, TINY_IMAGE);
     await rm(dir, { recursive: true, force: true });
-    await mkdir(dir, { recursive: true, mode: 0o755 });
+    await makeFolder(dir, 'qemu-traverse', { recursive: true });
     const disk = join(dir, 'disk.qcow2');
     const kernel = join(dir, 'vmlinuz');
     const initrd = join(dir, 'initrd.img');
@@ -105,7 +106,7 @@ export class ImageService {
     }
     const dir = join(this.ctx.paths.images, name);
     await rm(dir, { recursive: true, force: true });
-    await mkdir(dir, { recursive: true, mode: 0o755 });
+    await makeFolder(dir, 'qemu-traverse', { recursive: true });
     const disk = join(dir, 'disk.qcow2');
     await linkOrCopy(deb.disk, disk);
     // Same checks as an import: qemu-img says what the file is and how large the disk is.
@@ -128,7 +129,7 @@ export class ImageService {
       throw invalid(`--sha256 must be 64 hexadecimal digits, got "${opts.sha256}"`);
     }
     const dir = join(this.ctx.paths.images, name);
-    await mkdir(dir, { recursive: true, mode: 0o755 });
+    await makeFolder(dir, 'qemu-traverse', { recursive: true });
     try {
       const isUrl = /^https?:\/\//i.test(source);
       // A download survives a failed import in the cache, so the next try resumes it.
