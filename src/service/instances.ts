@@ -1,7 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readFile, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import type { Context } from './context.js';
 import { sleep } from '../exec/process.js';
 import { ImageService } from './images.js';
@@ -14,6 +14,7 @@ import { dhcpAddresses } from './leases.js';
 import { buildDomainXml, parseDomainXml } from '../drivers/libvirt/domain-xml.js';
 import { buildSeed, parseUserData, writeSeedIso } from '../drivers/image/seed.js';
 import { httpGet } from '../drivers/host/http-probe.js';
+import { createPrivateFile, makeFolder } from '../drivers/host/private-files.js';
 import { KumoError, invalid, notFound } from '../model/errors.js';
 import { checkName } from '../model/names.js';
 import { isSshPublicKey } from '../model/checks.js';
@@ -51,6 +52,8 @@ export interface ReadyInfo {
 }
 
 export const HTTP_PORT = 8080;
+/** The folder of an instance where QEMU makes its VNC socket. */
+export const VNC_FOLDER = 'vnc';
 
 export class InstanceService {
   private readonly imagesSvc: ImageService;
@@ -144,16 +147,22 @@ export class InstanceService {
     };
     await withUndo(this.ctx, `create instance ${spec.name}`, async (undo) => {
       onStep('disk');
-      await mkdir(dir, { mode: 0o755 });
+      // Root and QEMU's group only (QEMU walks through to its disks); every file in it 0600.
+      await makeFolder(dir, 'qemu-traverse');
       undo({ kind: 'remove-path', path: dir });
       const root = join(dir, 'root.qcow2');
+      await createPrivateFile(root);
       await this.ctx.qemuImg.createOverlay(root, image.disk, image.format, spec.diskGiB);
       const dataFiles: string[] = [];
       for (const [i, size] of spec.dataDisks.entries()) {
         const file = join(dir, `data${i + 1}.qcow2`);
+        await createPrivateFile(file);
         await this.ctx.qemuImg.createEmpty(file, size);
         dataFiles.push(file);
       }
+      // QEMU makes its VNC socket here: only root (kumo's console proxy) can reach it.
+      const vncSocket = join(dir, VNC_FOLDER, 'vnc.sock');
+      await makeFolder(dirname(vncSocket), 'qemu-write');
       onStep('seed');
       const seedIso = join(dir, 'seed.iso');
       const seed = buildSeed({
@@ -161,13 +170,14 @@ export class InstanceService {
         ...(spec.passwordHash ? { rootPasswordHash: spec.passwordHash } : {}),
         ...(req.userData !== undefined ? { userData: req.userData } : {}),
       });
+      await createPrivateFile(seedIso);
       await writeSeedIso(seed, seedIso, dir, this.ctx.exec);
       onStep('define');
       const xml = buildDomainXml({
         name: spec.name, uuid: record.uuid, type: accel.accel === 'kvm' ? 'kvm' : 'qemu',
         vcpus: spec.vcpus, ramMiB: spec.ramMiB,
         disks: [{ file: root, format: 'qcow2' }, ...dataFiles.map((file) => ({ file, format: 'qcow2' as const }))],
-        seedIso, nics: record.nics,
+        seedIso, nics: record.nics, vncSocket,
         ...(image.kernel ? { kernel: { kernel: image.kernel, ...(image.initrd ? { initrd: image.initrd } : {}), ...(image.cmdline ? { cmdline: image.cmdline } : {}) } } : {}),
         consoleLog: join(dir, 'console.log'),
         metadata: { image: image.name, ...(spec.flavor ? { flavor: spec.flavor } : {}), createdBy: 'kumo' },
@@ -205,18 +215,17 @@ export class InstanceService {
     const state = await this.ctx.virshOf(name).domainState(name).catch((): RuntimeState => 'unknown');
     const inst = this.view(r, state, await dhcpAddresses(this.ctx, [r]));
     if (state === 'unknown') return inst;
-    if (state === 'running') {
-      const vnc = await this.ctx.virshOf(name).vncDisplay(name);
-      if (vnc) inst.vnc = vnc;
-    }
     if (state !== 'missing') {
       const xml = await this.ctx.virshOf(name).dumpXml(name);
       const facts = xml ? parseDomainXml(xml) : undefined;
       if (facts?.uuid && facts.uuid !== r.uuid) inst.drift.push(`libvirt's domain has uuid ${facts.uuid}, kumo made ${r.uuid}: it was replaced behind kumo's back`);
-      if (facts?.vncPort) inst.vnc = `127.0.0.1:${facts.vncPort}`;
+      // A unix socket (root only); an instance defined before that listens on loopback TCP until recreated.
+      if (state === 'running' && facts?.vncSocket) inst.vnc = facts.vncSocket;
+      else if (facts?.vncPort) inst.vnc = `127.0.0.1:${facts.vncPort}`;
     }
+    // A socket is reached through the shared filesystem; a lab hypervisor's TCP port only inside its namespace.
     const shell = this.ctx.hosts.get(r.host)?.shell;
-    if (inst.vnc && shell?.kind === 'netns') inst.vncNetns = shell.netns;
+    if (inst.vnc && !inst.vnc.startsWith('/') && shell?.kind === 'netns') inst.vncNetns = shell.netns;
     return inst;
   }
 
