@@ -68,6 +68,11 @@ async function ticket(console: 'vnc' | 'serial'): Promise<{ status: number; path
 
 test('the store and every instance file are closed to other local users: modes, and nobody reads nothing', async () => {
   const dir = join(env.home, 'instances', name);
+  for (const f of [env.ctx.paths.db, join(dir, 'seed.iso'), join(dir, 'root.qcow2')]) {
+    const r = await asNobody('cat', [f]);
+    assert.notEqual(r.code, 0, `nobody read ${f}`);
+    assert.equal(r.stdout, '');
+  }
   const group = qemuGroup();
   assert.ok(group, 'this machine has a group for QEMU (libvirt-qemu)');
   assert.equal(await mode(env.home), 0o711, 'KUMO_HOME: others may walk through, not list');
@@ -79,20 +84,15 @@ test('the store and every instance file are closed to other local users: modes, 
   const files = [env.ctx.paths.db, `${env.ctx.paths.db}-wal`, `${env.ctx.paths.db}-shm`,
     join(dir, 'root.qcow2'), join(dir, 'data1.qcow2'), join(dir, 'seed.iso'), join(env.home, 'volumes', `${volume()}.qcow2`)];
   for (const f of files) assert.equal(await mode(f) & 0o077, 0, `${f} is ${octal(await mode(f))}: group and others must have nothing`);
-  for (const f of [env.ctx.paths.db, join(dir, 'seed.iso'), join(dir, 'root.qcow2')]) {
-    const r = await asNobody('cat', [f]);
-    assert.notEqual(r.code, 0, `nobody read ${f}`);
-    assert.equal(r.stdout, '');
-  }
 });
 
 test('VNC is a unix socket only root reaches: no TCP port, and nobody cannot open it', async () => {
   const inst = await waitFor('a VNC display', async () => { const i = await new InstanceService(env.ctx).get(name); return i.vnc ? i : undefined; }, 60_000);
-  const xml = await env.ctx.virsh.dumpXml(name) ?? '';
-  assert.doesNotMatch(xml, /<graphics[^>]*\bport=|<listen type=.address/, 'the domain has no VNC TCP listener');
   const target = inst.vnc!.startsWith('/') ? `UNIX-CONNECT:${inst.vnc}` : `TCP:${inst.vnc}`;
   const tried = await asNobody('socat', ['-T', '3', '-', target]);
   assert.doesNotMatch(tried.stdout, /RFB/, `nobody opened the console at ${inst.vnc}`);
+  const xml = await env.ctx.virsh.dumpXml(name) ?? '';
+  assert.doesNotMatch(xml, /<graphics[^>]*\bport=|<listen type=.address/, 'the domain has no VNC TCP listener');
   assert.ok(inst.vnc!.startsWith(`${env.home}/`), `the socket lives in KUMO_HOME: ${inst.vnc}`);
   const root = await local.run('socat', ['-T', '3', '-', target], { allowFailure: true, timeoutMs: 10_000 });
   assert.match(root.stdout, /^RFB 003\.008/, 'root (kumo) still reaches it');
