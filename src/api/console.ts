@@ -7,6 +7,7 @@ import { Unauthorized } from './auth.js';
 import type { VncResolver } from './deps.js';
 import { API_PREFIX } from './schemas.js';
 import { TICKET_TTL_MS, type ConsoleTickets } from './tickets.js';
+import { SocketToSink, streamToSocket } from './ws-relay.js';
 
 export function instanceVnc(ctx: Context): VncResolver {
   const consoles = new ConsoleService(ctx);
@@ -15,7 +16,7 @@ export function instanceVnc(ctx: Context): VncResolver {
 
 /**
  * GET /instances/:name/vnc?ticket=T upgraded to a WebSocket: bytes both ways between the
- * browser (noVNC) and the instance's VNC server on 127.0.0.1. Not behind the bearer token (a
+ * browser (noVNC) and the instance's VNC server (its unix socket). Not behind the bearer token (a
  * browser cannot send one here): the ticket is checked before the upgrade, so a missing, used,
  * expired or foreign ticket gets a plain 401 and no WebSocket.
  */
@@ -40,7 +41,7 @@ async function relay(ws: WebSocket, name: string, resolve: VncResolver, req: Fas
   // Listen at once (before any await): what the browser sends while the target is looked up is queued, not lost.
   let tcp: Duplex | undefined;
   let closed = false;
-  const queued: Buffer[] = [];
+  const toVnc = new SocketToSink(ws);
   const end = (why?: string) => {
     if (closed) return;
     closed = true;
@@ -49,12 +50,10 @@ async function relay(ws: WebSocket, name: string, resolve: VncResolver, req: Fas
   };
   ws.on('message', (data: Buffer | ArrayBuffer | Buffer[]) => {
     if (closed) return;
-    const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
-    if (tcp) tcp.write(buf);
-    else queued.push(buf);
+    toVnc.write(Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data));
   });
   ws.on('close', () => end());
-  ws.on('error', () => end());
+  ws.on('error', () => end()); // e.g. a message over WS_MAX_PAYLOAD: ws has closed it with 1009
 
   let stream: Duplex;
   try {
@@ -70,20 +69,9 @@ async function relay(ws: WebSocket, name: string, resolve: VncResolver, req: Fas
     return;
   }
   tcp = stream;
-  for (const b of queued.splice(0)) stream.write(b);
-  stream.on('data', (chunk: Buffer) => {
-    ws.send(chunk, { binary: true });
-    // Slow browser: stop reading VNC until the socket drains (ws has no drain event; poll briefly).
-    if (ws.bufferedAmount > 4 * 1024 * 1024) {
-      stream.pause();
-      const wait = setInterval(() => {
-        if (closed || ws.bufferedAmount < 1024 * 1024) {
-          clearInterval(wait);
-          stream.resume();
-        }
-      }, 20);
-    }
-  });
+  toVnc.attach(stream);
+  // A slow browser slows the VNC server down (the stream is paused) instead of filling memory.
+  streamToSocket(stream, ws);
   stream.on('end', () => end());
   stream.on('close', () => end());
   stream.on('error', (e) => {

@@ -127,7 +127,7 @@ export const Instance = named('Instance', z.object({
   dataDisks: z.array(z.number().int()).describe('extra disks made with it, in GiB'),
   passwordSet: z.boolean().describe('whether a root password was set (its hash is never handed out)'),
   sshKeys: z.array(z.string()),
-  vnc: z.string().optional().describe('VNC address on the host (loopback), while it runs'),
+  vnc: z.string().optional().describe('while it runs: the VNC unix socket on its host (root only; the way in is the console ticket), or 127.0.0.1:PORT for an instance defined before VNC moved to a socket'),
   createdAt: timestamp,
   volumes: z.array(z.object({ name: z.string(), device: z.string(), sizeGiB: z.number().int() })),
   drift: z.array(z.string()).describe('differences between kumo\'s record and libvirt, in words'),

@@ -6,6 +6,7 @@ import { Unauthorized } from './auth.js';
 import type { SerialResolver } from './deps.js';
 import { API_PREFIX } from './schemas.js';
 import { TICKET_TTL_MS, type ConsoleTickets } from './tickets.js';
+import { SocketToSink, streamToSocket } from './ws-relay.js';
 
 export function instanceSerial(ctx: Context): SerialResolver {
   const consoles = new ConsoleService(ctx);
@@ -57,7 +58,7 @@ async function relaySerial(ws: WebSocket, name: string, resolve: SerialResolver,
   let pty: OpenedProcess | undefined;
   let exited = false;
   let closed = false;
-  const queued: Buffer[] = [];
+  const toPty = new SocketToSink(ws);
   let size = { cols: 80, rows: 24 };
   const hangUp = (p: OpenedProcess) => {
     p.kill('SIGHUP');
@@ -81,11 +82,10 @@ async function relaySerial(ws: WebSocket, name: string, resolve: SerialResolver,
       }
       return;
     }
-    if (pty) pty.stream.write(buf);
-    else queued.push(buf);
+    toPty.write(buf);
   });
   ws.on('close', () => end());
-  ws.on('error', () => end());
+  ws.on('error', () => end()); // e.g. a message over WS_MAX_PAYLOAD: ws has closed it with 1009
 
   let target: SerialTarget;
   try {
@@ -107,14 +107,13 @@ async function relaySerial(ws: WebSocket, name: string, resolve: SerialResolver,
     return;
   }
   req.log.info({ instance: name, pid: p.pid }, 'serial console opened');
-  p.stream.on('data', (d: Buffer) => {
-    if (ws.readyState === ws.OPEN) ws.send(d, { binary: true });
-  });
+  // A slow browser pauses the terminal (and so virsh) instead of filling memory.
+  streamToSocket(p.stream, ws);
   p.stream.on('error', () => undefined); // the terminal's end is reported by exit below
   void p.exit.then(({ code }) => {
     exited = true;
     req.log.info({ instance: name, exitCode: code }, 'serial console ended');
     end(code ? `virsh console exited ${code}` : undefined);
   });
-  for (const b of queued.splice(0)) p.stream.write(b);
+  toPty.attach(p.stream);
 }

@@ -29,6 +29,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { readingRoutes, renderHostCapacity, RequestMetrics, createMonitor, type MonitorOptions, type ServerMonitor } from './metrics.js';
 import { instanceVnc, vncProxyRoutes } from './console.js';
+import { WS_MAX_PAYLOAD } from './ws-relay.js';
 import { instanceSerial, serialProxyRoutes } from './serial.js';
 import { ConsoleTickets, ticketRoutes } from './tickets.js';
 import type { ApiDeps, SerialResolver, VncResolver } from './deps.js';
@@ -153,7 +154,7 @@ export async function buildServer(ctx: Context, opts: ServerOptions = {}): Promi
   }, { prefix: API_PREFIX });
 
   // The console WebSocket: its ticket, not the bearer token, lets it in (browsers cannot send headers there).
-  await app.register(websocket);
+  await app.register(websocket, { options: { maxPayload: WS_MAX_PAYLOAD } });
   await app.register(vncProxyRoutes(tickets, vnc), { prefix: API_PREFIX });
   await app.register(serialProxyRoutes(tickets, serial), { prefix: API_PREFIX });
 

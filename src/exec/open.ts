@@ -68,7 +68,8 @@ async function openPty(command: string, args: readonly string[], size: NonNullab
     try { pty.kill(signal); } catch { /* gone already */ }
   };
   const stream = new Duplex({
-    read: () => undefined, // the terminal's output is pushed as it comes
+    // The terminal's output is pushed as it comes; a full buffer pauses the terminal until read again.
+    read: () => { if (!exited) pty.resume(); },
     write: (chunk: Buffer, _encoding, done) => {
       pty.write(chunk.toString('utf8'));
       done();
@@ -78,7 +79,7 @@ async function openPty(command: string, args: readonly string[], size: NonNullab
       done(err);
     },
   });
-  pty.onData((text) => { if (!exited) stream.push(Buffer.from(text, 'utf8')); });
+  pty.onData((text) => { if (!exited && !stream.push(Buffer.from(text, 'utf8'))) pty.pause(); });
   const exit = new Promise<ProcessExit>((resolve) => pty.onExit(({ exitCode, signal }) => {
     exited = true;
     stream.push(null);

@@ -67,8 +67,9 @@ export interface Instance extends InstanceSpec {
   host: string;
   state: RuntimeState;
   nics: NicInfo[];
+  /** While it runs: the path of QEMU's VNC unix socket (root only), or 127.0.0.1:PORT for an instance defined before. */
   vnc?: string;
-  /** The network namespace that VNC address is in (a lab hypervisor's), if not this machine's own. */
+  /** The network namespace a 127.0.0.1:PORT VNC address is in (a lab hypervisor's), if not this machine's own. */
   vncNetns?: string;
   createdAt: string;
   /** kumo volumes attached to it, with the guest device each appears as. */

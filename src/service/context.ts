@@ -1,4 +1,4 @@
-import { mkdirSync, chmodSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { defaultLibvirtUri, paths, type Paths } from '../config.js';
 import { type Executor, local } from '../exec/exec.js';
@@ -6,6 +6,7 @@ import { executorFor } from '../exec/shells.js';
 import { Virsh, type SlowCallListener } from '../drivers/libvirt/virsh.js';
 import { QemuImg } from '../drivers/image/qemu-img.js';
 import { probeAccel, type AccelResult } from '../drivers/host/accel-probe.js';
+import { secureHome, type HomeLayout } from '../drivers/host/private-files.js';
 import { openDb, type Db } from '../store/db.js';
 import { FlavorRepo } from '../store/flavors.js';
 import { ImageRepo } from '../store/images.js';
@@ -67,13 +68,22 @@ export interface ContextOptions {
 
 export const LOCAL_HOST = 'local';
 
+/** Which of KUMO_HOME's folders hold what, for their modes (see private-files.ts). */
+export function homeLayout(p: Paths): HomeLayout {
+  const cacheInHome = p.cache.startsWith(`${p.home}/`);
+  return {
+    home: p.home, qemuFolders: [p.images, p.instances, p.volumes], perInstance: [p.instances], privateFiles: [p.volumes],
+    // A cache elsewhere (KUMO_CACHE) may be shared: it holds public downloads only, and is left as it is.
+    privateFolders: cacheInHome ? [p.cache] : [],
+  };
+}
+
 export function openContext(opts: ContextOptions = {}): Context {
   const p = paths(opts.home);
-  for (const dir of [p.home, p.images, p.instances, p.volumes, p.cache]) {
-    mkdirSync(dir, { recursive: true });
-    // QEMU runs as libvirt-qemu and must be able to walk to the disks it is given.
-    chmodSync(dir, 0o755);
-  }
+  // Closed on every start: an install made before keeps working, with its secrets closed.
+  // What cannot be fixed here is reported by `kumo host info`.
+  secureHome(homeLayout(p), { fix: true });
+  mkdirSync(p.cache, { recursive: true }); // a shared cache elsewhere (KUMO_CACHE) keeps its own modes
   const db = openDb(p.db);
   const exec = opts.exec ?? local;
   const virsh = new Virsh(opts.libvirtUri ?? defaultLibvirtUri, exec, opts.onSlowLibvirtCall);

@@ -3,7 +3,8 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { cpus, totalmem, freemem, hostname } from 'node:os';
 import { join } from 'node:path';
 import { readHostFile } from '../exec/files.js';
-import type { Context } from './context.js';
+import { homeLayout, type Context } from './context.js';
+import { qemuAccessProblems, secureHome } from '../drivers/host/private-files.js';
 import { missingTools } from '../drivers/host/which.js';
 import { needsKvmMask, probeAccel, type AccelResult } from '../drivers/host/accel-probe.js';
 import { paths } from '../config.js';
@@ -135,6 +136,8 @@ export class HostService {
       cpus: cpus().length, memoryMiB: Math.round(totalmem() / 2 ** 20), freeMemoryMiB: Math.round(freemem() / 2 ** 20),
       missing, problems: [],
     };
+    // Modes kumo could not close on start (it fixes its own), and what would keep QEMU out.
+    for (const p of [...secureHome(homeLayout(this.ctx.paths), { fix: false }), ...qemuAccessProblems()]) info.problems.push({ problem: p.problem, fix: p.fix });
     if (info.libvirtAnswers) {
       const v = await this.ctx.virsh.version();
       info.libvirt = v.libvirt;

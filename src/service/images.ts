@@ -5,6 +5,7 @@ import { isIP } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Context } from './context.js';
+import { makeFolder } from '../drivers/host/private-files.js';
 import { buildTinyImage, tinyRecipe } from '../drivers/image/tiny.js';
 import { buildDebianImage, type DebianRecipe } from '../drivers/image/debian.js';
 import { KumoError, invalid, notFound } from '../model/errors.js';
@@ -65,7 +66,7 @@ export class ImageService {
     if (existing && existsSync(existing.disk) && this.ctx.images.usedBy(TINY_IMAGE).length) return { image: existing, built: false };
     const dir = join(this.ctx.paths.images, TINY_IMAGE);
     await rm(dir, { recursive: true, force: true });
-    await mkdir(dir, { recursive: true, mode: 0o755 });
+    await makeFolder(dir, 'qemu-traverse', { recursive: true });
     const disk = join(dir, 'disk.qcow2');
     const kernel = join(dir, 'vmlinuz');
     const initrd = join(dir, 'initrd.img');
@@ -110,7 +111,7 @@ export class ImageService {
     }
     const dir = join(this.ctx.paths.images, name);
     await rm(dir, { recursive: true, force: true });
-    await mkdir(dir, { recursive: true, mode: 0o755 });
+    await makeFolder(dir, 'qemu-traverse', { recursive: true });
     const disk = join(dir, 'disk.qcow2');
     await linkOrCopy(deb.disk, disk);
     // Same checks as an import: qemu-img says what the file is and how large the disk is.
@@ -140,7 +141,7 @@ export class ImageService {
     }
     const url = await this.checkSource(source, opts, reach);
     const dir = join(this.ctx.paths.images, name);
-    await mkdir(dir, { recursive: true, mode: 0o755 });
+    await makeFolder(dir, 'qemu-traverse', { recursive: true });
     // A download survives a failed transfer in the cache, so the next try resumes it; a
     // refusal of what arrived removes it.
     const fetched = url

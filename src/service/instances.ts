@@ -1,7 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readFile, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import type { Context } from './context.js';
 import { sleep } from '../exec/process.js';
 import { ImageService } from './images.js';
@@ -11,10 +11,12 @@ import { withUndo } from './undo.js';
 import { HostService, type PlaceOptions } from './host.js';
 import { SnapshotService } from './snapshots.js';
 import { domainOf } from './domains.js';
+import { growRootDisk } from './root-disk.js';
 import { admitToDhcp, dhcpAddresses, dismissFromDhcp } from './leases.js';
 import { buildDomainXml, parseDomainXml } from '../drivers/libvirt/domain-xml.js';
 import { buildSeed, parseUserData, writeSeedIso } from '../drivers/image/seed.js';
 import { httpGet } from '../drivers/host/http-probe.js';
+import { createPrivateFile, makeFolder } from '../drivers/host/private-files.js';
 import { KumoError, invalid, notFound } from '../model/errors.js';
 import { checkName } from '../model/names.js';
 import { isSshPublicKey } from '../model/checks.js';
@@ -52,6 +54,8 @@ export interface ReadyInfo {
 }
 
 export const HTTP_PORT = 8080;
+/** The folder of an instance where QEMU makes its VNC socket. */
+export const VNC_FOLDER = 'vnc';
 
 export class InstanceService {
   private readonly imagesSvc: ImageService;
@@ -145,16 +149,22 @@ export class InstanceService {
     };
     await withUndo(this.ctx, `create instance ${spec.name}`, async (undo) => {
       onStep('disk');
-      await mkdir(dir, { mode: 0o755 });
+      // Root and QEMU's group only (QEMU walks through to its disks); every file in it 0600.
+      await makeFolder(dir, 'qemu-traverse');
       undo({ kind: 'remove-path', path: dir });
       const root = join(dir, 'root.qcow2');
+      await createPrivateFile(root);
       await this.ctx.qemuImg.createOverlay(root, image.disk, image.format, spec.diskGiB);
       const dataFiles: string[] = [];
       for (const [i, size] of spec.dataDisks.entries()) {
         const file = join(dir, `data${i + 1}.qcow2`);
+        await createPrivateFile(file);
         await this.ctx.qemuImg.createEmpty(file, size);
         dataFiles.push(file);
       }
+      // QEMU makes its VNC socket here: only root (kumo's console proxy) can reach it.
+      const vncSocket = join(dir, VNC_FOLDER, 'vnc.sock');
+      await makeFolder(dirname(vncSocket), 'qemu-write');
       onStep('seed');
       const seedIso = join(dir, 'seed.iso');
       const seed = buildSeed({
@@ -162,13 +172,14 @@ export class InstanceService {
         ...(spec.passwordHash ? { rootPasswordHash: spec.passwordHash } : {}),
         ...(req.userData !== undefined ? { userData: req.userData } : {}),
       });
+      await createPrivateFile(seedIso);
       await writeSeedIso(seed, seedIso, dir, this.ctx.exec);
       onStep('define');
       const xml = buildDomainXml({
         name: spec.name, uuid: record.uuid, type: accel.accel === 'kvm' ? 'kvm' : 'qemu',
         vcpus: spec.vcpus, ramMiB: spec.ramMiB,
         disks: [{ file: root, format: 'qcow2' }, ...dataFiles.map((file) => ({ file, format: 'qcow2' as const }))],
-        seedIso, nics: record.nics,
+        seedIso, nics: record.nics, vncSocket,
         ...(image.kernel ? { kernel: { kernel: image.kernel, ...(image.initrd ? { initrd: image.initrd } : {}), ...(image.cmdline ? { cmdline: image.cmdline } : {}) } } : {}),
         consoleLog: join(dir, 'console.log'),
         metadata: { image: image.name, ...(spec.flavor ? { flavor: spec.flavor } : {}), createdBy: 'kumo' },
@@ -209,10 +220,6 @@ export class InstanceService {
     const state = await virsh.domainState(id).catch((): RuntimeState => 'unknown');
     const inst = this.view(r, state, await dhcpAddresses(this.ctx, [r]));
     if (state === 'unknown') return inst;
-    if (state === 'running') {
-      const vnc = await virsh.vncDisplay(id);
-      if (vnc) inst.vnc = vnc;
-    }
     if (state === 'missing') {
       // Found by UUID only: a domain that took the name over is someone else's, and said so.
       const namesake = (await virsh.listDomains().catch(() => [])).find((d) => d.name === name);
@@ -220,10 +227,13 @@ export class InstanceService {
     } else {
       const xml = await virsh.dumpXml(id);
       const facts = xml ? parseDomainXml(xml) : undefined;
-      if (facts?.vncPort) inst.vnc = `127.0.0.1:${facts.vncPort}`;
+      // A unix socket (root only); an instance defined before that listens on loopback TCP until recreated.
+      if (state === 'running' && facts?.vncSocket) inst.vnc = facts.vncSocket;
+      else if (facts?.vncPort) inst.vnc = `127.0.0.1:${facts.vncPort}`;
     }
+    // A socket is reached through the shared filesystem; a lab hypervisor's TCP port only inside its namespace.
     const shell = this.ctx.hosts.get(r.host)?.shell;
-    if (inst.vnc && shell?.kind === 'netns') inst.vncNetns = shell.netns;
+    if (inst.vnc && !inst.vnc.startsWith('/') && shell?.kind === 'netns') inst.vncNetns = shell.netns;
     return inst;
   }
 
@@ -290,37 +300,9 @@ export class InstanceService {
     return { detachedVolumes };
   }
 
-  /**
-   * Grows the root disk (the overlay) of a stopped instance; the guest grows its root
-   * filesystem on the next boot (cloud-init growpart, or the tiny image's resize2fs).
-   */
+  /** Grows the root disk of a stopped instance (service/root-disk.ts). */
   async resize(name: string, diskGiB: number): Promise<{ fromGiB: number; toGiB: number }> {
-    const r = this.record(name);
-    const size = checkSize('disk-size', diskGiB);
-    const root = join(this.ctx.paths.instances, name, 'root.qcow2');
-    if (!existsSync(root)) throw notFound(`the root disk of instance "${name}" (${root}) is gone`, `remove the instance: kumo instance delete ${name}`);
-    const current = (await this.ctx.qemuImg.info(root)).virtualSize;
-    const fromGiB = current / 1024 ** 3;
-    if (size * 1024 ** 3 < current) {
-      throw invalid(`the root disk of instance "${name}" is ${fromGiB} GiB: shrinking it to ${size} GiB would cut off the guest's filesystem`,
-        `give --disk-size ${Math.ceil(fromGiB)} or more (root disks only grow)`);
-    }
-    const state = await this.liveState(name);
-    if (state !== 'shut off') {
-      throw new KumoError('IN_USE', `instance "${name}" is ${state}: its root disk can only be resized while it is stopped`,
-        `stop it first: kumo instance stop ${name}`);
-    }
-    // Reverting to an older snapshot would bring the old disk size back behind kumo's record.
-    const snapshots = await new SnapshotService(this.ctx).list(name);
-    if (snapshots.length) {
-      throw new KumoError('IN_USE', `instance "${name}" has ${snapshots.length} snapshot(s); a revert would undo the resize`,
-        `delete them first: ${snapshots.map((s) => `kumo snapshot delete ${name} ${s.name}`).join('; ')}`);
-    }
-    if (size * 1024 ** 3 > current) await this.ctx.qemuImg.resize(root, size);
-    // The flavor stays recorded only while the sizes are still the flavor's.
-    const flavor = r.flavor && this.ctx.flavors.get(r.flavor)?.diskGiB === size ? r.flavor : undefined;
-    this.ctx.instances.updateDiskSize(name, size, flavor);
-    return { fromGiB, toGiB: size };
+    return growRootDisk(this.ctx, this.record(name), () => this.liveState(name), diskGiB);
   }
 
   /** Waits until the guest has a DHCP lease and, unless it never does, answers HTTP on 8080. */

@@ -5,6 +5,7 @@ import type { Context } from './context.js';
 import { domainOf } from './domains.js';
 import { withUndo } from './undo.js';
 import { DomainDevices, nextFreeTarget, type DiskDevice } from '../drivers/libvirt/devices.js';
+import { createPrivateFile } from '../drivers/host/private-files.js';
 import { parseDomainXml } from '../drivers/libvirt/domain-xml.js';
 import { KumoError, invalid, notFound } from '../model/errors.js';
 import { checkName } from '../model/names.js';
@@ -63,6 +64,7 @@ export class VolumeService {
       // The record first: its primary key settles a race between two kumo processes.
       if (!this.ctx.volumes.insert({ name, sizeGiB: size, file, createdAt: new Date().toISOString() })) throw exists(name);
       undo({ kind: 'forget-volume', name });
+      await createPrivateFile(file); // 0600 from the start (a guest's data); O_EXCL refuses a planted link
       undo({ kind: 'remove-path', path: file });
       await this.ctx.qemuImg.createEmpty(file, size);
     });

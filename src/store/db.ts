@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 /**
@@ -149,12 +149,31 @@ export type Db = Database.Database;
 
 export function openDb(file: string): Db {
   mkdirSync(dirname(file), { recursive: true });
+  closeDbFiles(file);
   const db = new Database(file);
   db.pragma('journal_mode = WAL');
   db.pragma('foreign_keys = ON');
   db.pragma('busy_timeout = 5000');
   migrate(db);
   return db;
+}
+
+/**
+ * Every root password hash and API token digest is in here: the file is 0600 from its first
+ * byte (an empty file is an empty SQLite database), and SQLite gives the -wal and -shm files it
+ * creates the database file's mode. Files of an older install are closed here too.
+ */
+function closeDbFiles(file: string): void {
+  try {
+    writeFileSync(file, '', { flag: 'wx', mode: 0o600 });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+  }
+  for (const f of [file, `${file}-wal`, `${file}-shm`]) {
+    try {
+      if (statSync(f).mode & 0o077) chmodSync(f, 0o600);
+    } catch { /* no such file yet */ }
+  }
 }
 
 function migrate(db: Db): void {

@@ -98,7 +98,7 @@ test('an operation interrupted by a crash is undone on the next start', async ()
   await mkdir(dir);
   await env.ctx.virsh.defineDomain(buildDomainXml({
     name, uuid: crypto.randomUUID(), type: 'qemu', vcpus: 1, ramMiB: 64, disks: [], nics: [],
-    consoleLog: join(dir, 'console.log'), metadata: { image: 'tiny', createdBy: 'kumo' },
+    consoleLog: join(dir, 'console.log'), vncSocket: join(dir, 'vnc', 'vnc.sock'), metadata: { image: 'tiny', createdBy: 'kumo' },
   }));
   // A journal entry as a process that died half-way would leave it.
   env.ctx.db.prepare('INSERT INTO journal (operation, pid, undo, started_at) VALUES (?, ?, ?, ?)').run(

@@ -12,6 +12,7 @@ const spec: DomainSpec = {
   nics: [{ mac: '52:54:00:12:34:56', network: 'default' }, { mac: '52:54:00:12:34:57', network: 'testnet' }],
   kernel: { kernel: '/var/lib/kumo/images/tiny/vmlinuz', initrd: '/var/lib/kumo/images/tiny/initrd.img', cmdline: 'console=ttyS0 root=/dev/vda rw' },
   consoleLog: '/var/lib/kumo/instances/web1/console.log',
+  vncSocket: '/var/lib/kumo/instances/web1/vnc/vnc.sock',
   metadata: { image: 'tiny', flavor: 'small', createdBy: 'kumo' },
 };
 
@@ -23,9 +24,10 @@ test('domain XML passes libvirt\'s own schema, with and without direct kernel bo
   }
 });
 
-test('domain XML carries what the course asks for: VNC on loopback, serial log, ACPI, seed CD-ROM', () => {
+test('domain XML carries what the course asks for: VNC (on a unix socket, no port), serial log, ACPI, seed CD-ROM', () => {
   const xml = buildDomainXml(spec);
-  assert.match(xml, /<graphics type="vnc" port="-1" autoport="yes" listen="127.0.0.1">/);
+  assert.match(xml, /<graphics type="vnc">\s*<listen type="socket" socket="\/var\/lib\/kumo\/instances\/web1\/vnc\/vnc.sock"\/>\s*<\/graphics>/);
+  assert.doesNotMatch(xml, /<graphics[^>]*port=|127\.0\.0\.1/);
   assert.match(xml, /<log file="\/var\/lib\/kumo\/instances\/web1\/console.log" append="on"\/>/);
   assert.match(xml, /<acpi\/>/);
   assert.match(xml, /<target dev="sda" bus="sata"\/>/);
@@ -40,6 +42,16 @@ test('domain XML reads back: uuid, sizes, NICs, disks, kumo metadata', () => {
   assert.deepEqual(facts.nics, spec.nics);
   assert.deepEqual(facts.disks.map((d) => d.target), ['vda', 'vdb', 'sda']);
   assert.equal(facts.kumoImage, 'tiny');
+  assert.equal(facts.vncSocket, spec.vncSocket);
+  assert.equal(facts.vncPort, undefined);
+});
+
+test('a domain defined before VNC moved to a socket still reads back its loopback port', () => {
+  const live = `<domain type="qemu"><name>old</name><devices><graphics type="vnc" port="5901" autoport="yes" listen="127.0.0.1">
+    <listen type="address" address="127.0.0.1"/></graphics></devices></domain>`;
+  const facts = parseDomainXml(live);
+  assert.equal(facts.vncPort, 5901);
+  assert.equal(facts.vncSocket, undefined);
 });
 
 test('values that look like XML stay values', async () => {

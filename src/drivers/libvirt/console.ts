@@ -26,12 +26,19 @@ export function openSerialConsole(exec: Executor, uri: string, name: string, siz
 
 const VIEWERS = ['remote-viewer', 'virt-viewer', 'vncviewer', 'xtightvncviewer', 'gvncviewer'];
 
-/** Opens a VNC viewer window when there is a display and a viewer; returns its name, or undefined. */
+/** Viewers that open a VNC unix socket (TigerVNC's vncviewer takes its path). */
+const SOCKET_VIEWERS = ['remote-viewer', 'vncviewer'];
+
+/**
+ * Opens a VNC viewer window when there is a display and a viewer; returns its name, or undefined.
+ * `address` is HOST:PORT or the path of a unix socket (only root may open those).
+ */
 export function openVncViewer(address: string): string | undefined {
   if (!process.env.DISPLAY && !process.env.WAYLAND_DISPLAY) return undefined;
-  const viewer = VIEWERS.find((v) => which(v));
+  const socket = address.startsWith('/');
+  const viewer = (socket ? SOCKET_VIEWERS : VIEWERS).find((v) => which(v));
   if (!viewer) return undefined;
-  const target = viewer === 'remote-viewer' ? `vnc://${address}` : address;
+  const target = viewer === 'remote-viewer' ? `${socket ? 'vnc+unix' : 'vnc'}://${address}` : address;
   spawn(viewer, [target], { stdio: 'ignore', detached: true }).unref();
   return viewer;
 }

@@ -28,6 +28,8 @@ export interface DomainSpec {
   /** Direct kernel boot, for images that carry kernel metadata. */
   kernel?: { kernel: string; initrd?: string; cmdline?: string };
   consoleLog: string;
+  /** Where QEMU listens for VNC: a unix socket in a folder only root and QEMU can enter. */
+  vncSocket: string;
   metadata: { image: string; flavor?: string; createdBy: string };
 }
 
@@ -114,9 +116,9 @@ export function buildDomainXml(s: DomainSpec): string {
         })),
         serial: { '@_type': 'pty', log: { '@_file': s.consoleLog, '@_append': 'on' }, target: { '@_port': '0' } },
         console: { '@_type': 'pty', target: { '@_type': 'serial', '@_port': '0' } },
-        // VNC stays on loopback: remote users go through kumo's authenticated proxy or an ssh tunnel.
-        graphics: { '@_type': 'vnc', '@_port': '-1', '@_autoport': 'yes', '@_listen': '127.0.0.1',
-          listen: { '@_type': 'address', '@_address': '127.0.0.1' } },
+        // A unix socket, not a loopback port any local user could open: the way in is kumo's
+        // authenticated proxy (or root on the machine).
+        graphics: { '@_type': 'vnc', listen: { '@_type': 'socket', '@_socket': s.vncSocket } },
         video: { model: { '@_type': 'vga' } },
         memballoon: { '@_model': 'virtio' },
         rng: { '@_model': 'virtio', backend: { '@_model': 'random', '#text': '/dev/urandom' } },
@@ -133,7 +135,9 @@ export interface DomainFacts {
   ramMiB?: number;
   nics: NicSpec[];
   disks: { file: string; target: string; device: string }[];
+  /** TCP port of a domain defined before VNC moved to a unix socket (running only). */
   vncPort?: number;
+  vncSocket?: string;
   kumoImage?: string;
 }
 
@@ -146,6 +150,7 @@ export function parseDomainXml(xml: string): DomainFacts {
   const ramMiB = Number.isFinite(mem) ? Math.round(unit === 'KiB' ? mem / 1024 : unit === 'GiB' ? mem * 1024 : mem) : undefined;
   const vnc = children(devices, 'graphics').find((g) => attr(g, 'type') === 'vnc');
   const vncPort = Number(attr(vnc, 'port'));
+  const vncSocket = attr(vnc, 'socket') ?? children(vnc, 'listen').map((l) => attr(l, 'socket')).find((x) => x);
   const metadata = child(child(dom, 'metadata'), 'kumo:instance');
   const facts: DomainFacts = {
     nics: children(devices, 'interface').map((i) => ({
@@ -166,6 +171,7 @@ export function parseDomainXml(xml: string): DomainFacts {
   if (Number.isFinite(vcpus)) facts.vcpus = vcpus;
   if (ramMiB !== undefined) facts.ramMiB = ramMiB;
   if (vncPort > 0) facts.vncPort = vncPort;
+  if (vncSocket) facts.vncSocket = vncSocket;
   const image = text(metadata?.['kumo:image']);
   if (image) facts.kumoImage = image;
   return facts;
