@@ -1,6 +1,7 @@
 import type { Context } from './context.js';
 import { HostService } from './host.js';
 import { NetworkService } from './networks.js';
+import { dhcpAddresses } from './leases.js';
 import { migrateLive, type MigrateResult } from '../drivers/libvirt/migrate.js';
 import { missingTlsFiles, type MigrationEnd } from '../drivers/libvirt/migration-tls.js';
 import { KumoError, invalid, notFound } from '../model/errors.js';
@@ -45,6 +46,7 @@ export class MigrationService {
       migrateUri: `tcp://${dest.migrationAddress ?? '127.0.0.1'}`,
       // Client-driven (not p2p): virsh reaches both daemons by the URIs kumo has for them.
       p2p: false, unsafe: opts.unsafe ?? this.sameFilesystem(r.host, to), tls: opts.encrypted ?? false, timeoutMs: opts.timeoutMs ?? 300_000,
+      nicAddresses: await dhcpAddresses(this.ctx, [r]),
     });
     this.ctx.instances.updateHost(name, to);
     return { ...result, from: r.host, to };

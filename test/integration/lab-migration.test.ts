@@ -90,6 +90,8 @@ test('a kumo instance live-migrates to the second libvirtd and back while it kee
   const inst = await svc.create({ name, image: 'tiny', flavor: 'small', password: 'x', networks: [env.network] });
   assert.equal(inst.state, 'running');
   ip = (await svc.waitReady(name, 180_000)).ip;
+  // As kumo's MigrationService does: the lease pinned in the NIC's anti-spoofing filter.
+  const nicAddresses = new Map([[inst.nics[0]!.mac, ip]]);
 
   // The destination attaches the guest's NIC to a network of the same name: a bridge-mode
   // network over the source network's existing bridge (one bridge cannot have two owners).
@@ -104,7 +106,7 @@ test('a kumo instance live-migrates to the second libvirtd and back while it kee
 
   const expect = new RegExp(name);
   const there = await migrateWhilePolling(t, 'kvm1 → kvm2', {
-    source: new Virsh(SOURCE), domain: name, dest: new Virsh(lab.uri), migrateUri: `tcp://127.0.0.1:${await freePort()}`,
+    source: new Virsh(SOURCE), domain: name, dest: new Virsh(lab.uri), migrateUri: `tcp://127.0.0.1:${await freePort()}`, nicAddresses,
   }, expect);
   assert.deepEqual((await virshList(lab.uri)).filter((d) => d === name), [name], 'on the destination exactly once');
   assert.equal(await dest.domainState(name), 'running');
@@ -114,7 +116,7 @@ test('a kumo instance live-migrates to the second libvirtd and back while it kee
 
   // Back, peer-to-peer as well: the second daemon reaches the host's libvirtd through its own view of it.
   await migrateWhilePolling(t, 'kvm2 → kvm1', {
-    source: new Virsh(lab.uri), domain: name, dest: new Virsh(SOURCE), destUriFromSource: lab.hostUriFromInside, migrateUri: `tcp://127.0.0.1:${await freePort()}`,
+    source: new Virsh(lab.uri), domain: name, dest: new Virsh(SOURCE), destUriFromSource: lab.hostUriFromInside, migrateUri: `tcp://127.0.0.1:${await freePort()}`, nicAddresses,
   }, expect);
   assert.equal(await source.domainState(name), 'running');
   assert.equal(await dest.domainState(name), 'missing');
@@ -141,7 +143,7 @@ test('a failed migration leaves the instance running where it was, with libvirt\
 
 async function migrateWhilePolling(
   t: { diagnostic(m: string): void }, label: string,
-  o: { source: Virsh; domain: string; dest: Virsh; destUriFromSource?: string; migrateUri: string }, expect: RegExp,
+  o: { source: Virsh; domain: string; dest: Virsh; destUriFromSource?: string; migrateUri: string; nicAddresses: ReadonlyMap<string, string> }, expect: RegExp,
 ) {
   const url = `http://${ip}:8080/`;
   // A request caught by the switch-over waits for TCP's retransmission (1 s for a lost SYN) and

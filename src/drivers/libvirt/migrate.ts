@@ -1,5 +1,6 @@
 import { sleep } from '../../exec/process.js';
 import { KumoError, invalid } from '../../model/errors.js';
+import { pinFilterAddresses } from './nic-filter.js';
 import type { Virsh } from './virsh.js';
 
 export interface MigrateOptions {
@@ -35,6 +36,12 @@ export interface MigrateOptions {
    * before anything moves when TLS cannot be set up; it never falls back to plain TCP.
    */
   tls?: boolean;
+  /**
+   * The guest's addresses (MAC -> IPv4, from DHCP leases): pinned in its NICs' anti-spoofing
+   * filter before the move, which the destination would otherwise block until the guest's next
+   * DHCP renewal (nic-filter.ts).
+   */
+  nicAddresses?: ReadonlyMap<string, string>;
   /** After this long the migration is aborted (the domain keeps running on the source). */
   timeoutMs: number;
 }
@@ -77,6 +84,7 @@ export async function migrateLive(opts: MigrateOptions): Promise<MigrateResult> 
     '--migrateuri', migrateUri,
     '--', domain, opts.destUriFromSource ?? destUri,
   ];
+  if (opts.nicAddresses?.size) await pinFilterAddresses(source, domain, opts.nicAddresses);
   const started = Date.now();
   try {
     await source.run(args, opts.timeoutMs);
