@@ -1,10 +1,13 @@
 import type { FastifyRequest } from 'fastify';
 import type { TokenService, TokenView } from '../service/tokens.js';
+import { DEFAULT_PROJECT, type Actor } from '../model/actor.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
     /** The API token the request came with (set by bearerAuth). */
     apiToken?: TokenView;
+    /** Who the request acts as, in which project and role (set by bearerAuth). */
+    actor?: Actor;
   }
 }
 
@@ -31,5 +34,7 @@ export function bearerAuth(tokens: TokenService) {
     const token = tokens.verify(m[1]!);
     if (!token) throw new Unauthorized('the API token is not valid (mistyped, or revoked)', `check it, see \`kumo token list\` on the server, or make a new one: kumo token create NAME`);
     req.apiToken = token;
+    // Every token is an admin of the default project until tokens carry a project and role.
+    req.actor = { kind: 'token', name: token.name, project: DEFAULT_PROJECT, role: 'admin' };
   };
 }
