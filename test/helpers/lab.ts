@@ -162,7 +162,8 @@ export function parseWrk(out: string): WrkResult {
  * `wrk -t T -c C -d Ds --latency URL`, inside a network namespace when one is given. Bounded by
  * its duration (and the few connections asked for); resolves with the parsed report.
  */
-export function runWrk(url: string, o: { netns?: string; threads: number; connections: number; durationS: number; timeoutS?: number; headers?: string[] }): Promise<WrkResult> {
+/** wrk for `durationS`, or until `stop` aborts: wrk stops on SIGINT and still prints its summary. */
+export function runWrk(url: string, o: { netns?: string; threads: number; connections: number; durationS: number; timeoutS?: number; headers?: string[]; stop?: AbortSignal }): Promise<WrkResult> {
   const args = ['-t', String(o.threads), '-c', String(o.connections), '-d', `${o.durationS}s`, ...(o.timeoutS ? ['--timeout', `${o.timeoutS}s`] : []),
     ...(o.headers ?? []).flatMap((h) => ['-H', h]), '--latency', url];
   const [cmd, argv] = o.netns ? ['ip', ['netns', 'exec', o.netns, 'wrk', ...args]] as const : ['wrk', args] as const;
@@ -174,6 +175,7 @@ export function runWrk(url: string, o: { netns?: string; threads: number; connec
     child.stderr.on('data', (b: Buffer) => { err += b.toString(); });
     // wrk stops itself after -d; this only guards against a hang.
     const guard = setTimeout(() => child.kill('SIGKILL'), (o.durationS + 60) * 1000);
+    o.stop?.addEventListener('abort', () => child.kill('SIGINT'), { once: true });
     child.on('error', reject);
     child.on('close', (code) => {
       clearTimeout(guard);

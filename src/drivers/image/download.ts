@@ -44,7 +44,8 @@ export async function download(url: string, dest: string, opts: DownloadOptions)
   const resumed = res.statusCode === 206;
   if (res.statusCode !== 200 && !resumed) {
     res.resume();
-    throw new KumoError('COMMAND_FAILED', `could not download ${url}: HTTP ${res.statusCode}`, 'check the URL');
+    // The caller's own URL: its answer is theirs to read (not a command of kumo's, withheld from the API).
+    throw new KumoError('INVALID_INPUT', `could not download ${url}: HTTP ${res.statusCode}`, 'check the URL');
   }
   const length = Number(res.headers['content-length']);
   const total = Number.isFinite(length) && length > 0 ? length + (resumed ? from : 0) : undefined;
@@ -70,7 +71,7 @@ export async function download(url: string, dest: string, opts: DownloadOptions)
       await rm(dest, { force: true });
       throw tooLarge(url, opts.maxBytes, `it sent more than ${opts.maxBytes} bytes`);
     }
-    throw new KumoError('COMMAND_FAILED', `the download of ${url} broke off after ${done} bytes: ${(e as Error).message}`,
+    throw new KumoError('HOST_UNREACHABLE', `the download of ${url} broke off after ${done} bytes: ${(e as Error).message}`,
       'run the same import again: it resumes where it stopped');
   }
 }
@@ -108,7 +109,7 @@ function connect(url: URL, hop: Hop, from: number): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
     const req = send(url, options, resolve);
     req.on('timeout', () => req.destroy(new Error('no answer for 60 s')));
-    req.on('error', (e) => reject(new KumoError('COMMAND_FAILED', `could not download ${url.href}: ${e.message}`, 'check the URL and that this machine can reach it')));
+    req.on('error', (e) => reject(new KumoError('HOST_UNREACHABLE', `could not download ${url.href}: ${e.message}`, 'check the URL and that this machine can reach it')));
     req.end();
   });
 }
