@@ -14,6 +14,7 @@ import { domainOf } from './domains.js';
 import { growRootDisk } from './root-disk.js';
 import { admitToDhcp, dhcpAddresses, dismissFromDhcp } from './leases.js';
 import { buildDomainXml, parseDomainXml } from '../drivers/libvirt/domain-xml.js';
+import { pinFilterAddresses } from '../drivers/libvirt/nic-filter.js';
 import { buildSeed, parseUserData, writeSeedIso } from '../drivers/image/seed.js';
 import { httpGet } from '../drivers/host/http-probe.js';
 import { createPrivateFile, makeFolder } from '../drivers/host/private-files.js';
@@ -135,7 +136,8 @@ export class InstanceService {
     const image = this.imagesSvc.get(spec.image);
     const v = this.ctx.virshFor(spec.host);
     const networks = new NetworkService(this.ctx, v);
-    for (const n of spec.networks) await networks.ensureUsable(n);
+    const modes = new Map<string, string>();
+    for (const n of spec.networks) modes.set(n, await networks.ensureUsable(n));
     const accel = await this.ctx.accel();
     const dir = join(this.ctx.paths.instances, spec.name);
     if (existsSync(dir)) {
@@ -179,7 +181,7 @@ export class InstanceService {
         name: spec.name, uuid: record.uuid, type: accel.accel === 'kvm' ? 'kvm' : 'qemu',
         vcpus: spec.vcpus, ramMiB: spec.ramMiB,
         disks: [{ file: root, format: 'qcow2' }, ...dataFiles.map((file) => ({ file, format: 'qcow2' as const }))],
-        seedIso, nics: record.nics, vncSocket,
+        seedIso, nics: record.nics.map((n) => ({ ...n, antiSpoofing: modes.get(n.network) !== 'ovs' })), vncSocket,
         ...(image.kernel ? { kernel: { kernel: image.kernel, ...(image.initrd ? { initrd: image.initrd } : {}), ...(image.cmdline ? { cmdline: image.cmdline } : {}) } } : {}),
         consoleLog: join(dir, 'console.log'),
         metadata: { image: image.name, ...(spec.flavor ? { flavor: spec.flavor } : {}), createdBy: 'kumo' },
@@ -309,11 +311,19 @@ export class InstanceService {
   async waitReady(name: string, timeoutMs = 180_000, needHttp = true): Promise<ReadyInfo> {
     const deadline = Date.now() + timeoutMs;
     let ip: string | undefined;
+    let pinned = false;
     while (Date.now() < deadline) {
       const inst = await this.get(name);
       if (inst.state !== 'running') throw new KumoError('COMMAND_FAILED', `instance "${name}" is ${inst.state} while waiting for it to come up`,
         `see its console log: ${this.consoleLog(name)}`);
       ip = inst.nics.find((n) => n.ipv4)?.ipv4;
+      if (ip && !pinned) {
+        // The lease kumo sees becomes the NIC filter's address: libvirt's DHCP snooping can miss
+        // the answer on a loaded host, and then drops all of the guest's traffic until it renews.
+        const { virsh, id } = domainOf(this.ctx, name);
+        await pinFilterAddresses(virsh, id, new Map(inst.nics.flatMap((n) => (n.ipv4 ? [[n.mac, n.ipv4] as const] : []))));
+        pinned = true;
+      }
       if (ip && !needHttp) return { ip, http: false };
       if (ip && (await this.httpFromHost(inst.host, `http://${ip}:${HTTP_PORT}/`)) !== undefined) return { ip, http: true };
       await sleep(1_000);

@@ -178,9 +178,10 @@ export class NetworkService {
 
   /**
    * Makes sure a network an instance asks for is defined and running. Built-in networks
-   * are created on first use; any other must exist already.
+   * are created on first use; any other must exist already. Returns its mode (an instance's
+   * NIC on Open vSwitch cannot carry libvirt's anti-spoofing filter).
    */
-  async ensureUsable(name: string): Promise<void> {
+  async ensureUsable(name: string): Promise<NetworkMode> {
     const v = this.virsh;
     let net = (await v.listNetworks()).find((n) => n.name === name);
     if (!net) {
@@ -195,6 +196,8 @@ export class NetworkService {
       net = { name, active: false, autostart: true, persistent: true };
     }
     if (!net.active) await v.startNetwork(name);
+    const xml = await v.networkXml(name);
+    return xml ? parseNetworkXml(xml).mode : 'isolated';
   }
 
   private async defined(name: string): Promise<NetworkView> {

@@ -11,6 +11,11 @@ export interface DiskSpec {
 export interface NicSpec {
   mac: string;
   network: string;
+  /**
+   * Whether the NIC carries the anti-spoofing filter (default yes). libvirt refuses a filter on an
+   * Open vSwitch port ("filterref is not supported ... virtualport type openvswitch").
+   */
+  antiSpoofing?: boolean;
 }
 
 export interface DomainSpec {
@@ -112,7 +117,7 @@ export function buildDomainXml(s: DomainSpec): string {
           mac: { '@_address': n.mac },
           source: { '@_network': n.network },
           model: { '@_type': 'virtio' },
-          filterref: ANTI_SPOOFING,
+          ...(n.antiSpoofing === false ? {} : { filterref: ANTI_SPOOFING }),
         })),
         serial: { '@_type': 'pty', log: { '@_file': s.consoleLog, '@_append': 'on' }, target: { '@_port': '0' } },
         console: { '@_type': 'pty', target: { '@_type': 'serial', '@_port': '0' } },
