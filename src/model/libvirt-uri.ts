@@ -16,7 +16,8 @@ import type { Reach } from './reach.js';
  *
  * Parameters: from the cloud, only `socket=` on qemu+unix and only to a lab libvirtd kumo made
  * (KUMO_HOME/lab/libvirt/NODE/run/libvirt-sock: `kumo lab up` and the datacenter file's hosts
- * use those); root on the machine may also point `socket=` anywhere and give ssh a `keyfile=`.
+ * use those); root on the machine may also point `socket=` anywhere, give ssh a `keyfile=` and
+ * skip its host key check (`no_verify=1`).
  */
 
 const SHAPE = /^qemu(?:\+([a-z0-9]+))?:\/\/(?:([A-Za-z0-9._-]+)@)?([A-Za-z0-9.-]*|\[[0-9A-Fa-f:.]+\])(?::(\d{1,5}))?\/(system|session)(?:\?(.*))?$/;
@@ -64,7 +65,13 @@ function paramsFault(query: string, transport: string, opts: LibvirtUriOptions):
     const value = eq < 0 ? '' : pair.slice(eq + 1);
     if (seen.has(key)) return { problem: `gives "${key}" twice`, fix: 'give each parameter once' };
     seen.add(key);
-    const allowed = (transport === 'unix' && key === 'socket') || (opts.reach === 'machine' && transport === 'ssh' && key === 'keyfile');
+    // Root may also skip ssh's host key check (no_verify=1: root's own choice about its own login).
+    const rootSsh = opts.reach === 'machine' && transport === 'ssh';
+    if (rootSsh && key === 'no_verify') {
+      if (value !== '1' && value !== '0') return { problem: `has no_verify="${value}"`, fix: 'give no_verify=1 or leave it out' };
+      continue;
+    }
+    const allowed = (transport === 'unix' && key === 'socket') || (rootSsh && key === 'keyfile');
     if (!allowed) {
       return {
         problem: `has the parameter "${key}", which kumo does not pass to libvirt${opts.reach === 'cloud' ? ' from the API or a datacenter file' : ''}`,

@@ -56,6 +56,8 @@ test('libvirt URIs: ext, tcp, program and file parameters are refused from the c
 test('libvirt URIs: root on the machine may name any socket and an ssh key file, still no programs', () => {
   assert.equal(libvirtUriFault('qemu+unix:///system?socket=/tmp/kumo-lab-x/run/libvirt-sock', machine), undefined);
   assert.equal(libvirtUriFault('qemu+ssh://root@kvm2/system?keyfile=/root/.ssh/kumo', machine), undefined);
+  assert.equal(libvirtUriFault('qemu+ssh://root@127.0.0.1:2222/system?keyfile=/tmp/k&no_verify=1', machine), undefined, 'root may skip its own host key check');
+  assert.match(libvirtUriFault('qemu+ssh://root@kvm2/system?no_verify=yes', machine)?.problem ?? '', /no_verify="yes"/);
   for (const uri of ['qemu+ext:///system?command=/tmp/prog', 'qemu+ssh://root@kvm2/system?command=/tmp/prog', 'qemu+ssh://root@kvm2/system?netcat=nc']) {
     assert.ok(libvirtUriFault(uri, machine), uri);
   }
