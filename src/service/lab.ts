@@ -12,6 +12,7 @@ import { Namespaces } from '../drivers/net/netns.js';
 import { DhcpServer } from '../drivers/daemons/dnsmasq.js';
 import { needsKvmMask } from '../drivers/host/accel-probe.js';
 import { daemonPids, libvirtdUri, restartLibvirtd, startLibvirtd, stopLibvirtd } from '../drivers/daemons/libvirtd/namespace.js';
+import { MIGRATION_TLS_FILES } from '../drivers/daemons/libvirtd/state.js';
 import { missingTools } from '../drivers/host/which.js';
 import { livePid, signal } from '../exec/process.js';
 import { KumoError } from '../model/errors.js';
@@ -94,6 +95,7 @@ export class LabService {
     }
     this.checkTools();
     this.checkHostNames(spec);
+    this.checkMigrationTls(spec);
     const existingNamespaces = before ? [] : (await this.ns.list()).filter((n) => n.startsWith(`${spec.name}-`));
     if (existingNamespaces.length) {
       throw new KumoError('ALREADY_EXISTS', `network namespaces named like the lab's already exist: ${existingNamespaces.join(', ')}`,
@@ -179,7 +181,8 @@ export class LabService {
         onStep(`restarting libvirtd of ${node}`);
         await restartLibvirtd(stateDir);
       } else if (pids.libvirtd === undefined) {
-        await startLibvirtd({ name: node, stateDir, netns: this.nodeNs(spec, node), portSlot: i + 1, maskKvm });
+        await startLibvirtd({ name: node, stateDir, netns: this.nodeNs(spec, node), portSlot: i + 1, maskKvm,
+          ...(spec.migration_tls ? { migrationTls: join(spec.migration_tls, node) } : {}) });
       }
       if (state.bare) continue;
       const v = this.ctx.virshAt(libvirtdUri(stateDir));
@@ -331,6 +334,18 @@ export class LabService {
       if (h && !(h.shell.kind === 'netns' && h.shell.netns === this.nodeNs(spec, node))) {
         throw new KumoError('ALREADY_EXISTS', `host "${node}" is already registered (${h.uri ?? h.roles.join(', ')}), and the lab has a node of that name`,
           `remove it (kumo host remove ${node}) or rename the lab's node in a lab file`);
+      }
+    }
+  }
+
+  /** Every hypervisor's migration certificates are there before anything is built. */
+  private checkMigrationTls(spec: LabSpec): void {
+    if (!spec.migration_tls) return;
+    for (const [node] of hypervisorsOf(spec)) {
+      const missing = MIGRATION_TLS_FILES.filter((f) => !existsSync(join(spec.migration_tls!, node, f)));
+      if (missing.length) {
+        throw new KumoError('INVALID_INPUT', `the lab's migration certificates lack ${missing.map((f) => `${node}/${f}`).join(', ')} in ${spec.migration_tls}`,
+          'give each hypervisor a folder of its name with the CA certificate, a server certificate naming its address, a client certificate and their keys (docs/architecture.md, "Encrypted migration")');
       }
     }
   }
