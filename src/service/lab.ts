@@ -16,6 +16,7 @@ import { MIGRATION_TLS_FILES } from '../drivers/daemons/libvirtd/state.js';
 import { missingTools } from '../drivers/host/which.js';
 import { livePid, signal } from '../exec/process.js';
 import { KumoError } from '../model/errors.js';
+import { ROOT_ONLY, type Reach } from '../model/reach.js';
 import { COURSE_LAB, dhcpPlan, LabSpecSchema, type LabSpec } from '../model/lab.js';
 import { parseYamlFile } from '../model/yaml-file.js';
 import { hypervisorsOf, sharedInstanceSegments } from '../model/topology.js';
@@ -85,7 +86,7 @@ export class LabService {
   }
 
   /** Builds what is missing of the lab; running it again on a complete lab changes nothing. */
-  async up(spec: LabSpec, onStep: (step: string) => void = () => undefined, opts: { bare?: boolean } = {}): Promise<LabStatus> {
+  async up(spec: LabSpec, onStep: (step: string) => void = () => undefined, opts: { bare?: boolean; reach?: Reach } = {}): Promise<LabStatus> {
     const before = this.state();
     if (before && JSON.stringify(before.spec) !== JSON.stringify(spec)) {
       throw new KumoError('ALREADY_EXISTS', `lab "${before.spec.name}" is up with another topology`, 'take it down first: kumo lab down');
@@ -93,9 +94,9 @@ export class LabService {
     if (before && Boolean(before.bare) !== Boolean(opts.bare)) {
       throw new KumoError('ALREADY_EXISTS', `lab "${before.spec.name}" is up ${before.bare ? 'bare' : 'complete (not bare)'}`, 'take it down first (kumo lab down), or run lab up as it was');
     }
+    this.checkMigrationTls(spec, opts.reach ?? 'cloud');
     this.checkTools();
     this.checkHostNames(spec);
-    this.checkMigrationTls(spec);
     const existingNamespaces = before ? [] : (await this.ns.list()).filter((n) => n.startsWith(`${spec.name}-`));
     if (existingNamespaces.length) {
       throw new KumoError('ALREADY_EXISTS', `network namespaces named like the lab's already exist: ${existingNamespaces.join(', ')}`,
@@ -339,8 +340,13 @@ export class LabService {
   }
 
   /** Every hypervisor's migration certificates are there before anything is built. */
-  private checkMigrationTls(spec: LabSpec): void {
+  private checkMigrationTls(spec: LabSpec, reach: Reach): void {
     if (!spec.migration_tls) return;
+    if (reach !== 'machine') {
+      // Private keys copied from a server folder: the server's files are root's (model/reach.ts).
+      throw new KumoError('INVALID_INPUT', `the lab's migration_tls names a folder on the server (${spec.migration_tls}): ${ROOT_ONLY}`,
+        'run `kumo lab up FILE` as root with it, or leave migration_tls out');
+    }
     for (const [node] of hypervisorsOf(spec)) {
       const missing = MIGRATION_TLS_FILES.filter((f) => !existsSync(join(spec.migration_tls!, node, f)));
       if (missing.length) {

@@ -9,6 +9,9 @@ import { join } from 'node:path';
 import { missingTlsFiles, migrationTlsDir, TLS_FILES } from '../../src/drivers/libvirt/migration-tls.js';
 import { libvirtdFiles, MIGRATION_TLS_FILES, writeMigrationTls } from '../../src/drivers/daemons/libvirtd/state.js';
 import { LabSpecSchema } from '../../src/model/lab.js';
+import { openContext } from '../../src/service/context.js';
+import { DatacenterService } from '../../src/service/datacenter/engine.js';
+import { LabService } from '../../src/service/lab.js';
 import { MigrationService } from '../../src/service/migration.js';
 import type { Context } from '../../src/service/context.js';
 import { KumoError } from '../../src/model/errors.js';
@@ -119,4 +122,27 @@ test('a lab file\'s migration_tls is an absolute folder', () => {
   assert.equal(LabSpecSchema.parse({ ...lab, migration_tls: '/srv/pki' }).migration_tls, '/srv/pki');
   assert.equal(LabSpecSchema.safeParse({ ...lab, migration_tls: 'pki' }).success, false);
   assert.equal(LabSpecSchema.parse(lab).migration_tls, undefined);
+});
+
+test('a server folder of keys is root\'s: a datacenter file\'s lab (and any caller but the CLI) may not name migration_tls', async () => {
+  const home = await mkdtemp(join(tmpdir(), 'kumo-tls-reach-'));
+  const ctx = openContext({ home, exec: { description: 'nowhere', run: async (c) => { throw new Error(`${c}: not in a unit test`); }, open: async () => { throw new Error('not in a unit test'); } } });
+  try {
+    const svc = new DatacenterService(ctx);
+    const dc = svc.parse([
+      'name: t',
+      'lab:',
+      '  segments: { backend: { cidr: 10.5.2.0/24, instances: true } }',
+      '  nodes: { kvm1: { roles: [hypervisor], links: { backend: 10.5.2.11 } } }',
+      '  migration_tls: /root',
+      '',
+    ].join('\n'), 't.yaml');
+    await assert.rejects(svc.plan(dc), /t\.yaml:\d+:\d+: lab\.migration_tls: a datacenter file's lab may not name a server folder \(migration_tls\): only root/);
+    // LabService itself defaults to the cloud: refused before anything is made.
+    await assert.rejects(new LabService(ctx).up(dc.lab!), (e: unknown) => e instanceof KumoError && e.code === 'INVALID_INPUT' && /migration_tls names a folder on the server \(\/root\)/.test(e.message));
+    assert.equal(new LabService(ctx).state(), undefined, 'nothing was made');
+  } finally {
+    ctx.close();
+    await rm(home, { recursive: true, force: true });
+  }
 });
