@@ -15,8 +15,9 @@ PACKAGES=(qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu l
   iproute2 util-linux curl mmdebstrap extlinux fdisk mount haproxy nginx-light libnginx-mod-http-modsecurity modsecurity-crs socat)
 # Only used by tests: cloud-init's schema validator, Open vSwitch for the ovs network mode,
 # tmux for looking at the wizard by hand, an OpenSSH server the ssh tests start on loopback,
-# Chromium for the dashboard's browser tests, and prometheus for promtool (checks /metrics).
-TEST_PACKAGES=(cloud-init openvswitch-switch tmux openssh-server chromium prometheus wrk)
+# Chromium for the dashboard's browser tests, prometheus for promtool (checks /metrics), and
+# tcpdump to capture a migration stream (shows --encrypted hides the guest's memory).
+TEST_PACKAGES=(cloud-init openvswitch-switch tmux openssh-server chromium prometheus wrk tcpdump)
 [ "${1:-}" = --test ] && PACKAGES+=("${TEST_PACKAGES[@]}")
 command -v node >/dev/null || PACKAGES+=(nodejs npm)
 

@@ -92,6 +92,13 @@ export const LabSpecSchema = z.object({
     /** The node's default route: another node's address on one of this node's segments (e.g. the edge router's). */
     gateway: ipv4.optional(),
   }).strict()),
+  /**
+   * QEMU's migration certificates for the hypervisors (`migrate --encrypted`): a folder with a
+   * subfolder per hypervisor node holding ca-cert.pem, server-cert.pem, server-key.pem,
+   * client-cert.pem, client-key.pem (one CA; the server certificate names the node's first
+   * address). Without it the lab migrates in plain TCP only, like a host without certificates.
+   */
+  migration_tls: z.string().regex(/^\/[^\s,"]*$/, 'an absolute path without spaces, commas or quotes').optional(),
 }).strict().superRefine((lab, ctx) => {
   checkTopology(lab, ctx, 'the lab');
 });

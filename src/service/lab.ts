@@ -12,9 +12,11 @@ import { Namespaces } from '../drivers/net/netns.js';
 import { DhcpServer } from '../drivers/daemons/dnsmasq.js';
 import { needsKvmMask } from '../drivers/host/accel-probe.js';
 import { daemonPids, libvirtdUri, restartLibvirtd, startLibvirtd, stopLibvirtd } from '../drivers/daemons/libvirtd/namespace.js';
+import { MIGRATION_TLS_FILES } from '../drivers/daemons/libvirtd/state.js';
 import { missingTools } from '../drivers/host/which.js';
 import { livePid, signal } from '../exec/process.js';
 import { KumoError } from '../model/errors.js';
+import { ROOT_ONLY, type Reach } from '../model/reach.js';
 import { COURSE_LAB, dhcpPlan, LabSpecSchema, type LabSpec } from '../model/lab.js';
 import { parseYamlFile } from '../model/yaml-file.js';
 import { hypervisorsOf, sharedInstanceSegments } from '../model/topology.js';
@@ -84,7 +86,7 @@ export class LabService {
   }
 
   /** Builds what is missing of the lab; running it again on a complete lab changes nothing. */
-  async up(spec: LabSpec, onStep: (step: string) => void = () => undefined, opts: { bare?: boolean } = {}): Promise<LabStatus> {
+  async up(spec: LabSpec, onStep: (step: string) => void = () => undefined, opts: { bare?: boolean; reach?: Reach } = {}): Promise<LabStatus> {
     const before = this.state();
     if (before && JSON.stringify(before.spec) !== JSON.stringify(spec)) {
       throw new KumoError('ALREADY_EXISTS', `lab "${before.spec.name}" is up with another topology`, 'take it down first: kumo lab down');
@@ -92,6 +94,7 @@ export class LabService {
     if (before && Boolean(before.bare) !== Boolean(opts.bare)) {
       throw new KumoError('ALREADY_EXISTS', `lab "${before.spec.name}" is up ${before.bare ? 'bare' : 'complete (not bare)'}`, 'take it down first (kumo lab down), or run lab up as it was');
     }
+    this.checkMigrationTls(spec, opts.reach ?? 'cloud');
     this.checkTools();
     this.checkHostNames(spec);
     const existingNamespaces = before ? [] : (await this.ns.list()).filter((n) => n.startsWith(`${spec.name}-`));
@@ -179,7 +182,8 @@ export class LabService {
         onStep(`restarting libvirtd of ${node}`);
         await restartLibvirtd(stateDir);
       } else if (pids.libvirtd === undefined) {
-        await startLibvirtd({ name: node, stateDir, netns: this.nodeNs(spec, node), portSlot: i + 1, maskKvm });
+        await startLibvirtd({ name: node, stateDir, netns: this.nodeNs(spec, node), portSlot: i + 1, maskKvm,
+          ...(spec.migration_tls ? { migrationTls: join(spec.migration_tls, node) } : {}) });
       }
       if (state.bare) continue;
       const v = this.ctx.virshAt(libvirtdUri(stateDir));
@@ -331,6 +335,23 @@ export class LabService {
       if (h && !(h.shell.kind === 'netns' && h.shell.netns === this.nodeNs(spec, node))) {
         throw new KumoError('ALREADY_EXISTS', `host "${node}" is already registered (${h.uri ?? h.roles.join(', ')}), and the lab has a node of that name`,
           `remove it (kumo host remove ${node}) or rename the lab's node in a lab file`);
+      }
+    }
+  }
+
+  /** Every hypervisor's migration certificates are there before anything is built. */
+  private checkMigrationTls(spec: LabSpec, reach: Reach): void {
+    if (!spec.migration_tls) return;
+    if (reach !== 'machine') {
+      // Private keys copied from a server folder: the server's files are root's (model/reach.ts).
+      throw new KumoError('INVALID_INPUT', `the lab's migration_tls names a folder on the server (${spec.migration_tls}): ${ROOT_ONLY}`,
+        'run `kumo lab up FILE` as root with it, or leave migration_tls out');
+    }
+    for (const [node] of hypervisorsOf(spec)) {
+      const missing = MIGRATION_TLS_FILES.filter((f) => !existsSync(join(spec.migration_tls!, node, f)));
+      if (missing.length) {
+        throw new KumoError('INVALID_INPUT', `the lab's migration certificates lack ${missing.map((f) => `${node}/${f}`).join(', ')} in ${spec.migration_tls}`,
+          'give each hypervisor a folder of its name with the CA certificate, a server certificate naming its address, a client certificate and their keys (docs/architecture.md, "Encrypted migration")');
       }
     }
   }

@@ -82,7 +82,7 @@ export class MigrationService {
   async checkTls(from: string, to: string): Promise<void> {
     const ends: [string, MigrationEnd][] = [[from, 'source'], [to, 'destination']];
     for (const [host, end] of ends) {
-      const { dir, missing } = await missingTlsFiles(this.ctx.shellOf(host), end);
+      const { dir, missing } = await missingTlsFiles(this.ctx.shellOf(host), end, this.ctx.hosts.get(host)?.uri);
       if (missing.length) {
         throw invalid(`an encrypted migration needs QEMU's TLS certificates, and ${end} host ${host} lacks ${missing.join(', ')} in ${dir}`,
           `put a CA certificate and a ${end === 'source' ? 'client' : 'server'} certificate and key signed by it there (docs/architecture.md, "Encrypted migration", shows how), or migrate without encryption`);

@@ -11,7 +11,7 @@ export function labCommand(): Command {
     .action(async (file: string | undefined, o: { bare?: boolean }) => {
       const svc = new LabService(await context());
       const spec = await svc.load(file);
-      const status = await svc.up(spec, (step) => process.stderr.write(`lab ${spec.name}: ${step}\n`), { bare: o.bare ?? false });
+      const status = await svc.up(spec, (step) => process.stderr.write(`lab ${spec.name}: ${step}\n`), { bare: o.bare ?? false, reach: 'machine' });
       printStatus(status);
     });
   cmd.command('status').description('nodes, segments, daemons and instances of the lab').option('--json', 'machine-readable output')

@@ -5,7 +5,8 @@ import { type Executor, local } from '../../../exec/exec.js';
 import { processAlive, sleep } from '../../../exec/process.js';
 import { KumoError, invalid } from '../../../model/errors.js';
 import { ManagedDaemon, type Readiness } from '../daemon.js';
-import { BINDS, prepareState, writeHostUuid, writePortRanges } from './state.js';
+import { qemuGroup } from '../../host/private-files.js';
+import { BINDS, prepareState, writeHostUuid, writeMigrationTls, writePortRanges } from './state.js';
 
 /**
  * A second (third, …) libvirtd on this machine, as HOST-NOTES "Two hypervisors on one machine"
@@ -53,6 +54,12 @@ export interface LibvirtdOptions {
    * work, or libvirtd probes QEMU again on every define (accel-probe.ts needsKvmMask).
    */
   maskKvm: boolean;
+  /**
+   * A folder with QEMU's migration certificates for this daemon (state.ts MIGRATION_TLS_FILES):
+   * copied into its private /etc/libvirt, so `virsh migrate --tls` works to and from it.
+   * Without it, the daemon has none (as a fresh host).
+   */
+  migrationTls?: string;
 }
 
 export interface NamespacedLibvirtd {
@@ -137,6 +144,7 @@ export async function startLibvirtd(opts: LibvirtdOptions, exec: Executor = loca
   await mkdir(join(stateDir, 'host-run'), { recursive: true, mode: 0o755 });
   const hostUuid = await writeHostUuid(stateDir, opts.hostUuid);
   await writePortRanges(stateDir, opts.portSlot ?? 1 + Math.floor(Math.random() * 9));
+  await writeMigrationTls(stateDir, opts.migrationTls, qemuGroup()?.gid);
   // Stale pid files or a socket of an earlier run would mislead the readiness check below.
   await Promise.all(['libvirtd.pid', 'virtlogd.pid', 'mntns'].map((f) => rm(join(stateDir, f), { force: true })));
   await rm(libvirtdSocket(stateDir), { force: true });

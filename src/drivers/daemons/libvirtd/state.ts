@@ -113,3 +113,60 @@ export async function writePortRanges(stateDir: string, slot: number): Promise<v
     `migration_port_min = ${49152 + slot * 64 + 64}`, `migration_port_max = ${49152 + slot * 64 + 127}`, '');
   await writeFile(file, kept.join('\n'), { mode: 0o644 });
 }
+
+/** The files of a migration certificate folder (QEMU's names): one CA, a server and a client pair. */
+export const MIGRATION_TLS_FILES = ['ca-cert.pem', 'server-cert.pem', 'server-key.pem', 'client-cert.pem', 'client-key.pem'] as const;
+/** Where a lab daemon's migration certificates live, as the daemon (and its QEMU) sees them. */
+export const LAB_MIGRATION_TLS_DIR = '/etc/libvirt/pki/qemu';
+const TLS_MARK = '# kumo lab hypervisor: migration certificates';
+
+/**
+ * Gives the daemon QEMU's migration certificates (`virsh migrate --tls`): copies `from`'s five
+ * files into its private /etc/libvirt/pki/qemu (keys readable by QEMU's group only) and points
+ * qemu.conf's migrate_tls_x509_cert_dir there (the last setting wins). Without `from`, kumo's
+ * setting goes again.
+ */
+export async function writeMigrationTls(stateDir: string, from: string | undefined, qemuGid: number | undefined): Promise<void> {
+  const dir = join(stateDir, 'etc', 'pki', 'qemu');
+  const file = join(stateDir, 'etc', 'qemu.conf');
+  const text = await readFile(file, 'utf8').catch(() => '');
+  // Only kumo's own setting (the marked line) is replaced: a setting copied from the host stays, unless overridden.
+  const lines = text.split('\n');
+  const kept = lines.filter((l, i) => l !== TLS_MARK && lines[i - 1] !== TLS_MARK);
+  while (kept.length && kept[kept.length - 1] === '') kept.pop();
+  if (from !== undefined) {
+    const missing = MIGRATION_TLS_FILES.filter((f) => !existsSync(join(from, f)));
+    if (missing.length) throw invalid(`the migration certificate folder ${from} lacks ${missing.join(', ')}`, 'give each hypervisor a folder with the CA certificate and a server and a client certificate and key signed by it');
+    await mkdir(join(stateDir, 'etc', 'pki'), { recursive: true, mode: 0o755 });
+    await mkdir(dir, { recursive: true, mode: 0o750 });
+    await chown(dir, 0, qemuGid ?? 0);
+    await chmod(dir, qemuGid === undefined ? 0o755 : 0o750);
+    for (const f of MIGRATION_TLS_FILES) {
+      await copyFile(join(from, f), join(dir, f));
+      // QEMU, not libvirtd, opens them: its group reads the keys, nobody else does.
+      await chown(join(dir, f), 0, qemuGid ?? 0);
+      await chmod(join(dir, f), f.endsWith('-key.pem') ? (qemuGid === undefined ? 0o644 : 0o640) : 0o644);
+    }
+    kept.push('', TLS_MARK, `migrate_tls_x509_cert_dir = "${LAB_MIGRATION_TLS_DIR}"`);
+  }
+  kept.push('');
+  await writeFile(file, kept.join('\n'), { mode: 0o644 });
+}
+
+/**
+ * Where the libvirtd reached at `uri` keeps its files, as paths on its machine: a lab daemon
+ * (socket STATE/run/libvirt-sock) reads its private copies (STATE/etc for /etc/libvirt, …),
+ * any other daemon the system's. `path` turns a path the daemon sees into one a shell on its
+ * machine (which is not in the daemon's mount namespace) can open.
+ */
+export function libvirtdFiles(uri: string | undefined): { qemuConf: string; path(seenByDaemon: string): string } {
+  const socket = uri ? /[?&]socket=([^&]+)/.exec(uri)?.[1] : undefined;
+  const m = socket ? /^(\/.+)\/run\/libvirt-sock$/.exec(decodeURIComponent(socket)) : null;
+  if (!m) return { qemuConf: '/etc/libvirt/qemu.conf', path: (p) => p };
+  const stateDir = m[1]!;
+  const path = (p: string) => {
+    const b = BINDS.find((x) => p === x.host || p.startsWith(`${x.host}/`));
+    return b ? join(stateDir, b.sub, p.slice(b.host.length)) : p;
+  };
+  return { qemuConf: path('/etc/libvirt/qemu.conf'), path };
+}

@@ -1,4 +1,5 @@
 import { KumoError } from '../../../model/errors.js';
+import { ROOT_ONLY } from '../../../model/reach.js';
 import { LabService } from '../../lab.js';
 import type { Change, Kind } from '../kind.js';
 
@@ -10,6 +11,12 @@ export const labKind: Kind = {
 
   async diff({ ctx, dc, refuse }) {
     if (!dc.lab) return [];
+    if (dc.lab.migration_tls) {
+      // A datacenter file is the cloud's (model/reach.ts): a server folder of keys is root's.
+      refuse(['lab', 'migration_tls'], new KumoError('INVALID_INPUT', `a datacenter file's lab may not name a server folder (migration_tls): ${ROOT_ONLY}`,
+        'leave migration_tls out of the file; root gives the lab certificates with `kumo lab up FILE`'));
+      return [];
+    }
     const lab = new LabService(ctx);
     const state = lab.state();
     if (!state) return [{ action: 'create', kind: 'lab', name: dc.lab.name, why: 'no lab is up' }];
