@@ -8,8 +8,9 @@ import type { Actor } from '../model/actor.js';
 
 /** How long a dashboard login lasts: a working day, then the password again. */
 export const SESSION_TTL_MS = 12 * 3600_000;
-/** Failed logins for one user name or from one address before each further try must wait. */
+/** Failed logins for one user name before each further try must wait; an address (a classroom behind one NAT) gets four times as many. */
 export const FREE_FAILURES = 5;
+const freeFailures = (key: string) => (key.startsWith('ip:') ? 4 * FREE_FAILURES : FREE_FAILURES);
 const MAX_LOCK_MS = 15 * 60_000;
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
@@ -17,8 +18,9 @@ const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 /**
  * Slows password guessing, in memory (a restart forgets it; the scrypt cost still stands):
  * every failed login answers later the more failures its user name and its address have had,
- * and after FREE_FAILURES of them further tries are refused (TOO_BUSY) for a time that doubles
- * with each new failure, up to 15 minutes. A success clears both counts.
+ * and after FREE_FAILURES of them for a user (four times that for an address) further tries
+ * are refused (TOO_BUSY) for 30 s, doubling with each new failure up to 15 minutes. A
+ * success clears both counts.
  */
 export class LoginThrottle {
   private readonly failures = new Map<string, { count: number; last: number }>();
@@ -29,8 +31,9 @@ export class LoginThrottle {
   check(keys: string[], now = Date.now()): void {
     for (const k of keys) {
       const f = this.failures.get(k);
-      if (!f || f.count < FREE_FAILURES) continue;
-      const until = f.last + Math.min(MAX_LOCK_MS, 30_000 * 2 ** (f.count - FREE_FAILURES));
+      const free = freeFailures(k);
+      if (!f || f.count < free) continue;
+      const until = f.last + Math.min(MAX_LOCK_MS, 30_000 * 2 ** (f.count - free));
       if (now < until) {
         throw new KumoError('TOO_BUSY', `too many failed logins for this user or from this address: try again in ${Math.ceil((until - now) / 1000)} s`,
           'check the user name and password; root on the server can set a new one: kumo user passwd NAME');
