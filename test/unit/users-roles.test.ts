@@ -134,3 +134,10 @@ test('logins: a wrong password is slowed, and after five failures even the right
   sessions.logout(s.cookie);
   assert.equal(sessions.lookup(s.cookie), undefined, 'logged out');
 });
+
+test('tokens made before roles (rows without a project or role) are admins of default, as every token was', () => {
+  ctx.db.prepare('INSERT INTO api_tokens (id, name, hash, created_at) VALUES (?, ?, ?, ?)').run('0000abcd', 'old-ci', 'f'.repeat(64), new Date().toISOString());
+  const old = new TokenService(ctx).list().find((t) => t.name === 'old-ci');
+  assert.deepEqual([old?.project, old?.role], ['default', 'admin']);
+  assert.throws(() => new TokenService(ctx).create('bad-role', { role: 'root' }), (e: KumoError) => e.code === 'INVALID_INPUT' && /admin, member, reader/.test(e.message));
+});
