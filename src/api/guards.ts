@@ -1,7 +1,9 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Context } from '../service/context.js';
 import type { OperationRegistry } from '../service/operations.js';
-import { AuditService, tokenActor } from '../service/audit.js';
+import { AuditService } from '../service/audit.js';
+import { actorLabel } from '../model/actor.js';
+import { ownerLabel } from './routes/operations.js';
 import { operationLimits } from '../service/settings.js';
 import { API_PREFIX } from './schemas.js';
 
@@ -62,7 +64,7 @@ export function installGuards(app: FastifyInstance, ctx: Context, ops: Operation
     const failure = failures.get(req);
     const target = targetOf(req);
     audit.record({
-      actor: tokenActor(req.apiToken?.name), via: 'api', action: `${req.method} ${req.routeOptions.url ?? req.url.split('?')[0]}`,
+      actor: actorLabel(req.actor), ...(req.actor ? { project: req.actor.project } : {}), via: 'api', action: `${req.method} ${req.routeOptions.url ?? req.url.split('?')[0]}`,
       ...(target !== undefined ? { target } : {}),
       result: reply.statusCode < 400 ? 'ok' : failure?.code ?? `HTTP_${reply.statusCode}`,
       ...(failure?.detail !== undefined ? { detail: failure.detail } : {}),
@@ -81,7 +83,7 @@ export function installGuards(app: FastifyInstance, ctx: Context, ops: Operation
     const detail = withheld.get(op.id);
     withheld.delete(op.id);
     audit.record({
-      actor: tokenActor(op.owner), via: 'operation', action: op.kind, target: op.target,
+      actor: ownerLabel(op.owner), via: 'operation', action: op.kind, target: op.target,
       result: op.state === 'succeeded' ? 'ok' : op.error?.code ?? 'INTERNAL', ...(detail !== undefined ? { detail } : {}),
     });
   });

@@ -48,8 +48,8 @@ export const ErrorBody = named('Error', z.object({
 }), 'every error answer');
 
 /** The error answers a route can give, all with the same body. */
-export function errors(...codes: (400 | 401 | 404 | 409 | 500 | 502 | 503 | 504)[]) {
-  const out: Partial<Record<400 | 401 | 404 | 409 | 500 | 502 | 503 | 504, typeof ErrorBody>> = {};
+export function errors(...codes: (400 | 401 | 403 | 404 | 409 | 429 | 500 | 502 | 503 | 504)[]) {
+  const out: Partial<Record<400 | 401 | 403 | 404 | 409 | 429 | 500 | 502 | 503 | 504, typeof ErrorBody>> = {};
   for (const c of [401, ...codes] as const) out[c] = ErrorBody;
   return out;
 }
@@ -169,7 +169,7 @@ export const InstanceDeleted = z.object({ detachedVolumes: z.array(z.string()).d
 // ------------------------------------------------------------------------------------- operations
 
 export const Operation = named('Operation', z.object({
-  id: z.string(), owner: z.string().optional().describe('the API token that started it'),
+  id: z.string(), owner: z.string().optional().describe('the API token that started it, or "login:NAME" for a dashboard user'),
   kind: z.string().describe('instance.create, instance.migrate, image.build, image.import, host.evacuate, datacenter.apply, datacenter.destroy'),
   target: z.string().describe('the resource it works on'),
   state: z.enum(['running', 'succeeded', 'failed']),

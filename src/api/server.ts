@@ -14,6 +14,9 @@ import { TokenService } from '../service/tokens.js';
 import { KumoError, publicError, type ErrorCode } from '../model/errors.js';
 import { API_PREFIX, DOCS_PATH, errors, Health, registry } from './schemas.js';
 import { bearerAuth, Unauthorized } from './auth.js';
+import { declareProjectParam, declareRouteRoles, enforceRole } from './roles.js';
+import { SessionService } from '../service/sessions.js';
+import { loginRoutes, sessionRoutes } from './routes/session.js';
 import { flavorRoutes } from './routes/flavors.js';
 import { imageRoutes } from './routes/images.js';
 import { instanceRoutes } from './routes/instances.js';
@@ -74,6 +77,7 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   MISSING_DEPENDENCY: 503,
   TIMEOUT: 504,
   TOO_BUSY: 429,
+  FORBIDDEN: 403,
 };
 
 const SCHEMA_FIX = `compare the request with the schema at /openapi.json (or the page at ${DOCS_PATH})`;
@@ -122,6 +126,8 @@ export async function buildServer(ctx: Context, opts: ServerOptions = {}): Promi
     void reply.code(404).send(errorBody('NOT_FOUND', `there is no route ${req.method} ${req.url.split('?')[0]}`, `see the routes at ${DOCS_PATH}`));
   });
   acceptEmptyJson(app);
+  // Before any route: each one takes its role from the table, or the server does not start.
+  declareRouteRoles(app);
 
   await registerDocs(app);
 
@@ -141,16 +147,21 @@ export async function buildServer(ctx: Context, opts: ServerOptions = {}): Promi
   const tickets = new ConsoleTickets();
   const vnc = opts.vncResolver ?? instanceVnc(ctx);
   const serial = opts.serialResolver ?? instanceSerial(ctx);
-  const auth = bearerAuth(new TokenService(ctx));
+  const sessions = new SessionService(ctx);
+  const auth = bearerAuth(new TokenService(ctx), sessions);
+  const role = enforceRole(ctx);
 
+  await app.register(loginRoutes(sessions), { prefix: API_PREFIX });
   await app.register(async (api) => {
     api.addHook('onRequest', auth);
+    api.addHook('onRequest', role);
     const deps: ApiDeps = { ctx, ops };
     for (const routes of [instanceRoutes, imageRoutes, flavorRoutes, networkRoutes, volumeRoutes, snapshotRoutes, hostRoutes, shareRoutes, loadBalancerRoutes, planRoutes, operationRoutes, eventRoutes, auditRoutes]) {
       await api.register(routes, deps);
     }
     await api.register(readingRoutes(monitor, ctx));
     await api.register(ticketRoutes(tickets, vnc, serial));
+    await api.register(sessionRoutes(sessions));
   }, { prefix: API_PREFIX });
 
   // The console WebSocket: its ticket, not the bearer token, lets it in (browsers cannot send headers there).
@@ -158,10 +169,22 @@ export async function buildServer(ctx: Context, opts: ServerOptions = {}): Promi
   await app.register(vncProxyRoutes(tickets, vnc), { prefix: API_PREFIX });
   await app.register(serialProxyRoutes(tickets, serial), { prefix: API_PREFIX });
 
-  // Prometheus scrapes with the same bearer token (scrape config: authorization.credentials_file):
-  // the page names every instance and host, which is more than an anonymous caller should learn.
-  await app.register(async (m) => {
-    m.addHook('onRequest', auth);
+  await app.register(prometheusPage(ctx, monitor, requests, [auth, role]));
+
+  await serveDashboard(app, opts.webRoot ?? DEFAULT_WEB_ROOT);
+  // Last: a failed registration above leaves no collector running.
+  monitor?.collector.start();
+  return app;
+}
+
+/**
+ * GET /metrics. Prometheus scrapes with a bearer token (scrape config: authorization.credentials_file):
+ * the page names every instance and host, which is more than an anonymous caller should learn.
+ */
+function prometheusPage(ctx: Context, monitor: ServerMonitor | undefined, requests: RequestMetrics,
+  guards: ((req: FastifyRequest) => Promise<void>)[]) {
+  return async (m: ApiServer) => {
+    for (const g of guards) m.addHook('onRequest', g);
     m.get('/metrics', {
       schema: {
         tags: ['metrics'], operationId: 'metrics',
@@ -172,12 +195,7 @@ export async function buildServer(ctx: Context, opts: ServerOptions = {}): Promi
       const parts = [monitor ? monitor.service.prometheus(monitor.collector) : '', await renderHostCapacity(ctx), requests.render()];
       return reply.type('text/plain; version=0.0.4; charset=utf-8').send(parts.join(''));
     });
-  });
-
-  await serveDashboard(app, opts.webRoot ?? DEFAULT_WEB_ROOT);
-  // Last: a failed registration above leaves no collector running.
-  monitor?.collector.start();
-  return app;
+  };
 }
 
 /** The OpenAPI document at /openapi.json and its interactive page, both public. */
@@ -189,15 +207,17 @@ async function registerDocs(app: ApiServer): Promise<void> {
         title: 'kumo',
         version: version(),
         description: 'A small private cloud for KVM hosts. Send "Authorization: Bearer TOKEN" with every request but the health ' +
-          'check (the admin token is printed by the first `kumo serve`; `kumo token create NAME` makes more). Long work answers ' +
+          'check and the login (the admin token is printed by the first `kumo serve`; `kumo token create NAME` makes more). ' +
+          'A token or a logged-in user acts in its project with its role (admin, member, reader): each route says which it needs ' +
+          '(x-kumo-role); an admin may name another project with ?project=P. Long work answers ' +
           `202 with an operation: follow it at ${API_PREFIX}/operations/{id} or on the Server-Sent Events of ${API_PREFIX}/events.`,
       },
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'a kumo API token (kumo_...)' } } },
       security: [{ bearer: [] }],
-      tags: ['instances', 'images', 'flavors', 'networks', 'volumes', 'snapshots', 'hosts', 'shares', 'loadbalancers', 'datacenter', 'operations', 'audit', 'metrics', 'health'].map((name) => ({ name })),
+      tags: ['instances', 'images', 'flavors', 'networks', 'volumes', 'snapshots', 'hosts', 'shares', 'loadbalancers', 'datacenter', 'operations', 'audit', 'metrics', 'session', 'health'].map((name) => ({ name })),
     },
     transform: createJsonSchemaTransform({ schemaRegistry: registry }),
-    transformObject: (doc) => declareTooBusy(optionalBodies(toObject(doc))),
+    transformObject: (doc) => declareProjectParam(declareTooBusy(optionalBodies(toObject(doc)))),
   });
   // Swagger UI's files come from the npm package: the page works without internet.
   await app.register(swaggerUi, { routePrefix: DOCS_PATH, uiConfig: { persistAuthorization: false, tryItOutEnabled: true } });

@@ -16,6 +16,7 @@ import { planCommands } from './commands/plan.js';
 import { monitorCommand, statsCommand, topCommand } from './commands/monitor.js';
 import { serveCommand } from './commands/serve.js';
 import { tokenCommand } from './commands/token.js';
+import { userCommand } from './commands/user.js';
 import { auditCommand } from './commands/audit.js';
 import { auditCli } from './audit-hook.js';
 import { runWizard } from './wizard.js';
@@ -24,7 +25,7 @@ import { KumoError, type ErrorCode } from '../model/errors.js';
 
 /** Exit codes a script can act on. */
 const EXIT: Partial<Record<ErrorCode, number>> = {
-  INVALID_INPUT: 2, NOT_FOUND: 3, ALREADY_EXISTS: 4, IN_USE: 4, NOT_INTERACTIVE: 5, MISSING_DEPENDENCY: 6, TIMEOUT: 7, TOO_BUSY: 8,
+  INVALID_INPUT: 2, NOT_FOUND: 3, ALREADY_EXISTS: 4, IN_USE: 4, NOT_INTERACTIVE: 5, MISSING_DEPENDENCY: 6, TIMEOUT: 7, TOO_BUSY: 8, FORBIDDEN: 9,
 };
 
 const program = new Command('kumo')
@@ -57,6 +58,7 @@ program.addCommand(statsCommand());
 program.addCommand(monitorCommand());
 program.addCommand(serveCommand());
 program.addCommand(tokenCommand());
+program.addCommand(userCommand());
 program.addCommand(auditCommand());
 
 /** Every command reports usage errors by throwing (exit code 2 below), not by exiting on its own. */

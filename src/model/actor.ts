@@ -29,3 +29,7 @@ export const machineActor = (project: string = DEFAULT_PROJECT): Actor => ({ kin
 
 /** May this actor change things in its project? */
 export const canWrite = (a: Actor): boolean => a.role !== 'reader';
+
+/** How the audit log and the operations name an actor: "token:NAME", "login:NAME" (a dashboard user) or "root". */
+export const actorLabel = (a: Actor | undefined): string =>
+  !a ? 'anonymous' : a.kind === 'token' ? `token:${a.name}` : a.kind === 'user' ? `login:${a.name}` : 'root';

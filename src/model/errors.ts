@@ -15,7 +15,9 @@ export type ErrorCode =
   | 'CANCELLED'
   | 'TIMEOUT'
   /** Too much long work runs already (the API's cap on concurrent operations): try again later. */
-  | 'TOO_BUSY';
+  | 'TOO_BUSY'
+  /** The actor's role does not allow this (a reader writing, a member at an admin's route). */
+  | 'FORBIDDEN';
 
 export class KumoError extends Error {
   constructor(
@@ -36,6 +38,7 @@ export class KumoError extends Error {
 
 export const invalid = (message: string, fix?: string) => new KumoError('INVALID_INPUT', message, fix);
 export const notFound = (message: string, fix?: string) => new KumoError('NOT_FOUND', message, fix);
+export const forbidden = (message: string, fix?: string) => new KumoError('FORBIDDEN', message, fix);
 
 /**
  * What a remote caller (an API token) may be told about a failure. Refusals of the caller's

@@ -56,9 +56,6 @@ export function localActor(): string {
   return `user:${u.username}(uid ${u.uid})`;
 }
 
-/** An API token as an actor. */
-export const tokenActor = (name: string | undefined): string => (name ? `token:${name}` : 'anonymous');
-
 /**
  * Records one CLI command when the command did not open a context (it failed before): opens
  * the store for this line alone. Errors here must never hide the command's own outcome.

@@ -3,6 +3,9 @@ import type { Context } from './context.js';
 import { TokenRepo, type TokenRecord } from '../store/tokens.js';
 import { invalid, KumoError, notFound } from '../model/errors.js';
 import { checkName } from '../model/names.js';
+import { DEFAULT_PROJECT, type Actor, type UserRole } from '../model/actor.js';
+import { checkRole } from './users.js';
+import { requireProject } from './project-exists.js';
 
 /**
  * API bearer tokens. A token is "kumo_" + 32 random bytes in base64url: 256 bits no one can
@@ -22,6 +25,9 @@ const ADMIN_DONE = 'api.admin-token-created';
 export interface TokenView {
   id: string;
   name: string;
+  /** The project it acts in, and its role there. */
+  project: string;
+  role: UserRole;
   createdAt: string;
   lastUsedAt?: string;
 }
@@ -34,7 +40,16 @@ export interface NewToken extends TokenView {
 export const hashToken = (token: string) => createHash('sha256').update(token).digest('hex');
 
 const view = (t: TokenRecord): TokenView =>
-  ({ id: t.id, name: t.name, createdAt: t.createdAt, ...(t.lastUsedAt ? { lastUsedAt: t.lastUsedAt } : {}) });
+  ({ id: t.id, name: t.name, project: t.project, role: t.role, createdAt: t.createdAt, ...(t.lastUsedAt ? { lastUsedAt: t.lastUsedAt } : {}) });
+
+/** Who a request with this token acts as. */
+export const tokenActorOf = (t: TokenView): Actor => ({ kind: 'token', name: t.name, project: t.project, role: t.role });
+
+/** Where a new token acts: an admin of default unless told otherwise (what every token was before roles). */
+export interface TokenScope {
+  project?: string;
+  role?: string;
+}
 
 export class TokenService {
   private readonly repo: TokenRepo;
@@ -44,19 +59,21 @@ export class TokenService {
     this.repo = new TokenRepo(ctx.db);
   }
 
-  create(name: string): NewToken {
+  create(name: string, scope: TokenScope = {}): NewToken {
     // The token-id form first: its message is the more telling one for "12345678".
     if (TOKEN_ID.test(name)) {
       throw invalid(`token name "${name}" is not valid: 8 hex digits is the form of a token id, and revoke takes an id or a name`,
         'pick a name that is not 8 hex digits, e.g. "ci" or "dashboard"');
     }
     checkName('token', name);
+    const role = checkRole(scope.role ?? 'admin');
+    const project = requireProject(this.ctx, scope.project ?? DEFAULT_PROJECT);
     if (this.repo.byName(name)) throw exists(name);
     const token = TOKEN_PREFIX + randomBytes(32).toString('base64url');
     let id: string;
     // Unique, and not an older token's name either (one made before names were kept from the id form).
     do id = randomBytes(4).toString('hex'); while (this.repo.byId(id) || this.repo.byName(id));
-    const record: TokenRecord = { id, name, hash: hashToken(token), createdAt: new Date().toISOString() };
+    const record: TokenRecord = { id, name, hash: hashToken(token), project, role, createdAt: new Date().toISOString() };
     if (!this.repo.insert(record)) throw exists(name);
     return { ...view(record), token };
   }

@@ -4,8 +4,10 @@ import type { Db } from './db.js';
 export interface AuditEntry {
   id: number;
   at: string;
-  /** An API token's name ("token:NAME") or the local user ("user:NAME(uid N)"). */
+  /** An API token ("token:NAME"), a dashboard user ("login:NAME") or the local user ("user:NAME(uid N)"). */
   actor: string;
+  /** The project the change was made in (API requests); absent for the machine's own commands. */
+  project?: string;
   via: 'api' | 'cli' | 'operation';
   /** API: "METHOD /route/:pattern"; CLI: the command path ("instance create"); operation: its kind. */
   action: string;
@@ -16,10 +18,10 @@ export interface AuditEntry {
   detail?: string;
 }
 
-interface AuditRow { id: number; at: string; actor: string; via: AuditEntry['via']; action: string; target: string | null; result: string; detail: string | null }
+interface AuditRow { id: number; at: string; actor: string; project: string | null; via: AuditEntry['via']; action: string; target: string | null; result: string; detail: string | null }
 
 const toEntry = (r: AuditRow): AuditEntry => ({
-  id: r.id, at: r.at, actor: r.actor, via: r.via, action: r.action,
+  id: r.id, at: r.at, actor: r.actor, ...(r.project !== null ? { project: r.project } : {}), via: r.via, action: r.action,
   ...(r.target !== null ? { target: r.target } : {}), result: r.result, ...(r.detail !== null ? { detail: r.detail } : {}),
 });
 
@@ -28,8 +30,8 @@ export class AuditRepo {
 
   /** Adds an entry; returns its id. */
   insert(e: Omit<AuditEntry, 'id'>): number {
-    return Number(this.db.prepare('INSERT INTO audit_log (at, actor, via, action, target, result, detail) VALUES (?, ?, ?, ?, ?, ?, ?)')
-      .run(e.at, e.actor, e.via, e.action, e.target ?? null, e.result, e.detail ?? null).lastInsertRowid);
+    return Number(this.db.prepare('INSERT INTO audit_log (at, actor, project, via, action, target, result, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+      .run(e.at, e.actor, e.project ?? null, e.via, e.action, e.target ?? null, e.result, e.detail ?? null).lastInsertRowid);
   }
 
   /** Forgets the entries more than `keep` older than entry `newest`. */

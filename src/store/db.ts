@@ -143,6 +143,26 @@ const MIGRATIONS: string[] = [
      result TEXT NOT NULL,
      detail TEXT
    );`,
+  // Users, roles and sessions (issue 15). Tokens act in a project with a role: the ones made
+  // before are admins of default, as they were. Users log in with a password (scrypt hash,
+  // model/login-password.ts); a dashboard session is kept by the sha256 of its cookie and ends
+  // with its user. The audit log names the project each change was made in.
+  `ALTER TABLE api_tokens ADD COLUMN project TEXT NOT NULL DEFAULT 'default';
+   ALTER TABLE api_tokens ADD COLUMN role TEXT NOT NULL DEFAULT 'admin';
+   CREATE TABLE users (
+     name TEXT PRIMARY KEY,
+     project TEXT NOT NULL,
+     role TEXT NOT NULL CHECK (role IN ('admin', 'member', 'reader')),
+     password_hash TEXT NOT NULL,
+     created_at TEXT NOT NULL
+   );
+   CREATE TABLE sessions (
+     hash TEXT PRIMARY KEY,
+     user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+     csrf TEXT NOT NULL,
+     expires_at INTEGER NOT NULL
+   );
+   ALTER TABLE audit_log ADD COLUMN project TEXT;`,
 ];
 
 export type Db = Database.Database;

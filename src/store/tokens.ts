@@ -1,4 +1,5 @@
 import type { Db } from './db.js';
+import type { UserRole } from '../model/actor.js';
 
 /** An API token as kumo keeps it: never the token itself, only its sha256. */
 export interface TokenRecord {
@@ -7,14 +8,18 @@ export interface TokenRecord {
   name: string;
   /** Hex sha256 of the whole token string. */
   hash: string;
+  /** The project it acts in, with its role (tokens made before projects: admin of default). */
+  project: string;
+  role: UserRole;
   createdAt: string;
   lastUsedAt?: string;
 }
 
-interface TokenRow { id: string; name: string; hash: string; created_at: string; last_used_at: string | null }
+interface TokenRow { id: string; name: string; hash: string; project: string; role: UserRole; created_at: string; last_used_at: string | null }
 
 const toToken = (r: TokenRow): TokenRecord => ({
-  id: r.id, name: r.name, hash: r.hash, createdAt: r.created_at, ...(r.last_used_at ? { lastUsedAt: r.last_used_at } : {}),
+  id: r.id, name: r.name, hash: r.hash, project: r.project, role: r.role, createdAt: r.created_at,
+  ...(r.last_used_at ? { lastUsedAt: r.last_used_at } : {}),
 });
 
 export class TokenRepo {
@@ -41,8 +46,8 @@ export class TokenRepo {
 
   /** false when the name is taken (the UNIQUE constraint settles races between processes). */
   insert(t: TokenRecord): boolean {
-    const r = this.db.prepare('INSERT OR IGNORE INTO api_tokens (id, name, hash, created_at) VALUES (?, ?, ?, ?)')
-      .run(t.id, t.name, t.hash, t.createdAt);
+    const r = this.db.prepare('INSERT OR IGNORE INTO api_tokens (id, name, hash, project, role, created_at) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(t.id, t.name, t.hash, t.project, t.role, t.createdAt);
     return r.changes === 1;
   }
 

@@ -1,5 +1,7 @@
-// The dashboard's only way to the server: the REST API under /api/v1 with the bearer token,
-// which lives in sessionStorage (gone with the tab; never in localStorage or a cookie).
+// The dashboard's only way to the server: the REST API under /api/v1, with either a bearer
+// token kept in sessionStorage (gone with the tab; never in localStorage or a cookie) or the
+// session cookie a password login set (HttpOnly: this script never sees it). With the cookie,
+// every request that changes something carries the session's CSRF value in X-Kumo-CSRF.
 
 const KEY = 'kumo.token';
 export const API = '/api/v1';
@@ -8,18 +10,31 @@ export const getToken = (): string | null => sessionStorage.getItem(KEY);
 export const setToken = (t: string): void => sessionStorage.setItem(KEY, t);
 export const clearToken = (): void => sessionStorage.removeItem(KEY);
 
+/** The session's CSRF value (from the login or GET /session), in memory only. */
+let csrf: string | undefined;
+export const setCsrf = (value: string | undefined): void => { csrf = value; };
+
+/** Who the dashboard acts as: shown in the header. */
+export interface Actor { kind: 'machine' | 'token' | 'user'; name: string; project: string; role: 'admin' | 'member' | 'reader' }
+export interface Session { actor: Actor; csrf?: string; expiresAt?: number }
+
 export class ApiError extends Error {
   constructor(readonly status: number, readonly code: string, message: string, readonly fix?: string) {
     super(message);
   }
 }
 
-/** Fired when the server refuses the token: the app goes back to the login page. */
+/** Fired when the server refuses the token or session: the app goes back to the login page. */
 export const unauthorized = new EventTarget();
 
+/** The headers that authenticate a request: the bearer token, or (with the cookie the browser sends) the CSRF value for writes. */
+function authHeaders(method: string, token: string | null): Record<string, string> {
+  if (token) return { authorization: `Bearer ${token}` };
+  return csrf && method !== 'GET' ? { 'x-kumo-csrf': csrf } : {};
+}
+
 export async function call<T>(method: string, path: string, body?: unknown, token = getToken()): Promise<T> {
-  const headers: Record<string, string> = {};
-  if (token) headers.authorization = `Bearer ${token}`;
+  const headers: Record<string, string> = authHeaders(method, token);
   if (body !== undefined) headers['content-type'] = 'application/json';
   const res = await fetch(API + path, { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
   const text = await res.text();
@@ -30,6 +45,29 @@ export async function call<T>(method: string, path: string, body?: unknown, toke
     throw new ApiError(res.status, e?.code ?? String(res.status), e?.message ?? res.statusText, e?.fix);
   }
   return json as T;
+}
+
+/** Logs in with a user name and password: the server sets the session cookie. */
+export async function login(name: string, password: string): Promise<Session> {
+  const s = await call<Session>('POST', '/login', { name, password }, null);
+  setCsrf(s.csrf);
+  return s;
+}
+
+/** Who this tab acts as (token or cookie), or null when neither works. */
+export async function currentSession(): Promise<Session | null> {
+  const res = await fetch(`${API}/session`, { headers: authHeaders('GET', getToken()) });
+  if (!res.ok) return null;
+  const s = await res.json() as Session;
+  setCsrf(s.csrf);
+  return s;
+}
+
+/** Ends the session (the cookie stops working on the server) or forgets the token. */
+export async function logout(): Promise<void> {
+  if (!getToken() && csrf) await call('POST', '/logout').catch(() => undefined);
+  clearToken();
+  setCsrf(undefined);
 }
 
 export interface Nic { mac: string; network: string; ipv4?: string }
@@ -62,7 +100,7 @@ export interface Reading { at: number; state: string; cpuPct?: number; rxBps?: n
 export interface KumoEvent { type: 'operation' | 'resource' | 'reset'; seq?: number; operation?: Operation; resource?: string; name?: string; action?: string }
 
 /**
- * /api/v1/events read with fetch (EventSource cannot send the Authorization header), reconnecting
+ * /api/v1/events read with fetch (EventSource cannot send the Authorization header; a session's cookie goes by itself), reconnecting
  * with ?after=LAST-ID so nothing is missed. Returns a function that stops it.
  */
 export function watchEvents(onEvent: (e: KumoEvent) => void, onState?: (connected: boolean) => void): () => void {
@@ -75,7 +113,8 @@ export function watchEvents(onEvent: (e: KumoEvent) => void, onState?: (connecte
       ac = new AbortController();
       try {
         const q = last !== undefined ? `?after=${encodeURIComponent(last)}` : '';
-        const res = await fetch(`${API}/events${q}`, { headers: { authorization: `Bearer ${getToken() ?? ''}` }, signal: ac.signal });
+        const token = getToken();
+        const res = await fetch(`${API}/events${q}`, { headers: token ? { authorization: `Bearer ${token}` } : {}, signal: ac.signal });
         if (res.status === 401) { unauthorized.dispatchEvent(new Event('401')); return; }
         if (!res.ok || !res.body) throw new Error(`events: ${res.status}`);
         onState?.(true);

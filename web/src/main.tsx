@@ -1,6 +1,6 @@
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
-import { call, clearToken, getToken, setToken, unauthorized, ApiError } from './api';
+import { call, clearToken, currentSession, login, logout, setToken, unauthorized, ApiError, type Actor, type Session } from './api';
 import { Instances } from './instances';
 import { CreateForm } from './create';
 import { InstanceDetail } from './detail';
@@ -22,44 +22,71 @@ function useRoute(): string {
   return hash.slice(1);
 }
 
-function Login({ onIn }: { onIn: () => void }) {
+/** Two ways in: an API token (kept in this tab), or a user name and password (an HttpOnly session cookie). */
+function Login({ onIn }: { onIn: (actor: Actor) => void }) {
   const [token, setT] = useState('');
+  const [user, setUser] = useState('');
+  const [password, setPassword] = useState('');
   const [error, setError] = useState('');
-  const submit = async (e: Event) => {
+  const failed = (err: unknown, what: string) =>
+    setError(err instanceof ApiError && err.status === 401 ? what : err instanceof ApiError ? err.message : `Could not reach kumo: ${(err as Error).message}`);
+  const withToken = async (e: Event) => {
     e.preventDefault();
     setError('');
     try {
-      await call('GET', '/hosts', undefined, token.trim());
+      const s = await call<Session>('GET', '/session', undefined, token.trim());
       setToken(token.trim());
-      onIn();
+      onIn(s.actor);
     } catch (err) {
-      setError(err instanceof ApiError && err.status === 401 ? 'That token is not valid.' : `Could not reach kumo: ${(err as Error).message}`);
+      failed(err, 'That token is not valid.');
+    }
+  };
+  const withPassword = async (e: Event) => {
+    e.preventDefault();
+    setError('');
+    try {
+      onIn((await login(user.trim(), password)).actor);
+    } catch (err) {
+      failed(err, 'The user name or password is wrong.');
     }
   };
   return (
     <main class="login">
       <h1>kumo</h1>
-      <form onSubmit={submit}>
+      <form onSubmit={withToken}>
         <label>API token
           <input name="token" type="password" autocomplete="off" placeholder="kumo_…" value={token} onInput={(e) => setT((e.target as HTMLInputElement).value)} />
         </label>
         <button type="submit">Log in</button>
-        {error && <p class="error" role="alert">{error}</p>}
         <p class="hint">The admin token is printed by the first <code>kumo serve</code>; <code>kumo token create NAME</code> makes more. It is kept in this tab only.</p>
       </form>
+      <form onSubmit={withPassword}>
+        <label>User
+          <input name="user" autocomplete="username" value={user} onInput={(e) => setUser((e.target as HTMLInputElement).value)} />
+        </label>
+        <label>Password
+          <input name="login-password" type="password" autocomplete="current-password" value={password} onInput={(e) => setPassword((e.target as HTMLInputElement).value)} />
+        </label>
+        <button type="submit" name="login-user">Log in as user</button>
+        <p class="hint">Users are made on the server: <code>kumo user create NAME --project P --role member</code>.</p>
+      </form>
+      {error && <p class="error" role="alert">{error}</p>}
     </main>
   );
 }
 
 function App() {
-  const [loggedIn, setLoggedIn] = useState(getToken() !== null);
+  /** Who this tab acts as; undefined while it asks the server (a token or a session cookie may still be good). */
+  const [actor, setActor] = useState<Actor | null | undefined>(undefined);
   const route = useRoute();
   useEffect(() => {
-    const out = () => { clearToken(); setLoggedIn(false); };
+    void currentSession().then((s) => setActor(s?.actor ?? null));
+    const out = () => { clearToken(); setActor(null); };
     unauthorized.addEventListener('401', out);
     return () => unauthorized.removeEventListener('401', out);
   }, []);
-  if (!loggedIn) return <Login onIn={() => setLoggedIn(true)} />;
+  if (actor === undefined) return <main class="login"><p>…</p></main>;
+  if (actor === null) return <Login onIn={setActor} />;
   const detail = /^\/instances\/([^/]+)$/.exec(route);
   let page;
   if (detail) page = <InstanceDetail name={decodeURIComponent(detail[1]!)} />;
@@ -76,8 +103,9 @@ function App() {
     <>
       <header>
         <strong>kumo</strong>
-        <nav>{nav('#/instances', 'Instances')}{nav('#/create', 'Create')}{nav('#/networks', 'Networks')}{nav('#/volumes', 'Volumes')}{nav('#/shares', 'Shares')}{nav('#/loadbalancers', 'Load balancers')}{nav('#/hosts', 'Hosts')}{nav('#/topology', 'Topology')}</nav>
-        <button class="link" onClick={() => { clearToken(); setLoggedIn(false); }}>Log out</button>
+        <nav>{nav('#/instances', 'Instances')}{nav('#/create', 'Create')}{nav('#/networks', 'Networks')}{nav('#/volumes', 'Volumes')}{nav('#/shares', 'Shares')}{nav('#/loadbalancers', 'Load balancers')}{actor.role === 'admin' && nav('#/hosts', 'Hosts')}{nav('#/topology', 'Topology')}</nav>
+        <span class="actor" data-project={actor.project} data-role={actor.role}>{actor.name} · {actor.role} of {actor.project}</span>
+        <button class="link" onClick={() => { void logout().then(() => setActor(null)); }}>Log out</button>
       </header>
       <main>{page}</main>
     </>

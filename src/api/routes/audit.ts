@@ -7,7 +7,8 @@ import { errors, named, timestamp } from '../schemas.js';
 const AuditEntry = named('AuditEntry', z.object({
   id: z.number().int(),
   at: timestamp,
-  actor: z.string().describe('"token:NAME" (an API token) or "user:NAME(uid N)" (the CLI, run on the machine)'),
+  actor: z.string().describe('"token:NAME" (an API token), "login:NAME" (a dashboard user) or "user:NAME(uid N)" (the CLI, run on the machine)'),
+  project: z.string().optional().describe('the project the request acted in (absent for the CLI\'s own lines)'),
   via: z.enum(['api', 'cli', 'operation']).describe('an API request, a CLI command, or how a long operation ended'),
   action: z.string().describe('API: "METHOD /route"; CLI: the command ("instance create"); operation: its kind'),
   target: z.string().optional().describe('the resource\'s name'),
@@ -15,10 +16,7 @@ const AuditEntry = named('AuditEntry', z.object({
   detail: z.string().optional().describe('the detail of a failure its caller was not shown (a failed command\'s output, a bug\'s message)'),
 }), 'one line of the audit log; never a password, token or user-data');
 
-/**
- * GET /audit: who did what. Any valid token may read it today (every token can do everything);
- * when tokens get roles (issue 15) this becomes an admin's.
- */
+/** GET /audit: who did what, in every project: an admin's (see ROUTE_ROLES in roles.ts). */
 export const auditRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx }) => {
   app.get('/audit', {
     schema: {

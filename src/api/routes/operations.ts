@@ -2,13 +2,21 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { ApiDeps } from '../deps.js';
+import { actorLabel } from '../../model/actor.js';
 import type { Operation as Op } from '../../service/operations.js';
 import { API_PREFIX, errors, IdParams, Operation } from '../schemas.js';
 
 const tags = ['operations'];
 
-/** Whose operation a request starts: its API token's name (the concurrency cap counts per token). */
-export const ownerOf = (req: FastifyRequest): string => req.apiToken?.name ?? 'anonymous';
+/**
+ * Whose operation a request starts (the concurrency cap counts per owner): its API token's
+ * name, or "login:NAME" for a dashboard user (token names cannot hold a colon).
+ */
+export const ownerOf = (req: FastifyRequest): string => req.apiToken?.name ?? actorLabel(req.actor);
+
+/** An operation's owner as the audit log names actors. */
+export const ownerLabel = (owner: string | undefined): string =>
+  owner === undefined ? 'anonymous' : owner.startsWith('login:') ? owner : `token:${owner}`;
 
 /** The answer to a request that started an operation: 202, with where to follow it. */
 export function accepted(reply: FastifyReply, operation: Op) {

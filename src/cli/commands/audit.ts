@@ -10,13 +10,13 @@ const count = (v: string): number => {
 
 /** `kumo audit`: who did what (root on the machine reads the store; over the API, GET /api/v1/audit). */
 export function auditCommand(): Command {
-  return new Command('audit').description('the audit log, newest first: who (API token or local user) did what, to what, and the result')
+  return new Command('audit').description('the audit log, newest first: who (API token, dashboard user or local user) did what, in which project,, to what, and the result')
     .option('--json', 'machine-readable output')
     .option('--limit <n>', 'how many entries (1-10000)', count, 50)
     .action(async (o: { json?: boolean; limit: number }) => {
       const entries = new AuditService(await context()).recent(o.limit);
       if (o.json) return console.log(json(entries));
-      console.log(table(['Time', 'Actor', 'Via', 'Action', 'Target', 'Result'],
-        entries.map((e) => [e.at, e.actor, e.via, e.action, e.target ?? '', e.result])));
+      console.log(table(['Time', 'Actor', 'Project', 'Via', 'Action', 'Target', 'Result'],
+        entries.map((e) => [e.at, e.actor, e.project ?? '', e.via, e.action, e.target ?? '', e.result])));
     });
 }
