@@ -74,6 +74,10 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   MISSING_DEPENDENCY: 503,
   TIMEOUT: 504,
   TOO_BUSY: 429,
+  FORBIDDEN: 403,
+  // A conflict with the project's current use, like IN_USE: deleting something makes room. 403
+  // stays for "your role may not", and every create route declares 409 already.
+  QUOTA_EXCEEDED: 409,
 };
 
 const SCHEMA_FIX = `compare the request with the schema at /openapi.json (or the page at ${DOCS_PATH})`;

@@ -1,6 +1,9 @@
 #!/usr/bin/env node
 import { Command, CommanderError, Option } from 'commander';
-import { closeContext } from './app.js';
+import { actor, closeContext, context, setProject } from './app.js';
+import { actingProject } from '../service/scope.js';
+import { DEFAULT_PROJECT } from '../model/actor.js';
+import { projectCommand } from './commands/project.js';
 import { imageCommand } from './commands/image.js';
 import { flavorCommand } from './commands/flavor.js';
 import { instanceCommand } from './commands/instance.js';
@@ -24,12 +27,20 @@ import { KumoError, type ErrorCode } from '../model/errors.js';
 
 /** Exit codes a script can act on. */
 const EXIT: Partial<Record<ErrorCode, number>> = {
-  INVALID_INPUT: 2, NOT_FOUND: 3, ALREADY_EXISTS: 4, IN_USE: 4, NOT_INTERACTIVE: 5, MISSING_DEPENDENCY: 6, TIMEOUT: 7, TOO_BUSY: 8,
+  INVALID_INPUT: 2, NOT_FOUND: 3, ALREADY_EXISTS: 4, IN_USE: 4, NOT_INTERACTIVE: 5, MISSING_DEPENDENCY: 6, TIMEOUT: 7, TOO_BUSY: 8, FORBIDDEN: 9, QUOTA_EXCEEDED: 10,
 };
 
 const program = new Command('kumo')
   .description('a small private cloud for KVM hosts')
-  .version('0.1.0');
+  .version('0.1.0')
+  // Root on the machine is an admin of every project; this picks the one it acts in.
+  .option('--project <name>', 'the project to act in (see kumo project list)', 'default')
+  .hook('preAction', async (cmd, action) => {
+    const project = (cmd.opts() as { project?: string }).project;
+    setProject(project);
+    // A mistyped --project is refused before anything runs (the project commands name theirs).
+    if (project && project !== DEFAULT_PROJECT && action.parent?.name() !== 'project') actingProject(await context(), actor());
+  });
 
 program.command('create').description('the interactive wizard: OS, flavor, root password, network, confirm')
   .addOption(new Option('--lang <lang>', 'language of the questions').choices(['en', 'ko']))
@@ -58,6 +69,7 @@ program.addCommand(monitorCommand());
 program.addCommand(serveCommand());
 program.addCommand(tokenCommand());
 program.addCommand(auditCommand());
+program.addCommand(projectCommand());
 
 /** Every command reports usage errors by throwing (exit code 2 below), not by exiting on its own. */
 function throwOnUsageErrors(cmd: Command): void {

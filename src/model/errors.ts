@@ -15,7 +15,11 @@ export type ErrorCode =
   | 'CANCELLED'
   | 'TIMEOUT'
   /** Too much long work runs already (the API's cap on concurrent operations): try again later. */
-  | 'TOO_BUSY';
+  | 'TOO_BUSY'
+  /** The actor's role may not do this (a non-admin asking for an admin's use case). */
+  | 'FORBIDDEN'
+  /** The project's quota has no room for what a create needs: make room, or an admin raises it. */
+  | 'QUOTA_EXCEEDED';
 
 export class KumoError extends Error {
   constructor(
@@ -36,6 +40,7 @@ export class KumoError extends Error {
 
 export const invalid = (message: string, fix?: string) => new KumoError('INVALID_INPUT', message, fix);
 export const notFound = (message: string, fix?: string) => new KumoError('NOT_FOUND', message, fix);
+export const forbidden = (message: string, fix?: string) => new KumoError('FORBIDDEN', message, fix);
 
 /**
  * What a remote caller (an API token) may be told about a failure. Refusals of the caller's

@@ -24,6 +24,9 @@ import { checkSize } from '../model/sizes.js';
 import { CRYPT_HASH, hashPassword } from '../model/password.js';
 import type { Instance, InstanceSpec, NicInfo, RuntimeState } from '../model/types.js';
 import type { InstanceRecord } from '../store/instances.js';
+import { machineActor, type Actor } from '../model/actor.js';
+import { actingProject, checkRoom, reserve, sees } from './scope.js';
+import { attachableNetwork } from './network-owners.js';
 
 export interface CreateRequest {
   name: string;
@@ -62,9 +65,10 @@ export class InstanceService {
   private readonly flavorsSvc: FlavorService;
   private readonly hostsSvc: HostService;
 
-  constructor(private readonly ctx: Context) {
-    this.imagesSvc = new ImageService(ctx);
-    this.flavorsSvc = new FlavorService(ctx);
+  /** `actor`: who asks; it sees and makes instances of its project only (root in `default` by default). */
+  constructor(private readonly ctx: Context, private readonly actor: Actor = machineActor()) {
+    this.imagesSvc = new ImageService(ctx, actor);
+    this.flavorsSvc = new FlavorService(ctx, actor);
     this.hostsSvc = new HostService(ctx);
   }
 
@@ -108,10 +112,11 @@ export class InstanceService {
     // The site's default (the lab sets its instance segments), else the course's NAT network.
     const siteDefault = (this.ctx.settings.get('instance.networks') ?? '').split(',').filter(Boolean);
     const networks = req.networks?.length ? req.networks : siteDefault.length ? siteDefault : ['default'];
-    for (const n of networks) checkName('network', n);
-    if (this.ctx.instances.get(req.name)) {
-      throw new KumoError('ALREADY_EXISTS', `instance "${req.name}" already exists`, `pick another name, or delete it: kumo instance delete ${req.name}`);
-    }
+    const project = actingProject(this.ctx, this.actor);
+    for (const n of networks) attachableNetwork(this.ctx, project, checkName('network', n));
+    checkRoom(this.ctx, project, quotaNeed({ vcpus, ramMiB, diskGiB, dataDisks }));
+    // Names are global (libvirt's and the guests' hostnames): a taken name is refused in every project.
+    if (this.ctx.instances.get(req.name)) throw exists(req.name);
     const host = req.host ?? (await this.hostsSvc.place(vcpus, ramMiB, req.placement));
     if ((await this.ctx.virshFor(host).domainState(req.name)) !== 'missing') {
       throw new KumoError('ALREADY_EXISTS', `libvirt on host ${host} already has a domain named "${req.name}" that kumo did not make`,
@@ -145,9 +150,16 @@ export class InstanceService {
     const record: InstanceRecord = {
       ...spec, uuid: randomUUID(),
       nics: spec.networks.map((network) => ({ mac: randomMac(), network })),
-      createdAt: new Date().toISOString(),
+      createdAt: new Date().toISOString(), project: this.actor.project,
     };
     await withUndo(this.ctx, `create instance ${spec.name}`, async (undo) => {
+      // The record first, with the quota check in the same transaction: it holds the room while
+      // the slow steps run, so two creates cannot both take the last of it; the undo frees it.
+      reserve(this.ctx, record.project, quotaNeed(spec), () => {
+        if (this.ctx.instances.get(spec.name)) throw exists(spec.name);
+        this.ctx.instances.insert(record);
+      });
+      undo({ kind: 'forget-instance', name: spec.name });
       onStep('disk');
       // Root and QEMU's group only (QEMU walks through to its disks); every file in it 0600.
       await makeFolder(dir, 'qemu-traverse');
@@ -188,8 +200,6 @@ export class InstanceService {
       // By UUID: if define fails because a domain of that name appeared meanwhile, the undo leaves it alone.
       undo({ kind: 'undefine-domain', uri: v.uri, name: spec.name, uuid: record.uuid });
       await v.defineDomain(xml);
-      this.ctx.instances.insert(record);
-      undo({ kind: 'forget-instance', name: spec.name });
       if (req.start !== false) {
         onStep('start');
         await v.start(record.uuid);
@@ -200,7 +210,7 @@ export class InstanceService {
 
   /** Every instance kumo made, with libvirt's view of it. */
   async list(): Promise<Instance[]> {
-    const records = this.ctx.instances.list();
+    const records = this.ctx.instances.list(this.actor.project);
     if (!records.length) return [];
     // One listing per host; a host that does not answer leaves its instances 'unknown', not gone.
     const states = new Map<string, RuntimeState>();
@@ -238,6 +248,7 @@ export class InstanceService {
   }
 
   async xml(name: string): Promise<string> {
+    this.record(name);
     const { virsh, id } = domainOf(this.ctx, name);
     const xml = await virsh.dumpXml(id);
     if (!xml) throw notFound(`libvirt has no domain "${name}" any more`, `remove kumo's record with: kumo instance delete ${name}`);
@@ -246,6 +257,7 @@ export class InstanceService {
 
   /** Starts a stopped instance; false when it was running already. */
   async start(name: string): Promise<boolean> {
+    this.record(name);
     const state = await this.liveState(name);
     if (state === 'running') return false;
     const { virsh, id } = domainOf(this.ctx, name);
@@ -255,6 +267,7 @@ export class InstanceService {
 
   /** Asks the guest to shut down (ACPI) and waits; pulls the plug after the grace period. */
   async stop(name: string, graceMs = 60_000): Promise<{ forced: boolean }> {
+    this.record(name);
     const state = await this.liveState(name);
     if (state === 'shut off') return { forced: false };
     const { virsh, id } = domainOf(this.ctx, name);
@@ -269,6 +282,7 @@ export class InstanceService {
   }
 
   async reboot(name: string): Promise<void> {
+    this.record(name);
     const state = await this.liveState(name);
     if (state !== 'running') throw invalid(`instance "${name}" is ${state}, not running`, `start it: kumo instance start ${name}`);
     const { virsh, id } = domainOf(this.ctx, name);
@@ -277,6 +291,7 @@ export class InstanceService {
 
   /** Pulls the plug, like `virsh destroy`: the instance stays defined. */
   async destroy(name: string): Promise<void> {
+    this.record(name);
     const state = await this.liveState(name);
     if (state === 'shut off') return;
     const { virsh, id } = domainOf(this.ctx, name);
@@ -291,7 +306,7 @@ export class InstanceService {
     const { nics } = this.record(name);
     const { virsh, id } = domainOf(this.ctx, name);
     // Internal snapshots live inside the disk files, and attached volumes outlive the instance.
-    if ((await virsh.domainState(id)) !== 'missing') await new SnapshotService(this.ctx).deleteAll(name);
+    if ((await virsh.domainState(id)) !== 'missing') await new SnapshotService(this.ctx, this.actor).deleteAll(name);
     await virsh.removeDomain(id);
     await rm(join(this.ctx.paths.instances, name), { recursive: true, force: true });
     await dismissFromDhcp(this.ctx, nics).catch(() => undefined); // its DHCP host may be gone (lab down)
@@ -343,8 +358,9 @@ export class InstanceService {
   }
 
   private record(name: string): InstanceRecord {
+    // Another project's instance is answered exactly like a missing one.
     const r = this.ctx.instances.get(name);
-    if (!r) throw notFound(`instance "${name}" does not exist`, 'see `kumo instance list`');
+    if (!r || !sees(this.actor, r.project)) throw notFound(`instance "${name}" does not exist`, 'see `kumo instance list`');
     return r;
   }
 
@@ -369,6 +385,12 @@ export class InstanceService {
     return { ...r, state, nics, volumes, drift };
   }
 }
+
+/** What an instance counts against its project's quotas: its disk is the root disk and its extra disks. */
+const quotaNeed = (s: Pick<InstanceSpec, 'vcpus' | 'ramMiB' | 'diskGiB' | 'dataDisks'>) =>
+  ({ instances: 1, vcpus: s.vcpus, ramMiB: s.ramMiB, diskGiB: s.diskGiB + s.dataDisks.reduce((a, b) => a + b, 0) });
+
+const exists = (name: string) => new KumoError('ALREADY_EXISTS', `instance "${name}" already exists`, `pick another name, or delete it: kumo instance delete ${name}`);
 
 /** A locally administered MAC in QEMU's 52:54:00 range, as libvirt itself picks. */
 function randomMac(): string {

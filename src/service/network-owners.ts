@@ -1,0 +1,37 @@
+import type { Context } from './context.js';
+import { DEFAULT_PROJECT } from '../model/actor.js';
+import { KumoError } from '../model/errors.js';
+
+/** The built-in networks (networks.ts BUILTIN_NETWORKS): every project's instances may use them. */
+const SHARED_BUILTINS = ['default', 'testnet'];
+
+/**
+ * Which project a libvirt network belongs to. kumo records the project of every network it
+ * defines; one without a record was made before projects (default's), or is shared: the
+ * built-ins and the site's instance networks (`kumo lab up` sets its segments there), which
+ * are the room's common infrastructure rather than a tenant's.
+ */
+export function networkOwner(ctx: Context, name: string): { project: string } | 'shared' {
+  const project = ctx.projects.networkProject(name);
+  if (project) return { project };
+  const site = (ctx.settings.get('instance.networks') ?? '').split(',').filter(Boolean);
+  return SHARED_BUILTINS.includes(name) || site.includes(name) ? 'shared' : { project: DEFAULT_PROJECT };
+}
+
+/** Whether a project sees (and its instances may attach) a network. */
+export function networkVisible(ctx: Context, project: string, name: string): boolean {
+  const owner = networkOwner(ctx, name);
+  return owner === 'shared' || owner.project === project;
+}
+
+/**
+ * Refuses a network of another project in the words used for a missing one: an instance
+ * attaches its project's networks and the shared ones only, and learns nothing of the rest.
+ */
+export function attachableNetwork(ctx: Context, project: string, name: string): string {
+  if (!networkVisible(ctx, project, name)) {
+    throw new KumoError('NOT_FOUND', `network "${name}" is not defined yet`,
+      `create it first (e.g. \`kumo network create ${name} --mode nat --cidr 192.168.222.0/24\`), or use --network default`);
+  }
+  return name;
+}
