@@ -48,8 +48,8 @@ export const ErrorBody = named('Error', z.object({
 }), 'every error answer');
 
 /** The error answers a route can give, all with the same body. */
-export function errors(...codes: (400 | 401 | 404 | 409 | 500 | 502 | 503 | 504)[]) {
-  const out: Partial<Record<400 | 401 | 404 | 409 | 500 | 502 | 503 | 504, typeof ErrorBody>> = {};
+export function errors(...codes: (400 | 401 | 403 | 404 | 409 | 500 | 502 | 503 | 504)[]) {
+  const out: Partial<Record<400 | 401 | 403 | 404 | 409 | 500 | 502 | 503 | 504, typeof ErrorBody>> = {};
   for (const c of [401, ...codes] as const) out[c] = ErrorBody;
   return out;
 }

@@ -37,6 +37,7 @@ import { loadBalancerRoutes } from './routes/loadbalancers.js';
 import { shareRoutes } from './routes/shares.js';
 import { planRoutes } from './routes/plans.js';
 import { auditRoutes } from './routes/audit.js';
+import { projectRoutes } from './routes/projects.js';
 import { declareTooBusy, installGuards, noteFailure, RETRY_AFTER_SECONDS } from './guards.js';
 
 export interface ServerOptions {
@@ -150,7 +151,7 @@ export async function buildServer(ctx: Context, opts: ServerOptions = {}): Promi
   await app.register(async (api) => {
     api.addHook('onRequest', auth);
     const deps: ApiDeps = { ctx, ops };
-    for (const routes of [instanceRoutes, imageRoutes, flavorRoutes, networkRoutes, volumeRoutes, snapshotRoutes, hostRoutes, shareRoutes, loadBalancerRoutes, planRoutes, operationRoutes, eventRoutes, auditRoutes]) {
+    for (const routes of [instanceRoutes, imageRoutes, flavorRoutes, networkRoutes, volumeRoutes, snapshotRoutes, hostRoutes, shareRoutes, loadBalancerRoutes, planRoutes, operationRoutes, eventRoutes, auditRoutes, projectRoutes]) {
       await api.register(routes, deps);
     }
     await api.register(readingRoutes(monitor, ctx));
@@ -198,7 +199,7 @@ async function registerDocs(app: ApiServer): Promise<void> {
       },
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'a kumo API token (kumo_...)' } } },
       security: [{ bearer: [] }],
-      tags: ['instances', 'images', 'flavors', 'networks', 'volumes', 'snapshots', 'hosts', 'shares', 'loadbalancers', 'datacenter', 'operations', 'audit', 'metrics', 'health'].map((name) => ({ name })),
+      tags: ['instances', 'images', 'flavors', 'networks', 'volumes', 'snapshots', 'hosts', 'shares', 'loadbalancers', 'datacenter', 'operations', 'audit', 'projects', 'metrics', 'health'].map((name) => ({ name })),
     },
     transform: createJsonSchemaTransform({ schemaRegistry: registry }),
     transformObject: (doc) => declareTooBusy(optionalBodies(toObject(doc))),
