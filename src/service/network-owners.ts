@@ -8,14 +8,16 @@ const SHARED_BUILTINS = ['default', 'testnet'];
 /**
  * Which project a libvirt network belongs to. kumo records the project of every network it
  * defines; one without a record was made before projects (default's), or is shared: the
- * built-ins and the site's instance networks (`kumo lab up` sets its segments there), which
- * are the room's common infrastructure rather than a tenant's.
+ * built-ins, the site's instance networks (`kumo lab up` sets its segments there) and the
+ * segments a datacenter file's hosts were given, which are the room's common infrastructure
+ * rather than a tenant's.
  */
 export function networkOwner(ctx: Context, name: string): { project: string } | 'shared' {
   const project = ctx.projects.networkProject(name);
   if (project) return { project };
   const site = (ctx.settings.get('instance.networks') ?? '').split(',').filter(Boolean);
-  return SHARED_BUILTINS.includes(name) || site.includes(name) ? 'shared' : { project: DEFAULT_PROJECT };
+  const shared = SHARED_BUILTINS.includes(name) || site.includes(name) || ctx.projects.datacenterSegment(name);
+  return shared ? 'shared' : { project: DEFAULT_PROJECT };
 }
 
 /** Whether a project sees (and its instances may attach) a network. */

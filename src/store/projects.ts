@@ -114,6 +114,12 @@ export class ProjectRepo {
     this.db.prepare('DELETE FROM network_projects WHERE network = ?').run(network);
   }
 
+  /** Whether a datacenter file's hosts made this network (a hypervisor segment, recorded as NODE:SEGMENT). */
+  datacenterSegment(network: string): boolean {
+    return this.db.prepare("SELECT 1 FROM datacenter_resources WHERE kind = 'network' AND substr(name, instr(name, ':') + 1) = ?")
+      .get(network) !== undefined;
+  }
+
   networksOf(project: string): string[] {
     return (this.db.prepare('SELECT network FROM network_projects WHERE project = ? ORDER BY network').all(project) as { network: string }[])
       .map((r) => r.network);

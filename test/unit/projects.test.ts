@@ -203,3 +203,38 @@ test('concurrent creates in two kumo processes with room for one end with exactl
   for (const o of r.refused) assert.match(o, /^QUOTA_EXCEEDED project race allows 1 volume and has 1/);
   assert.equal(ctx.volumes.list('race').length, 1);
 });
+
+test('a datacenter file names its project; plan refuses a missing project and a group that would exceed a quota, at the file\'s line and column', async () => {
+  const { DatacenterService } = await import('../../src/service/datacenter/engine.js');
+  const { LOCAL_HOST } = await import('../../src/service/context.js');
+  const dcHome = await mkdtemp('/tmp/kumo-unit-projects-dc-');
+  // No command runs: a libvirt that never answers, and no hypervisor (placement is left to apply).
+  const c = openContext({ home: dcHome, exec: { description: 'nowhere', run: async () => { throw new KumoError('COMMAND_FAILED', 'not in a unit test'); }, open: async () => { throw new KumoError('COMMAND_FAILED', 'not in a unit test'); } } });
+  try {
+    c.hosts.delete(LOCAL_HOST);
+    c.images.upsert({ name: 'img', os: 'stand-in', disk: join(dcHome, 'img.qcow2'), format: 'qcow2', virtualSizeBytes: GiB, source: 'test', createdAt: new Date().toISOString() });
+    new ProjectService(c).create('class1', { instances: 2, ramMiB: 4096 });
+    const svc = new DatacenterService(c);
+    const file = (project: string, count: number) => svc.parse([
+      'name: t',
+      `project: ${project}`,
+      'instances:',
+      '  web:',
+      '    image: img',
+      '    flavor: small',
+      `    count: ${count}`,
+      '    ssh_keys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl t@x"]',
+      '',
+    ].join('\n'), 't.yaml');
+    await assert.rejects(svc.plan(file('nosuch', 1)), refusal('NOT_FOUND', /^t\.yaml:2:10: project: project "nosuch" does not exist/));
+    await assert.rejects(svc.plan(file('class1', 3)),
+      refusal('QUOTA_EXCEEDED', /^t\.yaml:5:5: instances\.web: project class1 allows 2 instances and has 2, counting this file's creates before it \(0 today\) \(quota instances\).*kumo project set class1 --max-instances 3/s));
+    const ok = await svc.plan(file('class1', 2));
+    assert.deepEqual(ok.filter((x) => x.kind === 'instance').map((x) => x.name), ['web-1', 'web-2']);
+    assert.equal(file('x', 1).project, 'x');
+    assert.equal(svc.parse('name: t\n', 't.yaml').project, 'default', 'a file without project: is default\'s');
+  } finally {
+    c.close();
+    await rm(dcHome, { recursive: true, force: true });
+  }
+});
