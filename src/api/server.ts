@@ -11,6 +11,7 @@ import {
 import type { Context } from '../service/context.js';
 import { OperationRegistry } from '../service/operations.js';
 import { TokenService } from '../service/tokens.js';
+import { InstanceService } from '../service/instances.js';
 import { KumoError, publicError, type ErrorCode } from '../model/errors.js';
 import { API_PREFIX, DOCS_PATH, errors, Health, registry } from './schemas.js';
 import { bearerAuth, Unauthorized } from './auth.js';
@@ -155,7 +156,7 @@ export async function buildServer(ctx: Context, opts: ServerOptions = {}): Promi
       await api.register(routes, deps);
     }
     await api.register(readingRoutes(monitor, ctx));
-    await api.register(ticketRoutes(tickets, vnc, serial));
+    await api.register(ticketRoutes(tickets, vnc, serial, (req, name) => { new InstanceService(ctx, req.actor).record(name); }));
   }, { prefix: API_PREFIX });
 
   // The console WebSocket: its ticket, not the bearer token, lets it in (browsers cannot send headers there).

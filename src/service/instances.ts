@@ -357,8 +357,8 @@ export class InstanceService {
     return readFile(this.consoleLog(name), 'utf8').catch(() => '');
   }
 
-  private record(name: string): InstanceRecord {
-    // Another project's instance is answered exactly like a missing one.
+  record(name: string): InstanceRecord {
+    // Another project's instance is answered exactly like a missing one (the console tickets ask too).
     const r = this.ctx.instances.get(name);
     if (!r || !sees(this.actor, r.project)) throw notFound(`instance "${name}" does not exist`, 'see `kumo instance list`');
     return r;
