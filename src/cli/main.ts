@@ -33,14 +33,11 @@ const EXIT: Partial<Record<ErrorCode, number>> = {
 const program = new Command('kumo')
   .description('a small private cloud for KVM hosts')
   .version('0.1.0')
-  // Root on the machine is an admin of every project; this picks the one it acts in.
-  .option('--project <name>', 'the project to act in (see kumo project list)', 'default')
-  .hook('preAction', async (cmd, action) => {
-    const project = (cmd.opts() as { project?: string }).project;
-    setProject(project);
-    // A mistyped --project is refused before anything runs (the project commands name theirs).
-    if (project && project !== DEFAULT_PROJECT && action.parent?.name() !== 'project') actingProject(await context(), actor());
-  });
+  // Root on the machine is an admin of every project; this picks the one it acts in. Given
+  // before the command (kumo --project p1 instance list): a command's own --project (a token's
+  // or a user's project) stays the command's.
+  .enablePositionalOptions()
+  .option('--project <name>', 'the project to act in, before the command: kumo --project p1 instance list', 'default');
 
 program.command('create').description('the interactive wizard: OS, flavor, root password, network, confirm')
   .addOption(new Option('--lang <lang>', 'language of the questions').choices(['en', 'ko']))
@@ -79,6 +76,13 @@ function throwOnUsageErrors(cmd: Command): void {
 throwOnUsageErrors(program);
 
 const audit = auditCli(program);
+// After the audit hook: a command refused for its --project is audited too.
+program.hook('preAction', async (cmd, action) => {
+  const project = (cmd.opts() as { project?: string }).project;
+  setProject(project);
+  // A mistyped --project is refused before anything runs (the project commands name theirs).
+  if (project && project !== DEFAULT_PROJECT && action.parent?.name() !== 'project') actingProject(await context(), actor());
+});
 try {
   await program.parseAsync(process.argv);
   audit.done(undefined);
