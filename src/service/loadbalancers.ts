@@ -186,7 +186,7 @@ export class LoadBalancerService {
   /** Each instance's address on the LB's network, from its DHCP lease. */
   private async addresses(r: LoadBalancerRecord): Promise<Map<string, string>> {
     const out = new Map<string, string>();
-    const known = (await new InstanceService(this.ctx).list()).filter((i) => r.instances.includes(i.name));
+    const known = (await new InstanceService(this.ctx, machineActor(r.project)).list()).filter((i) => r.instances.includes(i.name));
     for (const i of known) {
       const ip = i.nics.find((n) => n.network === r.network)?.ipv4;
       if (ip) out.set(i.name, ip);

@@ -1,5 +1,5 @@
 import type { Context } from './context.js';
-import { DEFAULT_PROJECT } from '../model/actor.js';
+import { DEFAULT_PROJECT, machineActor, type Actor } from '../model/actor.js';
 import { KumoError } from '../model/errors.js';
 
 /** The built-in networks (networks.ts BUILTIN_NETWORKS): every project's instances may use them. */
@@ -18,6 +18,12 @@ export function networkOwner(ctx: Context, name: string): { project: string } | 
   const site = (ctx.settings.get('instance.networks') ?? '').split(',').filter(Boolean);
   const shared = SHARED_BUILTINS.includes(name) || site.includes(name) || ctx.projects.datacenterSegment(name);
   return shared ? 'shared' : { project: DEFAULT_PROJECT };
+}
+
+/** An actor that sees the network (its project's root): for what reads a network whose use was checked already (a share's). */
+export function networkReader(ctx: Context, name: string): Actor {
+  const owner = networkOwner(ctx, name);
+  return machineActor(owner === 'shared' ? DEFAULT_PROJECT : owner.project);
 }
 
 /** Whether a project sees (and its instances may attach) a network. */

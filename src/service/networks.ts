@@ -12,7 +12,7 @@ import { KumoError, invalid, notFound } from '../model/errors.js';
 import { checkName } from '../model/names.js';
 import { machineActor, type Actor } from '../model/actor.js';
 import { actingProject, checkRoom, reserve } from './scope.js';
-import { networkVisible } from './network-owners.js';
+import { networkOwner, networkVisible } from './network-owners.js';
 import {
   broadcast, contains, formatCidr, formatIp, overlaps, parseCidr, resolveInSubnet, subnetOf, type Subnet,
 } from '../model/checks.js';
@@ -173,18 +173,18 @@ export class NetworkService {
   }
 
   async stop(name: string): Promise<void> {
-    const n = await this.defined(name);
+    const n = await this.changeable(name);
     this.refuseIfUsed(n, 'stop');
     if (n.active) await this.virsh.run(['net-destroy', name]);
   }
 
   async autostart(name: string, on: boolean): Promise<void> {
-    await this.defined(name);
+    await this.changeable(name);
     await this.virsh.autostartNetwork(name, on);
   }
 
   async delete(name: string): Promise<void> {
-    const n = await this.defined(name);
+    const n = await this.changeable(name);
     this.refuseIfUsed(n, 'delete');
     await this.virsh.removeNetwork(name);
     this.ctx.projects.forgetNetwork(name);
@@ -219,6 +219,15 @@ export class NetworkService {
   /** Records the network as the project's, with the quota check in the same transaction. */
   private claim(name: string, project: string): void {
     reserve(this.ctx, project, { networks: 1 }, () => this.ctx.projects.setNetworkProject(name, project));
+  }
+
+  /** A network this actor may stop or delete: its project's own; a shared one (built-ins, the lab's) an admin's only. */
+  private async changeable(name: string): Promise<NetworkView> {
+    const n = await this.defined(name);
+    if (networkOwner(this.ctx, name) === 'shared' && this.actor.role !== 'admin') {
+      throw new KumoError('FORBIDDEN', `network "${name}" is shared by every project: only an admin may stop or delete it`, 'make a network of your project\'s own: kumo network create NAME --mode nat --cidr CIDR');
+    }
+    return n;
   }
 
   private async defined(name: string): Promise<NetworkView> {

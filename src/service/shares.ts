@@ -11,7 +11,7 @@ import { ROOT_ONLY, type Reach } from '../model/reach.js';
 import type { ShareRecord } from '../store/shares.js';
 import { machineActor, type Actor } from '../model/actor.js';
 import { actingProject, checkRoom, reserve, sees } from './scope.js';
-import { attachableNetwork } from './network-owners.js';
+import { attachableNetwork, networkReader } from './network-owners.js';
 import { HostLinks } from '../drivers/net/links.js';
 import { contains, parseCidr, parseIp } from '../model/checks.js';
 
@@ -147,7 +147,7 @@ export class ShareService {
   private async networkCidr(network: string): Promise<string> {
     const known = this.ctx.networkSubnets.get(network);
     if (known) return known.cidr;
-    const n = await new NetworkService(this.ctx).get(network);
+    const n = await new NetworkService(this.ctx, this.ctx.virsh, networkReader(this.ctx, network)).get(network);
     if (!n.cidr) throw invalid(`network "${network}" has no subnet kumo knows (mode ${n.mode})`, 'give a nat or isolated network');
     return n.cidr;
   }
@@ -165,7 +165,7 @@ export class ShareService {
 
   /** The storage host's address on a network: what instances there mount from. */
   private async serverAddress(network: string): Promise<string | undefined> {
-    if (!this.serverHost) return (await new NetworkService(this.ctx).get(network)).gateway;
+    if (!this.serverHost) return (await new NetworkService(this.ctx, this.ctx.virsh, networkReader(this.ctx, network)).get(network)).gateway;
     const net = parseCidr(await this.networkCidr(network));
     const addresses = await new HostLinks(this.ctx.shellOf(this.serverHost)).addresses();
     return addresses.find((a) => contains(net, parseIp(a.address)))?.address;

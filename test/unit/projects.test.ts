@@ -238,3 +238,12 @@ test('a datacenter file names its project; plan refuses a missing project and a 
     await rm(dcHome, { recursive: true, force: true });
   }
 });
+
+test('a shared network (a built-in) may be stopped or deleted by an admin only', async () => {
+  const { NetworkService } = await import('../../src/service/networks.js');
+  const p1 = new NetworkService(ctx, ctx.virsh, member('p1'));
+  // The check comes before libvirt is asked whether it is in use: a stand-in listing of the built-in.
+  (p1 as unknown as { defined: (n: string) => Promise<unknown> }).defined = async (n: string) => ({ name: n, instances: [] });
+  await assert.rejects(p1.delete('default'), refusal('FORBIDDEN', /network "default" is shared by every project: only an admin may stop or delete it/));
+  await assert.rejects(p1.stop('testnet'), refusal('FORBIDDEN', /only an admin/));
+});

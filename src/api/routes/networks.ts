@@ -29,7 +29,7 @@ export const networkRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx, 
   });
 
   app.delete('/networks/:name', {
-    schema: { tags, operationId: 'deleteNetwork', summary: 'delete a network no instance uses', params: NameParams, response: { 204: NoContent, ...errors(404, 409) } },
+    schema: { tags, operationId: 'deleteNetwork', summary: 'delete a network no instance uses', params: NameParams, response: { 204: NoContent, ...errors(403, 404, 409) } },
   }, async (req, reply) => {
     await svc(req).delete(req.params.name);
     ops.resourceChanged('network', req.params.name, 'deleted');
@@ -45,7 +45,7 @@ export const networkRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx, 
   });
 
   app.post('/networks/:name/stop', {
-    schema: { tags, operationId: 'stopNetwork', summary: 'stop a network no instance uses (it stays defined)', params: NameParams, response: { 200: Network, ...errors(404, 409) } },
+    schema: { tags, operationId: 'stopNetwork', summary: 'stop a network no instance uses (it stays defined)', params: NameParams, response: { 200: Network, ...errors(403, 404, 409) } },
   }, async (req) => {
     await svc(req).stop(req.params.name);
     ops.resourceChanged('network', req.params.name, 'stopped');
@@ -64,7 +64,7 @@ export const networkRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx, 
   });
 
   app.post('/networks/:name/autostart', {
-    schema: { tags, operationId: 'autostartNetwork', summary: 'whether libvirtd starts it by itself', params: NameParams, body: NetworkAutostart, response: { 200: Network, ...errors(400, 404) } },
+    schema: { tags, operationId: 'autostartNetwork', summary: 'whether libvirtd starts it by itself', params: NameParams, body: NetworkAutostart, response: { 200: Network, ...errors(400, 403, 404) } },
   }, async (req) => {
     await svc(req).autostart(req.params.name, req.body.enabled);
     ops.resourceChanged('network', req.params.name, 'autostart');
