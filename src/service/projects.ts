@@ -71,14 +71,12 @@ export class ProjectService {
       throw new KumoError('IN_USE', `project "${DEFAULT_PROJECT}" cannot be deleted: it holds the built-in flavors and is where root acts by default`,
         'leave it; it may be emptied and capped instead (kumo project set default --max-instances 0)');
     }
-    const held = this.ctx.projects.holdings(name);
+    const held = this.ctx.projects.deleteIfEmpty(name);
+    if (!held) return;
     const parts = (Object.keys(held) as (keyof Holdings)[]).filter((k) => held[k].length)
       .map((k) => `${held[k].length} ${HOLDING_WORDS[k]} (${held[k].slice(0, 5).join(', ')}${held[k].length > 5 ? ', ...' : ''})`);
-    if (parts.length) {
-      throw new KumoError('IN_USE', `project "${name}" still holds ${parts.join(', ')}`,
-        `delete them first (e.g. kumo --project ${name} instance list), then delete the project`);
-    }
-    this.ctx.projects.delete(name);
+    throw new KumoError('IN_USE', `project "${name}" still holds ${parts.join(', ')}`,
+      `delete them first (e.g. kumo --project ${name} instance list), then delete the project`);
   }
 
   private view(name: string): ProjectView {

@@ -33,6 +33,7 @@ export function checkRoom(ctx: Context, project: string, need: Partial<QuotaUse>
  */
 export function reserve<T>(ctx: Context, project: string, need: Partial<QuotaUse>, write: () => T): T {
   const r = ctx.projects.reserve(project, need, write);
+  if ('missing' in r) throw notFound(`project "${project}" does not exist`, 'see `kumo project list`');
   if ('excess' in r) throw quotaExceeded(project, r.excess);
   return r.value;
 }

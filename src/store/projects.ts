@@ -55,8 +55,17 @@ export class ProjectRepo {
       .run(...set.map((q) => change[q] ?? null), name);
   }
 
-  delete(name: string): void {
-    this.db.prepare('DELETE FROM projects WHERE name = ?').run(name);
+  /**
+   * Deletes the project if it holds nothing, else returns what it holds; one IMMEDIATE
+   * transaction, so a create (whose reserve() checks the project exists) cannot slip in between.
+   */
+  deleteIfEmpty(name: string): Holdings | undefined {
+    return this.db.transaction(() => {
+      const held = this.holdings(name);
+      if (Object.values(held).some((names) => names.length)) return held;
+      this.db.prepare('DELETE FROM projects WHERE name = ?').run(name);
+      return undefined;
+    }).immediate();
   }
 
   /** What the project uses now, computed from the rows that exist (disk: root and extra disks, and volumes). */
@@ -81,10 +90,11 @@ export class ProjectRepo {
    * before the use is read, so two creates (in this process or another kumo process) cannot both
    * see the same room. Returns what would be exceeded instead, having written nothing.
    */
-  reserve<T>(project: string, need: Partial<QuotaUse>, write: () => T): { excess: QuotaExcess } | { value: T } {
+  reserve<T>(project: string, need: Partial<QuotaUse>, write: () => T): { excess: QuotaExcess } | { missing: true } | { value: T } {
     return this.db.transaction(() => {
-      const limits = this.get(project)?.limits ?? {};
-      const excess = firstExcess(limits, this.use(project), need);
+      const p = this.get(project);
+      if (!p) return { missing: true as const }; // deleted meanwhile: nothing may be made in it
+      const excess = firstExcess(p.limits, this.use(project), need);
       return excess ? { excess } : { value: write() };
     }).immediate();
   }
