@@ -78,7 +78,7 @@ function seed(home: string, n: number, prefix: string): void {
         ctx.instances.insert({
           name: `${prefix}-i${String(i).padStart(5, '0')}`, uuid: randomUUID(), host: 'local', image: 'tiny', flavor: 'small',
           vcpus: 1, ramMiB: 1024, diskGiB: 10, networks: ['default'], nics: [{ mac, network: 'default' }], dataDisks: [], sshKeys: [],
-          createdAt: new Date().toISOString(),
+          createdAt: new Date().toISOString(), project: 'default',
         });
       }
     });

@@ -1,4 +1,5 @@
 import type { Context } from '../service/context.js';
+import type { Actor } from '../model/actor.js';
 import type { OperationRegistry } from '../service/operations.js';
 import type { SerialTarget, VncTarget } from '../service/consoles.js';
 
@@ -13,3 +14,6 @@ export type VncResolver = (name: string) => Promise<VncTarget>;
 
 /** Finds a running instance's libvirt; the server asks ConsoleService, tests may stand in. */
 export type SerialResolver = (name: string) => Promise<SerialTarget>;
+
+/** What a route hands a service: who asks (set by bearerAuth on every authenticated request). */
+export interface ActorRequest { actor?: Actor }

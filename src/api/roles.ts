@@ -55,6 +55,12 @@ export const ROUTE_ROLES: Readonly<Record<string, RouteRole>> = {
   'GET /flavors/:name': 'reader',
   'POST /flavors': 'admin',
   'DELETE /flavors/:name': 'admin',
+  // A member or reader sees its own project's use against its quotas; only an admin changes projects.
+  'GET /projects': 'reader',
+  'GET /projects/:name': 'reader',
+  'POST /projects': 'admin',
+  'PATCH /projects/:name': 'admin',
+  'DELETE /projects/:name': 'admin',
   'GET /networks': 'reader',
   'GET /networks/:name': 'reader',
   'POST /networks': 'member',
@@ -156,7 +162,7 @@ export function declareRouteRoles(app: FastifyInstance): void {
  * The project a request acts in: its actor's, or with ?project=P an admin's pick. Anyone else
  * naming a project not theirs is told it does not exist, as for any project they cannot see.
  */
-function pickProject(ctx: Pick<Context, 'db'>, req: FastifyRequest, actor: Actor): void {
+function pickProject(ctx: Pick<Context, 'projects'>, req: FastifyRequest, actor: Actor): void {
   const asked = (req.query as Record<string, unknown> | undefined)?.project;
   if (asked === undefined) return;
   if (typeof asked !== 'string' || asked === '') throw invalid('?project= names one project', `e.g. ?project=${DEFAULT_PROJECT}`);
@@ -171,7 +177,7 @@ function pickProject(ctx: Pick<Context, 'db'>, req: FastifyRequest, actor: Actor
  * an actor whose role is below the route's, naming both; ?project= is settled first, so that a
  * member naming a project not theirs learns nothing of it.
  */
-export function enforceRole(ctx: Pick<Context, 'db'>) {
+export function enforceRole(ctx: Pick<Context, 'projects'>) {
   return async (req: FastifyRequest): Promise<void> => {
     // A route outside the table cannot be registered; an unknown one (no config) is refused as an admin's.
     const need = req.routeOptions.config.kumoRole ?? 'admin';

@@ -11,6 +11,7 @@ import {
 import type { Context } from '../service/context.js';
 import { OperationRegistry } from '../service/operations.js';
 import { TokenService } from '../service/tokens.js';
+import { InstanceService } from '../service/instances.js';
 import { KumoError, publicError, type ErrorCode } from '../model/errors.js';
 import { API_PREFIX, DOCS_PATH, errors, Health, registry } from './schemas.js';
 import { bearerAuth, Unauthorized } from './auth.js';
@@ -40,6 +41,7 @@ import { loadBalancerRoutes } from './routes/loadbalancers.js';
 import { shareRoutes } from './routes/shares.js';
 import { planRoutes } from './routes/plans.js';
 import { auditRoutes } from './routes/audit.js';
+import { projectRoutes } from './routes/projects.js';
 import { declareTooBusy, installGuards, noteFailure, RETRY_AFTER_SECONDS } from './guards.js';
 
 export interface ServerOptions {
@@ -78,6 +80,9 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   TIMEOUT: 504,
   TOO_BUSY: 429,
   FORBIDDEN: 403,
+  // A conflict with the project's current use, like IN_USE: deleting something makes room. 403
+  // stays for "your role may not", and every create route declares 409 already.
+  QUOTA_EXCEEDED: 409,
 };
 
 const SCHEMA_FIX = `compare the request with the schema at /openapi.json (or the page at ${DOCS_PATH})`;
@@ -156,11 +161,11 @@ export async function buildServer(ctx: Context, opts: ServerOptions = {}): Promi
     api.addHook('onRequest', auth);
     api.addHook('onRequest', role);
     const deps: ApiDeps = { ctx, ops };
-    for (const routes of [instanceRoutes, imageRoutes, flavorRoutes, networkRoutes, volumeRoutes, snapshotRoutes, hostRoutes, shareRoutes, loadBalancerRoutes, planRoutes, operationRoutes, eventRoutes, auditRoutes]) {
+    for (const routes of [instanceRoutes, imageRoutes, flavorRoutes, networkRoutes, volumeRoutes, snapshotRoutes, hostRoutes, shareRoutes, loadBalancerRoutes, planRoutes, operationRoutes, eventRoutes, auditRoutes, projectRoutes]) {
       await api.register(routes, deps);
     }
     await api.register(readingRoutes(monitor, ctx));
-    await api.register(ticketRoutes(tickets, vnc, serial));
+    await api.register(ticketRoutes(tickets, vnc, serial, (req, name) => { new InstanceService(ctx, req.actor).record(name); }));
     await api.register(sessionRoutes(sessions));
   }, { prefix: API_PREFIX });
 
@@ -214,7 +219,7 @@ async function registerDocs(app: ApiServer): Promise<void> {
       },
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'a kumo API token (kumo_...)' } } },
       security: [{ bearer: [] }],
-      tags: ['instances', 'images', 'flavors', 'networks', 'volumes', 'snapshots', 'hosts', 'shares', 'loadbalancers', 'datacenter', 'operations', 'audit', 'metrics', 'session', 'health'].map((name) => ({ name })),
+      tags: ['instances', 'images', 'flavors', 'networks', 'volumes', 'snapshots', 'hosts', 'shares', 'loadbalancers', 'datacenter', 'operations', 'audit', 'projects', 'metrics', 'session', 'health'].map((name) => ({ name })),
     },
     transform: createJsonSchemaTransform({ schemaRegistry: registry }),
     transformObject: (doc) => declareProjectParam(declareTooBusy(optionalBodies(toObject(doc)))),

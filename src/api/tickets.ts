@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import type { SerialResolver, VncResolver } from './deps.js';
+import type { ActorRequest, SerialResolver, VncResolver } from './deps.js';
 import { API_PREFIX, errors, NameParams, optionalBody } from './schemas.js';
 
 /** How long a console ticket may wait for its WebSocket: enough for a page to load noVNC, too short to leak usefully. */
@@ -51,7 +51,9 @@ const TicketRequest = z.strictObject({
 });
 
 /** POST /instances/:name/console-ticket, under the bearer token. */
-export function ticketRoutes(tickets: ConsoleTickets, resolve: VncResolver, resolveSerial: SerialResolver): FastifyPluginAsyncZod {
+export function ticketRoutes(tickets: ConsoleTickets, resolve: VncResolver, resolveSerial: SerialResolver,
+  /** Refuses (as missing) an instance of another project than the request's. */
+  visible: (req: ActorRequest, name: string) => void = () => undefined): FastifyPluginAsyncZod {
   return async (app) => {
     app.post('/instances/:name/console-ticket', {
       schema: {
@@ -62,7 +64,8 @@ export function ticketRoutes(tickets: ConsoleTickets, resolve: VncResolver, reso
     }, async (req, reply) => {
       const { name } = req.params;
       const kind: ConsoleKind = req.body?.console ?? 'vnc';
-      // 404 for an unknown instance, 400 for one without that console now, before any ticket exists.
+      // 404 for an unknown instance (or another project's), 400 for one without that console now, before any ticket exists.
+      visible(req, name);
       if (kind === 'vnc') await resolve(name);
       else await resolveSerial(name);
       const t = tickets.issue(name, kind);

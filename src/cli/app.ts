@@ -1,5 +1,6 @@
 import { openContext, type Context } from '../service/context.js';
 import { recoverInterrupted } from '../service/undo.js';
+import { DEFAULT_PROJECT, machineActor, type Actor } from '../model/actor.js';
 
 /**
  * The CLI's one context per process, opened on first use so that `--help` and argument
@@ -24,6 +25,13 @@ export function closeContext(): void {
   ctx?.close();
   ctx = undefined;
 }
+
+/** The project the global --project option picked (default: default). */
+let project = DEFAULT_PROJECT;
+export const setProject = (name: string | undefined): void => { project = name ?? DEFAULT_PROJECT; };
+
+/** Who a CLI command acts as: root on the machine, an admin, in the --project it picked. */
+export const actor = (): Actor => machineActor(project);
 
 export const say = (line: string) => process.stderr.write(`${line}\n`);
 

@@ -1,4 +1,4 @@
-import { say } from './app.js';
+import { actor, say } from './app.js';
 import type { Context } from '../service/context.js';
 import { InstanceService, HTTP_PORT, type CreateRequest } from '../service/instances.js';
 import { ConsoleService, openViewer } from '../service/consoles.js';
@@ -26,7 +26,7 @@ export function parseConsoleMode(v: string): ConsoleMode | 'auto' {
  * terminal. The VNC address is always printed.
  */
 export async function launch(ctx: Context, req: CreateRequest, opts: LaunchOptions): Promise<Instance> {
-  const svc = new InstanceService(ctx);
+  const svc = new InstanceService(ctx, actor());
   const steps: Record<string, string> = { disk: 'creating disks', seed: 'writing the cloud-init seed', define: 'defining the domain', start: 'starting' };
   const inst = await svc.create(req, (s) => say(`  ${steps[s] ?? s}...`));
   console.log(opts.messages.created(inst.name));

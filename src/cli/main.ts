@@ -1,6 +1,9 @@
 #!/usr/bin/env node
 import { Command, CommanderError, Option } from 'commander';
-import { closeContext } from './app.js';
+import { actor, closeContext, context, setProject } from './app.js';
+import { actingProject } from '../service/scope.js';
+import { DEFAULT_PROJECT } from '../model/actor.js';
+import { projectCommand } from './commands/project.js';
 import { imageCommand } from './commands/image.js';
 import { flavorCommand } from './commands/flavor.js';
 import { instanceCommand } from './commands/instance.js';
@@ -25,12 +28,17 @@ import { KumoError, type ErrorCode } from '../model/errors.js';
 
 /** Exit codes a script can act on. */
 const EXIT: Partial<Record<ErrorCode, number>> = {
-  INVALID_INPUT: 2, NOT_FOUND: 3, ALREADY_EXISTS: 4, IN_USE: 4, NOT_INTERACTIVE: 5, MISSING_DEPENDENCY: 6, TIMEOUT: 7, TOO_BUSY: 8, FORBIDDEN: 9,
+  INVALID_INPUT: 2, NOT_FOUND: 3, ALREADY_EXISTS: 4, IN_USE: 4, NOT_INTERACTIVE: 5, MISSING_DEPENDENCY: 6, TIMEOUT: 7, TOO_BUSY: 8, FORBIDDEN: 9, QUOTA_EXCEEDED: 10,
 };
 
 const program = new Command('kumo')
   .description('a small private cloud for KVM hosts')
-  .version('0.1.0');
+  .version('0.1.0')
+  // Root on the machine is an admin of every project; this picks the one it acts in. Given
+  // before the command (kumo --project p1 instance list): a command's own --project (a token's
+  // or a user's project) stays the command's.
+  .enablePositionalOptions()
+  .option('--project <name>', 'the project to act in, before the command: kumo --project p1 instance list', 'default');
 
 program.command('create').description('the interactive wizard: OS, flavor, root password, network, confirm')
   .addOption(new Option('--lang <lang>', 'language of the questions').choices(['en', 'ko']))
@@ -60,6 +68,7 @@ program.addCommand(serveCommand());
 program.addCommand(tokenCommand());
 program.addCommand(userCommand());
 program.addCommand(auditCommand());
+program.addCommand(projectCommand());
 
 /** Every command reports usage errors by throwing (exit code 2 below), not by exiting on its own. */
 function throwOnUsageErrors(cmd: Command): void {
@@ -69,6 +78,13 @@ function throwOnUsageErrors(cmd: Command): void {
 throwOnUsageErrors(program);
 
 const audit = auditCli(program);
+// After the audit hook: a command refused for its --project is audited too.
+program.hook('preAction', async (cmd, action) => {
+  const project = (cmd.opts() as { project?: string }).project;
+  setProject(project);
+  // A mistyped --project is refused before anything runs (the project commands name theirs).
+  if (project && project !== DEFAULT_PROJECT && action.parent?.name() !== 'project') actingProject(await context(), actor());
+});
 try {
   await program.parseAsync(process.argv);
   audit.done(undefined);

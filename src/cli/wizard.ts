@@ -1,5 +1,5 @@
 import { input, password } from '@inquirer/prompts';
-import { context } from './app.js';
+import { actor, context } from './app.js';
 import { launch } from './launch.js';
 import { pickLanguage, type Messages } from './i18n.js';
 import type { Context } from '../service/context.js';
@@ -66,10 +66,10 @@ export async function runWizard(opts: WizardOptions): Promise<void> {
       'pass the answers as flags instead: kumo instance create NAME --image IMAGE --flavor small --password-file FILE --network default [--disk 5]');
   }
   const ctx = await context();
-  const images = new ImageService(ctx).list();
+  const images = new ImageService(ctx, actor()).list();
   if (!images.length) throw new KumoError('NOT_FOUND', m.noImages);
-  const flavors = new FlavorService(ctx).list();
-  const instances = new InstanceService(ctx);
+  const flavors = new FlavorService(ctx, actor()).list();
+  const instances = new InstanceService(ctx, actor());
 
   console.log(m.title);
   console.log('');

@@ -132,6 +132,8 @@ const EdgeSchema = z.object({
 
 export const DatacenterSchema = z.object({
   name,
+  /** The project its instances, shares and load balancers belong to (its quotas are checked by plan); default: default. */
+  project: name.default('default'),
   /** The one-machine lab: `course` for the course's topology, or a lab of its own; leave out on real hosts. */
   lab: z.union([z.literal('course').transform(() => COURSE_LAB), LabSpecSchema]).optional(),
   /** Real hosts (or a bare lab's namespaces) in the lab's shape, with how kumo reaches each: the alternative to `lab`. */

@@ -16,8 +16,10 @@ export type ErrorCode =
   | 'TIMEOUT'
   /** Too much long work runs already (the API's cap on concurrent operations): try again later. */
   | 'TOO_BUSY'
-  /** The actor's role does not allow this (a reader writing, a member at an admin's route). */
-  | 'FORBIDDEN';
+  /** The actor's role may not do this (a non-admin asking for an admin's use case). */
+  | 'FORBIDDEN'
+  /** The project's quota has no room for what a create needs: make room, or an admin raises it. */
+  | 'QUOTA_EXCEEDED';
 
 export class KumoError extends Error {
   constructor(

@@ -9,6 +9,7 @@ import { executorFor, type ShellSpec } from '../exec/shells.js';
 import { attachSerialConsole, openSerialConsole, openVncViewer } from '../drivers/libvirt/console.js';
 import { invalid } from '../model/errors.js';
 import type { Instance } from '../model/types.js';
+import { machineActor } from '../model/actor.js';
 
 export type { OpenedProcess } from '../exec/exec.js';
 
@@ -42,9 +43,14 @@ export interface TerminalSize {
 export class ConsoleService {
   constructor(private readonly ctx: Context) {}
 
+  /** In its own project: root's console commands reach every instance, the API's tickets check the caller's project first. */
+  private instance(name: string) {
+    return new InstanceService(this.ctx, machineActor(this.ctx.instances.get(name)?.project)).get(name);
+  }
+
   /** Where a running instance's VNC listens; `startFix` tells the caller's user how to start it. */
   async vncTarget(name: string, startFix: string): Promise<VncTarget> {
-    const inst = await new InstanceService(this.ctx).get(name);
+    const inst = await this.instance(name);
     if (!inst.vnc) throw invalid(`instance "${name}" has no VNC display now (state ${inst.state})`, startFix);
     const shell = this.ctx.hosts.get(inst.host)?.shell;
     return { vnc: inst.vnc, ...(inst.vncNetns ? { vncNetns: inst.vncNetns } : {}), ...(shell?.kind === 'ssh' ? { viaSsh: shell } : {}) };
@@ -52,7 +58,7 @@ export class ConsoleService {
 
   /** The libvirt of a running instance, for its serial console; `startFix` as for vncTarget. */
   async serialTarget(name: string, startFix: string): Promise<SerialTarget> {
-    const inst = await new InstanceService(this.ctx).get(name); // 404 for an unknown instance
+    const inst = await this.instance(name); // 404 for an unknown instance
     if (inst.state !== 'running') throw invalid(`instance "${name}" has no serial console now (state ${inst.state})`, startFix);
     const { virsh, id } = domainOf(this.ctx, name);
     return { uri: virsh.uri, domain: id };

@@ -20,6 +20,7 @@ import { ShareRepo } from '../store/shares.js';
 import { NetworkSubnetRepo } from '../store/network-subnets.js';
 import { LoadBalancerRepo } from '../store/load-balancers.js';
 import { DatacenterResourceRepo } from '../store/datacenter-resources.js';
+import { ProjectRepo } from '../store/projects.js';
 import { KumoError } from '../model/errors.js';
 
 /**
@@ -44,6 +45,7 @@ export interface Context {
   datacenterResources: DatacenterResourceRepo;
   hosts: HostRepo;
   shares: ShareRepo;
+  projects: ProjectRepo;
   /** The name of this machine's own libvirt among the hosts. */
   hostName: string;
   /** The libvirt client for a registered host. */
@@ -128,6 +130,7 @@ export function openContext(opts: ContextOptions = {}): Context {
     datacenterResources: new DatacenterResourceRepo(db),
     hosts,
     shares: new ShareRepo(db),
+    projects: new ProjectRepo(db),
     hostName: LOCAL_HOST,
     virshFor(host: string): Virsh {
       let v = clients.get(host);

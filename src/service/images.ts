@@ -16,6 +16,7 @@ import { DISK_HEAD_BYTES, rawDiskContent } from '../model/disk-content.js';
 import { ROOT_ONLY, type Reach } from '../model/reach.js';
 import { download, resolveHost, type Hop } from '../drivers/image/download.js';
 import { SettingsService } from './settings.js';
+import { machineActor, type Actor } from '../model/actor.js';
 
 export interface ImportOptions {
   os?: string;
@@ -28,16 +29,20 @@ export interface ImportOptions {
 
 export const TINY_IMAGE = 'tiny';
 
+/**
+ * Images: public ones (every image root makes today) every project may use; one of a project's
+ * own is answered to another project like a missing one.
+ */
 export class ImageService {
-  constructor(private readonly ctx: Context) {}
+  constructor(private readonly ctx: Context, private readonly actor: Actor = machineActor()) {}
 
   list(): Image[] {
-    return this.ctx.images.list();
+    return this.ctx.images.list(this.actor.project);
   }
 
   get(name: string): Image {
     const image = this.ctx.images.get(name);
-    if (!image) {
+    if (!image || !this.ctx.images.usableBy(name, this.actor.project)) {
       throw notFound(`image "${name}" does not exist`,
         'see `kumo image list`; build the test image with `kumo image build tiny` or add one with `kumo image import NAME FILE|URL`');
     }
@@ -261,7 +266,15 @@ export class ImageService {
 
   async delete(name: string): Promise<void> {
     const image = this.get(name);
-    const users = this.ctx.images.usedBy(name);
+    if (this.ctx.images.owner(name) !== this.actor.project) {
+      throw new KumoError('FORBIDDEN', `image "${name}" is public, shared by every project: only its own project may delete it`,
+        'ask an admin of its project (root on the server: kumo image delete)');
+    }
+    // Instances of other projects are counted, not named.
+    const all = this.ctx.images.usedBy(name);
+    const visible = new Set(this.ctx.instances.list(this.actor.project).map((i) => i.name));
+    const users = all.map((n) => (visible.has(n) ? n : undefined)).filter((n): n is string => n !== undefined);
+    if (all.length > users.length) users.push(`${all.length - users.length} of other projects`);
     if (users.length) {
       throw new KumoError('IN_USE', `image "${name}" is used by ${users.length === 1 ? 'instance' : 'instances'} ${users.join(', ')}`,
         `delete ${users.length === 1 ? 'it' : 'them'} first: kumo instance delete ${users.join(' ')}`);

@@ -12,11 +12,10 @@ import { HostService, type PlaceOptions } from './host.js';
 import { SnapshotService } from './snapshots.js';
 import { domainOf } from './domains.js';
 import { growRootDisk } from './root-disk.js';
+import { waitReady, type ReadyInfo } from './ready.js';
 import { admitToDhcp, dhcpAddresses, dismissFromDhcp } from './leases.js';
 import { buildDomainXml, parseDomainXml } from '../drivers/libvirt/domain-xml.js';
-import { pinFilterAddresses } from '../drivers/libvirt/nic-filter.js';
 import { buildSeed, parseUserData, writeSeedIso } from '../drivers/image/seed.js';
-import { httpGet } from '../drivers/host/http-probe.js';
 import { createPrivateFile, makeFolder } from '../drivers/host/private-files.js';
 import { KumoError, invalid, notFound } from '../model/errors.js';
 import { checkName } from '../model/names.js';
@@ -25,6 +24,9 @@ import { checkSize } from '../model/sizes.js';
 import { CRYPT_HASH, hashPassword } from '../model/password.js';
 import type { Instance, InstanceSpec, NicInfo, RuntimeState } from '../model/types.js';
 import type { InstanceRecord } from '../store/instances.js';
+import { machineActor, type Actor } from '../model/actor.js';
+import { actingProject, checkRoom, reserve, sees } from './scope.js';
+import { attachableNetwork } from './network-owners.js';
 
 export interface CreateRequest {
   name: string;
@@ -48,13 +50,7 @@ export interface CreateRequest {
   placement?: PlaceOptions;
 }
 
-export interface ReadyInfo {
-  ip: string;
-  /** Whether the guest answered HTTP on 8080 (false when only a DHCP lease was seen). */
-  http: boolean;
-}
-
-export const HTTP_PORT = 8080;
+export { HTTP_PORT, type ReadyInfo } from './ready.js';
 /** The folder of an instance where QEMU makes its VNC socket. */
 export const VNC_FOLDER = 'vnc';
 
@@ -63,9 +59,10 @@ export class InstanceService {
   private readonly flavorsSvc: FlavorService;
   private readonly hostsSvc: HostService;
 
-  constructor(private readonly ctx: Context) {
-    this.imagesSvc = new ImageService(ctx);
-    this.flavorsSvc = new FlavorService(ctx);
+  /** `actor`: who asks; it sees and makes instances of its project only (root in `default` by default). */
+  constructor(private readonly ctx: Context, private readonly actor: Actor = machineActor()) {
+    this.imagesSvc = new ImageService(ctx, actor);
+    this.flavorsSvc = new FlavorService(ctx, actor);
     this.hostsSvc = new HostService(ctx);
   }
 
@@ -109,10 +106,11 @@ export class InstanceService {
     // The site's default (the lab sets its instance segments), else the course's NAT network.
     const siteDefault = (this.ctx.settings.get('instance.networks') ?? '').split(',').filter(Boolean);
     const networks = req.networks?.length ? req.networks : siteDefault.length ? siteDefault : ['default'];
-    for (const n of networks) checkName('network', n);
-    if (this.ctx.instances.get(req.name)) {
-      throw new KumoError('ALREADY_EXISTS', `instance "${req.name}" already exists`, `pick another name, or delete it: kumo instance delete ${req.name}`);
-    }
+    const project = actingProject(this.ctx, this.actor);
+    for (const n of networks) attachableNetwork(this.ctx, project, checkName('network', n));
+    checkRoom(this.ctx, project, quotaNeed({ vcpus, ramMiB, diskGiB, dataDisks }));
+    // Names are global (libvirt's and the guests' hostnames): a taken name is refused in every project.
+    if (this.ctx.instances.get(req.name)) throw exists(req.name);
     const host = req.host ?? (await this.hostsSvc.place(vcpus, ramMiB, req.placement));
     if ((await this.ctx.virshFor(host).domainState(req.name)) !== 'missing') {
       throw new KumoError('ALREADY_EXISTS', `libvirt on host ${host} already has a domain named "${req.name}" that kumo did not make`,
@@ -147,9 +145,16 @@ export class InstanceService {
     const record: InstanceRecord = {
       ...spec, uuid: randomUUID(),
       nics: spec.networks.map((network) => ({ mac: randomMac(), network })),
-      createdAt: new Date().toISOString(),
+      createdAt: new Date().toISOString(), project: this.actor.project,
     };
     await withUndo(this.ctx, `create instance ${spec.name}`, async (undo) => {
+      // The record first, with the quota check in the same transaction: it holds the room while
+      // the slow steps run, so two creates cannot both take the last of it; the undo frees it.
+      reserve(this.ctx, record.project, quotaNeed(spec), () => {
+        if (this.ctx.instances.get(spec.name)) throw exists(spec.name);
+        this.ctx.instances.insert(record);
+      });
+      undo({ kind: 'forget-instance', name: spec.name });
       onStep('disk');
       // Root and QEMU's group only (QEMU walks through to its disks); every file in it 0600.
       await makeFolder(dir, 'qemu-traverse');
@@ -190,8 +195,6 @@ export class InstanceService {
       // By UUID: if define fails because a domain of that name appeared meanwhile, the undo leaves it alone.
       undo({ kind: 'undefine-domain', uri: v.uri, name: spec.name, uuid: record.uuid });
       await v.defineDomain(xml);
-      this.ctx.instances.insert(record);
-      undo({ kind: 'forget-instance', name: spec.name });
       if (req.start !== false) {
         onStep('start');
         await v.start(record.uuid);
@@ -202,7 +205,7 @@ export class InstanceService {
 
   /** Every instance kumo made, with libvirt's view of it. */
   async list(): Promise<Instance[]> {
-    const records = this.ctx.instances.list();
+    const records = this.ctx.instances.list(this.actor.project);
     if (!records.length) return [];
     // One listing per host; a host that does not answer leaves its instances 'unknown', not gone.
     const states = new Map<string, RuntimeState>();
@@ -240,6 +243,7 @@ export class InstanceService {
   }
 
   async xml(name: string): Promise<string> {
+    this.record(name);
     const { virsh, id } = domainOf(this.ctx, name);
     const xml = await virsh.dumpXml(id);
     if (!xml) throw notFound(`libvirt has no domain "${name}" any more`, `remove kumo's record with: kumo instance delete ${name}`);
@@ -248,6 +252,7 @@ export class InstanceService {
 
   /** Starts a stopped instance; false when it was running already. */
   async start(name: string): Promise<boolean> {
+    this.record(name);
     const state = await this.liveState(name);
     if (state === 'running') return false;
     const { virsh, id } = domainOf(this.ctx, name);
@@ -257,6 +262,7 @@ export class InstanceService {
 
   /** Asks the guest to shut down (ACPI) and waits; pulls the plug after the grace period. */
   async stop(name: string, graceMs = 60_000): Promise<{ forced: boolean }> {
+    this.record(name);
     const state = await this.liveState(name);
     if (state === 'shut off') return { forced: false };
     const { virsh, id } = domainOf(this.ctx, name);
@@ -271,6 +277,7 @@ export class InstanceService {
   }
 
   async reboot(name: string): Promise<void> {
+    this.record(name);
     const state = await this.liveState(name);
     if (state !== 'running') throw invalid(`instance "${name}" is ${state}, not running`, `start it: kumo instance start ${name}`);
     const { virsh, id } = domainOf(this.ctx, name);
@@ -279,6 +286,7 @@ export class InstanceService {
 
   /** Pulls the plug, like `virsh destroy`: the instance stays defined. */
   async destroy(name: string): Promise<void> {
+    this.record(name);
     const state = await this.liveState(name);
     if (state === 'shut off') return;
     const { virsh, id } = domainOf(this.ctx, name);
@@ -293,7 +301,7 @@ export class InstanceService {
     const { nics } = this.record(name);
     const { virsh, id } = domainOf(this.ctx, name);
     // Internal snapshots live inside the disk files, and attached volumes outlive the instance.
-    if ((await virsh.domainState(id)) !== 'missing') await new SnapshotService(this.ctx).deleteAll(name);
+    if ((await virsh.domainState(id)) !== 'missing') await new SnapshotService(this.ctx, this.actor).deleteAll(name);
     await virsh.removeDomain(id);
     await rm(join(this.ctx.paths.instances, name), { recursive: true, force: true });
     await dismissFromDhcp(this.ctx, nics).catch(() => undefined); // its DHCP host may be gone (lab down)
@@ -307,40 +315,9 @@ export class InstanceService {
     return growRootDisk(this.ctx, this.record(name), () => this.liveState(name), diskGiB);
   }
 
-  /** Waits until the guest has a DHCP lease and, unless it never does, answers HTTP on 8080. */
+  /** Waits until the guest has a DHCP lease and, unless it never does, answers HTTP on 8080 (ready.ts). */
   async waitReady(name: string, timeoutMs = 180_000, needHttp = true): Promise<ReadyInfo> {
-    const deadline = Date.now() + timeoutMs;
-    let ip: string | undefined;
-    let pinned = false;
-    while (Date.now() < deadline) {
-      const inst = await this.get(name);
-      if (inst.state !== 'running') throw new KumoError('COMMAND_FAILED', `instance "${name}" is ${inst.state} while waiting for it to come up`,
-        `see its console log: ${this.consoleLog(name)}`);
-      ip = inst.nics.find((n) => n.ipv4)?.ipv4;
-      if (ip && !pinned) {
-        // The lease kumo sees becomes the NIC filter's address: libvirt's DHCP snooping can miss
-        // the answer on a loaded host, and then drops all of the guest's traffic until it renews.
-        const { virsh, id } = domainOf(this.ctx, name);
-        await pinFilterAddresses(virsh, id, new Map(inst.nics.flatMap((n) => (n.ipv4 ? [[n.mac, n.ipv4] as const] : []))));
-        pinned = true;
-      }
-      if (ip && !needHttp) return { ip, http: false };
-      if (ip && (await this.httpFromHost(inst.host, `http://${ip}:${HTTP_PORT}/`)) !== undefined) return { ip, http: true };
-      await sleep(1_000);
-    }
-    throw new KumoError('TIMEOUT', `instance "${name}" did not ${ip ? `answer on ${ip}:${HTTP_PORT}` : 'get a DHCP lease'} within ${Math.round(timeoutMs / 1000)} s`,
-      `see its console log: ${this.consoleLog(name)}`);
-  }
-
-  /**
-   * One GET from the instance's hypervisor, which reaches its guests' networks (this machine
-   * may not: a lab node's namespace, a remote host's bridge).
-   */
-  private async httpFromHost(host: string, url: string): Promise<string | undefined> {
-    const shell = this.ctx.hosts.get(host)?.shell;
-    if (!shell || shell.kind === 'local') return httpGet(url, 2_000);
-    const r = await this.ctx.shellOf(host).run('curl', ['-sf', '--max-time', '2', url], { allowFailure: true, timeoutMs: 20_000 }).catch(() => undefined);
-    return r?.code === 0 ? r.stdout : undefined;
+    return waitReady(this.ctx, { get: (n) => this.get(n), consoleLog: (n) => this.consoleLog(n) }, name, timeoutMs, needHttp);
   }
 
   consoleLog(name: string): string {
@@ -352,9 +329,10 @@ export class InstanceService {
     return readFile(this.consoleLog(name), 'utf8').catch(() => '');
   }
 
-  private record(name: string): InstanceRecord {
+  record(name: string): InstanceRecord {
+    // Another project's instance is answered exactly like a missing one (the console tickets ask too).
     const r = this.ctx.instances.get(name);
-    if (!r) throw notFound(`instance "${name}" does not exist`, 'see `kumo instance list`');
+    if (!r || !sees(this.actor, r.project)) throw notFound(`instance "${name}" does not exist`, 'see `kumo instance list`');
     return r;
   }
 
@@ -379,6 +357,12 @@ export class InstanceService {
     return { ...r, state, nics, volumes, drift };
   }
 }
+
+/** What an instance counts against its project's quotas: its disk is the root disk and its extra disks. */
+const quotaNeed = (s: Pick<InstanceSpec, 'vcpus' | 'ramMiB' | 'diskGiB' | 'dataDisks'>) =>
+  ({ instances: 1, vcpus: s.vcpus, ramMiB: s.ramMiB, diskGiB: s.diskGiB + s.dataDisks.reduce((a, b) => a + b, 0) });
+
+const exists = (name: string) => new KumoError('ALREADY_EXISTS', `instance "${name}" already exists`, `pick another name, or delete it: kumo instance delete ${name}`);
 
 /** A locally administered MAC in QEMU's 52:54:00 range, as libvirt itself picks. */
 function randomMac(): string {

@@ -22,6 +22,7 @@ import { parseYamlFile } from '../model/yaml-file.js';
 import { hypervisorsOf, sharedInstanceSegments } from '../model/topology.js';
 import { HOST_ROLES, type HostRole } from '../model/roles.js';
 import { admitNetworkToDhcp } from './leases.js';
+import { machineActor } from '../model/actor.js';
 
 /** What kumo remembers of the lab that is up (settings key `lab`). */
 interface LabState {
@@ -272,9 +273,9 @@ export class LabService {
     const nodes = Object.keys(spec.nodes);
     onStep('instances');
     const instances = this.ctx.instances.list().filter((i) => nodes.includes(i.host));
-    const svc = new InstanceService(this.ctx);
     for (const i of instances) {
-      await svc.delete(i.name).catch(async () => {
+      // Every project's: the lab's hosts go away with all they hold.
+      await new InstanceService(this.ctx, machineActor(i.project)).delete(i.name).catch(async () => {
         // Its hypervisor is gone: the daemons' namespace teardown below ends the guest; the rest is files and records.
         await rm(join(this.ctx.paths.instances, i.name), { recursive: true, force: true });
         this.ctx.volumes.releaseAll(i.name);
@@ -282,9 +283,8 @@ export class LabService {
       });
     }
     onStep('load balancers');
-    const lbs = new LoadBalancerService(this.ctx);
     for (const lb of this.ctx.loadBalancers.list().filter((l) => nodes.includes(l.host))) {
-      await lbs.delete(lb.name).catch(() => this.ctx.loadBalancers.delete(lb.name));
+      await new LoadBalancerService(this.ctx, machineActor(lb.project)).delete(lb.name).catch(() => this.ctx.loadBalancers.delete(lb.name));
     }
     onStep('shares');
     if (nodes.some((n) => spec.nodes[n]!.roles.includes('storage'))) await new ShareService(this.ctx).removeAll();

@@ -11,6 +11,8 @@ import { KumoError, invalid, notFound } from '../model/errors.js';
 import { checkName } from '../model/names.js';
 import { parseIp } from '../model/checks.js';
 import type { LoadBalancerRecord } from '../store/load-balancers.js';
+import { machineActor, type Actor } from '../model/actor.js';
+import { sees } from './scope.js';
 
 export interface CreateLoadBalancerRequest {
   name: string;
@@ -45,7 +47,8 @@ function checkParanoia(paranoia: number): number {
  * (instance addresses come from their DHCP leases, so a migration changes nothing).
  */
 export class LoadBalancerService {
-  constructor(private readonly ctx: Context) {}
+  /** `actor`: who asks; it sees and makes load balancers of its project, over its instances (root in `default` by default). */
+  constructor(private readonly ctx: Context, private readonly actor: Actor = machineActor()) {}
 
   async create(req: CreateLoadBalancerRequest): Promise<LoadBalancerView> {
     checkName('load balancer', req.name);
@@ -72,7 +75,7 @@ export class LoadBalancerService {
     const record: LoadBalancerRecord = {
       name: req.name, host: req.host, frontend: { address: m[1]!, port }, instances: [...new Set(req.instances)],
       network: req.network, backendPort, internalPort,
-      waf: req.waf ? { enabled: req.waf.enabled, paranoia } : null, createdAt: new Date().toISOString(),
+      waf: req.waf ? { enabled: req.waf.enabled, paranoia } : null, createdAt: new Date().toISOString(), project: this.actor.project,
     };
     this.ctx.loadBalancers.put(record);
     try {
@@ -86,7 +89,7 @@ export class LoadBalancerService {
   }
 
   list(): Promise<LoadBalancerView[]> {
-    return Promise.all(this.ctx.loadBalancers.list().map((l) => this.view(l)));
+    return Promise.all(this.ctx.loadBalancers.list(this.actor.project).map((l) => this.view(l)));
   }
 
   async get(name: string): Promise<LoadBalancerView> {
@@ -183,7 +186,7 @@ export class LoadBalancerService {
   /** Each instance's address on the LB's network, from its DHCP lease. */
   private async addresses(r: LoadBalancerRecord): Promise<Map<string, string>> {
     const out = new Map<string, string>();
-    const known = (await new InstanceService(this.ctx).list()).filter((i) => r.instances.includes(i.name));
+    const known = (await new InstanceService(this.ctx, machineActor(r.project)).list()).filter((i) => r.instances.includes(i.name));
     for (const i of known) {
       const ip = i.nics.find((n) => n.network === r.network)?.ipv4;
       if (ip) out.set(i.name, ip);
@@ -193,7 +196,7 @@ export class LoadBalancerService {
 
   private checkInstance(name: string, network: string): void {
     const i = this.ctx.instances.get(name);
-    if (!i) throw notFound(`instance "${name}" does not exist`, 'see `kumo instance list`');
+    if (!i || !sees(this.actor, i.project)) throw notFound(`instance "${name}" does not exist`, 'see `kumo instance list`');
     if (!i.nics.some((n) => n.network === network)) {
       throw invalid(`instance "${name}" has no NIC on network "${network}" (it is on ${i.nics.map((n) => n.network).join(', ')})`, 'give the network the LB and its instances share, with --network');
     }
@@ -216,7 +219,8 @@ export class LoadBalancerService {
 
   private record(name: string): LoadBalancerRecord {
     const r = this.ctx.loadBalancers.get(name);
-    if (!r) throw notFound(`load balancer "${name}" does not exist`, 'see `kumo lb list`');
+    // Another project's load balancer is answered exactly like a missing one.
+    if (!r || !sees(this.actor, r.project)) throw notFound(`load balancer "${name}" does not exist`, 'see `kumo lb list`');
     return r;
   }
 }

@@ -10,6 +10,9 @@ import { networkXmlPassthrough } from '../model/network-xml-guard.js';
 import { ROOT_ONLY, type Reach } from '../model/reach.js';
 import { KumoError, invalid, notFound } from '../model/errors.js';
 import { checkName } from '../model/names.js';
+import { machineActor, type Actor } from '../model/actor.js';
+import { actingProject, checkRoom, reserve } from './scope.js';
+import { networkOwner, networkVisible } from './network-owners.js';
 import {
   broadcast, contains, formatCidr, formatIp, overlaps, parseCidr, resolveInSubnet, subnetOf, type Subnet,
 } from '../model/checks.js';
@@ -68,8 +71,11 @@ export class NetworkService {
   private readonly links: HostLinks;
   private readonly ovs: OvsBridges;
 
-  /** Networks of one host's libvirt: this machine's unless another host's client is given. */
-  constructor(private readonly ctx: Context, private readonly virsh = ctx.virsh) {
+  /**
+   * Networks of one host's libvirt: this machine's unless another host's client is given.
+   * `actor`: who asks; it sees its project's networks and the shared ones (network-owners.ts).
+   */
+  constructor(private readonly ctx: Context, private readonly virsh = ctx.virsh, private readonly actor: Actor = machineActor()) {
     this.links = new HostLinks(ctx.exec);
     this.ovs = new OvsBridges(ctx.exec);
   }
@@ -92,7 +98,7 @@ export class NetworkService {
         views.push({ ...this.view(b.name, specFacts(b), { active: false, autostart: false, persistent: false }), builtinPending: true });
       }
     }
-    return views.sort((a, b) => a.name.localeCompare(b.name));
+    return views.filter((n) => networkVisible(this.ctx, this.actor.project, n.name)).sort((a, b) => a.name.localeCompare(b.name));
   }
 
   async get(name: string): Promise<NetworkView> {
@@ -102,6 +108,7 @@ export class NetworkService {
   }
 
   async xml(name: string): Promise<string> {
+    if (!networkVisible(this.ctx, this.actor.project, name)) throw notFound(`network "${name}" does not exist`, 'see `kumo network list`');
     const xml = await this.virsh.networkXml(name);
     if (xml) return xml;
     const builtin = BUILTIN_NETWORKS[name];
@@ -111,9 +118,13 @@ export class NetworkService {
 
   /** Validates everything, then defines and starts the network; a failure leaves nothing behind. */
   async create(req: CreateNetworkRequest): Promise<NetworkView> {
+    const project = actingProject(this.ctx, this.actor);
+    checkRoom(this.ctx, project, { networks: 1 });
     const spec = await this.plan(req);
     const ownBridge = req.createBridge && (spec.mode === 'bridge' || spec.mode === 'ovs');
     await withUndo(this.ctx, `create network ${spec.name}`, async (undo) => {
+      this.claim(spec.name, project);
+      undo({ kind: 'forget-network-project', name: spec.name, project });
       if (ownBridge) {
         undo({ kind: 'remove-host-bridge', bridge: spec.bridge, ovs: spec.mode === 'ovs' });
         if (spec.mode === 'ovs') await this.ovs.create(spec.bridge, !existsSync('/sys/module/openvswitch'));
@@ -143,9 +154,16 @@ export class NetworkService {
     const facts = parseNetworkXml(xml);
     if (!facts.name) throw invalid('the network XML has no <name>', 'add <name>NAME</name> inside <network>');
     checkName('network', facts.name);
+    const project = actingProject(this.ctx, this.actor);
+    checkRoom(this.ctx, project, { networks: 1 });
     await this.checkFree(facts.name, facts.mode, facts.bridge,
       facts.address && facts.prefix ? subnetOf(facts.address, facts.prefix) : undefined);
-    await this.virsh.defineNetwork(xml);
+    const name = facts.name;
+    await withUndo(this.ctx, `define network ${name}`, async (undo) => {
+      this.claim(name, project);
+      undo({ kind: 'forget-network-project', name, project });
+      await this.virsh.defineNetwork(xml);
+    });
     return this.get(facts.name);
   }
 
@@ -155,20 +173,21 @@ export class NetworkService {
   }
 
   async stop(name: string): Promise<void> {
-    const n = await this.defined(name);
+    const n = await this.changeable(name);
     this.refuseIfUsed(n, 'stop');
     if (n.active) await this.virsh.run(['net-destroy', name]);
   }
 
   async autostart(name: string, on: boolean): Promise<void> {
-    await this.defined(name);
+    await this.changeable(name);
     await this.virsh.autostartNetwork(name, on);
   }
 
   async delete(name: string): Promise<void> {
-    const n = await this.defined(name);
+    const n = await this.changeable(name);
     this.refuseIfUsed(n, 'delete');
     await this.virsh.removeNetwork(name);
+    this.ctx.projects.forgetNetwork(name);
     const owned = this.ctx.networkBridges.get(name);
     if (owned) {
       await (owned.kind === 'ovs' ? this.ovs : this.links).remove(owned.bridge);
@@ -198,6 +217,20 @@ export class NetworkService {
     if (!net.active) await v.startNetwork(name);
     const xml = await v.networkXml(name);
     return xml ? parseNetworkXml(xml).mode : 'isolated';
+  }
+
+  /** Records the network as the project's, with the quota check in the same transaction. */
+  private claim(name: string, project: string): void {
+    reserve(this.ctx, project, { networks: 1 }, () => this.ctx.projects.setNetworkProject(name, project));
+  }
+
+  /** A network this actor may stop or delete: its project's own; a shared one (built-ins, the lab's) an admin's only. */
+  private async changeable(name: string): Promise<NetworkView> {
+    const n = await this.defined(name);
+    if (networkOwner(this.ctx, name) === 'shared' && this.actor.role !== 'admin') {
+      throw new KumoError('FORBIDDEN', `network "${name}" is shared by every project: only an admin may stop or delete it`, 'make a network of your project\'s own: kumo network create NAME --mode nat --cidr CIDR');
+    }
+    return n;
   }
 
   private async defined(name: string): Promise<NetworkView> {

@@ -6,6 +6,8 @@ import { KumoError, invalid, notFound } from '../model/errors.js';
 import { checkSize } from '../model/sizes.js';
 import type { RuntimeState } from '../model/types.js';
 import type { InstanceRecord } from '../store/instances.js';
+import { machineActor } from '../model/actor.js';
+import { reserve } from './scope.js';
 
 /**
  * Grows the root disk (the overlay) of a stopped instance; the guest grows its root
@@ -28,14 +30,21 @@ export async function growRootDisk(ctx: Context, r: InstanceRecord, liveState: (
       `stop it first: kumo instance stop ${name}`);
   }
   // Reverting to an older snapshot would bring the old disk size back behind kumo's record.
-  const snapshots = await new SnapshotService(ctx).list(name);
+  // (The caller found the record in the actor's project: its snapshots are read in that project.)
+  const snapshots = await new SnapshotService(ctx, machineActor(r.project)).list(name);
   if (snapshots.length) {
     throw new KumoError('IN_USE', `instance "${name}" has ${snapshots.length} snapshot(s); a revert would undo the resize`,
       `delete them first: ${snapshots.map((s) => `kumo snapshot delete ${name} ${s.name}`).join('; ')}`);
   }
-  if (size * 1024 ** 3 > current) await ctx.qemuImg.resize(root, size);
   // The flavor stays recorded only while the sizes are still the flavor's.
   const flavor = r.flavor && ctx.flavors.get(r.flavor)?.diskGiB === size ? r.flavor : undefined;
-  ctx.instances.updateDiskSize(name, size, flavor);
+  // The new size is recorded first, with the project's disk quota checked in the same transaction.
+  reserve(ctx, r.project, { diskGiB: size - r.diskGiB }, () => ctx.instances.updateDiskSize(name, size, flavor));
+  try {
+    if (size * 1024 ** 3 > current) await ctx.qemuImg.resize(root, size);
+  } catch (e) {
+    ctx.instances.updateDiskSize(name, r.diskGiB, r.flavor);
+    throw e;
+  }
   return { fromGiB, toGiB: size };
 }

@@ -77,7 +77,7 @@ export class SessionService {
   private readonly repo: SessionRepo;
   private readonly users: UserService;
 
-  constructor(ctx: Pick<Context, 'db'>, private readonly throttle = new LoginThrottle()) {
+  constructor(ctx: Pick<Context, 'db' | 'projects'>, private readonly throttle = new LoginThrottle()) {
     this.repo = new SessionRepo(ctx.db);
     this.users = new UserService(ctx);
   }

@@ -9,6 +9,9 @@ import { KumoError, invalid, notFound } from '../model/errors.js';
 import { checkName } from '../model/names.js';
 import { ROOT_ONLY, type Reach } from '../model/reach.js';
 import type { ShareRecord } from '../store/shares.js';
+import { machineActor, type Actor } from '../model/actor.js';
+import { actingProject, checkRoom, reserve, sees } from './scope.js';
+import { attachableNetwork, networkReader } from './network-owners.js';
 import { HostLinks } from '../drivers/net/links.js';
 import { contains, parseCidr, parseIp } from '../model/checks.js';
 
@@ -29,7 +32,8 @@ export class ShareService {
   private readonly serverHost: string | undefined;
   private readonly server: GaneshaServer;
 
-  constructor(private readonly ctx: Context) {
+  /** `actor`: who asks; it sees and makes shares of its project only (root in `default` by default). */
+  constructor(private readonly ctx: Context, private readonly actor: Actor = machineActor()) {
     this.serverHost = ctx.hosts.list().find((h) => h.roles.includes('storage'))?.name;
     this.server = this.serverHost
       ? new GaneshaServer(join(ctx.paths.home, 'nfs', this.serverHost), ctx.shellOf(this.serverHost))
@@ -37,12 +41,13 @@ export class ShareService {
   }
 
   async list(): Promise<ShareView[]> {
-    return Promise.all(this.ctx.shares.list().map((s) => this.view(s)));
+    return Promise.all(this.ctx.shares.list(this.actor.project).map((s) => this.view(s)));
   }
 
   async get(name: string): Promise<ShareView> {
     const s = this.ctx.shares.get(name);
-    if (!s) throw notFound(`share "${name}" does not exist`, 'see `kumo share list`');
+    // Another project's share is answered exactly like a missing one.
+    if (!s || !sees(this.actor, s.project)) throw notFound(`share "${name}" does not exist`, 'see `kumo share list`');
     return this.view(s);
   }
 
@@ -53,6 +58,8 @@ export class ShareService {
    */
   async create(name: string, opts: { networks: string[]; path?: string; readOnly?: boolean }, reach: Reach = 'cloud'): Promise<ShareView> {
     checkName('share', name);
+    const project = actingProject(this.ctx, this.actor);
+    checkRoom(this.ctx, project, { shares: 1 });
     if (this.ctx.shares.get(name)) throw new KumoError('ALREADY_EXISTS', `share "${name}" already exists`, 'pick another name');
     if (!opts.networks.length) throw invalid('a share needs at least one --network whose instances may mount it', 'e.g. --network default');
     const path = opts.path ? resolve(opts.path) : join(this.ctx.paths.home, 'shares', name);
@@ -60,15 +67,18 @@ export class ShareService {
     if (opts.path && reach === 'cloud') await this.checkUnderShares(path);
     if (!/^\/[A-Za-z0-9._/-]*$/.test(path)) throw invalid(`share path "${path}" has characters the NFS server cannot take`, 'use letters, digits, ".", "_", "-" and "/"');
     if (opts.path && !existsSync(path)) throw invalid(`folder ${path} does not exist`, 'create it first, or leave --path out to get one under KUMO_HOME/shares');
-    for (const n of opts.networks) await this.networkCidr(n);
+    for (const n of opts.networks) await this.networkCidr(attachableNetwork(this.ctx, project, n));
     if (!opts.path) {
       await mkdir(path, { recursive: true, mode: 0o755 });
       // Guests write as nobody (All_Squash): a folder of kumo's is theirs to write in; a --path
       // folder keeps the owner root gave it.
       await chown(path, SHARE_ANON_ID, SHARE_ANON_ID);
     }
-    const record: ShareRecord = { name, path, networks: opts.networks, readOnly: opts.readOnly ?? false, createdAt: new Date().toISOString() };
-    this.ctx.shares.insert(record);
+    const record: ShareRecord = { name, path, networks: opts.networks, readOnly: opts.readOnly ?? false, createdAt: new Date().toISOString(), project };
+    reserve(this.ctx, project, { shares: 1 }, () => {
+      if (this.ctx.shares.get(name)) throw new KumoError('ALREADY_EXISTS', `share "${name}" already exists`, 'pick another name');
+      this.ctx.shares.insert(record);
+    });
     try {
       await this.apply();
     } catch (e) {
@@ -137,7 +147,7 @@ export class ShareService {
   private async networkCidr(network: string): Promise<string> {
     const known = this.ctx.networkSubnets.get(network);
     if (known) return known.cidr;
-    const n = await new NetworkService(this.ctx).get(network);
+    const n = await new NetworkService(this.ctx, this.ctx.virsh, networkReader(this.ctx, network)).get(network);
     if (!n.cidr) throw invalid(`network "${network}" has no subnet kumo knows (mode ${n.mode})`, 'give a nat or isolated network');
     return n.cidr;
   }
@@ -155,7 +165,7 @@ export class ShareService {
 
   /** The storage host's address on a network: what instances there mount from. */
   private async serverAddress(network: string): Promise<string | undefined> {
-    if (!this.serverHost) return (await new NetworkService(this.ctx).get(network)).gateway;
+    if (!this.serverHost) return (await new NetworkService(this.ctx, this.ctx.virsh, networkReader(this.ctx, network)).get(network)).gateway;
     const net = parseCidr(await this.networkCidr(network));
     const addresses = await new HostLinks(this.ctx.shellOf(this.serverHost)).addresses();
     return addresses.find((a) => contains(net, parseIp(a.address)))?.address;

@@ -4,6 +4,8 @@ import { SnapshotDriver, writableDisks, type RevertTo, type SnapshotInfo } from 
 import { KumoError, invalid, notFound } from '../model/errors.js';
 import { checkLabel } from '../model/names.js';
 import type { RuntimeState } from '../model/types.js';
+import { machineActor, type Actor } from '../model/actor.js';
+import { sees } from './scope.js';
 
 /** A name the user gives follows kumo's name rule (digits only, like libvirt's epoch names, are fine). */
 function checkSnapshotName(name: string): void {
@@ -30,7 +32,8 @@ export interface RevertOptions {
  * they survive stop/start and go when the instance is deleted.
  */
 export class SnapshotService {
-  constructor(private readonly ctx: Context) {}
+  /** `actor`: who asks; snapshots belong to their instance's project, seen by it only (root in `default` by default). */
+  constructor(private readonly ctx: Context, private readonly actor: Actor = machineActor()) {}
 
   /** Snapshots live with the instance's domain, on whichever host it runs; `id` is its UUID, what virsh finds it by. */
   private driver(instance: string): { snaps: SnapshotDriver; id: string } {
@@ -114,7 +117,8 @@ export class SnapshotService {
 
   /** The instance must be kumo's and its libvirt domain must still be there. */
   private async domain(instance: string): Promise<void> {
-    if (!this.ctx.instances.get(instance)) throw notFound(`instance "${instance}" does not exist`, 'see `kumo instance list`');
+    const r = this.ctx.instances.get(instance);
+    if (!r || !sees(this.actor, r.project)) throw notFound(`instance "${instance}" does not exist`, 'see `kumo instance list`');
     const { virsh, id } = domainOf(this.ctx, instance);
     if ((await virsh.domainState(id)) === 'missing') throw this.domainGone(instance);
   }

@@ -64,6 +64,9 @@ async function runUndo(ctx: Context, step: UndoStep): Promise<void> {
       // Only this file at this target: a disk someone else put there stays.
       await new DomainDevices(ctx.virshAt(step.uri)).detachDisk(step.domain, { file: step.file, target: step.target });
       return;
+    case 'forget-network-project':
+      if (ctx.projects.networkProject(step.name) === step.project) ctx.projects.forgetNetwork(step.name);
+      return;
     case 'remove-network':
       await ctx.virshAt(step.uri).removeNetwork(step.name);
       return;

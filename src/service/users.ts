@@ -35,7 +35,7 @@ export class UserService {
   private readonly repo: UserRepo;
 
   // Context has no user repo: the service opens one on the same database, as TokenService does.
-  constructor(private readonly ctx: Pick<Context, 'db'>) {
+  constructor(private readonly ctx: Pick<Context, 'db' | 'projects'>) {
     this.repo = new UserRepo(ctx.db);
   }
 

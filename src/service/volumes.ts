@@ -11,6 +11,8 @@ import { KumoError, invalid, notFound } from '../model/errors.js';
 import { checkName } from '../model/names.js';
 import { checkSize, LIMITS } from '../model/sizes.js';
 import type { VolumeRecord } from '../store/volumes.js';
+import { machineActor, type Actor } from '../model/actor.js';
+import { actingProject, checkRoom, reserve, sees } from './scope.js';
 
 /** A data volume as the faces show it: kumo's record joined with libvirt's view. */
 export interface Volume extends Omit<VolumeRecord, 'target'> {
@@ -43,7 +45,8 @@ const GiB = 1024 ** 3;
  * outlive the instances they were attached to.
  */
 export class VolumeService {
-  constructor(private readonly ctx: Context) {}
+  /** `actor`: who asks; it sees and makes volumes of its project only (root in `default` by default). */
+  constructor(private readonly ctx: Context, private readonly actor: Actor = machineActor()) {}
 
   /** Devices are changed on the host the instance runs on, on the domain with the instance's UUID. */
   private devices(instance: string): { devices: DomainDevices; id: string; uri: string } {
@@ -54,6 +57,8 @@ export class VolumeService {
   async create(name: string, sizeGiB: number): Promise<Volume> {
     checkName('volume', name);
     const size = volumeSize(sizeGiB);
+    const project = actingProject(this.ctx, this.actor);
+    checkRoom(this.ctx, project, { volumes: 1, diskGiB: size });
     if (this.ctx.volumes.get(name)) throw exists(name);
     const file = join(this.ctx.paths.volumes, `${name}.qcow2`);
     if (existsSync(file)) {
@@ -61,8 +66,10 @@ export class VolumeService {
         `remove the file if it is a leftover (rm ${file}), or pick another name`);
     }
     await withUndo(this.ctx, `create volume ${name}`, async (undo) => {
-      // The record first: its primary key settles a race between two kumo processes.
-      if (!this.ctx.volumes.insert({ name, sizeGiB: size, file, createdAt: new Date().toISOString() })) throw exists(name);
+      // The record first: its primary key settles a race between two kumo processes, and the
+      // quota check in the same transaction a race for the project's last room.
+      const record = { name, sizeGiB: size, file, createdAt: new Date().toISOString(), project };
+      if (!reserve(this.ctx, project, { volumes: 1, diskGiB: size }, () => this.ctx.volumes.insert(record))) throw exists(name);
       undo({ kind: 'forget-volume', name });
       await createPrivateFile(file); // 0600 from the start (a guest's data); O_EXCL refuses a planted link
       undo({ kind: 'remove-path', path: file });
@@ -72,7 +79,7 @@ export class VolumeService {
   }
 
   async list(): Promise<Volume[]> {
-    const records = this.ctx.volumes.list();
+    const records = this.ctx.volumes.list(this.actor.project);
     const disks = new Map<string, DomainDisks>();
     for (const r of records) {
       if (r.instance && !disks.has(r.instance)) disks.set(r.instance, await this.domainDisks(r.instance));
@@ -97,7 +104,8 @@ export class VolumeService {
       throw new KumoError('IN_USE', `volume "${name}" is already attached to instance "${v.instance}" (${v.target ?? '?'})`,
         `detach it first: kumo volume detach ${name}`);
     }
-    if (!this.ctx.instances.get(instance)) throw notFound(`instance "${instance}" does not exist`, 'see `kumo instance list`');
+    const owner = this.ctx.instances.get(instance);
+    if (!owner || !sees(this.actor, owner.project)) throw notFound(`instance "${instance}" does not exist`, 'see `kumo instance list`');
     const live = await this.attachMode(instance);
     if (!existsSync(v.file)) {
       throw notFound(`the disk of volume "${name}" (${v.file}) is gone`, `remove kumo's record with: kumo volume delete ${name}`);
@@ -158,9 +166,15 @@ export class VolumeService {
     if (size * GiB === current) return { volume: await this.get(name), fromGiB, how: 'unchanged' };
     const attached = v.instance && v.target ? this.devices(v.instance) : undefined;
     const live = attached ? (await attached.devices.diskPresence(attached.id, { file: v.file, target: v.target! })).live : false;
-    if (attached && live) await attached.devices.blockResize(attached.id, v.target!, size);
-    else await this.ctx.qemuImg.resize(v.file, size);
-    this.ctx.volumes.updateSize(name, size);
+    // The new size is recorded first, with the quota check in the same transaction; put back if the resize fails.
+    reserve(this.ctx, v.project, { diskGiB: size - v.sizeGiB }, () => this.ctx.volumes.updateSize(name, size));
+    try {
+      if (attached && live) await attached.devices.blockResize(attached.id, v.target!, size);
+      else await this.ctx.qemuImg.resize(v.file, size);
+    } catch (e) {
+      this.ctx.volumes.updateSize(name, v.sizeGiB);
+      throw e;
+    }
     return { volume: await this.get(name), fromGiB, how: live ? 'live' : 'offline' };
   }
 
@@ -176,7 +190,8 @@ export class VolumeService {
 
   private record(name: string): VolumeRecord {
     const r = this.ctx.volumes.get(name);
-    if (!r) throw notFound(`volume "${name}" does not exist`, 'see `kumo volume list`');
+    // Another project's volume is answered exactly like a missing one.
+    if (!r || !sees(this.actor, r.project)) throw notFound(`volume "${name}" does not exist`, 'see `kumo volume list`');
     return r;
   }
 
@@ -214,7 +229,7 @@ export class VolumeService {
     return {
       name: r.name, sizeGiB: r.sizeGiB, file: r.file,
       ...(r.instance ? { instance: r.instance, ...(r.target ? { device: r.target } : {}) } : {}),
-      createdAt: r.createdAt, drift,
+      createdAt: r.createdAt, project: r.project, drift,
     };
   }
 }

@@ -37,9 +37,10 @@ export class DatacenterResourceRepo {
     return row ? toOwned(row).spec : undefined;
   }
 
-  claim(datacenter: string, kind: ResourceKind, name: string, spec?: unknown): void {
-    this.db.prepare('INSERT OR REPLACE INTO datacenter_resources (datacenter, kind, name, spec) VALUES (?, ?, ?, ?)')
-      .run(datacenter, kind, name, spec === undefined ? null : JSON.stringify(spec));
+  /** `project`: the file's (its resources count there; the project cannot be deleted while it holds them). */
+  claim(datacenter: string, kind: ResourceKind, name: string, spec?: unknown, project = 'default'): void {
+    this.db.prepare('INSERT OR REPLACE INTO datacenter_resources (datacenter, kind, name, spec, project) VALUES (?, ?, ?, ?, ?)')
+      .run(datacenter, kind, name, spec === undefined ? null : JSON.stringify(spec), project);
   }
 
   release(kind: ResourceKind, name: string): void {

@@ -163,6 +163,30 @@ const MIGRATIONS: string[] = [
      expires_at INTEGER NOT NULL
    );
    ALTER TABLE audit_log ADD COLUMN project TEXT;`,
+  // Projects (issue 15): every resource belongs to one; each may cap what it holds (NULL: no cap).
+  // `default` holds everything made before. Images and flavors made before are public. Networks
+  // live in libvirt: network_projects records which project a network kumo defined belongs to
+  // (a network without a row is default's). No FOREIGN KEY on the added columns: SQLite refuses
+  // one with a non-NULL default; the project service refuses to delete a project that holds anything.
+  `CREATE TABLE projects (
+     name TEXT PRIMARY KEY,
+     max_instances INTEGER, max_vcpus INTEGER, max_ram_mib INTEGER, max_disk_gib INTEGER,
+     max_volumes INTEGER, max_networks INTEGER, max_shares INTEGER,
+     created_at TEXT NOT NULL
+   );
+   INSERT INTO projects (name, created_at) VALUES ('default', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));
+   ALTER TABLE instances ADD COLUMN project TEXT NOT NULL DEFAULT 'default';
+   ALTER TABLE volumes ADD COLUMN project TEXT NOT NULL DEFAULT 'default';
+   ALTER TABLE shares ADD COLUMN project TEXT NOT NULL DEFAULT 'default';
+   ALTER TABLE load_balancers ADD COLUMN project TEXT NOT NULL DEFAULT 'default';
+   ALTER TABLE datacenter_resources ADD COLUMN project TEXT NOT NULL DEFAULT 'default';
+   ALTER TABLE images ADD COLUMN project TEXT NOT NULL DEFAULT 'default';
+   ALTER TABLE images ADD COLUMN public INTEGER NOT NULL DEFAULT 1;
+   ALTER TABLE flavors ADD COLUMN project TEXT NOT NULL DEFAULT 'default';
+   ALTER TABLE flavors ADD COLUMN public INTEGER NOT NULL DEFAULT 1;
+   CREATE TABLE network_projects (network TEXT PRIMARY KEY, project TEXT NOT NULL);
+   CREATE INDEX instances_project ON instances(project);
+   CREATE INDEX volumes_project ON volumes(project);`,
 ];
 
 export type Db = Database.Database;

@@ -7,9 +7,20 @@ interface FlavorRow { name: string; vcpus: number; ram_mib: number; disk_gib: nu
 export class FlavorRepo {
   constructor(private readonly db: Db) {}
 
-  list(): Flavor[] {
-    return (this.db.prepare('SELECT * FROM flavors ORDER BY vcpus, ram_mib, disk_gib, name').all() as FlavorRow[])
-      .map(toFlavor);
+  /** Every flavor, or those a project may use: the public ones and its own. */
+  list(project?: string): Flavor[] {
+    const rows = project === undefined ? this.db.prepare('SELECT * FROM flavors ORDER BY vcpus, ram_mib, disk_gib, name').all()
+      : this.db.prepare('SELECT * FROM flavors WHERE public = 1 OR project = ? ORDER BY vcpus, ram_mib, disk_gib, name').all(project);
+    return (rows as FlavorRow[]).map(toFlavor);
+  }
+
+  /** Whether a project may use the flavor: public, or its own. */
+  usableBy(name: string, project: string): boolean {
+    return this.db.prepare('SELECT 1 FROM flavors WHERE name = ? AND (public = 1 OR project = ?)').get(name, project) !== undefined;
+  }
+
+  owner(name: string): string | undefined {
+    return (this.db.prepare('SELECT project FROM flavors WHERE name = ?').get(name) as { project: string } | undefined)?.project;
   }
 
   get(name: string): Flavor | undefined {
@@ -17,9 +28,10 @@ export class FlavorRepo {
     return row && toFlavor(row);
   }
 
-  insert(f: Omit<Flavor, 'builtin'>): void {
-    this.db.prepare('INSERT INTO flavors (name, vcpus, ram_mib, disk_gib) VALUES (?, ?, ?, ?)')
-      .run(f.name, f.vcpus, f.ramMiB, f.diskGiB);
+  /** `owner`: the project it belongs to and whether every project may use it (default: default's, public). */
+  insert(f: Omit<Flavor, 'builtin'>, owner: { project: string; public: boolean } = { project: 'default', public: true }): void {
+    this.db.prepare('INSERT INTO flavors (name, vcpus, ram_mib, disk_gib, project, public) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(f.name, f.vcpus, f.ramMiB, f.diskGiB, owner.project, owner.public ? 1 : 0);
   }
 
   /** New sizes for a flavor, in one statement: it is never missing in between. */

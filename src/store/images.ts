@@ -10,8 +10,21 @@ interface ImageRow {
 export class ImageRepo {
   constructor(private readonly db: Db) {}
 
-  list(): Image[] {
-    return (this.db.prepare('SELECT * FROM images ORDER BY created_at, name').all() as ImageRow[]).map(toImage);
+  /** Every image, or those a project may use: the public ones and its own. */
+  list(project?: string): Image[] {
+    const rows = project === undefined ? this.db.prepare('SELECT * FROM images ORDER BY created_at, name').all()
+      : this.db.prepare('SELECT * FROM images WHERE public = 1 OR project = ? ORDER BY created_at, name').all(project);
+    return (rows as ImageRow[]).map(toImage);
+  }
+
+  /** Whether a project may use the image: public, or its own. */
+  usableBy(name: string, project: string): boolean {
+    return this.db.prepare('SELECT 1 FROM images WHERE name = ? AND (public = 1 OR project = ?)').get(name, project) !== undefined;
+  }
+
+  /** The project that owns the image (the one that may change or delete it). */
+  owner(name: string): string | undefined {
+    return (this.db.prepare('SELECT project FROM images WHERE name = ?').get(name) as { project: string } | undefined)?.project;
   }
 
   get(name: string): Image | undefined {

@@ -5,7 +5,7 @@ import type { InstanceSpec, NicInfo } from '../model/types.js';
 interface InstanceRow {
   name: string; uuid: string; host: string; image: string; flavor: string | null;
   vcpus: number; ram_mib: number; disk_gib: number; networks: string; nics: string;
-  data_disks: string; password_hash: string | null; ssh_keys: string; created_at: string;
+  data_disks: string; password_hash: string | null; ssh_keys: string; created_at: string; project: string;
 }
 
 /** What kumo recorded about an instance when it made it. */
@@ -14,13 +14,18 @@ export interface InstanceRecord extends InstanceSpec {
   host: string;
   nics: Omit<NicInfo, 'ipv4'>[];
   createdAt: string;
+  /** The project it belongs to (its quotas count it). */
+  project: string;
 }
 
 export class InstanceRepo {
   constructor(private readonly db: Db) {}
 
-  list(): InstanceRecord[] {
-    return (this.db.prepare('SELECT * FROM instances ORDER BY name').all() as InstanceRow[]).map(toInstance);
+  /** Every instance, or a project's only. */
+  list(project?: string): InstanceRecord[] {
+    const rows = project === undefined ? this.db.prepare('SELECT * FROM instances ORDER BY name').all()
+      : this.db.prepare('SELECT * FROM instances WHERE project = ? ORDER BY name').all(project);
+    return (rows as InstanceRow[]).map(toInstance);
   }
 
   get(name: string): InstanceRecord | undefined {
@@ -30,11 +35,11 @@ export class InstanceRepo {
 
   insert(r: InstanceRecord): void {
     this.db.prepare(`INSERT INTO instances (name, uuid, host, image, flavor, vcpus, ram_mib, disk_gib, networks, nics,
-        data_disks, password_hash, ssh_keys, created_at)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+        data_disks, password_hash, ssh_keys, created_at, project)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
       .run(r.name, r.uuid, r.host, r.image, r.flavor ?? null, r.vcpus, r.ramMiB, r.diskGiB,
         JSON.stringify(r.networks), JSON.stringify(r.nics), JSON.stringify(r.dataDisks),
-        r.passwordHash ?? null, JSON.stringify(r.sshKeys), r.createdAt);
+        r.passwordHash ?? null, JSON.stringify(r.sshKeys), r.createdAt, r.project);
   }
 
   /** After a live migration libvirt confirmed: the instance now lives on `host`. */
@@ -62,4 +67,5 @@ const toInstance = (r: InstanceRow): InstanceRecord => ({
   ...(r.password_hash ? { passwordHash: r.password_hash } : {}),
   sshKeys: JSON.parse(r.ssh_keys) as string[],
   createdAt: r.created_at,
+  project: r.project,
 });

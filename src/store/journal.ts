@@ -13,6 +13,8 @@ export type UndoStep =
   | { kind: 'release-volume'; name: string }
   | { kind: 'detach-disk'; uri: string; domain: string; file: string; target: string }
   | { kind: 'remove-network'; uri: string; name: string }
+  /** The project record of a network being made (only the one this operation wrote). */
+  | { kind: 'forget-network-project'; name: string; project: string }
   | { kind: 'remove-host-bridge'; bridge: string; ovs: boolean };
 
 export interface JournalEntry {

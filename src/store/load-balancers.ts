@@ -14,18 +14,23 @@ export interface LoadBalancerRecord {
   internalPort: number;
   waf: { enabled: boolean; paranoia: number } | null;
   createdAt: string;
+  /** The project it belongs to. */
+  project: string;
 }
 
-interface Row { name: string; host: string; spec: string; created_at: string }
-type Spec = Omit<LoadBalancerRecord, 'name' | 'host' | 'createdAt'>;
+interface Row { name: string; host: string; spec: string; created_at: string; project: string }
+type Spec = Omit<LoadBalancerRecord, 'name' | 'host' | 'createdAt' | 'project'>;
 
-const toRecord = (r: Row): LoadBalancerRecord => ({ name: r.name, host: r.host, ...(JSON.parse(r.spec) as Spec), createdAt: r.created_at });
+const toRecord = (r: Row): LoadBalancerRecord => ({ name: r.name, host: r.host, ...(JSON.parse(r.spec) as Spec), createdAt: r.created_at, project: r.project });
 
 export class LoadBalancerRepo {
   constructor(private readonly db: Db) {}
 
-  list(): LoadBalancerRecord[] {
-    return (this.db.prepare('SELECT * FROM load_balancers ORDER BY name').all() as Row[]).map(toRecord);
+  /** Every load balancer, or a project's only. */
+  list(project?: string): LoadBalancerRecord[] {
+    const rows = project === undefined ? this.db.prepare('SELECT * FROM load_balancers ORDER BY name').all()
+      : this.db.prepare('SELECT * FROM load_balancers WHERE project = ? ORDER BY name').all(project);
+    return (rows as Row[]).map(toRecord);
   }
 
   get(name: string): LoadBalancerRecord | undefined {
@@ -35,9 +40,9 @@ export class LoadBalancerRepo {
 
   /** Inserts or replaces the whole record. */
   put(lb: LoadBalancerRecord): void {
-    const { name, host, createdAt, ...spec } = lb;
-    this.db.prepare('INSERT OR REPLACE INTO load_balancers (name, host, spec, created_at) VALUES (?, ?, ?, ?)')
-      .run(name, host, JSON.stringify(spec), createdAt);
+    const { name, host, createdAt, project, ...spec } = lb;
+    this.db.prepare('INSERT OR REPLACE INTO load_balancers (name, host, spec, created_at, project) VALUES (?, ?, ?, ?, ?)')
+      .run(name, host, JSON.stringify(spec), createdAt, project);
   }
 
   delete(name: string): void {

@@ -8,19 +8,24 @@ export interface ShareRecord {
   networks: string[];
   readOnly: boolean;
   createdAt: string;
+  /** The project it belongs to (its quotas count it). */
+  project: string;
 }
 
-interface ShareRow { name: string; path: string; networks: string; read_only: number; created_at: string }
+interface ShareRow { name: string; path: string; networks: string; read_only: number; created_at: string; project: string }
 
 const toShare = (r: ShareRow): ShareRecord => ({
-  name: r.name, path: r.path, networks: JSON.parse(r.networks) as string[], readOnly: r.read_only === 1, createdAt: r.created_at,
+  name: r.name, path: r.path, networks: JSON.parse(r.networks) as string[], readOnly: r.read_only === 1, createdAt: r.created_at, project: r.project,
 });
 
 export class ShareRepo {
   constructor(private readonly db: Db) {}
 
-  list(): ShareRecord[] {
-    return (this.db.prepare('SELECT * FROM shares ORDER BY name').all() as ShareRow[]).map(toShare);
+  /** Every share, or a project's only. */
+  list(project?: string): ShareRecord[] {
+    const rows = project === undefined ? this.db.prepare('SELECT * FROM shares ORDER BY name').all()
+      : this.db.prepare('SELECT * FROM shares WHERE project = ? ORDER BY name').all(project);
+    return (rows as ShareRow[]).map(toShare);
   }
 
   get(name: string): ShareRecord | undefined {
@@ -29,8 +34,8 @@ export class ShareRepo {
   }
 
   insert(s: ShareRecord): void {
-    this.db.prepare('INSERT INTO shares (name, path, networks, read_only, created_at) VALUES (?, ?, ?, ?, ?)')
-      .run(s.name, s.path, JSON.stringify(s.networks), s.readOnly ? 1 : 0, s.createdAt);
+    this.db.prepare('INSERT INTO shares (name, path, networks, read_only, created_at, project) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(s.name, s.path, JSON.stringify(s.networks), s.readOnly ? 1 : 0, s.createdAt, s.project);
   }
 
   delete(name: string): void {

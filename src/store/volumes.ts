@@ -1,7 +1,7 @@
 import type { Db } from './db.js';
 
 interface VolumeRow {
-  name: string; size_gib: number; file: string; instance: string | null; target: string | null; created_at: string;
+  name: string; size_gib: number; file: string; instance: string | null; target: string | null; created_at: string; project: string;
 }
 
 /** What kumo recorded about a data volume: its size, its file and where the user attached it. */
@@ -13,13 +13,18 @@ export interface VolumeRecord {
   instance?: string;
   target?: string;
   createdAt: string;
+  /** The project it belongs to (its quotas count it). */
+  project: string;
 }
 
 export class VolumeRepo {
   constructor(private readonly db: Db) {}
 
-  list(): VolumeRecord[] {
-    return (this.db.prepare('SELECT * FROM volumes ORDER BY name').all() as VolumeRow[]).map(toVolume);
+  /** Every volume, or a project's only. */
+  list(project?: string): VolumeRecord[] {
+    const rows = project === undefined ? this.db.prepare('SELECT * FROM volumes ORDER BY name').all()
+      : this.db.prepare('SELECT * FROM volumes WHERE project = ? ORDER BY name').all(project);
+    return (rows as VolumeRow[]).map(toVolume);
   }
 
   get(name: string): VolumeRecord | undefined {
@@ -34,8 +39,8 @@ export class VolumeRepo {
 
   /** Records a new volume; false when the name is taken (another kumo may have just made it). */
   insert(v: Omit<VolumeRecord, 'instance' | 'target'>): boolean {
-    const info = this.db.prepare(`INSERT INTO volumes (name, size_gib, file, created_at) VALUES (?, ?, ?, ?)
-      ON CONFLICT DO NOTHING`).run(v.name, v.sizeGiB, v.file, v.createdAt);
+    const info = this.db.prepare(`INSERT INTO volumes (name, size_gib, file, created_at, project) VALUES (?, ?, ?, ?, ?)
+      ON CONFLICT DO NOTHING`).run(v.name, v.sizeGiB, v.file, v.createdAt, v.project);
     return info.changes === 1;
   }
 
@@ -76,4 +81,5 @@ const toVolume = (r: VolumeRow): VolumeRecord => ({
   name: r.name, sizeGiB: r.size_gib, file: r.file,
   ...(r.instance ? { instance: r.instance, ...(r.target ? { target: r.target } : {}) } : {}),
   createdAt: r.created_at,
+  project: r.project,
 });

@@ -7,6 +7,7 @@ import { LoadBalancerService } from '../../src/service/loadbalancers.js';
 import { ShareService } from '../../src/service/shares.js';
 import { TokenService } from '../../src/service/tokens.js';
 import { waitFor } from './env.js';
+import { machineActor } from '../../src/model/actor.js';
 import { OpenApiResponses } from './openapi-responses.js';
 
 /**
@@ -76,9 +77,10 @@ export async function closeApiWorld(w: Partial<ApiWorld>, before?: (env: TestEnv
 
 /** Pass or fail: the load balancers, shares and instances a test made, in that order (each may fail alone). */
 export async function deleteMadeResources(ctx: Context): Promise<void> {
-  for (const l of ctx.loadBalancers.list()) await new LoadBalancerService(ctx).delete(l.name).catch(() => undefined);
-  for (const s of ctx.shares.list()) await new ShareService(ctx).delete(s.name).catch(() => undefined);
-  for (const i of ctx.instances.list()) await new InstanceService(ctx).delete(i.name).catch(() => undefined);
+  // Each in its own project: a service sees its actor's project only.
+  for (const l of ctx.loadBalancers.list()) await new LoadBalancerService(ctx, machineActor(l.project)).delete(l.name).catch(() => undefined);
+  for (const s of ctx.shares.list()) await new ShareService(ctx, machineActor(s.project)).delete(s.name).catch(() => undefined);
+  for (const i of ctx.instances.list()) await new InstanceService(ctx, machineActor(i.project)).delete(i.name).catch(() => undefined);
 }
 
 export interface Answer {

@@ -2,6 +2,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { openContext, type Context } from '../../src/service/context.js';
+import { ProjectService } from '../../src/service/projects.js';
 import { buildServer, type ApiServer } from '../../src/api/server.js';
 import { TokenService } from '../../src/service/tokens.js';
 import { UserService } from '../../src/service/users.js';
@@ -18,6 +19,8 @@ let app: ApiServer;
 before(async () => {
   home = await mkdtemp('/tmp/kumo-unit-users-');
   ctx = openContext({ home });
+  // The projects the tests act in (as root on the machine makes them).
+  for (const name of ['p1', 'p2']) new ProjectService(ctx).create(name);
   app = await buildServer(ctx, { monitor: false, webRoot: `${home}/no-web` });
   await app.ready();
 });

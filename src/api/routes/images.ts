@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import type { ApiDeps } from '../deps.js';
+import type { ActorRequest, ApiDeps } from '../deps.js';
 import { ImageService } from '../../service/images.js';
 import { Accepted, errors, Image, ImageBuild, ImageImport, NameParams, NoContent } from '../schemas.js';
 import { accepted, ownerOf } from './operations.js';
@@ -8,15 +8,15 @@ import { accepted, ownerOf } from './operations.js';
 const tags = ['images'];
 
 export const imageRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx, ops }) => {
-  const svc = () => new ImageService(ctx);
+  const svc = (req: ActorRequest) => new ImageService(ctx, req.actor);
 
   app.get('/images', {
     schema: { tags, operationId: 'listImages', summary: 'cloud images instances are made from', response: { 200: z.array(Image), ...errors() } },
-  }, async () => svc().list());
+  }, async (req) => svc(req).list());
 
   app.get('/images/:name', {
     schema: { tags, operationId: 'getImage', summary: 'one image', params: NameParams, response: { 200: Image, ...errors(404) } },
-  }, async (req) => svc().get(req.params.name));
+  }, async (req) => svc(req).get(req.params.name));
 
   app.post('/images/build', {
     schema: {
@@ -26,8 +26,8 @@ export const imageRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx, op
   }, async (req, reply) => {
     const { recipe, name, sizeGiB, packages } = req.body;
     const op = ops.startFor(ownerOf(req), 'image.build', name ?? recipe, async (progress) => {
-      const r = recipe === 'tiny' ? await svc().buildTiny(progress)
-        : await svc().buildDebian({ recipe, ...(name ? { name } : {}), ...(sizeGiB ? { sizeGiB } : {}), ...(packages ? { packages } : {}), onProgress: progress });
+      const r = recipe === 'tiny' ? await svc(req).buildTiny(progress)
+        : await svc(req).buildDebian({ recipe, ...(name ? { name } : {}), ...(sizeGiB ? { sizeGiB } : {}), ...(packages ? { packages } : {}), onProgress: progress });
       ops.resourceChanged('image', r.image.name, r.built ? 'built' : 'unchanged');
       return r;
     });
@@ -42,10 +42,10 @@ export const imageRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx, op
   }, async (req, reply) => {
     const { name, source, ...opts } = req.body;
     // A server path, a kernel file or a forbidden address is a 400 now, before any operation.
-    await svc().checkSource(source, opts, 'cloud');
+    await svc(req).checkSource(source, opts, 'cloud');
     const op = ops.startFor(ownerOf(req), 'image.import', name, async (progress) => {
       progress('import');
-      const image = await svc().import(name, source, opts, 'cloud');
+      const image = await svc(req).import(name, source, opts, 'cloud');
       ops.resourceChanged('image', image.name, 'imported');
       return image;
     });
@@ -53,9 +53,9 @@ export const imageRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx, op
   });
 
   app.delete('/images/:name', {
-    schema: { tags, operationId: 'deleteImage', summary: 'delete an image no instance uses', params: NameParams, response: { 204: NoContent, ...errors(404, 409) } },
+    schema: { tags, operationId: 'deleteImage', summary: 'delete an image no instance uses', params: NameParams, response: { 204: NoContent, ...errors(403, 404, 409) } },
   }, async (req, reply) => {
-    await svc().delete(req.params.name);
+    await svc(req).delete(req.params.name);
     ops.resourceChanged('image', req.params.name, 'deleted');
     return reply.code(204).send();
   });

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import type { ApiDeps } from '../deps.js';
+import type { ActorRequest, ApiDeps } from '../deps.js';
 import { InstanceService } from '../../service/instances.js';
 import { MigrationService } from '../../service/migration.js';
 import { HostService } from '../../service/host.js';
@@ -19,16 +19,16 @@ export function renderInstance({ passwordHash, ...rest }: InstanceView): z.outpu
 }
 
 export const instanceRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx, ops }) => {
-  const svc = () => new InstanceService(ctx);
-  const view = async (name: string) => renderInstance(await svc().get(name));
+  const svc = (req: ActorRequest) => new InstanceService(ctx, req.actor);
+  const view = async (req: ActorRequest, name: string) => renderInstance(await svc(req).get(name));
 
   app.get('/instances', {
     schema: { tags, operationId: 'listInstances', summary: 'every instance, with libvirt\'s state and DHCP addresses', response: { 200: z.array(Instance), ...errors() } },
-  }, async () => (await svc().list()).map(renderInstance));
+  }, async (req) => (await svc(req).list()).map(renderInstance));
 
   app.get('/instances/:name', {
     schema: { tags, operationId: 'getInstance', summary: 'one instance: NICs, volumes, VNC address, drift', params: NameParams, response: { 200: Instance, ...errors(404) } },
-  }, async (req) => view(req.params.name));
+  }, async (req) => view(req, req.params.name));
 
   app.post('/instances', {
     schema: {
@@ -37,7 +37,7 @@ export const instanceRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx,
     },
   }, async (req, reply) => {
     const { wait, ...request } = req.body;
-    const s = svc();
+    const s = svc(req);
     // Everything that can be refused is refused now, as an answer, not as a failed operation.
     await s.validate(request);
     const op = ops.startFor(ownerOf(req), 'instance.create', request.name, async (progress) => {
@@ -57,33 +57,33 @@ export const instanceRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx,
       summary: 'remove the instance with its disks and seed; attached volumes are kept, detached',
     },
   }, async (req) => {
-    const r = await svc().delete(req.params.name);
+    const r = await svc(req).delete(req.params.name);
     ops.resourceChanged('instance', req.params.name, 'deleted');
     return r;
   });
 
   app.get('/instances/:name/xml', {
     schema: { tags, operationId: 'getInstanceXml', summary: 'the libvirt domain XML, like virsh dumpxml', params: NameParams, response: { 200: Text('the domain XML', 'application/xml'), ...errors(404) } },
-  }, async (req, reply) => reply.type('application/xml; charset=utf-8').send(await svc().xml(req.params.name)));
+  }, async (req, reply) => reply.type('application/xml; charset=utf-8').send(await svc(req).xml(req.params.name)));
 
   app.get('/instances/:name/console-log', {
     schema: { tags, operationId: 'getConsoleLog', summary: 'what the serial console printed so far, like `kumo instance console --log`', params: NameParams, response: { 200: Text('the console log'), ...errors(404) } },
-  }, async (req, reply) => reply.type('text/plain; charset=utf-8').send(await svc().readConsoleLog(req.params.name)));
+  }, async (req, reply) => reply.type('text/plain; charset=utf-8').send(await svc(req).readConsoleLog(req.params.name)));
 
   await app.register(instanceActionRoutes, { ctx, ops });
 };
 
 /** What is done to an instance: start, stop, reboot, destroy (power), migrate, resize. */
 const instanceActionRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx, ops }) => {
-  const svc = () => new InstanceService(ctx);
-  const view = async (name: string) => renderInstance(await svc().get(name));
+  const svc = (req: ActorRequest) => new InstanceService(ctx, req.actor);
+  const view = async (req: ActorRequest, name: string) => renderInstance(await svc(req).get(name));
 
   app.post('/instances/:name/start', {
     schema: { tags, operationId: 'startInstance', summary: 'start a stopped instance', params: NameParams, response: { 200: InstanceStarted, ...errors(404) } },
   }, async (req) => {
-    const started = await svc().start(req.params.name);
+    const started = await svc(req).start(req.params.name);
     ops.resourceChanged('instance', req.params.name, 'started');
-    return { started, instance: await view(req.params.name) };
+    return { started, instance: await view(req, req.params.name) };
   });
 
   app.post('/instances/:name/stop', {
@@ -92,25 +92,25 @@ const instanceActionRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx, 
       summary: 'shut down cleanly (ACPI), forcing it off after the grace period; answers when it is off',
     },
   }, async (req) => {
-    const r = await svc().stop(req.params.name, (req.body?.timeoutSeconds ?? 60) * 1000);
+    const r = await svc(req).stop(req.params.name, (req.body?.timeoutSeconds ?? 60) * 1000);
     ops.resourceChanged('instance', req.params.name, 'stopped');
-    return { forced: r.forced, instance: await view(req.params.name) };
+    return { forced: r.forced, instance: await view(req, req.params.name) };
   });
 
   app.post('/instances/:name/reboot', {
     schema: { tags, operationId: 'rebootInstance', summary: 'reboot a running instance', params: NameParams, response: { 200: InstanceAction, ...errors(400, 404) } },
   }, async (req) => {
-    await svc().reboot(req.params.name);
+    await svc(req).reboot(req.params.name);
     ops.resourceChanged('instance', req.params.name, 'rebooted');
-    return { instance: await view(req.params.name) };
+    return { instance: await view(req, req.params.name) };
   });
 
   app.post('/instances/:name/destroy', {
     schema: { tags, operationId: 'destroyInstance', summary: 'force off, like virsh destroy (the instance stays)', params: NameParams, response: { 200: InstanceAction, ...errors(404) } },
   }, async (req) => {
-    await svc().destroy(req.params.name);
+    await svc(req).destroy(req.params.name);
     ops.resourceChanged('instance', req.params.name, 'destroyed');
-    return { instance: await view(req.params.name) };
+    return { instance: await view(req, req.params.name) };
   });
 
   app.post('/instances/:name/migrate', {
@@ -122,14 +122,14 @@ const instanceActionRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx, 
     const { name } = req.params;
     const { to, unsafe, encrypted } = req.body;
     // Unknown names are a 404 now; everything libvirt decides shows in the operation.
-    const from = (await svc().get(name)).host;
+    const from = (await svc(req).get(name)).host;
     await new HostService(ctx).get(to);
     // Missing certificates are a 400 now, not a failed operation.
     if (encrypted) await new MigrationService(ctx).checkTls(from, to);
     const op = ops.startFor(ownerOf(req), 'instance.migrate', name, async (progress) => {
       progress('migrate');
       const r = await new MigrationService(ctx).migrate(name, to, { unsafe: unsafe ?? false, encrypted: encrypted ?? false });
-      return { from: r.from, to: r.to, durationMs: r.durationMs, ...(r.downtimeMs !== undefined ? { downtimeMs: r.downtimeMs } : {}), instance: await view(name) };
+      return { from: r.from, to: r.to, durationMs: r.durationMs, ...(r.downtimeMs !== undefined ? { downtimeMs: r.downtimeMs } : {}), instance: await view(req, name) };
     });
     return accepted(reply, op);
   });
@@ -140,7 +140,7 @@ const instanceActionRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx, 
       summary: 'grow the root disk of a stopped instance; the guest grows its filesystem when it starts',
     },
   }, async (req) => {
-    const r = await svc().resize(req.params.name, req.body.diskGiB);
+    const r = await svc(req).resize(req.params.name, req.body.diskGiB);
     ops.resourceChanged('instance', req.params.name, 'resized');
     return r;
   });

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import type { ApiDeps } from '../deps.js';
+import type { ActorRequest, ApiDeps } from '../deps.js';
 import { ShareService } from '../../service/shares.js';
 import { errors, NameParams, NoContent, Share, ShareCreate } from '../schemas.js';
 
@@ -8,15 +8,15 @@ const tags = ['shares'];
 
 /** `kumo share`: folders served over NFS to instance networks by the storage host. */
 export const shareRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx, ops }) => {
-  const svc = () => new ShareService(ctx);
+  const svc = (req: ActorRequest) => new ShareService(ctx, req.actor);
 
   app.get('/shares', {
     schema: { tags, operationId: 'listShares', summary: 'shares with their folder, networks and the mount command for guests', response: { 200: z.array(Share), ...errors() } },
-  }, async () => svc().list());
+  }, async (req) => svc(req).list());
 
   app.get('/shares/:name', {
     schema: { tags, operationId: 'getShare', summary: 'one share', params: NameParams, response: { 200: Share, ...errors(404) } },
-  }, async (req) => svc().get(req.params.name));
+  }, async (req) => svc(req).get(req.params.name));
 
   app.post('/shares', {
     schema: {
@@ -25,7 +25,7 @@ export const shareRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx, op
     },
   }, async (req, reply) => {
     const { name, networks, path, readOnly } = req.body;
-    const s = await svc().create(name, { networks, ...(path ? { path } : {}), readOnly: readOnly ?? false });
+    const s = await svc(req).create(name, { networks, ...(path ? { path } : {}), readOnly: readOnly ?? false });
     ops.resourceChanged('share', s.name, 'created');
     return reply.code(201).send(s);
   });
@@ -33,7 +33,7 @@ export const shareRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx, op
   app.delete('/shares/:name', {
     schema: { tags, operationId: 'deleteShare', summary: 'stop serving a share (its folder and files stay)', params: NameParams, response: { 204: NoContent, ...errors(404) } },
   }, async (req, reply) => {
-    await svc().delete(req.params.name);
+    await svc(req).delete(req.params.name);
     ops.resourceChanged('share', req.params.name, 'deleted');
     return reply.code(204).send();
   });

@@ -1,17 +1,17 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import type { ApiDeps } from '../deps.js';
+import type { ActorRequest, ApiDeps } from '../deps.js';
 import { SnapshotService } from '../../service/snapshots.js';
 import { errors, InstanceParams, NoContent, Snapshot, SnapshotCreate, SnapshotParams, SnapshotReverted, SnapshotRevert, optionalBody } from '../schemas.js';
 
 const tags = ['snapshots'];
 
 export const snapshotRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx, ops }) => {
-  const svc = () => new SnapshotService(ctx);
+  const svc = (req: ActorRequest) => new SnapshotService(ctx, req.actor);
 
   app.get('/instances/:instance/snapshots', {
     schema: { tags, operationId: 'listSnapshots', summary: 'an instance\'s snapshots, oldest first', params: InstanceParams, response: { 200: z.array(Snapshot), ...errors(404) } },
-  }, async (req) => svc().list(req.params.instance));
+  }, async (req) => svc(req).list(req.params.instance));
 
   app.post('/instances/:instance/snapshots', {
     schema: {
@@ -19,7 +19,7 @@ export const snapshotRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx,
       summary: 'take an internal snapshot: the disks, and the memory while it runs',
     },
   }, async (req, reply) => {
-    const s = await svc().create(req.params.instance, req.body?.name);
+    const s = await svc(req).create(req.params.instance, req.body?.name);
     ops.resourceChanged('snapshot', `${s.instance}/${s.name}`, 'created');
     return reply.code(201).send(s);
   });
@@ -31,7 +31,7 @@ export const snapshotRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx,
     },
   }, async (req) => {
     const { instance, name } = req.params;
-    const state = await svc().revert(instance, name, { ...(req.body?.to ? { to: req.body.to } : {}), force: req.body?.force ?? false });
+    const state = await svc(req).revert(instance, name, { ...(req.body?.to ? { to: req.body.to } : {}), force: req.body?.force ?? false });
     ops.resourceChanged('snapshot', `${instance}/${name}`, 'reverted');
     return { instance, snapshot: name, state };
   });
@@ -39,7 +39,7 @@ export const snapshotRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx,
   app.delete('/instances/:instance/snapshots/:name', {
     schema: { tags, operationId: 'deleteSnapshot', summary: 'delete a snapshot', params: SnapshotParams, response: { 204: NoContent, ...errors(404) } },
   }, async (req, reply) => {
-    await svc().delete(req.params.instance, req.params.name);
+    await svc(req).delete(req.params.instance, req.params.name);
     ops.resourceChanged('snapshot', `${req.params.instance}/${req.params.name}`, 'deleted');
     return reply.code(204).send();
   });

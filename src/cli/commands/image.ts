@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import { SingleBar } from 'cli-progress';
-import { context, say } from '../app.js';
+import { actor, context, say } from '../app.js';
 import { gib, json, table } from '../render.js';
 import { ImageService } from '../../service/images.js';
 import { invalid } from '../../model/errors.js';
@@ -16,7 +16,7 @@ export function imageCommand(): Command {
     .option('--name <name>', 'debian-12: register the image under this name (default: the recipe\'s)')
     .action(async (recipe: string, o: { size: string; packages?: string; name?: string }) => {
       if (recipe === 'tiny') {
-        const svc = new ImageService(await context());
+        const svc = new ImageService(await context(), actor());
         const { image, built } = await svc.buildTiny((step) => say(`  ${step}`));
         console.log(`${built ? 'built' : 'up to date:'} image "${image.name}" (${image.os}, ${gib(image.virtualSizeBytes)})`);
         return;
@@ -25,7 +25,7 @@ export function imageCommand(): Command {
       // Checked before anything slow starts.
       const sizeGiB = parseImageSize(o.size);
       const packages = o.packages !== undefined ? parsePackages(o.packages) : undefined;
-      const svc = new ImageService(await context());
+      const svc = new ImageService(await context(), actor());
       const { image, built, buildSeconds, kept } = await svc.buildDebian({
         recipe, sizeGiB, ...(packages ? { packages } : {}), ...(o.name ? { name: o.name } : {}), onProgress: (step) => say(`  ${step}`),
       });
@@ -44,7 +44,7 @@ export function imageCommand(): Command {
     .option('--initrd <file>', 'direct-boot initrd')
     .option('--cmdline <text>', 'direct-boot kernel command line')
     .action(async (name: string, source: string, o: { os?: string; sha256?: string; kernel?: string; initrd?: string; cmdline?: string }) => {
-      const svc = new ImageService(await context());
+      const svc = new ImageService(await context(), actor());
       const bar = process.stderr.isTTY ? new SingleBar({ format: ' {bar} {percentage}% | {value}/{total} MiB', stream: process.stderr }) : undefined;
       let started = false;
       const image = await svc.import(name, source, {
@@ -60,7 +60,7 @@ export function imageCommand(): Command {
 
   cmd.command('list').description('list images').option('--json', 'machine-readable output')
     .action(async (o: { json?: boolean }) => {
-      const images = new ImageService(await context()).list();
+      const images = new ImageService(await context(), actor()).list();
       if (o.json) return console.log(json(images));
       console.log(table(['Name', 'OS', 'Format', 'Size', 'Boot'],
         images.map((i) => [i.name, i.os, i.format, gib(i.virtualSizeBytes), i.kernel ? 'direct kernel' : 'own boot loader'])));
@@ -68,14 +68,14 @@ export function imageCommand(): Command {
 
   cmd.command('show').argument('<name>').option('--json', 'machine-readable output')
     .action(async (name: string, o: { json?: boolean }) => {
-      const i = new ImageService(await context()).get(name);
+      const i = new ImageService(await context(), actor()).get(name);
       if (o.json) return console.log(json(i));
       for (const [k, v] of Object.entries(i)) console.log(`${k.padEnd(18)} ${String(v)}`);
     });
 
   cmd.command('delete').argument('<name>').description('delete an image no instance uses')
     .action(async (name: string) => {
-      await new ImageService(await context()).delete(name);
+      await new ImageService(await context(), actor()).delete(name);
       console.log(`deleted image "${name}"`);
     });
   return cmd;

@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
-import { collect, context, say } from '../app.js';
+import { collect, actor, context, say } from '../app.js';
 import { json, ramText, table } from '../render.js';
 import { launch, parseConsoleMode } from '../launch.js';
 import { en } from '../i18n.js';
@@ -103,7 +103,7 @@ function addCreate(cmd: Command): void {
 function addInspection(cmd: Command): void {
   cmd.command('list').description('list instances, like virsh list --all').option('--json', 'machine-readable output')
     .action(async (o: { json?: boolean }) => {
-      const list = await new InstanceService(await context()).list();
+      const list = await new InstanceService(await context(), actor()).list();
       if (o.json) return console.log(json(list));
       console.log(table(['Name', 'State', 'Host', 'Image', 'Flavor', 'IPs'],
         list.map((i) => [i.name, i.state, i.host, i.image, i.flavor ?? `${i.vcpus}/${ramText(i.ramMiB)}/${i.diskGiB}G`, ips(i)])));
@@ -112,7 +112,7 @@ function addInspection(cmd: Command): void {
 
   cmd.command('show').argument('<name>').option('--json', 'machine-readable output')
     .action(async (name: string, o: { json?: boolean }) => {
-      const i = await new InstanceService(await context()).get(name);
+      const i = await new InstanceService(await context(), actor()).get(name);
       if (o.json) return console.log(json(i));
       const { passwordHash, sshKeys, nics, drift, dataDisks, volumes, ...rest } = i;
       for (const [k, v] of Object.entries(rest)) console.log(`${k.padEnd(12)} ${String(v)}`);
@@ -126,14 +126,14 @@ function addInspection(cmd: Command): void {
 
   cmd.command('xml').argument('<name>').description('the libvirt domain XML, like virsh dumpxml')
     .action(async (name: string) => {
-      process.stdout.write(await new InstanceService(await context()).xml(name));
+      process.stdout.write(await new InstanceService(await context(), actor()).xml(name));
     });
 }
 
 /** start, stop, reboot, destroy, delete, resize. */
 function addLifecycle(cmd: Command): void {
   cmd.command('start').argument('<names...>').action(async (names: string[]) => {
-    const svc = new InstanceService(await context());
+    const svc = new InstanceService(await context(), actor());
     for (const n of names) console.log(await svc.start(n) ? `started ${n}` : `${n} is already running`);
   });
 
@@ -141,7 +141,7 @@ function addLifecycle(cmd: Command): void {
     .option('--timeout <seconds>', 'grace period before pulling the plug', '60')
     .action(async (names: string[], o: { timeout: string }) => {
       const grace = parseSeconds('--timeout', o.timeout);
-      const svc = new InstanceService(await context());
+      const svc = new InstanceService(await context(), actor());
       for (const n of names) {
         const r = await svc.stop(n, grace * 1000);
         console.log(r.forced ? `${n} did not shut down within ${grace} s: forced off` : `stopped ${n}`);
@@ -149,19 +149,19 @@ function addLifecycle(cmd: Command): void {
     });
 
   cmd.command('reboot').argument('<names...>').action(async (names: string[]) => {
-    const svc = new InstanceService(await context());
+    const svc = new InstanceService(await context(), actor());
     for (const n of names) { await svc.reboot(n); console.log(`rebooting ${n}`); }
   });
 
   cmd.command('destroy').argument('<names...>').description('force off, like virsh destroy (the instance stays)')
     .action(async (names: string[]) => {
-      const svc = new InstanceService(await context());
+      const svc = new InstanceService(await context(), actor());
       for (const n of names) { await svc.destroy(n); console.log(`forced off ${n}`); }
     });
 
   cmd.command('delete').argument('<names...>').description('remove the instance with its disks and seed (attached volumes are kept, detached)')
     .action(async (names: string[]) => {
-      const svc = new InstanceService(await context());
+      const svc = new InstanceService(await context(), actor());
       for (const n of names) {
         const { detachedVolumes: vols } = await svc.delete(n);
         console.log(`deleted ${n}`);
@@ -172,7 +172,7 @@ function addLifecycle(cmd: Command): void {
   cmd.command('resize').argument('<name>').description('grow the root disk of a stopped instance (its filesystem grows on the next boot)')
     .requiredOption('--disk-size <GiB>', 'new root disk size in GiB (only growing)')
     .action(async (name: string, o: { diskSize: string }) => {
-      const r = await new InstanceService(await context()).resize(name, parseWhole(o.diskSize));
+      const r = await new InstanceService(await context(), actor()).resize(name, parseWhole(o.diskSize));
       console.log(r.toGiB === r.fromGiB ? `the root disk of ${name} is already ${r.toGiB} GiB`
         : `grew the root disk of ${name} from ${r.fromGiB} to ${r.toGiB} GiB; the guest grows its filesystem when it starts (kumo instance start ${name})`);
     });
@@ -184,7 +184,7 @@ function addConsoleAndMoves(cmd: Command): void {
     .option('--log', 'print the console log instead of attaching')
     .action(async (name: string, o: { log?: boolean }) => {
       const ctx = await context();
-      const svc = new InstanceService(ctx);
+      const svc = new InstanceService(ctx, actor());
       if (o.log) {
         process.stdout.write(await svc.readConsoleLog(name));
         return;
@@ -209,7 +209,7 @@ function addConsoleAndMoves(cmd: Command): void {
     .option('--timeout <seconds>', 'how long to wait', '180')
     .action(async (name: string, o: { timeout: string }) => {
       const seconds = parseSeconds('--timeout', o.timeout);
-      const r = await new InstanceService(await context()).waitReady(name, seconds * 1000);
+      const r = await new InstanceService(await context(), actor()).waitReady(name, seconds * 1000);
       console.log(`${name} answers at http://${r.ip}:8080/`);
     });
 }

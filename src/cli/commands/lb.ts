@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import { collect, context } from '../app.js';
+import { collect, actor, context } from '../app.js';
 import { json, table } from '../render.js';
 import { LoadBalancerService, type LoadBalancerView } from '../../service/loadbalancers.js';
 import { parseCount, PORT_RANGE, WAF_LOG_LIMIT } from '../../model/sizes.js';
@@ -17,14 +17,14 @@ export function lbCommand(): Command {
     .addOption(new Option('--paranoia <level>', 'OWASP CRS paranoia level').choices(['1', '2', '3', '4']).default('1'))
     .action(async (name: string, o: { host: string; frontend: string; network: string; instance: string[]; backendPort: string; waf?: boolean; wafDetectOnly?: boolean; paranoia: string }) => {
       const port = parseCount('--backend-port', o.backendPort, PORT_RANGE);
-      const lb = await new LoadBalancerService(await context()).create({
+      const lb = await new LoadBalancerService(await context(), actor()).create({
         name, host: o.host, frontend: o.frontend, network: o.network, instances: o.instance, backendPort: port,
         ...(o.waf || o.wafDetectOnly ? { waf: { enabled: !o.wafDetectOnly, paranoia: Number(o.paranoia) } } : {}),
       });
       console.log(`load balancer ${lb.name}: http://${lb.frontend.address}:${lb.frontend.port}/ on ${lb.host} -> ${lb.instances.length} instance(s) on port ${lb.backendPort}${lb.waf ? `, WAF ${lb.waf.enabled ? 'on' : 'detection only'} (paranoia ${lb.waf.paranoia})` : ''}`);
     });
   cmd.command('list').option('--json', 'machine-readable output').action(async (o: { json?: boolean }) => {
-    const lbs = await new LoadBalancerService(await context()).list();
+    const lbs = await new LoadBalancerService(await context(), actor()).list();
     if (o.json) return console.log(json(lbs));
     console.log(table(['Name', 'Host', 'Frontend', 'State', 'WAF', 'Backends up'],
       lbs.map((l) => [l.name, l.host, `${l.frontend.address}:${l.frontend.port}`, l.running ? 'running' : 'STOPPED',
@@ -32,23 +32,23 @@ export function lbCommand(): Command {
         `${l.backends.filter((b) => b.status === 'UP').length}/${l.backends.length}`])));
   });
   cmd.command('show').argument('<name>').option('--json', 'machine-readable output').action(async (name: string, o: { json?: boolean }) => {
-    const l = await new LoadBalancerService(await context()).get(name);
+    const l = await new LoadBalancerService(await context(), actor()).get(name);
     if (o.json) return console.log(json(l));
     printLb(l);
   });
   cmd.command('set').argument('<name>').description('change the instances behind it')
     .option('--instance <name>', 'an instance behind it (repeatable; replaces the list)', collect, [] as string[])
     .action(async (name: string, o: { instance: string[] }) => {
-      printLb(await new LoadBalancerService(await context()).setInstances(name, o.instance));
+      printLb(await new LoadBalancerService(await context(), actor()).setInstances(name, o.instance));
     });
   cmd.command('sync').argument('<name>').description('make the LB host match kumo\'s record again (addresses, config, daemons)')
     .action(async (name: string) => {
-      const svc = new LoadBalancerService(await context());
+      const svc = new LoadBalancerService(await context(), actor());
       await svc.sync(name);
       printLb(await svc.get(name));
     });
   cmd.command('delete').argument('<name>').action(async (name: string) => {
-    await new LoadBalancerService(await context()).delete(name);
+    await new LoadBalancerService(await context(), actor()).delete(name);
     console.log(`load balancer ${name} deleted`);
   });
   return cmd;
@@ -59,7 +59,7 @@ export function wafCommand(): Command {
   cmd.command('log').argument('<lb>').description('recent requests the WAF blocked (or flagged), with the rules that matched')
     .option('--limit <n>', 'how many', '20').option('--json', 'machine-readable output')
     .action(async (lb: string, o: { limit: string; json?: boolean }) => {
-      const events = await new LoadBalancerService(await context()).wafLog(lb, parseCount('--limit', o.limit, WAF_LOG_LIMIT));
+      const events = await new LoadBalancerService(await context(), actor()).wafLog(lb, parseCount('--limit', o.limit, WAF_LOG_LIMIT));
       if (o.json) return console.log(json(events));
       console.log(table(['Time', 'Client', 'Request', 'Status', 'Rules'],
         events.map((e) => [e.time, e.client, `${e.method} ${e.uri}`.slice(0, 60), `${e.status}${e.blocked ? ' blocked' : ''}`, e.ruleIds.join(',')])));

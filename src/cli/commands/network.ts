@@ -1,11 +1,17 @@
 import { Command, Option } from 'commander';
-import { context } from '../app.js';
+import { actor, context } from '../app.js';
 import { json, table } from '../render.js';
 import { readFileArg } from './instance.js';
 import { NETWORK_MODES, NetworkService, type CreateNetworkRequest } from '../../service/networks.js';
 import type { NetworkMode } from '../../model/types.js';
 
 const yesNo = (b: boolean) => (b ? 'yes' : 'no');
+
+/** This machine's networks, as root in the --project picked. */
+const networks = async () => {
+  const ctx = await context();
+  return new NetworkService(ctx, ctx.virsh, actor());
+};
 
 export function networkCommand(): Command {
   const cmd = new Command('network').description('virtual networks: nat, isolated, host bridge, Open vSwitch');
@@ -31,20 +37,20 @@ export function networkCommand(): Command {
         ...(o.createBridge ? { createBridge: true } : {}),
         ...(o.autostart ? { autostart: true } : {}),
       };
-      const n = await new NetworkService(await context()).create(req);
+      const n = await (await networks()).create(req);
       console.log(`network ${n.name} created and started (${n.mode}${n.cidr ? ` ${n.cidr}` : ''}, bridge ${n.bridge ?? '-'}${n.autostart ? ', autostart' : ''})`);
     });
 
   cmd.command('define').argument('<file>', 'a libvirt network XML file, like the course\'s testnat.xml')
     .description('define a network from libvirt XML (checked against libvirt\'s schema first); start it with network start')
     .action(async (file: string) => {
-      const n = await new NetworkService(await context()).define(readFileArg('define', file), 'machine'); // root on the machine, as virsh net-define
+      const n = await (await networks()).define(readFileArg('define', file), 'machine'); // root on the machine, as virsh net-define
       console.log(`Network ${n.name} defined from ${file}`);
     });
 
   cmd.command('list').description('like virsh net-list --all, plus mode, subnet and bridge').option('--json', 'machine-readable output')
     .action(async (o: { json?: boolean }) => {
-      const nets = await new NetworkService(await context()).list();
+      const nets = await (await networks()).list();
       if (o.json) return console.log(json(nets));
       console.log(table(['Name', 'Mode', 'CIDR', 'Bridge', 'Active', 'Autostart', 'Persistent', 'Instances'],
         nets.map((n) => [n.name, n.mode, n.cidr, n.bridge, n.builtinPending ? 'made on first use' : n.active ? 'active' : 'inactive',
@@ -53,7 +59,7 @@ export function networkCommand(): Command {
 
   cmd.command('show').argument('<name>').option('--json', 'machine-readable output').option('--xml', 'the libvirt XML')
     .action(async (name: string, o: { json?: boolean; xml?: boolean }) => {
-      const svc = new NetworkService(await context());
+      const svc = await networks();
       if (o.xml) {
         process.stdout.write(await svc.xml(name));
         return;
@@ -80,20 +86,20 @@ export function networkCommand(): Command {
 /** start, stop, autostart, delete: like virsh net-start, net-destroy, net-autostart, net-undefine. */
 function addStateCommands(cmd: Command): void {
   cmd.command('start').argument('<name>').action(async (name: string) => {
-    await new NetworkService(await context()).start(name);
+    await (await networks()).start(name);
     console.log(`Network ${name} started`);
   });
   cmd.command('stop').argument('<name>').description('like virsh net-destroy: stops it, keeps the definition').action(async (name: string) => {
-    await new NetworkService(await context()).stop(name);
+    await (await networks()).stop(name);
     console.log(`Network ${name} stopped`);
   });
   cmd.command('autostart').argument('<name>').option('--disable', 'do not start it with libvirtd')
     .action(async (name: string, o: { disable?: boolean }) => {
-      await new NetworkService(await context()).autostart(name, !o.disable);
+      await (await networks()).autostart(name, !o.disable);
       console.log(`Network ${name} ${o.disable ? 'unmarked as autostarted' : 'marked as autostarted'}`);
     });
   cmd.command('delete').argument('<name>').description('stop and undefine a network no instance uses').action(async (name: string) => {
-    await new NetworkService(await context()).delete(name);
+    await (await networks()).delete(name);
     console.log(`Network ${name} deleted`);
   });
 }

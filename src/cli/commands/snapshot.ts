@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import { context, say } from '../app.js';
+import { actor, context, say } from '../app.js';
 import { json, table } from '../render.js';
 import { SnapshotService } from '../../service/snapshots.js';
 import type { RevertTo } from '../../model/types.js';
@@ -20,13 +20,13 @@ export function snapshotCommand(): Command {
   cmd.command('create').argument('<instance>').argument('[name]', 'snapshot name (default: the creation time in epoch seconds, like virsh snapshot-create)')
     .description('take a snapshot, like virsh snapshot-create / snapshot-create-as --name')
     .action(async (instance: string, name: string | undefined) => {
-      const s = await new SnapshotService(await context()).create(instance, name);
+      const s = await new SnapshotService(await context(), actor()).create(instance, name);
       console.log(`created snapshot ${s.name} of ${instance} (${s.state}, ${s.memory ? 'disks and memory' : 'disks'})`);
     });
 
   cmd.command('list').argument('<instance>').description('like virsh snapshot-list').option('--json', 'machine-readable output')
     .action(async (instance: string, o: { json?: boolean }) => {
-      const list = await new SnapshotService(await context()).list(instance);
+      const list = await new SnapshotService(await context(), actor()).list(instance);
       if (o.json) return console.log(json(list));
       console.log(table(['Name', 'Creation Time', 'State'], list.map((s) => [s.name, localTime(s.creationTime), s.state])));
     });
@@ -38,14 +38,14 @@ export function snapshotCommand(): Command {
     .option('--force', 'revert even where libvirt considers it risky')
     .action(async (instance: string, name: string, o: { running?: boolean; paused?: boolean; force?: boolean }) => {
       const to: RevertTo = o.running ? 'running' : o.paused ? 'paused' : 'snapshot';
-      const state = await new SnapshotService(await context()).revert(instance, name, { to, force: o.force ?? false });
+      const state = await new SnapshotService(await context(), actor()).revert(instance, name, { to, force: o.force ?? false });
       console.log(`reverted ${instance} to snapshot ${name}: now ${state}`);
       if (state === 'shut off') say(`start it with: kumo instance start ${instance}`);
     });
 
   cmd.command('delete').argument('<instance>').argument('<name>').description('like virsh snapshot-delete')
     .action(async (instance: string, name: string) => {
-      await new SnapshotService(await context()).delete(instance, name);
+      await new SnapshotService(await context(), actor()).delete(instance, name);
       console.log(`deleted snapshot ${name} of ${instance}`);
     });
   return cmd;

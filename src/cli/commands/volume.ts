@@ -1,10 +1,10 @@
 import { Command } from 'commander';
-import { context, say } from '../app.js';
+import { actor, context, say } from '../app.js';
 import { json, table } from '../render.js';
 import { DETACH_TIMEOUT_MS, VolumeService, type Volume } from '../../service/volumes.js';
 import { parseSeconds, parseWhole } from '../../model/sizes.js';
 
-const service = async () => new VolumeService(await context());
+const service = async () => new VolumeService(await context(), actor());
 
 function show(v: Volume): void {
   const { drift, instance, device, ...rest } = v;

@@ -6,6 +6,7 @@ import { locatorOf, parseYamlFile } from '../../model/yaml-file.js';
 import type { ResourceKind } from '../../store/datacenter-resources.js';
 import type { ApplyRun, Change, FilePath, Kind } from './kind.js';
 import { KINDS } from './registry.js';
+import { projectProblems } from './quota.js';
 
 export type { Action, Change } from './kind.js';
 
@@ -62,6 +63,7 @@ export class DatacenterService {
         problems.push({ path: [], error: e });
       }
     }
+    problems.push(...projectProblems(this.ctx, dc, changes));
     if (problems.length) throw refusal(dc, problems);
     return [...this.deletions(dc), ...changes];
   }
@@ -95,7 +97,7 @@ export class DatacenterService {
       for (const c of changes.filter((x) => x.kind === kind.kind && x.action !== 'delete')) {
         starting(c);
         const applied = await kind.apply(c, run);
-        this.ctx.datacenterResources.claim(dc.name, c.kind, c.name, applied);
+        this.ctx.datacenterResources.claim(dc.name, c.kind, c.name, applied, dc.project);
         made(c);
       }
       await kind.settle?.(run);

@@ -7,6 +7,7 @@ import { chooseHost, HostService } from '../../host.js';
 import { InstanceService } from '../../instances.js';
 import { ShareService } from '../../shares.js';
 import type { Change, Kind, PlanRun } from '../kind.js';
+import { machineActor } from '../../../model/actor.js';
 
 /** Where a group without `hosts` goes on real hosts: the file's hypervisors only (not this machine's `local`). */
 const fileHypervisors = (dc: Datacenter) => (dc.hosts ? hypervisorsOf(dc.hosts).map(([x]) => x) : undefined);
@@ -50,7 +51,7 @@ function checkGroup({ ctx, dc, refuse }: PlanRun, group: string, g: InstanceGrou
 async function userData(ctx: Context, dc: Datacenter, g: InstanceGroup, group: string): Promise<string> {
   let mount = {};
   if (g.mount) {
-    const share = await new ShareService(ctx).get(g.mount.share);
+    const share = await new ShareService(ctx, machineActor(dc.project)).get(g.mount.share);
     const networks = g.networks ?? fileInstanceSegments(dc);
     const m = share.mounts.find((x) => !networks || networks.includes(x.network));
     if (!m) throw new KumoError('INVALID_INPUT', `instances of "${group}" are on no network share "${g.mount.share}" is served to`, 'add one of the share\'s networks to the group');
@@ -117,7 +118,7 @@ export const instanceKind: Kind = {
     const { ctx, dc, changes } = run;
     const out: Change[] = [];
     // One listing per host for all instances, not a full read of each.
-    const states = new Map((await new InstanceService(ctx).list()).map((i) => [i.name, i.state]));
+    const states = new Map((await new InstanceService(ctx, machineActor(dc.project)).list()).map((i) => [i.name, i.state]));
     const place = await dryPlacer(ctx, dc, changes.some((c) => c.kind === 'lab' || c.kind === 'host'));
     for (const [group, g] of Object.entries(dc.instances)) {
       const flavor = flavorOf(run, group, g);
@@ -137,7 +138,7 @@ export const instanceKind: Kind = {
   },
 
   async apply(c, { ctx, dc, started }) {
-    const svc = new InstanceService(ctx);
+    const svc = new InstanceService(ctx, machineActor(dc.project));
     const [group, g] = groupOf(dc, c.name);
     if (c.action === 'start') {
       await svc.start(c.name);
@@ -158,12 +159,14 @@ export const instanceKind: Kind = {
 
   // Load balancers need their instances' addresses: wait for every new or restarted one.
   // A real image under TCG takes minutes to boot and run cloud-init.
-  async settle({ ctx, started }) {
-    const svc = new InstanceService(ctx);
+  async settle({ ctx, dc, started }) {
+    const svc = new InstanceService(ctx, machineActor(dc.project));
     for (const name of started) await svc.waitReady(name, 900_000);
   },
 
   async remove(name, _applied, { ctx }) {
-    if (ctx.instances.get(name)) await new InstanceService(ctx).delete(name);
+    // In the project it was made in (the file's project may have changed since).
+    const r = ctx.instances.get(name);
+    if (r) await new InstanceService(ctx, machineActor(r.project)).delete(name);
   },
 };

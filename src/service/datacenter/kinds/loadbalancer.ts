@@ -1,6 +1,7 @@
 import { groupMembers, type Datacenter } from '../../../model/datacenter.js';
 import { LoadBalancerService } from '../../loadbalancers.js';
 import type { Change, Kind } from '../kind.js';
+import { machineActor } from '../../../model/actor.js';
 
 type LoadBalancerSpec = Datacenter['loadbalancers'][string];
 type Waf = { enabled: boolean; paranoia: number } | null;
@@ -21,7 +22,7 @@ export const loadBalancerKind: Kind = {
   wanted: (dc) => Object.keys(dc.loadbalancers),
 
   async diff({ ctx, dc }) {
-    const lbs = new LoadBalancerService(ctx);
+    const lbs = new LoadBalancerService(ctx, machineActor(dc.project));
     const out: Change[] = [];
     const add = (action: Change['action'], name: string, why: string) => out.push({ action, kind: 'loadbalancer', name, why });
     for (const [name, l] of Object.entries(dc.loadbalancers)) {
@@ -44,7 +45,7 @@ export const loadBalancerKind: Kind = {
 
   async apply(c, { ctx, dc }) {
     const l = dc.loadbalancers[c.name]!;
-    const lbs = new LoadBalancerService(ctx);
+    const lbs = new LoadBalancerService(ctx, machineActor(dc.project));
     const members = membersOf(dc, l);
     if (c.action === 'recreate') await lbs.delete(c.name);
     if (!ctx.loadBalancers.get(c.name)) {
@@ -60,6 +61,7 @@ export const loadBalancerKind: Kind = {
   },
 
   async remove(name, _applied, { ctx }) {
-    if (ctx.loadBalancers.get(name)) await new LoadBalancerService(ctx).delete(name);
+    const l = ctx.loadBalancers.get(name);
+    if (l) await new LoadBalancerService(ctx, machineActor(l.project)).delete(name);
   },
 };

@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { ShareService } from '../../shares.js';
 import { createGuestFile, guestEntry, linkRefused } from '../../../drivers/host/guest-files.js';
 import type { Change, Kind } from '../kind.js';
+import { machineActor } from '../../../model/actor.js';
 
 const access = (networks: string[], readOnly: boolean) => `${networks.join(', ')}${readOnly ? ' (ro)' : ''}`;
 
@@ -34,7 +35,7 @@ export const shareKind: Kind = {
 
   async apply(c, { ctx, dc }) {
     const s = dc.shares[c.name]!;
-    const svc = new ShareService(ctx);
+    const svc = new ShareService(ctx, machineActor(dc.project));
     if (c.action === 'recreate') await svc.delete(c.name);
     if (!ctx.shares.get(c.name)) await svc.create(c.name, { networks: s.networks, readOnly: s.read_only });
     const path = ctx.shares.get(c.name)!.path;
@@ -49,6 +50,8 @@ export const shareKind: Kind = {
   },
 
   async remove(name, _applied, { ctx }) {
-    if (ctx.shares.get(name)) await new ShareService(ctx).delete(name);
+    // In the project it was made in (the file's project may have changed since).
+    const s = ctx.shares.get(name);
+    if (s) await new ShareService(ctx, machineActor(s.project)).delete(name);
   },
 };
