@@ -9,6 +9,7 @@ import { missingTools } from '../drivers/host/which.js';
 import { needsKvmMask, probeAccel, type AccelResult } from '../drivers/host/accel-probe.js';
 import { paths } from '../config.js';
 import { kvmSeenBy, systemLibvirtdPid, type KvmView } from '../drivers/host/libvirtd-kvm.js';
+import { nicFiltersAvailable } from '../drivers/libvirt/nic-filter.js';
 import { KumoError, invalid, notFound } from '../model/errors.js';
 import { checkName } from '../model/names.js';
 import { checkLibvirtUri } from '../model/libvirt-uri.js';
@@ -40,6 +41,8 @@ export interface HostInfo {
   memoryMiB: number;
   freeMemoryMiB: number;
   missing: { tool: string; package: string }[];
+  /** Whether this machine's libvirt filters instance NICs against spoofing (nwfilter driver). */
+  antiSpoofing?: boolean;
   /** What this machine's libvirtd finds at /dev/kvm (undefined: no local libvirtd runs). */
   libvirtdKvm?: KvmView;
   /** What stands in kumo's way here, each with its fix. */
@@ -55,6 +58,11 @@ export interface HostView extends HostRecord {
   up: boolean;
   cpus?: number;
   memoryMiB?: number;
+  /**
+   * Whether its libvirt puts anti-spoofing filters on instance NICs (its nwfilter driver
+   * answers); false: instances there get none (undefined: the host does not answer).
+   */
+  antiSpoofing?: boolean;
   /** What kumo's instances on it were given. */
   allocatedVcpus: number;
   allocatedMiB: number;
@@ -142,6 +150,11 @@ export class HostService {
       const v = await this.ctx.virsh.version();
       info.libvirt = v.libvirt;
       info.hypervisor = v.hypervisor;
+      info.antiSpoofing = await nicFiltersAvailable(this.ctx.virsh);
+      if (!info.antiSpoofing) {
+        info.problems.push({ problem: 'no NIC anti-spoofing here: this libvirt has no nwfilter driver, so instances on it may send from any MAC or IP address',
+          fix: 'run libvirt\'s nwfilter driver (the monolithic libvirtd includes it; with modular daemons start virtnwfilterd), then re-create the instances' });
+      }
     }
     if (missing.some((m) => m.tool === 'qemu-system-x86_64')) return info;
     const a = await this.ctx.accel();
@@ -251,8 +264,9 @@ export class HostService {
     const node = h.uri ? await this.ctx.virshFor(h.name).nodeInfo().catch(() => undefined) : undefined;
     const up = h.uri ? node !== undefined
       : await executorFor(h.shell).run('true', [], { timeoutMs: 10_000 }).then(() => true, () => false);
+    const antiSpoofing = h.uri && up ? await nicFiltersAvailable(this.ctx.virshFor(h.name)).catch(() => undefined) : undefined;
     return {
-      ...h, up,
+      ...h, up, ...(antiSpoofing !== undefined ? { antiSpoofing } : {}),
       ...(node ? { cpus: node.cpus, memoryMiB: node.memoryMiB } : {}),
       allocatedVcpus: mine.reduce((n, i) => n + i.vcpus, 0),
       allocatedMiB: mine.reduce((n, i) => n + i.ramMiB, 0),

@@ -15,6 +15,7 @@ import { growRootDisk } from './root-disk.js';
 import { waitReady, type ReadyInfo } from './ready.js';
 import { admitToDhcp, dhcpAddresses, dismissFromDhcp } from './leases.js';
 import { buildDomainXml, parseDomainXml } from '../drivers/libvirt/domain-xml.js';
+import { nicFiltersAvailable } from '../drivers/libvirt/nic-filter.js';
 import { buildSeed, parseUserData, writeSeedIso } from '../drivers/image/seed.js';
 import { createPrivateFile, makeFolder } from '../drivers/host/private-files.js';
 import { KumoError, invalid, notFound } from '../model/errors.js';
@@ -182,11 +183,12 @@ export class InstanceService {
       await createPrivateFile(seedIso);
       await writeSeedIso(seed, seedIso, dir, this.ctx.exec);
       onStep('define');
+      const filters = await nicFiltersAvailable(v); // a host without libvirt's nwfilter: no anti-spoofing there
       const xml = buildDomainXml({
         name: spec.name, uuid: record.uuid, type: accel.accel === 'kvm' ? 'kvm' : 'qemu',
         vcpus: spec.vcpus, ramMiB: spec.ramMiB,
         disks: [{ file: root, format: 'qcow2' }, ...dataFiles.map((file) => ({ file, format: 'qcow2' as const }))],
-        seedIso, nics: record.nics.map((n) => ({ ...n, antiSpoofing: modes.get(n.network) !== 'ovs' })), vncSocket,
+        seedIso, nics: record.nics.map((n) => ({ ...n, antiSpoofing: filters && modes.get(n.network) !== 'ovs' })), vncSocket,
         ...(image.kernel ? { kernel: { kernel: image.kernel, ...(image.initrd ? { initrd: image.initrd } : {}), ...(image.cmdline ? { cmdline: image.cmdline } : {}) } } : {}),
         consoleLog: join(dir, 'console.log'),
         metadata: { image: image.name, ...(spec.flavor ? { flavor: spec.flavor } : {}), createdBy: 'kumo' },

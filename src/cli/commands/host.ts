@@ -28,6 +28,7 @@ export function hostCommand(): Command {
       row('libvirt uri', `${i.libvirtUri} (${i.libvirtAnswers ? 'answers' : 'DOES NOT ANSWER: start libvirtd'})`);
       if (i.libvirt) row('libvirt', i.libvirt);
       if (i.hypervisor) row('hypervisor', i.hypervisor);
+      if (i.antiSpoofing !== undefined) row('anti-spoofing', i.antiSpoofing ? 'yes (libvirt nwfilter clean-traffic on every NIC)' : 'NO: libvirt has no nwfilter driver');
       if (i.accel) row('acceleration', `${i.accel === 'kvm' ? 'KVM' : 'none: TCG software emulation'} — ${i.accelReason}`);
       row('cpus', i.cpus);
       row('memory', `${i.memoryMiB} MiB (${i.freeMemoryMiB} MiB free)`);

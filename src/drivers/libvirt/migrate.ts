@@ -1,6 +1,6 @@
 import { sleep } from '../../exec/process.js';
 import { KumoError, invalid } from '../../model/errors.js';
-import { pinFilterAddresses } from './nic-filter.js';
+import { nicFiltersAvailable, pinFilterAddresses, xmlForDestinationFilters } from './nic-filter.js';
 import type { Virsh } from './virsh.js';
 
 export interface MigrateOptions {
@@ -85,9 +85,12 @@ export async function migrateLive(opts: MigrateOptions): Promise<MigrateResult> 
     '--', domain, opts.destUriFromSource ?? destUri,
   ];
   if (opts.nicAddresses?.size) await pinFilterAddresses(source, domain, opts.nicAddresses);
+  // The NICs' filters as the destination can have them: a daemon without nwfilter refuses a filter.
+  const destXml = await xmlForDestinationFilters(source, domain, await nicFiltersAvailable(dest), opts.nicAddresses ?? new Map());
   const started = Date.now();
   try {
-    await source.run(args, opts.timeoutMs);
+    if (destXml) await source.runWithXml(destXml, (file) => [...args.slice(0, -3), '--xml', file, ...args.slice(-3)], opts.timeoutMs);
+    else await source.run(args, opts.timeoutMs);
   } catch (e) {
     await recoverOnSource(source, domain);
     const why = e instanceof KumoError && e.code === 'TIMEOUT'

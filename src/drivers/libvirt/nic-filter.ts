@@ -1,5 +1,50 @@
+import { KumoError } from '../../model/errors.js';
 import type { Virsh } from './virsh.js';
 import { attr, buildXml, child, children, parseXml, type XmlNode } from './xml.js';
+
+/** The filter every NIC gets where libvirt can filter (domain-xml.ts ANTI_SPOOFING). */
+const CLEAN_TRAFFIC = 'clean-traffic';
+
+/**
+ * Whether a libvirtd can put anti-spoofing filters on NICs: its nwfilter driver answers. A
+ * daemon without one (modular daemons without virtnwfilterd, the lab's second libvirtd on the
+ * host's network namespace) refuses to start a domain that names a filter.
+ */
+export async function nicFiltersAvailable(virsh: Virsh): Promise<boolean> {
+  try {
+    await virsh.run(['nwfilter-list'], 30_000);
+    return true;
+  } catch (e) {
+    // "this function is not supported by the connection driver: virConnectListAllNWFilters"
+    if (e instanceof KumoError && /not supported|no connection driver|nwfilter state driver is not active/i.test(e.message)) return false;
+    throw e;
+  }
+}
+
+/**
+ * The domain's migratable XML with its NICs' filters as the destination can have them: dropped
+ * where the destination has no nwfilter driver (it would refuse the domain), added (address
+ * pinned when kumo knows it) where the domain came from a host without one. Open vSwitch ports
+ * never get one. Undefined when nothing changes.
+ */
+export async function xmlForDestinationFilters(source: Virsh, domain: string, destFilters: boolean, addresses: ReadonlyMap<string, string>): Promise<string | undefined> {
+  const xml = await source.run(['dumpxml', '--migratable', domain]);
+  const doc = parseXml(xml);
+  let changed = false;
+  const nics = children(child(child(doc, 'domain'), 'devices'), 'interface');
+  for (const nic of nics) {
+    const has = child(nic, 'filterref') !== undefined;
+    if (has && !destFilters) {
+      delete nic['filterref'];
+      changed = true;
+    } else if (!has && destFilters && attr(child(nic, 'virtualport'), 'type') !== 'openvswitch') {
+      const ip = addresses.get(attr(child(nic, 'mac'), 'address')?.toLowerCase() ?? '');
+      nic['filterref'] = { '@_filter': CLEAN_TRAFFIC, parameter: [{ '@_name': 'CTRL_IP_LEARNING', '@_value': 'dhcp' }, ...(ip ? [{ '@_name': 'IP', '@_value': ip }] : [])] };
+      changed = true;
+    }
+  }
+  return changed ? buildXml(doc) : undefined;
+}
 
 /**
  * Pins the address each NIC's anti-spoofing filter (clean-traffic, learning from DHCP) allows,
@@ -17,7 +62,7 @@ export async function pinFilterAddresses(virsh: Virsh, domain: string, addresses
   for (const nic of children(child(child(parseXml(xml), 'domain'), 'devices'), 'interface')) {
     const ip = addresses.get(attr(child(nic, 'mac'), 'address')?.toLowerCase() ?? '');
     const filter = child(nic, 'filterref');
-    if (!ip || attr(filter, 'filter') !== 'clean-traffic') continue;
+    if (!ip || attr(filter, 'filter') !== CLEAN_TRAFFIC) continue;
     const params = children(filter, 'parameter');
     if (params.some((p) => attr(p, 'name') === 'IP')) continue;
     const changed: XmlNode = { ...nic, filterref: { ...filter, parameter: [...params, { '@_name': 'IP', '@_value': ip }] } };

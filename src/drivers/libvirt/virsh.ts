@@ -210,8 +210,8 @@ export class Virsh {
   }
 
   /** Runs a command that reads an XML document from a file: `args` places the file's path. */
-  async runWithXml(xml: string, args: (file: string) => string[]): Promise<string> {
-    return this.withXmlFile(xml, (file) => this.run(args(file)));
+  async runWithXml(xml: string, args: (file: string) => string[], timeoutMs?: number): Promise<string> {
+    return this.withXmlFile(xml, (file) => this.run(args(file), timeoutMs));
   }
 
   private async withXmlFile<T>(xml: string, use: (file: string) => Promise<T>): Promise<T> {

@@ -6,13 +6,15 @@ import { processAlive, sleep } from '../../../exec/process.js';
 import { KumoError, invalid } from '../../../model/errors.js';
 import { ManagedDaemon, type Readiness } from '../daemon.js';
 import { qemuGroup } from '../../host/private-files.js';
-import { BINDS, prepareState, writeHostUuid, writeMigrationTls, writePortRanges } from './state.js';
+import { BINDS, driversWithoutNwfilter, prepareDriversWithoutNwfilter, prepareState, writeHostUuid, writeMigrationTls, writePortRanges } from './state.js';
 
 /**
  * A second (third, …) libvirtd on this machine, as HOST-NOTES "Two hypervisors on one machine"
  * describes: its own mount + UTS namespace (and optionally an existing network namespace),
  * private copies of libvirt's folders bind-mounted over the host's, its own virtlogd, its own
  * host_uuid and host name. The lab's hypervisors kvm1/kvm2 are made of these.
+ * Without a network namespace of its own it runs without libvirt's nwfilter driver (no NIC
+ * anti-spoofing for its guests): one network namespace holds one nwfilter driver safely.
  *
  * Everything lives in one state folder the caller chooses:
  *
@@ -25,6 +27,7 @@ import { BINDS, prepareState, writeHostUuid, writeMigrationTls, writePortRanges 
  *                                  daemon reaches the host's libvirtd: migrating back peer-to-peer)
  *   STATE/no-kvm  → /dev/kvm           (with maskKvm: an inaccessible device, as systemd's
  *                                      InaccessiblePaths makes, so libvirt sees no usable KVM)
+ *   STATE/drivers      (without a network namespace: libvirt's driver modules but nwfilter)
  *   STATE/libvirtd.pid, STATE/virtlogd.pid, STATE/mntns
  *
  * The daemons are started with `libvirtd -d` / `virtlogd -d`, so they outlive the Node
@@ -82,7 +85,8 @@ export interface NamespacedLibvirtd {
 
 /**
  * Runs inside `unshare -m -u --propagation private`: a FIXED script; the state folder, the
- * host name and whether to mask /dev/kvm (1 or 0) arrive only as positional parameters ($1-$3),
+ * host name, whether to mask /dev/kvm (1 or 0) and the driver folder without nwfilter (or
+ * empty: all of libvirt's drivers) arrive only as positional parameters ($1-$4),
  * never as shell text. The targets are the BINDS above, in the same order.
  */
 const NAMESPACE_SCRIPT = [
@@ -97,6 +101,7 @@ const NAMESPACE_SCRIPT = [
   'mount --bind "$s/run" /run/libvirt',
   'hostname "$2"',
   'virtlogd -d -p "$s/virtlogd.pid"',
+  'if [ -n "$4" ]; then export LIBVIRT_DRIVER_DIR="$4"; fi',
   'exec libvirtd -d -p "$s/libvirtd.pid"',
 ].join('\n');
 
@@ -145,11 +150,13 @@ export async function startLibvirtd(opts: LibvirtdOptions, exec: Executor = loca
   const hostUuid = await writeHostUuid(stateDir, opts.hostUuid);
   await writePortRanges(stateDir, opts.portSlot ?? 1 + Math.floor(Math.random() * 9));
   await writeMigrationTls(stateDir, opts.migrationTls, qemuGroup()?.gid);
+  // Sharing the host's network namespace, it must leave the NIC filters to the host's libvirtd.
+  const drivers = await prepareDriversWithoutNwfilter(stateDir, netnsPath === undefined);
   // Stale pid files or a socket of an earlier run would mislead the readiness check below.
   await Promise.all(['libvirtd.pid', 'virtlogd.pid', 'mntns'].map((f) => rm(join(stateDir, f), { force: true })));
   await rm(libvirtdSocket(stateDir), { force: true });
 
-  const unshare = ['unshare', '-m', '-u', '--propagation', 'private', '--', 'sh', '-c', NAMESPACE_SCRIPT, 'sh', stateDir, name, opts.maskKvm ? '1' : '0'];
+  const unshare = ['unshare', '-m', '-u', '--propagation', 'private', '--', 'sh', '-c', NAMESPACE_SCRIPT, 'sh', stateDir, name, opts.maskKvm ? '1' : '0', drivers ?? ''];
   const [cmd, ...args] = netnsPath ? ['nsenter', `--net=${netnsPath}`, '--', ...unshare] : unshare;
   try {
     const uri = libvirtdUri(stateDir);
@@ -192,10 +199,12 @@ export async function restartLibvirtd(stateDir: string, exec: Executor = local, 
     throw new KumoError('NOT_FOUND', `nothing of the libvirtd in ${stateDir} is left to restart`, 'start it anew with startLibvirtd');
   }
   const ns = `/proc/${running.virtlogd}/ns`;
+  const drivers = driversWithoutNwfilter(stateDir);
   await rm(join(stateDir, 'libvirtd.pid'), { force: true });
   await labDaemon(stateDir, 'libvirtd', exec).start({
     command: 'nsenter',
-    args: [`--mount=${ns}/mnt`, `--uts=${ns}/uts`, `--net=${ns}/net`, '--', 'libvirtd', '-d', '-p', join(stateDir, 'libvirtd.pid')],
+    args: [`--mount=${ns}/mnt`, `--uts=${ns}/uts`, `--net=${ns}/net`, '--',
+      ...(drivers ? ['env', `LIBVIRT_DRIVER_DIR=${drivers}`] : []), 'libvirtd', '-d', '-p', join(stateDir, 'libvirtd.pid')],
     timeoutMs: 60_000,
     ready: answering(exec, stateDir, readyTimeoutMs, () => new KumoError('TIMEOUT', `the restarted libvirtd in ${stateDir} did not answer`)),
   });

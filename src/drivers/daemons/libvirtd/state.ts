@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, chown, copyFile, lchown, lstat, mkdir, readdir, readFile, readlink, symlink, writeFile } from 'node:fs/promises';
+import { chmod, chown, copyFile, lchown, lstat, mkdir, readdir, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KumoError, invalid } from '../../../model/errors.js';
 
@@ -169,4 +169,40 @@ export function libvirtdFiles(uri: string | undefined): { qemuConf: string; path
     return b ? join(stateDir, b.sub, p.slice(b.host.length)) : p;
   };
   return { qemuConf: path('/etc/libvirt/qemu.conf'), path };
+}
+
+/** Where libvirt's daemon finds its driver modules (libvirt_driver_*.so), on Debian and Fedora layouts. */
+async function driverModuleDir(): Promise<string | undefined> {
+  const dirs = ['/usr/lib64/libvirt/connection-driver'];
+  for (const e of await readdir('/usr/lib', { withFileTypes: true }).catch(() => [])) {
+    if (e.isDirectory()) dirs.push(join('/usr/lib', e.name, 'libvirt', 'connection-driver'));
+  }
+  return dirs.find((d) => existsSync(join(d, 'libvirt_driver_qemu.so')));
+}
+
+/**
+ * STATE/drivers: links to every libvirt driver module but nwfilter, for a daemon that shares
+ * the host's network namespace (it loads them through LIBVIRT_DRIVER_DIR). Two nwfilter drivers
+ * in one network namespace write the same ebtables tables unsynchronised, and ebtables on
+ * nf_tables loses commands under concurrent writers (decisions.md): the host's own libvirtd
+ * keeps the filters, this one runs its guests without them. Removes the folder when `wanted`
+ * is false. Returns the folder, or undefined.
+ */
+export async function prepareDriversWithoutNwfilter(stateDir: string, wanted: boolean): Promise<string | undefined> {
+  const dir = join(stateDir, 'drivers');
+  await rm(dir, { recursive: true, force: true });
+  if (!wanted) return undefined;
+  const modules = await driverModuleDir();
+  if (!modules) throw new KumoError('MISSING_DEPENDENCY', 'libvirt\'s driver modules (libvirt_driver_qemu.so) were not found', 'install libvirt-daemon-system');
+  await mkdir(dir, { mode: 0o755 });
+  for (const f of await readdir(modules)) {
+    if (f.startsWith('libvirt_driver_') && !f.startsWith('libvirt_driver_nwfilter')) await symlink(join(modules, f), join(dir, f));
+  }
+  return dir;
+}
+
+/** The folder prepareDriversWithoutNwfilter made for this state folder, if any (a restart keeps the choice). */
+export function driversWithoutNwfilter(stateDir: string): string | undefined {
+  const dir = join(stateDir, 'drivers');
+  return existsSync(dir) ? dir : undefined;
 }
