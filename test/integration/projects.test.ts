@@ -7,9 +7,8 @@ import { local } from '../../src/exec/exec.js';
 
 /**
  * Projects and quotas through the faces: `kumo project` and the global --project (root acts as
- * admin in the project it picks), and /api/v1/projects. No guest boots: instances that need
- * one are refused before anything is made, and the race for the last instance creates
- * stopped instances (a disk, a seed and a libvirt domain each).
+ * admin in the project it picks), and /api/v1/projects. No guest boots: the instances here
+ * are refused before anything is made.
  */
 
 let env: TestEnv;
@@ -108,29 +107,4 @@ test('API: /projects lists, shows, creates, changes and deletes; refusals as the
   assert.equal((await client.call('DELETE', `${API}/projects/p4`)).status, 204);
 });
 
-test('API: two concurrent instance creates in a project with room for one end with exactly one instance', async () => {
-  assert.equal((await client.call('PATCH', `${API}/projects/default`, { limits: { instances: 1 } })).status, 200);
-  const body = (n: string) => ({ name: `${env.prefix}-${n}`, image: 'stand', flavor: 'small', sshKeys: [KEY], networks: [env.network], start: false });
-  const answers = await Promise.all([client.call('POST', `${API}/instances`, body('c1')), client.call('POST', `${API}/instances`, body('c2'))]);
-  let made = 0;
-  const refusals: string[] = [];
-  for (const a of answers) {
-    if (a.status === 409) { refusals.push(`${a.body.error.code} ${a.body.error.message}`); continue; }
-    assert.equal(a.status, 202, JSON.stringify(a.body));
-    const op = await client.finished(a.body.operation.id, 300_000);
-    if (op.state === 'succeeded') made++;
-    else refusals.push(`${op.error.code} ${op.error.message}`);
-  }
-  assert.equal(made, 1, JSON.stringify(refusals));
-  assert.equal(refusals.length, 1);
-  assert.match(refusals[0]!, /^QUOTA_EXCEEDED project default allows 1 instance and has 1/);
-  const listed = await client.call('GET', `${API}/instances`);
-  assert.equal(listed.body.length, 1);
-  const shown = await client.call('GET', `${API}/projects/default`);
-  assert.equal(shown.body.use.instances, 1);
-  assert.equal(shown.body.use.vcpus, 1);
-  // The refused create left nothing behind: no record, no folder, no domain.
-  const other = answers.length && [`${env.prefix}-c1`, `${env.prefix}-c2`].find((n) => n !== listed.body[0].name)!;
-  refused(await client.call('GET', `${API}/instances/${other}`), 404, 'NOT_FOUND');
-  assert.equal((await env.ctx.virsh.domainState(other)), 'missing');
-});
+// The race for a project's last instance, by member tokens of that project: class.test.ts.

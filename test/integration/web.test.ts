@@ -1,7 +1,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
@@ -20,7 +20,7 @@ import { local } from '../../src/exec/exec.js';
  * The dashboard in Debian's chromium (playwright-core, HOST-NOTES "Browser tests"), against the
  * server in-process on loopback: log in with the token, create an instance with the form, see it
  * become running without a reload, open its VNC console and see the guest's screen, open the
- * charts and see them draw, take a snapshot, shut the guest down and revert it to running, delete the snapshot, list and make shares, see a load balancer with its WAF blocks, delete it from the list. Screenshots are kept as artefacts in the
+ * charts and see them draw, take a snapshot, shut the guest down and revert it to running, delete the snapshot, list and make shares, see a load balancer with its WAF blocks, delete it from the list; a project member logs in with a password and sees its use against its caps, and an admin switches projects. Screenshots are kept as artefacts in the
  * test's own folder (/tmp/kumo-test-PREFIX-shots-*), whose paths are printed.
  */
 const CHROMIUM = '/usr/bin/chromium';
@@ -349,4 +349,45 @@ test('hosts and networks pages, then reboot and delete the instance from the lis
   await row.locator('button.danger').click();
   await row.waitFor({ state: 'detached', timeout: 120_000 });
   assert.equal(env.ctx.instances.get(name), undefined);
+});
+
+test('a project\'s member logs in with a password and sees its use against the caps; an admin switches projects', async () => {
+  const project = `${env.prefix}-p1`;
+  const vol = `${env.prefix}-v1`;
+  const user = `${env.prefix}-u1`;
+  const kumo = async (...args: string[]) => {
+    const r = await env.cli(args);
+    assert.equal(r.code, 0, `kumo ${args.join(' ')}: ${r.stderr}`);
+  };
+  const passwordFile = join(env.home, 'student.pw');
+  await writeFile(passwordFile, 'a long student password\n', { mode: 0o600 });
+  await kumo('project', 'create', project, '--max-instances', '1', '--max-volumes', '2');
+  await kumo('user', 'create', user, '--project', project, '--role', 'member', '--password-file', passwordFile);
+  await kumo('--project', project, 'volume', 'create', vol, '--size', '1');
+  try {
+    await page.getByRole('button', { name: 'Log out' }).click();
+    await page.fill('input[name=user]', user);
+    await page.fill('input[name=login-password]', 'a long student password');
+    await page.click('button[name=login-user]');
+    const bar = page.locator(`.project-bar[data-project="${project}"]`);
+    await bar.locator('[data-quota=volumes]').getByText('volumes 1 / 2').waitFor();
+    assert.equal(await bar.locator('[data-quota=instances]').innerText(), 'instances 0 / 1');
+    assert.equal(await page.locator('select[name=project]').count(), 0, 'a member has no project switcher');
+    await shot('11-member-usage.png');
+
+    // The admin (the token) picks the project: its lists and its use.
+    await page.getByRole('button', { name: 'Log out' }).click();
+    await page.fill('input[name=token]', token);
+    await page.click('button[type=submit]');
+    await page.locator('.project-bar[data-project="default"]').waitFor();
+    await page.locator('select[name=project]').selectOption(project);
+    await page.locator(`.project-bar[data-project="${project}"]`).getByText('volumes 1 / 2').waitFor();
+    await page.click('a[href="#/volumes"]');
+    await page.getByText(vol).waitFor();
+    await shot('12-admin-switched.png');
+  } finally {
+    await env.cli(['--project', project, 'volume', 'delete', vol]);
+    await env.cli(['user', 'delete', user]);
+    await env.cli(['project', 'delete', project]);
+  }
 });

@@ -14,6 +14,15 @@ export const clearToken = (): void => sessionStorage.removeItem(KEY);
 let csrf: string | undefined;
 export const setCsrf = (value: string | undefined): void => { csrf = value; };
 
+/** The project an admin picked in the switcher (sent as ?project=); undefined: the actor's own. */
+let project: string | undefined;
+export const setProject = (name: string | undefined): void => { project = name; };
+
+/** `path` with the admin's pick of project, if any (the server refuses ?project= from anyone else). */
+export function inProject(path: string): string {
+  return project ? `${path}${path.includes('?') ? '&' : '?'}project=${encodeURIComponent(project)}` : path;
+}
+
 /** Who the dashboard acts as: shown in the header. */
 export interface Actor { kind: 'machine' | 'token' | 'user'; name: string; project: string; role: 'admin' | 'member' | 'reader' }
 export interface Session { actor: Actor; csrf?: string; expiresAt?: number }
@@ -36,7 +45,7 @@ function authHeaders(method: string, token: string | null): Record<string, strin
 export async function call<T>(method: string, path: string, body?: unknown, token = getToken()): Promise<T> {
   const headers: Record<string, string> = authHeaders(method, token);
   if (body !== undefined) headers['content-type'] = 'application/json';
-  const res = await fetch(API + path, { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
+  const res = await fetch(API + inProject(path), { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
   const text = await res.text();
   const json: unknown = text ? JSON.parse(text) : undefined;
   if (!res.ok) {
@@ -68,6 +77,7 @@ export async function logout(): Promise<void> {
   if (!getToken() && csrf) await call('POST', '/logout').catch(() => undefined);
   clearToken();
   setCsrf(undefined);
+  setProject(undefined);
 }
 
 export interface Nic { mac: string; network: string; ipv4?: string }
@@ -94,6 +104,8 @@ export interface LoadBalancer {
   backends: { instance: string; address?: string; status: string; check?: string }[];
 }
 export interface WafEvent { time: string; client: string; method: string; uri: string; status: number; blocked: boolean; ruleIds: string[]; messages: string[] }
+/** A project's caps (a quota left out has none) and what it uses now: GET /projects/NAME. */
+export interface Project { name: string; limits: Partial<Record<string, number>>; use: Record<string, number> }
 export interface Operation { id: string; kind: string; target: string; state: string; step?: string; error?: { message: string } }
 export interface Reading { at: number; state: string; cpuPct?: number; rxBps?: number; txBps?: number; memRssKiB?: number }
 
@@ -112,7 +124,7 @@ export function watchEvents(onEvent: (e: KumoEvent) => void, onState?: (connecte
     while (!stopped) {
       ac = new AbortController();
       try {
-        const q = last !== undefined ? `?after=${encodeURIComponent(last)}` : '';
+        const q = inProject(last !== undefined ? `?after=${encodeURIComponent(last)}` : '');
         const token = getToken();
         const res = await fetch(`${API}/events${q}`, { headers: token ? { authorization: `Bearer ${token}` } : {}, signal: ac.signal });
         if (res.status === 401) { unauthorized.dispatchEvent(new Event('401')); return; }

@@ -1,6 +1,6 @@
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
-import { call, clearToken, currentSession, login, logout, setToken, unauthorized, ApiError, type Actor, type Session } from './api';
+import { call, clearToken, currentSession, login, logout, setProject, setToken, unauthorized, ApiError, type Actor, type Session } from './api';
 import { Instances } from './instances';
 import { CreateForm } from './create';
 import { InstanceDetail } from './detail';
@@ -9,6 +9,7 @@ import { Topology } from './topology';
 import { Networks, Volumes } from './storage';
 import { Shares } from './shares';
 import { LoadBalancers } from './loadbalancers';
+import { ProjectBar } from './project';
 import './style.css';
 
 /** Hash routes (#/instances, #/instances/NAME, #/create, #/shares, …): the server serves one index.html. */
@@ -78,15 +79,22 @@ function Login({ onIn }: { onIn: (actor: Actor) => void }) {
 function App() {
   /** Who this tab acts as; undefined while it asks the server (a token or a session cookie may still be good). */
   const [actor, setActor] = useState<Actor | null | undefined>(undefined);
+  /** The project shown: the actor's own, or an admin's pick in the switcher. */
+  const [project, setShownProject] = useState<string | undefined>();
   const route = useRoute();
   useEffect(() => {
     void currentSession().then((s) => setActor(s?.actor ?? null));
-    const out = () => { clearToken(); setActor(null); };
+    const out = () => { clearToken(); setProject(undefined); setShownProject(undefined); setActor(null); };
     unauthorized.addEventListener('401', out);
     return () => unauthorized.removeEventListener('401', out);
   }, []);
   if (actor === undefined) return <main class="login"><p>…</p></main>;
   if (actor === null) return <Login onIn={setActor} />;
+  const here = project ?? actor.project;
+  const switchTo = (name: string) => {
+    setProject(name === actor.project ? undefined : name);
+    setShownProject(name);
+  };
   const detail = /^\/instances\/([^/]+)$/.exec(route);
   let page;
   if (detail) page = <InstanceDetail name={decodeURIComponent(detail[1]!)} />;
@@ -105,9 +113,11 @@ function App() {
         <strong>kumo</strong>
         <nav>{nav('#/instances', 'Instances')}{nav('#/create', 'Create')}{nav('#/networks', 'Networks')}{nav('#/volumes', 'Volumes')}{nav('#/shares', 'Shares')}{nav('#/loadbalancers', 'Load balancers')}{actor.role === 'admin' && nav('#/hosts', 'Hosts')}{nav('#/topology', 'Topology')}</nav>
         <span class="actor" data-project={actor.project} data-role={actor.role}>{actor.name} · {actor.role} of {actor.project}</span>
-        <button class="link" onClick={() => { void logout().then(() => setActor(null)); }}>Log out</button>
+        <button class="link" onClick={() => { void logout().then(() => { setShownProject(undefined); setActor(null); }); }}>Log out</button>
       </header>
-      <main>{page}</main>
+      <ProjectBar actor={actor} project={here} onSwitch={switchTo} />
+      {/* Keyed by project: a switch remounts the page, which then loads that project's lists. */}
+      <main key={here}>{page}</main>
     </>
   );
 }
