@@ -83,7 +83,7 @@ export function installGuards(app: FastifyInstance, ctx: Context, ops: Operation
     const detail = withheld.get(op.id);
     withheld.delete(op.id);
     audit.record({
-      actor: ownerLabel(op.owner), via: 'operation', action: op.kind, target: op.target,
+      actor: ownerLabel(op.owner), ...(op.project ? { project: op.project } : {}), via: 'operation', action: op.kind, target: op.target,
       result: op.state === 'succeeded' ? 'ok' : op.error?.code ?? 'INTERNAL', ...(detail !== undefined ? { detail } : {}),
     });
   });

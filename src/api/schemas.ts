@@ -169,7 +169,7 @@ export const InstanceDeleted = z.object({ detachedVolumes: z.array(z.string()).d
 // ------------------------------------------------------------------------------------- operations
 
 export const Operation = named('Operation', z.object({
-  id: z.string(), owner: z.string().optional().describe('the API token that started it, or "login:NAME" for a dashboard user'),
+  id: z.string(), owner: z.string().optional().describe('the API token that started it, or "login:NAME" for a dashboard user'), project: z.string().optional(),
   kind: z.string().describe('instance.create, instance.migrate, image.build, image.import, host.evacuate, datacenter.apply, datacenter.destroy'),
   target: z.string().describe('the resource it works on'),
   state: z.enum(['running', 'succeeded', 'failed']),

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { KumoError } from '../model/errors.js';
 import { AuditService, localActor, recordStandalone, type AuditRecord } from '../service/audit.js';
-import { openedContext } from './app.js';
+import { actor, openedContext } from './app.js';
 
 /** Commands that only read: not audited (the log is of changes and of console access). */
 const READ_ONLY = new Set(['list', 'show', 'xml', 'wait', 'status', 'log', 'info', 'get', 'accel', 'top', 'stats', 'plan', 'audit', 'serve']);
@@ -18,7 +18,7 @@ export function auditCli(program: Command): { done(error: unknown): void } {
     for (let c: Command | null = action; c && c !== program; c = c.parent) path.unshift(c.name());
     if (!path.length || READ_ONLY.has(action.name())) return;
     const first = action.processedArgs[0];
-    pending = { actor: localActor(), via: 'cli', action: path.join(' '), ...(typeof first === 'string' ? { target: first } : {}) };
+    pending = { actor: localActor(), project: actor().project, via: 'cli', action: path.join(' '), ...(typeof first === 'string' ? { target: first } : {}) };
   });
   return {
     done(error: unknown): void {

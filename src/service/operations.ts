@@ -16,10 +16,18 @@ export interface OperationError {
   fix?: string;
 }
 
+/** Who starts an operation: the name the concurrency cap counts by, and the project it acts in. */
+export interface OperationOwner {
+  name: string;
+  project: string;
+}
+
 export interface Operation {
   id: string;
   /** Who started it: an API token's name (absent for work started otherwise). */
   owner?: string;
+  /** The project it works in (absent for work started otherwise): only that project's actors see it. */
+  project?: string;
   /** What it does, e.g. "instance.create". */
   kind: string;
   /** The resource it works on, e.g. the instance's name. */
@@ -98,8 +106,9 @@ export class OperationRegistry {
    * everyone together already has as many operations running as the limits allow: each holds
    * QEMU, qemu-img or a download, and a token must not be able to starve the machine.
    */
-  startFor<T>(owner: string, kind: string, target: string, work: (progress: (step: string) => void) => Promise<T>,
+  startFor<T>(by: OperationOwner, kind: string, target: string, work: (progress: (step: string) => void) => Promise<T>,
     render?: (result: T) => unknown): Operation {
+    const owner = by.name;
     const { perOwner, total } = this.limits();
     const running = [...this.ops.values()].filter((o) => o.state === 'running');
     const mine = running.filter((o) => o.owner === owner).length;
@@ -108,7 +117,7 @@ export class OperationRegistry {
       throw new KumoError('TOO_BUSY', `${which}; ${kind} was not started`,
         'wait for one to finish (GET /api/v1/operations) and try again; the limits are the settings api.operations-per-token and api.operations-total (kumo config set)');
     }
-    return this.start(kind, target, work, render, owner);
+    return this.start(kind, target, work, render, by);
   }
 
   /**
@@ -116,9 +125,11 @@ export class OperationRegistry {
    * steps through `progress`; its result is rendered with `render` (default: as is).
    */
   start<T>(kind: string, target: string, work: (progress: (step: string) => void) => Promise<T>,
-    render: (result: T) => unknown = (r) => r, owner?: string): Operation {
+    render: (result: T) => unknown = (r) => r, by?: OperationOwner): Operation {
     const now = new Date().toISOString();
-    const op: Operation = { id: randomUUID(), ...(owner !== undefined ? { owner } : {}), kind, target, state: 'running', steps: [], createdAt: now, updatedAt: now };
+    const op: Operation = {
+      id: randomUUID(), ...(by ? { owner: by.name, project: by.project } : {}), kind, target, state: 'running', steps: [], createdAt: now, updatedAt: now,
+    };
     this.ops.set(op.id, op);
     this.prune();
     this.changed(op);

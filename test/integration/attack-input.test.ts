@@ -69,7 +69,7 @@ test('a YAML list just under the body limit is a 400 (size cap), and malformed o
 
 test('a failed command reaches the caller as a code, a sentence and an id: no argument list, no stderr; the audit log has the detail', async () => {
   const secret = `/nonexistent/${env.prefix}-secret-path`;
-  const op = ops.startFor(`${env.prefix}-tok`, 'image.import', `${env.prefix}-img`, async () => local.run('ls', ['-l', secret]));
+  const op = ops.startFor({ name: `${env.prefix}-tok`, project: 'default' }, 'image.import', `${env.prefix}-img`, async () => local.run('ls', ['-l', secret]));
   const done = await client.finished(op.id);
   assert.equal(done.state, 'failed');
   assert.equal(done.error.code, 'COMMAND_FAILED');
@@ -93,7 +93,7 @@ test('over the cap on concurrent operations: 429 with Retry-After, per token and
   const settings = new SettingsService(env.ctx);
   settings.set('api.operations-per-token', '1');
   const held = new Promise<void>((r) => { release = r; });
-  const holding = ops.startFor(`${env.prefix}-tok`, 'image.build', 'held', async () => held);
+  const holding = ops.startFor({ name: `${env.prefix}-tok`, project: 'default' }, 'image.build', 'held', async () => held);
   try {
     const busy = await call('POST', `${API}/images/build`, { recipe: 'tiny' });
     assert.equal(busy.status, 429, JSON.stringify(busy.body));
@@ -127,11 +127,11 @@ test('the audit log records an API call and a CLI command (token or local user, 
   const secretToken = cli.stdout.trim();
   const audit = await env.cli(['audit', '--json', '--limit', '20']);
   assert.equal(audit.code, 0, audit.stderr);
-  const entries = JSON.parse(audit.stdout) as { actor: string; via: string; action: string; target?: string; result: string }[];
+  const entries = JSON.parse(audit.stdout) as { actor: string; project?: string; via: string; action: string; target?: string; result: string }[];
   const flavor = entries.find((e) => e.via === 'api' && e.action === 'POST /api/v1/flavors');
-  assert.deepEqual(flavor && [flavor.actor, flavor.target, flavor.result], [`token:${env.prefix}-tok`, `${env.prefix}-f`, 'ok']);
+  assert.deepEqual(flavor && [flavor.actor, flavor.project, flavor.target, flavor.result], [`token:${env.prefix}-tok`, 'default', `${env.prefix}-f`, 'ok']);
   const create = entries.find((e) => e.via === 'cli' && e.action === 'token create');
-  assert.ok(create && /^user:.+\(uid \d+\)$/.test(create.actor) && create.target === `${env.prefix}-cli` && create.result === 'ok', audit.stdout);
+  assert.ok(create && /^user:.+\(uid \d+\)$/.test(create.actor) && create.project === 'default' && create.target === `${env.prefix}-cli` && create.result === 'ok', audit.stdout);
   const over = await call('GET', `${API}/audit?limit=100`);
   const text = JSON.stringify(over.body) + audit.stdout;
   assert.ok(!text.includes(password) && !text.includes(secretToken) && !text.includes(token) && !text.includes('$6$'), 'no password, token or hash');

@@ -124,6 +124,11 @@ test('p2\'s member sees nothing of p1 (404 in the words for a missing one) and c
   refused(await m2.call('GET', `${API}/projects/${p1}`), 404, 'NOT_FOUND');
   refused(await m2.call('GET', `${API}/instances?project=${p1}`), 404, 'NOT_FOUND');
   assert.deepEqual((await m2.call('GET', `${API}/projects`)).body.map((p: { name: string }) => p.name), [p2]);
+  // p1's operations (its create) are not p2's to see either, listed or by id.
+  const p1Ops = (await m1.call('GET', `${API}/operations`)).body as { id: string; project?: string }[];
+  assert.ok(p1Ops.length > 0 && p1Ops.every((o) => o.project === p1), 'p1\'s member sees its project\'s operations');
+  assert.deepEqual((await m2.call('GET', `${API}/operations`)).body.filter((o: { project?: string }) => o.project === p1), []);
+  refused(await m2.call('GET', `${API}/operations/${p1Ops[0]!.id}`), 404, 'NOT_FOUND');
 
   const attach = await outcome(m2, await m2.call('POST', `${API}/instances`, instance('x', [net1])));
   const ghost = await outcome(m2, await m2.call('POST', `${API}/instances`, instance('y', [`${w.env.prefix}-n9`])));

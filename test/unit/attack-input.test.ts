@@ -30,6 +30,8 @@ after(async () => {
 });
 
 const refusedAs = (pattern: RegExp) => (e: unknown) => e instanceof KumoError && e.code === 'INVALID_INPUT' && pattern.test(e.message);
+/** An operation's owner: a token's name, in the default project. */
+const by = (name: string) => ({ name, project: 'default' });
 
 test('2 KB of nested YAML, read twice, is refused twice (it aborted Node the second time: the composer recursed per level)', () => {
   for (const deep of ['['.repeat(2000), 'a: {'.repeat(500), '- '.repeat(1000), '? '.repeat(1000)]) {
@@ -110,14 +112,14 @@ test('long operations are capped per token and overall (settings with defaults);
   let release!: () => void;
   const held = new Promise<void>((r) => { release = r; });
   const hold = async () => held;
-  ops.startFor('a', 'k', 't1', hold);
-  ops.startFor('a', 'k', 't2', hold);
-  assert.throws(() => ops.startFor('a', 'k', 't3', hold), (e: KumoError) => e.code === 'TOO_BUSY' && /token "a" has 2/.test(e.message) && /api\.operations-per-token/.test(e.fix ?? ''));
-  ops.startFor('b', 'k', 't4', hold);
-  assert.throws(() => ops.startFor('c', 'k', 't5', hold), (e: KumoError) => e.code === 'TOO_BUSY' && /3 long operations are running/.test(e.message));
+  ops.startFor(by('a'), 'k', 't1', hold);
+  ops.startFor(by('a'), 'k', 't2', hold);
+  assert.throws(() => ops.startFor(by('a'), 'k', 't3', hold), (e: KumoError) => e.code === 'TOO_BUSY' && /token "a" has 2/.test(e.message) && /api\.operations-per-token/.test(e.fix ?? ''));
+  ops.startFor(by('b'), 'k', 't4', hold);
+  assert.throws(() => ops.startFor(by('c'), 'k', 't5', hold), (e: KumoError) => e.code === 'TOO_BUSY' && /3 long operations are running/.test(e.message));
   release();
   await Promise.all(ops.list().map((o) => ops.wait(o.id)));
-  assert.doesNotThrow(() => ops.startFor('a', 'k', 't6', hold), 'finished ones no longer count');
+  assert.doesNotThrow(() => ops.startFor(by('a'), 'k', 't6', hold), 'finished ones no longer count');
 });
 
 test('the audit log keeps who, what, target and result, newest first, and bounds free text', () => {
