@@ -2,7 +2,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { freeSubnet } from '../helpers/env.js';
-import { API, ApiClient, closeApiWorld, deleteMadeResources, openApiWorld, refused, type Answer, type ApiWorld } from '../helpers/api.js';
+import { API, ApiClient, closeApiWorld, deleteMadeResources, openApiWorld, refused, type Answer, type ApiWorld, type SseEvent } from '../helpers/api.js';
 import { local } from '../../src/exec/exec.js';
 import { machineActor } from '../../src/model/actor.js';
 import { NetworkService } from '../../src/service/networks.js';
@@ -140,6 +140,8 @@ test('p2\'s member sees nothing of p1 (404 in the words for a missing one) and c
 test('two concurrent creates in a project with room for one end with exactly one instance', async () => {
   await kumo('project', 'set', p2, '--max-instances', '1');
   await network(m2, net2);
+  // The event streams: p2's member follows its creates; p1's member sees none of p2's operations.
+  const [own, p1Stream] = [await m2.openEvents(), await m1.openEvents()];
   const answers = await Promise.all([m2.call('POST', `${API}/instances`, instance('c1', [net2])), m2.call('POST', `${API}/instances`, instance('c2', [net2]))]);
   const ends = await Promise.all(answers.map((a) => outcome(m2, a)));
   assert.equal(ends.filter((e) => e === 'made').length, 1, JSON.stringify(ends));
@@ -151,6 +153,9 @@ test('two concurrent creates in a project with room for one end with exactly one
   refused(await m2.call('GET', `${API}/instances/${other}`), 404, 'NOT_FOUND');
   assert.equal(await w.env.ctx.virsh.domainState(other), 'missing');
   assert.equal((await m2.call('GET', `${API}/projects/${p2}`)).body.use.instances, 1);
+  const p2Op = (e: SseEvent) => e.event === 'operation' && e.data.operation?.project === p2 && e.data.operation.state !== 'running';
+  await own.until('p2\'s member sees its create end', p2Op, 30_000);
+  assert.deepEqual(p1Stream.events.filter((e) => e.event === 'operation' && e.data.operation?.project !== p1), [], 'p1\'s member saw another project\'s operation');
 });
 
 test('the dashboard\'s data: p1\'s member and reader read p1\'s use against its caps', async () => {

@@ -1,6 +1,8 @@
+import type { FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { ApiDeps } from '../deps.js';
+import { DEFAULT_PROJECT } from '../../model/actor.js';
 import type { ReplayGap, SequencedEvent } from '../../service/operations.js';
 import { errors } from '../schemas.js';
 
@@ -25,6 +27,13 @@ const RESET_MESSAGE: Record<ReplayGap, string> = {
   'too-old': 'the events after your last one are no longer kept: reload your state',
   unknown: 'your last event id is not one this server gave: reload your state',
 };
+
+/**
+ * Which events a request's actor gets: an admin all; anyone else its project's operations and
+ * every resource event (they carry a kind and a name only; a name is global anyway).
+ */
+const visibleTo = (req: FastifyRequest) => (e: SequencedEvent): boolean =>
+  req.actor?.role === 'admin' || e.event.type !== 'operation' || (e.event.operation.project ?? DEFAULT_PROJECT) === req.actor?.project;
 
 const frame = (id: string, event: string, data: object) => `id: ${id}\nevent: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
 const eventFrame = (e: SequencedEvent) => frame(e.id, e.event.type, { ...e.event, id: e.id, seq: e.seq, at: e.at });
@@ -65,6 +74,7 @@ export const eventRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ops }) 
   }, async (req, reply) => {
     const header = req.headers['last-event-id'];
     const lastId = req.query.after ?? (typeof header === 'string' && header !== '' ? header : undefined);
+    const visible = visibleTo(req);
     reply.hijack();
     const res = reply.raw;
     res.writeHead(200, {
@@ -82,7 +92,7 @@ export const eventRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ops }) 
         res.write(frame(ops.lastId(), 'reset', { type: 'reset', reason: missed.gap, message: RESET_MESSAGE[missed.gap],
           id: ops.lastId(), seq: ops.lastSeq(), at: new Date().toISOString() }));
       } else {
-        for (const e of missed.events) res.write(eventFrame(e));
+        for (const e of missed.events.filter(visible)) res.write(eventFrame(e));
       }
     }
     const write = (text: string) => {
@@ -93,7 +103,7 @@ export const eventRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ops }) 
       req.log.warn({ queued: res.writableLength }, 'events: dropping a client that does not keep up (it catches up on reconnect)');
       end(true);
     };
-    const off = ops.subscribe((e) => write(eventFrame(e)));
+    const off = ops.subscribe((e) => { if (visible(e)) write(eventFrame(e)); });
     const beat = setInterval(() => write(': ping\n\n'), HEARTBEAT_MS);
     function end(drop = false) {
       if (!open.delete(end)) return;
