@@ -165,7 +165,8 @@ export async function buildServer(ctx: Context, opts: ServerOptions = {}): Promi
       await api.register(routes, deps);
     }
     await api.register(readingRoutes(monitor, ctx));
-    await api.register(ticketRoutes(tickets, vnc, serial, (req, name) => { new InstanceService(ctx, req.actor).record(name); }));
+    // Another project's instance is refused as missing; an unknown one is the resolver's to refuse.
+    await api.register(ticketRoutes(tickets, vnc, serial, (req, name) => { if (ctx.instances.get(name)) new InstanceService(ctx, req.actor).record(name); }));
     await api.register(sessionRoutes(sessions));
   }, { prefix: API_PREFIX });
 

@@ -144,8 +144,9 @@ test('an unexpected error is a 500 with code INTERNAL and the request id, its de
   const stream = new Writable({ write(chunk: Buffer, _enc, done) { log.push(chunk.toString()); done(); } });
   const secret = 'open /var/lib/kumo/secret.db: SQLITE_CORRUPT';
   const side = await sideServer({ logger: { level: 'error', stream } }, (s) => {
-    s.get(`${API}/test-broken`, async () => { throw new Error(secret); });
-    s.get(`${API}/test-known`, async () => { throw new KumoError('LIBVIRT_ERROR', 'libvirt refused', 'check libvirtd'); });
+    // Routes of this test only: each states who may call it, as every API route must.
+    s.get(`${API}/test-broken`, { config: { kumoRole: 'public' } }, async () => { throw new Error(secret); });
+    s.get(`${API}/test-known`, { config: { kumoRole: 'public' } }, async () => { throw new KumoError('LIBVIRT_ERROR', 'libvirt refused', 'check libvirtd'); });
   });
   const ids: string[] = [];
   for (let i = 0; i < 2; i++) {
