@@ -86,7 +86,7 @@ export async function migrateLive(opts: MigrateOptions): Promise<MigrateResult> 
   ];
   if (opts.nicAddresses?.size) await pinFilterAddresses(source, domain, opts.nicAddresses);
   // The NICs' filters as the destination can have them: a daemon without nwfilter refuses a filter.
-  const destXml = await xmlForDestinationFilters(source, domain, await nicFiltersAvailable(dest), opts.nicAddresses ?? new Map());
+  const destXml = await xmlForDestinationFilters(source, domain, await nicFiltersAvailable(dest));
   const started = Date.now();
   try {
     if (destXml) await source.runWithXml(destXml, (file) => [...args.slice(0, -3), '--xml', file, ...args.slice(-3)], opts.timeoutMs);

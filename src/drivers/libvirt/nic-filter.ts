@@ -22,12 +22,13 @@ export async function nicFiltersAvailable(virsh: Virsh): Promise<boolean> {
 }
 
 /**
- * The domain's migratable XML with its NICs' filters as the destination can have them: dropped
- * where the destination has no nwfilter driver (it would refuse the domain), added (address
- * pinned when kumo knows it) where the domain came from a host without one. Open vSwitch ports
- * never get one. Undefined when nothing changes.
+ * The domain's migratable XML with its NICs' filters dropped when the destination has no
+ * nwfilter driver (it would refuse the domain); undefined when nothing changes, and the domain
+ * moves as it is. A domain without filters is not given any on the way: the whole document
+ * rewritten for it broke lab migrations (the full suite saw "No route to host" and a virsh
+ * SIGPIPE), so it stays unfiltered until it is made again.
  */
-export async function xmlForDestinationFilters(source: Virsh, domain: string, destFilters: boolean, addresses: ReadonlyMap<string, string>): Promise<string | undefined> {
+export async function xmlForDestinationFilters(source: Virsh, domain: string, destFilters: boolean): Promise<string | undefined> {
   const xml = await source.run(['dumpxml', '--migratable', domain]);
   const doc = parseXml(xml);
   let changed = false;
@@ -36,10 +37,6 @@ export async function xmlForDestinationFilters(source: Virsh, domain: string, de
     const has = child(nic, 'filterref') !== undefined;
     if (has && !destFilters) {
       delete nic['filterref'];
-      changed = true;
-    } else if (!has && destFilters && attr(child(nic, 'virtualport'), 'type') !== 'openvswitch') {
-      const ip = addresses.get(attr(child(nic, 'mac'), 'address')?.toLowerCase() ?? '');
-      nic['filterref'] = { '@_filter': CLEAN_TRAFFIC, parameter: [{ '@_name': 'CTRL_IP_LEARNING', '@_value': 'dhcp' }, ...(ip ? [{ '@_name': 'IP', '@_value': ip }] : [])] };
       changed = true;
     }
   }
