@@ -21,6 +21,7 @@ import { serveCommand } from './commands/serve.js';
 import { tokenCommand } from './commands/token.js';
 import { userCommand } from './commands/user.js';
 import { auditCommand } from './commands/audit.js';
+import { doctorCommand } from './commands/doctor.js';
 import { auditCli } from './audit-hook.js';
 import { runWizard } from './wizard.js';
 import { parseConsoleMode } from './launch.js';
@@ -69,6 +70,7 @@ program.addCommand(tokenCommand());
 program.addCommand(userCommand());
 program.addCommand(auditCommand());
 program.addCommand(projectCommand());
+program.addCommand(doctorCommand());
 
 /** Every command reports usage errors by throwing (exit code 2 below), not by exiting on its own. */
 function throwOnUsageErrors(cmd: Command): void {

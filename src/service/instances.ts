@@ -8,6 +8,7 @@ import { ImageService } from './images.js';
 import { FlavorService } from './flavors.js';
 import { NetworkService } from './networks.js';
 import { withUndo } from './undo.js';
+import { defineOrRemove } from './domain-define.js';
 import { HostService, type PlaceOptions } from './host.js';
 import { SnapshotService } from './snapshots.js';
 import { domainOf } from './domains.js';
@@ -195,8 +196,10 @@ export class InstanceService {
       });
       await admitToDhcp(this.ctx, record.nics); // kumo's own DHCP answers only listed MACs
       // By UUID: if define fails because a domain of that name appeared meanwhile, the undo leaves it alone.
-      undo({ kind: 'undefine-domain', uri: v.uri, name: spec.name, uuid: record.uuid });
-      await v.defineDomain(xml);
+      const undefine = { kind: 'undefine-domain' as const, uri: v.uri, name: spec.name, uuid: record.uuid };
+      const rejournal = undo(undefine);
+      // The call is journaled in flight: a define libvirt finishes late (or after kumo died) is removed too.
+      await defineOrRemove(v, xml, record.uuid, (until) => rejournal({ ...undefine, ...(until ? { pendingUntil: until } : {}) }));
       if (req.start !== false) {
         onStep('start');
         await v.start(record.uuid);

@@ -4,6 +4,10 @@ import { processAlive } from '../exec/process.js';
 import type { UndoStep } from '../store/journal.js';
 import { DomainDevices } from '../drivers/libvirt/devices.js';
 import { HostLinks, OvsBridges } from '../drivers/net/links.js';
+import { removeWhenItAppears } from './domain-define.js';
+
+/** Registers how to undo a step; what it returns rewrites that step in the journal (a call that ended). */
+export type Undo = (step: UndoStep) => (changed: UndoStep) => void;
 
 /**
  * Runs a multi-step operation so that it either completes or leaves nothing behind.
@@ -13,7 +17,7 @@ import { HostLinks, OvsBridges } from '../drivers/net/links.js';
 export async function withUndo<T>(
   ctx: Context,
   operation: string,
-  body: (undo: (step: UndoStep) => void) => Promise<T>,
+  body: (undo: Undo) => Promise<T>,
 ): Promise<T> {
   const id = ctx.journal.open(operation);
   const steps: UndoStep[] = [];
@@ -21,6 +25,11 @@ export async function withUndo<T>(
     const result = await body((step) => {
       steps.push(step);
       ctx.journal.setUndo(id, steps);
+      const at = steps.length - 1;
+      return (changed) => {
+        steps[at] = changed;
+        ctx.journal.setUndo(id, steps);
+      };
     });
     ctx.journal.close(id);
     return result;
@@ -49,7 +58,9 @@ async function runUndo(ctx: Context, step: UndoStep): Promise<void> {
       await rm(step.path, { recursive: true, force: true });
       return;
     case 'undefine-domain':
-      await ctx.virshAt(step.uri).removeDomain(step.uuid ?? step.name);
+      // A define still in flight may make the domain after this: wait for it (bounded) and remove it.
+      if (step.uuid && step.pendingUntil) await removeWhenItAppears(ctx.virshAt(step.uri), step.uuid, Date.parse(step.pendingUntil));
+      else await ctx.virshAt(step.uri).removeDomain(step.uuid ?? step.name);
       return;
     case 'forget-instance':
       ctx.instances.delete(step.name);

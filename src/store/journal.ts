@@ -6,8 +6,13 @@ import type { Db } from './db.js';
  */
 export type UndoStep =
   | { kind: 'remove-path'; path: string }
-  /** `uuid`: the domain kumo defined (entries written before it was recorded have the name only). */
-  | { kind: 'undefine-domain'; uri: string; name: string; uuid?: string }
+  /**
+   * `uuid`: the domain kumo defined (entries written before it was recorded have the name only).
+   * `pendingUntil` (ISO time): written before a define is sent and cleared when libvirt answered;
+   * while set, libvirt may still make the domain (a timed-out call, or kumo killed during it),
+   * so the undo waits for it until then and removes it when it appears.
+   */
+  | { kind: 'undefine-domain'; uri: string; name: string; uuid?: string; pendingUntil?: string }
   | { kind: 'forget-instance'; name: string }
   | { kind: 'forget-volume'; name: string }
   | { kind: 'release-volume'; name: string }

@@ -144,6 +144,8 @@ export interface DomainFacts {
   vncPort?: number;
   vncSocket?: string;
   kumoImage?: string;
+  /** `kumo:created-by`: 'kumo' on every domain kumo defined (orphans are found by it). */
+  kumoCreatedBy?: string;
 }
 
 export function parseDomainXml(xml: string): DomainFacts {
@@ -179,5 +181,7 @@ export function parseDomainXml(xml: string): DomainFacts {
   if (vncSocket) facts.vncSocket = vncSocket;
   const image = text(metadata?.['kumo:image']);
   if (image) facts.kumoImage = image;
+  const createdBy = text(metadata?.['kumo:created-by']);
+  if (createdBy) facts.kumoCreatedBy = createdBy;
   return facts;
 }

@@ -36,6 +36,8 @@ export interface SlowCall {
 }
 export type SlowCallListener = (notice: SlowCall) => void;
 
+/** How long kumo waits for one libvirt call before it kills its virsh (libvirtd may still finish it). */
+export const LIBVIRT_CALL_TIMEOUT_MS = 120_000;
 const SLOW_FIRST_MS = 5_000;
 const SLOW_EVERY_MS = 15_000;
 /** Calls that make libvirt look at QEMU's capabilities, which it may probe again first. */
@@ -49,7 +51,7 @@ const CAPABILITY_CALLS = new Set(['define', 'create', 'start', 'domcapabilities'
 export class Virsh {
   constructor(readonly uri: string, private readonly exec: Executor = local, private readonly onSlow?: SlowCallListener) {}
 
-  async run(args: string[], timeoutMs = 120_000): Promise<string> {
+  async run(args: string[], timeoutMs = LIBVIRT_CALL_TIMEOUT_MS): Promise<string> {
     const call = describeCall(args);
     const started = Date.now();
     const tell = () => this.onSlow?.({
@@ -74,9 +76,9 @@ export class Virsh {
   }
 
   /** Like run(), but a "not found" answer becomes undefined instead of an error. */
-  private async maybe(args: string[]): Promise<string | undefined> {
+  private async maybe(args: string[], timeoutMs?: number): Promise<string | undefined> {
     try {
-      return await this.run(args);
+      return await this.run(args, timeoutMs);
     } catch (e) {
       if (e instanceof KumoError && /failed to get (domain|network)|Domain not found|Network not found|no domain with matching/i.test(e.message)) {
         return undefined;
@@ -120,8 +122,8 @@ export class Virsh {
       .map((m) => ({ name: m[2]!, uuid: uuids.get(m[2]!) ?? '', state: m[3] as RuntimeState }));
   }
 
-  async domainState(name: string): Promise<RuntimeState> {
-    const out = await this.maybe(['domstate', name]);
+  async domainState(name: string, timeoutMs?: number): Promise<RuntimeState> {
+    const out = await this.maybe(['domstate', name], timeoutMs);
     return out === undefined ? 'missing' : (out.trim() as RuntimeState);
   }
 

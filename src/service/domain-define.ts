@@ -1,0 +1,57 @@
+import { sleep } from '../exec/process.js';
+import { LIBVIRT_CALL_TIMEOUT_MS, type Virsh } from '../drivers/libvirt/virsh.js';
+import { KumoError } from '../model/errors.js';
+
+/**
+ * How long kumo keeps watching for a domain after its define timed out. libvirtd goes on with
+ * a call whose virsh kumo killed: on a host with a broken /dev/kvm a define took 48-110 s and
+ * landed after kumo had given up, leaving an orphan domain. A minute past the call's own
+ * timeout covers what was seen; a domain later still is found by `kumo doctor`.
+ */
+export const DEFINE_GRACE_MS = 60_000;
+const POLL_MS = 1_000;
+/** One look must not outlast the watch: a stalled libvirt answers nothing. */
+const LOOK_TIMEOUT_MS = 10_000;
+
+/**
+ * Watches libvirt for the domain with `uuid` until `untilMs` (at least one look) and removes it
+ * when it appears. Returns whether it removed one.
+ */
+export async function removeWhenItAppears(v: Virsh, uuid: string, untilMs: number): Promise<boolean> {
+  for (;;) {
+    const state = await v.domainState(uuid, LOOK_TIMEOUT_MS).catch(() => undefined);
+    if (state !== undefined && state !== 'missing') {
+      await v.removeDomain(uuid);
+      return true;
+    }
+    if (Date.now() >= untilMs) return false;
+    await sleep(Math.min(POLL_MS, Math.max(0, untilMs - Date.now())));
+  }
+}
+
+/**
+ * Defines a domain so that a define libvirt did not answer in time leaves no domain behind.
+ * `pending` journals (before the call) until when libvirt may still make it, and clears that once
+ * libvirt answered; after a timeout the domain is watched for and removed before the error is
+ * thrown, so the operation is over only when kumo knows what libvirt did.
+ */
+export async function defineOrRemove(v: Virsh, xml: string, uuid: string,
+  pending: (until: string | undefined) => void, graceMs = DEFINE_GRACE_MS): Promise<void> {
+  pending(new Date(Date.now() + LIBVIRT_CALL_TIMEOUT_MS + graceMs).toISOString());
+  try {
+    await v.defineDomain(xml);
+  } catch (e) {
+    if (!(e instanceof KumoError) || e.code !== 'TIMEOUT') {
+      pending(undefined); // libvirt answered (a refusal): nothing is on its way
+      throw e;
+    }
+    const removed = await removeWhenItAppears(v, uuid, Date.now() + graceMs);
+    pending(undefined);
+    const waited = `libvirt at ${v.uri} did not answer the define within ${Math.round(LIBVIRT_CALL_TIMEOUT_MS / 1000)} s`;
+    throw new KumoError('TIMEOUT', removed
+      ? `${waited}; the domain it made afterwards was removed, and nothing of the instance is left`
+      : `${waited}, nor made the domain in a further ${Math.round(graceMs / 1000)} s; nothing of the instance is left`,
+    'check that libvirtd is not stuck (`virsh -c URI list` should answer at once) and `kumo host info`; `kumo doctor` finds a domain libvirt made later still', { cause: e });
+  }
+  pending(undefined);
+}
