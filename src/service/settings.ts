@@ -1,6 +1,7 @@
 import type { Context } from './context.js';
 import { invalid } from '../model/errors.js';
 import { checkName } from '../model/names.js';
+import { parseCount } from '../model/sizes.js';
 
 /** Site settings a user may change with `kumo config set KEY VALUE`. */
 export const SETTINGS = {
@@ -22,9 +23,8 @@ export function operationLimits(ctx: Context): { perOwner: number; total: number
   return { perOwner: Number(svc.get('api.operations-per-token')), total: Number(svc.get('api.operations-total')) };
 }
 
-const wholeCount = (key: string) => (value: string) => {
-  if (!/^[1-9]\d{0,3}$/.test(value)) throw invalid(`${key} must be a whole number from 1 to 9999, not "${value}"`, `e.g. kumo config set ${key} ${SETTINGS[key as SettingKey].default}`);
-};
+/** Operation caps go through the one bounded count parser the CLI and API use. */
+const wholeCount = (key: string) => (value: string) => { parseCount(key, value, { min: 1, max: 9999 }); };
 
 /** How each setting's value is checked (default: a comma-separated list of network names). */
 const CHECKS: Partial<Record<keyof typeof SETTINGS, (value: string) => void>> = {
