@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { invalid } from './model/errors.js';
 
 /**
  * Where kumo keeps its state. KUMO_HOME defaults to /var/lib/kumo; tests point it at a
@@ -29,3 +30,18 @@ export function paths(home = process.env.KUMO_HOME ?? '/var/lib/kumo'): Paths {
 
 /** The libvirt connection kumo manages by default. */
 export const defaultLibvirtUri = process.env.KUMO_LIBVIRT_URI ?? 'qemu:///system';
+
+/**
+ * How long kumo waits for one libvirt call before it kills its virsh: KUMO_LIBVIRT_TIMEOUT seconds
+ * (1-3600), 120 by default. A host whose defines take minutes may need more; the fault tests use
+ * a few seconds so a stalled libvirtd is told quickly.
+ */
+export function libvirtCallTimeoutMs(): number {
+  const raw = process.env.KUMO_LIBVIRT_TIMEOUT;
+  if (raw === undefined || raw === '') return 120_000;
+  const s = Number(raw);
+  if (!/^\d+$/.test(raw) || s < 1 || s > 3600) {
+    throw invalid(`KUMO_LIBVIRT_TIMEOUT must be whole seconds from 1 to 3600, got "${raw}"`, 'e.g. KUMO_LIBVIRT_TIMEOUT=300, or unset it for 120');
+  }
+  return s * 1000;
+}

@@ -1,14 +1,15 @@
 import { sleep } from '../exec/process.js';
-import { LIBVIRT_CALL_TIMEOUT_MS, type Virsh } from '../drivers/libvirt/virsh.js';
+import type { Virsh } from '../drivers/libvirt/virsh.js';
+import { libvirtCallTimeoutMs } from '../config.js';
 import { KumoError } from '../model/errors.js';
 
 /**
  * How long kumo keeps watching for a domain after its define timed out. libvirtd goes on with
  * a call whose virsh kumo killed: on a host with a broken /dev/kvm a define took 48-110 s and
  * landed after kumo had given up, leaving an orphan domain. A minute past the call's own
- * timeout covers what was seen; a domain later still is found by `kumo doctor`.
+ * timeout covers what was seen (less when the call timeout is shorter); a domain later still is found by `kumo doctor`.
  */
-export const DEFINE_GRACE_MS = 60_000;
+export const defineGraceMs = (): number => Math.min(60_000, libvirtCallTimeoutMs());
 const POLL_MS = 1_000;
 /** One look must not outlast the watch: a stalled libvirt answers nothing. */
 const LOOK_TIMEOUT_MS = 10_000;
@@ -36,8 +37,8 @@ export async function removeWhenItAppears(v: Virsh, uuid: string, untilMs: numbe
  * thrown, so the operation is over only when kumo knows what libvirt did.
  */
 export async function defineOrRemove(v: Virsh, xml: string, uuid: string,
-  pending: (until: string | undefined) => void, graceMs = DEFINE_GRACE_MS): Promise<void> {
-  pending(new Date(Date.now() + LIBVIRT_CALL_TIMEOUT_MS + graceMs).toISOString());
+  pending: (until: string | undefined) => void, graceMs = defineGraceMs()): Promise<void> {
+  pending(new Date(Date.now() + libvirtCallTimeoutMs() + graceMs).toISOString());
   try {
     await v.defineDomain(xml);
   } catch (e) {
@@ -47,7 +48,7 @@ export async function defineOrRemove(v: Virsh, xml: string, uuid: string,
     }
     const removed = await removeWhenItAppears(v, uuid, Date.now() + graceMs);
     pending(undefined);
-    const waited = `libvirt at ${v.uri} did not answer the define within ${Math.round(LIBVIRT_CALL_TIMEOUT_MS / 1000)} s`;
+    const waited = `libvirt at ${v.uri} did not answer the define within ${Math.round(libvirtCallTimeoutMs() / 1000)} s`;
     throw new KumoError('TIMEOUT', removed
       ? `${waited}; the domain it made afterwards was removed, and nothing of the instance is left`
       : `${waited}, nor made the domain in a further ${Math.round(graceMs / 1000)} s; nothing of the instance is left`,

@@ -1,6 +1,7 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { libvirtCallTimeoutMs } from '../../config.js';
 import { type Executor, local } from '../../exec/exec.js';
 import { KumoError } from '../../model/errors.js';
 import type { RuntimeState } from '../../model/types.js';
@@ -36,8 +37,6 @@ export interface SlowCall {
 }
 export type SlowCallListener = (notice: SlowCall) => void;
 
-/** How long kumo waits for one libvirt call before it kills its virsh (libvirtd may still finish it). */
-export const LIBVIRT_CALL_TIMEOUT_MS = 120_000;
 const SLOW_FIRST_MS = 5_000;
 const SLOW_EVERY_MS = 15_000;
 /** Calls that make libvirt look at QEMU's capabilities, which it may probe again first. */
@@ -51,7 +50,7 @@ const CAPABILITY_CALLS = new Set(['define', 'create', 'start', 'domcapabilities'
 export class Virsh {
   constructor(readonly uri: string, private readonly exec: Executor = local, private readonly onSlow?: SlowCallListener) {}
 
-  async run(args: string[], timeoutMs = LIBVIRT_CALL_TIMEOUT_MS): Promise<string> {
+  async run(args: string[], timeoutMs = libvirtCallTimeoutMs()): Promise<string> {
     const call = describeCall(args);
     const started = Date.now();
     const tell = () => this.onSlow?.({
