@@ -1,5 +1,5 @@
 import { openContext, type Context } from '../service/context.js';
-import { recoverInterrupted } from '../service/undo.js';
+import { recoverInterrupted } from '../service/recovery.js';
 import { DEFAULT_PROJECT, machineActor, type Actor } from '../model/actor.js';
 
 /**

@@ -20,9 +20,17 @@ export interface MissingDomain {
   uuid: string;
 }
 
+/** An operation whose undo failed (a daemon was down) and is retried by every kumo start. */
+export interface UnfinishedOperation {
+  operation: string;
+  startedAt: string;
+  steps: number;
+}
+
 export interface DoctorReport {
   orphans: OrphanDomain[];
   missing: MissingDomain[];
+  unfinished: UnfinishedOperation[];
   /** Hosts whose libvirt did not answer: what lives there is neither orphan nor missing, but unknown. */
   unreachable: { host: string; error: string }[];
 }
@@ -35,7 +43,7 @@ export interface DoctorFix {
   after: DoctorReport;
 }
 
-export const problemsIn = (r: DoctorReport): number => r.orphans.length + r.missing.length + r.unreachable.length;
+export const problemsIn = (r: DoctorReport): number => r.orphans.length + r.missing.length + r.unfinished.length + r.unreachable.length;
 
 /**
  * Whose a domain is. It is this kumo's orphan when kumo made it (`kumo:created-by`), its root disk
@@ -61,7 +69,12 @@ export class DoctorService {
   async check(): Promise<DoctorReport> {
     const records = this.ctx.instances.list();
     const known = new Set(records.map((r) => r.uuid.toLowerCase()));
-    const report: DoctorReport = { orphans: [], missing: [], unreachable: [] };
+    const report: DoctorReport = {
+      orphans: [], missing: [], unreachable: [],
+      // Given up by their process (pid 0): this command's start retried them already and failed again.
+      unfinished: this.ctx.journal.pending().filter((e) => e.pid === 0)
+        .map((e) => ({ operation: e.operation, startedAt: e.startedAt, steps: e.undo.length })),
+    };
     for (const host of this.ctx.hosts.list().filter((h) => h.uri && h.roles.includes('hypervisor'))) {
       const v = this.ctx.virshFor(host.name);
       const listed = await v.listDomains().catch((e: Error) => {

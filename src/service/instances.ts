@@ -7,7 +7,7 @@ import { sleep } from '../exec/process.js';
 import { ImageService } from './images.js';
 import { FlavorService } from './flavors.js';
 import { NetworkService } from './networks.js';
-import { withUndo } from './undo.js';
+import { onRecover, withUndo } from './undo.js';
 import { defineOrRemove } from './domain-define.js';
 import { HostService, type PlaceOptions } from './host.js';
 import { SnapshotService } from './snapshots.js';
@@ -300,19 +300,27 @@ export class InstanceService {
 
   /**
    * Removes the domain, its disks, its seed and kumo's record. Works on a half-gone instance too.
-   * Volumes attached to it survive, detached (as in OpenStack); returns their names.
+   * Volumes attached to it survive, detached (as in OpenStack); returns their names. Once begun
+   * it is finished: a kumo killed half-way finishes it on its next start (the journal's step).
    */
   async delete(name: string): Promise<{ detachedVolumes: string[] }> {
-    const { nics } = this.record(name);
-    const { virsh, id } = domainOf(this.ctx, name);
-    // Internal snapshots live inside the disk files, and attached volumes outlive the instance.
-    if ((await virsh.domainState(id)) !== 'missing') await new SnapshotService(this.ctx, this.actor).deleteAll(name);
-    await virsh.removeDomain(id);
-    await rm(join(this.ctx.paths.instances, name), { recursive: true, force: true });
-    await dismissFromDhcp(this.ctx, nics).catch(() => undefined); // its DHCP host may be gone (lab down)
-    const detachedVolumes = this.ctx.volumes.releaseAll(name);
-    this.ctx.instances.delete(name);
-    return { detachedVolumes };
+    const { nics, project } = this.record(name);
+    return withUndo(this.ctx, `delete instance ${name}`, async (undo, step) => {
+      undo({ kind: 'service', handler: FINISH_DELETE, args: { name, project }, when: 'after-crash' });
+      const { virsh, id } = domainOf(this.ctx, name);
+      // Internal snapshots live inside the disk files, and attached volumes outlive the instance.
+      if ((await virsh.domainState(id)) !== 'missing') await new SnapshotService(this.ctx, this.actor).deleteAll(name);
+      step();
+      await virsh.removeDomain(id);
+      step();
+      await rm(join(this.ctx.paths.instances, name), { recursive: true, force: true });
+      step();
+      await dismissFromDhcp(this.ctx, nics).catch(() => undefined); // its DHCP host may be gone (lab down)
+      step();
+      const detachedVolumes = this.ctx.volumes.releaseAll(name);
+      this.ctx.instances.delete(name);
+      return { detachedVolumes };
+    });
   }
 
   /** Grows the root disk of a stopped instance (service/root-disk.ts). */
@@ -362,6 +370,12 @@ export class InstanceService {
     return { ...r, state, nics, volumes, drift };
   }
 }
+
+/** The delete a kumo killed half-way began, finished by the next start (unless the record went meanwhile). */
+const FINISH_DELETE = 'finish-instance-delete';
+onRecover(FINISH_DELETE, async (ctx, { name, project }) => {
+  if (ctx.instances.get(name!)) await new InstanceService(ctx, machineActor(project)).delete(name!);
+});
 
 /** What an instance counts against its project's quotas: its disk is the root disk and its extra disks. */
 const quotaNeed = (s: Pick<InstanceSpec, 'vcpus' | 'ramMiB' | 'diskGiB' | 'dataDisks'>) =>

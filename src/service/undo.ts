@@ -5,9 +5,22 @@ import type { UndoStep } from '../store/journal.js';
 import { DomainDevices } from '../drivers/libvirt/devices.js';
 import { HostLinks, OvsBridges } from '../drivers/net/links.js';
 import { removeWhenItAppears } from './domain-define.js';
+import { stepBoundary } from './fault-points.js';
 
 /** Registers how to undo a step; what it returns rewrites that step in the journal (a call that ended). */
 export type Undo = (step: UndoStep) => (changed: UndoStep) => void;
+/** Marks a step boundary that journals nothing (the fault tests stop a process at each one). */
+export type Step = () => void;
+
+/**
+ * Undo and finish handlers of services, by name. A service registers its own when its module
+ * loads (this module cannot import services: they import it); service/recovery.ts loads them all
+ * before it recovers anything.
+ */
+const handlers = new Map<string, (ctx: Context, args: Record<string, string>) => Promise<void>>();
+export function onRecover(handler: string, run: (ctx: Context, args: Record<string, string>) => Promise<void>): void {
+  handlers.set(handler, run);
+}
 
 /**
  * Runs a multi-step operation so that it either completes or leaves nothing behind.
@@ -17,43 +30,56 @@ export type Undo = (step: UndoStep) => (changed: UndoStep) => void;
 export async function withUndo<T>(
   ctx: Context,
   operation: string,
-  body: (undo: Undo) => Promise<T>,
+  body: (undo: Undo, step: Step) => Promise<T>,
 ): Promise<T> {
   const id = ctx.journal.open(operation);
   const steps: UndoStep[] = [];
+  const boundary = () => stepBoundary(operation);
   try {
     const result = await body((step) => {
       steps.push(step);
       ctx.journal.setUndo(id, steps);
+      boundary();
       const at = steps.length - 1;
       return (changed) => {
         steps[at] = changed;
         ctx.journal.setUndo(id, steps);
+        boundary();
       };
-    });
+    }, boundary);
     ctx.journal.close(id);
     return result;
   } catch (e) {
-    await undoAll(ctx, steps);
-    ctx.journal.close(id);
+    // Finishing steps are for a crash only: here the caller hears of the failure and may retry.
+    const left = await undoAll(ctx, steps.filter((s) => !(s.kind === 'service' && s.when === 'after-crash')));
+    // What could not be undone (a daemon down) stays journaled: the next start retries it.
+    if (left.length) ctx.journal.release(id, left.map((l) => l.step));
+    else ctx.journal.close(id);
     throw e;
   }
 }
 
-async function undoAll(ctx: Context, steps: UndoStep[]): Promise<string[]> {
-  const problems: string[] = [];
+/** Undoes the steps, the last first; returns those that failed, with why (their order kept). */
+async function undoAll(ctx: Context, steps: UndoStep[]): Promise<{ step: UndoStep; why: string }[]> {
+  const failed: { step: UndoStep; why: string }[] = [];
   for (const step of [...steps].reverse()) {
     try {
       await runUndo(ctx, step);
     } catch (e) {
-      problems.push(`${step.kind}: ${(e as Error).message}`);
+      failed.unshift({ step, why: `${step.kind === 'service' ? step.handler : step.kind}: ${(e as Error).message}` });
     }
   }
-  return problems;
+  return failed;
 }
 
 async function runUndo(ctx: Context, step: UndoStep): Promise<void> {
   switch (step.kind) {
+    case 'service': {
+      const run = handlers.get(step.handler);
+      if (!run) throw new Error(`no handler "${step.handler}" is loaded (service/recovery.ts loads them)`);
+      await run(ctx, step.args);
+      return;
+    }
     case 'remove-path':
       await rm(step.path, { recursive: true, force: true });
       return;
@@ -88,14 +114,25 @@ async function runUndo(ctx: Context, step: UndoStep): Promise<void> {
 }
 
 
-/** Undoes what operations interrupted by a crash had made. Returns what was cleaned up. */
-export async function recoverInterrupted(ctx: Context): Promise<string[]> {
+/**
+ * Undoes (or finishes) what operations interrupted by a crash had made, and retries undo steps
+ * that failed before. What fails again stays journaled for the next start (and `kumo doctor`).
+ * Returns a line for each entry. Call it through service/recovery.ts, which loads the handlers.
+ */
+export async function recoverJournal(ctx: Context): Promise<string[]> {
   const done: string[] = [];
-  for (const entry of ctx.journal.pending().filter((e) => !processAlive(e.pid))) {
-    const problems = await undoAll(ctx, entry.undo);
-    ctx.journal.close(entry.id);
-    done.push(`undid interrupted "${entry.operation}" from ${entry.startedAt}` +
-      (problems.length ? ` (with problems: ${problems.join('; ')})` : ''));
+  for (const entry of ctx.journal.pending().filter((e) => e.pid === 0 || !processAlive(e.pid))) {
+    if (!ctx.journal.claim(entry.id, entry.pid)) continue; // another kumo took it
+    const left = await undoAll(ctx, entry.undo);
+    const what = entry.pid === 0 ? 'retried the undo of' : 'undid interrupted';
+    if (!left.length) {
+      ctx.journal.close(entry.id);
+      done.push(`${what} "${entry.operation}" from ${entry.startedAt}`);
+      continue;
+    }
+    ctx.journal.release(entry.id, left.map((l) => l.step));
+    done.push(`${what} "${entry.operation}" from ${entry.startedAt}, but ${left.length} step(s) failed and are retried on the next start` +
+      ` (${left.map((l) => l.why).join('; ')}); \`kumo doctor\` lists them`);
   }
   return done;
 }

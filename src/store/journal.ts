@@ -20,12 +20,20 @@ export type UndoStep =
   | { kind: 'remove-network'; uri: string; name: string }
   /** The project record of a network being made (only the one this operation wrote). */
   | { kind: 'forget-network-project'; name: string; project: string }
-  | { kind: 'remove-host-bridge'; bridge: string; ovs: boolean };
+  | { kind: 'remove-host-bridge'; bridge: string; ovs: boolean }
+  /**
+   * Steps a service undoes or finishes itself (shares, load balancers, a delete, a migration):
+   * `kind` names the handler it registered (service/undo.ts `onRecover`), `args` what it needs.
+   */
+  | { kind: 'service'; handler: string; args: Record<string, string>; when?: 'always' | 'after-crash' };
 
 export interface JournalEntry {
   id: number;
   operation: string;
-  /** The process running it: an entry whose process is gone was interrupted. */
+  /**
+   * The process running it: an entry whose process is gone was interrupted. 0: the process gave
+   * the entry up (its undo failed half-way, e.g. a daemon was down), so any later start retries it.
+   */
   pid: number;
   undo: UndoStep[];
   startedAt: string;
@@ -42,6 +50,19 @@ export class JournalRepo {
 
   setUndo(id: number, undo: UndoStep[]): void {
     this.db.prepare('UPDATE journal SET undo = ? WHERE id = ?').run(JSON.stringify(undo), id);
+  }
+
+  /** Gives the entry up with the steps still to undo: the next recovery retries them. */
+  release(id: number, undo: UndoStep[]): void {
+    this.db.prepare('UPDATE journal SET undo = ?, pid = 0 WHERE id = ?').run(JSON.stringify(undo), id);
+  }
+
+  /**
+   * Takes over an interrupted entry for this process. Only one of two kumo processes starting at
+   * once gets it (the pid it saw must still be there), so an entry is never undone twice at once.
+   */
+  claim(id: number, seenPid: number): boolean {
+    return this.db.prepare('UPDATE journal SET pid = ? WHERE id = ? AND pid = ?').run(process.pid, id, seenPid).changes === 1;
   }
 
   close(id: number): void {

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { makeTestEnv, type TestEnv } from '../helpers/env.js';
 import { ImageService } from '../../src/service/images.js';
 import { InstanceService } from '../../src/service/instances.js';
-import { recoverInterrupted } from '../../src/service/undo.js';
+import { recoverInterrupted } from '../../src/service/recovery.js';
 import { buildDomainXml } from '../../src/drivers/libvirt/domain-xml.js';
 import { KumoError } from '../../src/model/errors.js';
 import { local } from '../../src/exec/exec.js';

@@ -13,7 +13,7 @@ import { openContext } from '../../src/service/context.js';
 import { ImageService } from '../../src/service/images.js';
 import { InstanceService } from '../../src/service/instances.js';
 import { DoctorService } from '../../src/service/doctor.js';
-import { recoverInterrupted } from '../../src/service/undo.js';
+import { recoverInterrupted } from '../../src/service/recovery.js';
 import { KumoError } from '../../src/model/errors.js';
 
 let env: TestEnv;

@@ -35,6 +35,6 @@ test('an orphan is kumo\'s metadata, a root disk in this kumo\'s instances folde
 });
 
 test('problems count orphans, missing domains and hosts that did not answer', () => {
-  assert.equal(problemsIn({ orphans: [], missing: [], unreachable: [] }), 0);
-  assert.equal(problemsIn({ orphans: [], missing: [{ instance: 'a', project: 'default', host: 'local', uuid }], unreachable: [{ host: 'h', error: 'x' }] }), 2);
+  assert.equal(problemsIn({ orphans: [], missing: [], unfinished: [], unreachable: [] }), 0);
+  assert.equal(problemsIn({ orphans: [], unfinished: [], missing: [{ instance: 'a', project: 'default', host: 'local', uuid }], unreachable: [{ host: 'h', error: 'x' }] }), 2);
 });

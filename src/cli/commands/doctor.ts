@@ -18,6 +18,7 @@ function print(r: DoctorReport): void {
     console.log('Instances whose domain is missing (`kumo instance delete NAME` removes the record):');
     console.log(table(['Instance', 'Project', 'Host', 'UUID'], r.missing.map((m) => [m.instance, m.project, m.host, m.uuid])));
   }
+  for (const u of r.unfinished) console.log(`unfinished: "${u.operation}" from ${u.startedAt}: ${u.steps} undo step(s) failed; every kumo start retries them`);
   for (const u of r.unreachable) console.log(`host ${u.host} did not answer: ${u.error}`);
   if (!problemsIn(r)) console.log('no problems: every domain kumo made has its record, and every record its domain');
 }

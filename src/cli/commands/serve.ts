@@ -8,6 +8,8 @@ import { API_PREFIX, DEFAULT_PORT, DOCS_PATH } from '../../api/schemas.js';
 import { MonitoringService } from '../../service/monitoring.js';
 import { OperationRegistry } from '../../service/operations.js';
 import { TokenService } from '../../service/tokens.js';
+import { DoctorService, problemsIn } from '../../service/doctor.js';
+import type { Context } from '../../service/context.js';
 import { invalid, KumoError } from '../../model/errors.js';
 import { parseWhole } from '../../model/sizes.js';
 
@@ -73,6 +75,7 @@ export function serveCommand(): Command {
       say(`dashboard: ${base}/ · Prometheus metrics (same bearer token): ${base}/metrics`);
       // The last line of the start: whoever waits for the server can take it as "ready".
       console.log(`kumo API on ${base}${API_PREFIX} (OpenAPI: ${base}/openapi.json, interactive: ${base}${DOCS_PATH})`);
+      void reconcileOnStart(ctx);
       if (!loopback(o.listen)) say(`warning: listening on ${o.listen} over plain HTTP: tokens and passwords cross the network readable; put a TLS proxy in front`);
       await untilStopped(async () => {
         await app.close();
@@ -102,4 +105,21 @@ function untilStopped(stop: () => Promise<void>): Promise<void> {
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
   });
+}
+
+/**
+ * A long-running kumo reconciles its records with libvirt as it starts (the journal was recovered
+ * already, as by every command): what `kumo doctor` would find goes to the log, in the background
+ * so an unreachable host does not hold the start up. Removing stays a deliberate `kumo doctor --fix`.
+ */
+async function reconcileOnStart(ctx: Context): Promise<void> {
+  const r = await new DoctorService(ctx).check().catch((e: Error) => {
+    say(`reconcile: could not compare records with libvirt: ${e.message}`);
+    return undefined;
+  });
+  if (!r || !problemsIn(r)) return;
+  for (const o of r.orphans) say(`reconcile: orphan domain ${o.name} (${o.uuid}) on ${o.host}, ${o.state}: kumo made it but has no record; \`kumo doctor --fix\` removes it`);
+  for (const m of r.missing) say(`reconcile: instance ${m.instance} (project ${m.project}) has no domain on ${m.host}; \`kumo instance delete ${m.instance}\` removes the record`);
+  for (const u of r.unfinished) say(`reconcile: "${u.operation}" from ${u.startedAt} is not fully undone; every start retries it (\`kumo doctor\`)`);
+  for (const u of r.unreachable) say(`reconcile: host ${u.host} did not answer: ${u.error}`);
 }
