@@ -18,7 +18,8 @@ export interface TestEnv {
   network: string;
   ctx: Context;
   /** Runs the CLI as a user would, in this environment. */
-  cli(args: string[], opts?: { input?: string; timeoutMs?: number }): Promise<{ code: number; stdout: string; stderr: string }>;
+  /** `env`: variables added to the run's (a fault test's KUMO_TEST_DIE_AT). */
+  cli(args: string[], opts?: { input?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv }): Promise<{ code: number; stdout: string; stderr: string }>;
   cliEnv: NodeJS.ProcessEnv;
   cleanup(): Promise<void>;
 }
@@ -66,7 +67,7 @@ export async function makeTestEnv(label: string): Promise<TestEnv> {
   return {
     prefix, home, network, ctx, cliEnv,
     async cli(args, opts = {}) {
-      const r = await runCli(args, { env: cliEnv, allowFailure: true, ...(opts.input !== undefined ? { input: opts.input } : {}), timeoutMs: opts.timeoutMs ?? 300_000 });
+      const r = await runCli(args, { env: { ...cliEnv, ...opts.env }, allowFailure: true, ...(opts.input !== undefined ? { input: opts.input } : {}), timeoutMs: opts.timeoutMs ?? 300_000 });
       return { code: r.code, stdout: r.stdout, stderr: r.stderr };
     },
     async cleanup() {
