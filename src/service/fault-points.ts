@@ -9,14 +9,15 @@
 const target = parse(process.env.KUMO_TEST_DIE_AT);
 let reached = 0;
 
-function parse(value: string | undefined): { operation: string; step: number } | undefined {
+/** "A|B#N": the boundaries of operations starting with A or B count as one sequence (apply and the creates it runs). */
+function parse(value: string | undefined): { operations: string[]; step: number } | undefined {
   const m = value ? /^(.+)#([1-9]\d*)$/.exec(value) : null;
-  return m ? { operation: m[1]!, step: Number(m[2]) } : undefined;
+  return m ? { operations: m[1]!.split('|'), step: Number(m[2]) } : undefined;
 }
 
 /** A step of `operation` is done and journaled; the next has not begun. */
 export function stepBoundary(operation: string): void {
-  if (!target || !operation.startsWith(target.operation)) return;
+  if (!target || !target.operations.some((o) => operation.startsWith(o))) return;
   reached += 1;
   if (reached !== target.step) return;
   process.stderr.write(`kumo: KUMO_TEST_DIE_AT: killed at step ${reached} of "${operation}"\n`);

@@ -13,6 +13,10 @@ import { parseIp } from '../model/checks.js';
 import type { LoadBalancerRecord } from '../store/load-balancers.js';
 import { machineActor, type Actor } from '../model/actor.js';
 import { sees } from './scope.js';
+import { onRecover, withUndo } from './undo.js';
+
+/** The journal's undo of a load balancer create (service/undo.ts), run in-process or after a crash. */
+const UNDO_CREATE = 'undo-load-balancer-create';
 
 export interface CreateLoadBalancerRequest {
   name: string;
@@ -77,14 +81,12 @@ export class LoadBalancerService {
       network: req.network, backendPort, internalPort,
       waf: req.waf ? { enabled: req.waf.enabled, paranoia } : null, createdAt: new Date().toISOString(), project: this.actor.project,
     };
-    this.ctx.loadBalancers.put(record);
-    try {
-      await this.sync(req.name);
-    } catch (e) {
-      await this.stopDaemons(record).catch(() => undefined);
-      this.ctx.loadBalancers.delete(req.name);
-      throw e;
-    }
+    await withUndo(this.ctx, `create load-balancer ${req.name}`, async (undo, step) => {
+      undo({ kind: 'service', handler: UNDO_CREATE, args: { name: req.name, host: req.host, createdAt: record.createdAt } });
+      this.ctx.loadBalancers.put(record);
+      step();
+      await this.sync(req.name, step);
+    });
     return this.get(req.name);
   }
 
@@ -124,7 +126,7 @@ export class LoadBalancerService {
    * instance without an address yet is left out until the next sync), and the WAF in front when
    * it is on. Reloads keep connections.
    */
-  async sync(name: string): Promise<void> {
+  async sync(name: string, step: () => void = () => undefined): Promise<void> {
     const r = this.record(name);
     const { haproxy, waf } = this.daemons(r);
     const addresses = await this.addresses(r);
@@ -132,6 +134,7 @@ export class LoadBalancerService {
     const internal = { address: '127.0.0.1', port: r.internalPort };
     if (r.waf) {
       await haproxy.apply({ name: r.name, frontend: internal, backends, health: LB_HEALTH });
+      step();
       await waf.apply({ name: r.name, listen: r.frontend, upstream: internal, enabled: r.waf.enabled, paranoia: r.waf.paranoia });
     } else {
       await waf.stop(); // it held the public port
@@ -158,6 +161,23 @@ export class LoadBalancerService {
     await this.stopDaemons(r);
     await this.ctx.shellOf(r.host).run('rm', ['-rf', '--', this.dir(r)]);
     this.ctx.loadBalancers.delete(name);
+  }
+
+  /**
+   * Undoes a create (an error in it, or kumo killed in it): stops the daemons it started on its
+   * host, removes their folder and forgets the record it wrote (not another create's of the same
+   * name, whose daemons and folder are then left alone). Idempotent.
+   */
+  async undoCreate(args: { name: string; host: string; createdAt: string }): Promise<void> {
+    const other = this.ctx.loadBalancers.get(args.name);
+    if (other && other.createdAt !== args.createdAt) return;
+    const r = { name: args.name, host: args.host } as const;
+    // Only a host still registered is reached (a removed host took its daemons with it).
+    if (this.ctx.hosts.get(args.host)) {
+      await this.stopDaemons(r);
+      await this.ctx.shellOf(args.host).run('rm', ['-rf', '--', this.dir(r)]);
+    }
+    if (other) this.ctx.loadBalancers.delete(args.name);
   }
 
   /** Recent requests the WAF blocked (or, in detection-only mode, let through but flagged). */
@@ -202,18 +222,18 @@ export class LoadBalancerService {
     }
   }
 
-  private async stopDaemons(r: LoadBalancerRecord): Promise<void> {
+  private async stopDaemons(r: Pick<LoadBalancerRecord, 'name' | 'host'>): Promise<void> {
     const { haproxy, waf } = this.daemons(r);
     await waf.stop();
     await haproxy.stop();
   }
 
-  private daemons(r: LoadBalancerRecord) {
+  private daemons(r: Pick<LoadBalancerRecord, 'name' | 'host'>) {
     const shell = this.ctx.shellOf(r.host);
     return { haproxy: new Haproxy(join(this.dir(r), 'haproxy'), shell), waf: new NginxWaf(join(this.dir(r), 'waf'), shell) };
   }
 
-  private dir(r: LoadBalancerRecord): string {
+  private dir(r: Pick<LoadBalancerRecord, 'name'>): string {
     return join(this.ctx.paths.home, 'lb', r.name);
   }
 
@@ -225,3 +245,7 @@ export class LoadBalancerService {
   }
 }
 
+
+onRecover(UNDO_CREATE, async (ctx, args) => {
+  await new LoadBalancerService(ctx).undoCreate({ name: args.name ?? '', host: args.host ?? '', createdAt: args.createdAt ?? '' });
+});

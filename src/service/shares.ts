@@ -14,6 +14,10 @@ import { actingProject, checkRoom, reserve, sees } from './scope.js';
 import { attachableNetwork, networkReader } from './network-owners.js';
 import { HostLinks } from '../drivers/net/links.js';
 import { contains, parseCidr, parseIp } from '../model/checks.js';
+import { onRecover, withUndo } from './undo.js';
+
+/** The journal's undo of a share create (service/undo.ts), run in-process or after a crash. */
+const UNDO_CREATE = 'undo-share-create';
 
 export interface ShareView extends ShareRecord {
   /** The storage host that serves it (none: this machine). */
@@ -68,24 +72,25 @@ export class ShareService {
     if (!/^\/[A-Za-z0-9._/-]*$/.test(path)) throw invalid(`share path "${path}" has characters the NFS server cannot take`, 'use letters, digits, ".", "_", "-" and "/"');
     if (opts.path && !existsSync(path)) throw invalid(`folder ${path} does not exist`, 'create it first, or leave --path out to get one under KUMO_HOME/shares');
     for (const n of opts.networks) await this.networkCidr(attachableNetwork(this.ctx, project, n));
-    if (!opts.path) {
-      await mkdir(path, { recursive: true, mode: 0o755 });
-      // Guests write as nobody (All_Squash): a folder of kumo's is theirs to write in; a --path
-      // folder keeps the owner root gave it.
-      await chown(path, SHARE_ANON_ID, SHARE_ANON_ID);
-    }
     const record: ShareRecord = { name, path, networks: opts.networks, readOnly: opts.readOnly ?? false, createdAt: new Date().toISOString(), project };
-    reserve(this.ctx, project, { shares: 1 }, () => {
-      if (this.ctx.shares.get(name)) throw new KumoError('ALREADY_EXISTS', `share "${name}" already exists`, 'pick another name');
-      this.ctx.shares.insert(record);
+    // Only a folder this create makes is removed by its undo (one left by a deleted share of that name keeps its files).
+    const makesFolder = !opts.path && !existsSync(path);
+    await withUndo(this.ctx, `create share ${name}`, async (undo, step) => {
+      undo({ kind: 'service', handler: UNDO_CREATE, args: { name, createdAt: record.createdAt, folder: makesFolder ? path : '' } });
+      if (!opts.path) {
+        await mkdir(path, { recursive: true, mode: 0o755 });
+        // Guests write as nobody (All_Squash): a folder of kumo's is theirs to write in; a --path
+        // folder keeps the owner root gave it.
+        await chown(path, SHARE_ANON_ID, SHARE_ANON_ID);
+        step();
+      }
+      reserve(this.ctx, project, { shares: 1 }, () => {
+        if (this.ctx.shares.get(name)) throw new KumoError('ALREADY_EXISTS', `share "${name}" already exists`, 'pick another name');
+        this.ctx.shares.insert(record);
+      });
+      step();
+      await this.apply(step);
     });
-    try {
-      await this.apply();
-    } catch (e) {
-      this.ctx.shares.delete(name);
-      await this.apply().catch(() => undefined);
-      throw e;
-    }
     return this.view(record);
   }
 
@@ -127,15 +132,27 @@ export class ShareService {
     return shares.map((s) => s.name);
   }
 
+  /**
+   * Undoes a create (an error in it, or kumo killed in it): forgets the record it wrote (not
+   * another create's of the same name), removes the folder it made, and serves what the store
+   * says again (exports, bind mount, the server stopped if nothing is left). Idempotent.
+   */
+  async undoCreate(args: { name: string; createdAt: string; folder: string }): Promise<void> {
+    if (this.ctx.shares.get(args.name)?.createdAt === args.createdAt) this.ctx.shares.delete(args.name);
+    if (args.folder) await rm(args.folder, { recursive: true, force: true });
+    await this.apply();
+  }
+
   private get sharesDir(): string { return join(this.ctx.paths.home, 'shares'); }
 
   /** Rewrites the server's exports from the store: the store is the intent. */
-  private async apply(): Promise<void> {
+  private async apply(step: () => void = () => undefined): Promise<void> {
     const shares = this.ctx.shares.list();
     // KUMO_HOME/shares is nosuid,nodev while it serves anything: no setuid file or device node
     // a guest leaves there works on the host. Folders given with --path are root's choice.
     if (shares.some((s) => s.path.startsWith(`${this.sharesDir}/`))) await ensureNosuidBind(this.ctx.exec, this.sharesDir);
     else await releaseNosuidBind(this.ctx.exec, this.sharesDir);
+    step();
     const exports = [];
     for (const [i, s] of shares.entries()) {
       exports.push({ id: i + 1, path: s.path, pseudo: `/${s.name}`, readOnly: s.readOnly,
@@ -177,3 +194,7 @@ const isInside = (root: string, path: string): boolean => {
   const rel = relative(root, path);
   return rel !== '' && rel !== '..' && !rel.startsWith('../') && !isAbsolute(rel);
 };
+
+onRecover(UNDO_CREATE, async (ctx, args) => {
+  await new ShareService(ctx).undoCreate({ name: args.name ?? '', createdAt: args.createdAt ?? '', folder: args.folder ?? '' });
+});

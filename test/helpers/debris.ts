@@ -21,9 +21,11 @@ export interface Debris {
   nftTables: string[];
   /** Processes whose command line names the run's home or prefix (QEMU, dnsmasq, HAProxy, nginx, ganesha). */
   processes: string[];
+  /** Mount points under KUMO_HOME (the shares folder's nosuid bind). */
+  mounts: string[];
 }
 
-const TABLES = ['instances', 'volumes', 'shares', 'load_balancers', 'journal', 'network_projects', 'datacenter_resources', 'network_bridges'];
+const TABLES = ['instances', 'volumes', 'shares', 'load_balancers', 'journal', 'network_projects', 'datacenter_resources', 'network_bridges', 'flavors'];
 /** The store itself and what only grows (the audit log), the image cache, and daemon logs. */
 const NOT_DEBRIS = /^(kumo\.db.*|cache(\/.*)?|images(\/.*)?|audit.*|.*\.log|accel-probe\.json)$/;
 
@@ -60,7 +62,9 @@ export async function debris(env: TestEnv, opts: { uris?: string[]; ignoreProces
     .map((l) => l.trim())
     .filter((l) => (l.includes(env.home) || l.includes(env.prefix)) && !l.includes(' --test') && !(opts.ignoreProcess?.test(l)))
     .map((l) => summary(l.replace(/^\d+\s+/, ''), env));
-  return { domains: domains.sort(), networks: networks.sort(), files: await walk(env.home), rows, namespaces, nftTables, processes: processes.sort() };
+  const mounts = (await local.run('findmnt', ['-rn', '-o', 'TARGET'])).stdout.split('\n')
+    .filter((t) => t === env.home || t.startsWith(`${env.home}/`)).map((t) => relative(env.home, t) || '.');
+  return { domains: domains.sort(), networks: networks.sort(), files: await walk(env.home), rows, namespaces, nftTables, processes: processes.sort(), mounts: mounts.sort() };
 }
 
 /** A process as its program and what names the run in it (a QEMU by its guest), not its ids. */

@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { assertNoDebris, debris, type Debris } from './debris.js';
 import type { TestEnv } from './env.js';
 
-/** A run the hook killed: ended by a signal (the runner says 128) after the hook's last words. */
+/** A run the hook killed: ended by a signal (the runner says 128) after the hook's last words ("A|B": either operation). */
 const killedAt = (r: { code: number; stderr: string }, step: number, operation: string) =>
-  r.code === 128 && r.stderr.includes(`killed at step ${step} of "${operation}`);
+  r.code === 128 && operation.split('|').some((o) => r.stderr.includes(`killed at step ${step} of "${o}`));
 
 /**
  * Short libvirt timeouts for fault runs: a create killed while its define was in flight is
@@ -13,7 +13,7 @@ const killedAt = (r: { code: number; stderr: string }, step: number, operation: 
 export const FAULT_ENV = { KUMO_LIBVIRT_TIMEOUT: '10' };
 
 export interface KillWalk {
-  /** The operation's journal name, or its start ("create instance"). */
+  /** The operation's journal name, or its start ("create instance"); "A|B" counts both operations' steps as one sequence. */
   operation: string;
   /** The kumo command that runs it. */
   run: string[];
@@ -24,6 +24,8 @@ export interface KillWalk {
   /** Undo what a completed run made, so the walk can go again from the same start. */
   reset(): Promise<void>;
   debrisOpts?: Parameters<typeof debris>[1];
+  /** Variables for the run and the next command, over FAULT_ENV (a longer libvirt timeout for a walk with no kill during a libvirt call). */
+  env?: NodeJS.ProcessEnv;
   /** Safety: a walk longer than this means the operation never completes. */
   maxSteps?: number;
 }
@@ -36,7 +38,7 @@ export interface KillWalk {
 export async function walkKills(env: TestEnv, w: KillWalk): Promise<number> {
   const before = await debris(env, w.debrisOpts);
   for (let step = 1; step <= (w.maxSteps ?? 40); step++) {
-    const r = await env.cli(w.run, { env: { ...FAULT_ENV, KUMO_TEST_DIE_AT: `${w.operation}#${step}` } });
+    const r = await env.cli(w.run, { env: { ...FAULT_ENV, ...w.env, KUMO_TEST_DIE_AT: `${w.operation}#${step}` } });
     if (!killedAt(r, step, w.operation)) {
       assert.equal(r.code, 0, `${w.operation}: step ${step} was never reached, and the run failed: ${r.stderr}`);
       assert.ok(step > 1, `${w.operation}: no step boundary was reached at all`);
@@ -44,7 +46,7 @@ export async function walkKills(env: TestEnv, w: KillWalk): Promise<number> {
       assertNoDebris(before, await debris(env, w.debrisOpts), `${w.operation}: after the complete run and its reset`);
       return step - 1;
     }
-    const next = await env.cli(w.next ?? ['instance', 'list'], { env: FAULT_ENV });
+    const next = await env.cli(w.next ?? ['instance', 'list'], { env: { ...FAULT_ENV, ...w.env } });
     assert.equal(next.code, 0, `${w.operation} killed at step ${step}: the next command failed: ${next.stderr}`);
     await w.settled(step, before);
   }

@@ -85,10 +85,13 @@ export class GaneshaServer {
     return this.daemon.pid();
   }
 
-  /** Writes the exports and (re)starts the server; with no exports, stops it. */
+  /** Writes the exports and (re)starts the server; with no exports, stops it and removes its config (no stale export in it). */
   async apply(exports: NfsExport[]): Promise<void> {
     await this.stop();
-    if (!exports.length) return;
+    if (!exports.length) {
+      await this.exec.run('rm', ['-f', '--', this.config]);
+      return;
+    }
     await this.daemon.installConfig([{ path: this.config, text: buildGaneshaConfig(exports), mode: '644' }]);
     const log = join(this.dir, 'ganesha.log');
     let text = '';

@@ -7,6 +7,7 @@ import type { ResourceKind } from '../../store/datacenter-resources.js';
 import type { ApplyRun, Change, FilePath, Kind } from './kind.js';
 import { KINDS } from './registry.js';
 import { projectProblems } from './quota.js';
+import { stepBoundary } from '../fault-points.js';
 
 export type { Action, Change } from './kind.js';
 
@@ -86,9 +87,13 @@ export class DatacenterService {
 
   private async act(dc: Datacenter, changes: Change[], starting: (c: Change) => void, made: (c: Change) => void): Promise<void> {
     const run: ApplyRun = { ctx: this.ctx, dc, started: [] };
+    // Before and after each resource is made, before it is recorded (the fault tests kill kumo
+    // here; the services' operations have their own steps).
+    const boundary = () => stepBoundary(`apply datacenter ${dc.name}`);
     for (const c of changes.filter((x) => x.action === 'delete')) {
       starting(c);
       await this.kindOf.get(c.kind)!.remove(c.name, this.ctx.datacenterResources.spec(c.kind, c.name), run);
+      boundary();
       this.ctx.datacenterResources.release(c.kind, c.name);
       made(c);
     }
@@ -96,11 +101,32 @@ export class DatacenterService {
     for (const kind of this.kinds) {
       for (const c of changes.filter((x) => x.kind === kind.kind && x.action !== 'delete')) {
         starting(c);
-        const applied = await kind.apply(c, run);
+        const applied = await this.claimed(dc, c, () => kind.apply(c, run), boundary);
+        boundary();
         this.ctx.datacenterResources.claim(dc.name, c.kind, c.name, applied, dc.project);
         made(c);
       }
       await kind.settle?.(run);
+    }
+  }
+
+  /**
+   * A resource to create is claimed (without a spec) before it is made: if kumo dies between
+   * making it and recording it, the next apply finds it already the file's (it would otherwise
+   * see one it does not own and never record it, and destroy would leave it). A create that
+   * fails here gives the claim back; one that was never made is made by the next apply, and
+   * removing a resource that is not there is nothing to every kind.
+   */
+  private async claimed(dc: Datacenter, c: Change, make: () => Promise<unknown>, boundary: () => void): Promise<unknown> {
+    const claims = c.action === 'create' && !this.ctx.datacenterResources.owner(c.kind, c.name);
+    if (!claims) return make();
+    this.ctx.datacenterResources.claim(dc.name, c.kind, c.name, undefined, dc.project);
+    boundary();
+    try {
+      return await make();
+    } catch (e) {
+      this.ctx.datacenterResources.release(c.kind, c.name);
+      throw e;
     }
   }
 
