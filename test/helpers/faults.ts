@@ -8,9 +8,10 @@ const killedAt = (r: { code: number; stderr: string }, step: number, operation: 
 
 /**
  * Short libvirt timeouts for fault runs: a create killed while its define was in flight is
- * recovered by waiting out the call's timeout and grace, 2 x 10 s here instead of 3 minutes.
+ * recovered by waiting out the call's timeout and grace, 2 x 20 s here instead of 3 minutes
+ * (shorter ones made ordinary calls time out on a loaded 2-core machine).
  */
-export const FAULT_ENV = { KUMO_LIBVIRT_TIMEOUT: '10' };
+export const FAULT_ENV = { KUMO_LIBVIRT_TIMEOUT: '20' };
 
 export interface KillWalk {
   /** The operation's journal name, or its start ("create instance"); "A|B" counts both operations' steps as one sequence. */
