@@ -2,6 +2,7 @@ import type { Context } from './context.js';
 import { recoverJournal } from './undo.js';
 // Services that journal their own undo and finish steps register them when they load.
 import './instances.js';
+import './migration-settle.js';
 
 /**
  * Run by every kumo process as it opens its context (CLI commands, `kumo serve`): undoes or
