@@ -5,6 +5,8 @@ import { dhcpAddresses } from './leases.js';
 import { migrateLive, type MigrateResult } from '../drivers/libvirt/migrate.js';
 import { missingTlsFiles, type MigrationEnd } from '../drivers/libvirt/migration-tls.js';
 import { KumoError, invalid, notFound } from '../model/errors.js';
+import { withUndo } from './undo.js';
+import { SETTLE_MIGRATION } from './migration-settle.js';
 
 /** How a migration goes; `encrypted`: the memory stream over QEMU's TLS (certificates on both hosts). */
 export interface MigrateOptions {
@@ -27,7 +29,9 @@ export class MigrationService {
   /**
    * Live-migrates a running instance to another host (disks on storage both see at the same
    * path, so only memory moves). kumo records the new host only after libvirt confirms; on
-   * failure the instance keeps running where it was.
+   * failure the instance keeps running where it was. Journaled: a kumo killed or timed out during
+   * the move leaves libvirt migrating on; the settle step (migration-settle.ts) ends that and
+   * records where the domain is, in the failure path here or at the next kumo start.
    */
   async migrate(name: string, to: string, opts: MigrateOptions = {}): Promise<MigrateResult & { from: string; to: string }> {
     const r = this.ctx.instances.get(name);
@@ -39,17 +43,25 @@ export class MigrationService {
     const v = this.ctx.virshFor(to);
     if (!(await v.ping())) throw new KumoError('LIBVIRT_ERROR', `host ${to} does not answer`, 'check its libvirtd, or pick another host');
     if (opts.encrypted) await this.checkTls(r.host, to);
-    const networks = new NetworkService(this.ctx, v);
-    for (const n of new Set(r.nics.map((x) => x.network))) await networks.ensureUsable(n);
-    const result = await migrateLive({
-      source: this.ctx.virshFor(r.host), domain: r.uuid, label: name, dest: v,
-      migrateUri: `tcp://${dest.migrationAddress ?? '127.0.0.1'}`,
-      // Client-driven (not p2p): virsh reaches both daemons by the URIs kumo has for them.
-      p2p: false, unsafe: opts.unsafe ?? this.sameFilesystem(r.host, to), tls: opts.encrypted ?? false, timeoutMs: opts.timeoutMs ?? 300_000,
-      nicAddresses: await dhcpAddresses(this.ctx, [r]),
+    const from = r.host;
+    const result = await withUndo(this.ctx, `migrate instance ${name}`, async (undo, step) => {
+      const networks = new NetworkService(this.ctx, v);
+      for (const n of new Set(r.nics.map((x) => x.network))) await networks.ensureUsable(n);
+      // Before libvirt is asked: whatever stops this process from here on, the next kumo start
+      // (or the failure path right here) finds out where the domain is and records that host.
+      undo({ kind: 'service', handler: SETTLE_MIGRATION, args: { name, uuid: r.uuid, from, to }, when: 'always' });
+      const moved = await migrateLive({
+        source: this.ctx.virshFor(from), domain: r.uuid, label: name, dest: v,
+        migrateUri: `tcp://${dest.migrationAddress ?? '127.0.0.1'}`,
+        // Client-driven (not p2p): virsh reaches both daemons by the URIs kumo has for them.
+        p2p: false, unsafe: opts.unsafe ?? this.sameFilesystem(from, to), tls: opts.encrypted ?? false, timeoutMs: opts.timeoutMs ?? 300_000,
+        nicAddresses: await dhcpAddresses(this.ctx, [r]),
+        beforeCall: step,
+      });
+      this.ctx.instances.updateHost(name, to);
+      return moved;
     });
-    this.ctx.instances.updateHost(name, to);
-    return { ...result, from: r.host, to };
+    return { ...result, from, to };
   }
 
   /** Live-migrates every running instance off a host (maintenance), a few at a time. */

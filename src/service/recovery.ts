@@ -4,6 +4,7 @@ import { recoverJournal } from './undo.js';
 import './instances.js';
 import './shares.js';
 import './loadbalancers.js';
+import './migration-settle.js';
 
 /**
  * Run by every kumo process as it opens its context (CLI commands, `kumo serve`): undoes or

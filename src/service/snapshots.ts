@@ -6,6 +6,7 @@ import { checkLabel } from '../model/names.js';
 import type { RuntimeState } from '../model/types.js';
 import { machineActor, type Actor } from '../model/actor.js';
 import { sees } from './scope.js';
+import { withUndo } from './undo.js';
 
 /** A name the user gives follows kumo's name rule (digits only, like libvirt's epoch names, are fine). */
 function checkSnapshotName(name: string): void {
@@ -83,16 +84,22 @@ export class SnapshotService {
     await this.existing(instance, name);
     await this.sameDisks(instance, name);
     const { snaps, id } = this.driver(instance);
-    try {
-      await snaps.revert(id, name, opts.to ?? 'snapshot', opts.force ?? false);
-    } catch (e) {
-      if (e instanceof KumoError && /revert requires force/i.test(e.message)) {
-        throw new KumoError('IN_USE', `reverting "${instance}" to "${name}" needs confirmation: ${e.message}`,
-          `if you accept that, run: kumo snapshot revert ${instance} ${name} --force`, { cause: e });
+    // One libvirt call that is all or nothing, and no record of kumo's changes: nothing to undo.
+    // Journaled for its step boundaries only (the crash tests kill kumo before and after the call).
+    return withUndo(this.ctx, `revert snapshot ${instance} ${name}`, async (_undo, step) => {
+      step();
+      try {
+        await snaps.revert(id, name, opts.to ?? 'snapshot', opts.force ?? false);
+      } catch (e) {
+        if (e instanceof KumoError && /revert requires force/i.test(e.message)) {
+          throw new KumoError('IN_USE', `reverting "${instance}" to "${name}" needs confirmation: ${e.message}`,
+            `if you accept that, run: kumo snapshot revert ${instance} ${name} --force`, { cause: e });
+        }
+        throw e;
       }
-      throw e;
-    }
-    return domainOf(this.ctx, instance).virsh.domainState(id);
+      step();
+      return domainOf(this.ctx, instance).virsh.domainState(id);
+    });
   }
 
   async delete(instance: string, name: string): Promise<void> {

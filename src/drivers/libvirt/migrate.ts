@@ -44,6 +44,11 @@ export interface MigrateOptions {
   nicAddresses?: ReadonlyMap<string, string>;
   /** After this long the migration is aborted (the domain keeps running on the source). */
   timeoutMs: number;
+  /**
+   * Called after the changes made before the move (the NICs' pinned addresses) and just before
+   * libvirt is asked to migrate: the caller's step boundary (a crash test stops kumo there).
+   */
+  beforeCall?: () => void;
 }
 
 export interface MigrateResult {
@@ -87,6 +92,7 @@ export async function migrateLive(opts: MigrateOptions): Promise<MigrateResult> 
   if (opts.nicAddresses?.size) await pinFilterAddresses(source, domain, opts.nicAddresses);
   // The NICs' filters as the destination can have them: a daemon without nwfilter refuses a filter.
   const destXml = await xmlForDestinationFilters(source, domain, await nicFiltersAvailable(dest));
+  opts.beforeCall?.();
   const started = Date.now();
   try {
     if (destXml) await source.runWithXml(destXml, (file) => [...args.slice(0, -3), '--xml', file, ...args.slice(-3)], opts.timeoutMs);
@@ -124,6 +130,25 @@ export function parseJobInfo(out: string): Record<string, string> {
 function optionalMs<K extends string>(key: K, value: string | undefined): { [P in K]?: number } {
   const m = value === undefined ? null : /^(\d+(?:\.\d+)?)\s*ms$/.exec(value.trim());
   return (m ? { [key]: Number(m[1]) } : {}) as { [P in K]?: number };
+}
+
+/**
+ * Whether a job (a migration, in or out) runs on the domain now. A virsh killed mid-migration
+ * (kumo killed, or its call timed out) leaves the job to libvirt, which goes on with it.
+ */
+export async function migrationJobActive(v: Virsh, domain: string): Promise<boolean> {
+  const type = parseJobInfo(await v.run(['domjobinfo', domain], 30_000))['Job type'];
+  return type !== undefined && type !== 'None';
+}
+
+/** Whether libvirt keeps the domain's definition when it stops (a migration's incoming one is transient until it ends). */
+export async function domainPersistent(v: Virsh, domain: string): Promise<boolean> {
+  return parseJobInfo(await v.run(['dominfo', domain], 30_000))['Persistent'] === 'yes';
+}
+
+/** Asks libvirt to abort the domain's job (a migration); a job already past its point of no return goes on. */
+export async function abortJob(v: Virsh, domain: string): Promise<void> {
+  await v.run(['domjobabort', domain], 30_000).catch(() => undefined);
 }
 
 /** After a failed or aborted migration: no job left running, and the guest running on the source. */
