@@ -22,8 +22,9 @@ export class LibvirtRpc {
 
   private constructor(private readonly socket: Socket) {
     socket.on('data', (chunk) => this.receive(chunk));
-    socket.on('close', () => this.fail(new Error('libvirtd closed the connection')));
-    socket.on('error', (e) => this.fail(e));
+    // A reset and a plain close mean the same to callers: the connection is gone, reconnect.
+    socket.on('close', () => this.fail(new Error('lost the connection to libvirtd (it closed)')));
+    socket.on('error', (e) => this.fail(new Error(`lost the connection to libvirtd (${e.message})`)));
   }
 
   /**
