@@ -3,7 +3,7 @@
  * CLI start-up benchmark: `node -e 0` (Node's own start, the yardstick) side by side with
  * `kumo --version`, `kumo --help` and `kumo instance list` (an empty KUMO_HOME), each from the
  * bundle that ships (dist/bin/kumo.js) and from the file-by-file build of the same sources
- * (dist/src/cli/main.js), plus `--version` of another build given with --baseline (an older
+ * (dist/src/cli/main.js), and the same three of another build given with --baseline (an older
  * checkout's dist/src/cli/main.js, for a before/after).
  *
  *   node dist/bench/startup.js [--runs N] [--warmup W] [--baseline FILE] [--json FILE]
@@ -26,7 +26,7 @@ function usage(): string {
   return `usage: node dist/bench/startup.js [options]
   --runs N          measured rounds (default 30; medians and spread reported)
   --warmup W        rounds first run and not counted (default 3)
-  --baseline FILE   another build's CLI entry to time --version of (e.g. an older checkout's dist/src/cli/main.js)
+  --baseline FILE   another build's CLI entry to time too (e.g. an older checkout's dist/src/cli/main.js)
   --json FILE       also write every run to FILE`;
 }
 
@@ -65,7 +65,11 @@ function subjects(o: Options): Subject[] {
     list.push({ label: `kumo ${what} (bundle)`, args: [CLI, ...args] });
     list.push({ label: `kumo ${what} (file by file)`, args: [FILE_BY_FILE, ...args] });
   }
-  if (o.baseline) list.push({ label: 'kumo --version (baseline)', args: [o.baseline, '--version'] });
+  if (o.baseline) {
+    for (const [what, args] of [['--version', ['--version']], ['--help', ['--help']], ['instance list', ['instance', 'list']]] as const) {
+      list.push({ label: `kumo ${what} (baseline)`, args: [o.baseline, ...args] });
+    }
+  }
   return list;
 }
 
