@@ -58,7 +58,7 @@ npm run --silent build
 # Where /dev/kvm exists but does not work (kumo's own probe: `kumo host info` says why), libvirtd
 # must not see it: it would probe QEMU again on every define (30-110 s each). Then it runs with
 # /dev/kvm masked by an inaccessible device, as systemd's InaccessiblePaths does.
-kumo_cli() { node dist/src/cli/main.js "$@"; }
+kumo_cli() { node dist/bin/kumo.js "$@"; }
 mask_kvm=$(kumo_cli host accel --json | node -p 'JSON.parse(require("fs").readFileSync(0, "utf8")).kvmMask')
 NO_KVM=/run/kumo/no-kvm
 DROPIN_NAME=kumo-no-kvm.conf

@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
-kumo() { node dist/src/cli/main.js "$@"; }
+kumo() { node dist/bin/kumo.js "$@"; }
 FILE=${KUMO_DATACENTER:-examples/course-datacenter.yaml}
 
 kumo host info
@@ -17,12 +17,12 @@ cat <<INFO
 
 kumo is ready: the course's datacenter runs on this machine (root password of the instances: test123).
   ip netns exec kumo-internet curl http://10.5.1.213/      # the website, from the "outside", through the LB
-  node dist/src/cli/main.js lb show front                  # backends and their health (or: npm link, then 'kumo')
-  node dist/src/cli/main.js waf log front                  # what the web firewall blocked
-  node dist/src/cli/main.js lab status                     # nodes, segments, daemons
-  node dist/src/cli/main.js top                            # live traffic per instance (collected every 5 s in the background)
-  node dist/src/cli/main.js instance migrate web-1 --to kvm2
-  node dist/src/cli/main.js create                         # the course's interactive wizard
-  node dist/src/cli/main.js serve                          # REST API + dashboard on 127.0.0.1:8780
-  node dist/src/cli/main.js destroy $FILE                  # remove it all
+  node dist/bin/kumo.js lb show front                      # backends and their health (or: npm link, then 'kumo')
+  node dist/bin/kumo.js waf log front                      # what the web firewall blocked
+  node dist/bin/kumo.js lab status                         # nodes, segments, daemons
+  node dist/bin/kumo.js top                                # live traffic per instance (collected every 5 s in the background)
+  node dist/bin/kumo.js instance migrate web-1 --to kvm2
+  node dist/bin/kumo.js create                             # the course's interactive wizard
+  node dist/bin/kumo.js serve                              # REST API + dashboard on 127.0.0.1:8780
+  node dist/bin/kumo.js destroy $FILE                      # remove it all
 INFO

@@ -1,4 +1,6 @@
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { invalid } from './model/errors.js';
 
 /**
@@ -44,4 +46,31 @@ export function libvirtCallTimeoutMs(): number {
     throw invalid(`KUMO_LIBVIRT_TIMEOUT must be whole seconds from 1 to 3600, got "${raw}"`, 'e.g. KUMO_LIBVIRT_TIMEOUT=300, or unset it for 120');
   }
   return s * 1000;
+}
+
+let root: string | undefined;
+
+/**
+ * Where kumo is installed: the folder of its package.json, found upward from this module. The
+ * code runs from two places, dist/src/ (compiled file by file) and dist/bin/ (the bundled CLI,
+ * whose chunks all sit in one folder), so files read at run time (the dashboard, the guest
+ * assets, package.json) are found from here, never relative to the module that reads them.
+ */
+export function installRoot(): string {
+  if (root === undefined) {
+    let dir = dirname(fileURLToPath(import.meta.url));
+    while (!existsSync(join(dir, 'package.json'))) {
+      const up = dirname(dir);
+      if (up === dir) throw new Error(`kumo's package.json is not above ${fileURLToPath(import.meta.url)}: reinstall kumo`);
+      dir = up;
+    }
+    root = dir;
+  }
+  return root;
+}
+
+/** The CLI as it ships (package.json's bin: the bundle); the file-by-file build where only tsc ran. */
+export function cliEntry(): string {
+  const bundle = join(installRoot(), 'dist', 'bin', 'kumo.js');
+  return existsSync(bundle) ? bundle : join(installRoot(), 'dist', 'src', 'cli', 'main.js');
 }

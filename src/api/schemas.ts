@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { EVACUATE_PARALLEL, LIMITS, TIMEOUT_SECONDS, WAF_LOG_LIMIT } from '../model/sizes.js';
 import { NETWORK_MODES } from '../service/networks.js';
 import { HOST_ROLES } from '../model/roles.js';
-import { portSchema } from '../model/checks.js';
+import { portSchema } from '../model/check-schemas.js';
 
 /**
  * Every request and response body of the API, declared once: Fastify validates and serializes

@@ -30,7 +30,8 @@ import { eventRoutes } from './routes/events.js';
 import websocket from '@fastify/websocket';
 import fastifyStatic from '@fastify/static';
 import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { installRoot } from '../config.js';
 import { readingRoutes, renderHostCapacity, RequestMetrics, createMonitor, type MonitorOptions, type ServerMonitor } from './metrics.js';
 import { instanceVnc, vncProxyRoutes } from './console.js';
 import { WS_MAX_PAYLOAD } from './ws-relay.js';
@@ -61,8 +62,8 @@ export interface ServerOptions {
   serialResolver?: SerialResolver;
 }
 
-/** The built dashboard: dist/src/api/server.js → dist/web. */
-export const DEFAULT_WEB_ROOT = fileURLToPath(new URL('../../web', import.meta.url));
+/** The built dashboard: dist/web of kumo's installation (from the bundle and the file-by-file build alike). */
+export const DEFAULT_WEB_ROOT = join(installRoot(), 'dist', 'web');
 
 
 /** How each KumoError code answers over HTTP. A Record, so a new code cannot be forgotten here. */
@@ -317,8 +318,7 @@ let cachedVersion: string | undefined;
 function version(): string {
   if (cachedVersion === undefined) {
     try {
-      // dist/src/api/server.js → the package's own package.json.
-      cachedVersion = (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version?: string }).version ?? '0.0.0';
+      cachedVersion = (JSON.parse(readFileSync(join(installRoot(), 'package.json'), 'utf8')) as { version?: string }).version ?? '0.0.0';
     } catch {
       cachedVersion = '0.0.0';
     }

@@ -1,5 +1,4 @@
-import { openContext, type Context } from '../service/context.js';
-import { recoverInterrupted } from '../service/recovery.js';
+import type { Context } from '../service/context.js';
 import { DEFAULT_PROJECT, machineActor, type Actor } from '../model/actor.js';
 
 /**
@@ -7,15 +6,22 @@ import { DEFAULT_PROJECT, machineActor, type Actor } from '../model/actor.js';
  * errors never touch the store or libvirt.
  */
 let ctx: Context | undefined;
+let opening: Promise<Context> | undefined;
 
-export async function context(): Promise<Context> {
-  if (!ctx) {
+export function context(): Promise<Context> {
+  opening ??= (async () => {
+    // Loaded here, not at the top: the services, the store and libvirt's driver are most of the
+    // CLI's code, and a command that never opens the context must not pay for loading them.
+    const [{ openContext }, { recoverInterrupted }] = await Promise.all([import('../service/context.js'), import('../service/recovery.js')]);
     ctx = openContext({
       onSlowLibvirtCall: (n) => say(`  still waiting for libvirt (${n.uri}) to finish "${n.call}": ${Math.round(n.elapsedMs / 1000)} s${n.hint ? ` (${n.hint})` : ''}`),
     });
     for (const line of await recoverInterrupted(ctx)) process.stderr.write(`kumo: ${line}\n`);
-  }
-  return ctx;
+    return ctx;
+  })();
+  // A context that could not be opened is tried again by the next caller, as before.
+  opening.catch(() => { if (!ctx) opening = undefined; });
+  return opening;
 }
 
 /** The context if a command opened one (the audit line then goes through it). */
@@ -24,6 +30,7 @@ export const openedContext = (): Context | undefined => ctx;
 export function closeContext(): void {
   ctx?.close();
   ctx = undefined;
+  opening = undefined;
 }
 
 /** The project the global --project option picked (default: default). */

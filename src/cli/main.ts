@@ -1,30 +1,9 @@
 #!/usr/bin/env node
 import { Command, CommanderError, Option } from 'commander';
 import { actor, closeContext, context, setProject } from './app.js';
-import { actingProject } from '../service/scope.js';
 import { DEFAULT_PROJECT } from '../model/actor.js';
-import { projectCommand } from './commands/project.js';
-import { imageCommand } from './commands/image.js';
-import { flavorCommand } from './commands/flavor.js';
-import { instanceCommand } from './commands/instance.js';
-import { hostCommand } from './commands/host.js';
-import { configCommand } from './commands/config.js';
-import { volumeCommand } from './commands/volume.js';
-import { networkCommand } from './commands/network.js';
-import { shareCommand } from './commands/share.js';
-import { snapshotCommand } from './commands/snapshot.js';
-import { labCommand } from './commands/lab.js';
-import { lbCommand, wafCommand } from './commands/lb.js';
-import { planCommands } from './commands/plan.js';
-import { monitorCommand, statsCommand, topCommand } from './commands/monitor.js';
-import { serveCommand } from './commands/serve.js';
-import { tokenCommand } from './commands/token.js';
-import { userCommand } from './commands/user.js';
-import { auditCommand } from './commands/audit.js';
-import { doctorCommand } from './commands/doctor.js';
+import { commandsFor } from './commands.js';
 import { auditCli } from './audit-hook.js';
-import { runWizard } from './wizard.js';
-import { parseConsoleMode } from './launch.js';
 import { KumoError, type ErrorCode } from '../model/errors.js';
 
 /** Exit codes a script can act on. */
@@ -47,30 +26,13 @@ program.command('create').description('the interactive wizard: OS, flavor, root 
   .addOption(new Option('--console <mode>', 'console to connect while it boots').choices(['auto', 'none', 'serial', 'vnc']).default('auto'))
   .option('--wait', 'wait until the guest answers on port 8080')
   .action(async (o: { lang?: string; showPassword?: boolean; console: string; wait?: boolean }) => {
+    const [{ runWizard }, { parseConsoleMode }] = await Promise.all([import('./wizard.js'), import('./launch.js')]);
     await runWizard({ ...o, console: parseConsoleMode(o.console) });
   });
-program.addCommand(instanceCommand());
-program.addCommand(imageCommand());
-program.addCommand(flavorCommand());
-program.addCommand(hostCommand());
-program.addCommand(networkCommand());
-program.addCommand(shareCommand());
-program.addCommand(snapshotCommand());
-program.addCommand(volumeCommand());
-program.addCommand(configCommand());
-program.addCommand(labCommand());
-program.addCommand(lbCommand());
-program.addCommand(wafCommand());
-for (const c of planCommands()) program.addCommand(c);
-program.addCommand(topCommand());
-program.addCommand(statsCommand());
-program.addCommand(monitorCommand());
-program.addCommand(serveCommand());
-program.addCommand(tokenCommand());
-program.addCommand(userCommand());
-program.addCommand(auditCommand());
-program.addCommand(projectCommand());
-program.addCommand(doctorCommand());
+// Only the command modules this command line needs are loaded (see commands.ts).
+for (const lazy of commandsFor(process.argv.slice(2), program.commands.map((c) => c.name()))) {
+  for (const c of await lazy.load()) program.addCommand(c);
+}
 
 /** Every command reports usage errors by throwing (exit code 2 below), not by exiting on its own. */
 function throwOnUsageErrors(cmd: Command): void {
@@ -85,13 +47,16 @@ program.hook('preAction', async (cmd, action) => {
   const project = (cmd.opts() as { project?: string }).project;
   setProject(project);
   // A mistyped --project is refused before anything runs (the project commands name theirs).
-  if (project && project !== DEFAULT_PROJECT && action.parent?.name() !== 'project') actingProject(await context(), actor());
+  if (project && project !== DEFAULT_PROJECT && action.parent?.name() !== 'project') {
+    const { actingProject } = await import('../service/scope.js');
+    actingProject(await context(), actor());
+  }
 });
 try {
   await program.parseAsync(process.argv);
-  audit.done(undefined);
+  await audit.done(undefined);
 } catch (e) {
-  audit.done(e);
+  await audit.done(e);
   if (e instanceof CommanderError) {
     process.exitCode = e.exitCode === 0 ? 0 : 2;
   } else if (e instanceof KumoError) {

@@ -1,4 +1,3 @@
-import { z } from 'zod';
 import { invalid } from './errors.js';
 
 /**
@@ -89,7 +88,7 @@ export interface Subnet {
 }
 
 /** The prefixes a subnet kumo makes may have: /31 and /32 leave no room for hosts and a gateway. */
-const SUBNET_PREFIX = { min: 8, max: 30 } as const;
+export const SUBNET_PREFIX = { min: 8, max: 30 } as const;
 
 const mask = (prefix: number) => (prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0);
 
@@ -112,10 +111,8 @@ export const isCidr = (text: string): boolean => {
   return r.ok && r.prefix >= SUBNET_PREFIX.min && r.prefix <= SUBNET_PREFIX.max;
 };
 
-/** Schema strings that parseIp and parseCidr accept; each file's schema gives its own example. */
-export const ipv4String = (example: string) => z.string().refine(isIp, `expected an IPv4 address such as ${example}`);
-export const cidrString = (example: string) =>
-  z.string().refine(isCidr, `expected a CIDR such as ${example} (prefix /${SUBNET_PREFIX.min} to /${SUBNET_PREFIX.max}, no host bits)`);
+// The schemas built on these checks (addresses, CIDRs, ports) are in check-schemas.ts: a
+// command that only checks an address does not load zod.
 
 export const formatCidr = (s: Subnet) => `${formatIp(s.network)}/${s.prefix}`;
 export const broadcast = (s: Subnet) => (s.network | (~mask(s.prefix) >>> 0)) >>> 0;
@@ -205,8 +202,6 @@ export function checkNameBy(rule: NameRule, value: unknown, what: string, exampl
 export const isPort = (value: unknown): value is number =>
   typeof value === 'number' && Number.isInteger(value) && value >= 1 && value <= 65535;
 
-/** A TCP/UDP port in a schema (zod schemas are immutable: `.default()` and `.optional()` make new ones). */
-export const portSchema = z.number().int().min(1).max(65535);
 
 // --------------------------------------------------------------------------------- ssh keys
 

@@ -2,7 +2,8 @@ import { z } from 'zod';
 import { CRYPT_HASH } from './password.js';
 import { COURSE_LAB, LabSpecSchema } from './lab.js';
 import { HostsSpecSchema, type FileTopology } from './hosts-spec.js';
-import { contains, formatIp, ipv4String, isSshPublicKey, mistakableName, MOUNT_PATH_PATTERN, mountPathFault, parseCidr, parseIp, portSchema, readCidr } from './checks.js';
+import { contains, formatIp, isSshPublicKey, mistakableName, MOUNT_PATH_PATTERN, mountPathFault, parseCidr, parseIp, readCidr } from './checks.js';
+import { ipv4String, portSchema } from './check-schemas.js';
 import { cloudConfigProblems } from './cloud-config.js';
 import { LIMITS } from './sizes.js';
 

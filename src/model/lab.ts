@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { LAB_ROLES } from './roles.js';
-import { broadcast, cidrString, contains, formatIp, ipv4String, isCidr, isIp, parseCidr, parseIp } from './checks.js';
+import { broadcast, contains, formatIp, isCidr, isIp, parseCidr, parseIp } from './checks.js';
+import { cidrString, ipv4String } from './check-schemas.js';
 
 /**
  * The lab: the course's datacenter on one machine. Each node is a network namespace, each

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { openSync, closeSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { cliEntry } from '../config.js';
 import type { Context } from './context.js';
 import { local } from '../exec/exec.js';
 import { livePid, sleep, stopDaemon, waitUntil } from '../exec/process.js';
@@ -196,8 +196,7 @@ export class MonitoringService {
     await mkdir(this.daemonDir, { recursive: true });
     const log = openSync(join(this.daemonDir, 'collector.log'), 'w');
     // The daemon is the CLI's own `monitor run`: one collector loop, whoever starts it.
-    const cli = fileURLToPath(new URL('../cli/main.js', import.meta.url));
-    const child = spawn(process.execPath, [cli, 'monitor', 'run', '--interval', String(settings.intervalS), '--retention', settings.retention], {
+    const child = spawn(process.execPath, [cliEntry(), 'monitor', 'run', '--interval', String(settings.intervalS), '--retention', settings.retention], {
       detached: true, stdio: ['ignore', log, log], env: { ...process.env, KUMO_HOME: this.ctx.paths.home },
     });
     closeSync(log);

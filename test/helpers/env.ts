@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { local, type RunOptions } from '../../src/exec/exec.js';
@@ -24,11 +25,18 @@ export interface TestEnv {
   cleanup(): Promise<void>;
 }
 
-export const CLI = join(import.meta.dirname, '../../src/cli/main.js');
+/** The CLI as it ships (package.json's bin): the bundle `npm run build` makes (scripts/build-cli.mjs). */
+export const CLI = join(import.meta.dirname, '../../bin/kumo.js');
+
+/** Tests run what ships: a missing bundle is said, not quietly replaced by the file-by-file build. */
+export function requireBundledCli(): void {
+  if (!existsSync(CLI)) throw new Error(`the bundled CLI ${CLI} is missing: run npm run build (or npm run build:cli after tsc)`);
+}
 export const testCache = () => process.env.KUMO_TEST_CACHE ?? '/var/lib/kumo/cache';
 
-/** Runs the built CLI as a user would (`node dist/src/cli/main.js ARGS`); tests and benchmarks alike. */
+/** Runs the built CLI as a user would (`node dist/bin/kumo.js ARGS`); tests and benchmarks alike. */
 export function runCli(args: string[], opts: RunOptions = {}) {
+  requireBundledCli();
   return local.run('node', [CLI, ...args], opts);
 }
 
@@ -50,6 +58,7 @@ export async function freeSubnet(virsh = new Virsh('qemu:///system')): Promise<n
 }
 
 export async function makeTestEnv(label: string): Promise<TestEnv> {
+  requireBundledCli();
   const prefix = `kt${randomBytes(2).toString('hex')}${label}`.slice(0, 12);
   const home = await mkdtemp(`/tmp/kumo-test-${prefix}-`);
   await chmod(home, 0o755); // QEMU (libvirt-qemu) must reach the disks inside

@@ -6,7 +6,7 @@ import { InstanceService } from '../../src/service/instances.js';
 import { local } from '../../src/exec/exec.js';
 
 /**
- * The exit codes the README promises, from the real CLI (dist/src/cli/main.js) as a script
+ * The exit codes the README promises, from the real CLI (dist/bin/kumo.js, what ships) as a script
  * sees them: 0 ok, 2 bad input, 3 not found, 4 exists/in use, 5 needs a terminal, 6 missing
  * dependency, 7 timed out, 1 anything else. One real case each; only the timeout and the
  * "anything else" need a guest.

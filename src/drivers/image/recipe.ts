@@ -2,7 +2,7 @@ import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
 import { readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { installRoot } from '../../config.js';
 import { KumoError } from '../../model/errors.js';
 
 /**
@@ -14,18 +14,12 @@ import { KumoError } from '../../model/errors.js';
 // ---------------------------------------------------------------- guest assets
 
 /**
- * A recipe's guest asset folder (src/drivers/image/NAME), found from dist/src/drivers/image/
- * (compiled) or src/drivers/image/ (sources); `marker` is a file every copy of it has.
+ * A recipe's guest asset folder (src/drivers/image/NAME of kumo's installation: the guest files
+ * ship with the sources, not in dist/); `marker` is a file every copy of it has.
  */
 export async function guestAssetDir(name: string, marker: string, what: string): Promise<string> {
-  const candidates = [
-    new URL(`../../../../src/drivers/image/${name}/`, import.meta.url), // from dist/src/drivers/image
-    new URL(`./${name}/`, import.meta.url),
-  ];
-  for (const c of candidates) {
-    const p = fileURLToPath(c);
-    if (existsSync(join(p, marker))) return p.replace(/\/$/, '');
-  }
+  const dir = join(installRoot(), 'src', 'drivers', 'image', name);
+  if (existsSync(join(dir, marker))) return dir;
   throw new KumoError('NOT_FOUND', `the ${what} guest files (src/drivers/image/${name}) are missing`,
     'reinstall kumo: the guest files ship with its sources');
 }
