@@ -84,6 +84,8 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   // A conflict with the project's current use, like IN_USE: deleting something makes room. 403
   // stays for "your role may not", and every create route declares 409 already.
   QUOTA_EXCEEDED: 409,
+  // The server's own storage is full (RFC 4918's Insufficient Storage): not the caller's fault.
+  NO_SPACE: 507,
 };
 
 const SCHEMA_FIX = `compare the request with the schema at /openapi.json (or the page at ${DOCS_PATH})`;

@@ -5,10 +5,11 @@ import { DEFAULT_PROJECT } from '../model/actor.js';
 import { commandsFor } from './commands.js';
 import { auditCli } from './audit-hook.js';
 import { KumoError, type ErrorCode } from '../model/errors.js';
+import { paths } from '../config.js';
 
-/** Exit codes a script can act on. */
+/** Exit codes a script can act on (11 is `kumo doctor`'s "problems remain"). */
 const EXIT: Partial<Record<ErrorCode, number>> = {
-  INVALID_INPUT: 2, NOT_FOUND: 3, ALREADY_EXISTS: 4, IN_USE: 4, NOT_INTERACTIVE: 5, MISSING_DEPENDENCY: 6, TIMEOUT: 7, TOO_BUSY: 8, FORBIDDEN: 9, QUOTA_EXCEEDED: 10,
+  INVALID_INPUT: 2, NOT_FOUND: 3, ALREADY_EXISTS: 4, IN_USE: 4, NOT_INTERACTIVE: 5, MISSING_DEPENDENCY: 6, TIMEOUT: 7, TOO_BUSY: 8, FORBIDDEN: 9, QUOTA_EXCEEDED: 10, NO_SPACE: 12,
 };
 
 const program = new Command('kumo')
@@ -55,7 +56,11 @@ program.hook('preAction', async (cmd, action) => {
 try {
   await program.parseAsync(process.argv);
   await audit.done(undefined);
-} catch (e) {
+} catch (thrown) {
+  // A full KUMO_HOME may strike outside any operation (opening the store, recovery): said so too.
+  // Loaded on a real failure only (--version and --help end here too): start-up stays light.
+  const e = thrown instanceof CommanderError ? thrown
+    : (await import('../service/disk-full.js')).noSpaceError(thrown, paths().home, 'kumo\'s store or files') ?? thrown;
   await audit.done(e);
   if (e instanceof CommanderError) {
     process.exitCode = e.exitCode === 0 ? 0 : 2;

@@ -19,7 +19,9 @@ export type ErrorCode =
   /** The actor's role may not do this (a non-admin asking for an admin's use case). */
   | 'FORBIDDEN'
   /** The project's quota has no room for what a create needs: make room, or an admin raises it. */
-  | 'QUOTA_EXCEEDED';
+  | 'QUOTA_EXCEEDED'
+  /** The filesystem under KUMO_HOME (disks, seeds, the store) is full: free space or grow it, then retry. */
+  | 'NO_SPACE';
 
 export class KumoError extends Error {
   constructor(

@@ -88,11 +88,12 @@ export function openContext(opts: ContextOptions = {}): Context {
   mkdirSync(p.cache, { recursive: true }); // a shared cache elsewhere (KUMO_CACHE) keeps its own modes
   const db = openDb(p.db);
   const exec = opts.exec ?? local;
-  const virsh = new Virsh(opts.libvirtUri ?? defaultLibvirtUri, exec, opts.onSlowLibvirtCall);
+  const client = (uri: string) => new Virsh(uri, exec, opts.onSlowLibvirtCall, () => hosts.byUri(uri)?.name); // messages name the host
+  const virsh = client(opts.libvirtUri ?? defaultLibvirtUri);
   const clientsByUri = new Map<string, Virsh>([[virsh.uri, virsh]]);
   const virshAt = (uri: string): Virsh => {
     let v = clientsByUri.get(uri);
-    if (!v) clientsByUri.set(uri, v = new Virsh(uri, exec, opts.onSlowLibvirtCall));
+    if (!v) clientsByUri.set(uri, v = client(uri));
     return v;
   };
   let accel: Promise<AccelResult> | undefined;

@@ -11,21 +11,30 @@ import { KumoError } from '../model/errors.js';
  */
 export const defineGraceMs = (): number => Math.min(60_000, libvirtCallTimeoutMs());
 const POLL_MS = 1_000;
-/** One look must not outlast the watch: a stalled libvirt answers nothing. */
-const LOOK_TIMEOUT_MS = 10_000;
+/** One look must not outlast the watch, nor the call timeout: a stalled libvirt answers nothing. */
+const lookTimeoutMs = (): number => Math.min(10_000, libvirtCallTimeoutMs());
 
 /**
  * Watches libvirt for the domain with `uuid` until `untilMs` (at least one look) and removes it
- * when it appears. Returns whether it removed one.
+ * when it appears. Returns whether it removed one. Throws when libvirt answered no look at all:
+ * then nobody knows whether the domain exists, and the caller must not count it as gone.
  */
 export async function removeWhenItAppears(v: Virsh, uuid: string, untilMs: number): Promise<boolean> {
+  let unanswered: unknown;
   for (;;) {
-    const state = await v.domainState(uuid, LOOK_TIMEOUT_MS).catch(() => undefined);
+    const state = await v.domainState(uuid, lookTimeoutMs()).then((s) => s, (e: unknown) => {
+      unanswered ??= e;
+      return undefined;
+    });
     if (state !== undefined && state !== 'missing') {
       await v.removeDomain(uuid);
       return true;
     }
-    if (Date.now() >= untilMs) return false;
+    if (state !== undefined) unanswered = undefined; // libvirt answered: it has no such domain now
+    if (Date.now() >= untilMs) {
+      if (unanswered !== undefined) throw unanswered;
+      return false;
+    }
     await sleep(Math.min(POLL_MS, Math.max(0, untilMs - Date.now())));
   }
 }
@@ -46,13 +55,15 @@ export async function defineOrRemove(v: Virsh, xml: string, uuid: string,
       pending(undefined); // libvirt answered (a refusal): nothing is on its way
       throw e;
     }
-    const removed = await removeWhenItAppears(v, uuid, Date.now() + graceMs);
+    const removed = await removeWhenItAppears(v, uuid, Date.now() + graceMs).catch(() => 'no answer' as const);
     pending(undefined);
-    const waited = `libvirt at ${v.uri} did not answer the define within ${Math.round(libvirtCallTimeoutMs() / 1000)} s`;
-    throw new KumoError('TIMEOUT', removed
-      ? `${waited}; the domain it made afterwards was removed, and nothing of the instance is left`
-      : `${waited}, nor made the domain in a further ${Math.round(graceMs / 1000)} s; nothing of the instance is left`,
-    'check that libvirtd is not stuck (`virsh -c URI list` should answer at once) and `kumo host info`; `kumo doctor` finds a domain libvirt made later still', { cause: e });
+    const waited = `${v.describe()} did not answer the define within ${Math.round(libvirtCallTimeoutMs() / 1000)} s`;
+    throw new KumoError('TIMEOUT', removed === 'no answer'
+      ? `${waited}, nor any look for the domain in a further ${Math.round(graceMs / 1000)} s: libvirtd is stalled. kumo keeps the undo of the define journaled and removes the domain if libvirtd makes it once it answers again (the next kumo command retries; \`kumo doctor\` lists it)`
+      : removed
+        ? `${waited}; the domain it made afterwards was removed, and nothing of the instance is left`
+        : `${waited}, nor made the domain in a further ${Math.round(graceMs / 1000)} s; nothing of the instance is left`,
+    `check that libvirtd is not stuck (\`virsh -c ${v.uri} list\` should answer at once) and \`kumo host info\`; \`kumo doctor\` finds a domain libvirt made later still`, { cause: e });
   }
   pending(undefined);
 }

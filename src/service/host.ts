@@ -56,6 +56,8 @@ export const KVM_MASK_FIX = 'run scripts/bootstrap.sh, which restarts libvirtd w
 /** A registered host with what libvirt says of it now. */
 export interface HostView extends HostRecord {
   up: boolean;
+  /** When it is not up: what kumo saw (a libvirtd that did not answer in time is stalled, not gone). */
+  why?: string;
   cpus?: number;
   memoryMiB?: number;
   /**
@@ -261,12 +263,13 @@ export class HostService {
 
   private async view(h: HostRecord): Promise<HostView> {
     const mine = this.ctx.instances.list().filter((i) => i.host === h.name);
-    const node = h.uri ? await this.ctx.virshFor(h.name).nodeInfo().catch(() => undefined) : undefined;
+    let why: string | undefined;
+    const node = h.uri ? await this.ctx.virshFor(h.name).nodeInfo().catch((e: unknown) => void (why = (e as Error).message)) : undefined;
     const up = h.uri ? node !== undefined
       : await executorFor(h.shell).run('true', [], { timeoutMs: 10_000 }).then(() => true, () => false);
     const antiSpoofing = h.uri && up ? await nicFiltersAvailable(this.ctx.virshFor(h.name)).catch(() => undefined) : undefined;
     return {
-      ...h, up, ...(antiSpoofing !== undefined ? { antiSpoofing } : {}),
+      ...h, up, ...(!up && why ? { why } : {}), ...(antiSpoofing !== undefined ? { antiSpoofing } : {}),
       ...(node ? { cpus: node.cpus, memoryMiB: node.memoryMiB } : {}),
       allocatedVcpus: mine.reduce((n, i) => n + i.vcpus, 0),
       allocatedMiB: mine.reduce((n, i) => n + i.ramMiB, 0),

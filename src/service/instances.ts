@@ -8,6 +8,7 @@ import { ImageService } from './images.js';
 import { FlavorService } from './flavors.js';
 import { NetworkService } from './networks.js';
 import { onRecover, withUndo } from './undo.js';
+import { assertRoom } from './disk-full.js';
 import { defineOrRemove } from './domain-define.js';
 import { HostService, type PlaceOptions } from './host.js';
 import { SnapshotService } from './snapshots.js';
@@ -149,6 +150,7 @@ export class InstanceService {
       nics: spec.networks.map((network) => ({ mac: randomMac(), network })),
       createdAt: new Date().toISOString(), project: this.actor.project,
     };
+    assertRoom(this.ctx.paths.home, `instance "${spec.name}"`);
     await withUndo(this.ctx, `create instance ${spec.name}`, async (undo) => {
       // The record first, with the quota check in the same transaction: it holds the room while
       // the slow steps run, so two creates cannot both take the last of it; the undo frees it.
@@ -214,14 +216,15 @@ export class InstanceService {
     if (!records.length) return [];
     // One listing per host; a host that does not answer leaves its instances 'unknown', not gone.
     const states = new Map<string, RuntimeState>();
+    const silent = new Map<string, string>(); // host -> why it gave no answer
     for (const host of new Set(records.map((r) => r.host))) {
-      const listed = await this.ctx.virshFor(host).listDomains().catch(() => undefined);
+      const listed = await this.ctx.virshFor(host).listDomains().catch((e: unknown) => void silent.set(host, unanswered(e)));
       for (const r of records.filter((x) => x.host === host)) {
         states.set(r.name, listed ? (listed.find((d) => d.uuid === r.uuid)?.state ?? 'missing') : 'unknown');
       }
     }
     const leases = await dhcpAddresses(this.ctx, records);
-    return records.map((r) => this.view(r, states.get(r.name) ?? 'unknown', leases));
+    return records.map((r) => this.view(r, states.get(r.name) ?? 'unknown', leases, silent.get(r.host)));
   }
 
   async get(name: string): Promise<Instance> {
@@ -359,13 +362,13 @@ export class InstanceService {
     return state;
   }
 
-  private view(r: InstanceRecord, state: RuntimeState, leases: Map<string, string>): Instance {
+  private view(r: InstanceRecord, state: RuntimeState, leases: Map<string, string>, why = ''): Instance {
     const nics: NicInfo[] = r.nics.map((n) => {
       const ipv4 = leases.get(n.mac.toLowerCase());
       return ipv4 ? { ...n, ipv4 } : { ...n };
     });
     const drift = state === 'missing' ? ['the libvirt domain is gone (deleted outside kumo)']
-      : state === 'unknown' ? [`host ${r.host} does not answer: its state is unknown`] : [];
+      : state === 'unknown' ? [`host ${r.host} does not answer${why}: its state is unknown, not gone`] : [];
     const volumes = this.ctx.volumes.attachedTo(r.name).map((v) => ({ name: v.name, device: `/dev/${v.target ?? '?'}`, sizeGiB: v.sizeGiB }));
     return { ...r, state, nics, volumes, drift };
   }
@@ -380,6 +383,9 @@ onRecover(FINISH_DELETE, async (ctx, { name, project }) => {
 /** What an instance counts against its project's quotas: its disk is the root disk and its extra disks. */
 const quotaNeed = (s: Pick<InstanceSpec, 'vcpus' | 'ramMiB' | 'diskGiB' | 'dataDisks'>) =>
   ({ instances: 1, vcpus: s.vcpus, ramMiB: s.ramMiB, diskGiB: s.diskGiB + s.dataDisks.reduce((a, b) => a + b, 0) });
+
+/** Why a host's libvirt gave no answer, for the drift line: a stalled one is told apart from a dead one. */
+const unanswered = (e: unknown) => (e instanceof KumoError && e.code === 'TIMEOUT' ? ` in time (${e.message})` : '');
 
 const exists = (name: string) => new KumoError('ALREADY_EXISTS', `instance "${name}" already exists`, `pick another name, or delete it: kumo instance delete ${name}`);
 

@@ -7,6 +7,7 @@ import type { RuntimeState } from '../model/types.js';
 import { machineActor, type Actor } from '../model/actor.js';
 import { sees } from './scope.js';
 import { withUndo } from './undo.js';
+import { assertRoom, noSpaceWhenShort } from './disk-full.js';
 
 /** A name the user gives follows kumo's name rule (digits only, like libvirt's epoch names, are fine). */
 function checkSnapshotName(name: string): void {
@@ -53,10 +54,13 @@ export class SnapshotService {
     }
     const xml = await domainOf(this.ctx, instance).virsh.dumpXml(id);
     if (!xml) throw this.domainGone(instance);
+    assertRoom(this.ctx.paths.home, `a snapshot of instance "${instance}"`);
     let made: string;
     try {
       made = await snaps.create(id, xml, name);
     } catch (e) {
+      const full = await this.noRoom(instance, id, snaps, name, e);
+      if (full) throw full;
       // Two unnamed snapshots within one second get the same epoch name.
       const dup = e instanceof KumoError ? /domain (?:moment|snapshot) (.+) already exists/.exec(e.message) : null;
       if (!dup) throw e;
@@ -64,6 +68,17 @@ export class SnapshotService {
         name === undefined ? 'wait a second and try again, or give the snapshot a name' : 'pick another name', { cause: e });
     }
     return { instance, ...(await snaps.info(id, made)) };
+  }
+
+  /**
+   * A snapshot that ran out of room (it grows the disk files under KUMO_HOME; a running guest's
+   * memory goes in too): NO_SPACE, after making sure no half snapshot stays listed.
+   */
+  private async noRoom(instance: string, id: string, snaps: SnapshotDriver, name: string | undefined, e: unknown): Promise<KumoError | undefined> {
+    const ramMiB = this.ctx.instances.get(instance)?.ramMiB ?? 0;
+    const full = noSpaceWhenShort(e, this.ctx.paths.home, `a snapshot of instance "${instance}"`, (ramMiB + 64) * 1024 ** 2, true);
+    if (full && name !== undefined && (await snaps.names(id)).includes(name)) await snaps.delete(id, name);
+    return full;
   }
 
   /** The instance's snapshots, oldest first. */

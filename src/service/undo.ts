@@ -6,6 +6,7 @@ import { DomainDevices } from '../drivers/libvirt/devices.js';
 import { HostLinks, OvsBridges } from '../drivers/net/links.js';
 import { removeWhenItAppears } from './domain-define.js';
 import { stepBoundary } from './fault-points.js';
+import { noSpaceError } from './disk-full.js';
 
 /** Registers how to undo a step; what it returns rewrites that step in the journal (a call that ended). */
 export type Undo = (step: UndoStep) => (changed: UndoStep) => void;
@@ -32,7 +33,12 @@ export async function withUndo<T>(
   operation: string,
   body: (undo: Undo, step: Step) => Promise<T>,
 ): Promise<T> {
-  const id = ctx.journal.open(operation);
+  let id: number;
+  try {
+    id = ctx.journal.open(operation);
+  } catch (e) {
+    throw noSpaceError(e, ctx.paths.home, `"${operation}"`, true) ?? e; // the store itself is full: nothing was made
+  }
   const steps: UndoStep[] = [];
   const boundary = () => stepBoundary(operation);
   try {
@@ -53,9 +59,13 @@ export async function withUndo<T>(
     // Finishing steps are for a crash only: here the caller hears of the failure and may retry.
     const left = await undoAll(ctx, steps.filter((s) => !(s.kind === 'service' && s.when === 'after-crash')));
     // What could not be undone (a daemon down) stays journaled: the next start retries it.
-    if (left.length) ctx.journal.release(id, left.map((l) => l.step));
-    else ctx.journal.close(id);
-    throw e;
+    try {
+      await withStoreRoom(ctx, async () => (left.length ? ctx.journal.release(id, left.map((l) => l.step)) : ctx.journal.close(id)));
+    } catch {
+      // Still no room: the entry keeps this process's id and its steps, so the next kumo start,
+      // seeing this process gone, undoes them again (every undo is idempotent).
+    }
+    throw noSpaceError(e, ctx.paths.home, `"${operation}"`, !left.length) ?? e;
   }
 }
 
@@ -64,12 +74,31 @@ async function undoAll(ctx: Context, steps: UndoStep[]): Promise<{ step: UndoSte
   const failed: { step: UndoStep; why: string }[] = [];
   for (const step of [...steps].reverse()) {
     try {
-      await runUndo(ctx, step);
+      await withStoreRoom(ctx, () => runUndo(ctx, step));
     } catch (e) {
       failed.unshift({ step, why: `${step.kind === 'service' ? step.handler : step.kind}: ${(e as Error).message}` });
     }
   }
   return failed;
+}
+
+/**
+ * Runs `fn` (a store write), and once more when it found the filesystem full: after a checkpoint
+ * that restarts SQLite's write-ahead log, the next write reuses the log file's room from its start
+ * instead of growing it (a truncating checkpoint would give that room away to the next writer).
+ */
+async function withStoreRoom<T>(ctx: Context, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    if (!noSpaceError(e, ctx.paths.home, 'the store')) throw e;
+    try {
+      ctx.db.pragma('wal_checkpoint(RESTART)');
+    } catch {
+      throw e; // no checkpoint now (another kumo reads): the first error says what happened
+    }
+    return fn();
+  }
 }
 
 async function runUndo(ctx: Context, step: UndoStep): Promise<void> {

@@ -57,10 +57,15 @@ export async function freeSubnet(virsh = new Virsh('qemu:///system')): Promise<n
   return free[Math.floor(Math.random() * free.length)]!;
 }
 
-export async function makeTestEnv(label: string): Promise<TestEnv> {
+/**
+ * `mountHome`: puts a filesystem of the test's own on the home before anything is written there
+ * (a small tmpfs that a test fills); what it returns unmounts it, at cleanup, before the home goes.
+ */
+export async function makeTestEnv(label: string, opts: { mountHome?: (home: string) => Promise<() => Promise<void>> } = {}): Promise<TestEnv> {
   requireBundledCli();
   const prefix = `kt${randomBytes(2).toString('hex')}${label}`.slice(0, 12);
   const home = await mkdtemp(`/tmp/kumo-test-${prefix}-`);
+  const unmount = await opts.mountHome?.(home);
   await chmod(home, 0o755); // QEMU (libvirt-qemu) must reach the disks inside
   process.env.KUMO_CACHE = testCache();
   const ctx = openContext({ home });
@@ -103,6 +108,7 @@ export async function makeTestEnv(label: string): Promise<TestEnv> {
         if (ns.startsWith(prefix)) await local.run('ip', ['netns', 'del', ns], { allowFailure: true });
       }
       ctx.close();
+      await unmount?.();
       await rm(home, { recursive: true, force: true });
     },
   };

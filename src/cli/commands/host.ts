@@ -64,8 +64,10 @@ export function hostCommand(): Command {
       const hosts = await new HostService(await context()).list();
       if (o.json) return console.log(json(hosts));
       console.log(table(['Name', 'State', 'Roles', 'CPUs', 'Memory', 'Allocated', 'Instances', 'URI'],
-        hosts.map((h) => [h.name, h.up ? 'up' : 'DOWN', h.roles.join(','), h.cpus, h.memoryMiB ? ramText(h.memoryMiB) : undefined,
+        hosts.map((h) => [h.name, h.up ? 'up' : /did not finish/.test(h.why ?? '') ? 'NO ANSWER' : 'DOWN', h.roles.join(','), h.cpus, h.memoryMiB ? ramText(h.memoryMiB) : undefined,
           h.uri ? `${h.allocatedVcpus} vCPU / ${ramText(h.allocatedMiB)}` : undefined, h.uri ? h.instances : undefined, h.uri ?? describeShell(h.shell)])));
+      // A host that gave no answer in time is stalled: its instances are unknown, not gone.
+      for (const h of hosts.filter((x) => !x.up && x.why)) console.log(`${h.name}: ${h.why}`);
     });
 
   cmd.command('show').argument('<name>').option('--json', 'machine-readable output')

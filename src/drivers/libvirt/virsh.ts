@@ -38,6 +38,8 @@ export interface SlowCall {
 export type SlowCallListener = (notice: SlowCall) => void;
 
 const SLOW_FIRST_MS = 5_000;
+/** Calls that answer at once on a working libvirtd (ping, nodeinfo): 10 s, or the shorter call timeout. */
+const QUICK_CALL_MS = (): number => Math.min(10_000, libvirtCallTimeoutMs());
 const SLOW_EVERY_MS = 15_000;
 /** Calls that make libvirt look at QEMU's capabilities, which it may probe again first. */
 const CAPABILITY_CALLS = new Set(['define', 'create', 'start', 'domcapabilities', 'capabilities']);
@@ -48,7 +50,15 @@ const CAPABILITY_CALLS = new Set(['define', 'create', 'start', 'domcapabilities'
  * tells `onSlow` what it waits for.
  */
 export class Virsh {
-  constructor(readonly uri: string, private readonly exec: Executor = local, private readonly onSlow?: SlowCallListener) {}
+  /** `hostOf`: the registered host this libvirt is, for messages (asked when one is written). */
+  constructor(readonly uri: string, private readonly exec: Executor = local, private readonly onSlow?: SlowCallListener,
+    private readonly hostOf?: () => string | undefined) {}
+
+  /** Who answers here, as a message names it: `libvirtd of host "kvm2" (URI)`, or `libvirt at URI`. */
+  describe(): string {
+    const host = this.hostOf?.();
+    return host ? `libvirtd of host "${host}" (${this.uri})` : `libvirt at ${this.uri}`;
+  }
 
   async run(args: string[], timeoutMs = libvirtCallTimeoutMs()): Promise<string> {
     const call = describeCall(args);
@@ -68,7 +78,7 @@ export class Virsh {
       const r = await this.exec.run('virsh', ['-q', '-c', this.uri, ...args], { timeoutMs });
       return r.stdout;
     } catch (e) {
-      throw libvirtError(e, this.uri, call, timeoutMs);
+      throw libvirtError(e, this, call, timeoutMs);
     } finally {
       clearTimeout(timer);
     }
@@ -96,7 +106,7 @@ export class Virsh {
 
   async ping(): Promise<boolean> {
     try {
-      await this.run(['uri'], 10_000);
+      await this.run(['uri'], QUICK_CALL_MS());
       return true;
     } catch {
       return false;
@@ -105,7 +115,7 @@ export class Virsh {
 
   /** CPUs and memory of the hypervisor (virsh nodeinfo). */
   async nodeInfo(): Promise<{ cpus: number; memoryMiB: number }> {
-    const out = await this.run(['nodeinfo'], 10_000);
+    const out = await this.run(['nodeinfo'], QUICK_CALL_MS());
     const cpus = Number(/CPU\(s\):\s+(\d+)/.exec(out)?.[1]);
     const kib = Number(/Memory size:\s+(\d+) KiB/.exec(out)?.[1]);
     return { cpus, memoryMiB: Math.round(kib / 1024) };
@@ -232,10 +242,12 @@ function describeCall(args: string[]): string {
   return args.slice(0, 2).filter((a, i) => i === 0 || (!a.startsWith('-') && !a.includes('/'))).join(' ');
 }
 
-function libvirtError(e: unknown, uri: string, call: string, timeoutMs: number): unknown {
+function libvirtError(e: unknown, v: Virsh, call: string, timeoutMs: number): unknown {
+  const uri = v.uri;
   if (e instanceof KumoError && e.code === 'TIMEOUT') {
-    return new KumoError('TIMEOUT', `libvirt at ${uri} did not finish "${call}" within ${Math.round(timeoutMs / 1000)} s`,
-      'check that libvirtd is not stuck (`virsh -c URI list` should answer at once); `kumo host info` names the known causes', { cause: e });
+    return new KumoError('TIMEOUT', `${v.describe()} did not finish "${call}" within ${Math.round(timeoutMs / 1000)} s`,
+      `libvirtd there is stalled or overloaded: check that it is not stuck (\`virsh -c ${uri} list\` should answer at once; a stopped process shows state T in ps) and \`kumo host info\`; `
+      + 'KUMO_LIBVIRT_TIMEOUT=SECONDS waits longer for a host that is only slow', { cause: e });
   }
   if (!(e instanceof KumoError) || e.code !== 'COMMAND_FAILED') return e;
   if (/failed to connect to the hypervisor|Failed to connect socket|No such file or directory.*sock/i.test(e.message)) {
