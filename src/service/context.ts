@@ -80,6 +80,15 @@ export function homeLayout(p: Paths): HomeLayout {
   };
 }
 
+/** Errors name the host a libvirt belongs to, looked up when one is thrown (hosts come and go). */
+const hostNamer = (hosts: HostRepo) => (uri: string) => (): string | undefined => {
+  try {
+    return hosts.byUri(uri)?.name;
+  } catch {
+    return undefined; // the store is closed: the error names the URI only
+  }
+};
+
 export function openContext(opts: ContextOptions = {}): Context {
   const p = paths(opts.home);
   // Closed on every start: an install made before keeps working, with its secrets closed.
@@ -88,15 +97,16 @@ export function openContext(opts: ContextOptions = {}): Context {
   mkdirSync(p.cache, { recursive: true }); // a shared cache elsewhere (KUMO_CACHE) keeps its own modes
   const db = openDb(p.db);
   const exec = opts.exec ?? local;
-  const virsh = new Virsh(opts.libvirtUri ?? defaultLibvirtUri, exec, opts.onSlowLibvirtCall);
+  const hosts = new HostRepo(db);
+  const hostAt = hostNamer(hosts);
+  const virsh = new Virsh(opts.libvirtUri ?? defaultLibvirtUri, exec, opts.onSlowLibvirtCall, hostAt(opts.libvirtUri ?? defaultLibvirtUri));
   const clientsByUri = new Map<string, Virsh>([[virsh.uri, virsh]]);
   const virshAt = (uri: string): Virsh => {
     let v = clientsByUri.get(uri);
-    if (!v) clientsByUri.set(uri, v = new Virsh(uri, exec, opts.onSlowLibvirtCall));
+    if (!v) clientsByUri.set(uri, v = new Virsh(uri, exec, opts.onSlowLibvirtCall, hostAt(uri)));
     return v;
   };
   let accel: Promise<AccelResult> | undefined;
-  const hosts = new HostRepo(db);
   const instanceRepo = new InstanceRepo(db);
   const clients = new Map<string, Virsh>();
   // This machine's libvirt is a host like any other; it is registered once, and may be removed.

@@ -48,7 +48,9 @@ const CAPABILITY_CALLS = new Set(['define', 'create', 'start', 'domcapabilities'
  * tells `onSlow` what it waits for.
  */
 export class Virsh {
-  constructor(readonly uri: string, private readonly exec: Executor = local, private readonly onSlow?: SlowCallListener) {}
+  /** `hostName`: the registered host behind the URI, asked when an error must name it (a host may be added later). */
+  constructor(readonly uri: string, private readonly exec: Executor = local, private readonly onSlow?: SlowCallListener,
+    private readonly hostName: () => string | undefined = () => undefined) {}
 
   async run(args: string[], timeoutMs = libvirtCallTimeoutMs()): Promise<string> {
     const call = describeCall(args);
@@ -68,7 +70,7 @@ export class Virsh {
       const r = await this.exec.run('virsh', ['-q', '-c', this.uri, ...args], { timeoutMs });
       return r.stdout;
     } catch (e) {
-      throw libvirtError(e, this.uri, call, timeoutMs);
+      throw libvirtError(e, { uri: this.uri, host: this.hostName() }, call, timeoutMs);
     } finally {
       clearTimeout(timer);
     }
@@ -232,16 +234,30 @@ function describeCall(args: string[]): string {
   return args.slice(0, 2).filter((a, i) => i === 0 || (!a.startsWith('-') && !a.includes('/'))).join(' ');
 }
 
-function libvirtError(e: unknown, uri: string, call: string, timeoutMs: number): unknown {
+/**
+ * What a connection that broke in the middle of a call looks like from virsh: libvirtd died (or
+ * was restarted) while kumo waited for its answer.
+ */
+const CONNECTION_LOST = /End of file while reading data|Cannot recv data|Cannot write data|Connection reset by peer|Broken pipe|client socket is closed/i;
+
+function libvirtError(e: unknown, at: { uri: string; host: string | undefined }, call: string, timeoutMs: number): unknown {
+  const { uri } = at;
   if (e instanceof KumoError && e.code === 'TIMEOUT') {
     return new KumoError('TIMEOUT', `libvirt at ${uri} did not finish "${call}" within ${Math.round(timeoutMs / 1000)} s`,
       'check that libvirtd is not stuck (`virsh -c URI list` should answer at once); `kumo host info` names the known causes', { cause: e });
   }
   if (!(e instanceof KumoError) || e.code !== 'COMMAND_FAILED') return e;
+  const where = at.host ? `libvirt on host "${at.host}" (${uri})` : `libvirt at ${uri}`;
+  // Undo that needed this libvirt stays journaled: the first kumo command after it is back retries it.
+  const startIt = at.host && at.host !== 'local'
+    ? `start libvirtd on host "${at.host}" (\`kumo host list\` shows it down until then), then retry; what kumo could not undo meanwhile is retried then (\`kumo doctor\` lists it)`
+    : 'start it: `virtlogd -d && libvirtd -d` (or `systemctl start libvirtd`), or run scripts/up.sh';
   if (/failed to connect to the hypervisor|Failed to connect socket|No such file or directory.*sock/i.test(e.message)) {
-    return new KumoError('LIBVIRT_ERROR', `libvirt at ${uri} does not answer`,
-      'start it: `virtlogd -d && libvirtd -d` (or `systemctl start libvirtd`), or run scripts/up.sh', { cause: e });
+    return new KumoError('LIBVIRT_ERROR', `${where} does not answer (libvirtd not running?)`, startIt, { cause: e });
   }
   const msg = /error: (.+)$/m.exec(e.message.split('\n').filter((l) => l.startsWith('error:')).slice(-1)[0] ?? '')?.[1];
+  if (CONNECTION_LOST.test(e.message)) {
+    return new KumoError('LIBVIRT_ERROR', `${where} stopped answering during "${call}" (libvirtd died?): ${msg ?? 'the connection closed'}`, startIt, { cause: e });
+  }
   return new KumoError('LIBVIRT_ERROR', `libvirt refused: ${msg ?? e.message}`, undefined, { cause: e });
 }

@@ -1,0 +1,92 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { mkdtemp } from 'node:fs/promises';
+import { join } from 'node:path';
+import { makeTestEnv, sleep, waitFor, type TestEnv } from '../helpers/env.js';
+import { assertNoDebris, debris } from '../helpers/debris.js';
+import { FAULT_ENV } from '../helpers/faults.js';
+import { removeHypervisor } from '../helpers/lab.js';
+import { local } from '../../src/exec/exec.js';
+import { ImageService } from '../../src/service/images.js';
+import { Virsh } from '../../src/drivers/libvirt/virsh.js';
+import { buildNetworkXml, parseNetworkXml } from '../../src/drivers/libvirt/network-xml.js';
+import { needsKvmMask } from '../../src/drivers/host/accel-probe.js';
+import { daemonPids, restartLibvirtd, startLibvirtd, type NamespacedLibvirtd } from '../../src/drivers/daemons/libvirtd/namespace.js';
+
+/**
+ * kill -9 of a daemon kumo depends on in the middle of an operation (issue 21): the error names
+ * the daemon, where it ran and what to do; nothing half-made stays; once the daemon is back (or
+ * kumo started it again, where kumo owns it) the next run converges.
+ */
+let env: TestEnv;
+let stateDir: string;
+let lab: NamespacedLibvirtd | undefined;
+const kvm2 = () => `${env.prefix}-kvm2`;
+
+before(async () => {
+  env = await makeTestEnv('fdm');
+  stateDir = await mkdtemp(`/tmp/kumo-lab-${env.prefix}-`);
+  await new ImageService(env.ctx).buildTiny();
+});
+
+after(async () => {
+  for (const i of env?.ctx.instances.list() ?? []) await env.cli(['instance', 'delete', i.name]).catch(() => undefined);
+  await removeHypervisor(lab, stateDir);
+  await env?.cleanup();
+});
+
+/** Pids of processes whose command line matches. */
+async function pidsOf(pattern: RegExp): Promise<number[]> {
+  return (await local.run('ps', ['-eo', 'pid=,stat=,args='])).stdout.split('\n')
+    .map((l) => /^\s*(\d+)\s+(\S+)\s+(.*)$/.exec(l))
+    .filter((m): m is RegExpExecArray => !!m && !m[2]!.startsWith('Z') && pattern.test(m[3]!))
+    .map((m) => Number(m[1]));
+}
+
+test('libvirtd killed during an instance create on its host: the error names it, the undo waits for it, the retry converges', async () => {
+  lab = await startLibvirtd({ name: kvm2(), stateDir, maskKvm: needsKvmMask(await env.ctx.accel()) });
+  const bridge = parseNetworkXml((await env.ctx.virsh.networkXml(env.network))!).bridge!;
+  const dest = new Virsh(lab.uri);
+  await dest.defineNetwork(buildNetworkXml({ name: env.network, mode: 'bridge', bridge }));
+  await dest.startNetwork(env.network);
+  const added = await env.cli(['host', 'add', kvm2(), '--uri', lab.uri]);
+  assert.equal(added.code, 0, added.stderr);
+  const opts = { uris: ['qemu:///system', lab.uri], ignoreProcess: new RegExp(stateDir) };
+  const before = await debris(env, opts);
+
+  const name = `${env.prefix}-l`;
+  const args = ['instance', 'create', name, '--image', 'tiny', '--flavor', 'small', '--password', 'x', '--network', env.network, '--host', kvm2()];
+  const run = env.cli(args, { env: FAULT_ENV });
+  // The trigger: once libvirtd wrote the domain's definition, it is frozen, so kumo's next call
+  // (the start) hangs in it; then it dies under that call.
+  for (const until = Date.now() + 60_000; !existsSync(join(stateDir, 'etc', 'qemu', `${name}.xml`)); await sleep(5)) {
+    assert.ok(Date.now() < until, 'the create never defined its domain');
+  }
+  const { libvirtd } = await daemonPids(stateDir);
+  process.kill(libvirtd!, 'SIGSTOP');
+  await waitFor('kumo waiting on the frozen libvirtd', async () => ((await pidsOf(/virsh .*libvirt-sock/)).length ? true : undefined), 30_000);
+  process.kill(libvirtd!, 'SIGKILL');
+  const r = await run;
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, new RegExp(`libvirt on host "${kvm2()}" .*(stopped answering|does not answer).*libvirtd`));
+  assert.match(r.stderr, new RegExp(`start libvirtd on host "${kvm2()}"`));
+  // Nothing of the instance is left but the journaled removal of its domain, which needs libvirt.
+  const down = await debris(env, { ...opts, uris: ['qemu:///system'] });
+  assert.deepEqual({ ...down, domains: [], networks: [], rows: { ...down.rows, journal: 0 } },
+    { ...before, domains: [], networks: [], rows: { ...before.rows, journal: 0 } }, 'half-made while libvirtd is down');
+  assert.equal(down.rows.journal, before.rows.journal! + 1, 'the undo that needs libvirt stays journaled');
+  const doctor = await env.cli(['doctor']);
+  assert.match(doctor.stdout + doctor.stderr, new RegExp(`create instance ${name}`));
+
+  await restartLibvirtd(stateDir);
+  const next = await env.cli(['instance', 'list'], { env: FAULT_ENV });
+  assert.equal(next.code, 0, next.stderr);
+  assertNoDebris(before, await debris(env, opts), 'after libvirtd is back and the next command');
+  const again = await env.cli(args, { env: FAULT_ENV });
+  assert.equal(again.code, 0, again.stderr);
+  assert.equal((await dest.listDomains()).filter((d) => d.name === name).length, 1);
+  const del = await env.cli(['instance', 'delete', name]);
+  assert.equal(del.code, 0, del.stderr);
+  assertNoDebris(before, await debris(env, opts), 'after the retried create and its delete');
+});
