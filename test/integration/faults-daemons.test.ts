@@ -1,7 +1,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makeTestEnv, sleep, waitFor, type TestEnv } from '../helpers/env.js';
 import { assertNoDebris, debris } from '../helpers/debris.js';
@@ -9,6 +9,7 @@ import { FAULT_ENV } from '../helpers/faults.js';
 import { removeHypervisor } from '../helpers/lab.js';
 import { local } from '../../src/exec/exec.js';
 import { ImageService } from '../../src/service/images.js';
+import { InstanceService } from '../../src/service/instances.js';
 import { Virsh } from '../../src/drivers/libvirt/virsh.js';
 import { buildNetworkXml, parseNetworkXml } from '../../src/drivers/libvirt/network-xml.js';
 import { needsKvmMask } from '../../src/drivers/host/accel-probe.js';
@@ -89,4 +90,50 @@ test('libvirtd killed during an instance create on its host: the error names it,
   const del = await env.cli(['instance', 'delete', name]);
   assert.equal(del.code, 0, del.stderr);
   assertNoDebris(before, await debris(env, opts), 'after the retried create and its delete');
+});
+
+/** Waits (5 ms polls) until `path` exists, then returns. */
+async function whenExists(path: string, what: string): Promise<void> {
+  for (const until = Date.now() + 60_000; !existsSync(path); await sleep(5)) assert.ok(Date.now() < until, `never saw ${what}`);
+}
+
+const lbState = async (name: string) => {
+  const lbs = JSON.parse((await env.cli(['lb', 'list', '--json'])).stdout) as { name: string; running: boolean; wafRunning?: boolean }[];
+  const l = lbs.find((x) => x.name === name);
+  return { running: l?.running, wafRunning: l?.wafRunning };
+};
+
+test('HAProxy and the WAF\'s nginx killed during a sync: the error names them, lb list shows them stopped, lb sync brings them back', async () => {
+  const lbHost = `${env.prefix}-lb`;
+  env.ctx.hosts.insert({ name: lbHost, roles: ['lb'], shell: { kind: 'local' }, createdAt: new Date().toISOString() });
+  const web = `${env.prefix}-w`;
+  await new InstanceService(env.ctx).create({ name: web, image: 'tiny', flavor: 'small', password: 'x', networks: [env.network], host: kvm2(), start: false });
+  const name = `${env.prefix}-lb`;
+  const port = 20_000 + Math.floor(Math.random() * 20_000);
+  const made = await env.cli(['lb', 'create', name, '--host', lbHost, '--frontend', `127.0.0.1:${port}`, '--network', env.network, '--instance', web, '--waf']);
+  assert.equal(made.code, 0, made.stderr);
+  const opts = { uris: ['qemu:///system', lab!.uri], ignoreProcess: new RegExp(stateDir) };
+  const before = await debris(env, opts);
+  const dir = join(env.home, 'lb', name);
+
+  for (const [daemon, staged, says] of [
+    ['HAProxy', join(dir, 'haproxy', 'haproxy.cfg.next'), /HAProxy on host/],
+    ['nginx', join(dir, 'waf', 'nginx.conf.next'), /the WAF's nginx on host/],
+  ] as const) {
+    // Killed while kumo stages its next config for a reload (`kumo lb sync`).
+    const run = env.cli(['lb', 'sync', name]);
+    await whenExists(staged, `${daemon}'s staged config`);
+    const pid = Number((await readFile(join(dir, daemon === 'HAProxy' ? 'haproxy/haproxy.pid' : 'waf/nginx.pid'), 'utf8')).trim());
+    process.kill(pid, 'SIGKILL');
+    const r = await run;
+    assert.notEqual(r.code, 0, `${daemon} killed during the sync: ${r.stdout}`);
+    assert.match(r.stderr, says);
+    assert.match(r.stderr, new RegExp(`kumo lb sync ${name}`));
+    assert.equal((await lbState(name))[daemon === 'HAProxy' ? 'running' : 'wafRunning'], false, `lb list shows ${daemon} stopped`);
+    const again = await env.cli(['lb', 'sync', name]);
+    assert.equal(again.code, 0, again.stderr);
+    assert.deepEqual(await lbState(name), { running: true, wafRunning: true });
+    assertNoDebris(before, await debris(env, opts), `${daemon} killed during a sync, then synced again`);
+  }
+  assert.equal((await env.cli(['lb', 'delete', name])).code, 0);
 });
