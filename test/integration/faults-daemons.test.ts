@@ -137,3 +137,35 @@ test('HAProxy and the WAF\'s nginx killed during a sync: the error names them, l
   }
   assert.equal((await env.cli(['lb', 'delete', name])).code, 0);
 });
+
+test('nfs-ganesha killed while a share create starts it: the error names it, the other shares are served again, the retry converges', async () => {
+  const first = `${env.prefix}a`;
+  const made = await env.cli(['share', 'create', first, '--network', env.network]);
+  assert.equal(made.code, 0, made.stderr);
+  const conf = join(env.home, 'nfs', 'ganesha.conf');
+  const pidFile = join(env.home, 'nfs', 'ganesha.pid');
+  const name = `${env.prefix}b`;
+  // kumo restarts the server with every export: it is killed as soon as the new one wrote its pid.
+  const readPid = async () => Number((await readFile(pidFile, 'utf8').catch(() => '')).trim()) || undefined;
+  const old = await readPid();
+  assert.ok(old, 'the first share is served');
+  const run = env.cli(['share', 'create', name, '--network', env.network]);
+  let pid: number | undefined;
+  for (const until = Date.now() + 60_000; (pid = await readPid()) === undefined || pid === old; await sleep(5)) {
+    assert.ok(Date.now() < until, 'never saw the new server\'s pid');
+  }
+  process.kill(pid, 'SIGKILL');
+  const r = await run;
+  assert.notEqual(r.code, 0, r.stdout);
+  assert.match(r.stderr, /the NFS server \(nfs-ganesha on this machine\) exited while starting \(killed\?\)/);
+  assert.match(r.stderr, /run the share command again/);
+  // Nothing of the failed share: no record, no export; the first share is served again.
+  assert.deepEqual((JSON.parse((await env.cli(['share', 'list', '--json'])).stdout) as { name: string }[]).map((s) => s.name), [first]);
+  assert.doesNotMatch(await readFile(conf, 'utf8'), new RegExp(name));
+  assert.ok((await pidsOf(new RegExp(`ganesha.nfsd .*${env.home}`))).length === 1, 'the server runs again, once');
+  const again = await env.cli(['share', 'create', name, '--network', env.network]);
+  assert.equal(again.code, 0, again.stderr);
+  assert.match(await readFile(conf, 'utf8'), new RegExp(`Pseudo = "/${name}"`));
+  for (const s of [name, first]) assert.equal((await env.cli(['share', 'delete', s])).code, 0);
+  assert.equal((await pidsOf(new RegExp(`ganesha.nfsd .*${env.home}`))).length, 0, 'no server without shares');
+});

@@ -92,9 +92,13 @@ export class GaneshaServer {
     await this.daemon.installConfig([{ path: this.config, text: buildGaneshaConfig(exports), mode: '644' }]);
     const log = join(this.dir, 'ganesha.log');
     let text = '';
+    let seen = false;
     const failed = async () => {
+      const alive = (await this.pid()) !== undefined;
       await this.stop();
       const why = text.split('\n').filter((l) => /CRIT|FATAL|MAJ/.test(l)).slice(-2).join(' ').trim();
+      // Gone without a word in its log: killed (or crashed), not refused.
+      if (!alive && !why) return this.died('while starting');
       return new KumoError('COMMAND_FAILED', `the NFS server did not start${why ? `: ${why}` : ''}`,
         'is another NFS server using port 2049 on this host? (ss -ltnp | grep 2049)');
     };
@@ -107,7 +111,10 @@ export class GaneshaServer {
         what: 'the NFS server starting',
         probe: async () => {
           text = (await readHostFile(this.exec, log)) ?? '';
-          if (/NFS STARTUP/.test(text) && (await this.pid())) return true;
+          const pid = await this.pid();
+          if (/NFS STARTUP/.test(text) && pid) return true;
+          if (pid) seen = true;
+          else if (seen) throw await failed(); // it ran, and is gone
           if (/Cannot bind|Address already in use|FATAL|CRIT :.*(socket|bind)/i.test(text)) throw await failed();
           return undefined;
         },
@@ -120,6 +127,12 @@ export class GaneshaServer {
 
   stop(): Promise<void> {
     return this.daemon.stop();
+  }
+
+  /** The error for a server that went away under kumo: what died, where, and what brings it back. */
+  private died(when: string): KumoError {
+    return new KumoError('HOST_UNREACHABLE', `the NFS server (nfs-ganesha on ${this.exec.description === 'local' ? 'this machine' : this.exec.description}) exited ${when} (killed?); its log is ${join(this.dir, 'ganesha.log')}`,
+      'run the share command again: kumo starts the server anew with every share\'s export');
   }
 
   /** Its folder (config, log), once it is stopped. */
