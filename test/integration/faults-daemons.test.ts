@@ -136,6 +136,7 @@ test('HAProxy and the WAF\'s nginx killed during a sync: the error names them, l
     assertNoDebris(before, await debris(env, opts), `${daemon} killed during a sync, then synced again`);
   }
   assert.equal((await env.cli(['lb', 'delete', name])).code, 0);
+  assert.equal((await env.cli(['instance', 'delete', web])).code, 0);
 });
 
 test('nfs-ganesha killed while a share create starts it: the error names it, the other shares are served again, the retry converges', async () => {
@@ -168,4 +169,27 @@ test('nfs-ganesha killed while a share create starts it: the error names it, the
   assert.match(await readFile(conf, 'utf8'), new RegExp(`Pseudo = "/${name}"`));
   for (const s of [name, first]) assert.equal((await env.cli(['share', 'delete', s])).code, 0);
   assert.equal((await pidsOf(new RegExp(`ganesha.nfsd .*${env.home}`))).length, 0, 'no server without shares');
+});
+
+test('libvirt\'s dnsmasq killed under a network: the guest waiting for a lease is told which DHCP server is down; restarting the network converges', async () => {
+  const svc = new InstanceService(env.ctx);
+  const pid = Number((await readFile(`/run/libvirt/network/${env.network}.pid`, 'utf8')).trim());
+  assert.ok((await pidsOf(new RegExp(`dnsmasq .*/${env.network}\\.conf`))).includes(pid), 'libvirt runs a dnsmasq for the network');
+  process.kill(pid, 'SIGKILL');
+  const name = `${env.prefix}-d`;
+  await svc.create({ name, image: 'tiny', flavor: 'small', password: 'x', networks: [env.network], host: kvm2() });
+  await assert.rejects(svc.waitReady(name, 20_000), (e: Error & { fix?: string }) => {
+    assert.match(e.message, new RegExp(`did not get a DHCP lease within 20 s: libvirt's DHCP server \\(dnsmasq\\) for network "${env.network}" on this machine is not running`));
+    assert.match(e.fix ?? '', new RegExp(`kumo network stop ${env.network} && kumo network start ${env.network}`));
+    return true;
+  });
+  // The fix as the error gives it.
+  await svc.delete(name);
+  for (const verb of ['stop', 'start']) {
+    const r = await env.cli(['network', verb, env.network]);
+    assert.equal(r.code, 0, `network ${verb}: ${r.stderr}`);
+  }
+  await svc.create({ name, image: 'tiny', flavor: 'small', password: 'x', networks: [env.network], host: kvm2() });
+  assert.ok((await svc.waitReady(name, 120_000)).ip);
+  await svc.delete(name);
 });
