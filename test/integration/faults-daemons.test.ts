@@ -29,9 +29,20 @@ before(async () => {
   env = await makeTestEnv('fdm');
   stateDir = await mkdtemp(`/tmp/kumo-lab-${env.prefix}-`);
   await new ImageService(env.ctx).buildTiny();
+  // A second hypervisor the tests may kill (never the machine's libvirtd), on the test's bridge.
+  lab = await startLibvirtd({ name: kvm2(), stateDir, maskKvm: needsKvmMask(await env.ctx.accel()) });
+  const bridge = parseNetworkXml((await env.ctx.virsh.networkXml(env.network))!).bridge!;
+  const dest = new Virsh(lab.uri);
+  await dest.defineNetwork(buildNetworkXml({ name: env.network, mode: 'bridge', bridge }));
+  await dest.startNetwork(env.network);
+  const added = await env.cli(['host', 'add', kvm2(), '--uri', lab.uri]);
+  assert.equal(added.code, 0, added.stderr);
 });
 
 after(async () => {
+  // What a failed test left running: LB daemons and the NFS server (and its nosuid bind) go with their records.
+  for (const l of env?.ctx.loadBalancers.list() ?? []) await env.cli(['lb', 'delete', l.name]).catch(() => undefined);
+  for (const s of env?.ctx.shares.list() ?? []) await env.cli(['share', 'delete', s.name]).catch(() => undefined);
   for (const i of env?.ctx.instances.list() ?? []) await env.cli(['instance', 'delete', i.name]).catch(() => undefined);
   await removeHypervisor(lab, stateDir);
   await env?.cleanup();
@@ -46,14 +57,8 @@ async function pidsOf(pattern: RegExp): Promise<number[]> {
 }
 
 test('libvirtd killed during an instance create on its host: the error names it, the undo waits for it, the retry converges', async () => {
-  lab = await startLibvirtd({ name: kvm2(), stateDir, maskKvm: needsKvmMask(await env.ctx.accel()) });
-  const bridge = parseNetworkXml((await env.ctx.virsh.networkXml(env.network))!).bridge!;
-  const dest = new Virsh(lab.uri);
-  await dest.defineNetwork(buildNetworkXml({ name: env.network, mode: 'bridge', bridge }));
-  await dest.startNetwork(env.network);
-  const added = await env.cli(['host', 'add', kvm2(), '--uri', lab.uri]);
-  assert.equal(added.code, 0, added.stderr);
-  const opts = { uris: ['qemu:///system', lab.uri], ignoreProcess: new RegExp(stateDir) };
+  const dest = new Virsh(lab!.uri);
+  const opts = { uris: ['qemu:///system', lab!.uri], ignoreProcess: new RegExp(stateDir) };
   const before = await debris(env, opts);
 
   const name = `${env.prefix}-l`;
@@ -104,6 +109,7 @@ const lbState = async (name: string) => {
 };
 
 test('HAProxy and the WAF\'s nginx killed during a sync: the error names them, lb list shows them stopped, lb sync brings them back', async () => {
+  await restartLibvirtd(stateDir); // a no-op unless an earlier test left kvm2's daemon dead
   const lbHost = `${env.prefix}-lb`;
   env.ctx.hosts.insert({ name: lbHost, roles: ['lb'], shell: { kind: 'local' }, createdAt: new Date().toISOString() });
   const web = `${env.prefix}-w`;
@@ -172,6 +178,7 @@ test('nfs-ganesha killed while a share create starts it: the error names it, the
 });
 
 test('libvirt\'s dnsmasq killed under a network: the guest waiting for a lease is told which DHCP server is down; restarting the network converges', async () => {
+  await restartLibvirtd(stateDir); // a no-op unless an earlier test left kvm2's daemon dead
   const svc = new InstanceService(env.ctx);
   const pid = Number((await readFile(`/run/libvirt/network/${env.network}.pid`, 'utf8')).trim());
   assert.ok((await pidsOf(new RegExp(`dnsmasq .*/${env.network}\\.conf`))).includes(pid), 'libvirt runs a dnsmasq for the network');

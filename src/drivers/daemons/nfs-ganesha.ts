@@ -97,8 +97,9 @@ export class GaneshaServer {
       const alive = (await this.pid()) !== undefined;
       await this.stop();
       const why = text.split('\n').filter((l) => /CRIT|FATAL|MAJ/.test(l)).slice(-2).join(' ').trim();
-      // Gone without a word in its log: killed (or crashed), not refused.
-      if (!alive && !why) return this.died('while starting');
+      // Gone with no refusal in its log: killed or crashed (ganesha logs harmless CRIT lines, dbus and
+      // krb5, at every start: those do not tell a refusal).
+      if (!alive && !/Cannot bind|Address already in use|FATAL/i.test(text)) return this.died('while starting', why);
       return new KumoError('COMMAND_FAILED', `the NFS server did not start${why ? `: ${why}` : ''}`,
         'is another NFS server using port 2049 on this host? (ss -ltnp | grep 2049)');
     };
@@ -130,8 +131,8 @@ export class GaneshaServer {
   }
 
   /** The error for a server that went away under kumo: what died, where, and what brings it back. */
-  private died(when: string): KumoError {
-    return new KumoError('HOST_UNREACHABLE', `the NFS server (nfs-ganesha on ${this.exec.description === 'local' ? 'this machine' : this.exec.description}) exited ${when} (killed?); its log is ${join(this.dir, 'ganesha.log')}`,
+  private died(when: string, alarms: string): KumoError {
+    return new KumoError('HOST_UNREACHABLE', `the NFS server (nfs-ganesha on ${this.exec.description === 'local' ? 'this machine' : this.exec.description}) exited ${when} (killed?); its log is ${join(this.dir, 'ganesha.log')}${alarms ? `, its last alarms: ${alarms}` : ''}`,
       'run the share command again: kumo starts the server anew with every share\'s export');
   }
 
