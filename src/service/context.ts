@@ -80,6 +80,15 @@ export function homeLayout(p: Paths): HomeLayout {
   };
 }
 
+/** Errors name the host a libvirt belongs to, looked up when one is thrown (hosts come and go). */
+const hostNamer = (hosts: HostRepo) => (uri: string) => (): string | undefined => {
+  try {
+    return hosts.byUri(uri)?.name;
+  } catch {
+    return undefined; // the store is closed: the error names the URI only
+  }
+};
+
 export function openContext(opts: ContextOptions = {}): Context {
   const p = paths(opts.home);
   // Closed on every start: an install made before keeps working, with its secrets closed.
@@ -88,7 +97,8 @@ export function openContext(opts: ContextOptions = {}): Context {
   mkdirSync(p.cache, { recursive: true }); // a shared cache elsewhere (KUMO_CACHE) keeps its own modes
   const db = openDb(p.db);
   const exec = opts.exec ?? local;
-  const client = (uri: string) => new Virsh(uri, exec, opts.onSlowLibvirtCall, () => hosts.byUri(uri)?.name); // messages name the host
+  const hosts = new HostRepo(db);
+  const client = (uri: string) => new Virsh(uri, exec, opts.onSlowLibvirtCall, hostNamer(hosts)(uri)); // messages name the host
   const virsh = client(opts.libvirtUri ?? defaultLibvirtUri);
   const clientsByUri = new Map<string, Virsh>([[virsh.uri, virsh]]);
   const virshAt = (uri: string): Virsh => {
@@ -97,7 +107,6 @@ export function openContext(opts: ContextOptions = {}): Context {
     return v;
   };
   let accel: Promise<AccelResult> | undefined;
-  const hosts = new HostRepo(db);
   const instanceRepo = new InstanceRepo(db);
   const clients = new Map<string, Virsh>();
   // This machine's libvirt is a host like any other; it is registered once, and may be removed.

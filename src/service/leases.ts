@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import type { Context } from './context.js';
 import type { Executor } from '../exec/exec.js';
 import { readHostFile, removeHostPath, writeHostFile } from '../exec/files.js';
-import { knownClientFile, parseDnsmasqLeases } from '../drivers/daemons/dnsmasq.js';
+import { knownClientFile, libvirtDhcpRuns, ownDhcpRuns, parseDnsmasqLeases } from '../drivers/daemons/dnsmasq.js';
 import type { InstanceRecord } from '../store/instances.js';
 
 /**
@@ -72,4 +72,22 @@ export async function dismissFromDhcp(ctx: Context, nics: { mac: string; network
 /** Lists every instance NIC on a network with its server again (a server started anew, or one of an older kumo). */
 export async function admitNetworkToDhcp(ctx: Context, network: string): Promise<void> {
   await admitToDhcp(ctx, ctx.instances.list().flatMap((r) => r.nics.filter((n) => n.network === network)));
+}
+
+/**
+ * Why a network's DHCP server cannot answer, when kumo can tell: the dnsmasq that serves it (kumo's
+ * own for a segment, libvirt's for a network of this machine's libvirt) is not running. Undefined
+ * when it runs or kumo cannot tell. Said where a guest waits for a lease in vain.
+ */
+export async function dhcpServerDown(ctx: Context, network: string): Promise<{ why: string; fix: string } | undefined> {
+  const subnet = ctx.networkSubnets.get(network);
+  if (subnet?.leaseFile) {
+    const exec = subnet.leaseHost ? ctx.shellOf(subnet.leaseHost) : ctx.exec;
+    if (await ownDhcpRuns(exec, subnet.leaseFile).catch(() => true)) return undefined;
+    return { why: `kumo's DHCP server (dnsmasq) for "${network}" on ${subnet.leaseHost ? `host "${subnet.leaseHost}"` : 'this machine'} is not running`,
+      fix: '`kumo apply` (a datacenter file) or `kumo lab up` (the lab) starts it again' };
+  }
+  if ((await libvirtDhcpRuns(ctx.exec, network).catch(() => undefined)) !== false) return undefined;
+  return { why: `libvirt's DHCP server (dnsmasq) for network "${network}" on this machine is not running`,
+    fix: `libvirt starts it with the network: with no instance on it, \`kumo network stop ${network} && kumo network start ${network}\` (or virsh net-destroy/net-start); then start the instance again` };
 }

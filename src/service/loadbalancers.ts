@@ -128,6 +128,30 @@ export class LoadBalancerService {
    */
   async sync(name: string, step: () => void = () => undefined): Promise<void> {
     const r = this.record(name);
+    try {
+      await this.syncDaemons(r, step);
+    } catch (e) {
+      throw await this.whichDied(r, e);
+    }
+  }
+
+  /**
+   * A sync that failed because HAProxy or the WAF's nginx died under it (killed, crashed) says
+   * which one, on which host, and that `kumo lb sync` starts it again; other errors pass as they are.
+   */
+  private async whichDied(r: LoadBalancerRecord, e: unknown): Promise<unknown> {
+    const { haproxy, waf } = this.daemons(r);
+    const down = [
+      ...((await haproxy.pid().catch(() => undefined)) === undefined ? ['HAProxy'] : []),
+      ...(r.waf && (await waf.pid().catch(() => undefined)) === undefined ? ['the WAF\'s nginx'] : []),
+    ];
+    if (!down.length || !this.ctx.loadBalancers.get(r.name)) return e;
+    const why = e instanceof Error ? e.message : String(e);
+    return new KumoError('HOST_UNREACHABLE', `load balancer "${r.name}": ${down.join(' and ')} on host "${r.host}" is not running (${why})`,
+      `\`kumo lb sync ${r.name}\` starts it again with kumo's config (\`kumo lb list\` shows it STOPPED until then); after a failed create, run the create again`, { cause: e });
+  }
+
+  private async syncDaemons(r: LoadBalancerRecord, step: () => void): Promise<void> {
     const { haproxy, waf } = this.daemons(r);
     const addresses = await this.addresses(r);
     const backends = r.instances.filter((i) => addresses.has(i)).map((i) => ({ name: i, address: addresses.get(i)!, port: r.backendPort }));

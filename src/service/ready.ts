@@ -4,6 +4,7 @@ import { sleep } from '../exec/process.js';
 import { pinFilterAddresses } from '../drivers/libvirt/nic-filter.js';
 import { httpGet } from '../drivers/host/http-probe.js';
 import { KumoError } from '../model/errors.js';
+import { dhcpServerDown } from './leases.js';
 import type { Instance } from '../model/types.js';
 
 export interface ReadyInfo {
@@ -41,8 +42,18 @@ export async function waitReady(ctx: Context, instances: InstanceReader, name: s
     if (ip && (await httpFromHost(ctx, inst.host, `http://${ip}:${HTTP_PORT}/`)) !== undefined) return { ip, http: true };
     await sleep(1_000);
   }
-  throw new KumoError('TIMEOUT', `instance "${name}" did not ${ip ? `answer on ${ip}:${HTTP_PORT}` : 'get a DHCP lease'} within ${Math.round(timeoutMs / 1000)} s`,
-    `see its console log: ${instances.consoleLog(name)}`);
+  const noLease = ip ? undefined : await whyNoLease(ctx, instances, name);
+  throw new KumoError('TIMEOUT', `instance "${name}" did not ${ip ? `answer on ${ip}:${HTTP_PORT}` : 'get a DHCP lease'} within ${Math.round(timeoutMs / 1000)} s${noLease ? `: ${noLease.why}` : ''}`,
+    noLease?.fix ?? `see its console log: ${instances.consoleLog(name)}`);
+}
+
+/** A dead DHCP server on one of the instance's networks, the likeliest reason for no lease. */
+async function whyNoLease(ctx: Context, instances: InstanceReader, name: string): Promise<{ why: string; fix: string } | undefined> {
+  for (const nic of (await instances.get(name)).nics) {
+    const down = await dhcpServerDown(ctx, nic.network);
+    if (down) return down;
+  }
+  return undefined;
 }
 
 /**

@@ -1,5 +1,6 @@
 import { type Executor, local } from '../../exec/exec.js';
 import { readHostFile } from '../../exec/files.js';
+import { livePid } from '../../exec/process.js';
 import { KumoError } from '../../model/errors.js';
 import { ManagedDaemon } from './daemon.js';
 
@@ -90,6 +91,25 @@ const dhcpFiles = (s: DhcpServerSpec) => ({
 export function knownClientFile(leaseFile: string, mac: string): string {
   if (!/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i.test(mac)) throw new KumoError('INVALID_INPUT', `"${mac}" is not a MAC address`);
   return `${leaseFile.replace(/\.leases$/, '')}.hosts/${mac.toLowerCase().replace(/:/g, '-')}`;
+}
+
+/**
+ * Whether the dnsmasq of kumo's DHCP server with this lease file runs (false: its pid file names
+ * no live dnsmasq; a zombie counts as dead).
+ */
+export async function ownDhcpRuns(exec: Executor, leaseFile: string): Promise<boolean> {
+  const pidFile = `${leaseFile.replace(/\.leases$/, '')}.pid`;
+  return (await livePid(exec, pidFile, `--pid-file=${pidFile}`)) !== undefined;
+}
+
+/**
+ * Whether libvirt's dnsmasq for an active network with DHCP runs on this machine: undefined when
+ * libvirt runs none for it (no DHCP, or not a libvirt of this machine's /run/libvirt).
+ */
+export async function libvirtDhcpRuns(exec: Executor, network: string): Promise<boolean | undefined> {
+  const pidFile = `/run/libvirt/network/${network}.pid`;
+  if ((await readHostFile(exec, pidFile)) === undefined) return undefined;
+  return (await livePid(exec, pidFile, `/${network}.conf`)) !== undefined;
 }
 
 /** dnsmasq's command line for a DHCP-only server (what DhcpServer says above), checked by `dnsmasq --test` in the tests. */

@@ -95,9 +95,14 @@ export class GaneshaServer {
     await this.daemon.installConfig([{ path: this.config, text: buildGaneshaConfig(exports), mode: '644' }]);
     const log = join(this.dir, 'ganesha.log');
     let text = '';
+    let seen = false;
     const failed = async () => {
+      const alive = (await this.pid()) !== undefined;
       await this.stop();
       const why = text.split('\n').filter((l) => /CRIT|FATAL|MAJ/.test(l)).slice(-2).join(' ').trim();
+      // Gone with no refusal in its log: killed or crashed (ganesha logs harmless CRIT lines, dbus and
+      // krb5, at every start: those do not tell a refusal).
+      if (!alive && !/Cannot bind|Address already in use|FATAL/i.test(text)) return this.died('while starting', why);
       return new KumoError('COMMAND_FAILED', `the NFS server did not start${why ? `: ${why}` : ''}`,
         'is another NFS server using port 2049 on this host? (ss -ltnp | grep 2049)');
     };
@@ -110,7 +115,10 @@ export class GaneshaServer {
         what: 'the NFS server starting',
         probe: async () => {
           text = (await readHostFile(this.exec, log)) ?? '';
-          if (/NFS STARTUP/.test(text) && (await this.pid())) return true;
+          const pid = await this.pid();
+          if (/NFS STARTUP/.test(text) && pid) return true;
+          if (pid) seen = true;
+          else if (seen) throw await failed(); // it ran, and is gone
           if (/Cannot bind|Address already in use|FATAL|CRIT :.*(socket|bind)/i.test(text)) throw await failed();
           return undefined;
         },
@@ -123,6 +131,12 @@ export class GaneshaServer {
 
   stop(): Promise<void> {
     return this.daemon.stop();
+  }
+
+  /** The error for a server that went away under kumo: what died, where, and what brings it back. */
+  private died(when: string, alarms: string): KumoError {
+    return new KumoError('HOST_UNREACHABLE', `the NFS server (nfs-ganesha on ${this.exec.description === 'local' ? 'this machine' : this.exec.description}) exited ${when} (killed?); its log is ${join(this.dir, 'ganesha.log')}${alarms ? `, its last alarms: ${alarms}` : ''}`,
+      'run the share command again: kumo starts the server anew with every share\'s export');
   }
 
   /** Its folder (config, log), once it is stopped. */

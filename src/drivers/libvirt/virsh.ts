@@ -54,9 +54,14 @@ export class Virsh {
   constructor(readonly uri: string, private readonly exec: Executor = local, private readonly onSlow?: SlowCallListener,
     private readonly hostOf?: () => string | undefined) {}
 
+  /** The registered host this libvirt is, if any. */
+  hostName(): string | undefined {
+    return this.hostOf?.();
+  }
+
   /** Who answers here, as a message names it: `libvirtd of host "kvm2" (URI)`, or `libvirt at URI`. */
   describe(): string {
-    const host = this.hostOf?.();
+    const host = this.hostName();
     return host ? `libvirtd of host "${host}" (${this.uri})` : `libvirt at ${this.uri}`;
   }
 
@@ -242,6 +247,12 @@ function describeCall(args: string[]): string {
   return args.slice(0, 2).filter((a, i) => i === 0 || (!a.startsWith('-') && !a.includes('/'))).join(' ');
 }
 
+/**
+ * What a connection that broke in the middle of a call looks like from virsh: libvirtd died (or
+ * was restarted) while kumo waited for its answer.
+ */
+const CONNECTION_LOST = /End of file while reading data|Cannot recv data|Cannot write data|Connection reset by peer|Broken pipe|client socket is closed/i;
+
 function libvirtError(e: unknown, v: Virsh, call: string, timeoutMs: number): unknown {
   const uri = v.uri;
   if (e instanceof KumoError && e.code === 'TIMEOUT') {
@@ -250,10 +261,17 @@ function libvirtError(e: unknown, v: Virsh, call: string, timeoutMs: number): un
       + 'KUMO_LIBVIRT_TIMEOUT=SECONDS waits longer for a host that is only slow', { cause: e });
   }
   if (!(e instanceof KumoError) || e.code !== 'COMMAND_FAILED') return e;
+  const host = v.hostName();
+  // Undo that needed this libvirt stays journaled: the first kumo command after it is back retries it.
+  const startIt = host && host !== 'local'
+    ? `start libvirtd on host "${host}" (\`kumo host list\` shows it down until then), then retry; what kumo could not undo meanwhile is retried then (\`kumo doctor\` lists it)`
+    : 'start it: `virtlogd -d && libvirtd -d` (or `systemctl start libvirtd`), or run scripts/up.sh';
   if (/failed to connect to the hypervisor|Failed to connect socket|No such file or directory.*sock/i.test(e.message)) {
-    return new KumoError('LIBVIRT_ERROR', `libvirt at ${uri} does not answer`,
-      'start it: `virtlogd -d && libvirtd -d` (or `systemctl start libvirtd`), or run scripts/up.sh', { cause: e });
+    return new KumoError('LIBVIRT_ERROR', `${v.describe()} does not answer (is libvirtd running?)`, startIt, { cause: e });
   }
   const msg = /error: (.+)$/m.exec(e.message.split('\n').filter((l) => l.startsWith('error:')).slice(-1)[0] ?? '')?.[1];
+  if (CONNECTION_LOST.test(e.message)) {
+    return new KumoError('LIBVIRT_ERROR', `${v.describe()} stopped answering during "${call}" (libvirtd died?): ${msg ?? 'the connection closed'}`, startIt, { cause: e });
+  }
   return new KumoError('LIBVIRT_ERROR', `libvirt refused: ${msg ?? e.message}`, undefined, { cause: e });
 }

@@ -151,6 +151,10 @@ export class Haproxy {
       fix: `look at "show proc" on ${this.paths.masterSocket}; the config is ${this.paths.config}`,
       probe: async () => {
         const now = await this.masterReloads().catch(() => undefined);
+        // A master that died under the reload answers nothing: say so now, not after the wait.
+        if (now === undefined && !(await this.pid())) {
+          throw new KumoError('HOST_UNREACHABLE', `HAProxy exited during its reload in ${this.paths.dir} (killed?)`, 'start it again with the same config');
+        }
         if (now === undefined) return undefined;
         if (now.failed > before.failed) {
           throw new KumoError('COMMAND_FAILED', `HAProxy's reload failed in ${this.paths.dir}; the previous worker keeps serving`,

@@ -1,5 +1,6 @@
 import { type Executor, local } from '../../../exec/exec.js';
 import { readHostFile } from '../../../exec/files.js';
+import { signal, sleep } from '../../../exec/process.js';
 import { KumoError } from '../../../model/errors.js';
 import { checkInt } from '../config-values.js';
 import { ManagedDaemon, stagedPath } from '../daemon.js';
@@ -53,6 +54,7 @@ export class NginxWaf {
   async start(spec: WafSpec): Promise<void> {
     validateWafSpec(spec);
     await this.daemon.refuseIfRunning(`the WAF already runs in ${this.paths.dir}`, 'reload it with the new spec, or stop it first');
+    await this.endOrphanWorkers();
     await this.install(spec);
     await this.daemon.start({
       args: this.baseArgs(this.paths.config),
@@ -78,6 +80,8 @@ export class NginxWaf {
       // their listening sockets (and say "shutting down") and finish what they have.
       what: 'the WAF\'s nginx switching to workers with the new config',
       probe: async () => {
+        // A master that died under the reload has no new workers to wait for.
+        if (!(await this.pid())) throw new KumoError('HOST_UNREACHABLE', `the WAF's nginx exited during its reload in ${this.paths.dir} (killed?)`, 'start it again with the same config');
         const now = await this.workers(master);
         const fresh = now.some((w) => !before.has(w.pid));
         const oldListening = now.some((w) => before.has(w.pid) && !/shutting down/.test(w.title));
@@ -114,6 +118,30 @@ export class NginxWaf {
 
   private baseArgs(config: string): string[] {
     return ['-p', `${this.paths.dir}/`, '-c', config, '-e', this.paths.errorLog];
+  }
+
+  /**
+   * Workers a killed master left behind: nginx's workers outlive their master and keep the public
+   * port, so a new master could not bind it. Their titles name no folder: they are known by this
+   * instance's error log among their open files. Asked to finish their requests (QUIT), then killed.
+   */
+  private async endOrphanWorkers(): Promise<void> {
+    let orphans = await this.orphanWorkers();
+    for (const pid of orphans) await signal(this.exec, pid, 'QUIT');
+    for (const until = Date.now() + 5000; orphans.length && Date.now() < until; orphans = await this.orphanWorkers()) await sleep(200);
+    for (const pid of orphans) await signal(this.exec, pid, 'KILL');
+  }
+
+  /** Worker processes holding this instance's error log (a zombie holds no files: it is gone). */
+  private async orphanWorkers(): Promise<number[]> {
+    const ps = await this.exec.run('ps', ['-eo', 'pid=,args='], { allowFailure: true });
+    const workers = ps.stdout.split('\n').map((l) => /^\s*(\d+)\s+nginx: (worker|cache)/.exec(l)).filter((m) => m !== null).map((m) => Number(m[1]));
+    const mine: number[] = [];
+    for (const pid of workers) {
+      const fds = await this.exec.run('ls', ['-l', `/proc/${pid}/fd`], { allowFailure: true });
+      if (fds.stdout.split('\n').some((l) => l.endsWith(` -> ${this.paths.errorLog}`))) mine.push(pid);
+    }
+    return mine;
   }
 
   /** The master's children (workers) with their titles, through the executor. */
