@@ -111,3 +111,20 @@ export function declareTooBusy<T extends { paths?: object }>(doc: T): T {
   }
   return doc;
 }
+
+/**
+ * Every route that may write (anything but GET) may answer 507 NO_SPACE when the filesystem under
+ * KUMO_HOME is full (service/disk-full.ts): the store, disks, seeds and snapshots all live there.
+ */
+export function declareNoSpace<T extends { paths?: object }>(doc: T): T {
+  type Op = { responses?: Record<string, unknown> };
+  for (const item of Object.values(doc.paths ?? {}) as Record<string, Op>[]) {
+    for (const [method, op] of Object.entries(item)) {
+      const responses = op.responses;
+      const error = responses?.['401'];
+      if (method === 'get' || !responses || !error || responses['507']) continue;
+      responses['507'] = { ...(error as object), description: 'the filesystem under KUMO_HOME is full: nothing was made; free space there, then retry' };
+    }
+  }
+  return doc;
+}

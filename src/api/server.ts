@@ -12,6 +12,7 @@ import type { Context } from '../service/context.js';
 import { OperationRegistry } from '../service/operations.js';
 import { TokenService } from '../service/tokens.js';
 import { InstanceService } from '../service/instances.js';
+import { noSpaceError } from '../service/disk-full.js';
 import { KumoError, publicError, type ErrorCode } from '../model/errors.js';
 import { API_PREFIX, DOCS_PATH, errors, Health, registry } from './schemas.js';
 import { bearerAuth, Unauthorized } from './auth.js';
@@ -43,7 +44,7 @@ import { shareRoutes } from './routes/shares.js';
 import { planRoutes } from './routes/plans.js';
 import { auditRoutes } from './routes/audit.js';
 import { projectRoutes } from './routes/projects.js';
-import { declareTooBusy, installGuards, noteFailure, RETRY_AFTER_SECONDS } from './guards.js';
+import { declareNoSpace, declareTooBusy, installGuards, noteFailure, RETRY_AFTER_SECONDS } from './guards.js';
 
 export interface ServerOptions {
   /** Shared with whoever else wants to watch or start operations (tests, a future scheduler). */
@@ -129,7 +130,7 @@ export async function buildServer(ctx: Context, opts: ServerOptions = {}): Promi
   installGuards(app, ctx, ops);
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
-  app.setErrorHandler(answerError);
+  app.setErrorHandler((err: FastifyError, req: FastifyRequest, reply: FastifyReply) => answerError(err, req, reply, ctx.paths.home));
   app.setNotFoundHandler((req, reply) => {
     void reply.code(404).send(errorBody('NOT_FOUND', `there is no route ${req.method} ${req.url.split('?')[0]}`, `see the routes at ${DOCS_PATH}`));
   });
@@ -226,7 +227,7 @@ async function registerDocs(app: ApiServer): Promise<void> {
       tags: ['instances', 'images', 'flavors', 'networks', 'volumes', 'snapshots', 'hosts', 'shares', 'loadbalancers', 'datacenter', 'operations', 'audit', 'projects', 'metrics', 'session', 'health'].map((name) => ({ name })),
     },
     transform: createJsonSchemaTransform({ schemaRegistry: registry }),
-    transformObject: (doc) => declareProjectParam(declareTooBusy(optionalBodies(toObject(doc)))),
+    transformObject: (doc) => declareProjectParam(declareNoSpace(declareTooBusy(optionalBodies(toObject(doc))))),
   });
   // Swagger UI's files come from the npm package: the page works without internet.
   await app.register(swaggerUi, { routePrefix: DOCS_PATH, uiConfig: { persistAuthorization: false, tryItOutEnabled: true } });
@@ -250,7 +251,7 @@ function errorBody(code: string, message: string, fix?: string, fields?: string[
 }
 
 /** Every failure becomes {error: {code, message, fix}} with a status that fits its code. */
-function answerError(err: FastifyError, req: FastifyRequest, reply: FastifyReply): void {
+function answerError(err: FastifyError, req: FastifyRequest, reply: FastifyReply, home: string): void {
   if (hasZodFastifySchemaValidationErrors(err)) {
     const where = err.validationContext ?? 'request';
     const fields: string[] = [];
@@ -291,6 +292,9 @@ function answerError(err: FastifyError, req: FastifyRequest, reply: FastifyReply
       err.statusCode === 415 ? 'send the body as application/json' : SCHEMA_FIX));
     return;
   }
+  // A full KUMO_HOME outside an operation's undo (the store refusing a write) is told as such: 507.
+  const full = noSpaceError(err, home, 'kumo\'s store or files');
+  if (full) return answerError(full as unknown as FastifyError, req, reply, home);
   // Unexpected: its message may show paths, SQL or a stack's worth of internals. The client gets
   // a stable code and the request id; the details go to the log under that id.
   req.log.error({ err }, 'internal error');
