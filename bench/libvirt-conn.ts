@@ -3,7 +3,7 @@
  * How kumo should talk to libvirt, measured side by side in one run on a private libvirtd:
  * (1) a `virsh` process per call, as src/drivers/libvirt/virsh.ts does today; (2) one
  * long-lived interactive virsh per host (bench/virsh-session.ts); (3) libvirt's own remote
- * protocol over the daemon's unix socket (bench/libvirt-rpc/). For 10, 100 and 1,000 defined
+ * protocol over the daemon's unix socket (src/drivers/libvirt/rpc/, kumo's driver). For 10, 100 and 1,000 defined
  * (not running) domains: listing every domain with its state, one domain's state, one
  * domain's XML. Then how long a lifecycle event takes to arrive after `virsh start`,
  * `virsh destroy`, `virsh define` and `virsh undefine` (RPC events against `virsh event --loop`).
@@ -19,8 +19,9 @@ import { join } from 'node:path';
 import { startLibvirtd, stopLibvirtd } from '../src/drivers/daemons/libvirtd/namespace.js';
 import { Virsh } from '../src/drivers/libvirt/virsh.js';
 import { benchFolder, cleanup, fmt, load1, log, machineFacts, median, now, run, sleep, undo } from './common.js';
-import type { Domain } from './libvirt-rpc/protocol.js';
-import { LibvirtRpc } from './libvirt-rpc/client.js';
+import { LibvirtConnection } from '../src/drivers/libvirt/rpc/connection.js';
+import { defineDomain, domainState, domainXml, listAllWithState } from '../src/drivers/libvirt/rpc/domains.js';
+import { LIFECYCLE_EVENT_NAMES, type Domain } from '../src/drivers/libvirt/rpc/protocol.js';
 import { VirshSession, watchVirshEvents } from './virsh-session.js';
 
 interface Options { counts: number[]; rounds: number; eventRounds: number; workdir: string; json?: string }
@@ -65,7 +66,7 @@ const runnerXml = (name: string) => `<domain type='qemu'><name>${name}</name><me
   `<os><type arch='x86_64'>hvm</type></os><features><acpi/></features><devices></devices></domain>`;
 
 /** The three ways to ask the same three questions; each checks its answer so nothing is measured empty. */
-function clients(uri: string, spawnVirsh: Virsh, session: VirshSession, rpc: LibvirtRpc) {
+function clients(uri: string, spawnVirsh: Virsh, session: VirshSession, rpc: LibvirtConnection) {
   const sessionList = async () => {
     const table = await session.run(['list', '--all']);
     const uuids = await session.run(['list', '--all', '--uuid', '--name']);
@@ -84,17 +85,17 @@ function clients(uri: string, spawnVirsh: Virsh, session: VirshSession, rpc: Lib
       spawn: async () => (await spawnVirsh.listDomains()).length,
       session: async () => (await sessionList()).rows,
       sessionStats,
-      rpc: async () => (await rpc.listAllWithState()).length,
+      rpc: async () => (await listAllWithState(rpc)).length,
     } satisfies Record<Lister, () => Promise<number>>,
     state: {
       spawn: (d: Domain) => spawnVirsh.domainState(d.uuid),
       session: async (d: Domain) => (await session.run(['domstate', d.uuid])).trim(),
-      rpc: (d: Domain) => rpc.state(d),
+      rpc: (d: Domain) => domainState(rpc, d),
     } satisfies Record<Method, (d: Domain) => Promise<string>>,
     xml: {
       spawn: async (d: Domain) => (await spawnVirsh.dumpXml(d.uuid)) ?? '',
       session: (d: Domain) => session.run(['dumpxml', d.uuid]),
-      rpc: (d: Domain) => rpc.xml(d),
+      rpc: (d: Domain) => domainXml(rpc, d),
     } satisfies Record<Method, (d: Domain) => Promise<string>>,
   };
 }
@@ -144,16 +145,18 @@ async function arrival(seen: { domain: string; event: string; at: number }[], do
 }
 
 /** virsh start/destroy of a running guest and define/undefine of another, each timed from the command's start. */
-async function measureEvents(uri: string, rpc: LibvirtRpc, prefix: string, dir: string, rounds: number): Promise<EventDelay[]> {
+async function measureEvents(uri: string, rpc: LibvirtConnection, prefix: string, dir: string, rounds: number): Promise<EventDelay[]> {
   const viaRpc: { domain: string; event: string; at: number }[] = [];
   const viaVirsh: { domain: string; event: string; at: number }[] = [];
-  const { LIFECYCLE_EVENT_NAMES } = await import('./libvirt-rpc/protocol.js');
-  await rpc.onLifecycle((e) => viaRpc.push({ domain: e.dom.name, event: LIFECYCLE_EVENT_NAMES[e.event] ?? String(e.event), at: now() }));
+  await rpc.subscribeLifecycle({
+    event: (e) => viaRpc.push({ domain: e.dom.name, event: LIFECYCLE_EVENT_NAMES[e.event] ?? String(e.event), at: now() }),
+    resync: () => { throw new Error('the private libvirtd went away during the measurement'); },
+  });
   const watcher = watchVirshEvents(uri, (e) => viaVirsh.push(e));
   undo.push({ what: 'stop virsh event', fn: async () => watcher.stop() });
   await sleep(1_000); // virsh event has connected and registered
   const runner = `${prefix}-run`;
-  await rpc.define(runnerXml(runner));
+  await defineDomain(rpc, runnerXml(runner));
   const churn = `${prefix}-ev`;
   const churnFile = join(dir, 'churn.xml');
   await writeFile(churnFile, idleDomainXml(churn));
@@ -213,7 +216,7 @@ async function main(): Promise<void> {
   // /dev/kvm is hidden from it: the bench's domains are software-emulated anyway, and a broken
   // /dev/kvm would make libvirtd probe QEMU again on every define.
   const lv = await startLibvirtd({ name: `${prefix}-lv`, stateDir, maskKvm: true });
-  const rpc = await LibvirtRpc.open(lv.socket, 'qemu:///system');
+  const rpc = new LibvirtConnection(lv.uri, { callTimeoutMs: 120_000 });
   undo.push({ what: 'close the RPC connection', fn: () => rpc.close() });
   const session = new VirshSession(lv.uri);
   undo.push({ what: 'end the virsh session', fn: async () => session.close() });
@@ -222,7 +225,7 @@ async function main(): Promise<void> {
   const samples: Samples = {};
   for (const n of o.counts) {
     const t = now();
-    while (domains.length < n) domains.push(await rpc.define(idleDomainXml(`${prefix}-d${String(domains.length).padStart(5, '0')}`)));
+    while (domains.length < n) domains.push(await defineDomain(rpc, idleDomainXml(`${prefix}-d${String(domains.length).padStart(5, '0')}`)));
     log(`${n} domains defined (${fmt((now() - t) / 1000, 1)} s); measuring ${o.rounds} rounds, load ${load1().toFixed(2)}`);
     samples[n] = await measureCount(c, n, domains, o.rounds);
   }

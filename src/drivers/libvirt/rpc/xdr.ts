@@ -1,7 +1,7 @@
 /**
  * XDR (RFC 4506) as libvirt's RPC uses it: big-endian 4-byte units, strings and variable
  * opaques carry a length and are padded to 4 bytes, an optional value ("*" in the .x file) is a
- * boolean followed by the value. Only what the prototype's procedures need.
+ * boolean followed by the value. Only what kumo's procedures need.
  */
 
 export class XdrWriter {

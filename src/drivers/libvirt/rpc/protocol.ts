@@ -1,11 +1,12 @@
 import { XdrReader, XdrWriter } from './xdr.js';
 
 /**
- * The few pieces of libvirt's RPC protocol the prototype speaks, written by hand in the shape a
- * generator from src/rpc/virnetprotocol.x, src/rpc/virkeepaliveprotocol.x and
- * src/remote/remote_protocol.x would emit: constants, one interface per struct, one
- * encode/decode function per struct. Numbers and layouts are libvirt's (procedure numbers are
- * never reused or renumbered there); the names follow the .x file without the remote_ prefix.
+ * The pieces of libvirt's RPC protocol kumo speaks, written by hand from reading libvirt's
+ * protocol definitions (virnetprotocol.x, virkeepaliveprotocol.x, remote_protocol.x; none of
+ * their text or code is copied): constants, one interface per struct, one encode/decode function
+ * per struct. Numbers and layouts are the wire's (libvirt never reuses or renumbers a
+ * procedure); names follow libvirt's without the remote_ prefix. Adding a procedure:
+ * docs/decisions.md, "Adding a procedure to the protocol driver".
  */
 
 export const REMOTE_PROGRAM = 0x20008086;
@@ -32,12 +33,14 @@ export enum Proc {
   DOMAIN_DESTROY = 12,
   DOMAIN_GET_XML_DESC = 14,
   DOMAIN_LOOKUP_BY_NAME = 23,
+  CONNECT_SUPPORTS_FEATURE = 60,
   AUTH_LIST = 66,
   AUTH_POLKIT = 70,
   DOMAIN_GET_STATE = 212,
   DOMAIN_UNDEFINE_FLAGS = 231,
   CONNECT_LIST_ALL_DOMAINS = 273,
   CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY = 316,
+  CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_ANY = 317,
   DOMAIN_EVENT_CALLBACK_LIFECYCLE = 318,
   CONNECT_GET_ALL_DOMAIN_STATS = 344,
 }
@@ -104,6 +107,12 @@ export const LIFECYCLE_EVENT_NAMES = ['Defined', 'Undefined', 'Started', 'Suspen
 
 /** remote_auth_type */
 export enum AuthType { NONE = 0, SASL = 1, POLKIT = 2 }
+
+/** VIR_DRV_FEATURE_PROGRAM_KEEPALIVE: asking whether it is supported also starts the daemon's pings. */
+export const FEATURE_PROGRAM_KEEPALIVE = 10;
+
+/** virErrorNumber values callers test for. */
+export const VIR_ERR_NO_DOMAIN = 42;
 
 /** VIR_DOMAIN_EVENT_ID_LIFECYCLE for CALLBACK_REGISTER_ANY. */
 export const EVENT_ID_LIFECYCLE = 0;
