@@ -38,12 +38,16 @@ async function withFile<T>(name: string, text: string, check: (file: string, dir
 test('haproxy.cfg: frontend, round robin, active HTTP checks with the spec\'s timing, runtime API socket', () => {
   const cfg = buildHaproxyConfig(spec, hpaths, { user: 'haproxy' });
   assert.match(cfg, /^frontend web\n {4}bind 0\.0\.0\.0:80\n {4}default_backend web$/m);
-  assert.match(cfg, /^backend web\n {4}balance roundrobin\n {4}option httpchk GET \/healthz\?full=1\n {4}default-server check inter 1000ms fall 2 rise 3$/m);
+  assert.match(cfg, /^backend web\n {4}balance roundrobin\n {4}option httpchk GET \/healthz\?full=1\n {4}default-server check inter 1000ms fall 2 rise 3 on-marked-down shutdown-sessions$/m);
   assert.match(cfg, /^ {4}server web1 192\.168\.122\.11:8080$/m);
   assert.match(cfg, /^ {4}server web2 192\.168\.122\.12:8080$/m);
   assert.match(cfg, /stats socket \/var\/lib\/kumo\/lb\/web\/stats\.sock mode 600 level admin expose-fd listeners/);
   assert.match(cfg, /^ {4}user haproxy$/m);
   assert.match(cfg, /option redispatch/);
+  // A dead backend costs no request: short connect, idempotent requests retried elsewhere, POSTs never replayed.
+  assert.match(cfg, /^ {4}timeout connect 1s$/m);
+  assert.match(cfg, /^ {4}retry-on conn-failure empty-response response-timeout$/m);
+  assert.match(cfg, /^ {4}http-request disable-l7-retry unless METH_GET \|\| METH_OPTIONS$/m);
   // Without a path: TCP checks only; without a user: no privilege drop line.
   const tcp = buildHaproxyConfig({ ...spec, health: { intervalMs: 500, fall: 1, rise: 1 } }, hpaths);
   assert.doesNotMatch(tcp, /httpchk|^ {4}user /m);

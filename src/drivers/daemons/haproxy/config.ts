@@ -98,15 +98,21 @@ export function buildHaproxyConfig(spec: HaproxySpec, paths: HaproxyPaths, opts:
     '',
     'defaults',
     '    mode http',
-    '    timeout connect 5s',
+    // Instances sit on the LB's own network: a connect that takes over 1 s goes to a dead or
+    // drowning server, and is retried on another one well within a client's patience.
+    '    timeout connect 1s',
     '    timeout client 60s',
+    // A slow but alive server keeps its minute; a dead one is found by the checks instead (below).
     '    timeout server 60s',
     '    timeout http-request 10s',
     '    timeout queue 10s',
     `    timeout check ${checkTimeout}ms`,
-    // A backend that died between two checks refuses the connection: try another one instead of failing the request.
+    // A backend that died between two checks: retry the request on another server instead of
+    // failing it. Beyond a failed connect (always safe) also a server that closed or timed out
+    // without an answer; that is only for idempotent methods (disable-l7-retry in the backend).
     '    retries 3',
     '    option redispatch 1',
+    '    retry-on conn-failure empty-response response-timeout',
     // Behind the WAF on loopback, nginx's X-Forwarded-For already names the client.
     '    option forwardfor except 127.0.0.0/8',
     '',
@@ -117,7 +123,11 @@ export function buildHaproxyConfig(spec: HaproxySpec, paths: HaproxyPaths, opts:
     `backend ${spec.name}`,
     '    balance roundrobin',
     ...(h.path !== undefined ? [`    option httpchk GET ${h.path}`] : []),
-    `    default-server check inter ${h.intervalMs}ms fall ${h.fall} rise ${h.rise}`,
+    // A vanished server (no RST) leaves its requests hanging until the server timeout: once the
+    // checks mark it down, its connections are closed, so those requests are retried elsewhere.
+    `    default-server check inter ${h.intervalMs}ms fall ${h.fall} rise ${h.rise} on-marked-down shutdown-sessions`,
+    // A request that may have reached a server is sent again only if repeating it is harmless.
+    '    http-request disable-l7-retry unless METH_GET || METH_OPTIONS',
     // Names the server (kumo: the instance) that answered, so clients and tests can see the spread.
     '    http-response set-header X-Kumo-Backend %[srv_name]',
     ...spec.backends.map((b) => `    server ${b.name} ${b.address}:${b.port}`),
