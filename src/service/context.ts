@@ -24,6 +24,13 @@ import { LoadBalancerRepo } from '../store/load-balancers.js';
 import { DatacenterResourceRepo } from '../store/datacenter-resources.js';
 import { ProjectRepo } from '../store/projects.js';
 import { KumoError } from '../model/errors.js';
+import type { ObservedState } from '../model/types.js';
+
+/** Domain states kept fresh by a long-running process (domain-watch.ts), read instead of asking libvirt. */
+export interface ObservedStates {
+  /** The host's states by domain UUID, or undefined when they are not known fresh: then ask libvirt. */
+  of(host: string): ((uuid: string) => ObservedState) | undefined;
+}
 
 /**
  * Everything a use case needs, made once per process: where state lives, the store,
@@ -36,6 +43,8 @@ export interface Context {
   virsh: Virsh;
   /** One protocol connection per libvirt URI (opened on first use, closed with the context). */
   libvirt: LibvirtConnections;
+  /** Set by a long-running process that follows libvirt's events (the API server); the CLI asks libvirt. */
+  observed?: ObservedStates;
   qemuImg: QemuImg;
   flavors: FlavorRepo;
   images: ImageRepo;
