@@ -33,8 +33,8 @@ export async function statesOf(ctx: Context, records: InstanceRecord[]): Promise
 }
 
 /** One instance's state: from the followed events where fresh, else asked of its libvirt now ('unknown' when it does not answer). */
-export async function stateOf(ctx: Context, r: InstanceRecord, virsh: Virsh, id: string): Promise<ObservedState> {
-  const observed = ctx.observed?.of(r.host);
+export async function stateOf(ctx: Context, r: InstanceRecord, virsh: Virsh, id: string, ask = false): Promise<ObservedState> {
+  const observed = ask ? undefined : ctx.observed?.of(r.host);
   if (observed) return observed(r.uuid);
   const at = new Date().toISOString();
   return asked(await virsh.domainState(id).catch(() => 'unknown' as const), at);

@@ -208,7 +208,7 @@ export class InstanceService {
         await v.start(record.uuid);
       }
     });
-    return this.get(spec.name);
+    return this.get(spec.name, { ask: true });
   }
 
   /** Every instance kumo made, with libvirt's view of it and how fresh that is. */
@@ -221,10 +221,14 @@ export class InstanceService {
     return records.map((r) => this.view(r, states.get(r.name) ?? unknown, leases, silent.get(r.host)));
   }
 
-  async get(name: string): Promise<Instance> {
+  /**
+   * One instance. `ask`: right after a change kumo made, ask libvirt rather than the followed
+   * events, whose event may trail the answer of the call that caused it by milliseconds.
+   */
+  async get(name: string, { ask = false } = {}): Promise<Instance> {
     const r = this.record(name);
     const { virsh, id } = domainOf(this.ctx, name);
-    const observed = await stateOf(this.ctx, r, virsh, id);
+    const observed = await stateOf(this.ctx, r, virsh, id, ask);
     const { state } = observed;
     const inst = this.view(r, observed, await dhcpAddresses(this.ctx, [r]));
     if (state === 'unknown') return inst;
