@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { defaultLibvirtUri, paths, type Paths } from '../config.js';
+import { defaultLibvirtUri, libvirtProtocolEnabled, paths, type Paths } from '../config.js';
 import { type Executor, local } from '../exec/exec.js';
 import { executorFor } from '../exec/shells.js';
 import { Virsh, type SlowCallListener } from '../drivers/libvirt/virsh.js';
@@ -79,7 +79,7 @@ export interface ContextOptions {
   exec?: Executor;
   /** Told when a libvirt call waits long (the CLI prints it, the server logs it). */
   onSlowLibvirtCall?: SlowCallListener;
-  /** false: every read stays on virsh, as before the protocol driver (the bench's side-by-side old path). */
+  /** false: every read stays on virsh, as before the protocol driver (default: KUMO_LIBVIRT_PROTOCOL, config.ts). */
   libvirtProtocol?: boolean;
 }
 
@@ -117,13 +117,13 @@ function protocolFor(libvirt: LibvirtConnections, uri: string): LibvirtConnectio
 }
 
 /** One libvirt client per URI: messages name the host; reads go over the protocol where it speaks the URI. */
-function libvirtClients(opts: ContextOptions, exec: Executor, hosts: HostRepo, libvirt: LibvirtConnections): (uri: string) => Virsh {
+function libvirtClients(opts: ContextOptions, exec: Executor, hosts: HostRepo, libvirt: LibvirtConnections | undefined): (uri: string) => Virsh {
   const byUri = new Map<string, Virsh>();
   return (uri) => {
     let v = byUri.get(uri);
     if (!v) {
       byUri.set(uri, v = new Virsh(uri, exec, opts.onSlowLibvirtCall, hostNamer(hosts)(uri),
-        opts.libvirtProtocol === false ? undefined : protocolFor(libvirt, uri)));
+        libvirt && protocolFor(libvirt, uri)));
     }
     return v;
   };
@@ -131,6 +131,7 @@ function libvirtClients(opts: ContextOptions, exec: Executor, hosts: HostRepo, l
 
 export function openContext(opts: ContextOptions = {}): Context {
   const p = paths(opts.home);
+  const protocol = opts.libvirtProtocol ?? libvirtProtocolEnabled(); // refused before anything is opened
   // Closed on every start: an install made before keeps working, with its secrets closed.
   // What cannot be fixed here is reported by `kumo host info`.
   secureHome(homeLayout(p), { fix: true });
@@ -139,7 +140,7 @@ export function openContext(opts: ContextOptions = {}): Context {
   const exec = opts.exec ?? local;
   const hosts = new HostRepo(db);
   const libvirt = new LibvirtConnections();
-  const virshAt = libvirtClients(opts, exec, hosts, libvirt);
+  const virshAt = libvirtClients(opts, exec, hosts, protocol ? libvirt : undefined);
   const virsh = virshAt(opts.libvirtUri ?? defaultLibvirtUri);
   let accel: Promise<AccelResult> | undefined;
   const instanceRepo = new InstanceRepo(db);

@@ -16,7 +16,7 @@ import { domainOf } from './domains.js';
 import { growRootDisk } from './root-disk.js';
 import { waitReady, type ReadyInfo } from './ready.js';
 import { admitToDhcp, dhcpAddresses, dismissFromDhcp } from './leases.js';
-import { stateOf, statesOf } from './instance-states.js';
+import { attachedVolumes, stateOf, statesOf } from './instance-states.js';
 import { buildDomainXml, parseDomainXml } from '../drivers/libvirt/domain-xml.js';
 import { nicFiltersAvailable } from '../drivers/libvirt/nic-filter.js';
 import { buildSeed, parseUserData, writeSeedIso } from '../drivers/image/seed.js';
@@ -218,7 +218,8 @@ export class InstanceService {
     const { states, silent } = await statesOf(this.ctx, records);
     const leases = await dhcpAddresses(this.ctx, records);
     const unknown = { state: 'unknown', observedAt: new Date().toISOString(), source: 'asked' } as const;
-    return records.map((r) => this.view(r, states.get(r.name) ?? unknown, leases, silent.get(r.host)));
+    const attached = attachedVolumes(this.ctx);
+    return records.map((r) => this.view(r, states.get(r.name) ?? unknown, leases, silent.get(r.host), attached.get(r.name) ?? []));
   }
 
   /**
@@ -361,14 +362,15 @@ export class InstanceService {
     return state;
   }
 
-  private view(r: InstanceRecord, { state, observedAt, source }: ObservedState, leases: Map<string, string>, why = ''): Instance {
+  private view(r: InstanceRecord, { state, observedAt, source }: ObservedState, leases: Map<string, string>, why = '',
+    attached = this.ctx.volumes.attachedTo(r.name)): Instance {
     const nics: NicInfo[] = r.nics.map((n) => {
       const ipv4 = leases.get(n.mac.toLowerCase());
       return ipv4 ? { ...n, ipv4 } : { ...n };
     });
     const drift = state === 'missing' ? ['the libvirt domain is gone (deleted outside kumo)']
       : state === 'unknown' ? [`host ${r.host} does not answer${why}: its state is unknown, not gone`] : [];
-    const volumes = this.ctx.volumes.attachedTo(r.name).map((v) => ({ name: v.name, device: `/dev/${v.target ?? '?'}`, sizeGiB: v.sizeGiB }));
+    const volumes = attached.map((v) => ({ name: v.name, device: `/dev/${v.target ?? '?'}`, sizeGiB: v.sizeGiB }));
     return { ...r, state, observedAt, stateSource: source, nics, volumes, drift };
   }
 }

@@ -148,3 +148,23 @@ test('the Context reads over the protocol where the driver speaks the URI, and s
     await rm(home, { recursive: true, force: true });
   }
 });
+
+test('KUMO_LIBVIRT_PROTOCOL=0 keeps every read on virsh; another value is refused with the fix', async () => {
+  const home = await mkdtemp(join(tmpdir(), 'kumo-reads-off-'));
+  const saved = process.env.KUMO_LIBVIRT_PROTOCOL;
+  try {
+    process.env.KUMO_LIBVIRT_PROTOCOL = '0';
+    const ctx = openContext({ home });
+    try {
+      assert.equal(ctx.virsh.protocol, undefined);
+    } finally {
+      ctx.close();
+    }
+    process.env.KUMO_LIBVIRT_PROTOCOL = 'yes';
+    assert.throws(() => openContext({ home }), (e: KumoError) => e.code === 'INVALID_INPUT' && /KUMO_LIBVIRT_PROTOCOL must be 0 or 1, got "yes"/.test(e.message));
+  } finally {
+    if (saved === undefined) delete process.env.KUMO_LIBVIRT_PROTOCOL;
+    else process.env.KUMO_LIBVIRT_PROTOCOL = saved;
+    await rm(home, { recursive: true, force: true });
+  }
+});
