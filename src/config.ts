@@ -48,6 +48,18 @@ export function libvirtCallTimeoutMs(): number {
   return s * 1000;
 }
 
+/**
+ * Whether libvirt reads go over kumo's protocol connection (the default) or stay on virsh:
+ * KUMO_LIBVIRT_PROTOCOL=0 is the way back if the driver misbehaves with a host, and the bench's
+ * old path side by side. With it off, the API server follows no events either.
+ */
+export function libvirtProtocolEnabled(): boolean {
+  const raw = process.env.KUMO_LIBVIRT_PROTOCOL;
+  if (raw === undefined || raw === '' || raw === '1') return true;
+  if (raw === '0') return false;
+  throw invalid(`KUMO_LIBVIRT_PROTOCOL must be 0 or 1, got "${raw}"`, 'KUMO_LIBVIRT_PROTOCOL=0 keeps every libvirt read on virsh; unset it for the protocol connection');
+}
+
 let root: string | undefined;
 
 /**

@@ -119,6 +119,9 @@ export const Instance = named('Instance', z.object({
   uuid: z.string(),
   host: z.string().describe('the host it lives on'),
   state: RuntimeState,
+  observedAt: timestamp.describe('when the state was learnt: the lifecycle event, the listing of the host\'s domains, or the question asked for this read'),
+  stateSource: z.enum(['events', 'listing', 'asked'])
+    .describe('events: kept fresh by libvirt\'s lifecycle events (the API server follows each hypervisor); listing: read from the host\'s list of domains (at start and after a reconnect); asked: asked of libvirt for this read (a host not followed, or whose connection is lost)'),
   image: z.string(),
   flavor: z.string().optional().describe('absent when the sizes were given one by one'),
   vcpus: z.number().int(), ramMiB: z.number().int(), diskGiB: z.number().int(),

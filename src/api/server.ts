@@ -39,6 +39,7 @@ import { WS_MAX_PAYLOAD } from './ws-relay.js';
 import { instanceSerial, serialProxyRoutes } from './serial.js';
 import { ConsoleTickets, ticketRoutes } from './tickets.js';
 import type { ApiDeps, SerialResolver, VncResolver } from './deps.js';
+import { watchDomains } from '../service/domain-watch.js';
 import { loadBalancerRoutes } from './routes/loadbalancers.js';
 import { shareRoutes } from './routes/shares.js';
 import { planRoutes } from './routes/plans.js';
@@ -57,6 +58,11 @@ export interface ServerOptions {
   monitor?: MonitorOptions | false;
   /** Where the built dashboard is (default dist/web next to this build); absent: / says how to build it. */
   webRoot?: string;
+  /**
+   * Follow each hypervisor's lifecycle events so lists and shows answer states from memory, and
+   * publish each change on /events as a resource event (default true; false: every read asks libvirt).
+   */
+  watchDomains?: boolean;
   /** Where an instance's VNC server is (default: InstanceService); tests may stand in. */
   vncResolver?: VncResolver;
   /** Where an instance's serial console is (default: its libvirt, from InstanceService); tests may stand in. */
@@ -153,6 +159,7 @@ export async function buildServer(ctx: Context, opts: ServerOptions = {}): Promi
       monitor.service.close();
     });
   }
+  followDomains(app, ctx, ops, opts.watchDomains !== false);
   const tickets = new ConsoleTickets();
   const vnc = opts.vncResolver ?? instanceVnc(ctx);
   const serial = opts.serialResolver ?? instanceSerial(ctx);
@@ -185,6 +192,25 @@ export async function buildServer(ctx: Context, opts: ServerOptions = {}): Promi
   // Last: a failed registration above leaves no collector running.
   monitor?.collector.start();
   return app;
+}
+
+/**
+ * The server's domain watch (service/domain-watch.ts): the Context's reads answer from it while
+ * the server lives, and the dashboard hears each change of a kumo instance's state as a
+ * resource event ("instance", NAME, "state"), so it reloads within moments of a change made
+ * even behind kumo's back (`virsh destroy`).
+ */
+function followDomains(app: ApiServer, ctx: Context, ops: OperationRegistry, on: boolean): void {
+  if (!on) return;
+  const watch = watchDomains(ctx, (host, uuid) => {
+    const r = ctx.instances.byUuid(uuid);
+    if (r && r.host === host) ops.resourceChanged('instance', r.name, 'state');
+  });
+  ctx.observed = watch;
+  app.addHook('onClose', async () => {
+    if (ctx.observed === watch) delete ctx.observed;
+    await watch.stop();
+  });
 }
 
 /**

@@ -62,10 +62,28 @@ export interface NicInfo {
   ipv4?: string;
 }
 
+/**
+ * Where an instance's state came from: libvirt's lifecycle events followed by the API server,
+ * its listing of the host's domains (at start and after a reconnect), or a question asked for
+ * this read (the CLI; a host the server does not follow or has lost).
+ */
+export type StateSource = 'events' | 'listing' | 'asked';
+
+/** A state with how fresh it is. */
+export interface ObservedState {
+  state: RuntimeState;
+  /** When what set it happened (ISO time): the event, the listing, or the question. */
+  observedAt: string;
+  source: StateSource;
+}
+
 export interface Instance extends InstanceSpec {
   uuid: string;
   host: string;
   state: RuntimeState;
+  /** When the state was learnt (ISO time): see ObservedState. */
+  observedAt: string;
+  stateSource: StateSource;
   nics: NicInfo[];
   /** While it runs: the path of QEMU's VNC unix socket (root only), or 127.0.0.1:PORT for an instance defined before. */
   vnc?: string;

@@ -1,9 +1,11 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { defaultLibvirtUri, paths, type Paths } from '../config.js';
+import { defaultLibvirtUri, libvirtProtocolEnabled, paths, type Paths } from '../config.js';
 import { type Executor, local } from '../exec/exec.js';
 import { executorFor } from '../exec/shells.js';
 import { Virsh, type SlowCallListener } from '../drivers/libvirt/virsh.js';
+import type { LibvirtConnection } from '../drivers/libvirt/rpc/connection.js';
+import { LibvirtConnections } from '../drivers/libvirt/rpc/registry.js';
 import { QemuImg } from '../drivers/image/qemu-img.js';
 import { probeAccel, type AccelResult } from '../drivers/host/accel-probe.js';
 import { secureHome, type HomeLayout } from '../drivers/host/private-files.js';
@@ -22,6 +24,13 @@ import { LoadBalancerRepo } from '../store/load-balancers.js';
 import { DatacenterResourceRepo } from '../store/datacenter-resources.js';
 import { ProjectRepo } from '../store/projects.js';
 import { KumoError } from '../model/errors.js';
+import type { ObservedState } from '../model/types.js';
+
+/** Domain states kept fresh by a long-running process (domain-watch.ts), read instead of asking libvirt. */
+export interface ObservedStates {
+  /** The host's states by domain UUID, or undefined when they are not known fresh: then ask libvirt. */
+  of(host: string): ((uuid: string) => ObservedState) | undefined;
+}
 
 /**
  * Everything a use case needs, made once per process: where state lives, the store,
@@ -32,6 +41,10 @@ export interface Context {
   db: Db;
   exec: Executor;
   virsh: Virsh;
+  /** One protocol connection per libvirt URI (opened on first use, closed with the context). */
+  libvirt: LibvirtConnections;
+  /** Set by a long-running process that follows libvirt's events (the API server); the CLI asks libvirt. */
+  observed?: ObservedStates;
   qemuImg: QemuImg;
   flavors: FlavorRepo;
   images: ImageRepo;
@@ -66,6 +79,8 @@ export interface ContextOptions {
   exec?: Executor;
   /** Told when a libvirt call waits long (the CLI prints it, the server logs it). */
   onSlowLibvirtCall?: SlowCallListener;
+  /** false: every read stays on virsh, as before the protocol driver (default: KUMO_LIBVIRT_PROTOCOL, config.ts). */
+  libvirtProtocol?: boolean;
 }
 
 export const LOCAL_HOST = 'local';
@@ -89,8 +104,34 @@ const hostNamer = (hosts: HostRepo) => (uri: string) => (): string | undefined =
   }
 };
 
+/**
+ * The protocol connection for a URI, or undefined where the driver does not speak it (qemu+tls,
+ * anything its allow-list refuses): those hosts stay on virsh (docs/decisions.md).
+ */
+function protocolFor(libvirt: LibvirtConnections, uri: string): LibvirtConnection | undefined {
+  try {
+    return libvirt.get(uri);
+  } catch {
+    return undefined;
+  }
+}
+
+/** One libvirt client per URI: messages name the host; reads go over the protocol where it speaks the URI. */
+function libvirtClients(opts: ContextOptions, exec: Executor, hosts: HostRepo, libvirt: LibvirtConnections | undefined): (uri: string) => Virsh {
+  const byUri = new Map<string, Virsh>();
+  return (uri) => {
+    let v = byUri.get(uri);
+    if (!v) {
+      byUri.set(uri, v = new Virsh(uri, exec, opts.onSlowLibvirtCall, hostNamer(hosts)(uri),
+        libvirt && protocolFor(libvirt, uri)));
+    }
+    return v;
+  };
+}
+
 export function openContext(opts: ContextOptions = {}): Context {
   const p = paths(opts.home);
+  const protocol = opts.libvirtProtocol ?? libvirtProtocolEnabled(); // refused before anything is opened
   // Closed on every start: an install made before keeps working, with its secrets closed.
   // What cannot be fixed here is reported by `kumo host info`.
   secureHome(homeLayout(p), { fix: true });
@@ -98,14 +139,9 @@ export function openContext(opts: ContextOptions = {}): Context {
   const db = openDb(p.db);
   const exec = opts.exec ?? local;
   const hosts = new HostRepo(db);
-  const client = (uri: string) => new Virsh(uri, exec, opts.onSlowLibvirtCall, hostNamer(hosts)(uri)); // messages name the host
-  const virsh = client(opts.libvirtUri ?? defaultLibvirtUri);
-  const clientsByUri = new Map<string, Virsh>([[virsh.uri, virsh]]);
-  const virshAt = (uri: string): Virsh => {
-    let v = clientsByUri.get(uri);
-    if (!v) clientsByUri.set(uri, v = client(uri));
-    return v;
-  };
+  const libvirt = new LibvirtConnections();
+  const virshAt = libvirtClients(opts, exec, hosts, protocol ? libvirt : undefined);
+  const virsh = virshAt(opts.libvirtUri ?? defaultLibvirtUri);
   let accel: Promise<AccelResult> | undefined;
   const instanceRepo = new InstanceRepo(db);
   const clients = new Map<string, Virsh>();
@@ -127,6 +163,7 @@ export function openContext(opts: ContextOptions = {}): Context {
     db,
     exec,
     virsh,
+    libvirt,
     qemuImg: new QemuImg(exec),
     flavors: new FlavorRepo(db),
     images: new ImageRepo(db),
@@ -165,6 +202,7 @@ export function openContext(opts: ContextOptions = {}): Context {
       return accel;
     },
     close() {
+      void libvirt.close(); // says goodbye to each daemon in the background; nothing waits on it
       db.close();
     },
   };

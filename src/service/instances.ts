@@ -16,6 +16,7 @@ import { domainOf } from './domains.js';
 import { growRootDisk } from './root-disk.js';
 import { waitReady, type ReadyInfo } from './ready.js';
 import { admitToDhcp, dhcpAddresses, dismissFromDhcp } from './leases.js';
+import { attachedVolumes, stateOf, statesOf } from './instance-states.js';
 import { buildDomainXml, parseDomainXml } from '../drivers/libvirt/domain-xml.js';
 import { nicFiltersAvailable } from '../drivers/libvirt/nic-filter.js';
 import { buildSeed, parseUserData, writeSeedIso } from '../drivers/image/seed.js';
@@ -25,7 +26,7 @@ import { checkName } from '../model/names.js';
 import { isSshPublicKey } from '../model/checks.js';
 import { checkSize } from '../model/sizes.js';
 import { CRYPT_HASH, hashPassword } from '../model/password.js';
-import type { Instance, InstanceSpec, NicInfo, RuntimeState } from '../model/types.js';
+import type { Instance, InstanceSpec, NicInfo, ObservedState, RuntimeState } from '../model/types.js';
 import type { InstanceRecord } from '../store/instances.js';
 import { machineActor, type Actor } from '../model/actor.js';
 import { actingProject, checkRoom, reserve, sees } from './scope.js';
@@ -207,31 +208,30 @@ export class InstanceService {
         await v.start(record.uuid);
       }
     });
-    return this.get(spec.name);
+    return this.get(spec.name, { ask: true });
   }
 
-  /** Every instance kumo made, with libvirt's view of it. */
+  /** Every instance kumo made, with libvirt's view of it and how fresh that is. */
   async list(): Promise<Instance[]> {
     const records = this.ctx.instances.list(this.actor.project);
     if (!records.length) return [];
-    // One listing per host; a host that does not answer leaves its instances 'unknown', not gone.
-    const states = new Map<string, RuntimeState>();
-    const silent = new Map<string, string>(); // host -> why it gave no answer
-    for (const host of new Set(records.map((r) => r.host))) {
-      const listed = await this.ctx.virshFor(host).listDomains().catch((e: unknown) => void silent.set(host, unanswered(e)));
-      for (const r of records.filter((x) => x.host === host)) {
-        states.set(r.name, listed ? (listed.find((d) => d.uuid === r.uuid)?.state ?? 'missing') : 'unknown');
-      }
-    }
+    const { states, silent } = await statesOf(this.ctx, records);
     const leases = await dhcpAddresses(this.ctx, records);
-    return records.map((r) => this.view(r, states.get(r.name) ?? 'unknown', leases, silent.get(r.host)));
+    const unknown = { state: 'unknown', observedAt: new Date().toISOString(), source: 'asked' } as const;
+    const attached = attachedVolumes(this.ctx);
+    return records.map((r) => this.view(r, states.get(r.name) ?? unknown, leases, silent.get(r.host), attached.get(r.name) ?? []));
   }
 
-  async get(name: string): Promise<Instance> {
+  /**
+   * One instance. `ask`: right after a change kumo made, ask libvirt rather than the followed
+   * events, whose event may trail the answer of the call that caused it by milliseconds.
+   */
+  async get(name: string, { ask = false } = {}): Promise<Instance> {
     const r = this.record(name);
     const { virsh, id } = domainOf(this.ctx, name);
-    const state = await virsh.domainState(id).catch((): RuntimeState => 'unknown');
-    const inst = this.view(r, state, await dhcpAddresses(this.ctx, [r]));
+    const observed = await stateOf(this.ctx, r, virsh, id, ask);
+    const { state } = observed;
+    const inst = this.view(r, observed, await dhcpAddresses(this.ctx, [r]));
     if (state === 'unknown') return inst;
     if (state === 'missing') {
       // Found by UUID only: a domain that took the name over is someone else's, and said so.
@@ -362,15 +362,16 @@ export class InstanceService {
     return state;
   }
 
-  private view(r: InstanceRecord, state: RuntimeState, leases: Map<string, string>, why = ''): Instance {
+  private view(r: InstanceRecord, { state, observedAt, source }: ObservedState, leases: Map<string, string>, why = '',
+    attached = this.ctx.volumes.attachedTo(r.name)): Instance {
     const nics: NicInfo[] = r.nics.map((n) => {
       const ipv4 = leases.get(n.mac.toLowerCase());
       return ipv4 ? { ...n, ipv4 } : { ...n };
     });
     const drift = state === 'missing' ? ['the libvirt domain is gone (deleted outside kumo)']
       : state === 'unknown' ? [`host ${r.host} does not answer${why}: its state is unknown, not gone`] : [];
-    const volumes = this.ctx.volumes.attachedTo(r.name).map((v) => ({ name: v.name, device: `/dev/${v.target ?? '?'}`, sizeGiB: v.sizeGiB }));
-    return { ...r, state, nics, volumes, drift };
+    const volumes = attached.map((v) => ({ name: v.name, device: `/dev/${v.target ?? '?'}`, sizeGiB: v.sizeGiB }));
+    return { ...r, state, observedAt, stateSource: source, nics, volumes, drift };
   }
 }
 
@@ -383,9 +384,6 @@ onRecover(FINISH_DELETE, async (ctx, { name, project }) => {
 /** What an instance counts against its project's quotas: its disk is the root disk and its extra disks. */
 const quotaNeed = (s: Pick<InstanceSpec, 'vcpus' | 'ramMiB' | 'diskGiB' | 'dataDisks'>) =>
   ({ instances: 1, vcpus: s.vcpus, ramMiB: s.ramMiB, diskGiB: s.diskGiB + s.dataDisks.reduce((a, b) => a + b, 0) });
-
-/** Why a host's libvirt gave no answer, for the drift line: a stalled one is told apart from a dead one. */
-const unanswered = (e: unknown) => (e instanceof KumoError && e.code === 'TIMEOUT' ? ` in time (${e.message})` : '');
 
 const exists = (name: string) => new KumoError('ALREADY_EXISTS', `instance "${name}" already exists`, `pick another name, or delete it: kumo instance delete ${name}`);
 

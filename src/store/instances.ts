@@ -33,6 +33,12 @@ export class InstanceRepo {
     return row && toInstance(row);
   }
 
+  /** The instance whose libvirt domain has this UUID (what lifecycle events name). */
+  byUuid(uuid: string): InstanceRecord | undefined {
+    const row = this.db.prepare('SELECT * FROM instances WHERE uuid = ?').get(uuid.toLowerCase()) as InstanceRow | undefined;
+    return row && toInstance(row);
+  }
+
   insert(r: InstanceRecord): void {
     this.db.prepare(`INSERT INTO instances (name, uuid, host, image, flavor, vcpus, ram_mib, disk_gib, networks, nics,
         data_disks, password_hash, ssh_keys, created_at, project)

@@ -85,6 +85,8 @@ export interface Instance {
   name: string; host: string; state: string; image: string; flavor?: string;
   vcpus: number; ramMiB: number; diskGiB: number; networks: string[]; nics: Nic[];
   dataDisks: number[]; vnc?: string; drift: string[]; createdAt: string;
+  /** When the state was learnt, and from what: libvirt's events, its listing, or a question for this read. */
+  observedAt: string; stateSource: 'events' | 'listing' | 'asked';
 }
 export interface Image { name: string; os: string }
 export interface Flavor { name: string; vcpus: number; ramMiB: number; diskGiB: number }

@@ -68,7 +68,7 @@ export function Instances() {
               return (
                 <tr key={i.name} data-instance={i.name}>
                   <td><a href={`#/instances/${encodeURIComponent(i.name)}`}>{i.name}</a></td>
-                  <td><span class={`state s-${i.state.replace(' ', '-')}`} data-state={i.state}>{i.state}</span>
+                  <td><span class={`state s-${i.state.replace(' ', '-')}`} data-state={i.state} title={`${i.stateSource}, ${new Date(i.observedAt).toLocaleTimeString()}`}>{i.state}</span>
                     {op?.state === 'running' && <small class="op"> {op.kind} {op.step ?? ''}…</small>}</td>
                   <td>{i.host}</td>
                   <td>{i.nics.map((n) => n.ipv4).filter(Boolean).join(', ') || '–'}</td>

@@ -46,7 +46,7 @@ export const instanceRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx,
         progress('boot');
         await s.waitReady(request.name);
       }
-      return renderInstance(await s.get(request.name));
+      return renderInstance(await s.get(request.name, { ask: true }));
     });
     return accepted(reply, op);
   });
@@ -76,7 +76,8 @@ export const instanceRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx,
 /** What is done to an instance: start, stop, reboot, destroy (power), migrate, resize. */
 const instanceActionRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx, ops }) => {
   const svc = (req: ActorRequest) => new InstanceService(ctx, req.actor);
-  const view = async (req: ActorRequest, name: string) => renderInstance(await svc(req).get(name));
+  // After kumo's own change: asked of libvirt (the change's event may trail its answer).
+  const view = async (req: ActorRequest, name: string) => renderInstance(await svc(req).get(name, { ask: true }));
 
   app.post('/instances/:name/start', {
     schema: { tags, operationId: 'startInstance', summary: 'start a stopped instance', params: NameParams, response: { 200: InstanceStarted, ...errors(404) } },

@@ -5,6 +5,8 @@ import { libvirtCallTimeoutMs } from '../../config.js';
 import { type Executor, local } from '../../exec/exec.js';
 import { KumoError } from '../../model/errors.js';
 import type { RuntimeState } from '../../model/types.js';
+import { domainStateOver, dumpXmlOver, listDomainsOver, protocolLooksUp } from './protocol-reads.js';
+import type { LibvirtConnection } from './rpc/connection.js';
 
 export interface DomainListing {
   name: string;
@@ -47,12 +49,14 @@ const CAPABILITY_CALLS = new Set(['define', 'create', 'start', 'domcapabilities'
 /**
  * A thin, typed client over `virsh`. Each call is one argument array: no shell, and XML
  * reaches libvirt through a file, never through the command line. A call that waits long
- * tells `onSlow` what it waits for.
+ * tells `onSlow` what it waits for. Given the host's protocol connection (rpc/, for the URIs it
+ * speaks), the reads list and show lean on (listDomains, domainState, dumpXml) go over it
+ * instead, with the same answers and the same errors; everything else stays on virsh.
  */
 export class Virsh {
   /** `hostOf`: the registered host this libvirt is, for messages (asked when one is written). */
   constructor(readonly uri: string, private readonly exec: Executor = local, private readonly onSlow?: SlowCallListener,
-    private readonly hostOf?: () => string | undefined) {}
+    private readonly hostOf?: () => string | undefined, readonly protocol?: LibvirtConnection) {}
 
   /** The registered host this libvirt is, if any. */
   hostName(): string | undefined {
@@ -67,6 +71,19 @@ export class Virsh {
 
   async run(args: string[], timeoutMs = libvirtCallTimeoutMs()): Promise<string> {
     const call = describeCall(args);
+    const stopWatch = this.watchSlow(args, call);
+    try {
+      const r = await this.exec.run('virsh', ['-q', '-c', this.uri, ...args], { timeoutMs });
+      return r.stdout;
+    } catch (e) {
+      throw libvirtError(e, this, call, timeoutMs);
+    } finally {
+      stopWatch();
+    }
+  }
+
+  /** Tells onSlow about a call still waiting after SLOW_FIRST_MS, then every SLOW_EVERY_MS; returns the stop. */
+  private watchSlow(args: string[], call: string): () => void {
     const started = Date.now();
     const tell = () => this.onSlow?.({
       uri: this.uri, call, elapsedMs: Date.now() - started,
@@ -79,13 +96,29 @@ export class Virsh {
         timer = setTimeout(again, SLOW_EVERY_MS);
       }, SLOW_FIRST_MS);
     }
+    return () => clearTimeout(timer);
+  }
+
+  /**
+   * One read over the protocol connection, bounded like run() (the connection's own limit is
+   * KUMO_LIBVIRT_TIMEOUT; a shorter one is kept here), reported when slow like run(), and its
+   * errors worded as virsh's (protocolError below): callers and their tests see no difference.
+   */
+  private async overProtocol<T>(c: LibvirtConnection, args: string[], timeoutMs: number, read: () => Promise<T>): Promise<T> {
+    const call = describeCall(args);
+    const wasOpen = c.connected;
+    const stopWatch = this.watchSlow(args, call);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new KumoError('TIMEOUT', `${call} took longer than ${timeoutMs} ms`)), timeoutMs);
+    });
     try {
-      const r = await this.exec.run('virsh', ['-q', '-c', this.uri, ...args], { timeoutMs });
-      return r.stdout;
+      return await Promise.race([read(), late]);
     } catch (e) {
-      throw libvirtError(e, this, call, timeoutMs);
+      throw protocolError(e, this, call, timeoutMs, wasOpen);
     } finally {
       clearTimeout(timer);
+      stopWatch();
     }
   }
 
@@ -128,6 +161,8 @@ export class Virsh {
 
   /** Every domain with its UUID: virsh's table has no UUIDs, `--uuid --name` no states, so both are read. */
   async listDomains(): Promise<DomainListing[]> {
+    const c = this.protocol;
+    if (c) return this.overProtocol(c, ['list', '--all'], libvirtCallTimeoutMs(), () => listDomainsOver(c));
     const out = await this.run(['list', '--all']);
     const uuids = new Map((await this.run(['list', '--all', '--uuid', '--name'])).split('\n')
       .map((l) => /^\s*([0-9a-f-]{36})\s+(\S+)\s*$/i.exec(l)).filter((m) => m !== null).map((m) => [m[2]!, m[1]!.toLowerCase()]));
@@ -137,11 +172,15 @@ export class Virsh {
   }
 
   async domainState(name: string, timeoutMs?: number): Promise<RuntimeState> {
+    const c = this.protocol;
+    if (c && protocolLooksUp(name)) return this.overProtocol(c, ['domstate', name], timeoutMs ?? libvirtCallTimeoutMs(), () => domainStateOver(c, name));
     const out = await this.maybe(['domstate', name], timeoutMs);
     return out === undefined ? 'missing' : (out.trim() as RuntimeState);
   }
 
   async dumpXml(name: string, inactive = false): Promise<string | undefined> {
+    const c = this.protocol;
+    if (c && protocolLooksUp(name)) return this.overProtocol(c, ['dumpxml', name], libvirtCallTimeoutMs(), () => dumpXmlOver(c, name, inactive));
     return this.maybe(['dumpxml', ...(inactive ? ['--inactive'] : []), name]);
   }
 
@@ -253,25 +292,48 @@ function describeCall(args: string[]): string {
  */
 const CONNECTION_LOST = /End of file while reading data|Cannot recv data|Cannot write data|Connection reset by peer|Broken pipe|client socket is closed/i;
 
-function libvirtError(e: unknown, v: Virsh, call: string, timeoutMs: number): unknown {
-  const uri = v.uri;
-  if (e instanceof KumoError && e.code === 'TIMEOUT') {
-    return new KumoError('TIMEOUT', `${v.describe()} did not finish "${call}" within ${Math.round(timeoutMs / 1000)} s`,
-      `libvirtd there is stalled or overloaded: check that it is not stuck (\`virsh -c ${uri} list\` should answer at once; a stopped process shows state T in ps) and \`kumo host info\`; `
-      + 'KUMO_LIBVIRT_TIMEOUT=SECONDS waits longer for a host that is only slow', { cause: e });
-  }
-  if (!(e instanceof KumoError) || e.code !== 'COMMAND_FAILED') return e;
+const timedOut = (e: unknown, v: Virsh, call: string, timeoutMs: number): KumoError =>
+  new KumoError('TIMEOUT', `${v.describe()} did not finish "${call}" within ${Math.round(timeoutMs / 1000)} s`,
+    `libvirtd there is stalled or overloaded: check that it is not stuck (\`virsh -c ${v.uri} list\` should answer at once; a stopped process shows state T in ps) and \`kumo host info\`; `
+    + 'KUMO_LIBVIRT_TIMEOUT=SECONDS waits longer for a host that is only slow', { cause: e });
+
+/** Undo that needed this libvirt stays journaled: the first kumo command after it is back retries it. */
+function startItFix(v: Virsh): string {
   const host = v.hostName();
-  // Undo that needed this libvirt stays journaled: the first kumo command after it is back retries it.
-  const startIt = host && host !== 'local'
+  return host && host !== 'local'
     ? `start libvirtd on host "${host}" (\`kumo host list\` shows it down until then), then retry; what kumo could not undo meanwhile is retried then (\`kumo doctor\` lists it)`
     : 'start it: `virtlogd -d && libvirtd -d` (or `systemctl start libvirtd`), or run scripts/up.sh';
-  if (/failed to connect to the hypervisor|Failed to connect socket|No such file or directory.*sock/i.test(e.message)) {
-    return new KumoError('LIBVIRT_ERROR', `${v.describe()} does not answer (is libvirtd running?)`, startIt, { cause: e });
-  }
+}
+
+const notRunning = (e: unknown, v: Virsh): KumoError =>
+  new KumoError('LIBVIRT_ERROR', `${v.describe()} does not answer (is libvirtd running?)`, startItFix(v), { cause: e });
+
+const diedDuring = (e: unknown, v: Virsh, call: string, why: string): KumoError =>
+  new KumoError('LIBVIRT_ERROR', `${v.describe()} stopped answering during "${call}" (libvirtd died?): ${why}`, startItFix(v), { cause: e });
+
+function libvirtError(e: unknown, v: Virsh, call: string, timeoutMs: number): unknown {
+  if (e instanceof KumoError && e.code === 'TIMEOUT') return timedOut(e, v, call, timeoutMs);
+  if (!(e instanceof KumoError) || e.code !== 'COMMAND_FAILED') return e;
+  if (/failed to connect to the hypervisor|Failed to connect socket|No such file or directory.*sock/i.test(e.message)) return notRunning(e, v);
   const msg = /error: (.+)$/m.exec(e.message.split('\n').filter((l) => l.startsWith('error:')).slice(-1)[0] ?? '')?.[1];
-  if (CONNECTION_LOST.test(e.message)) {
-    return new KumoError('LIBVIRT_ERROR', `${v.describe()} stopped answering during "${call}" (libvirtd died?): ${msg ?? 'the connection closed'}`, startIt, { cause: e });
-  }
+  if (CONNECTION_LOST.test(e.message)) return diedDuring(e, v, call, msg ?? 'the connection closed');
   return new KumoError('LIBVIRT_ERROR', `libvirt refused: ${msg ?? e.message}`, undefined, { cause: e });
+}
+
+/** The protocol driver's "does not answer (REASON)" (rpc/errors.ts notAnswering). */
+const NOT_ANSWERING = / does not answer \((.*)\)$/;
+
+/**
+ * The protocol driver's errors in virsh's words (libvirtError above): a call that ran out of
+ * time, a daemon that could not be reached (a stalled one that took the socket but never
+ * answered counts as out of time, as with virsh), and one that went away under an open
+ * connection. libvirt's own refusals already read "libvirt refused: ...".
+ */
+function protocolError(e: unknown, v: Virsh, call: string, timeoutMs: number, wasOpen: boolean): unknown {
+  if (!(e instanceof KumoError)) return e;
+  if (e.code === 'TIMEOUT') return timedOut(e, v, call, timeoutMs);
+  const reason = e.code === 'LIBVIRT_ERROR' ? NOT_ANSWERING.exec(e.message)?.[1] : undefined;
+  if (reason === undefined) return e;
+  if (reason.startsWith('no connection within')) return timedOut(e, v, call, timeoutMs);
+  return wasOpen ? diedDuring(e, v, call, reason) : notRunning(e, v);
 }

@@ -34,6 +34,11 @@ export async function lookupByName(c: RpcCaller, name: string): Promise<Domain> 
   return decodeDomain(await c.call(Proc.DOMAIN_LOOKUP_BY_NAME, (w) => w.string(name)));
 }
 
+/** remote_domain_lookup_by_uuid_args: the 16 bytes of the UUID. */
+export async function lookupByUuid(c: RpcCaller, uuid: string): Promise<Domain> {
+  return decodeDomain(await c.call(Proc.DOMAIN_LOOKUP_BY_UUID, (w) => w.fixedOpaque(Buffer.from(uuid.replace(/-/g, ''), 'hex'))));
+}
+
 export async function domainState(c: RpcCaller, dom: Domain): Promise<DomainState> {
   const r = await c.call(Proc.DOMAIN_GET_STATE, (w) => { encodeDomain(w, dom); w.uint(0); });
   return stateName(r.int());

@@ -1,0 +1,53 @@
+import type { RuntimeState } from '../../model/types.js';
+import { domainState, domainXml, listAllWithState, lookupByName, lookupByUuid, type RpcCaller } from './rpc/domains.js';
+import { LibvirtRefusal } from './rpc/errors.js';
+import { type Domain, VIR_ERR_NO_DOMAIN } from './rpc/protocol.js';
+
+/**
+ * The reads that list and show lean on, over the host's protocol connection (rpc/): the same
+ * answers as virsh's `list --all`, `domstate` and `dumpxml`, in one round trip each instead of
+ * a process. Errors are left as the driver raises them; virsh.ts words them as virsh's are.
+ */
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** VIR_DOMAIN_XML_INACTIVE: the definition the next start uses (`dumpxml --inactive`). */
+const XML_INACTIVE = 2;
+
+/** virsh tries a domain ID before a UUID or name: an all-digit name is left to virsh, which does the same. */
+export const protocolLooksUp = (name: string): boolean => !/^\d+$/.test(name);
+
+const noDomain = (e: unknown): boolean => e instanceof LibvirtRefusal && e.remote.code === VIR_ERR_NO_DOMAIN;
+
+/** The domain a UUID or name names, or undefined when there is none (virsh: "failed to get domain"). */
+async function lookUp(c: RpcCaller, name: string): Promise<Domain | undefined> {
+  try {
+    return UUID.test(name) ? await lookupByUuid(c, name) : await lookupByName(c, name);
+  } catch (e) {
+    if (noDomain(e)) return undefined;
+    throw e;
+  }
+}
+
+/** A domain removed between the look-up and the read is as missing as one never there. */
+async function ofDomain<T>(c: RpcCaller, name: string, read: (d: Domain) => Promise<T>): Promise<T | undefined> {
+  const dom = await lookUp(c, name);
+  if (!dom) return undefined;
+  try {
+    return await read(dom);
+  } catch (e) {
+    if (noDomain(e)) return undefined;
+    throw e;
+  }
+}
+
+export async function listDomainsOver(c: RpcCaller): Promise<{ name: string; uuid: string; state: RuntimeState }[]> {
+  return (await listAllWithState(c)).map(({ dom, state }) => ({ name: dom.name, uuid: dom.uuid.toLowerCase(), state: state as RuntimeState }));
+}
+
+export async function domainStateOver(c: RpcCaller, name: string): Promise<RuntimeState> {
+  return (await ofDomain(c, name, (d) => domainState(c, d)) as RuntimeState | undefined) ?? 'missing';
+}
+
+export async function dumpXmlOver(c: RpcCaller, name: string, inactive: boolean): Promise<string | undefined> {
+  return ofDomain(c, name, (d) => domainXml(c, d, inactive ? XML_INACTIVE : 0));
+}
