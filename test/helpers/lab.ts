@@ -2,11 +2,14 @@ import { createServer } from 'node:net';
 import { NetnsExecutor } from '../../src/exec/netns.js';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { readdir, readFile, readlink, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, readlink, rm } from 'node:fs/promises';
 import { local } from '../../src/exec/exec.js';
 import { sleep } from '../../src/exec/process.js';
 import { Virsh } from '../../src/drivers/libvirt/virsh.js';
-import { stopLibvirtd, type NamespacedLibvirtd } from '../../src/drivers/daemons/libvirtd/namespace.js';
+import { startLibvirtd, stopLibvirtd, type NamespacedLibvirtd } from '../../src/drivers/daemons/libvirtd/namespace.js';
+import { needsKvmMask } from '../../src/drivers/host/accel-probe.js';
+import { buildNetworkXml, parseNetworkXml } from '../../src/drivers/libvirt/network-xml.js';
+import type { TestEnv } from './env.js';
 
 /** A TCP port on 127.0.0.1 that nothing listens on right now. */
 export function freePort(): Promise<number> {
@@ -199,3 +202,25 @@ export async function removeHypervisor(lab: NamespacedLibvirtd | undefined, stat
   }
 }
 
+
+/**
+ * A second hypervisor for a test: a libvirtd of its own in its own namespace (never the machine's,
+ * so a test may kill or stop it), whose guests plug into the test's bridge through a bridge network
+ * of the same name, as real hypervisors share a switch. Registering it as a host is the test's.
+ * A start that fails removes what it made; otherwise removeHypervisor(lab, stateDir) does.
+ */
+export async function startSecondHypervisor(env: TestEnv, name: string): Promise<{ lab: NamespacedLibvirtd; stateDir: string }> {
+  const stateDir = await mkdtemp(`/tmp/kumo-lab-${env.prefix}-`);
+  let lab: NamespacedLibvirtd | undefined;
+  try {
+    lab = await startLibvirtd({ name, stateDir, maskKvm: needsKvmMask(await env.ctx.accel()) });
+    const bridge = parseNetworkXml((await env.ctx.virsh.networkXml(env.network))!).bridge!;
+    const v = new Virsh(lab.uri);
+    await v.defineNetwork(buildNetworkXml({ name: env.network, mode: 'bridge', bridge }));
+    await v.startNetwork(env.network);
+    return { lab, stateDir };
+  } catch (e) {
+    await removeHypervisor(lab, stateDir);
+    throw e;
+  }
+}

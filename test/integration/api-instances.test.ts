@@ -1,15 +1,13 @@
-import { needsKvmMask } from '../../src/drivers/host/accel-probe.js';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { waitFor, type TestEnv } from '../helpers/env.js';
-import { removeHypervisor } from '../helpers/lab.js';
+import { removeHypervisor, startSecondHypervisor } from '../helpers/lab.js';
 import { API, ApiClient, closeApiWorld, deleteMadeResources, openApiWorld, refused, type TestApi } from '../helpers/api.js';
 import { HostService } from '../../src/service/host.js';
 import { Virsh } from '../../src/drivers/libvirt/virsh.js';
-import { buildNetworkXml, parseNetworkXml } from '../../src/drivers/libvirt/network-xml.js';
-import { startLibvirtd, type NamespacedLibvirtd } from '../../src/drivers/daemons/libvirtd/namespace.js';
+import type { NamespacedLibvirtd } from '../../src/drivers/daemons/libvirtd/namespace.js';
 import { local } from '../../src/exec/exec.js';
 
 /**
@@ -369,12 +367,7 @@ test('migrate: 202 with an operation that live-migrates to a second libvirtd; 40
   assert.match(failed.error.message, /already runs on local/);
 
   // A second hypervisor (HOST-NOTES: a libvirtd in its own mount+UTS namespace) on the same bridge.
-  stateDir = await mkdtemp(`/tmp/kumo-lab-${env.prefix}-`);
-  lab = await startLibvirtd({ name: kvm2(), stateDir, maskKvm: needsKvmMask(await env.ctx.accel()) });
-  const bridge = parseNetworkXml((await env.ctx.virsh.networkXml(env.network))!).bridge!;
-  const dest = new Virsh(lab.uri);
-  await dest.defineNetwork(buildNetworkXml({ name: env.network, mode: 'bridge', bridge }));
-  await dest.startNetwork(env.network);
+  ({ lab, stateDir } = await startSecondHypervisor(env, kvm2()));
   await new HostService(env.ctx).add({ name: kvm2(), uri: lab.uri, migrationAddress: '127.0.0.1' }, 'machine'); // its socket is under /tmp
   assert.deepEqual((await call('GET', `${API}/hosts`)).body.map((h: { name: string }) => h.name), ['local', kvm2()]);
 
@@ -389,7 +382,7 @@ test('migrate: 202 with an operation that live-migrates to a second libvirtd; 40
   assert.deepEqual([end.data.operation.result.from, end.data.operation.result.to], ['local', kvm2()]);
   const moved = await call('GET', `${API}/instances/${inst()}`);
   assert.deepEqual([moved.body.host, moved.body.state], [kvm2(), 'running']);
-  assert.equal(await dest.domainState(inst()), 'running');
+  assert.equal(await new Virsh(lab!.uri).domainState(inst()), 'running');
   assert.equal((await call('GET', `${API}/hosts/${kvm2()}`)).body.instances, 1);
   events.close();
 });

@@ -1,19 +1,17 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makeTestEnv, sleep, waitFor, type TestEnv } from '../helpers/env.js';
 import { assertNoDebris, debris } from '../helpers/debris.js';
 import { FAULT_ENV } from '../helpers/faults.js';
-import { removeHypervisor } from '../helpers/lab.js';
+import { removeHypervisor, startSecondHypervisor } from '../helpers/lab.js';
 import { local } from '../../src/exec/exec.js';
 import { ImageService } from '../../src/service/images.js';
 import { InstanceService } from '../../src/service/instances.js';
 import { Virsh } from '../../src/drivers/libvirt/virsh.js';
-import { buildNetworkXml, parseNetworkXml } from '../../src/drivers/libvirt/network-xml.js';
-import { needsKvmMask } from '../../src/drivers/host/accel-probe.js';
-import { daemonPids, restartLibvirtd, startLibvirtd, type NamespacedLibvirtd } from '../../src/drivers/daemons/libvirtd/namespace.js';
+import { daemonPids, restartLibvirtd, type NamespacedLibvirtd } from '../../src/drivers/daemons/libvirtd/namespace.js';
 
 /**
  * kill -9 of a daemon kumo depends on in the middle of an operation (issue 21): the error names
@@ -27,14 +25,9 @@ const kvm2 = () => `${env.prefix}-kvm2`;
 
 before(async () => {
   env = await makeTestEnv('fdm');
-  stateDir = await mkdtemp(`/tmp/kumo-lab-${env.prefix}-`);
   await new ImageService(env.ctx).buildTiny();
   // A second hypervisor the tests may kill (never the machine's libvirtd), on the test's bridge.
-  lab = await startLibvirtd({ name: kvm2(), stateDir, maskKvm: needsKvmMask(await env.ctx.accel()) });
-  const bridge = parseNetworkXml((await env.ctx.virsh.networkXml(env.network))!).bridge!;
-  const dest = new Virsh(lab.uri);
-  await dest.defineNetwork(buildNetworkXml({ name: env.network, mode: 'bridge', bridge }));
-  await dest.startNetwork(env.network);
+  ({ lab, stateDir } = await startSecondHypervisor(env, kvm2()));
   const added = await env.cli(['host', 'add', kvm2(), '--uri', lab.uri]);
   assert.equal(added.code, 0, added.stderr);
 });

@@ -1,18 +1,16 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, statfs } from 'node:fs/promises';
+import { rm, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makeTestEnv, sleep, waitFor, type TestEnv } from '../helpers/env.js';
 import { assertNoDebris, debris } from '../helpers/debris.js';
-import { removeHypervisor } from '../helpers/lab.js';
+import { removeHypervisor, startSecondHypervisor } from '../helpers/lab.js';
 import { local } from '../../src/exec/exec.js';
 import { KumoError } from '../../src/model/errors.js';
 import { ImageService } from '../../src/service/images.js';
 import { InstanceService } from '../../src/service/instances.js';
 import { Virsh } from '../../src/drivers/libvirt/virsh.js';
-import { buildNetworkXml, parseNetworkXml } from '../../src/drivers/libvirt/network-xml.js';
-import { needsKvmMask } from '../../src/drivers/host/accel-probe.js';
-import { daemonPids, startLibvirtd, type NamespacedLibvirtd } from '../../src/drivers/daemons/libvirtd/namespace.js';
+import { daemonPids, type NamespacedLibvirtd } from '../../src/drivers/daemons/libvirtd/namespace.js';
 
 /**
  * Issue 21, "fill it" and "stall it". KUMO_HOME is a small tmpfs of the test's own, filled by a
@@ -49,15 +47,9 @@ before(async () => {
     },
   });
   await new ImageService(env.ctx).buildTiny(); // copied onto the tmpfs: the instances' overlays point there
-  stateDir = await mkdtemp(`/tmp/kumo-lab-${env.prefix}-`);
-  lab = await startLibvirtd({ name: host(), stateDir, maskKvm: needsKvmMask(await env.ctx.accel()) });
+  ({ lab, stateDir } = await startSecondHypervisor(env, host()));
   const added = await env.cli(['host', 'add', host(), '--uri', lab.uri, '--migration-address', '127.0.0.1']);
   assert.equal(added.code, 0, added.stderr);
-  // The lab's guests plug into the test's bridge, through a bridge network of the same name.
-  const bridge = parseNetworkXml((await env.ctx.virsh.networkXml(env.network))!).bridge!;
-  const v = new Virsh(lab.uri);
-  await v.defineNetwork(buildNetworkXml({ name: env.network, mode: 'bridge', bridge }));
-  await v.startNetwork(env.network);
 });
 
 after(async () => {

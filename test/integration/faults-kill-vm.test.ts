@@ -1,20 +1,17 @@
-import { needsKvmMask } from '../../src/drivers/host/accel-probe.js';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp } from 'node:fs/promises';
 import { CLI, makeTestEnv, sleep, waitFor, type TestEnv } from '../helpers/env.js';
 import { assertNoDebris, debris, type Debris } from '../helpers/debris.js';
 import { FAULT_ENV, walkKills } from '../helpers/faults.js';
-import { removeHypervisor } from '../helpers/lab.js';
+import { removeHypervisor, startSecondHypervisor } from '../helpers/lab.js';
 import { ImageService } from '../../src/service/images.js';
 import { InstanceService } from '../../src/service/instances.js';
 import { local } from '../../src/exec/exec.js';
 import { Virsh } from '../../src/drivers/libvirt/virsh.js';
-import { buildNetworkXml, parseNetworkXml } from '../../src/drivers/libvirt/network-xml.js';
 import { parseDomainXml } from '../../src/drivers/libvirt/domain-xml.js';
-import { startLibvirtd, type NamespacedLibvirtd } from '../../src/drivers/daemons/libvirtd/namespace.js';
+import type { NamespacedLibvirtd } from '../../src/drivers/daemons/libvirtd/namespace.js';
 
 /**
  * kill -9 of kumo at every step of a live migration, a snapshot revert and a volume attach
@@ -33,14 +30,8 @@ const debrisOpts = () => ({ uris: ['qemu:///system', lab!.uri], ignoreProcess: /
 
 before(async () => {
   env = await makeTestEnv('fkv');
-  stateDir = await mkdtemp(`/tmp/kumo-lab-${env.prefix}-`);
   await new ImageService(env.ctx).buildTiny();
-  lab = await startLibvirtd({ name: kvm2(), stateDir, maskKvm: needsKvmMask(await env.ctx.accel()) });
-  // The lab host plugs guests into the test's bridge, as real hypervisors share a switch.
-  const bridge = parseNetworkXml((await env.ctx.virsh.networkXml(env.network))!).bridge!;
-  const dest = new Virsh(lab.uri);
-  await dest.defineNetwork(buildNetworkXml({ name: env.network, mode: 'bridge', bridge }));
-  await dest.startNetwork(env.network);
+  ({ lab, stateDir } = await startSecondHypervisor(env, kvm2()));
   const added = await env.cli(['host', 'add', kvm2(), '--uri', lab.uri, '--migration-address', '127.0.0.1']);
   assert.equal(added.code, 0, added.stderr);
   const svc = new InstanceService(env.ctx);
