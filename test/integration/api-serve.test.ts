@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { CLI, makeTestEnv, testCache, waitFor, type TestEnv } from '../helpers/env.js';
+import { CLI, makeTestEnv, testCache, type TestEnv } from '../helpers/env.js';
+import { startServe } from '../helpers/serve.js';
 import { API } from '../helpers/api.js';
 
 /**
@@ -44,18 +44,10 @@ async function run(home: string, args: string[]) {
   return { code, stdout, stderr };
 }
 
-/** Starts `kumo serve --port 0` and reads what it prints until it listens. */
+/** Starts `kumo serve --port 0` in HOME until it listens, and reads the admin token it gave, if any. */
 async function serve(home: string): Promise<{ child: ChildProcess; url: string; adminToken?: string; lines: string[] }> {
-  const child = kumo(home, ['serve', '--port', '0', '--log-level', 'warn']);
-  const lines: string[] = [];
-  const rl = createInterface({ input: child.stdout! });
-  rl.on('line', (l) => lines.push(l));
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => { stderr += d; });
-  const url = await waitFor('kumo serve to listen', async () => {
-    if (child.exitCode !== null) throw new Error(`kumo serve exited ${child.exitCode}: ${stderr}`);
-    return /kumo API on (http:\/\/127\.0\.0\.1:\d+)\/api\/v1/.exec(lines.join('\n'))?.[1];
-  }, 60_000);
+  const { child, url, lines } = await startServe({ ...process.env, KUMO_HOME: home, KUMO_CACHE: testCache() }, ['--log-level', 'warn']);
+  children.push(child);
   // The admin token line, when there is one, comes before the address (the last line of the start).
   // Not on a terminal: the token is in a file only root can read, whose path is printed.
   const tokenFile = /admin token written to (\S+)/.exec(lines.join('\n'))?.[1];

@@ -1,14 +1,14 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { pathToFileURL } from 'node:url';
 import { local } from '../../src/exec/exec.js';
-import { CLI, makeTestEnv, waitFor, type TestEnv } from '../helpers/env.js';
+import { CLI, makeTestEnv, type TestEnv } from '../helpers/env.js';
+import { startServe } from '../helpers/serve.js';
 
 /**
  * The CLI that ships is the bundle (dist/bin/kumo.js, scripts/build-cli.mjs), and the tests run
@@ -55,16 +55,8 @@ export async function load(url, context, next) { appendFileSync(${JSON.stringify
 
 test('kumo serve from the bundle finds the dashboard (dist/web) and its version (package.json)', async () => {
   assert.ok(existsSync(join(ROOT, 'dist', 'web', 'index.html')), 'the dashboard is built (npm run build)');
-  const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--log-level', 'warn', '--monitor-interval', '0'], { env: env.cliEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  const { child, url } = await startServe(env.cliEnv, ['--log-level', 'warn', '--monitor-interval', '0']);
   children.push(child);
-  const lines: string[] = [];
-  createInterface({ input: child.stdout! }).on('line', (l) => lines.push(l));
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => { stderr += d; });
-  const url = await waitFor('kumo serve to listen', async () => {
-    if (child.exitCode !== null) throw new Error(`kumo serve exited ${child.exitCode}: ${stderr}`);
-    return /kumo API on (http:\/\/127\.0\.0\.1:\d+)\/api\/v1/.exec(lines.join('\n'))?.[1];
-  }, 60_000);
   const health = await fetch(`${url}/api/v1/health`);
   const pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { version: string };
   assert.equal(((await health.json()) as { version: string }).version, pkg.version);

@@ -5,8 +5,8 @@ import { existsSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { spawn } from 'node:child_process';
-import { CLI, makeTestEnv, sleep, type TestEnv } from '../helpers/env.js';
+import { makeTestEnv, sleep, type TestEnv } from '../helpers/env.js';
+import { startServe } from '../helpers/serve.js';
 import { local, type Executor, type RunOptions } from '../../src/exec/exec.js';
 import { Virsh } from '../../src/drivers/libvirt/virsh.js';
 import { buildDomainXml } from '../../src/drivers/libvirt/domain-xml.js';
@@ -168,15 +168,11 @@ test('kumo killed during a define: the next start waits for the domain libvirt m
 test('kumo serve reconciles as it starts: an orphan left while it was down is logged with its fix', async () => {
   const orphan = { name: `${env.prefix}-srv`, uuid: randomUUID() };
   await virsh.defineDomain(domainXml(orphan.name, orphan.uuid, env.home));
-  const child = spawn('node', [CLI, 'serve', '--port', '0', '--log-level', 'warn', '--monitor-interval', '0'], {
-    env: env.cliEnv, stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => { stderr += d; });
+  const { child, stderr } = await startServe(env.cliEnv, ['--log-level', 'warn', '--monitor-interval', '0']);
   try {
     const deadline = Date.now() + 60_000;
-    while (!stderr.includes(`reconcile: orphan domain ${orphan.name}`) && Date.now() < deadline && child.exitCode === null) await sleep(200);
-    assert.match(stderr, new RegExp(`reconcile: orphan domain ${orphan.name} \\(${orphan.uuid}\\) on local, shut off: .*\`kumo doctor --fix\` removes it`));
+    while (!stderr().includes(`reconcile: orphan domain ${orphan.name}`) && Date.now() < deadline && child.exitCode === null) await sleep(200);
+    assert.match(stderr(), new RegExp(`reconcile: orphan domain ${orphan.name} \\(${orphan.uuid}\\) on local, shut off: .*\`kumo doctor --fix\` removes it`));
     assert.equal(await stateOf(orphan.uuid), 'shut off', 'reported, not removed: removing is a deliberate kumo doctor --fix');
   } finally {
     child.kill('SIGKILL');
