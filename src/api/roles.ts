@@ -50,6 +50,7 @@ export const ROUTE_ROLES: Readonly<Record<string, RouteRole>> = {
   'GET /images/:name': 'reader',
   'POST /images/build': 'admin',
   'POST /images/import': 'admin',
+  'PATCH /images/:name': 'admin',
   'DELETE /images/:name': 'admin',
   'GET /flavors': 'reader',
   'GET /flavors/:name': 'reader',

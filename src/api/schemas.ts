@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { EVACUATE_PARALLEL, LIMITS, TIMEOUT_SECONDS, WAF_LOG_LIMIT } from '../model/sizes.js';
+import { EVACUATE_PARALLEL, WAF_LOG_LIMIT } from '../model/sizes.js';
+import { name, named, seconds, timestamp, whole } from './schema-common.js';
 import { NETWORK_MODES } from '../service/networks.js';
 import { HOST_ROLES } from '../model/roles.js';
 import { portSchema } from '../model/check-schemas.js';
@@ -21,52 +22,7 @@ export const DEFAULT_PORT = 8780;
 export const DOCS_PATH = '/docs';
 export const API_PREFIX = '/api/v1';
 
-export const registry = z.registry<{ id: string; description?: string }>();
-
-export function named<T extends z.ZodType>(id: string, schema: T, description?: string): T {
-  registry.add(schema, { id, ...(description ? { description } : {}) });
-  return schema;
-}
-
-const whole = (what: keyof typeof LIMITS, description: string) =>
-  z.number().int().min(LIMITS[what].min).max(LIMITS[what].max).describe(description);
-/** A wait or grace period: the bounds `--timeout` has in the CLI. */
-const seconds = z.number().int().min(TIMEOUT_SECONDS.min).max(TIMEOUT_SECONDS.max);
-const name = (what: string) => z.string().min(1).max(63).describe(`the ${what}'s name`);
-export const timestamp = z.string().describe('ISO 8601 time');
-
-// ---------------------------------------------------------------------------------------- errors
-
-export const ErrorBody = named('Error', z.object({
-  error: z.object({
-    code: z.string().describe('stable code for programs: INVALID_INPUT, NOT_FOUND, ALREADY_EXISTS, IN_USE, UNAUTHORIZED, ...'),
-    message: z.string().describe('what is wrong, for a person'),
-    fix: z.string().optional().describe('how to fix it, where kumo knows'),
-    fields: z.array(z.string()).optional().describe('the request fields that are wrong, e.g. body.vcpus'),
-    requestId: z.string().optional().describe('when the detail was withheld (INTERNAL, COMMAND_FAILED): the request\'s id, under which the server log and the audit log have it'),
-  }),
-}), 'every error answer');
-
-/** The error answers a route can give, all with the same body. */
-export function errors(...codes: (400 | 401 | 403 | 404 | 409 | 429 | 500 | 502 | 503 | 504)[]) {
-  const out: Partial<Record<400 | 401 | 403 | 404 | 409 | 429 | 500 | 502 | 503 | 504, typeof ErrorBody>> = {};
-  for (const c of [401, ...codes] as const) out[c] = ErrorBody;
-  return out;
-}
-
-// ------------------------------------------------------------------------------ params and common
-
-export const NameParams = z.object({ name: z.string().describe('the resource\'s name') });
-export const IdParams = z.object({ id: z.string().describe('the operation\'s id') });
-export const InstanceParams = z.object({ instance: z.string().describe('the instance\'s name') });
-export const SnapshotParams = z.object({ instance: z.string().describe('the instance\'s name'), name: z.string().describe('the snapshot\'s name') });
-export const NoContent = z.undefined().describe('done; no body');
-
-/**
- * A body the client may leave out (stop, detach, snapshot, revert). Fastify hands a missing
- * body to the validator as null; the OpenAPI document marks such a body not required.
- */
-export const optionalBody = <T extends z.ZodType>(schema: T) => schema.nullish();
+export * from './schema-common.js';
 
 export const Health = named('Health', z.object({ status: z.literal('ok'), version: z.string() }));
 
@@ -93,8 +49,15 @@ export const Image = named('Image', z.object({
   format: z.enum(['qcow2', 'raw']),
   virtualSizeBytes: z.number().int(),
   kernel: z.string().optional(), initrd: z.string().optional(), cmdline: z.string().optional(),
+  ready: z.string().optional().describe('how its instances are known ready: http:PORT, ssh, cloud-init or agent (the tiny image: http:8080; others: cloud-init unless set)'),
   source: z.string(),
   createdAt: timestamp,
+}));
+
+const readyCheck = z.string().describe('http:PORT (an HTTP answer on PORT), ssh (the SSH banner on 22), cloud-init (its final stage done, seen on the serial console) or agent (the QEMU guest agent answers)');
+
+export const ImageUpdate = named('ImageUpdate', z.strictObject({
+  ready: readyCheck.nullable().describe('how its instances are known ready; null: back to the image\'s default'),
 }));
 
 export const ImageBuild = named('ImageBuild', z.strictObject({
@@ -134,6 +97,15 @@ export const Instance = named('Instance', z.object({
   createdAt: timestamp,
   volumes: z.array(z.object({ name: z.string(), device: z.string(), sizeGiB: z.number().int() })),
   drift: z.array(z.string()).describe('differences between kumo\'s record and libvirt, in words'),
+  readiness: z.object({
+    check: z.string().describe('the image\'s readiness check'),
+    status: z.enum(['ready', 'booting', 'failed', 'stopped']),
+    detail: z.string().describe('what showed it ready, what it waits for, or why it failed'),
+    cloudInit: z.object({
+      status: z.enum(['running', 'done', 'failed']), version: z.string().optional(),
+      errors: z.array(z.string()).describe('cloud-init\'s warnings and errors in this boot, from the serial console'),
+    }).optional().describe('cloud-init in the current boot, as its console shows it; absent when it printed nothing'),
+  }).optional().describe('only on GET /instances/{name}: whether the guest is ready by its image\'s check, looked at for this read'),
 }));
 
 export const InstanceCreate = named('InstanceCreate', z.strictObject({
@@ -151,7 +123,8 @@ export const InstanceCreate = named('InstanceCreate', z.strictObject({
   userData: z.string().optional().describe('your own #cloud-config, merged with kumo\'s'),
   start: z.boolean().optional().describe('start it (default true)'),
   host: z.string().optional().describe('pin to this host (default: the hypervisor with the most free memory)'),
-  wait: z.boolean().optional().describe('the operation also waits until the guest answers HTTP on port 8080, like `kumo instance create --wait`'),
+  wait: z.boolean().optional().describe('the operation also waits until the guest is ready by its image\'s check (see Image.ready), like `kumo instance create --wait`'),
+  waitFor: readyCheck.optional().describe('wait for this check instead of the image\'s (implies wait), like --wait-for'),
 }));
 
 export const InstanceStop = named('InstanceStop', z.strictObject({
@@ -310,6 +283,7 @@ export const ImageImport = named('ImageImport', z.strictObject({
   sha256: z.string().regex(/^[0-9a-fA-F]{64}$/, 'expected 64 hex digits').optional().describe('expected checksum of the file'),
   kernel: z.string().optional().describe('refused over the API (a file on the server): `kumo image import --kernel` on the machine'),
   initrd: z.string().optional(), cmdline: z.string().optional(),
+  ready: readyCheck.optional().describe('how its instances are known ready (default cloud-init)'),
 }));
 /** A response that is text of one media type (XML, a log), not JSON. */
 export const Text = (what: string, type: 'text/plain' | 'application/xml' = 'text/plain') => ({ description: what, content: { [type]: { schema: z.string() } } });

@@ -1,14 +1,31 @@
 import { actor, say } from './app.js';
 import type { Context } from '../service/context.js';
-import { InstanceService, HTTP_PORT, type CreateRequest } from '../service/instances.js';
+import { InstanceService, type CreateRequest } from '../service/instances.js';
 import { ConsoleService, openViewer } from '../service/consoles.js';
 import type { ConsoleMode, Instance } from '../model/types.js';
 import { invalid } from '../model/errors.js';
+import { formatReadyCheck, parseReadyCheck, type ReadyCheck } from '../model/readiness.js';
+import type { Messages } from './i18n.js';
 
 export interface LaunchOptions {
   console: ConsoleMode | 'auto';
   wait: boolean;
-  messages: { created: (name: string) => string; vnc: (addr: string) => string; detach: string; viewer: (v: string) => string };
+  /** What to wait for instead of the image's own readiness (--wait-for). */
+  waitFor?: ReadyCheck;
+  messages: Messages['launch'];
+}
+
+/** `--wait` / `--wait-for CHECK`: whether to wait, and on what (undefined: the image's own check). */
+export function parseWait(o: { wait?: boolean; waitFor?: string }): Pick<LaunchOptions, 'wait' | 'waitFor'> {
+  return { wait: Boolean(o.wait || o.waitFor !== undefined), ...(o.waitFor !== undefined ? { waitFor: parseReadyCheck(o.waitFor) } : {}) };
+}
+
+/** Waits on the guest's readiness, saying what for as that changes; prints how it was found ready. */
+export async function waitAndTell(svc: InstanceService, name: string, opts: { check?: ReadyCheck; timeoutMs?: number; messages: Messages['launch'] }): Promise<void> {
+  const check = opts.check ?? svc.readyCheck(name);
+  say(opts.messages.waiting(name, formatReadyCheck(check)));
+  const ready = await svc.waitReady(name, opts.timeoutMs, { check, onWait: (what) => say(opts.messages.waitingFor(name, what)) });
+  console.log(opts.messages.ready(name, ready.detail, ready.ip));
 }
 
 export const CONSOLE_MODES = ['auto', 'none', 'serial', 'vnc'] as const;
@@ -42,10 +59,6 @@ export async function launch(ctx: Context, req: CreateRequest, opts: LaunchOptio
     console.log(opts.messages.detach);
     await new ConsoleService(ctx).attachSerial(inst.name);
   }
-  if (opts.wait) {
-    say(`  waiting for ${inst.name} to answer on port ${HTTP_PORT}...`);
-    const ready = await svc.waitReady(inst.name);
-    console.log(`${inst.name} answers at http://${ready.ip}:${HTTP_PORT}/`);
-  }
+  if (opts.wait) await waitAndTell(svc, inst.name, { ...(opts.waitFor ? { check: opts.waitFor } : {}), messages: opts.messages });
   return inst;
 }

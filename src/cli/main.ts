@@ -25,10 +25,12 @@ program.command('create').description('the interactive wizard: OS, flavor, root 
   .addOption(new Option('--lang <lang>', 'language of the questions').choices(['en', 'ko']))
   .option('--show-password', 'show the root password in the summary')
   .addOption(new Option('--console <mode>', 'console to connect while it boots').choices(['auto', 'none', 'serial', 'vnc']).default('auto'))
-  .option('--wait', 'wait until the guest answers on port 8080')
-  .action(async (o: { lang?: string; showPassword?: boolean; console: string; wait?: boolean }) => {
-    const [{ runWizard }, { parseConsoleMode }] = await Promise.all([import('./wizard.js'), import('./launch.js')]);
-    await runWizard({ ...o, console: parseConsoleMode(o.console) });
+  .option('--wait', 'wait until the guest is ready, by its image\'s check')
+  .option('--wait-for <check>', 'wait for this instead: http:PORT, ssh, cloud-init or agent (implies --wait)')
+  .action(async (o: { lang?: string; showPassword?: boolean; console: string; wait?: boolean; waitFor?: string }) => {
+    const [{ runWizard }, { parseConsoleMode, parseWait }] = await Promise.all([import('./wizard.js'), import('./launch.js')]);
+    const { waitFor: _text, ...rest } = o;
+    await runWizard({ ...rest, console: parseConsoleMode(o.console), ...parseWait(o) });
   });
 // Only the command modules this command line needs are loaded (see commands.ts).
 for (const lazy of commandsFor(process.argv.slice(2), program.commands.map((c) => c.name()))) {

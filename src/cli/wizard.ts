@@ -12,12 +12,15 @@ import { KumoError } from '../model/errors.js';
 import { checkName } from '../model/names.js';
 import { checkSize, parseWhole } from '../model/sizes.js';
 import type { ConsoleMode } from '../model/types.js';
+import type { ReadyCheck } from '../model/readiness.js';
 
 export interface WizardOptions {
   lang?: string;
   showPassword?: boolean;
   console: ConsoleMode | 'auto';
   wait?: boolean;
+  /** --wait-for: the check to wait on instead of the image's own. */
+  waitFor?: ReadyCheck;
 }
 
 /** The course's wizard prompts have no "?" decoration: the message is the whole prompt. */
@@ -123,5 +126,5 @@ export async function runWizard(opts: WizardOptions): Promise<void> {
     name, image: image.name, ...sizes, password: rootPassword, networks: [network], dataDisks: extra ? [extra] : [],
   };
   await instances.validate(req);
-  await launch(ctx, req, { console: opts.console, wait: opts.wait ?? false, messages: m.launch });
+  await launch(ctx, req, { console: opts.console, wait: opts.wait ?? false, ...(opts.waitFor ? { waitFor: opts.waitFor } : {}), messages: m.launch });
 }

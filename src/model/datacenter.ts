@@ -6,6 +6,7 @@ import { contains, formatIp, isSshPublicKey, mistakableName, MOUNT_PATH_PATTERN,
 import { ipv4String, portSchema } from './check-schemas.js';
 import { cloudConfigProblems } from './cloud-config.js';
 import { LIMITS } from './sizes.js';
+import { parseReadyCheck } from './readiness.js';
 
 /**
  * The datacenter file (`kumo plan|apply|destroy FILE`): the course's project as one
@@ -48,6 +49,10 @@ const InstanceGroupSchema = z.object({
   placement: z.enum(['spread', 'pack']).default('spread'),
   /** Only these hypervisors (default: any). */
   hosts: z.array(name).min(1).optional(),
+  /** What apply waits for before the next kind (default: the image's readiness, model/readiness.ts). */
+  wait_for: z.string().superRefine((v, ctx) => {
+    try { parseReadyCheck(v, 'wait_for'); } catch (e) { ctx.addIssue({ code: 'custom', message: (e as Error).message }); }
+  }).optional(),
 }).strict();
 
 /** The bounds `kumo flavor create` has (model/sizes.ts): a flavor the file may declare can be made. */

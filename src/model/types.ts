@@ -20,6 +20,8 @@ export interface Image {
   kernel?: string;
   initrd?: string;
   cmdline?: string;
+  /** How kumo knows an instance of it is ready (model/readiness.ts); absent: the default for its kind. */
+  ready?: string;
   source: string;
   createdAt: string;
 }

@@ -11,6 +11,7 @@ import { buildDebianImage, type DebianRecipe } from '../drivers/image/debian.js'
 import { KumoError, invalid, notFound } from '../model/errors.js';
 import { checkImageName } from '../model/names.js';
 import type { Image } from '../model/types.js';
+import { formatReadyCheck, parseReadyCheck, readyCheckOf } from '../model/readiness.js';
 import { addressFault, urlHost } from '../model/address-policy.js';
 import { DISK_HEAD_BYTES, rawDiskContent } from '../model/disk-content.js';
 import { ROOT_ONLY, type Reach } from '../model/reach.js';
@@ -24,8 +25,13 @@ export interface ImportOptions {
   kernel?: string;
   initrd?: string;
   cmdline?: string;
+  /** How its instances are known ready (model/readiness.ts); default: cloud-init. */
+  ready?: string;
   onProgress?: (done: number, total: number | undefined) => void;
 }
+
+/** The image with the readiness check its instances get (its own, or the default for its kind). */
+const withReady = (image: Image): Image => ({ ...image, ready: formatReadyCheck(readyCheckOf(image)) });
 
 export const TINY_IMAGE = 'tiny';
 
@@ -36,8 +42,9 @@ export const TINY_IMAGE = 'tiny';
 export class ImageService {
   constructor(private readonly ctx: Context, private readonly actor: Actor = machineActor()) {}
 
+  /** Every image this project may use, each with the readiness its instances are waited on. */
   list(): Image[] {
-    return this.ctx.images.list(this.actor.project);
+    return this.ctx.images.list(this.actor.project).map(withReady);
   }
 
   get(name: string): Image {
@@ -46,7 +53,21 @@ export class ImageService {
       throw notFound(`image "${name}" does not exist`,
         'see `kumo image list`; build the test image with `kumo image build tiny` or add one with `kumo image import NAME FILE|URL`');
     }
-    return image;
+    return withReady(image);
+  }
+
+  /**
+   * How instances of the image are known ready (`kumo image set --ready`): a check, or undefined
+   * for the image's default. Like delete, only the image's own project changes it.
+   */
+  setReady(name: string, ready: string | undefined): Image {
+    this.get(name);
+    if (this.ctx.images.owner(name) !== this.actor.project) {
+      throw new KumoError('FORBIDDEN', `image "${name}" is public, shared by every project: only its own project may change it`,
+        'ask an admin of its project (root on the server: kumo image set)');
+    }
+    this.ctx.images.setReady(name, ready === undefined ? undefined : formatReadyCheck(parseReadyCheck(ready, '--ready')));
+    return this.get(name);
   }
 
   /**
@@ -141,6 +162,7 @@ export class ImageService {
     if (this.ctx.images.get(name)) {
       throw new KumoError('ALREADY_EXISTS', `image "${name}" already exists`, `delete it first (\`kumo image delete ${name}\`) or pick another name`);
     }
+    if (opts.ready !== undefined) opts = { ...opts, ready: formatReadyCheck(parseReadyCheck(opts.ready, '--ready')) };
     if (opts.sha256 !== undefined && !/^[0-9a-fA-F]{64}$/.test(opts.sha256)) {
       throw invalid(`--sha256 must be 64 hexadecimal digits, got "${opts.sha256}"`);
     }
@@ -170,7 +192,7 @@ export class ImageService {
       const boot = await this.copyBootFiles(dir, opts);
       const image: Image = {
         name, os: opts.os ?? name, disk, format: info.format, virtualSizeBytes: info.virtualSize,
-        ...boot, source, createdAt: new Date().toISOString(),
+        ...boot, ...(opts.ready !== undefined ? { ready: opts.ready } : {}), source, createdAt: new Date().toISOString(),
       };
       this.ctx.images.upsert(image);
       return image;
@@ -185,7 +207,8 @@ export class ImageService {
    * http(s) URLs whose host passes the address policy, and no server files for direct boot.
    * Nothing here touches the server's files, so no answer tells whether a path exists.
    */
-  async checkSource(source: string, opts: Pick<ImportOptions, 'kernel' | 'initrd'>, reach: Reach = 'cloud'): Promise<URL | undefined> {
+  async checkSource(source: string, opts: Pick<ImportOptions, 'kernel' | 'initrd' | 'ready'>, reach: Reach = 'cloud'): Promise<URL | undefined> {
+    if (opts.ready !== undefined) parseReadyCheck(opts.ready, 'ready');
     const isUrl = /^https?:\/\//i.test(source);
     if (reach === 'cloud') {
       if (!isUrl) {

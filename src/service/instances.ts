@@ -14,7 +14,7 @@ import { HostService, type PlaceOptions } from './host.js';
 import { SnapshotService } from './snapshots.js';
 import { domainOf } from './domains.js';
 import { growRootDisk } from './root-disk.js';
-import { waitReady, type ReadyInfo } from './ready.js';
+import { imageReadyCheck, readinessOf, waitReady, type ReadyCheck, type ReadyInfo, type Readiness, type WaitOptions } from './ready.js';
 import { admitToDhcp, dhcpAddresses, dismissFromDhcp } from './leases.js';
 import { attachedVolumes, stateOf, statesOf } from './instance-states.js';
 import { buildDomainXml, parseDomainXml } from '../drivers/libvirt/domain-xml.js';
@@ -54,7 +54,6 @@ export interface CreateRequest {
   placement?: PlaceOptions;
 }
 
-export { HTTP_PORT, type ReadyInfo } from './ready.js';
 /** The folder of an instance where QEMU makes its VNC socket. */
 export const VNC_FOLDER = 'vnc';
 
@@ -222,10 +221,7 @@ export class InstanceService {
     return records.map((r) => this.view(r, states.get(r.name) ?? unknown, leases, silent.get(r.host), attached.get(r.name) ?? []));
   }
 
-  /**
-   * One instance. `ask`: right after a change kumo made, ask libvirt rather than the followed
-   * events, whose event may trail the answer of the call that caused it by milliseconds.
-   */
+  /** One instance. `ask`: ask libvirt, not the followed events (right after kumo's own change, its event may trail). */
   async get(name: string, { ask = false } = {}): Promise<Instance> {
     const r = this.record(name);
     const { virsh, id } = domainOf(this.ctx, name);
@@ -331,10 +327,17 @@ export class InstanceService {
     return growRootDisk(this.ctx, this.record(name), () => this.liveState(name), diskGiB);
   }
 
-  /** Waits until the guest has a DHCP lease and, unless it never does, answers HTTP on 8080 (ready.ts). */
-  async waitReady(name: string, timeoutMs = 180_000, needHttp = true): Promise<ReadyInfo> {
-    return waitReady(this.ctx, { get: (n) => this.get(n), consoleLog: (n) => this.consoleLog(n) }, name, timeoutMs, needHttp);
+  /** Waits until the guest passes its image's readiness check, or `opts.check` (ready.ts). */
+  async waitReady(name: string, timeoutMs = 180_000, opts: Partial<Pick<WaitOptions, 'check' | 'onWait'>> = {}): Promise<ReadyInfo> {
+    return waitReady(this.ctx, this, name, { ...opts, timeoutMs, check: opts.check ?? this.readyCheck(name) });
   }
+
+  /** The instance with its readiness (booting, ready, failed) by its image's check: what show gives. */
+  async show(name: string): Promise<Instance & { readiness: Readiness }> {
+    const inst = await this.get(name);
+    return { ...inst, readiness: await readinessOf(this.ctx, inst, this.readyCheck(name), this.consoleLog(name)) };
+  }
+  readyCheck = (name: string): ReadyCheck => imageReadyCheck(this.ctx, this.record(name).image);
 
   consoleLog(name: string): string {
     return join(this.ctx.paths.instances, name, 'console.log');

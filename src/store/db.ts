@@ -187,6 +187,8 @@ const MIGRATIONS: string[] = [
    CREATE TABLE network_projects (network TEXT PRIMARY KEY, project TEXT NOT NULL);
    CREATE INDEX instances_project ON instances(project);
    CREATE INDEX volumes_project ON volumes(project);`,
+  // How an image's instances are known ready (http:PORT, ssh, cloud-init, agent); NULL: its default.
+  'ALTER TABLE images ADD COLUMN ready TEXT;',
 ];
 
 export type Db = Database.Database;

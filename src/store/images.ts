@@ -4,7 +4,7 @@ import type { Image } from '../model/types.js';
 /** A row of the images table as SQLite hands it back. */
 interface ImageRow {
   name: string; os: string; disk: string; format: 'qcow2' | 'raw'; virtual_size: number;
-  kernel: string | null; initrd: string | null; cmdline: string | null; source: string; created_at: string;
+  kernel: string | null; initrd: string | null; cmdline: string | null; ready: string | null; source: string; created_at: string;
 }
 
 export class ImageRepo {
@@ -32,13 +32,19 @@ export class ImageRepo {
     return row && toImage(row);
   }
 
+  /** Adds or replaces an image; a rebuild (no `ready` of its own) keeps the readiness set for it. */
   upsert(i: Image): void {
-    this.db.prepare(`INSERT INTO images (name, os, disk, format, virtual_size, kernel, initrd, cmdline, source, created_at)
-      VALUES (@name, @os, @disk, @format, @virtualSizeBytes, @kernel, @initrd, @cmdline, @source, @createdAt)
+    this.db.prepare(`INSERT INTO images (name, os, disk, format, virtual_size, kernel, initrd, cmdline, ready, source, created_at)
+      VALUES (@name, @os, @disk, @format, @virtualSizeBytes, @kernel, @initrd, @cmdline, @ready, @source, @createdAt)
       ON CONFLICT(name) DO UPDATE SET os = excluded.os, disk = excluded.disk, format = excluded.format,
         virtual_size = excluded.virtual_size, kernel = excluded.kernel, initrd = excluded.initrd,
-        cmdline = excluded.cmdline, source = excluded.source`)
-      .run({ ...i, kernel: i.kernel ?? null, initrd: i.initrd ?? null, cmdline: i.cmdline ?? null });
+        cmdline = excluded.cmdline, ready = COALESCE(excluded.ready, images.ready), source = excluded.source`)
+      .run({ ...i, kernel: i.kernel ?? null, initrd: i.initrd ?? null, cmdline: i.cmdline ?? null, ready: i.ready ?? null });
+  }
+
+  /** Sets (or with undefined, clears back to the default) how instances of the image are known ready. */
+  setReady(name: string, ready: string | undefined): void {
+    this.db.prepare('UPDATE images SET ready = ? WHERE name = ?').run(ready ?? null, name);
   }
 
   delete(name: string): void {
@@ -56,5 +62,6 @@ const toImage = (r: ImageRow): Image => ({
   ...(r.kernel ? { kernel: r.kernel } : {}),
   ...(r.initrd ? { initrd: r.initrd } : {}),
   ...(r.cmdline ? { cmdline: r.cmdline } : {}),
+  ...(r.ready ? { ready: r.ready } : {}),
   source: r.source, createdAt: r.created_at,
 });

@@ -45,8 +45,8 @@ test('create → guest answers on 8080 with its hostname; password, disk size, d
     name, image: 'tiny', flavor: 'small', password: 'test123', networks: [env.network], dataDisks: [5], userData,
   });
   assert.equal(inst.state, 'running');
-  const { ip, http } = await svc.waitReady(name, 180_000);
-  assert.ok(http);
+  const { ip, check } = await svc.waitReady(name, 180_000);
+  assert.equal(check, 'http:8080', 'the tiny image is ready when it answers HTTP on 8080');
   assert.match(await page(ip, '/'), new RegExp(name));
 
   // The hash in the guest's /etc/shadow is the one kumo stored, and it verifies the password.

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { ActorRequest, ApiDeps } from '../deps.js';
 import { ImageService } from '../../service/images.js';
-import { Accepted, errors, Image, ImageBuild, ImageImport, NameParams, NoContent } from '../schemas.js';
+import { Accepted, errors, Image, ImageBuild, ImageImport, ImageUpdate, NameParams, NoContent } from '../schemas.js';
 import { accepted, ownerOf } from './operations.js';
 
 const tags = ['images'];
@@ -50,6 +50,17 @@ export const imageRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx, op
       return image;
     });
     return accepted(reply, op);
+  });
+
+  app.patch('/images/:name', {
+    schema: {
+      tags, operationId: 'updateImage', body: ImageUpdate, params: NameParams, response: { 200: Image, ...errors(400, 403, 404) },
+      summary: 'change how instances of the image are known ready (`kumo image set --ready`); only the image\'s own project',
+    },
+  }, async (req) => {
+    const image = svc(req).setReady(req.params.name, req.body.ready ?? undefined);
+    ops.resourceChanged('image', image.name, 'updated');
+    return image;
   });
 
   app.delete('/images/:name', {

@@ -10,6 +10,7 @@ import {
   InstanceStarted, InstanceStop, InstanceStopped, NameParams, optionalBody, Text,
 } from '../schemas.js';
 import { accepted, ownerOf } from './operations.js';
+import { parseReadyCheck } from '../../model/readiness.js';
 
 const tags = ['instances'];
 
@@ -20,7 +21,6 @@ export function renderInstance({ passwordHash, ...rest }: InstanceView): z.outpu
 
 export const instanceRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx, ops }) => {
   const svc = (req: ActorRequest) => new InstanceService(ctx, req.actor);
-  const view = async (req: ActorRequest, name: string) => renderInstance(await svc(req).get(name));
 
   app.get('/instances', {
     schema: { tags, operationId: 'listInstances', summary: 'every instance, with libvirt\'s state and DHCP addresses', response: { 200: z.array(Instance), ...errors() } },
@@ -28,7 +28,10 @@ export const instanceRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx,
 
   app.get('/instances/:name', {
     schema: { tags, operationId: 'getInstance', summary: 'one instance: NICs, volumes, VNC address, drift', params: NameParams, response: { 200: Instance, ...errors(404) } },
-  }, async (req) => view(req, req.params.name));
+  }, async (req) => {
+    const { readiness, ...inst } = await svc(req).show(req.params.name);
+    return { ...renderInstance(inst), readiness };
+  });
 
   app.post('/instances', {
     schema: {
@@ -36,15 +39,16 @@ export const instanceRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx,
       summary: 'create and start an instance: checked at once (400/404/409), then made by an operation whose result is the Instance',
     },
   }, async (req, reply) => {
-    const { wait, ...request } = req.body;
+    const { wait, waitFor, ...request } = req.body;
     const s = svc(req);
     // Everything that can be refused is refused now, as an answer, not as a failed operation.
+    const check = waitFor !== undefined ? parseReadyCheck(waitFor, 'waitFor') : undefined;
     await s.validate(request);
     const op = ops.startFor(ownerOf(req), 'instance.create', request.name, async (progress) => {
       await s.create(request, progress);
-      if (wait) {
+      if (wait || check) {
         progress('boot');
-        await s.waitReady(request.name);
+        await s.waitReady(request.name, undefined, { ...(check ? { check } : {}), onWait: (what) => progress(`waiting for ${what}`) });
       }
       return renderInstance(await s.get(request.name, { ask: true }));
     });

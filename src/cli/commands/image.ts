@@ -43,7 +43,8 @@ export function imageCommand(): Command {
     .option('--kernel <file>', 'direct-boot kernel (images without their own boot loader)')
     .option('--initrd <file>', 'direct-boot initrd')
     .option('--cmdline <text>', 'direct-boot kernel command line')
-    .action(async (name: string, source: string, o: { os?: string; sha256?: string; kernel?: string; initrd?: string; cmdline?: string }) => {
+    .option('--ready <check>', 'how its instances are known ready: cloud-init (default), ssh, http:PORT or agent')
+    .action(async (name: string, source: string, o: { os?: string; sha256?: string; kernel?: string; initrd?: string; cmdline?: string; ready?: string }) => {
       const svc = new ImageService(await context(), actor());
       const bar = process.stderr.isTTY ? new SingleBar({ format: ' {bar} {percentage}% | {value}/{total} MiB', stream: process.stderr }) : undefined;
       let started = false;
@@ -62,8 +63,8 @@ export function imageCommand(): Command {
     .action(async (o: { json?: boolean }) => {
       const images = new ImageService(await context(), actor()).list();
       if (o.json) return console.log(json(images));
-      console.log(table(['Name', 'OS', 'Format', 'Size', 'Boot'],
-        images.map((i) => [i.name, i.os, i.format, gib(i.virtualSizeBytes), i.kernel ? 'direct kernel' : 'own boot loader'])));
+      console.log(table(['Name', 'OS', 'Format', 'Size', 'Boot', 'Ready'],
+        images.map((i) => [i.name, i.os, i.format, gib(i.virtualSizeBytes), i.kernel ? 'direct kernel' : 'own boot loader', i.ready ?? ''])));
     });
 
   cmd.command('show').argument('<name>').option('--json', 'machine-readable output')
@@ -78,5 +79,16 @@ export function imageCommand(): Command {
       await new ImageService(await context(), actor()).delete(name);
       console.log(`deleted image "${name}"`);
     });
+  addSetReady(cmd);
   return cmd;
+}
+
+/** `kumo image set NAME --ready CHECK`: how instances of the image are known ready. */
+function addSetReady(cmd: Command): void {
+  cmd.command('set').argument('<name>').description('change how instances of an image are known ready (--wait, show)')
+    .requiredOption('--ready <check>', 'http:PORT, ssh, cloud-init, agent, or "default" (tiny: http:8080; others: cloud-init)')
+    .action(async (name: string, o: { ready: string }) => {
+      const image = new ImageService(await context(), actor()).setReady(name, o.ready === 'default' ? undefined : o.ready);
+      console.log(`image "${image.name}": instances are ready by ${image.ready}`);
+    });
 }

@@ -2,13 +2,14 @@ import { Command, Option } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
 import { collect, actor, context, say } from '../app.js';
 import { json, ramText, table } from '../render.js';
-import { launch, parseConsoleMode } from '../launch.js';
+import { launch, parseConsoleMode, parseWait, waitAndTell } from '../launch.js';
 import { en } from '../i18n.js';
 import { InstanceService, type CreateRequest } from '../../service/instances.js';
 import { MigrationService } from '../../service/migration.js';
 import { ConsoleService } from '../../service/consoles.js';
 import { invalid, KumoError } from '../../model/errors.js';
 import { parseSeconds, parseWhole } from '../../model/sizes.js';
+import { parseReadyCheck } from '../../model/readiness.js';
 import type { Instance } from '../../model/types.js';
 
 interface CreateFlags {
@@ -25,6 +26,7 @@ interface CreateFlags {
   userData?: string;
   console: string;
   wait?: boolean;
+  waitFor?: string;
   host?: string;
 }
 
@@ -92,10 +94,12 @@ function addCreate(cmd: Command): void {
     .option('--disk <GiB>', 'extra empty data disk (repeatable)', collect, [])
     .option('--user-data <file>', 'your own #cloud-config, merged with kumo\'s')
     .addOption(new Option('--console <mode>', 'connect a console after start').choices(['auto', 'none', 'serial', 'vnc']).default('none'))
-    .option('--wait', 'wait until the guest answers on port 8080')
+    .option('--wait', 'wait until the guest is ready, by its image\'s check (kumo image list: READY)')
+    .option('--wait-for <check>', 'wait for this instead: http:PORT, ssh, cloud-init or agent (implies --wait)')
     .option('--host <name>', 'pin to this host (default: the hypervisor with the most free memory)')
     .action(async (name: string, o: CreateFlags) => {
-      await launch(await context(), createRequest(name, o), { console: parseConsoleMode(o.console), wait: o.wait ?? false, messages: en.launch });
+      const wait = parseWait(o); // checked before anything is made
+      await launch(await context(), createRequest(name, o), { console: parseConsoleMode(o.console), ...wait, messages: en.launch });
     });
 }
 
@@ -112,9 +116,9 @@ function addInspection(cmd: Command): void {
 
   cmd.command('show').argument('<name>').option('--json', 'machine-readable output')
     .action(async (name: string, o: { json?: boolean }) => {
-      const i = await new InstanceService(await context(), actor()).get(name);
+      const i = await new InstanceService(await context(), actor()).show(name);
       if (o.json) return console.log(json(i));
-      const { passwordHash, sshKeys, nics, drift, dataDisks, volumes, ...rest } = i;
+      const { passwordHash, sshKeys, nics, drift, dataDisks, volumes, readiness, ...rest } = i;
       for (const [k, v] of Object.entries(rest)) console.log(`${k.padEnd(12)} ${String(v)}`);
       console.log(`${'password'.padEnd(12)} ${passwordHash ? 'set (sha512 hash)' : 'none'}`);
       console.log(`${'ssh keys'.padEnd(12)} ${sshKeys.length}`);
@@ -122,6 +126,10 @@ function addInspection(cmd: Command): void {
       for (const n of nics) console.log(`${'nic'.padEnd(12)} ${n.mac}  ${n.network}  ${n.ipv4 ?? '(no lease yet)'}`);
       for (const v of volumes) console.log(`${'volume'.padEnd(12)} ${v.name}  ${v.device}  ${v.sizeGiB} GiB`);
       for (const d of drift) console.log(`${'drift'.padEnd(12)} ${d}`);
+      console.log(`${'readiness'.padEnd(12)} ${readiness.status} (${readiness.check}): ${readiness.detail}`);
+      const ci = readiness.cloudInit;
+      if (ci) console.log(`${'cloud-init'.padEnd(12)} ${ci.status}${ci.version ? ` (${ci.version})` : ''}`);
+      for (const e of ci?.errors ?? []) console.log(`${'  reported'.padEnd(12)} ${e}`);
     });
 
   cmd.command('xml').argument('<name>').description('the libvirt domain XML, like virsh dumpxml')
@@ -205,11 +213,13 @@ function addConsoleAndMoves(cmd: Command): void {
       console.log(`migrated ${name} ${r.from} -> ${r.to} in ${(r.durationMs / 1000).toFixed(1)} s (downtime ${r.downtimeMs ?? '?'} ms)`);
     });
 
-  cmd.command('wait').argument('<name>').description('wait until the guest answers on port 8080')
+  cmd.command('wait').argument('<name>').description('wait until the guest is ready, by its image\'s check or --for')
+    .option('--for <check>', 'http:PORT, ssh, cloud-init or agent (default: the image\'s, see kumo image list)')
     .option('--timeout <seconds>', 'how long to wait', '180')
-    .action(async (name: string, o: { timeout: string }) => {
+    .action(async (name: string, o: { timeout: string; for?: string }) => {
       const seconds = parseSeconds('--timeout', o.timeout);
-      const r = await new InstanceService(await context(), actor()).waitReady(name, seconds * 1000);
-      console.log(`${name} answers at http://${r.ip}:8080/`);
+      const check = o.for !== undefined ? parseReadyCheck(o.for, '--for') : undefined;
+      const svc = new InstanceService(await context(), actor());
+      await waitAndTell(svc, name, { ...(check ? { check } : {}), timeoutMs: seconds * 1000, messages: en.launch });
     });
 }

@@ -69,6 +69,7 @@ const BASE_PACKAGES = [
   'openssh-server',
   'locales',                    // en_US.UTF-8, cloud-init's default locale on Debian
   'sudo',                       // cloud-init's default user gets sudo rights
+  'qemu-guest-agent',           // answers libvirt's guest-ping: `--wait-for agent`
   'nfs-common',                 // mount.nfs4: instances mount their datacenter's shares
   'netplan.io', 'systemd-resolved', // network config as on Debian 12's cloud images (systemd-networkd)
 ];

@@ -5,6 +5,7 @@ import { type Executor, local } from '../../exec/exec.js';
 import { KumoError, invalid } from '../../model/errors.js';
 import { CLOUD_CONFIG_LIST_KEYS, cloudConfigProblems } from '../../model/cloud-config.js';
 import { readYaml } from '../../model/yaml-input.js';
+import { finalMessageFor } from '../../model/guest-console.js';
 
 /**
  * The NoCloud seed: the three files cloud-init (and the tiny image's init) read from a
@@ -45,6 +46,8 @@ export function buildSeed(s: SeedInput): SeedFiles {
     manage_etc_hosts: true,
     disable_root: false,
     ssh_pwauth: s.rootPasswordHash !== undefined,
+    // Names the instance in the line kumo's readiness looks for on the console (model/guest-console.ts).
+    final_message: finalMessageFor(s.instanceId),
   };
   // `users` with hashed_passwd sets root's password on every cloud-init from 0.7 to today;
   // chpasswd.list is deprecated since 22.3 and chpasswd.users is unknown before it.
@@ -130,7 +133,7 @@ function mergeCloudConfig(ours: CloudConfig, theirs: CloudConfig): CloudConfig {
     out[key] = key === 'users' ? joined.filter((u, i) => u !== 'default' || joined.indexOf(u) === i) : joined;
   }
   // The user's own settings win for everything kumo does not have to own.
-  for (const key of ['ssh_pwauth', 'disable_root', 'manage_etc_hosts']) {
+  for (const key of ['ssh_pwauth', 'disable_root', 'manage_etc_hosts', 'final_message']) {
     if (theirs[key] !== undefined) out[key] = theirs[key];
   }
   return out;

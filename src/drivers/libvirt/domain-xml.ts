@@ -55,7 +55,10 @@ const diskTarget = (i: number) => `vd${String.fromCharCode(97 + i)}`;
  * On q35 every hot-plugged device needs a free PCIe root port, and libvirt adds only one spare
  * at definition. Like virt-install, kumo leaves room for volumes and NICs added later.
  */
-const SPARE_ROOT_PORTS = 8;
+const SPARE_ROOT_PORTS = 9; // 8, and one for the guest agent's virtio-serial controller
+
+/** The channel name the QEMU guest agent listens on in the guest. */
+export const GUEST_AGENT_CHANNEL = 'org.qemu.guest_agent.0';
 
 export function buildDomainXml(s: DomainSpec): string {
   const os: Record<string, unknown> = {
@@ -121,6 +124,8 @@ export function buildDomainXml(s: DomainSpec): string {
         })),
         serial: { '@_type': 'pty', log: { '@_file': s.consoleLog, '@_append': 'on' }, target: { '@_port': '0' } },
         console: { '@_type': 'pty', target: { '@_type': 'serial', '@_port': '0' } },
+        // The QEMU guest agent's port (libvirt picks the socket): `--wait-for agent` pings it.
+        channel: { '@_type': 'unix', target: { '@_type': 'virtio', '@_name': GUEST_AGENT_CHANNEL } },
         // A unix socket, not a loopback port any local user could open: the way in is kumo's
         // authenticated proxy (or root on the machine).
         graphics: { '@_type': 'vnc', listen: { '@_type': 'socket', '@_socket': s.vncSocket } },

@@ -74,19 +74,19 @@ export class DatacenterService {
    * it is made, so a failure part-way leaves a state the next apply plans from and continues;
    * the error says what was done before it.
    */
-  async apply(dc: Datacenter, onChange: (c: Change) => void = () => undefined): Promise<Change[]> {
+  async apply(dc: Datacenter, onChange: (c: Change) => void = () => undefined, say?: (text: string) => void): Promise<Change[]> {
     const changes = await this.plan(dc);
     const done: Change[] = [];
     try {
-      await this.act(dc, changes, onChange, (c) => { done.push(c); });
+      await this.act({ ctx: this.ctx, dc, started: [], ...(say ? { say } : {}) }, changes, onChange, (c) => { done.push(c); });
     } catch (e) {
       throw unfinished(e, done, changes.length);
     }
     return changes;
   }
 
-  private async act(dc: Datacenter, changes: Change[], starting: (c: Change) => void, made: (c: Change) => void): Promise<void> {
-    const run: ApplyRun = { ctx: this.ctx, dc, started: [] };
+  private async act(run: ApplyRun, changes: Change[], starting: (c: Change) => void, made: (c: Change) => void): Promise<void> {
+    const { dc } = run;
     // Before and after each resource is made, before it is recorded (the fault tests kill kumo
     // here; the services' operations have their own steps).
     const boundary = () => stepBoundary(`apply datacenter ${dc.name}`);

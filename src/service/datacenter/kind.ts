@@ -36,6 +36,8 @@ export interface ApplyRun {
   ctx: Context;
   dc: Datacenter;
   started: string[];
+  /** Tells the user what apply waits for (a guest's readiness), when someone listens. */
+  say?: (text: string) => void;
 }
 
 /**
