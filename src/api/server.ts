@@ -93,6 +93,8 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   QUOTA_EXCEEDED: 409,
   // The server's own storage is full (RFC 4918's Insufficient Storage): not the caller's fault.
   NO_SPACE: 507,
+  // Only an operation's wait meets it (its failure, not an answer); the guest is the upstream that failed.
+  GUEST_FAILED: 502,
 };
 
 const SCHEMA_FIX = `compare the request with the schema at /openapi.json (or the page at ${DOCS_PATH})`;

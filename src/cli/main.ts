@@ -9,7 +9,7 @@ import { paths } from '../config.js';
 
 /** Exit codes a script can act on (11 is `kumo doctor`'s "problems remain"). */
 const EXIT: Partial<Record<ErrorCode, number>> = {
-  INVALID_INPUT: 2, NOT_FOUND: 3, ALREADY_EXISTS: 4, IN_USE: 4, NOT_INTERACTIVE: 5, MISSING_DEPENDENCY: 6, TIMEOUT: 7, TOO_BUSY: 8, FORBIDDEN: 9, QUOTA_EXCEEDED: 10, NO_SPACE: 12,
+  INVALID_INPUT: 2, NOT_FOUND: 3, ALREADY_EXISTS: 4, IN_USE: 4, NOT_INTERACTIVE: 5, MISSING_DEPENDENCY: 6, TIMEOUT: 7, TOO_BUSY: 8, FORBIDDEN: 9, QUOTA_EXCEEDED: 10, NO_SPACE: 12, GUEST_FAILED: 13,
 };
 
 const program = new Command('kumo')

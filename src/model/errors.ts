@@ -21,7 +21,9 @@ export type ErrorCode =
   /** The project's quota has no room for what a create needs: make room, or an admin raises it. */
   | 'QUOTA_EXCEEDED'
   /** The filesystem under KUMO_HOME (disks, seeds, the store) is full: free space or grow it, then retry. */
-  | 'NO_SPACE';
+  | 'NO_SPACE'
+  /** The guest said it failed while coming up (cloud-init's errors, a kernel panic): its own words, for its owner. */
+  | 'GUEST_FAILED';
 
 export class KumoError extends Error {
   constructor(

@@ -80,7 +80,7 @@ export async function waitReady(ctx: Context, instances: InstanceReader, name: s
     }
     last = await look(ctx, inst, opts.check, await readConsole(instances.consoleLog(name)), 2_000);
     if (last.is === 'ready') return { check, ip: last.ip ?? '', detail: last.detail };
-    if (last.is === 'failed') throw new KumoError('COMMAND_FAILED', `instance "${name}" ${last.why}`, last.fix);
+    if (last.is === 'failed') throw new KumoError('GUEST_FAILED', `instance "${name}" ${last.why}`, last.fix);
     if (last.for !== told) opts.onWait?.((told = last.for));
     await sleep(1_000);
   }

@@ -43,6 +43,7 @@ test('debian-12: a real Debian cloud image that boots from its own boot loader a
   const dir = await mkdtemp(join(tmpdir(), `kumo-${env.prefix}-`));
   let term: Terminal | undefined;
   const name = `${env.prefix}vm`;
+  const broken = `${env.prefix}bk`;
   try {
     // ---------------------------------------------------------------- build (or the cached build)
     const started = Date.now();
@@ -115,13 +116,22 @@ test('debian-12: a real Debian cloud image that boots from its own boot loader a
       "  - [sh, -c, 'hostname > /var/tmp/runcmd.txt']",
       '',
     ].join('\n'));
+    // A second guest, booting at the same time, whose user-data command fails: --wait must end
+    // with cloud-init's own report of it (from the console), not a timeout.
+    await writeFile(join(dir, 'broken-data'), "#cloud-config\nruncmd:\n  - [sh, -c, 'echo kumo-broken-step; exit 3']\n");
+    const brokenWait = kumo(env, ['instance', 'create', broken, '--image', 'debian-12', '--flavor', 'small',
+      '--password-file', pwFile, '--user-data', join(dir, 'broken-data'), '--network', env.network, '--wait'], BOOT_TIMEOUT_MS);
+    // --wait on a cloud image: ready once cloud-init's final stage ran (the guest serves no HTTP).
+    const bootStart = Date.now();
     const created = await kumo(env, ['instance', 'create', name, '--image', 'debian-12', '--flavor', 'small',
-      '--password-file', pwFile, '--ssh-key', `${key}.pub`, '--user-data', join(dir, 'user-data'), '--network', env.network]);
-    assert.equal(created.code, 0, `instance create failed:\n${created.stderr}`);
+      '--password-file', pwFile, '--ssh-key', `${key}.pub`, '--user-data', join(dir, 'user-data'), '--network', env.network, '--wait'], BOOT_TIMEOUT_MS);
+    assert.equal(created.code, 0, `instance create --wait failed:\n${created.stderr}`);
+    assert.match(created.stderr, new RegExp(`waiting for ${name} to be ready \\(cloud-init\\)`));
+    assert.match(created.stdout, new RegExp(`${name} is ready: cloud-init 22\\.4\\.\\d+ finished \\(address \\d+\\.\\d+\\.\\d+\\.\\d+\\)`));
+    t.diagnostic(`create --wait until cloud-init finished (TCG): ${((Date.now() - bootStart) / 1000).toFixed(0)} s`);
     const xml = (await local.run('virsh', ['-c', 'qemu:///system', 'dumpxml', name])).stdout;
     assert.doesNotMatch(xml, /<kernel>/, 'the domain boots from the disk');
     assert.match(xml, /<boot dev=["']hd["']\/>/);
-    const bootStart = Date.now();
     const consoleLog = join(env.home, 'instances', name, 'console.log');
     const logTail = async () => (existsSync(consoleLog) ? (await readFile(consoleLog, 'latin1')).split('\n').slice(-40).join('\n') : '(no console log)');
 
@@ -168,10 +178,11 @@ test('debian-12: a real Debian cloud image that boots from its own boot loader a
     ], { allowFailure: true, timeoutMs, ...(input !== undefined ? { input } : {}) });
     await waitFor('ssh with the instance\'s key', async () => ((await ssh('true', 30_000)).code === 0 ? true : (await sleep(2000), undefined)), 300_000);
 
-    // cloud-init restarts sshd while it works (ssh_pwauth): a connection may drop (ssh exits 255).
+    // cloud-init has finished (create --wait returned): its status needs no waiting. A connection
+    // may still drop while sshd settles (ssh exits 255).
     const drops: string[] = [];
-    const status = await waitFor('cloud-init to finish', async () => {
-      const r = await ssh('cloud-init status --wait --format json', 900_000);
+    const status = await waitFor('cloud-init status', async () => {
+      const r = await ssh('cloud-init status --format json', 120_000);
       if (r.code === 255) { drops.push(r.stderr.trim()); await sleep(2000); return undefined; }
       return r;
     }, 900_000);
@@ -182,8 +193,16 @@ test('debian-12: a real Debian cloud image that boots from its own boot loader a
     } catch {
       assert.fail(`cloud-init status gave no JSON (exit ${status.code}): ${status.stdout}${status.stderr}`);
     }
-    assert.equal(st.status, 'done', `cloud-init status: ${status.stdout}${status.stderr}`);
+    assert.equal(st.status, 'done', `cloud-init was done when create --wait returned: ${status.stdout}${status.stderr}`);
     assert.deepEqual(st.errors, [], 'cloud-init reports no errors');
+    const shown = (await kumo(env, ['instance', 'show', name])).stdout;
+    assert.match(shown, /readiness\s+ready \(cloud-init\): cloud-init 22\.4\.\d+ finished/);
+    assert.match(shown, /cloud-init\s+done \(22\.4\.\d+\)/);
+    for (const check of ['agent', 'ssh']) {
+      const r = await kumo(env, ['instance', 'wait', name, '--for', check, '--timeout', '120']);
+      assert.equal(r.code, 0, `--for ${check}: ${r.stderr}`);
+      assert.match(r.stdout, new RegExp(`${name} is ready: ${check === 'agent' ? 'the QEMU guest agent answers' : 'SSH answers on'}`));
+    }
     t.diagnostic(`boot to cloud-init done (TCG): ${((Date.now() - bootStart) / 1000).toFixed(0)} s`);
 
     const run = async (cmd: string) => {
@@ -223,6 +242,14 @@ test('debian-12: a real Debian cloud image that boots from its own boot loader a
     const mac = (await new InstanceService(env.ctx).get(name)).nics[0]?.mac;
     assert.equal((await run('cat /sys/class/net/nic0/address')).trim(), mac, "the NIC took the seed's name (set-name)");
     assert.equal((await run('command -v mount.nfs4')).trim(), '/usr/sbin/mount.nfs4', 'nfs-common: instances can mount shares');
+
+    const failed = await brokenWait;
+    assert.equal(failed.code, 13, `a failing user-data command fails --wait as the guest's failure (exit 13):\n${failed.stderr}`);
+    assert.match(failed.stderr, new RegExp(`instance "${broken}" finished cloud-init with errors: WARNING: Failed running /var/lib/cloud/instance/scripts/runcmd \\[3\\]`));
+    assert.match(failed.stderr, /fix: .*user-data/);
+    const brokenShown = (await kumo(env, ['instance', 'show', broken])).stdout;
+    assert.match(brokenShown, /readiness\s+failed \(cloud-init\)/);
+    assert.match(brokenShown, /reported\s+WARNING: Failed running \/var\/lib\/cloud\/instance\/scripts\/runcmd \[3\]/);
   } finally {
     term?.kill();
     await env.cleanup();
