@@ -5,7 +5,7 @@ import { libvirtCallTimeoutMs } from '../../config.js';
 import { type Executor, local } from '../../exec/exec.js';
 import { KumoError } from '../../model/errors.js';
 import type { RuntimeState } from '../../model/types.js';
-import { domainStateOver, dumpXmlOver, listDomainsOver, protocolLooksUp } from './protocol-reads.js';
+import { dhcpLeasesOver, domainStateOver, dumpXmlOver, listDomainsOver, protocolLooksUp } from './protocol-reads.js';
 import type { LibvirtConnection } from './rpc/connection.js';
 
 export interface DomainListing {
@@ -50,7 +50,7 @@ const CAPABILITY_CALLS = new Set(['define', 'create', 'start', 'domcapabilities'
  * A thin, typed client over `virsh`. Each call is one argument array: no shell, and XML
  * reaches libvirt through a file, never through the command line. A call that waits long
  * tells `onSlow` what it waits for. Given the host's protocol connection (rpc/, for the URIs it
- * speaks), the reads list and show lean on (listDomains, domainState, dumpXml) go over it
+ * speaks), the reads list and show lean on (listDomains, domainState, dumpXml, dhcpLeases) go over it
  * instead, with the same answers and the same errors; everything else stays on virsh.
  */
 export class Virsh {
@@ -255,6 +255,8 @@ export class Virsh {
   }
 
   async dhcpLeases(network: string): Promise<DhcpLease[]> {
+    const c = this.protocol;
+    if (c) return this.overProtocol(c, ['net-dhcp-leases', network], libvirtCallTimeoutMs(), () => dhcpLeasesOver(c, network));
     const out = await this.maybe(['net-dhcp-leases', network]);
     if (!out) return [];
     // " 2024-01-01 10:00:00   52:54:00:aa:bb:cc   ipv4   192.168.122.10/24   web1   01:52:..."
