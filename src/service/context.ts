@@ -30,6 +30,8 @@ import type { ObservedState } from '../model/types.js';
 export interface ObservedStates {
   /** The host's states by domain UUID, or undefined when they are not known fresh: then ask libvirt. */
   of(host: string): ((uuid: string) => ObservedState) | undefined;
+  /** Changes whenever anything of() answers may have changed (an event, a listing, a loss): what a prepared list is checked against. */
+  readonly version?: number;
 }
 
 /**

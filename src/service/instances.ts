@@ -16,7 +16,8 @@ import { domainOf } from './domains.js';
 import { growRootDisk } from './root-disk.js';
 import { waitReady, type ReadyInfo } from './ready.js';
 import { admitToDhcp, dhcpAddresses, dismissFromDhcp } from './leases.js';
-import { attachedVolumes, stateOf, statesOf } from './instance-states.js';
+import { stateOf } from './instance-states.js';
+import { buildList, preparedList, type BuiltList } from './instance-list.js';
 import { buildDomainXml, parseDomainXml } from '../drivers/libvirt/domain-xml.js';
 import { nicFiltersAvailable } from '../drivers/libvirt/nic-filter.js';
 import { buildSeed, parseUserData, writeSeedIso } from '../drivers/image/seed.js';
@@ -213,13 +214,16 @@ export class InstanceService {
 
   /** Every instance kumo made, with libvirt's view of it and how fresh that is. */
   async list(): Promise<Instance[]> {
-    const records = this.ctx.instances.list(this.actor.project);
-    if (!records.length) return [];
-    const { states, silent } = await statesOf(this.ctx, records);
-    const leases = await dhcpAddresses(this.ctx, records);
-    const unknown = { state: 'unknown', observedAt: new Date().toISOString(), source: 'asked' } as const;
-    const attached = attachedVolumes(this.ctx);
-    return records.map((r) => this.view(r, states.get(r.name) ?? unknown, leases, silent.get(r.host), attached.get(r.name) ?? []));
+    return (await this.buildList()).views;
+  }
+
+  /** The list as `render` (one constant function) makes it an answer, kept ready between calls (instance-list.ts). */
+  listRendered<T>(render: (views: Instance[]) => T): Promise<T> {
+    return preparedList(this.ctx, this.actor.project, render, () => this.buildList());
+  }
+
+  private buildList(): Promise<BuiltList> {
+    return buildList(this.ctx, this.ctx.instances.list(this.actor.project), (...args) => this.view(...args));
   }
 
   /**
