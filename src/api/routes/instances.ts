@@ -26,10 +26,10 @@ const InstanceList = z.array(Instance);
  * instance-list.ts) instead of once per request: the guarantee that every body sent matches
  * the schema holds, since a body that does not is never made.
  */
-export function renderInstanceList(views: InstanceView[]): string {
+export function renderInstanceList(views: InstanceView[]): Buffer {
   const checked = z.safeEncode(InstanceList, views.map(renderInstance));
   if (!checked.success) throw new Error(`the instance list does not match its response schema: ${checked.error.message}`);
-  return JSON.stringify(checked.data);
+  return Buffer.from(JSON.stringify(checked.data)); // bytes: sent as they are, not encoded again per request
 }
 
 export const instanceRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx, ops }) => {
