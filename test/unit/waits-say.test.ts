@@ -7,6 +7,7 @@ import { Proc } from '../../src/drivers/libvirt/rpc/protocol.js';
 import { waitUntil } from '../../src/exec/process.js';
 import { reportWaits, reportingWaitsTo, waiting, type WaitNotice } from '../../src/exec/waits.js';
 import { OperationRegistry, type Operation } from '../../src/service/operations.js';
+import { Operation as OperationSchema } from '../../src/api/schemas.js';
 import { waitReady, type InstanceReader } from '../../src/service/ready.js';
 import type { Context } from '../../src/service/context.js';
 import type { Instance } from '../../src/model/types.js';
@@ -114,6 +115,7 @@ test('an API operation whose step waits over 2 s shows what it waits for in its 
     assert.equal(waitingOne.waiting!.what, 'the NFS server starting');
     assert.ok(waitingOne.waiting!.seconds >= 2);
     assert.equal(waitingOne.step, 'nfs');
+    assert.deepEqual(OperationSchema.parse(waitingOne).waiting, waitingOne.waiting, 'the API\'s answer keeps it (its schema does not strip it)');
     assert.equal(seen.find((o) => o.step === 'export')?.waiting, undefined, 'the next step clears it');
     assert.equal(done.waiting, undefined);
     assert.deepEqual(elsewhere, []);
