@@ -4,6 +4,7 @@ import { readFile, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Context } from './context.js';
 import { sleep } from '../exec/process.js';
+import { waitingFor } from '../exec/waits.js';
 import { ImageService } from './images.js';
 import { FlavorService } from './flavors.js';
 import { NetworkService } from './networks.js';
@@ -279,11 +280,11 @@ export class InstanceService {
     if (state === 'shut off') return { forced: false };
     const { virsh, id } = domainOf(this.ctx, name);
     await virsh.shutdown(id);
-    const deadline = Date.now() + graceMs;
-    while (Date.now() < deadline) {
-      if ((await virsh.domainState(id)) === 'shut off') return { forced: false };
-      await sleep(500);
-    }
+    const shutDown = await waitingFor(`instance "${name}" to shut down (forced off after ${Math.round(graceMs / 1000)} s)`, async () => {
+      for (const deadline = Date.now() + graceMs; Date.now() < deadline; await sleep(500)) if ((await virsh.domainState(id)) === 'shut off') return true;
+      return false;
+    });
+    if (shutDown) return { forced: false };
     await virsh.destroy(id);
     return { forced: true };
   }

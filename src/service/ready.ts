@@ -1,6 +1,7 @@
 import type { Context } from './context.js';
 import { domainOf } from './domains.js';
 import { sleep } from '../exec/process.js';
+import { waiting, type Waiting } from '../exec/waits.js';
 import { pinFilterAddresses } from '../drivers/libvirt/nic-filter.js';
 import { httpGet } from '../drivers/host/http-probe.js';
 import { KumoError } from '../model/errors.js';
@@ -21,8 +22,20 @@ export interface InstanceReader {
   consoleLog(name: string): string;
 }
 
-/** Waits until the guest has a DHCP lease and, unless it never does, answers HTTP on 8080. */
+/**
+ * Waits until the guest has a DHCP lease and, unless it never does, answers HTTP on 8080; what it
+ * waits for (the lease, then HTTP) is said after 2 s (exec/waits.ts).
+ */
 export async function waitReady(ctx: Context, instances: InstanceReader, name: string, timeoutMs: number, needHttp: boolean): Promise<ReadyInfo> {
+  const said = waiting(`a DHCP lease for instance "${name}"`, 'its console log shows how far the guest has booted: kumo instance console');
+  try {
+    return await pollReady(ctx, instances, name, timeoutMs, needHttp, said);
+  } finally {
+    said.done();
+  }
+}
+
+async function pollReady(ctx: Context, instances: InstanceReader, name: string, timeoutMs: number, needHttp: boolean, said: Waiting): Promise<ReadyInfo> {
   const deadline = Date.now() + timeoutMs;
   let ip: string | undefined;
   let pinned = false;
@@ -39,6 +52,7 @@ export async function waitReady(ctx: Context, instances: InstanceReader, name: s
       pinned = true;
     }
     if (ip && !needHttp) return { ip, http: false };
+    if (ip) said.now(`instance "${name}" to answer HTTP on ${ip}:${HTTP_PORT}`);
     if (ip && (await httpFromHost(ctx, inst.host, `http://${ip}:${HTTP_PORT}/`)) !== undefined) return { ip, http: true };
     await sleep(1_000);
   }
