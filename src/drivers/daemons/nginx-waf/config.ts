@@ -142,10 +142,7 @@ export function buildNginxConfig(spec: WafSpec, paths: WafPaths, opts: { module:
     'env TZ=UTC;',
     'events { worker_connections 1024; }',
     'http {',
-    // Written in 64 KiB batches (at least every second), not one write per request: ~10-20% less
-    // of the WAF's CPU per request (docs/benchmarks.md, WAF engines side by side). A killed
-    // master loses at most the last second of access lines; the audit log is not buffered.
-    `    access_log ${paths.accessLog} combined buffer=64k flush=1s;`,
+    `    access_log ${paths.accessLog};`,
     `    client_body_temp_path ${t}/body;`,
     `    proxy_temp_path ${t}/proxy;`,
     `    fastcgi_temp_path ${t}/fastcgi;`,
