@@ -70,6 +70,7 @@ const VARIANTS: Variant[] = [
   { name: 'kumo → backend', upstream: BACKEND, edit: (c) => c },
   { name: 'kumo → HAProxy → backend', upstream: HAPROXY, edit: (c) => c },
   { name: 'kumo + access_log off → backend', upstream: BACKEND, edit: (c) => c.replace(/access_log [^;]+;/, 'access_log off;') },
+  { name: 'kumo + buffered access log → backend', upstream: BACKEND, edit: (c) => c.replace(/access_log ([^; ]+);/, 'access_log $1 combined buffer=64k flush=1s;') },
   {
     name: 'kumo + upstream keep-alive → backend', upstream: BACKEND,
     edit: (c) => c.replace('    server {\n', `    upstream waf_upstream { server ${BACKEND.address}:${BACKEND.port}; keepalive 32; }\n    server {\n`)
