@@ -5,7 +5,10 @@
  * records point at: two `kumo serve` on the same KUMO_HOME, one as shipped (protocol connection,
  * states from the followed events) and one with KUMO_LIBVIRT_PROTOCOL=0 (every list spawns virsh,
  * as before); each loaded with C keep-alive connections in turn. Also `kumo instance list` both
- * ways, and the delay from a `virsh destroy` (started) to the API showing "shut off".
+ * ways, and the delay from a `virsh destroy` (started) to the API showing "shut off". Every
+ * record has a NIC on a real libvirt network of that libvirtd (isolated, in the daemon's own
+ * network namespace) whose DHCP lease table holds a lease per NIC, so each list's lease read
+ * (over the protocol, or `virsh net-dhcp-leases` on the old path) answers N leases.
  *
  *   node dist/bench/api-events.js [--counts 10,100,1000] [--duration S] [--connections 8] [--event-rounds R] [--json FILE]
  *
@@ -13,7 +16,7 @@
  * private libvirtd are stopped.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { Agent, request } from 'node:http';
@@ -53,6 +56,32 @@ const idleXml = (name: string, uuid: string) => `<domain type='qemu'><name>${nam
 /** No disk: QEMU sits in its firmware, a guest that really runs. */
 const runnerXml = (name: string, uuid: string) => `<domain type='qemu'><name>${name}</name><uuid>${uuid}</uuid><memory unit='MiB'>32</memory>` +
   `<os><type arch='x86_64'>hvm</type></os><features><acpi/></features><devices></devices></domain>`;
+
+/**
+ * An isolated libvirt network with DHCP in the private libvirtd (its own network namespace: no
+ * bridge or firewall rule on the machine's), destroyed before the daemon stops (its dnsmasq would outlive it).
+ */
+async function startNetwork(uri: string, dir: string, name: string, bridge: string): Promise<void> {
+  const file = join(dir, 'network.xml');
+  await writeFile(file, `<network><name>${name}</name><bridge name='${bridge}'/><ip address='10.213.0.1' netmask='255.255.0.0'>` +
+    `<dhcp><range start='10.213.0.2' end='10.213.254.254'/></dhcp></ip></network>`);
+  await run('virsh', ['-q', '-c', uri, 'net-define', file]);
+  await run('virsh', ['-q', '-c', uri, 'net-start', name]);
+  undo.push({ what: `stop network ${name}`, fn: () => run('virsh', ['-q', '-c', uri, 'net-destroy', name]) });
+}
+
+/**
+ * A lease per MAC in libvirt's own lease table of the network (the status file its dnsmasq's
+ * helper keeps, which libvirt reads on every lease question), valid for a day: as if every
+ * guest had booted and asked for an address.
+ */
+async function writeLeases(stateDir: string, bridge: string, macs: string[]): Promise<void> {
+  const expiry = Math.floor(Date.now() / 1000) + 86_400;
+  const leases = macs.map((mac, i) => ({ 'ip-address': `10.213.${Math.floor((i + 2) / 250)}.${((i + 2) % 250) + 2}`, 'mac-address': mac, hostname: `g${i}`, 'expiry-time': expiry }));
+  await writeFile(join(stateDir, 'lib', 'dnsmasq', `${bridge}.status`), JSON.stringify(leases, null, 2));
+}
+
+const randomMac = () => `52:54:00:${[...randomBytes(3)].map((b) => b.toString(16).padStart(2, '0')).join(':')}`;
 
 /** `kumo serve` on an ephemeral port; the admin token is the first server's (same store). */
 function serve(env: NodeJS.ProcessEnv, token?: string): Promise<{ child: ChildProcess; base: string; token: string }> {
@@ -125,13 +154,24 @@ async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
   const { prefix, dir, home } = await benchFolder('ke', '/var/tmp');
   const stateDir = join(dir, 'libvirtd');
+  const netns = `${prefix}-ns`;
+  await run('ip', ['netns', 'add', netns]);
+  undo.push({ what: `remove network namespace ${netns}`, fn: () => run('ip', ['netns', 'del', netns]) });
   undo.push({ what: 'stop the private libvirtd', fn: () => stopLibvirtd(stateDir) });
-  const lv = await startLibvirtd({ name: `${prefix}-lv`, stateDir, maskKvm: true });
+  const lv = await startLibvirtd({ name: `${prefix}-lv`, stateDir, maskKvm: true, netns });
+  const network = `${prefix}-lan`;
+  const bridge = `${prefix}br`;
+  await startNetwork(lv.uri, dir, network, bridge);
+  const macs: string[] = [];
   const rpc = new LibvirtConnection(lv.uri, { callTimeoutMs: 120_000 });
   undo.push({ what: 'close the RPC connection', fn: () => rpc.close() });
   const ctx = openContext({ home, libvirtUri: lv.uri }); // registers "local" as the private libvirtd
   ctx.images.upsert({ name: 'tiny', os: 'bench stand-in', disk: join(home, 'tiny.qcow2'), format: 'qcow2', virtualSizeBytes: 1 << 26, source: 'bench', createdAt: new Date().toISOString() });
-  const record = (name: string, uuid: string) => ctx.instances.insert({ name, uuid, host: 'local', image: 'tiny', vcpus: 1, ramMiB: 16, diskGiB: 1, networks: [], nics: [], dataDisks: [], sshKeys: [], createdAt: new Date().toISOString(), project: 'default' });
+  const record = (name: string, uuid: string) => {
+    const mac = randomMac();
+    macs.push(mac);
+    ctx.instances.insert({ name, uuid, host: 'local', image: 'tiny', vcpus: 1, ramMiB: 16, diskGiB: 1, networks: [network], nics: [{ mac, network }], dataDisks: [], sshKeys: [], createdAt: new Date().toISOString(), project: 'default' });
+  };
   const runner = `${prefix}-run`;
   const runnerUuid = randomUUID();
   await defineDomain(rpc, runnerXml(runner, runnerUuid));
@@ -153,8 +193,15 @@ async function main(): Promise<void> {
       record(name, uuid);
       defined++;
     }
+    await writeLeases(stateDir, bridge, macs);
     // Warm both (the new one lists once and follows from then on).
     for (const s of [fresh, old]) await load(s.base, '/api/v1/instances', s.token, 2, 2);
+    // Both ways must show the leases (else the figures would leave their read out).
+    for (const s of [fresh, old]) {
+      const listed = await (await fetch(`${s.base}/api/v1/instances`, { headers: { authorization: `Bearer ${s.token}` } })).json() as { nics: { ipv4?: string }[] }[];
+      const addressed = listed.filter((i) => i.nics[0]?.ipv4).length;
+      if (addressed < n - 1) throw new Error(`${s === fresh ? 'protocol' : 'virsh'} server lists ${addressed} addresses for ${n} instances: the lease read is not in the figures`);
+    }
     const a = await load(fresh.base, '/api/v1/instances', fresh.token, o.connections, o.durationS);
     const b = await load(old.base, '/api/v1/instances', old.token, o.connections, o.durationS);
     // `kumo instance list` both ways, alternating, 3 runs each: medians.

@@ -12,10 +12,11 @@ export function context(): Promise<Context> {
   opening ??= (async () => {
     // Loaded here, not at the top: the services, the store and libvirt's driver are most of the
     // CLI's code, and a command that never opens the context must not pay for loading them.
-    const [{ openContext }, { recoverInterrupted }] = await Promise.all([import('../service/context.js'), import('../service/recovery.js')]);
-    ctx = openContext({
-      onSlowLibvirtCall: (n) => say(`  still waiting for libvirt (${n.uri}) to finish "${n.call}": ${Math.round(n.elapsedMs / 1000)} s${n.hint ? ` (${n.hint})` : ''}`),
-    });
+    const [{ openContext }, { recoverInterrupted }, { reportWaits, describeWait }] = await Promise.all([
+      import('../service/context.js'), import('../service/recovery.js'), import('../service/waits.js')]);
+    // Every step that waits over 2 s (a lease, a daemon, a slow libvirt call) says so on stderr.
+    reportWaits((n) => say(`  ${describeWait(n, 'still waiting for')}`));
+    ctx = openContext();
     for (const line of await recoverInterrupted(ctx)) process.stderr.write(`kumo: ${line}\n`);
     return ctx;
   })();

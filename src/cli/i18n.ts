@@ -35,9 +35,8 @@ export interface Messages {
     vnc: (addr: string) => string;
     detach: string;
     viewer: (v: string) => string;
-    /** Waiting for readiness: which check, then what it waits for as that changes, then done. */
+    /** Waiting for readiness: which check, then how it was found ready. */
     waiting: (name: string, check: string) => string;
-    waitingFor: (name: string, what: string) => string;
     ready: (name: string, detail: string, ip: string) => string;
   };
 }
@@ -76,7 +75,6 @@ export const en: Messages = {
     detach: 'Serial console attached; detach with Ctrl+] (the instance keeps running).',
     viewer: (v) => `Opened ${v} on the VNC console.`,
     waiting: (n, c) => `  waiting for ${n} to be ready (${c})...`,
-    waitingFor: (n, w) => `  ${n}: waiting for ${w}`,
     ready: (n, d, ip) => (d.startsWith('answers at') ? `${n} ${d}` : `${n} is ready: ${d}${ip ? ` (address ${ip})` : ''}`),
   },
 };
@@ -115,7 +113,6 @@ export const ko: Messages = {
     detach: '시리얼 콘솔에 연결되었습니다. Ctrl+] 로 빠져나옵니다 (인스턴스는 계속 동작합니다).',
     viewer: (v) => `${v} 로 VNC 콘솔을 열었습니다.`,
     waiting: (n, c) => `  ${n} 이(가) 준비되기를 기다립니다 (${c})...`,
-    waitingFor: (n, w) => `  ${n}: 기다리는 중: ${w}`,
     ready: (n, d, ip) => `${n} 준비 완료: ${d}${ip ? ` (주소 ${ip})` : ''}`,
   },
 };

@@ -20,11 +20,11 @@ export function parseWait(o: { wait?: boolean; waitFor?: string }): Pick<LaunchO
   return { wait: Boolean(o.wait || o.waitFor !== undefined), ...(o.waitFor !== undefined ? { waitFor: parseReadyCheck(o.waitFor) } : {}) };
 }
 
-/** Waits on the guest's readiness, saying what for as that changes; prints how it was found ready. */
+/** Waits on the guest's readiness (what for is said after 2 s, as every wait); prints how it was found ready. */
 export async function waitAndTell(svc: InstanceService, name: string, opts: { check?: ReadyCheck; timeoutMs?: number; messages: Messages['launch'] }): Promise<void> {
   const check = opts.check ?? svc.readyCheck(name);
   say(opts.messages.waiting(name, formatReadyCheck(check)));
-  const ready = await svc.waitReady(name, opts.timeoutMs, { check, onWait: (what) => say(opts.messages.waitingFor(name, what)) });
+  const ready = await svc.waitReady(name, opts.timeoutMs, { check });
   console.log(opts.messages.ready(name, ready.detail, ready.ip));
 }
 

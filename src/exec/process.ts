@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Executor } from './exec.js';
 import { readHostFile } from './files.js';
+import { waiting } from './waits.js';
 import { KumoError } from '../model/errors.js';
 
 /**
@@ -30,11 +31,16 @@ export function processAlive(pid: number): boolean {
 /** Polls `probe` until it gives a value; a TIMEOUT error naming `what` after `timeoutMs`. */
 export async function waitUntil<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number, fix?: string, everyMs = 100): Promise<T> {
   const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new KumoError('TIMEOUT', `${what} did not happen within ${timeoutMs} ms`, fix);
-    await sleep(everyMs);
+  const said = waiting(what);
+  try {
+    for (;;) {
+      const v = await probe();
+      if (v !== undefined) return v;
+      if (Date.now() > deadline) throw new KumoError('TIMEOUT', `${what} did not happen within ${timeoutMs} ms`, fix);
+      await sleep(everyMs);
+    }
+  } finally {
+    said.done();
   }
 }
 

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { defaultLibvirtUri, libvirtProtocolEnabled, paths, type Paths } from '../config.js';
 import { type Executor, local } from '../exec/exec.js';
 import { executorFor } from '../exec/shells.js';
+import { tellWait } from '../exec/waits.js';
 import { Virsh, type SlowCallListener } from '../drivers/libvirt/virsh.js';
 import type { LibvirtConnection } from '../drivers/libvirt/rpc/connection.js';
 import { LibvirtConnections } from '../drivers/libvirt/rpc/registry.js';
@@ -30,6 +31,8 @@ import type { ObservedState } from '../model/types.js';
 export interface ObservedStates {
   /** The host's states by domain UUID, or undefined when they are not known fresh: then ask libvirt. */
   of(host: string): ((uuid: string) => ObservedState) | undefined;
+  /** Changes whenever anything of() answers may have changed (an event, a listing, a loss): what a prepared list is checked against. */
+  readonly version?: number;
 }
 
 /**
@@ -129,6 +132,9 @@ function libvirtClients(opts: ContextOptions, exec: Executor, hosts: HostRepo, l
   };
 }
 
+/** A libvirt call still waiting, told where every other wait is told. */
+const slowCallAsWait: SlowCallListener = (n) => tellWait({ what: `libvirt (${n.uri}) to finish "${n.call}"`, elapsedMs: n.elapsedMs, ...(n.hint ? { hint: n.hint } : {}) });
+
 export function openContext(opts: ContextOptions = {}): Context {
   const p = paths(opts.home);
   const protocol = opts.libvirtProtocol ?? libvirtProtocolEnabled(); // refused before anything is opened
@@ -139,8 +145,10 @@ export function openContext(opts: ContextOptions = {}): Context {
   const db = openDb(p.db);
   const exec = opts.exec ?? local;
   const hosts = new HostRepo(db);
-  const libvirt = new LibvirtConnections();
-  const virshAt = libvirtClients(opts, exec, hosts, protocol ? libvirt : undefined);
+  // Slow libvirt calls, over virsh or the protocol, are waits like any other (exec/waits.ts) unless the caller listens itself.
+  const onSlow = opts.onSlowLibvirtCall ?? slowCallAsWait;
+  const libvirt = new LibvirtConnections({ onSlow });
+  const virshAt = libvirtClients({ ...opts, onSlowLibvirtCall: onSlow }, exec, hosts, protocol ? libvirt : undefined);
   const virsh = virshAt(opts.libvirtUri ?? defaultLibvirtUri);
   let accel: Promise<AccelResult> | undefined;
   const instanceRepo = new InstanceRepo(db);

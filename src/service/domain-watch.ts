@@ -71,6 +71,7 @@ export function stateAfter(event: number, known: RuntimeState | undefined): Runt
 export class DomainWatch implements ObservedStates {
   private readonly hosts = new Map<string, Followed>();
   private seq = 0;
+  private changes = 0;
   private stopped = false;
 
   constructor(private readonly opts: DomainWatchOptions) {}
@@ -86,8 +87,14 @@ export class DomainWatch implements ObservedStates {
     };
   }
 
+  /** Bumped on every event, listing and loss: anything of() answers may differ after it. */
+  get version(): number {
+    return this.changes;
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
+    this.changes++;
     const all = [...this.hosts.values()];
     this.hosts.clear();
     for (const f of all) clearTimeout(f.retry);
@@ -164,6 +171,7 @@ export class DomainWatch implements ObservedStates {
     }
     f.listedAt = at;
     f.fresh = true;
+    this.changes++;
     f.waitMs = this.opts.retryMs?.[0] ?? 1_000;
   }
 
@@ -171,12 +179,14 @@ export class DomainWatch implements ObservedStates {
     const uuid = e.dom.uuid.toLowerCase();
     const next = stateAfter(e.event, f.domains.get(uuid)?.state);
     if (next === undefined) return;
+    this.changes++;
     f.domains.set(uuid, { name: e.dom.name, state: next === 'gone' ? 'missing' : next, observedAt: new Date().toISOString(), source: 'events', seq: ++this.seq });
     this.opts.onChange?.(f.host, uuid);
   }
 
   private onLost(f: Followed, _error: KumoError): void {
     f.generation++;
+    this.changes++;
     if (!f.fresh) return;
     f.fresh = false;
     for (const uuid of f.domains.keys()) this.opts.onChange?.(f.host, uuid);

@@ -4,6 +4,7 @@ import { readFile, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Context } from './context.js';
 import { sleep } from '../exec/process.js';
+import { waitingFor } from '../exec/waits.js';
 import { ImageService } from './images.js';
 import { FlavorService } from './flavors.js';
 import { NetworkService } from './networks.js';
@@ -16,7 +17,8 @@ import { domainOf } from './domains.js';
 import { growRootDisk } from './root-disk.js';
 import { imageReadyCheck, readinessOf, waitReady, type ReadyCheck, type ReadyInfo, type Readiness, type WaitOptions } from './ready.js';
 import { admitToDhcp, dhcpAddresses, dismissFromDhcp } from './leases.js';
-import { attachedVolumes, stateOf, statesOf } from './instance-states.js';
+import { stateOf } from './instance-states.js';
+import { buildList, preparedList, type BuiltList } from './instance-list.js';
 import { buildDomainXml, parseDomainXml } from '../drivers/libvirt/domain-xml.js';
 import { nicFiltersAvailable } from '../drivers/libvirt/nic-filter.js';
 import { buildSeed, parseUserData, writeSeedIso } from '../drivers/image/seed.js';
@@ -212,13 +214,16 @@ export class InstanceService {
 
   /** Every instance kumo made, with libvirt's view of it and how fresh that is. */
   async list(): Promise<Instance[]> {
-    const records = this.ctx.instances.list(this.actor.project);
-    if (!records.length) return [];
-    const { states, silent } = await statesOf(this.ctx, records);
-    const leases = await dhcpAddresses(this.ctx, records);
-    const unknown = { state: 'unknown', observedAt: new Date().toISOString(), source: 'asked' } as const;
-    const attached = attachedVolumes(this.ctx);
-    return records.map((r) => this.view(r, states.get(r.name) ?? unknown, leases, silent.get(r.host), attached.get(r.name) ?? []));
+    return (await this.buildList()).views;
+  }
+
+  /** The list as `render` (one constant function) makes it an answer, kept ready between calls (instance-list.ts). */
+  listRendered<T>(render: (views: Instance[]) => T): Promise<T> {
+    return preparedList(this.ctx, this.actor.project, render, () => this.buildList());
+  }
+
+  private buildList(): Promise<BuiltList> {
+    return buildList(this.ctx, this.ctx.instances.list(this.actor.project), (...args) => this.view(...args));
   }
 
   /** One instance. `ask`: ask libvirt, not the followed events (right after kumo's own change, its event may trail). */
@@ -271,11 +276,11 @@ export class InstanceService {
     if (state === 'shut off') return { forced: false };
     const { virsh, id } = domainOf(this.ctx, name);
     await virsh.shutdown(id);
-    const deadline = Date.now() + graceMs;
-    while (Date.now() < deadline) {
-      if ((await virsh.domainState(id)) === 'shut off') return { forced: false };
-      await sleep(500);
-    }
+    const shutDown = await waitingFor(`instance "${name}" to shut down (forced off after ${Math.round(graceMs / 1000)} s)`, async () => {
+      for (const deadline = Date.now() + graceMs; Date.now() < deadline; await sleep(500)) if ((await virsh.domainState(id)) === 'shut off') return true;
+      return false;
+    });
+    if (shutDown) return { forced: false };
     await virsh.destroy(id);
     return { forced: true };
   }
@@ -328,7 +333,7 @@ export class InstanceService {
   }
 
   /** Waits until the guest passes its image's readiness check, or `opts.check` (ready.ts). */
-  async waitReady(name: string, timeoutMs = 180_000, opts: Partial<Pick<WaitOptions, 'check' | 'onWait'>> = {}): Promise<ReadyInfo> {
+  async waitReady(name: string, timeoutMs = 180_000, opts: Partial<Pick<WaitOptions, 'check'>> = {}): Promise<ReadyInfo> {
     return waitReady(this.ctx, this, name, { ...opts, timeoutMs, check: opts.check ?? this.readyCheck(name) });
   }
 

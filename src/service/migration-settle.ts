@@ -1,6 +1,7 @@
 import type { Context } from './context.js';
 import { onRecover } from './undo.js';
 import { sleep } from '../exec/process.js';
+import { waitingFor } from '../exec/waits.js';
 import { abortJob, domainPersistent, migrationJobActive } from '../drivers/libvirt/migrate.js';
 import type { Virsh } from '../drivers/libvirt/virsh.js';
 import { KumoError } from '../model/errors.js';
@@ -80,6 +81,10 @@ async function look(v: Virsh, uuid: string): Promise<DomainEnd> {
  * looks in a row agree (libvirt passes through short in-between states). Returns the host.
  */
 export async function settleMigration(ctx: Context, m: MigrationEnds, waitMs = SETTLE_WAIT_MS): Promise<string> {
+  return waitingFor(`the live migration of "${m.name}" from ${m.from} to ${m.to} to come to an end`, () => settle(ctx, m, waitMs));
+}
+
+async function settle(ctx: Context, m: MigrationEnds, waitMs: number): Promise<string> {
   const ends = { from: ctx.virshFor(m.from), to: ctx.virshFor(m.to) };
   const deadline = Date.now() + waitMs;
   let lastAbort = 0;

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { KumoError, notFound, publicError } from '../model/errors.js';
+import { reportingWaitsTo, type WaitListener } from '../exec/waits.js';
 
 /**
  * Long work (instance create, migrate, image build) that a face starts and does not wait
@@ -14,6 +15,13 @@ export interface OperationError {
   code: string;
   message: string;
   fix?: string;
+}
+
+/** A step's wait, as an operation shows it. */
+export interface OperationWait {
+  what: string;
+  seconds: number;
+  hint?: string;
 }
 
 /** Who starts an operation: the name the concurrency cap counts by, and the project it acts in. */
@@ -37,6 +45,8 @@ export interface Operation {
   step?: string;
   /** Steps done so far, in order. */
   steps: string[];
+  /** What the current step has been waiting for, once it waits over 2 s (gone at the next step). */
+  waiting?: OperationWait;
   /** What the work returned, when it succeeded (e.g. the instance). */
   result?: unknown;
   error?: OperationError;
@@ -137,11 +147,18 @@ export class OperationRegistry {
       if (op.state !== 'running') return;
       op.step = step;
       op.steps.push(step);
+      delete op.waiting;
+      this.changed(op);
+    };
+    // A wait anywhere in the work (a poll, a daemon, a libvirt call) shows in the operation and its event.
+    const waited: WaitListener = (n) => {
+      if (op.state !== 'running') return;
+      op.waiting = { what: n.what, seconds: Math.round(n.elapsedMs / 1000), ...(n.hint ? { hint: n.hint } : {}) };
       this.changed(op);
     };
     // Deferred so that the caller has the operation (and can answer 202) before any work runs.
     setImmediate(() => {
-      work(progress).then((result) => {
+      reportingWaitsTo(waited, () => work(progress)).then((result) => {
         op.result = render(result);
         this.finish(op, 'succeeded');
       }, (e: unknown) => {
@@ -232,6 +249,7 @@ export class OperationRegistry {
 
   private finish(op: Operation, state: OperationState): void {
     op.state = state;
+    delete op.waiting;
     op.finishedAt = new Date().toISOString();
     this.changed(op);
   }
@@ -257,4 +275,4 @@ export class OperationRegistry {
 }
 
 /** A copy, so that what was handed out does not change under its reader. */
-const snapshot = (op: Operation): Operation => ({ ...op, steps: [...op.steps] });
+const snapshot = (op: Operation): Operation => ({ ...op, steps: [...op.steps], ...(op.waiting ? { waiting: { ...op.waiting } } : {}) });

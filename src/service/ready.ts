@@ -3,6 +3,7 @@ import { open } from 'node:fs/promises';
 import type { Context } from './context.js';
 import { domainOf } from './domains.js';
 import { sleep } from '../exec/process.js';
+import { waiting, type Waiting } from '../exec/waits.js';
 import { pinFilterAddresses } from '../drivers/libvirt/nic-filter.js';
 import { httpGet, sshBanner } from '../drivers/host/http-probe.js';
 import { KumoError } from '../model/errors.js';
@@ -39,8 +40,6 @@ export interface InstanceReader {
 export interface WaitOptions {
   timeoutMs: number;
   check: ReadyCheck;
-  /** Told what the wait is for, each time that changes ("a DHCP lease", "cloud-init to finish"). */
-  onWait?: (what: string) => void;
 }
 
 /** How an image's instances are known ready (an image in use cannot be deleted; else cloud-init). */
@@ -62,11 +61,19 @@ type Look =
  * it still waited for and what the guest reported.
  */
 export async function waitReady(ctx: Context, instances: InstanceReader, name: string, opts: WaitOptions): Promise<ReadyInfo> {
+  // What it waits for is said after 2 s, and again as it changes (exec/waits.ts).
+  const said = waiting(`instance "${name}" to be ready (${formatReadyCheck(opts.check)})`, `its console log shows how far the guest has booted: kumo instance console ${name} --log`);
+  try {
+    return await pollReady(ctx, instances, name, opts, said);
+  } finally {
+    said.done();
+  }
+}
+
+async function pollReady(ctx: Context, instances: InstanceReader, name: string, opts: WaitOptions, said: Waiting): Promise<ReadyInfo> {
   const deadline = Date.now() + opts.timeoutMs;
-  const check = formatReadyCheck(opts.check);
   let pinned = false;
   let last: Look | undefined;
-  let told = '';
   while (Date.now() < deadline) {
     const inst = await instances.get(name);
     if (inst.state !== 'running') throw new KumoError('COMMAND_FAILED', `instance "${name}" is ${inst.state} while waiting for it to come up`,
@@ -79,9 +86,9 @@ export async function waitReady(ctx: Context, instances: InstanceReader, name: s
       pinned = true;
     }
     last = await look(ctx, inst, opts.check, await readConsole(instances.consoleLog(name)), 2_000);
-    if (last.is === 'ready') return { check, ip: last.ip ?? '', detail: last.detail };
+    if (last.is === 'ready') return { check: formatReadyCheck(opts.check), ip: last.ip ?? '', detail: last.detail };
     if (last.is === 'failed') throw new KumoError('GUEST_FAILED', `instance "${name}" ${last.why}`, last.fix);
-    if (last.for !== told) opts.onWait?.((told = last.for));
+    said.now(last.for);
     await sleep(1_000);
   }
   throw await timedOut(ctx, instances, name, opts, last);
@@ -112,29 +119,32 @@ async function look(ctx: Context, inst: Instance, check: ReadyCheck, log: string
         return { is: 'failed', why: `finished cloud-init with errors: ${cloudInit.errors.join('; ')}`,
           fix: 'see its console log for the failing module (often a user-data command); fix the user-data, then delete and create the instance again' };
       }
-      if (cloudInit?.status !== 'done') return { is: 'waiting', ...withIp, for: !report.booted ? 'its kernel to start' : cloudInit ? 'cloud-init to finish' : 'cloud-init to start' };
-      if (lease) return { is: 'waiting', for: 'a DHCP lease' };
+      if (cloudInit?.status !== 'done') return { is: 'waiting', ...withIp, for: !report.booted ? `the kernel of instance "${inst.name}" to start` : `cloud-init to ${cloudInit ? 'finish' : 'start'} on instance "${inst.name}"` };
+      if (lease) return { is: 'waiting', for: leaseFor(inst.name) };
       return { is: 'ready', ...withIp, detail: `cloud-init ${cloudInit.version ?? ''} finished`.replace('  ', ' ') };
     }
     case 'agent': {
       const { virsh, id } = domainOf(ctx, inst.name);
-      if (!(await virsh.agentPing(id, Math.max(1, Math.round(probeMs / 1000))))) return { is: 'waiting', ...withIp, for: 'the QEMU guest agent to answer' };
-      if (lease) return { is: 'waiting', for: 'a DHCP lease' };
+      if (!(await virsh.agentPing(id, Math.max(1, Math.round(probeMs / 1000))))) return { is: 'waiting', ...withIp, for: `the QEMU guest agent of instance "${inst.name}" to answer` };
+      if (lease) return { is: 'waiting', for: leaseFor(inst.name) };
       return { is: 'ready', ...withIp, detail: 'the QEMU guest agent answers' };
     }
     case 'http': {
-      if (!ip) return { is: 'waiting', for: 'a DHCP lease' };
+      if (!ip) return { is: 'waiting', for: leaseFor(inst.name) };
       const url = `http://${ip}:${check.port}/`;
-      if ((await httpFromHost(ctx, inst.host, url, probeMs)) === undefined) return { is: 'waiting', ip, for: `an answer on ${ip}:${check.port}` };
+      if ((await httpFromHost(ctx, inst.host, url, probeMs)) === undefined) return { is: 'waiting', ip, for: `instance "${inst.name}" to answer HTTP on ${ip}:${check.port}` };
       return { is: 'ready', ip, detail: `answers at ${url}` };
     }
     case 'ssh': {
-      if (!ip) return { is: 'waiting', for: 'a DHCP lease' };
-      if (!(await sshFromHost(ctx, inst.host, ip, probeMs))) return { is: 'waiting', ip, for: `an SSH server on ${ip}:22` };
+      if (!ip) return { is: 'waiting', for: leaseFor(inst.name) };
+      if (!(await sshFromHost(ctx, inst.host, ip, probeMs))) return { is: 'waiting', ip, for: `instance "${inst.name}" to answer SSH on ${ip}:22` };
       return { is: 'ready', ip, detail: `SSH answers on ${ip}:22` };
     }
   }
 }
+
+/** The wait for an address, as every wait names it (the CLI's notices, an operation's `waiting`). */
+const leaseFor = (name: string) => `a DHCP lease for instance "${name}"`;
 
 /** cloud-init in the current boot: failed when it finished with errors (a failing module, a traceback). */
 function cloudInitOf(report: BootReport, instanceId: string): Readiness['cloudInit'] {
@@ -151,7 +161,7 @@ async function timedOut(ctx: Context, instances: InstanceReader, name: string, o
   const s = Math.round(opts.timeoutMs / 1000);
   const seeLog = `see its console log: ${instances.consoleLog(name)}`;
   if (!last || last.is !== 'waiting') return new KumoError('TIMEOUT', `instance "${name}" was not ready within ${s} s`, seeLog);
-  if (last.for === 'a DHCP lease') {
+  if (last.for === leaseFor(name)) {
     const noLease = await whyNoLease(ctx, instances, name);
     return new KumoError('TIMEOUT', `instance "${name}" did not get a DHCP lease within ${s} s${noLease ? `: ${noLease.why}` : ''}`, noLease?.fix ?? seeLog);
   }

@@ -43,7 +43,7 @@ test('tiny: --wait waits on HTTP 8080; show says ready; another check or a missi
   // A check the guest cannot pass: the timeout names it and what it still waited for.
   const ssh = await env.cli(['instance', 'wait', name, '--for', 'ssh', '--timeout', '4']);
   assert.equal(ssh.code, 7, ssh.stderr);
-  assert.match(ssh.stderr, new RegExp(`instance "${name}" was not ready \\(ssh\\) within 4 s: still waiting for an SSH server on \\d+\\.\\d+\\.\\d+\\.\\d+:22`));
+  assert.match(ssh.stderr, new RegExp(`instance "${name}" was not ready \\(ssh\\) within 4 s: still waiting for instance "${name}" to answer SSH on \\d+\\.\\d+\\.\\d+\\.\\d+:22`));
   const http = await env.cli(['instance', 'wait', name, '--for', 'http:8081', '--timeout', '4']);
   assert.equal(http.code, 7, http.stderr);
   assert.match(http.stderr, /did not answer on \d+\.\d+\.\d+\.\d+:8081 within 4 s/);
@@ -64,7 +64,7 @@ test('tiny: --wait waits on HTTP 8080; show says ready; another check or a missi
   assert.match(silent.stderr, /--wait-for http:PORT or ssh/);
   const booting = await w.client.call('GET', `/api/v1/instances/${b}`);
   assert.equal(booting.body.readiness.status, 'booting');
-  assert.equal(booting.body.readiness.detail, 'waiting for cloud-init to start');
+  assert.equal(booting.body.readiness.detail, `waiting for cloud-init to start on instance "${b}"`);
 
   // Set on the image, the next wait takes it.
   const set = await env.cli(['image', 'set', copy, '--ready', 'http:8080']);

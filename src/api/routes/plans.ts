@@ -48,7 +48,7 @@ export const planRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx, ops
     // Refusals (another datacenter's resource, a lab of another shape) answer now, not as a failed operation.
     await s.plan(dc);
     const op = ops.startFor(ownerOf(req), 'datacenter.apply', dc.name, async (progress) => {
-      const changes = await s.apply(dc, (c) => progress(step(c)), progress);
+      const changes = await s.apply(dc, (c) => progress(step(c)));
       ops.resourceChanged('datacenter', dc.name, 'applied');
       return { datacenter: dc.name, changes };
     });

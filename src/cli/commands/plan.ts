@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import { z } from 'zod';
-import { context, say } from '../app.js';
+import { context } from '../app.js';
 import { json } from '../render.js';
 import { DatacenterService, type Change } from '../../service/datacenter/engine.js';
 import { FirewallService, renderTable } from '../../service/firewall.js';
@@ -29,7 +29,7 @@ export function planCommands(): Command[] {
     .action(async (file: string) => {
       const svc = new DatacenterService(await context());
       const dc = await svc.load(file);
-      const changes = await svc.apply(dc, (c) => console.log(line(c)), (text) => say(`  ${text}`));
+      const changes = await svc.apply(dc, (c) => console.log(line(c)));
       console.log(changes.length ? `applied ${changes.length} change(s)` : 'no changes: the datacenter matches the file');
       printEntry(dc);
     });

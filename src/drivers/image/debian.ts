@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { cp, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { type Executor, local } from '../../exec/exec.js';
+import { waitingFor } from '../../exec/waits.js';
 import { KumoError, invalid } from '../../model/errors.js';
 import { DEFAULT_SIZE_GIB, checkImageSize, parsePackages } from '../../model/image-build.js';
 import { debianMirrorLines, mirrorState, readHostAptSources } from './debian-apt.js';
@@ -185,10 +186,10 @@ async function buildDisk(exec: Executor, b: {
 
   progress(`installing Debian ${b.suite} with ${b.packages.length} packages and their dependencies from ${b.mirrors[0]!.split(' ')[1]} (mmdebstrap; takes minutes)`);
   const t0 = Date.now();
-  await exec.run('mmdebstrap', [
+  await waitingFor(`mmdebstrap to install Debian ${b.suite}`, () => exec.run('mmdebstrap', [
     '--mode=root', '--variant=important', '--format=directory', '--skip=check/empty',
     `--include=${b.packages.join(',')}`, b.suite, root, ...b.mirrors,
-  ], { timeoutMs: 3_600_000 });
+  ], { timeoutMs: 3_600_000 }));
   progress(`  installed in ${seconds(t0)} s`);
 
   progress('configuring the guest (cloud-init, locale, network, boot loader; removing host identity)');
@@ -201,8 +202,8 @@ async function buildDisk(exec: Executor, b: {
   await removeBuildDir(exec, root);
 
   progress('compressing the disk (qcow2)');
-  await exec.run('qemu-img', ['convert', '-q', '-c', '-f', 'raw', '-O', 'qcow2', raw, join(b.out, 'disk.qcow2')],
-    { timeoutMs: 1_800_000 });
+  await waitingFor('qemu-img to compress the disk', () => exec.run('qemu-img', ['convert', '-q', '-c', '-f', 'raw', '-O', 'qcow2', raw, join(b.out, 'disk.qcow2')],
+    { timeoutMs: 1_800_000 }));
   await rm(raw, { force: true });
   return kernelVersion;
 }

@@ -1,4 +1,5 @@
 import { type Executor, local } from '../../exec/exec.js';
+import { waitingFor } from '../../exec/waits.js';
 import { KumoError } from '../../model/errors.js';
 
 export interface ImageInfo {
@@ -52,6 +53,6 @@ export class QemuImg {
   }
 
   async convert(src: string, dest: string, outFormat: 'qcow2' | 'raw'): Promise<void> {
-    await this.exec.run('qemu-img', ['convert', '-O', outFormat, src, dest], { timeoutMs: 3_600_000 });
+    await waitingFor(`qemu-img to convert ${src} to ${outFormat}`, () => this.exec.run('qemu-img', ['convert', '-O', outFormat, src, dest], { timeoutMs: 3_600_000 }));
   }
 }

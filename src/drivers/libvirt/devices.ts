@@ -1,5 +1,6 @@
 import { KumoError } from '../../model/errors.js';
 import { sleep } from '../../exec/process.js';
+import { waitingFor } from '../../exec/waits.js';
 import { parseDomainXml } from './domain-xml.js';
 import type { Virsh } from './virsh.js';
 import { buildXml } from './xml.js';
@@ -93,11 +94,13 @@ export class DomainDevices {
   /** Polls the running domain until the guest has released the disk; false on timeout. */
   async waitDiskGone(domain: string, disk: DiskDevice, timeoutMs: number): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      if (!(await this.diskPresence(domain, disk)).live) return true;
-      if (Date.now() >= deadline) return false;
-      await sleep(POLL_MS);
-    }
+    return waitingFor(`the guest of ${domain} to release its disk ${disk.target ?? ''}`.trimEnd(), async () => {
+      for (;;) {
+        if (!(await this.diskPresence(domain, disk)).live) return true;
+        if (Date.now() >= deadline) return false;
+        await sleep(POLL_MS);
+      }
+    });
   }
 
   /** Grows a disk of a running domain; the guest sees the new size at once (virtio). */

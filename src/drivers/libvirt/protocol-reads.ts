@@ -1,12 +1,13 @@
 import type { RuntimeState } from '../../model/types.js';
 import { domainState, domainXml, listAllWithState, lookupByName, lookupByUuid, type RpcCaller } from './rpc/domains.js';
 import { LibvirtRefusal } from './rpc/errors.js';
-import { type Domain, VIR_ERR_NO_DOMAIN } from './rpc/protocol.js';
+import { IP_ADDR_TYPE_IPV4, lookupNetworkByName, networkDhcpLeases } from './rpc/networks.js';
+import { type Domain, VIR_ERR_NO_DOMAIN, VIR_ERR_NO_NETWORK } from './rpc/protocol.js';
 
 /**
  * The reads that list and show lean on, over the host's protocol connection (rpc/): the same
- * answers as virsh's `list --all`, `domstate` and `dumpxml`, in one round trip each instead of
- * a process. Errors are left as the driver raises them; virsh.ts words them as virsh's are.
+ * answers as virsh's `list --all`, `domstate`, `dumpxml` and `net-dhcp-leases`, in a round trip
+ * or two each instead of a process. Errors are left as the driver raises them; virsh.ts words them as virsh's are.
  */
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -50,4 +51,20 @@ export async function domainStateOver(c: RpcCaller, name: string): Promise<Runti
 
 export async function dumpXmlOver(c: RpcCaller, name: string, inactive: boolean): Promise<string | undefined> {
   return ofDomain(c, name, (d) => domainXml(c, d, inactive ? XML_INACTIVE : 0));
+}
+
+/**
+ * The network's IPv4 leases as `virsh net-dhcp-leases` shows them (MAC lower-case; no hostname
+ * where the guest sent none); none for a network this libvirt does not have, as virsh's caller gets.
+ */
+export async function dhcpLeasesOver(c: RpcCaller, network: string): Promise<{ mac: string; ipv4: string; hostname?: string }[]> {
+  let leases;
+  try {
+    leases = await networkDhcpLeases(c, await lookupNetworkByName(c, network));
+  } catch (e) {
+    if (e instanceof LibvirtRefusal && e.remote.code === VIR_ERR_NO_NETWORK) return [];
+    throw e;
+  }
+  return leases.filter((l) => l.type === IP_ADDR_TYPE_IPV4 && l.mac !== undefined)
+    .map((l) => ({ mac: l.mac!.toLowerCase(), ipv4: l.ipaddr, ...(l.hostname ? { hostname: l.hostname } : {}) }));
 }

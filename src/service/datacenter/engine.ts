@@ -74,11 +74,11 @@ export class DatacenterService {
    * it is made, so a failure part-way leaves a state the next apply plans from and continues;
    * the error says what was done before it.
    */
-  async apply(dc: Datacenter, onChange: (c: Change) => void = () => undefined, say?: (text: string) => void): Promise<Change[]> {
+  async apply(dc: Datacenter, onChange: (c: Change) => void = () => undefined): Promise<Change[]> {
     const changes = await this.plan(dc);
     const done: Change[] = [];
     try {
-      await this.act({ ctx: this.ctx, dc, started: [], ...(say ? { say } : {}) }, changes, onChange, (c) => { done.push(c); });
+      await this.act({ ctx: this.ctx, dc, started: [] }, changes, onChange, (c) => { done.push(c); });
     } catch (e) {
       throw unfinished(e, done, changes.length);
     }

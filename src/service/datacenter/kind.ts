@@ -36,8 +36,6 @@ export interface ApplyRun {
   ctx: Context;
   dc: Datacenter;
   started: string[];
-  /** Tells the user what apply waits for (a guest's readiness), when someone listens. */
-  say?: (text: string) => void;
 }
 
 /**

@@ -1,4 +1,5 @@
 import { libvirtCallTimeoutMs } from '../../../config.js';
+import { WAIT_EVERY_MS, WAIT_FIRST_MS } from '../../../exec/waits.js';
 import { KumoError } from '../../../model/errors.js';
 import { Channel, type ChannelOptions } from './channel.js';
 import { connectionClosed, notAnswering } from './errors.js';
@@ -13,7 +14,24 @@ export interface ConnectionOptions extends Partial<ChannelOptions> {
   connectTimeoutMs?: number;
   /** Reconnect backoff for subscribers: first wait, doubled up to the last (default 0.5 s to 10 s). */
   backoffMs?: [first: number, max: number];
+  /**
+   * Told about every call still waiting after WAIT_FIRST_MS, then every WAIT_EVERY_MS,
+   * whatever its procedure (reads and writes alike): what a person waits for is then said.
+   */
+  onSlow?: (notice: SlowProtocolCall) => void;
 }
+
+/** A protocol call that has been waiting a while. */
+export interface SlowProtocolCall {
+  uri: string;
+  /** The procedure, as a person reads it: "domain get xml desc". */
+  call: string;
+  elapsedMs: number;
+}
+
+
+/** Proc.DOMAIN_GET_XML_DESC -> "domain get xml desc". */
+const procName = (proc: Proc): string => (Proc[proc] ?? `procedure ${proc}`).toLowerCase().replaceAll('_', ' ');
 
 /** Who follows a host's domain lifecycle. */
 export interface LifecycleSubscriber {
@@ -36,7 +54,7 @@ export interface LifecycleSubscriber {
  */
 export class LibvirtConnection {
   readonly endpoint: Endpoint;
-  private readonly opts: ChannelOptions & { callTimeoutMs: number; connectTimeoutMs: number; backoffMs: [number, number] };
+  private readonly opts: ChannelOptions & Pick<ConnectionOptions, 'onSlow'> & { callTimeoutMs: number; connectTimeoutMs: number; backoffMs: [number, number] };
   private channel: Channel | undefined;
   private opening: Promise<Channel> | undefined;
   private failure: { at: number; error: unknown } | undefined;
@@ -59,8 +77,35 @@ export class LibvirtConnection {
   /** One call; resolves with a reader over the reply's payload. */
   async call(proc: Proc, args?: (w: XdrWriter) => void): Promise<XdrReader> {
     const started = Date.now();
-    const ch = await this.ready();
-    return ch.call(proc, args, Math.max(1, this.opts.callTimeoutMs - (Date.now() - started)));
+    const stopWatch = this.watchSlow(proc, started);
+    try {
+      const ch = await this.ready();
+      return await ch.call(proc, args, Math.max(1, this.opts.callTimeoutMs - (Date.now() - started)));
+    } finally {
+      stopWatch();
+    }
+  }
+
+  /** Whether calls report their slowness themselves (then a caller need not watch them too). */
+  get reportsSlowCalls(): boolean {
+    return this.opts.onSlow !== undefined;
+  }
+
+  /** Tells onSlow about a call (opening the connection included) still waiting; returns the stop. */
+  private watchSlow(proc: Proc, started: number): () => void {
+    const onSlow = this.opts.onSlow;
+    if (!onSlow) return () => undefined;
+    let timer: NodeJS.Timeout;
+    const tell = () => {
+      try {
+        onSlow({ uri: this.uri, call: procName(proc), elapsedMs: Date.now() - started });
+      } catch {
+        // A broken listener must not break the call.
+      }
+      timer = setTimeout(tell, WAIT_EVERY_MS).unref();
+    };
+    timer = setTimeout(tell, WAIT_FIRST_MS).unref();
+    return () => clearTimeout(timer);
   }
 
   /** Whether a connection is open now (a status for callers that report freshness). */

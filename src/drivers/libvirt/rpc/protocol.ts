@@ -34,6 +34,8 @@ export enum Proc {
   DOMAIN_GET_XML_DESC = 14,
   DOMAIN_LOOKUP_BY_NAME = 23,
   DOMAIN_LOOKUP_BY_UUID = 24,
+  // Networks: the DHCP leases a list shows (networks.ts).
+  NETWORK_LOOKUP_BY_NAME = 46,
   CONNECT_SUPPORTS_FEATURE = 60,
   AUTH_LIST = 66,
   AUTH_POLKIT = 70,
@@ -43,6 +45,8 @@ export enum Proc {
   CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY = 316,
   CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_ANY = 317,
   DOMAIN_EVENT_CALLBACK_LIFECYCLE = 318,
+  // Networks: the DHCP leases a list shows (networks.ts).
+  NETWORK_GET_DHCP_LEASES = 341,
   CONNECT_GET_ALL_DOMAIN_STATS = 344,
 }
 
@@ -114,6 +118,7 @@ export const FEATURE_PROGRAM_KEEPALIVE = 10;
 
 /** virErrorNumber values callers test for. */
 export const VIR_ERR_NO_DOMAIN = 42;
+export const VIR_ERR_NO_NETWORK = 43;
 
 /** VIR_DOMAIN_EVENT_ID_LIFECYCLE for CALLBACK_REGISTER_ANY. */
 export const EVENT_ID_LIFECYCLE = 0;

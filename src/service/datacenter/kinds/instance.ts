@@ -1,4 +1,4 @@
-import { formatReadyCheck, parseReadyCheck } from '../../../model/readiness.js';
+import { parseReadyCheck } from '../../../model/readiness.js';
 import { KumoError, invalid } from '../../../model/errors.js';
 import { groupMembers, type Datacenter, type InstanceGroup } from '../../../model/datacenter.js';
 import { hypervisorsOf, sharedInstanceSegments } from '../../../model/topology.js';
@@ -160,13 +160,11 @@ export const instanceKind: Kind = {
 
   // Load balancers need their instances' addresses: wait for every new or restarted one.
   // A real image under TCG takes minutes to boot and run cloud-init.
-  async settle({ ctx, dc, started, say }) {
+  async settle({ ctx, dc, started }) {
     const svc = new InstanceService(ctx, machineActor(dc.project));
     for (const name of started) {
       const waitFor = groupOf(dc, name)[1].wait_for;
-      const check = waitFor !== undefined ? parseReadyCheck(waitFor, 'wait_for') : svc.readyCheck(name);
-      say?.(`waiting for ${name} to be ready (${formatReadyCheck(check)})`);
-      await svc.waitReady(name, 900_000, { check, ...(say ? { onWait: (what: string) => say(`${name}: waiting for ${what}`) } : {}) });
+      await svc.waitReady(name, 900_000, waitFor !== undefined ? { check: parseReadyCheck(waitFor, 'wait_for') } : {});
     }
   },
 
