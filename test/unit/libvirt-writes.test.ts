@@ -5,6 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Executor } from '../../src/exec/exec.js';
 import { KumoError } from '../../src/model/errors.js';
+import { nicFiltersAvailable } from '../../src/drivers/libvirt/nic-filter.js';
+import { SnapshotDriver } from '../../src/drivers/libvirt/snapshots.js';
 import { type SlowCall, Virsh } from '../../src/drivers/libvirt/virsh.js';
 import { LibvirtConnection } from '../../src/drivers/libvirt/rpc/connection.js';
 import { decodeDomain, encodeDomain, MessageStatus, Proc, VIR_ERR_NO_DOMAIN, VIR_ERR_OPERATION_INVALID } from '../../src/drivers/libvirt/rpc/protocol.js';
@@ -49,6 +51,17 @@ function answerWrites(writes: Write[], destroyAnswer?: (h: FakeCall['h']) => Buf
       const key = h.proc === Proc.DOMAIN_LOOKUP_BY_UUID ? body.fixedOpaque(16).toString('hex') : body.string();
       const d = doms.find((x) => x.uuid.replace(/-/g, '') === key || x.name === key);
       socket.write(d ? reply(h, (w) => encodeDomain(w, d)) : refusal(h, VIR_ERR_NO_DOMAIN, 'Domain not found'));
+    } else if (h.proc === Proc.CONNECT_NUM_OF_NWFILTERS) {
+      socket.write(reply(h, (w) => w.int(17)));
+    } else if (h.proc === Proc.NODE_GET_INFO) {
+      // model: 32 XDR chars ("x86_64" then zeros), memory 2 GiB in KiB, 4 CPUs, mhz, nodes, sockets, cores, threads
+      socket.write(reply(h, (w) => {
+        for (const ch of Buffer.from('x86_64'.padEnd(32, '\0'))) w.int(ch);
+        w.uint(0).uint(2 * 1024 * 1024).int(4).int(2400).int(1).int(1).int(4).int(1);
+      }));
+    } else if (h.proc === Proc.DOMAIN_SNAPSHOT_NUM) {
+      writes.push({ proc: name, dom: decodeDomain(body).name, flags: body.uint() });
+      socket.write(reply(h, (w) => w.int(0)));
     } else if (h.proc === Proc.DOMAIN_DEFINE_XML_FLAGS) {
       writes.push({ proc: name, xml: body.string(), flags: body.uint() });
       socket.write(reply(h, (w) => encodeDomain(w, DB1)));
@@ -79,6 +92,9 @@ async function withDaemon(answer: (c: FakeCall) => void, use: (v: Virsh, spawned
 test('writes over the protocol: define, start, shutdown, reboot, destroy and remove make the calls virsh makes, and no virsh process', async () => {
   const writes: Write[] = [];
   await withDaemon(answerWrites(writes), async (v, spawned) => {
+    assert.deepEqual(await v.nodeInfo(), { cpus: 4, memoryMiB: 2048 }, 'what placement asks before a create');
+    assert.equal(await nicFiltersAvailable(v), true, 'the question a create asks before its define');
+    assert.deepEqual(await new SnapshotDriver(v).names(WEB1.uuid), [], 'what a delete asks first: no snapshots, no listing');
     await v.defineDomain('<domain><name>db1</name></domain>');
     await v.start(DB1.uuid);
     await v.shutdown(WEB1.uuid);
@@ -89,6 +105,7 @@ test('writes over the protocol: define, start, shutdown, reboot, destroy and rem
     await v.removeDomain(GONE); // absent is fine
     assert.deepEqual(spawned, []);
     assert.deepEqual(writes, [
+      { proc: 'DOMAIN_SNAPSHOT_NUM', dom: 'web1', flags: 0 },
       { proc: 'DOMAIN_DEFINE_XML_FLAGS', xml: '<domain><name>db1</name></domain>', flags: 0 },
       { proc: 'DOMAIN_CREATE_WITH_FLAGS', dom: 'db1', flags: 0 },
       { proc: 'DOMAIN_SHUTDOWN', dom: 'web1' },
@@ -113,6 +130,15 @@ test('writes over the protocol: virsh\'s own refusals keep virsh\'s words; a dom
     await assert.rejects(v.destroy('web1'), (e: KumoError) => e.message === 'libvirt refused: Requested operation is not valid: domain is not running');
     await v.removeDomain('web1');
     assert.deepEqual(writes.map((w) => w.proc), ['DOMAIN_DESTROY_FLAGS', 'DOMAIN_DESTROY_FLAGS', 'DOMAIN_UNDEFINE_FLAGS']);
+  });
+});
+
+test('a libvirtd without an nwfilter driver is told apart over the protocol as with virsh: no filters, no error', async () => {
+  await withDaemon(({ h, socket }) => {
+    if (h.proc === Proc.CONNECT_NUM_OF_NWFILTERS) socket.write(refusal(h, 3, 'this function is not supported by the connection driver: virConnectNumOfNWFilters'));
+  }, async (v, spawned) => {
+    assert.equal(await nicFiltersAvailable(v), false);
+    assert.deepEqual(spawned, []);
   });
 });
 

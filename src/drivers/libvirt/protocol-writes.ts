@@ -1,6 +1,6 @@
 import { KumoError } from '../../model/errors.js';
 import { lookUp } from './protocol-reads.js';
-import { createDomain, defineXml, destroyDomain, rebootDomain, shutdownDomain, undefineWithFlags } from './rpc/domain-writes.js';
+import { countSnapshots, createDomain, defineXml, destroyDomain, rebootDomain, shutdownDomain, undefineWithFlags } from './rpc/domain-writes.js';
 import type { RpcCaller } from './rpc/domains.js';
 import { LibvirtRefusal } from './rpc/errors.js';
 import { type Domain, UNDEFINE_NVRAM, UNDEFINE_SNAPSHOTS_METADATA, VIR_ERR_NO_DOMAIN, VIR_ERR_OPERATION_INVALID } from './rpc/protocol.js';
@@ -59,4 +59,9 @@ export async function stopForRemoval(c: RpcCaller, dom: Domain): Promise<void> {
 export async function undefineForRemoval(c: RpcCaller, dom: Domain): Promise<void> {
   await undefineWithFlags(c, dom, UNDEFINE_SNAPSHOTS_METADATA | UNDEFINE_NVRAM)
     .catch((e: unknown) => { if (!refusedWith(e, VIR_ERR_NO_DOMAIN)) throw e; });
+}
+
+/** How many snapshots the domain has (virsh's "failed to get domain" when there is none). */
+export async function snapshotCountOver(c: RpcCaller, name: string): Promise<number> {
+  return countSnapshots(c, await found(c, name));
 }

@@ -6,7 +6,8 @@ import { type Executor, local } from '../../exec/exec.js';
 import { KumoError } from '../../model/errors.js';
 import type { RuntimeState } from '../../model/types.js';
 import { domainStateOver, dumpXmlOver, listDomainsOver, protocolLooksUp } from './protocol-reads.js';
-import { defineOver, destroyOver, domainToRemove, rebootOver, shutdownOver, startOver, stopForRemoval, undefineForRemoval } from './protocol-writes.js';
+import { countNwFilters, nodeInfo } from './rpc/domain-writes.js';
+import { defineOver, destroyOver, domainToRemove, rebootOver, shutdownOver, snapshotCountOver, startOver, stopForRemoval, undefineForRemoval } from './protocol-writes.js';
 import type { LibvirtConnection } from './rpc/connection.js';
 
 export interface DomainListing {
@@ -155,6 +156,11 @@ export class Virsh {
 
   /** CPUs and memory of the hypervisor (virsh nodeinfo). */
   async nodeInfo(): Promise<{ cpus: number; memoryMiB: number }> {
+    const c = this.protocol;
+    if (c) {
+      const node = await this.overProtocol(c, ['nodeinfo'], QUICK_CALL_MS(), () => nodeInfo(c));
+      return { cpus: node.cpus, memoryMiB: Math.round(Number(node.memoryKiB) / 1024) };
+    }
     const out = await this.run(['nodeinfo'], QUICK_CALL_MS());
     const cpus = Number(/CPU\(s\):\s+(\d+)/.exec(out)?.[1]);
     const kib = Number(/Memory size:\s+(\d+) KiB/.exec(out)?.[1]);
@@ -240,6 +246,19 @@ export class Virsh {
     if (state === 'missing') return;
     if (state !== 'shut off') await this.maybe(['destroy', name]);
     await this.maybe(['undefine', '--snapshots-metadata', '--nvram', name]);
+  }
+
+  /** Asks libvirt's nwfilter driver one question; throws its refusal where it has none (nic-filter.ts). */
+  async askNwFilters(timeoutMs: number): Promise<void> {
+    const c = this.protocol;
+    if (c) await this.overProtocol(c, ['nwfilter-list'], timeoutMs, () => countNwFilters(c));
+    else await this.run(['nwfilter-list'], timeoutMs);
+  }
+
+  /** How many snapshots a domain has, asked over the protocol; undefined where only virsh can ask. */
+  async snapshotCount(name: string): Promise<number | undefined> {
+    const c = this.protocol;
+    return c && protocolLooksUp(name) ? this.overProtocol(c, ['snapshot-list', name], libvirtCallTimeoutMs(), () => snapshotCountOver(c, name)) : undefined;
   }
 
   async vncDisplay(name: string): Promise<string | undefined> {

@@ -47,13 +47,20 @@ export enum Proc {
 }
 
 /**
- * The domain lifecycle writes (define, start, stop, reboot, undefine): a block of their own, so
+ * The domain lifecycle writes (define, start, stop, reboot, undefine) and what a create asks
+ * before them: a block of their own, so
  * that procedures added for reads and for writes do not touch the same lines. TypeScript merges
  * the two declarations into one enum.
  */
 export enum Proc {
+  /** Asked by placement before a create (host.ts): the host's CPUs and memory. */
+  NODE_GET_INFO = 6,
   DOMAIN_REBOOT = 27,
   DOMAIN_SHUTDOWN = 33,
+  /** Asked before a define: whether the host can filter NICs (nic-filter.ts). */
+  CONNECT_NUM_OF_NWFILTERS = 178,
+  /** Asked by a delete before it removes snapshots (most domains have none). */
+  DOMAIN_SNAPSHOT_NUM = 187,
   DOMAIN_CREATE_WITH_FLAGS = 196,
   DOMAIN_DESTROY_FLAGS = 234,
   DOMAIN_DEFINE_XML_FLAGS = 350,
