@@ -64,7 +64,12 @@ test('libvirtd killed during an instance create on its host: the error names it,
   }
   const { libvirtd } = await daemonPids(stateDir);
   process.kill(libvirtd!, 'SIGSTOP');
-  await waitFor('kumo waiting on the frozen libvirtd', async () => ((await pidsOf(/virsh .*libvirt-sock/)).length ? true : undefined), 30_000);
+  // kumo's next call now waits on the frozen daemon: a virsh process with KUMO_LIBVIRT_PROTOCOL=0;
+  // over the protocol connection, bytes sent within milliseconds of the define's answer (a define
+  // whose answer the freeze swallowed ends the same way: libvirtd died under a call).
+  const frozenAt = Date.now();
+  await waitFor('kumo waiting on the frozen libvirtd',
+    async () => ((await pidsOf(/virsh .*libvirt-sock/)).length || Date.now() - frozenAt > 1_000 ? true : undefined), 30_000);
   process.kill(libvirtd!, 'SIGKILL');
   const r = await run;
   assert.equal(r.code, 1, r.stderr);

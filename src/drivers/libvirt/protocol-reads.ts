@@ -20,7 +20,7 @@ export const protocolLooksUp = (name: string): boolean => !/^\d+$/.test(name);
 const noDomain = (e: unknown): boolean => e instanceof LibvirtRefusal && e.remote.code === VIR_ERR_NO_DOMAIN;
 
 /** The domain a UUID or name names, or undefined when there is none (virsh: "failed to get domain"). */
-async function lookUp(c: RpcCaller, name: string): Promise<Domain | undefined> {
+export async function lookUp(c: RpcCaller, name: string): Promise<Domain | undefined> {
   try {
     return UUID.test(name) ? await lookupByUuid(c, name) : await lookupByName(c, name);
   } catch (e) {
