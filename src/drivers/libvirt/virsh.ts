@@ -5,7 +5,7 @@ import { libvirtCallTimeoutMs } from '../../config.js';
 import { type Executor, local } from '../../exec/exec.js';
 import { KumoError } from '../../model/errors.js';
 import type { RuntimeState } from '../../model/types.js';
-import { domainStateOver, dumpXmlOver, listDomainsOver, protocolLooksUp } from './protocol-reads.js';
+import { domainStateOver, dumpXmlOver, listDomainsOver, listNetworksOver, nodeInfoOver, protocolLooksUp } from './protocol-reads.js';
 import type { LibvirtConnection } from './rpc/connection.js';
 
 export interface DomainListing {
@@ -50,8 +50,9 @@ const CAPABILITY_CALLS = new Set(['define', 'create', 'start', 'domcapabilities'
  * A thin, typed client over `virsh`. Each call is one argument array: no shell, and XML
  * reaches libvirt through a file, never through the command line. A call that waits long
  * tells `onSlow` what it waits for. Given the host's protocol connection (rpc/, for the URIs it
- * speaks), the reads list and show lean on (listDomains, domainState, dumpXml) go over it
- * instead, with the same answers and the same errors; everything else stays on virsh.
+ * speaks), the reads list, show and plan lean on (listDomains, domainState, dumpXml, nodeInfo,
+ * listNetworks) go over it instead, with the same answers and the same errors; everything else
+ * stays on virsh.
  */
 export class Virsh {
   /** `hostOf`: the registered host this libvirt is, for messages (asked when one is written). */
@@ -153,6 +154,8 @@ export class Virsh {
 
   /** CPUs and memory of the hypervisor (virsh nodeinfo). */
   async nodeInfo(): Promise<{ cpus: number; memoryMiB: number }> {
+    const c = this.protocol;
+    if (c) return this.overProtocol(c, ['nodeinfo'], QUICK_CALL_MS(), () => nodeInfoOver(c));
     const out = await this.run(['nodeinfo'], QUICK_CALL_MS());
     const cpus = Number(/CPU\(s\):\s+(\d+)/.exec(out)?.[1]);
     const kib = Number(/Memory size:\s+(\d+) KiB/.exec(out)?.[1]);
@@ -224,6 +227,8 @@ export class Virsh {
   }
 
   async listNetworks(): Promise<NetworkListing[]> {
+    const c = this.protocol;
+    if (c) return this.overProtocol(c, ['net-list', '--all'], libvirtCallTimeoutMs(), () => listNetworksOver(c));
     const out = await this.run(['net-list', '--all']);
     return out.split('\n').map((l) => /^\s*(\S+)\s+(active|inactive)\s+(yes|no)\s+(yes|no)/.exec(l))
       .filter((m) => m !== null)
