@@ -3,8 +3,8 @@
  * Planning a large datacenter: wall time of `kumo plan FILE` (the bundled CLI) for files of 50
  * instances on 5 hypervisors, 200 on 20 and 500 on 50, with the hosts' reads over kumo's
  * persistent protocol connections against the same plan on the virsh path
- * (KUMO_LIBVIRT_PROTOCOL=0), alternating in one run, plus `kumo --version` as the floor every
- * command pays. The hypervisors are libvirt's test driver behind ONE private libvirtd started
+ * (KUMO_LIBVIRT_PROTOCOL=0), alternating in one run, plus `kumo --version` and `node -e 0` as
+ * the floors every command pays (the ratio to `node -e 0` is what carries across machines). The hypervisors are libvirt's test driver behind ONE private libvirtd started
  * here (one fake node file per host, test+unix:///FILE?socket=SOCK); a tenth of the instances
  * exist already (records and running domains), so plan compares as well as creates.
  *
@@ -99,8 +99,11 @@ async function measure(o: Options, dir: string, prefix: string, socket: string) 
     const changes = (JSON.parse(await run(process.execPath, [CLI, 'plan', file, '--json'], { env })) as unknown[]).length;
     const viaVirsh = (JSON.parse(await run(process.execPath, [CLI, 'plan', file, '--json'], { env: virshEnv })) as unknown[]).length;
     if (viaVirsh !== changes) throw new Error(`the two paths planned ${changes} and ${viaVirsh} changes`);
-    const times = { protocol: [] as number[], virsh: [] as number[], version: [] as number[] };
+    const times = { protocol: [] as number[], virsh: [] as number[], version: [] as number[], node: [] as number[] };
     for (let i = 0; i < o.runs; i++) {
+      const t0 = now();
+      await run(process.execPath, ['-e', '0']);
+      times.node.push(now() - t0);
       times.version.push(await wallMs(['--version'], env));
       times.protocol.push(await wallMs(['plan', file], env));
       times.virsh.push(await wallMs(['plan', file], virshEnv));
@@ -108,7 +111,7 @@ async function measure(o: Options, dir: string, prefix: string, socket: string) 
     const processes = { protocol: await virshProcesses(dir, file, env), virsh: await virshProcesses(dir, file, virshEnv) };
     results[`${instances}x${hostCount}`] = { instances, hosts: hostCount, changes, ...times, processes, load: load1() };
     rows.push(`| ${instances} | ${hostCount} | ${changes} | ${spread(times.protocol)} | ${spread(times.virsh)} | ${fmt(median(times.virsh)! / median(times.protocol)!, 1)}× | ` +
-      `${processes.protocol} / ${processes.virsh} | ${spread(times.version)} | ${load1().toFixed(1)} |`);
+      `${processes.protocol} / ${processes.virsh} | ${spread(times.version)} | ${spread(times.node)} | ${fmt(median(times.protocol)! / median(times.node)!, 1)}× | ${load1().toFixed(1)} |`);
     log(rows[rows.length - 1]!);
   }
   return { rows, results };
@@ -123,8 +126,8 @@ async function main(): Promise<void> {
   const { rows, results } = await measure(o, dir, prefix, libvirtdSocket(stateDir));
   const facts = { ...machineFacts(), node: process.version, runs: String(o.runs) };
   console.log(`\n${Object.entries(facts).map(([k, v]) => `${k}: ${v}`).join('; ')}`);
-  console.log('\n| instances | hosts | changes | plan ms, protocol: median (min–max) | plan ms, virsh path | virsh / protocol | virsh processes per plan (protocol / virsh path) | kumo --version ms | load |');
-  console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  console.log('\n| instances | hosts | changes | plan ms, protocol: median (min–max) | plan ms, virsh path | virsh / protocol | virsh processes per plan (protocol / virsh path) | kumo --version ms | node -e 0 ms | plan / node -e 0 | load |');
+  console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const r of rows) console.log(r);
   if (o.json) await writeFile(o.json, JSON.stringify({ options: o, facts, results }, null, 2));
 }
