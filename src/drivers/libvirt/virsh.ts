@@ -6,8 +6,8 @@ import { type Executor, local } from '../../exec/exec.js';
 import { WAIT_EVERY_MS, WAIT_FIRST_MS } from '../../exec/waits.js';
 import { KumoError } from '../../model/errors.js';
 import type { RuntimeState } from '../../model/types.js';
-import { dhcpLeasesOver, domainStateOver, dumpXmlOver, listDomainsOver, protocolLooksUp } from './protocol-reads.js';
-import { countNwFilters, nodeInfo } from './rpc/domain-writes.js';
+import { dhcpLeasesOver, domainStateOver, dumpXmlOver, listDomainsOver, listNetworksOver, nodeInfoOver, protocolLooksUp } from './protocol-reads.js';
+import { countNwFilters } from './rpc/domain-writes.js';
 import { defineOver, destroyOver, domainToRemove, rebootOver, shutdownOver, snapshotCountOver, startOver, stopForRemoval, undefineForRemoval } from './protocol-writes.js';
 import type { LibvirtConnection } from './rpc/connection.js';
 
@@ -54,9 +54,10 @@ const CAPABILITY_CALLS = new Set(['define', 'create', 'start', 'domcapabilities'
  * A thin, typed client over `virsh`. Each call is one argument array: no shell, and XML
  * reaches libvirt through a file, never through the command line. A call that waits long
  * tells `onSlow` what it waits for. Given the host's protocol connection (rpc/, for the URIs it
- * speaks), the reads list and show lean on (listDomains, domainState, dumpXml, dhcpLeases) and the domain
- * lifecycle writes (define, start, shutdown, reboot, destroy, removeDomain) go over it instead,
- * with the same answers, errors and slow-call notices; everything else stays on virsh.
+ * speaks), the reads list, show and plan lean on (listDomains, domainState, dumpXml, dhcpLeases,
+ * nodeInfo, listNetworks) and the domain lifecycle writes (define, start, shutdown, reboot,
+ * destroy, removeDomain) go over it instead, with the same answers, errors and slow-call
+ * notices; everything else stays on virsh.
  */
 export class Virsh {
   /** `hostOf`: the registered host this libvirt is, for messages (asked when one is written). */
@@ -160,10 +161,7 @@ export class Virsh {
   /** CPUs and memory of the hypervisor (virsh nodeinfo). */
   async nodeInfo(): Promise<{ cpus: number; memoryMiB: number }> {
     const c = this.protocol;
-    if (c) {
-      const node = await this.overProtocol(c, ['nodeinfo'], QUICK_CALL_MS(), () => nodeInfo(c));
-      return { cpus: node.cpus, memoryMiB: Math.round(Number(node.memoryKiB) / 1024) };
-    }
+    if (c) return this.overProtocol(c, ['nodeinfo'], QUICK_CALL_MS(), () => nodeInfoOver(c));
     const out = await this.run(['nodeinfo'], QUICK_CALL_MS());
     const cpus = Number(/CPU\(s\):\s+(\d+)/.exec(out)?.[1]);
     const kib = Number(/Memory size:\s+(\d+) KiB/.exec(out)?.[1]);
@@ -270,6 +268,8 @@ export class Virsh {
   }
 
   async listNetworks(): Promise<NetworkListing[]> {
+    const c = this.protocol;
+    if (c) return this.overProtocol(c, ['net-list', '--all'], libvirtCallTimeoutMs(), () => listNetworksOver(c));
     const out = await this.run(['net-list', '--all']);
     return out.split('\n').map((l) => /^\s*(\S+)\s+(active|inactive)\s+(yes|no)\s+(yes|no)/.exec(l))
       .filter((m) => m !== null)

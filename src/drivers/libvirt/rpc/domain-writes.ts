@@ -48,12 +48,3 @@ export async function countSnapshots(c: RpcCaller, dom: Domain): Promise<number>
   return (await c.call(Proc.DOMAIN_SNAPSHOT_NUM, (w) => { encodeDomain(w, dom); w.int(0); })).int();
 }
 
-/**
- * remote_node_get_info_ret: `char model[32]` is 32 XDR chars of 4 bytes each, then memory
- * (KiB), cpus, mhz, nodes, sockets, cores, threads.
- */
-export async function nodeInfo(c: RpcCaller): Promise<{ memoryKiB: bigint; cpus: number }> {
-  const r = await c.call(Proc.NODE_GET_INFO);
-  for (let i = 0; i < 32; i++) r.int();
-  return { memoryKiB: r.uhyper(), cpus: r.int() };
-}

@@ -28,6 +28,7 @@ export enum MessageStatus { OK = 0, ERROR = 1, CONTINUE = 2 }
 export enum Proc {
   CONNECT_OPEN = 1,
   CONNECT_CLOSE = 2,
+  NODE_GET_INFO = 6,
   DOMAIN_CREATE = 9,
   DOMAIN_DEFINE_XML = 11,
   DOMAIN_DESTROY = 12,
@@ -42,6 +43,7 @@ export enum Proc {
   DOMAIN_GET_STATE = 212,
   DOMAIN_UNDEFINE_FLAGS = 231,
   CONNECT_LIST_ALL_DOMAINS = 273,
+  CONNECT_LIST_ALL_NETWORKS = 283,
   CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY = 316,
   CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_ANY = 317,
   DOMAIN_EVENT_CALLBACK_LIFECYCLE = 318,
@@ -57,8 +59,6 @@ export enum Proc {
  * the two declarations into one enum.
  */
 export enum Proc {
-  /** Asked by placement before a create (host.ts): the host's CPUs and memory. */
-  NODE_GET_INFO = 6,
   DOMAIN_REBOOT = 27,
   DOMAIN_SHUTDOWN = 33,
   /** Asked before a define: whether the host can filter NICs (nic-filter.ts). */
