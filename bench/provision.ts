@@ -3,7 +3,7 @@
  * Provisioning benchmark: the course's manual way (cp + virt-customize + virt-install) against
  * `kumo instance create`, with the raw QEMU boot of the same guest as the floor.
  *
- *   node dist/bench/provision.js [--runs N] [--timeout SECONDS] [--workdir DIR] [--json FILE]
+ *   node dist/bench/provision.js [--runs N] [--only WAYS] [--timeout SECONDS] [--workdir DIR] [--json FILE]
  *
  * Everything it makes carries a per-run prefix (domains, the isolated network and its bridge,
  * libvirt storage pools virt-install makes on its own) or lives in one per-run folder, and is
@@ -17,6 +17,7 @@ import { join, resolve } from 'node:path';
 import { once } from 'node:events';
 import { local } from '../src/exec/exec.js';
 import { Virsh } from '../src/drivers/libvirt/virsh.js';
+import { LibvirtConnection } from '../src/drivers/libvirt/rpc/connection.js';
 import { buildSeed, writeSeedIso } from '../src/drivers/image/seed.js';
 import { hashPassword } from '../src/model/password.js';
 import type { Image } from '../src/model/types.js';
@@ -36,6 +37,8 @@ interface Options {
   /** What the padded image's qcow2 file should weigh: the course's CentOS-7-x86_64-GenericCloud-2009.qcow2. */
   targetBytes: number;
   keepGoing: boolean;
+  /** The ways measured (default all three; `--only kumo,floor` skips the slow manual way). */
+  ways: Way[];
 }
 
 const COURSE_IMAGE_BYTES = 888_995_840;
@@ -50,11 +53,12 @@ function usage(): string {
   --target-bytes N    size of the padded image file (default ${COURSE_IMAGE_BYTES}, the course's CentOS 7 image)
   --json FILE         also write every raw measurement to FILE
   --logs DIR          keep each guest's console log in DIR
-  --keep-going        record a failed measurement and go on instead of stopping`;
+  --keep-going        record a failed measurement and go on instead of stopping
+  --only WAYS         measure only these, comma-separated: floor, kumo, manual (default all)`;
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { runs: 3, timeoutS: 300, workdir: '/var/tmp', targetBytes: COURSE_IMAGE_BYTES, keepGoing: false };
+  const o: Options = { runs: 3, timeoutS: 300, workdir: '/var/tmp', targetBytes: COURSE_IMAGE_BYTES, keepGoing: false, ways: [...WAYS] };
   const num = (flag: string, v: string | undefined, min: number): number => {
     const n = Number(v);
     if (!Number.isInteger(n) || n < min) throw new Error(`${flag} needs a whole number >= ${min}, got "${v ?? ''}"`);
@@ -69,10 +73,20 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--json') o.json = resolve(argv[++i] ?? 'bench.json');
     else if (a === '--logs') o.logs = resolve(argv[++i] ?? 'bench-logs');
     else if (a === '--keep-going') o.keepGoing = true;
+    else if (a === '--only') o.ways = parseWays(argv[++i]);
     else if (a === '-h' || a === '--help') { console.log(usage()); process.exit(0); }
     else throw new Error(`unknown argument "${a}"\n${usage()}`);
   }
   return o;
+}
+
+const WAYS = ['floor', 'kumo', 'manual'] as const;
+
+function parseWays(v: string | undefined): Way[] {
+  const ways = (v ?? '').split(',').filter(Boolean);
+  const bad = ways.filter((w) => !(WAYS as readonly string[]).includes(w));
+  if (!ways.length || bad.length) throw new Error(`--only takes ${WAYS.join(', ')} (comma-separated), got "${v ?? ''}"`);
+  return ways as Way[];
 }
 
 // ---------------------------------------------------------------- small helpers
@@ -182,8 +196,29 @@ async function guestfsKernel(): Promise<{ kernel: string; version: string; modul
   return { kernel, version, modules };
 }
 
+async function guestfsWorld(dir: string): Promise<NodeJS.ProcessEnv> {
+  const g = await guestfsKernel();
+  if (!existsSync('/lib/modules')) {
+    await mkdir('/lib/modules');
+    undo.push({ what: 'remove the empty /lib/modules made for supermin', fn: () => rmdir('/lib/modules') });
+  }
+  const guestfsCache = join(dir, 'guestfs-cache');
+  const guestfsTmp = join(dir, 'guestfs-tmp');
+  await mkdir(guestfsCache);
+  await mkdir(guestfsTmp);
+  return {
+    ...process.env, LIBGUESTFS_BACKEND: 'direct', LIBGUESTFS_BACKEND_SETTINGS: 'force_tcg',
+    SUPERMIN_KERNEL: g.kernel, SUPERMIN_KERNEL_VERSION: g.version, SUPERMIN_MODULES: g.modules,
+    LIBGUESTFS_CACHEDIR: guestfsCache, TMPDIR: guestfsTmp,
+  };
+}
+
 async function makeWorld(o: Options): Promise<World> {
-  const virsh = new Virsh(URI);
+  // The bench's own watching (a domain's state every 250 ms while it waits for the lease) goes over
+  // one protocol connection: a virsh process per look took CPU from the booting TCG guest.
+  const conn = new LibvirtConnection(URI);
+  undo.push({ what: 'close the libvirt connection', fn: () => conn.close() });
+  const virsh = new Virsh(URI, local, undefined, undefined, conn);
   if (!(await virsh.ping())) throw new Error(`libvirt at ${URI} does not answer: start it (virtlogd -d; libvirtd -d)`);
   const { prefix, dir, home, cliEnv } = await benchFolder('kb', o.workdir);
   // Anything libvirt still holds that carries our prefix or points into our folder goes first.
@@ -196,21 +231,8 @@ async function makeWorld(o: Options): Promise<World> {
   const passwordFile = join(dir, 'password');
   await writeFile(passwordFile, `${PASSWORD}\n`, { mode: 0o600 });
 
-  // libguestfs: its appliance cache and temporary files live in our folder and go with it.
-  const g = await guestfsKernel();
-  if (!existsSync('/lib/modules')) {
-    await mkdir('/lib/modules');
-    undo.push({ what: 'remove the empty /lib/modules made for supermin', fn: () => rmdir('/lib/modules') });
-  }
-  const guestfsCache = join(dir, 'guestfs-cache');
-  const guestfsTmp = join(dir, 'guestfs-tmp');
-  await mkdir(guestfsCache);
-  await mkdir(guestfsTmp);
-  const guestfsEnv = {
-    ...process.env, LIBGUESTFS_BACKEND: 'direct', LIBGUESTFS_BACKEND_SETTINGS: 'force_tcg',
-    SUPERMIN_KERNEL: g.kernel, SUPERMIN_KERNEL_VERSION: g.version, SUPERMIN_MODULES: g.modules,
-    LIBGUESTFS_CACHEDIR: guestfsCache, TMPDIR: guestfsTmp,
-  };
+  // libguestfs (the manual way only): its appliance cache and temporary files live in our folder and go with it.
+  const guestfsEnv = o.ways.includes('manual') ? await guestfsWorld(dir) : process.env;
 
   log('kumo image build tiny');
   await kumo(cliEnv, ['image', 'build', 'tiny'], 1_800_000);
@@ -295,7 +317,7 @@ async function writeRandom(file: string, bytes: number): Promise<void> {
 
 // ---------------------------------------------------------------- measurements
 
-type Way = 'manual' | 'kumo' | 'floor';
+type Way = (typeof WAYS)[number];
 
 interface Measurement {
   way: Way;
@@ -601,7 +623,8 @@ async function main(): Promise<number> {
   const measurements: Measurement[] = [];
   const started = new Date().toISOString();
   try {
-    await requireTools(['virsh', 'virt-install', 'virt-customize', 'qemu-system-x86_64', 'qemu-img', 'debugfs', 'resize2fs', 'e2fsck', 'cp']);
+    const manual = o.ways.includes('manual');
+    await requireTools(['virsh', ...(manual ? ['virt-install', 'virt-customize'] : []), 'qemu-system-x86_64', 'qemu-img', 'debugfs', 'resize2fs', 'e2fsck', 'cp']);
     const w = await makeWorld(o);
     const facts: Record<string, string> = {
       ...machineFacts(), accel: 'TCG (libvirt domain type qemu; no KVM)',
@@ -610,16 +633,18 @@ async function main(): Promise<number> {
 
     // Warm-ups, not measured: libguestfs builds its appliance on first use (cached, like on
     // the course's machine after its first virt-customize), kumo probes acceleration once per host.
-    log('warm-up: virt-customize on a throwaway overlay (builds the libguestfs appliance)');
-    const warm = join(w.dir, 'warm.qcow2');
-    await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', w.padded, warm]);
-    await run('virt-customize', ['-a', warm, '--root-password', `password:${PASSWORD}`], { env: w.guestfsEnv, timeoutMs: 900_000 });
-    await rm(warm);
+    if (manual) {
+      log('warm-up: virt-customize on a throwaway overlay (builds the libguestfs appliance)');
+      const warm = join(w.dir, 'warm.qcow2');
+      await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', w.padded, warm]);
+      await run('virt-customize', ['-a', warm, '--root-password', `password:${PASSWORD}`], { env: w.guestfsEnv, timeoutMs: 900_000 });
+      await rm(warm);
+    }
     log('warm-up: kumo host info (acceleration probe, cached per host)');
     await kumo(w.cliEnv, ['host', 'info']);
 
     for (let i = 1; i <= o.runs; i++) {
-      for (const [way, fn] of [['floor', measureFloor], ['kumo', measureKumo], ['manual', measureManual]] as const) {
+      for (const [way, fn] of ([['floor', measureFloor], ['kumo', measureKumo], ['manual', measureManual]] as const).filter(([x]) => o.ways.includes(x))) {
         log(`run ${i}/${o.runs}: ${way}`);
         const m = await fn(w, i, o);
         measurements.push(m);

@@ -49,7 +49,8 @@ export function libvirtCallTimeoutMs(): number {
 }
 
 /**
- * Whether libvirt reads go over kumo's protocol connection (the default) or stay on virsh:
+ * Whether libvirt reads and domain lifecycle writes go over kumo's protocol connection (the
+ * default) or stay on virsh:
  * KUMO_LIBVIRT_PROTOCOL=0 is the way back if the driver misbehaves with a host, and the bench's
  * old path side by side. With it off, the API server follows no events either.
  */
@@ -57,7 +58,7 @@ export function libvirtProtocolEnabled(): boolean {
   const raw = process.env.KUMO_LIBVIRT_PROTOCOL;
   if (raw === undefined || raw === '' || raw === '1') return true;
   if (raw === '0') return false;
-  throw invalid(`KUMO_LIBVIRT_PROTOCOL must be 0 or 1, got "${raw}"`, 'KUMO_LIBVIRT_PROTOCOL=0 keeps every libvirt read on virsh; unset it for the protocol connection');
+  throw invalid(`KUMO_LIBVIRT_PROTOCOL must be 0 or 1, got "${raw}"`, 'KUMO_LIBVIRT_PROTOCOL=0 keeps every libvirt call on virsh; unset it for the protocol connection');
 }
 
 let root: string | undefined;

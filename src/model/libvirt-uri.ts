@@ -18,6 +18,12 @@ import type { Reach } from './reach.js';
  * (KUMO_HOME/lab/libvirt/NODE/run/libvirt-sock: `kumo lab up` and the datacenter file's hosts
  * use those); root on the machine may also point `socket=` anywhere, give ssh a `keyfile=` and
  * skip its host key check (`no_verify=1`).
+ *
+ * libvirt's test driver, behind a libvirtd: `test+unix:///ABS/NODE.xml?socket=ABS/SOCK` makes that
+ * daemon open `test:///ABS/NODE.xml`, a fake node (CPUs, memory, domains, networks) described by
+ * the file and kept in the daemon's memory per connection. It lets `kumo plan` and the benches
+ * face many hypervisors on one machine. Only root on the machine registers one (`kumo host add
+ * --uri`): the daemon reads the file as root, so the cloud may not name files on the server.
  */
 
 const SHAPE = /^qemu(?:\+([a-z0-9]+))?:\/\/(?:([A-Za-z0-9._-]+)@)?([A-Za-z0-9.-]*|\[[0-9A-Fa-f:.]+\])(?::(\d{1,5}))?\/(system|session)(?:\?(.*))?$/;
@@ -39,6 +45,7 @@ export interface LibvirtUriOptions {
 /** What is wrong with a libvirt URI for this caller, or undefined when kumo may use it. */
 export function libvirtUriFault(uri: string, opts: LibvirtUriOptions): { problem: string; fix: string } | undefined {
   if (uri.includes('%') || uri.includes('#')) return { problem: 'has %-escapes or a fragment', fix: EXAMPLE };
+  if (/^test[:+]/.test(uri)) return testUriFault(uri, opts);
   const m = SHAPE.exec(uri);
   if (!m) {
     const scheme = /^([a-z0-9+]+):/.exec(uri)?.[1];
@@ -88,6 +95,28 @@ function paramsFault(query: string, transport: string, opts: LibvirtUriOptions):
         };
       }
     }
+  }
+  return undefined;
+}
+
+const TEST_SHAPE = /^test\+unix:\/\/(\/[^?]*)\?socket=([^&]*)$/;
+const TEST_EXAMPLE = 'e.g. test+unix:///var/tmp/nodes/kvm1.xml?socket=/run/libvirt/libvirt-sock';
+
+/** The test driver through a libvirtd's unix socket: an absolute .xml file and the socket, nothing else; root's only. */
+function testUriFault(uri: string, opts: LibvirtUriOptions): { problem: string; fix: string } | undefined {
+  const m = TEST_SHAPE.exec(uri);
+  if (!m) {
+    return { problem: 'is not a test-driver URI kumo takes (test+unix:///ABSOLUTE/FILE.xml?socket=ABSOLUTE/SOCKET: through a libvirtd, one file per fake node)', fix: TEST_EXAMPLE };
+  }
+  const [, file = '', socket = ''] = m;
+  if (!PATH_VALUE.test(file) || !file.endsWith('.xml')) return { problem: `names the node file "${file}", which is not a plain absolute path ending in .xml`, fix: TEST_EXAMPLE };
+  if (!PATH_VALUE.test(socket)) return { problem: `has socket="${socket}", which is not a plain absolute path`, fix: 'give an absolute path of letters, digits, ".", "_", "-" and "/"' };
+  // A file's schema (no KUMO_HOME) checks the shape only; registering it from the cloud is refused.
+  if (opts.reach === 'cloud' && opts.home !== undefined) {
+    return {
+      problem: 'uses libvirt\'s test driver, whose node file the daemon reads on the server: only root on the machine registers such a host',
+      fix: 'run `kumo host add NAME --uri URI` as root on the machine, or use qemu+ssh/qemu+tls for a real hypervisor',
+    };
   }
   return undefined;
 }

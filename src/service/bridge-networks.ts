@@ -1,5 +1,5 @@
 import { buildNetworkXml } from '../drivers/libvirt/network-xml.js';
-import type { Virsh } from '../drivers/libvirt/virsh.js';
+import type { NetworkListing, Virsh } from '../drivers/libvirt/virsh.js';
 
 /**
  * A libvirt network in bridge mode onto a bridge the host has already (an instance segment):
@@ -7,7 +7,12 @@ import type { Virsh } from '../drivers/libvirt/virsh.js';
  * no DHCP there; kumo's DHCP server on the segment does.
  */
 export async function bridgeNetworkState(v: Virsh, name: string): Promise<'missing' | 'inactive' | 'active'> {
-  const net = (await v.listNetworks()).find((n) => n.name === name);
+  return bridgeNetworkStateIn(await v.listNetworks(), name);
+}
+
+/** The same, from a listing already made (plan lists each host once for all its segments). */
+export function bridgeNetworkStateIn(listed: readonly NetworkListing[], name: string): 'missing' | 'inactive' | 'active' {
+  const net = listed.find((n) => n.name === name);
   return !net ? 'missing' : net.active ? 'active' : 'inactive';
 }
 

@@ -1,11 +1,12 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import type { Context } from './context.js';
 import { sleep } from '../exec/process.js';
 import { waitingFor } from '../exec/waits.js';
 import { ImageService } from './images.js';
+import { makeInstanceFiles } from './instance-files.js';
 import { FlavorService } from './flavors.js';
 import { NetworkService } from './networks.js';
 import { onRecover, withUndo } from './undo.js';
@@ -21,8 +22,8 @@ import { stateOf } from './instance-states.js';
 import { buildList, preparedList, type BuiltList } from './instance-list.js';
 import { buildDomainXml, parseDomainXml } from '../drivers/libvirt/domain-xml.js';
 import { nicFiltersAvailable } from '../drivers/libvirt/nic-filter.js';
-import { buildSeed, parseUserData, writeSeedIso } from '../drivers/image/seed.js';
-import { createPrivateFile, makeFolder } from '../drivers/host/private-files.js';
+import { parseUserData } from '../drivers/image/seed.js';
+import { makeFolder } from '../drivers/host/private-files.js';
 import { KumoError, invalid, notFound } from '../model/errors.js';
 import { checkName } from '../model/names.js';
 import { isSshPublicKey } from '../model/checks.js';
@@ -165,28 +166,8 @@ export class InstanceService {
       // Root and QEMU's group only (QEMU walks through to its disks); every file in it 0600.
       await makeFolder(dir, 'qemu-traverse');
       undo({ kind: 'remove-path', path: dir });
-      const root = join(dir, 'root.qcow2');
-      await createPrivateFile(root);
-      await this.ctx.qemuImg.createOverlay(root, image.disk, image.format, spec.diskGiB);
-      const dataFiles: string[] = [];
-      for (const [i, size] of spec.dataDisks.entries()) {
-        const file = join(dir, `data${i + 1}.qcow2`);
-        await createPrivateFile(file);
-        await this.ctx.qemuImg.createEmpty(file, size);
-        dataFiles.push(file);
-      }
-      // QEMU makes its VNC socket here: only root (kumo's console proxy) can reach it.
       const vncSocket = join(dir, VNC_FOLDER, 'vnc.sock');
-      await makeFolder(dirname(vncSocket), 'qemu-write');
-      onStep('seed');
-      const seedIso = join(dir, 'seed.iso');
-      const seed = buildSeed({
-        instanceId: record.uuid, hostname: spec.name, sshKeys: spec.sshKeys, nics: record.nics,
-        ...(spec.passwordHash ? { rootPasswordHash: spec.passwordHash } : {}),
-        ...(req.userData !== undefined ? { userData: req.userData } : {}),
-      });
-      await createPrivateFile(seedIso);
-      await writeSeedIso(seed, seedIso, dir, this.ctx.exec);
+      const { root, dataFiles, seedIso } = await makeInstanceFiles(this.ctx, dir, record, image, { vncSocket, userData: req.userData }, onStep);
       onStep('define');
       const filters = await nicFiltersAvailable(v); // a host without libvirt's nwfilter: no anti-spoofing there
       const xml = buildDomainXml({

@@ -117,17 +117,22 @@ test('apply builds the course datacenter: the website through the LB from outsid
   // A listener that answered on the LB itself first: the outside's failure is the rule's, not a missing listener.
   const listener = await listenIn(`${env.prefix}-lb`, 2222);
   try {
-    assert.notEqual((await outside.run('curl', ['-s', '--max-time', '2', 'telnet://10.5.1.213:2222'], { allowFailure: true, input: '' })).code, 0);
-    assert.equal((await tcpFrom(`${env.prefix}-internet`, '10.5.1.213', 2222)).outcome, 'timed out', 'the LB drops what is not its frontend port');
+    // Both wait out a drop: side by side.
+    await Promise.all([
+      outside.run('curl', ['-s', '--max-time', '2', 'telnet://10.5.1.213:2222'], { allowFailure: true, input: '' }).then((r) => assert.notEqual(r.code, 0)),
+      tcpFrom(`${env.prefix}-internet`, '10.5.1.213', 2222).then((r) => assert.equal(r.outcome, 'timed out', 'the LB drops what is not its frontend port')),
+    ]);
   } finally {
     listener.stop();
   }
   const storageIp = (JSON.parse((await env.cli(['instance', 'show', members[0]!, '--json'])).stdout) as { nics: { network: string; ipv4?: string }[] })
     .nics.find((n) => n.network === 'storage')!.ipv4!;
   const from = (node: string, url: string) => new NetnsExecutor(`${env.prefix}-${node}`).run('curl', ['-s', '--max-time', '2', url], { allowFailure: true, input: '' });
-  assert.notEqual((await from('stg', `http://${storageIp}:8080/`)).code, 0, 'stg must not reach an instance\'s 8080');
-  assert.equal((await from('lb', `http://${ip}:8080/`)).code, 0, 'the LB reaches the instances');
-  assert.notEqual((await from('kvm1', 'telnet://10.5.3.10:2049')).code, 0, 'only instances may reach NFS on stg');
+  await Promise.all([
+    from('stg', `http://${storageIp}:8080/`).then((r) => assert.notEqual(r.code, 0, 'stg must not reach an instance\'s 8080')),
+    from('lb', `http://${ip}:8080/`).then((r) => assert.equal(r.code, 0, 'the LB reaches the instances')),
+    from('kvm1', 'telnet://10.5.3.10:2049').then((r) => assert.notEqual(r.code, 0, 'only instances may reach NFS on stg')),
+  ]);
   const fw = JSON.parse((await env.cli(['firewall', 'show', file, '--json'])).stdout) as { live: { host: string; current: boolean; counters: { id: string; packets?: number }[] }[] };
   assert.deepEqual(fw.live.map((t) => `${t.host}:${t.current}`).sort(), ['kvm1:true', 'kvm2:true', 'lb:true', 'stg:true']);
   const dropped = (host: string, id: string) => fw.live.filter((t) => t.host === host).flatMap((t) => t.counters).find((c) => c.id === id)?.packets ?? 0;
@@ -151,6 +156,12 @@ test('with a route from the outside, the access rules are what keep it from the 
   const nfsFrom = (node: string) => tcpFrom(ns(node), '10.5.3.10', 2049);
   const blocked = async (node: string, why: string) => assert.equal((await nfsFrom(node)).outcome, 'timed out', `${node}: ${why}`);
   const opens = async (node: string, why: string) => assert.equal((await nfsFrom(node)).outcome, 'connected', `${node}: ${why}`);
+  /** With every rule loaded: no instance's 8080 and no LB port but the frontend from outside, and NFS from no node. */
+  const allClosed = (why: string) => Promise.all([
+    instancePage().then((r) => assert.notEqual(r.status, 200, 'the outside must not reach an instance\'s 8080')),
+    tcpFrom(ns('internet'), '10.5.1.213', 2222).then((r) => assert.equal(r.outcome, 'timed out', 'the outside must not reach the LB\'s port 2222')),
+    ...['internet', 'lb', 'kvm1', 'kvm2'].map((node) => blocked(node, why)),
+  ]);
   // Positive controls: the instance answers the LB, and ganesha answers on stg itself (lo passes).
   assert.equal((await getInNetns(ns('lb'), `http://${ip}:8080/`)).status, 200);
   assert.equal((await nfsFrom('stg')).outcome, 'connected', 'ganesha listens on 10.5.3.10:2049');
@@ -159,17 +170,18 @@ test('with a route from the outside, the access rules are what keep it from the 
   const listener = await listenIn(ns('lb'), 2222);
   try {
     // All rules loaded: with a route, the outside still reaches neither an instance nor NFS nor
-    // the LB's other ports, and no node but the instances opens NFS.
-    assert.notEqual((await instancePage()).status, 200, 'the outside must not reach an instance\'s 8080');
-    assert.equal((await tcpFrom(ns('internet'), '10.5.1.213', 2222)).outcome, 'timed out');
-    for (const node of ['internet', 'lb', 'kvm1', 'kvm2']) await blocked(node, 'only instances may open NFS on stg');
+    // the LB's other ports, and no node but the instances opens NFS. (Checks of one state of the
+    // rules run side by side: each waits out its own drop.)
+    await allClosed('only instances may open NFS on stg');
 
     // STG's rules gone: the LB and the hypervisors open NFS (so it was STG's rule that stopped them);
     // the outside still not: the LB forwards nothing.
     const stgRules = await dropTable(ns('stg'), 'inet');
     assert.ok(stgRules.includes('2049'), stgRules);
-    for (const node of ['lb', 'kvm1', 'kvm2']) await opens(node, 'with STG\'s rules removed');
-    await blocked('internet', 'the LB\'s rules still forward nothing');
+    await Promise.all([
+      ...['lb', 'kvm1', 'kvm2'].map((node) => opens(node, 'with STG\'s rules removed')),
+      blocked('internet', 'the LB\'s rules still forward nothing'),
+    ]);
 
     // The LB's rules gone too: the outside reaches its port 2222 and, forwarded, NFS; an instance
     // still not: its hypervisor's bridge rule lets only the LB's backend address in.
@@ -191,9 +203,7 @@ test('with a route from the outside, the access rules are what keep it from the 
     const applied = await env.cli(['apply', file]);
     assert.equal(applied.code, 0, applied.stderr);
     assert.match((await env.cli(['plan', file])).stdout, /no changes/);
-    assert.notEqual((await instancePage()).status, 200);
-    assert.equal((await tcpFrom(ns('internet'), '10.5.1.213', 2222)).outcome, 'timed out');
-    for (const node of ['internet', 'lb', 'kvm1', 'kvm2']) await blocked(node, 'after apply, only instances may open NFS on stg');
+    await allClosed('after apply, only instances may open NFS on stg');
   } finally {
     listener.stop();
     await unroute();

@@ -124,7 +124,8 @@ class TimedOutDefine implements Executor {
 for (const mode of ['late', 'lost'] as const) {
   test(`a create whose define timed out (libvirt ${mode === 'late' ? 'defines it after kumo gave up' : 'defined it, the answer was lost'}) leaves no domain, record or file, and says so`, async () => {
     const exec = new TimedOutDefine(mode);
-    const ctx = openContext({ home: env.home, exec });
+    // The timeout is played by virsh's executor: the define must go through virsh, not the protocol connection.
+    const ctx = openContext({ home: env.home, exec, libvirtProtocol: false });
     try {
       const name = `${env.prefix}-${mode}`;
       const error = await new InstanceService(ctx).create({ name, image: 'tiny', flavor: 'small', password: 'test123', networks: [env.network], start: false })

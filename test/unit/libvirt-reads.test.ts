@@ -86,8 +86,8 @@ test('reads over the protocol: list, state and XML answer as virsh does, and no 
     assert.equal(await v.dumpXml('gone'), undefined);
     assert.deepEqual(xmlFlags, [0, 2], '--inactive is VIR_DOMAIN_XML_INACTIVE');
     assert.deepEqual(spawned, []);
-    // Writes stay on virsh in this step.
-    await assert.rejects(v.start('web1'), /was spawned/);
+    // What has no protocol procedure yet stays on virsh (the lifecycle writes: libvirt-writes.test.ts).
+    await assert.rejects(v.version(), /was spawned/);
     assert.equal(spawned.length, 1);
   } finally {
     await conn.close();

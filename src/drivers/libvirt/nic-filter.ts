@@ -12,10 +12,11 @@ const CLEAN_TRAFFIC = 'clean-traffic';
  */
 export async function nicFiltersAvailable(virsh: Virsh): Promise<boolean> {
   try {
-    await virsh.run(['nwfilter-list'], 30_000);
+    await virsh.askNwFilters(30_000);
     return true;
   } catch (e) {
-    // "this function is not supported by the connection driver: virConnectListAllNWFilters"
+    // "this function is not supported by the connection driver: virConnectListAllNWFilters" (virsh),
+    // "...: virConnectNumOfNWFilters" (the protocol connection)
     if (e instanceof KumoError && /not supported|no connection driver|nwfilter state driver is not active/i.test(e.message)) return false;
     throw e;
   }

@@ -2,6 +2,7 @@ import type { RuntimeState } from '../../model/types.js';
 import { domainState, domainXml, listAllWithState, lookupByName, lookupByUuid, type RpcCaller } from './rpc/domains.js';
 import { LibvirtRefusal } from './rpc/errors.js';
 import { IP_ADDR_TYPE_IPV4, lookupNetworkByName, networkDhcpLeases } from './rpc/networks.js';
+import { listAllNetworks, NetworkListFlags, nodeGetInfo } from './rpc/node.js';
 import { type Domain, VIR_ERR_NO_DOMAIN, VIR_ERR_NO_NETWORK } from './rpc/protocol.js';
 
 /**
@@ -20,7 +21,7 @@ export const protocolLooksUp = (name: string): boolean => !/^\d+$/.test(name);
 const noDomain = (e: unknown): boolean => e instanceof LibvirtRefusal && e.remote.code === VIR_ERR_NO_DOMAIN;
 
 /** The domain a UUID or name names, or undefined when there is none (virsh: "failed to get domain"). */
-async function lookUp(c: RpcCaller, name: string): Promise<Domain | undefined> {
+export async function lookUp(c: RpcCaller, name: string): Promise<Domain | undefined> {
   try {
     return UUID.test(name) ? await lookupByUuid(c, name) : await lookupByName(c, name);
   } catch (e) {
@@ -67,4 +68,17 @@ export async function dhcpLeasesOver(c: RpcCaller, network: string): Promise<{ m
   }
   return leases.filter((l) => l.type === IP_ADDR_TYPE_IPV4 && l.mac !== undefined)
     .map((l) => ({ mac: l.mac!.toLowerCase(), ipv4: l.ipaddr, ...(l.hostname ? { hostname: l.hostname } : {}) }));
+}
+
+/** What `virsh nodeinfo` says of CPUs and memory, in one round trip. */
+export async function nodeInfoOver(c: RpcCaller): Promise<{ cpus: number; memoryMiB: number }> {
+  const info = await nodeGetInfo(c);
+  return { cpus: info.cpus, memoryMiB: Math.round(Number(info.memoryKiB) / 1024) };
+}
+
+/** What `virsh net-list --all` says: every network with its flags, four listings sent at once on the one connection. */
+export async function listNetworksOver(c: RpcCaller): Promise<{ name: string; active: boolean; autostart: boolean; persistent: boolean }[]> {
+  const [all, active, autostart, persistent] = await Promise.all([0, NetworkListFlags.ACTIVE, NetworkListFlags.AUTOSTART, NetworkListFlags.PERSISTENT]
+    .map((flags) => listAllNetworks(c, flags).then((names) => new Set(names))));
+  return [...all!].map((name) => ({ name, active: active!.has(name), autostart: autostart!.has(name), persistent: persistent!.has(name) }));
 }

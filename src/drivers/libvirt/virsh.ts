@@ -6,7 +6,9 @@ import { type Executor, local } from '../../exec/exec.js';
 import { WAIT_EVERY_MS, WAIT_FIRST_MS } from '../../exec/waits.js';
 import { KumoError } from '../../model/errors.js';
 import type { RuntimeState } from '../../model/types.js';
-import { dhcpLeasesOver, domainStateOver, dumpXmlOver, listDomainsOver, protocolLooksUp } from './protocol-reads.js';
+import { dhcpLeasesOver, domainStateOver, dumpXmlOver, listDomainsOver, listNetworksOver, nodeInfoOver, protocolLooksUp } from './protocol-reads.js';
+import { countNwFilters } from './rpc/domain-writes.js';
+import { defineOver, destroyOver, domainToRemove, rebootOver, shutdownOver, snapshotCountOver, startOver, stopForRemoval, undefineForRemoval } from './protocol-writes.js';
 import type { LibvirtConnection } from './rpc/connection.js';
 
 export interface DomainListing {
@@ -52,8 +54,10 @@ const CAPABILITY_CALLS = new Set(['define', 'create', 'start', 'domcapabilities'
  * A thin, typed client over `virsh`. Each call is one argument array: no shell, and XML
  * reaches libvirt through a file, never through the command line. A call that waits long
  * tells `onSlow` what it waits for. Given the host's protocol connection (rpc/, for the URIs it
- * speaks), the reads list and show lean on (listDomains, domainState, dumpXml, dhcpLeases) go over it
- * instead, with the same answers and the same errors; everything else stays on virsh.
+ * speaks), the reads list, show and plan lean on (listDomains, domainState, dumpXml, dhcpLeases,
+ * nodeInfo, listNetworks) and the domain lifecycle writes (define, start, shutdown, reboot,
+ * destroy, removeDomain) go over it instead, with the same answers, errors and slow-call
+ * notices; everything else stays on virsh.
  */
 export class Virsh {
   /** `hostOf`: the registered host this libvirt is, for messages (asked when one is written). */
@@ -156,6 +160,8 @@ export class Virsh {
 
   /** CPUs and memory of the hypervisor (virsh nodeinfo). */
   async nodeInfo(): Promise<{ cpus: number; memoryMiB: number }> {
+    const c = this.protocol;
+    if (c) return this.overProtocol(c, ['nodeinfo'], QUICK_CALL_MS(), () => nodeInfoOver(c));
     const out = await this.run(['nodeinfo'], QUICK_CALL_MS());
     const cpus = Number(/CPU\(s\):\s+(\d+)/.exec(out)?.[1]);
     const kib = Number(/Memory size:\s+(\d+) KiB/.exec(out)?.[1]);
@@ -188,25 +194,38 @@ export class Virsh {
   }
 
   async defineDomain(xml: string): Promise<void> {
+    const c = this.protocol;
+    if (c) return this.overProtocol(c, ['define'], libvirtCallTimeoutMs(), () => defineOver(c, xml));
     await this.withXmlFile(xml, (file) => this.run(['define', file]));
   }
 
   async start(name: string): Promise<void> {
-    await this.run(['start', name]);
+    await this.write(['start', name], startOver);
   }
 
   /** Asks the guest to power off (ACPI); returns at once. */
   async shutdown(name: string): Promise<void> {
-    await this.run(['shutdown', name]);
+    await this.write(['shutdown', name], shutdownOver);
   }
 
   async reboot(name: string): Promise<void> {
-    await this.run(['reboot', name]);
+    await this.write(['reboot', name], rebootOver);
   }
 
   /** Pulls the plug. */
   async destroy(name: string): Promise<void> {
-    await this.run(['destroy', name]);
+    await this.write(['destroy', name], destroyOver);
+  }
+
+  /**
+   * A write on one domain (`args`: the virsh command and the domain, last): over the protocol
+   * connection where there is one and it finds domains as virsh would, else a virsh process.
+   */
+  private async write(args: [string, string], over: (c: LibvirtConnection, name: string) => Promise<void>): Promise<void> {
+    const c = this.protocol;
+    const name = args[1];
+    if (c && protocolLooksUp(name)) await this.overProtocol(c, args, libvirtCallTimeoutMs(), () => over(c, name));
+    else await this.run(args);
   }
 
   /**
@@ -215,10 +234,32 @@ export class Virsh {
    * that order. kumo passes its instances' UUIDs.
    */
   async removeDomain(name: string): Promise<void> {
+    const c = this.protocol;
+    if (c && protocolLooksUp(name)) {
+      // Three calls, each bounded and named like the virsh commands they replace.
+      const dom = await this.overProtocol(c, ['domstate', name], libvirtCallTimeoutMs(), () => domainToRemove(c, name));
+      if (!dom) return;
+      await this.overProtocol(c, ['destroy', name], libvirtCallTimeoutMs(), () => stopForRemoval(c, dom));
+      await this.overProtocol(c, ['undefine', name], libvirtCallTimeoutMs(), () => undefineForRemoval(c, dom));
+      return;
+    }
     const state = await this.domainState(name);
     if (state === 'missing') return;
     if (state !== 'shut off') await this.maybe(['destroy', name]);
     await this.maybe(['undefine', '--snapshots-metadata', '--nvram', name]);
+  }
+
+  /** Asks libvirt's nwfilter driver one question; throws its refusal where it has none (nic-filter.ts). */
+  async askNwFilters(timeoutMs: number): Promise<void> {
+    const c = this.protocol;
+    if (c) await this.overProtocol(c, ['nwfilter-list'], timeoutMs, () => countNwFilters(c));
+    else await this.run(['nwfilter-list'], timeoutMs);
+  }
+
+  /** How many snapshots a domain has, asked over the protocol; undefined where only virsh can ask. */
+  async snapshotCount(name: string): Promise<number | undefined> {
+    const c = this.protocol;
+    return c && protocolLooksUp(name) ? this.overProtocol(c, ['snapshot-list', name], libvirtCallTimeoutMs(), () => snapshotCountOver(c, name)) : undefined;
   }
 
   async vncDisplay(name: string): Promise<string | undefined> {
@@ -227,6 +268,8 @@ export class Virsh {
   }
 
   async listNetworks(): Promise<NetworkListing[]> {
+    const c = this.protocol;
+    if (c) return this.overProtocol(c, ['net-list', '--all'], libvirtCallTimeoutMs(), () => listNetworksOver(c));
     const out = await this.run(['net-list', '--all']);
     return out.split('\n').map((l) => /^\s*(\S+)\s+(active|inactive)\s+(yes|no)\s+(yes|no)/.exec(l))
       .filter((m) => m !== null)

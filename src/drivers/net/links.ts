@@ -1,5 +1,6 @@
 import { type Executor, local } from '../../exec/exec.js';
 import { KumoError } from '../../model/errors.js';
+import { bridgeMac } from './netns.js';
 
 export interface HostLink {
   name: string;
@@ -29,8 +30,9 @@ export class HostLinks {
       .flatMap((l) => (l.addr_info ?? []).map((a) => ({ link: l.ifname, address: a.local, prefix: a.prefixlen })));
   }
 
+  /** With a MAC of its own, which guests' taps coming and going never change (netns.ts, bridgeMac). */
   async createBridge(name: string): Promise<void> {
-    await this.exec.run('ip', ['link', 'add', name, 'type', 'bridge']);
+    await this.exec.run('ip', ['link', 'add', name, 'address', bridgeMac(), 'type', 'bridge']);
     await this.exec.run('ip', ['link', 'set', name, 'up']);
   }
 

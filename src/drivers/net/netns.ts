@@ -1,5 +1,13 @@
+import { randomBytes } from 'node:crypto';
 import { type Executor, local } from '../../exec/exec.js';
 import { NetnsExecutor } from '../../exec/netns.js';
+
+/** A random unicast, locally administered MAC (02:…): set explicitly, so the kernel never replaces it. */
+export function bridgeMac(): string {
+  const b = randomBytes(6);
+  b[0] = 0x02;
+  return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
+}
 
 /**
  * Network namespaces of this machine and the links between them: what the lab's nodes and
@@ -45,10 +53,16 @@ export class Namespaces {
     await this.exec.run('ip', ['-n', b.netns, 'link', 'set', b.name, 'up']);
   }
 
-  /** A Linux bridge in a namespace, STP off (a lab switch forwards at once), up. */
+  /**
+   * A Linux bridge in a namespace, STP off (a lab switch forwards at once), up, with a MAC of its
+   * own. Without one the kernel gives a bridge the lowest MAC of its ports, and changes it as ports
+   * come and go: a hypervisor's bridge then wears a guest tap's MAC (libvirt's fe:54:00:…, lower
+   * than a random veth MAC in ~1 lab of 100), and a live migration's incoming tap with that same
+   * MAC on the destination swallowed the destination's ARP reply: "No route to host" (EHOSTUNREACH).
+   */
   async bridge(netns: string, name: string): Promise<void> {
     if (!(await this.linkExists(netns, name))) {
-      await this.exec.run('ip', ['-n', netns, 'link', 'add', name, 'type', 'bridge', 'stp_state', '0', 'forward_delay', '0']);
+      await this.exec.run('ip', ['-n', netns, 'link', 'add', name, 'address', bridgeMac(), 'type', 'bridge', 'stp_state', '0', 'forward_delay', '0']);
     }
     await this.exec.run('ip', ['-n', netns, 'link', 'set', name, 'up']);
   }

@@ -1,5 +1,5 @@
 import type { Context } from '../context.js';
-import { groupMembers, type Datacenter } from '../../model/datacenter.js';
+import { groupMembers, type Datacenter, type InstanceGroup } from '../../model/datacenter.js';
 import { notFound, type KumoError } from '../../model/errors.js';
 import { firstExcess, quotaExceeded, type QuotaUse } from '../../model/quotas.js';
 import type { Change, FilePath } from './kind.js';
@@ -19,8 +19,9 @@ export function projectProblems(ctx: Context, dc: Datacenter, changes: readonly 
   const now = ctx.projects.use(dc.project);
   const use: QuotaUse = { ...now };
   const problems: { path: FilePath; error: KumoError }[] = [];
+  const groupOf = memberGroups(dc);
   for (const c of changes) {
-    const counted = needOf(ctx, dc, c);
+    const counted = needOf(ctx, dc, c, groupOf);
     if (!counted) continue;
     const excess = firstExcess(project.limits, use, counted.need);
     if (excess) {
@@ -35,11 +36,16 @@ export function projectProblems(ctx: Context, dc: Datacenter, changes: readonly 
   return problems;
 }
 
+/** Each instance of the file by name → its group and the group's spec (one pass, not one per change). */
+function memberGroups(dc: Datacenter): Map<string, [string, InstanceGroup]> {
+  return new Map(Object.entries(dc.instances).flatMap(([group, g]) => groupMembers(group, g.count).map((n) => [n, [group, g]] as const)));
+}
+
 /** What one change adds to the project's use (a recreate: the difference of sizes), and where the file declares it. */
-function needOf(ctx: Context, dc: Datacenter, c: Change): { need: Partial<QuotaUse>; path: FilePath } | undefined {
+function needOf(ctx: Context, dc: Datacenter, c: Change, groupOf: Map<string, [string, InstanceGroup]>): { need: Partial<QuotaUse>; path: FilePath } | undefined {
   if (c.kind === 'share' && c.action === 'create') return { need: { shares: 1 }, path: ['shares', c.name] };
   if (c.kind !== 'instance' || (c.action !== 'create' && c.action !== 'recreate')) return undefined;
-  const found = Object.entries(dc.instances).find(([group, g]) => groupMembers(group, g.count).includes(c.name));
+  const found = groupOf.get(c.name);
   if (!found) return undefined;
   const [group, g] = found;
   const own = dc.flavors[g.flavor];

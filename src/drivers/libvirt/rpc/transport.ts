@@ -7,7 +7,8 @@ import { shellQuote, SshExecutor } from '../../../exec/ssh.js';
 /**
  * Where the bytes of one protocol connection go: the daemon's unix socket on this machine, or
  * an ssh process whose far end is joined to the daemon's socket. The protocol on top is the
- * same. TLS (qemu+tls) is not spoken here yet: those hosts stay on virsh (docs/decisions.md).
+ * same. A test-driver URI (test+unix:///FILE.xml?socket=) is a unix socket whose daemon opens
+ * test:///FILE.xml for the connection. TLS (qemu+tls) is not spoken here yet: those hosts stay on virsh (docs/decisions.md).
  */
 export type Endpoint =
   | { kind: 'unix'; uri: string; socket: string; openUri: string }
@@ -16,6 +17,7 @@ export type Endpoint =
 /** libvirt's system socket on Debian (/var/run is a link to /run there). */
 export const SYSTEM_SOCKET = '/run/libvirt/libvirt-sock';
 
+const TEST_PARTS = /^test\+unix:\/\/(\/[^?]+)\?socket=(.+)$/;
 const PARTS = /^qemu(?:\+([a-z]+))?:\/\/(?:([^@/]+)@)?(\[[^\]]+\]|[^/:]*)(?::(\d+))?\/(system|session)(?:\?(.*))?$/;
 
 /**
@@ -26,6 +28,9 @@ const PARTS = /^qemu(?:\+([a-z]+))?:\/\/(?:([^@/]+)@)?(\[[^\]]+\]|[^/:]*)(?::(\d
  */
 export function endpointOf(uri: string): Endpoint {
   const fault = libvirtUriFault(uri, { reach: 'machine' });
+  // libvirt's test driver behind a libvirtd (model/libvirt-uri.ts): the daemon opens test:///FILE for this connection.
+  const test = fault ? undefined : TEST_PARTS.exec(uri);
+  if (test) return { kind: 'unix', uri, socket: test[2]!, openUri: `test://${test[1]!}` };
   const m = PARTS.exec(uri);
   if (fault || !m) throw invalid(`the libvirt URI "${uri}" ${fault?.problem ?? 'is not one kumo takes'}`, fault?.fix ?? 'e.g. qemu:///system');
   const [, transport = '', user, host = '', port, path, query = ''] = m;

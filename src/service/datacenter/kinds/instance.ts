@@ -4,11 +4,13 @@ import { groupMembers, type Datacenter, type InstanceGroup } from '../../../mode
 import { hypervisorsOf, sharedInstanceSegments } from '../../../model/topology.js';
 import { cloudConfigText, nfsMountConfig } from '../../../drivers/image/seed.js';
 import type { Context } from '../../context.js';
-import { chooseHost, HostService } from '../../host.js';
+import type { InstanceRecord } from '../../../store/instances.js';
+import { chooseHost } from '../../host.js';
 import { InstanceService } from '../../instances.js';
 import { ShareService } from '../../shares.js';
 import type { Change, Kind, PlanRun } from '../kind.js';
 import { machineActor } from '../../../model/actor.js';
+import { instanceStates, placementHosts } from '../observe.js';
 
 /** Where a group without `hosts` goes on real hosts: the file's hypervisors only (not this machine's `local`). */
 const fileHypervisors = (dc: Datacenter) => (dc.hosts ? hypervisorsOf(dc.hosts).map(([x]) => x) : undefined);
@@ -66,14 +68,16 @@ async function userData(ctx: Context, dc: Datacenter, g: InstanceGroup, group: s
  * counts against its host for the next): an impossible placement is an error before apply
  * makes anything. Undefined when the hosts are not there yet (a lab still to create).
  */
-async function dryPlacer(ctx: Context, dc: Datacenter, hostsPending: boolean) {
-  const hosts = hostsPending ? [] : await new HostService(ctx).list();
+async function dryPlacer(ctx: Context, dc: Datacenter, hostsPending: boolean, records: Records) {
+  const hosts = hostsPending ? [] : await placementHosts(ctx);
+  const anyHypervisor = hosts.some((h) => h.roles.includes('hypervisor'));
+  const fileHosts = fileHypervisors(dc);
   return (name: string, flavor: { vcpus: number; ramMiB: number }, g: InstanceGroup): string | undefined => {
-    if (!hosts.some((h) => h.roles.includes('hypervisor'))) return undefined;
-    const old = ctx.instances.get(name);
+    if (!anyHypervisor) return undefined;
+    const old = records.get(name);
     const was = old && hosts.find((h) => h.name === old.host);
     if (was) { was.allocatedMiB -= old.ramMiB; was.instances -= 1; }
-    const only = g.hosts ?? fileHypervisors(dc);
+    const only = g.hosts ?? fileHosts;
     let host: string;
     try {
       host = chooseHost(hosts, flavor.vcpus, flavor.ramMiB, { pack: g.placement === 'pack', ...(only ? { only } : {}) });
@@ -89,12 +93,14 @@ async function dryPlacer(ctx: Context, dc: Datacenter, hostsPending: boolean) {
 }
 
 type Placer = Awaited<ReturnType<typeof dryPlacer>>;
+/** kumo's instance records by name (every project's: names are unique across them), read once per plan. */
+type Records = ReadonlyMap<string, InstanceRecord>;
 
 /** A group's members: created, started, or recreated with another image or size (placed dry where they go). */
-function groupChanges(group: string, g: InstanceGroup, flavor: Size, ctx: Context, states: Map<string, string>, place: Placer): Change[] {
+function groupChanges(group: string, g: InstanceGroup, flavor: Size, records: Records, states: Map<string, string>, place: Placer): Change[] {
   const out: Change[] = [];
   for (const name of groupMembers(group, g.count)) {
-    const record = ctx.instances.get(name);
+    const record = records.get(name);
     const host = (): { host?: string } => { const h = place(name, flavor, g); return h ? { host: h } : {}; };
     if (!record) { out.push({ action: 'create', kind: 'instance', name, why: `${g.image}, ${g.flavor}`, ...host() }); continue; }
     if (record.image !== g.image || record.vcpus !== flavor.vcpus || record.ramMiB !== flavor.ramMiB) {
@@ -118,15 +124,18 @@ export const instanceKind: Kind = {
   async diff(run) {
     const { ctx, dc, changes } = run;
     const out: Change[] = [];
-    // One listing per host for all instances, not a full read of each.
-    const states = new Map((await new InstanceService(ctx, machineActor(dc.project)).list()).map((i) => [i.name, i.state]));
-    const place = await dryPlacer(ctx, dc, changes.some((c) => c.kind === 'lab' || c.kind === 'host'));
+    // One listing per host for all instances, not a full read of each; the hosts' listings and capacities all at once.
+    const records: Records = new Map(ctx.instances.list().map((r) => [r.name, r]));
+    const [states, place] = await Promise.all([
+      instanceStates(ctx, machineActor(dc.project).project),
+      dryPlacer(ctx, dc, changes.some((c) => c.kind === 'lab' || c.kind === 'host'), records),
+    ]);
     for (const [group, g] of Object.entries(dc.instances)) {
       const flavor = flavorOf(run, group, g);
       if (!flavor) continue;
       let mine: Change[] | undefined;
       try {
-        mine = groupChanges(group, g, flavor, ctx, states, place);
+        mine = groupChanges(group, g, flavor, records, states, place);
       } catch (e) {
         // One placement problem per group: the group's key, with the file's line and column.
         if (!(e instanceof KumoError)) throw e;

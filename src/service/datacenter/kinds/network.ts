@@ -1,6 +1,6 @@
 import { hypervisorSegments } from '../../../model/topology.js';
 import { interfaceOf } from '../../../model/hosts-spec.js';
-import { bridgeNetworkState, ensureBridgeNetwork } from '../../bridge-networks.js';
+import { bridgeNetworkStateIn, ensureBridgeNetwork } from '../../bridge-networks.js';
 import { nodeVirsh } from './host.js';
 import type { Change, Kind } from '../kind.js';
 
@@ -16,11 +16,15 @@ export const networkKind: Kind = {
   wanted: (dc) => (dc.hosts ? hypervisorSegments(dc.hosts).map(([node, seg]) => networkResource(node, seg)) : []),
 
   async diff({ ctx, dc }) {
-    if (!dc.hosts) return [];
+    const hosts = dc.hosts;
+    if (!hosts) return [];
+    const pairs = hypervisorSegments(hosts);
+    // One listing per hypervisor, all at once; missing while its host is not registered yet.
+    const nodes = [...new Set(pairs.map(([node]) => node))].filter((node) => ctx.hosts.get(node));
+    const listed = new Map(await Promise.all(nodes.map(async (node) => [node, await nodeVirsh(ctx, hosts, node).listNetworks()] as const)));
     const out: Change[] = [];
-    for (const [node, seg] of hypervisorSegments(dc.hosts)) {
-      // Missing while its host is not registered yet.
-      const state = ctx.hosts.get(node) ? await bridgeNetworkState(nodeVirsh(ctx, dc.hosts, node), seg) : 'missing';
+    for (const [node, seg] of pairs) {
+      const state = bridgeNetworkStateIn(listed.get(node) ?? [], seg);
       const name = networkResource(node, seg);
       if (state === 'missing') out.push({ action: 'create', kind: 'network', name, why: `libvirt bridge network ${seg} on ${node}` });
       else if (state === 'inactive') out.push({ action: 'update', kind: 'network', name, why: 'it is not active' });
