@@ -5,6 +5,7 @@ import { domainOf } from './domains.js';
 import { sleep } from '../exec/process.js';
 import { waiting, type Waiting } from '../exec/waits.js';
 import { pinFilterAddresses } from '../drivers/libvirt/nic-filter.js';
+import { agentPing } from '../drivers/libvirt/guest-agent.js';
 import { httpGet, sshBanner } from '../drivers/host/http-probe.js';
 import { KumoError } from '../model/errors.js';
 import { readBootReport, type BootReport } from '../model/guest-console.js';
@@ -125,7 +126,7 @@ async function look(ctx: Context, inst: Instance, check: ReadyCheck, log: string
     }
     case 'agent': {
       const { virsh, id } = domainOf(ctx, inst.name);
-      if (!(await virsh.agentPing(id, Math.max(1, Math.round(probeMs / 1000))))) return { is: 'waiting', ...withIp, for: `the QEMU guest agent of instance "${inst.name}" to answer` };
+      if (!(await agentPing(virsh, id, Math.max(1, Math.round(probeMs / 1000))))) return { is: 'waiting', ...withIp, for: `the QEMU guest agent of instance "${inst.name}" to answer` };
       if (lease) return { is: 'waiting', for: leaseFor(inst.name) };
       return { is: 'ready', ...withIp, detail: 'the QEMU guest agent answers' };
     }

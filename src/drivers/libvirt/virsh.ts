@@ -312,20 +312,6 @@ export class Virsh {
       .map((m) => ({ mac: m[1]!.toLowerCase(), ipv4: m[2]!, ...(m[3] !== '-' ? { hostname: m[3]! } : {}) }));
   }
 
-  /**
-   * Whether the guest's QEMU guest agent answers a ping within `seconds`. false when it does not
-   * (no agent in the image, not started yet); libvirt's own failures are thrown.
-   */
-  async agentPing(domain: string, seconds = 2): Promise<boolean> {
-    try {
-      await this.run(['qemu-agent-command', '--timeout', String(seconds), domain, '{"execute":"guest-ping"}']);
-      return true;
-    } catch (e) {
-      if (e instanceof KumoError && /guest agent|agent is not (connected|responding)|not responding|channel/i.test(e.message)) return false;
-      throw e;
-    }
-  }
-
   /** Runs a command that reads an XML document from a file: `args` places the file's path. */
   async runWithXml(xml: string, args: (file: string) => string[], timeoutMs?: number): Promise<string> {
     return this.withXmlFile(xml, (file) => this.run(args(file), timeoutMs));
