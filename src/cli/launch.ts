@@ -5,6 +5,7 @@ import { ConsoleService, openViewer } from '../service/consoles.js';
 import type { ConsoleMode, Instance } from '../model/types.js';
 import { invalid } from '../model/errors.js';
 import { formatReadyCheck, parseReadyCheck, type ReadyCheck } from '../model/readiness.js';
+import { parseSeconds } from '../model/sizes.js';
 import type { Messages } from './i18n.js';
 
 export interface LaunchOptions {
@@ -12,12 +13,17 @@ export interface LaunchOptions {
   wait: boolean;
   /** What to wait for instead of the image's own readiness (--wait-for). */
   waitFor?: ReadyCheck;
+  waitTimeoutMs?: number;
   messages: Messages['launch'];
 }
 
 /** `--wait` / `--wait-for CHECK`: whether to wait, and on what (undefined: the image's own check). */
-export function parseWait(o: { wait?: boolean; waitFor?: string }): Pick<LaunchOptions, 'wait' | 'waitFor'> {
-  return { wait: Boolean(o.wait || o.waitFor !== undefined), ...(o.waitFor !== undefined ? { waitFor: parseReadyCheck(o.waitFor) } : {}) };
+export function parseWait(o: { wait?: boolean; waitFor?: string; waitTimeout?: string }): Pick<LaunchOptions, 'wait' | 'waitFor' | 'waitTimeoutMs'> {
+  return {
+    wait: Boolean(o.wait || o.waitFor !== undefined || o.waitTimeout !== undefined),
+    ...(o.waitFor !== undefined ? { waitFor: parseReadyCheck(o.waitFor) } : {}),
+    ...(o.waitTimeout !== undefined ? { waitTimeoutMs: parseSeconds('--wait-timeout', o.waitTimeout) * 1000 } : {}),
+  };
 }
 
 /** Waits on the guest's readiness (what for is said after 2 s, as every wait); prints how it was found ready. */
@@ -59,6 +65,6 @@ export async function launch(ctx: Context, req: CreateRequest, opts: LaunchOptio
     console.log(opts.messages.detach);
     await new ConsoleService(ctx).attachSerial(inst.name);
   }
-  if (opts.wait) await waitAndTell(svc, inst.name, { ...(opts.waitFor ? { check: opts.waitFor } : {}), messages: opts.messages });
+  if (opts.wait) await waitAndTell(svc, inst.name, { ...(opts.waitFor ? { check: opts.waitFor } : {}), ...(opts.waitTimeoutMs ? { timeoutMs: opts.waitTimeoutMs } : {}), messages: opts.messages });
   return inst;
 }

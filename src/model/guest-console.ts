@@ -25,11 +25,12 @@ const MAX_ERRORS = 5;
 /** Written into cloud-init's final message by kumo's seed, so a finish names its instance. */
 export const FINAL_MESSAGE_MARK = 'kumo instance';
 /**
- * cloud-init's default final message plus the instance, in its own template ($VERSION etc.):
- * the line still starts as every cloud-init's does, so images that ignore it still match.
+ * cloud-init's default final message plus the instance, in its own template. Braces, not
+ * `$version`: cloud-init's basic renderer reads `$timestamp.` as a dotted name and fails.
+ * The line still starts as every cloud-init's does, so images that ignore it still match.
  */
 export const finalMessageFor = (instanceId: string): string =>
-  `Cloud-init v. $VERSION finished at $TIMESTAMP. Datasource $DATASOURCE.  Up $UPTIME seconds. ${FINAL_MESSAGE_MARK} ${instanceId}`;
+  `Cloud-init v. \${version} finished at \${timestamp}. Datasource \${datasource}.  Up \${uptime} seconds. ${FINAL_MESSAGE_MARK} ${instanceId}`;
 
 const ANSI = /\x1b\[[0-9;?]*[A-Za-z]/g;
 const KERNEL_TIME = /^\[\s*\d+\.\d+\]\s*/;

@@ -16,7 +16,7 @@ import { HostService, type PlaceOptions } from './host.js';
 import { SnapshotService } from './snapshots.js';
 import { domainOf } from './domains.js';
 import { growRootDisk } from './root-disk.js';
-import { imageReadyCheck, readinessOf, waitReady, type ReadyCheck, type ReadyInfo, type Readiness, type WaitOptions } from './ready.js';
+import { imageReadyCheck, READY_TIMEOUT_MS, readinessOf, waitReady, type ReadyCheck, type ReadyInfo, type Readiness, type WaitOptions } from './ready.js';
 import { admitToDhcp, dhcpAddresses, dismissFromDhcp } from './leases.js';
 import { stateOf } from './instance-states.js';
 import { buildList, preparedList, type BuiltList } from './instance-list.js';
@@ -314,7 +314,7 @@ export class InstanceService {
   }
 
   /** Waits until the guest passes its image's readiness check, or `opts.check` (ready.ts). */
-  async waitReady(name: string, timeoutMs = 180_000, opts: Partial<Pick<WaitOptions, 'check'>> = {}): Promise<ReadyInfo> {
+  async waitReady(name: string, timeoutMs = READY_TIMEOUT_MS, opts: Partial<Pick<WaitOptions, 'check'>> = {}): Promise<ReadyInfo> {
     return waitReady(this.ctx, this, name, { ...opts, timeoutMs, check: opts.check ?? this.readyCheck(name) });
   }
 

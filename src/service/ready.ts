@@ -15,6 +15,9 @@ import type { Instance } from '../model/types.js';
 
 export type { ReadyCheck };
 
+/** How long a wait lasts unless told: a cloud image's first boot with cloud-init takes minutes under TCG. */
+export const READY_TIMEOUT_MS = 600_000;
+
 export interface ReadyInfo {
   /** The check that passed, as written: http:8080, ssh, cloud-init, agent. */
   check: string;

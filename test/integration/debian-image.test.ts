@@ -126,11 +126,11 @@ test('debian-12: a real Debian cloud image that boots from its own boot loader a
     // with cloud-init's own report of it (from the console), not a timeout.
     await writeFile(join(dir, 'broken-data'), "#cloud-config\nruncmd:\n  - [sh, -c, 'echo kumo-broken-step; exit 3']\n");
     const brokenWait = kumo(env, ['instance', 'create', broken, '--image', 'debian-12', '--flavor', 'small',
-      '--password-file', pwFile, '--user-data', join(dir, 'broken-data'), '--network', env.network, '--wait'], BOOT_TIMEOUT_MS);
+      '--password-file', pwFile, '--user-data', join(dir, 'broken-data'), '--network', env.network, '--wait-timeout', '1100'], BOOT_TIMEOUT_MS);
     // --wait on a cloud image: ready once cloud-init's final stage ran (the guest serves no HTTP).
     const bootStart = Date.now();
     const creating = kumo(env, ['instance', 'create', name, '--image', 'debian-12', '--flavor', 'small',
-      '--password-file', pwFile, '--ssh-key', `${key}.pub`, '--user-data', join(dir, 'user-data'), '--network', env.network, '--wait'], BOOT_TIMEOUT_MS);
+      '--password-file', pwFile, '--ssh-key', `${key}.pub`, '--user-data', join(dir, 'user-data'), '--network', env.network, '--wait-timeout', '1100'], BOOT_TIMEOUT_MS);
     await checkDisk(); // while the guests boot
     const created = await creating;
     assert.equal(created.code, 0, `instance create --wait failed:\n${created.stderr}`);

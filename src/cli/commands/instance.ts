@@ -27,6 +27,7 @@ interface CreateFlags {
   console: string;
   wait?: boolean;
   waitFor?: string;
+  waitTimeout?: string;
   host?: string;
 }
 
@@ -96,6 +97,7 @@ function addCreate(cmd: Command): void {
     .addOption(new Option('--console <mode>', 'connect a console after start').choices(['auto', 'none', 'serial', 'vnc']).default('none'))
     .option('--wait', 'wait until the guest is ready, by its image\'s check (kumo image list: READY)')
     .option('--wait-for <check>', 'wait for this instead: http:PORT, ssh, cloud-init or agent (implies --wait)')
+    .option('--wait-timeout <seconds>', 'how long --wait waits (default 600)')
     .option('--host <name>', 'pin to this host (default: the hypervisor with the most free memory)')
     .action(async (name: string, o: CreateFlags) => {
       const wait = parseWait(o); // checked before anything is made
@@ -215,7 +217,7 @@ function addConsoleAndMoves(cmd: Command): void {
 
   cmd.command('wait').argument('<name>').description('wait until the guest is ready, by its image\'s check or --for')
     .option('--for <check>', 'http:PORT, ssh, cloud-init or agent (default: the image\'s, see kumo image list)')
-    .option('--timeout <seconds>', 'how long to wait', '180')
+    .option('--timeout <seconds>', 'how long to wait', '600')
     .action(async (name: string, o: { timeout: string; for?: string }) => {
       const seconds = parseSeconds('--timeout', o.timeout);
       const check = o.for !== undefined ? parseReadyCheck(o.for, '--for') : undefined;
