@@ -121,7 +121,7 @@ async function look(ctx: Context, inst: Instance, check: ReadyCheck, log: string
     case 'cloud-init': {
       if (cloudInit?.status === 'failed') {
         return { is: 'failed', why: `finished cloud-init with errors: ${cloudInit.errors.join('; ')}`,
-          fix: 'see its console log for the failing module (often a user-data command); fix the user-data, then delete and create the instance again' };
+          fix: `its console log shows the failing module's output (kumo instance console ${inst.name} --log; often a user-data command): fix the user-data, then delete and create the instance again` };
       }
       if (cloudInit?.status !== 'done') return { is: 'waiting', ...withIp, for: !report.booted ? `the kernel of instance "${inst.name}" to start` : `cloud-init to ${cloudInit ? 'finish' : 'start'} on instance "${inst.name}"` };
       if (lease) return { is: 'waiting', for: leaseFor(inst.name) };

@@ -253,11 +253,13 @@ test('debian-12: a real Debian cloud image that boots from its own boot loader a
 
     const failed = await brokenWait;
     assert.equal(failed.code, 13, `a failing user-data command fails --wait as the guest's failure (exit 13):\n${failed.stderr}`);
-    assert.match(failed.stderr, new RegExp(`instance "${broken}" finished cloud-init with errors: WARNING: Failed running /var/lib/cloud/instance/scripts/runcmd \\[3\\]`));
-    assert.match(failed.stderr, /fix: .*user-data/);
+    // cloud-init 22.4 names the module whose command failed (scripts-user runs runcmd's script).
+    assert.match(failed.stderr, new RegExp(`instance "${broken}" finished cloud-init with errors: WARNING: Failed to run module scripts-user`));
+    assert.match(failed.stderr, new RegExp(`fix: .*kumo instance console ${broken} --log.*user-data`));
+    assert.match(await readFile(join(env.home, 'instances', broken, 'console.log'), 'latin1'), /kumo-broken-step/, 'the failing command\'s own output is in the log the fix names');
     const brokenShown = (await kumo(env, ['instance', 'show', broken])).stdout;
     assert.match(brokenShown, /readiness\s+failed \(cloud-init\)/);
-    assert.match(brokenShown, /reported\s+WARNING: Failed running \/var\/lib\/cloud\/instance\/scripts\/runcmd \[3\]/);
+    assert.match(brokenShown, /reported\s+WARNING: Failed to run module scripts-user/);
   } finally {
     term?.kill();
     await env.cleanup();

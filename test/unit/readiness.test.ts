@@ -53,13 +53,15 @@ test('the console: only the last boot counts (the log is appended across boots)'
 
 test('the console: cloud-init\'s failing module and a kernel panic are reported as printed', () => {
   const failed = readBootReport(boot('i-2', [
-    '[  195.1] cloud-init[512]: 2026-12-07 01:00:00,100 - util.py[WARNING]: Failed running /var/lib/cloud/instance/scripts/runcmd [3]',
+    // As a Debian 12 guest printed them for a runcmd that exited 3 (cloud-init 22.4.2).
+    '[  195.1] cloud-init[512]: kumo-broken-step',
     '[  195.2] cloud-init[512]: 2026-12-07 01:00:00,101 - cc_scripts_user.py[WARNING]: Failed to run module scripts-user (scripts in /var/lib/cloud/instance/scripts)',
     '[  195.2] cloud-init[512]: 2026-12-07 01:00:00,101 - cc_scripts_user.py[WARNING]: Failed to run module scripts-user (scripts in /var/lib/cloud/instance/scripts)',
+    "[  195.3] cloud-init[512]: 2026-12-07 01:00:00,102 - util.py[WARNING]: Running module scripts-user (<module 'cloudinit.config.cc_scripts_user' from '/usr/lib/python3/dist-packages/cloudinit/config/cc_scripts_user.py'>) failed",
   ]));
   assert.deepEqual(failed.errors, [
-    'WARNING: Failed running /var/lib/cloud/instance/scripts/runcmd [3]',
     'WARNING: Failed to run module scripts-user (scripts in /var/lib/cloud/instance/scripts)',
+    "WARNING: Running module scripts-user (<module 'cloudinit.config.cc_scripts_user' from '/usr/lib/python3/dist-packages/cloudinit/config/cc_scripts_user.py'>) failed",
   ], 'each once');
   const panic = readBootReport('[    0.0] Linux version 6.1.0\n[    2.1] Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)\n');
   assert.equal(panic.panic, 'VFS: Unable to mount root fs on unknown-block(0,0)');
