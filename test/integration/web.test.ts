@@ -161,6 +161,10 @@ test('the console shows the guest\'s screen (not blank): its login prompt once i
   assert.ok(facts.width > 100 && facts.height > 100, `${facts.width}x${facts.height}`);
   assert.ok(facts.lit > 0.002, `the console screenshot ${file} is blank (lit ${facts.lit})`);
   assert.notEqual(facts.lit, early.lit, 'the screen changed from the firmware\'s as the guest booted');
+  // The page's facts say the guest is ready, by the tiny image's check (refreshed every 5 s).
+  const ready = page.locator('dd[data-readiness="ready"]');
+  await ready.waitFor({ timeout: 60_000 });
+  assert.match(await ready.innerText(), /ready \(http:8080\): answers at http:\/\/\d+\.\d+\.\d+\.\d+:8080\//);
   await shot('06-detail.png');
 });
 

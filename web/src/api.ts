@@ -87,6 +87,11 @@ export interface Instance {
   dataDisks: number[]; vnc?: string; drift: string[]; createdAt: string;
   /** When the state was learnt, and from what: libvirt's events, its listing, or a question for this read. */
   observedAt: string; stateSource: 'events' | 'listing' | 'asked';
+  /** On the one-instance read only: ready by its image's check, and what cloud-init printed. */
+  readiness?: {
+    check: string; status: 'ready' | 'booting' | 'failed' | 'stopped'; detail: string;
+    cloudInit?: { status: 'running' | 'done' | 'failed'; version?: string; errors: string[] };
+  };
 }
 export interface Image { name: string; os: string }
 export interface Flavor { name: string; vcpus: number; ramMiB: number; diskGiB: number }

@@ -27,6 +27,10 @@ export function InstanceDetail({ name }: { name: string }) {
           <dt>Image</dt><dd>{inst.image}</dd>
           <dt>Size</dt><dd>{inst.vcpus} vCPU · {inst.ramMiB} MiB · {inst.diskGiB} GiB{inst.dataDisks.length ? ` + ${inst.dataDisks.map((g) => `${g} GiB`).join(', ')}` : ''}</dd>
           <dt>NICs</dt><dd>{inst.nics.map((n) => `${n.network} ${n.mac} ${n.ipv4 ?? ''}`).join(' · ')}</dd>
+          {inst.readiness && <><dt>Ready</dt><dd class={`ready r-${inst.readiness.status}`} data-readiness={inst.readiness.status}>
+            {inst.readiness.status} ({inst.readiness.check}): {inst.readiness.detail}
+            {inst.readiness.cloudInit?.errors.map((e) => <div class="guest-error">{e}</div>)}
+          </dd></>}
           {inst.drift.length > 0 && <><dt>Drift</dt><dd>{inst.drift.join('; ')}</dd></>}
         </dl>
       )}
