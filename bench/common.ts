@@ -3,14 +3,15 @@ import { chmod, mkdir, rm } from 'node:fs/promises';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
 import { local, type RunOptions } from '../src/exec/exec.js';
 import { buildNetworkXml } from '../src/drivers/libvirt/network-xml.js';
 import type { Virsh } from '../src/drivers/libvirt/virsh.js';
 import { freeSubnet, runCli } from '../test/helpers/env.js';
 
 /**
- * What every benchmark in bench/ shares: logging, commands and the CLI, clocks, medians,
- * cleanup, its own folder and network. The CLI runner, sleep and the free subnet are the tests'.
+ * What every benchmark in bench/ shares: its options, logging, commands and the CLI, clocks,
+ * medians, cleanup, its own folder and network. The CLI runner, sleep and the free subnet are the tests'.
  */
 
 export { CLI, freeSubnet, runCli } from '../test/helpers/env.js';
@@ -119,4 +120,126 @@ export async function isolatedNetwork(virsh: Virsh, prefix: string): Promise<{ n
   undo.push({ what: `remove network ${network}`, fn: () => virsh.removeNetwork(network) });
   await virsh.startNetwork(network);
   return { network, bridge, third };
+}
+
+// ---------------------------------------------------------------- options
+
+/**
+ * One command-line option of a bench script, by kind: a whole number from `min` to `max` (no
+ * upper bound without one), a comma-separated list of them (`sort`: ascending; `none`: "" or
+ * "none" is the empty list), free text, or a flag. `bare`: the value an option takes when it is
+ * given without one (last, or right before another option), as `--json` alone names a default file.
+ */
+export type BenchOption =
+  | { readonly kind: 'whole'; readonly min: number; readonly max?: number; readonly default?: number }
+  | { readonly kind: 'wholes'; readonly min: number; readonly max?: number; readonly default?: readonly number[]; readonly sort?: boolean; readonly none?: boolean; readonly bare?: string }
+  | { readonly kind: 'text'; readonly default?: string; readonly bare?: string }
+  | { readonly kind: 'flag' };
+
+/** A script's options by name, without the dashes (`'event-rounds'` is `--event-rounds`); `help` is every script's own. */
+export type BenchSpec = { readonly [name: string]: BenchOption };
+
+type BenchValue<O> = O extends { kind: 'whole' } ? number : O extends { kind: 'wholes' } ? number[] : O extends { kind: 'text' } ? string : boolean;
+
+/** What benchOptions answers: each option's value; undefined only for a number, list or text that has no default and was not given. */
+export type BenchValues<S extends BenchSpec> = {
+  -readonly [K in keyof S]: S[K] extends { kind: 'flag' } | { default: unknown } ? BenchValue<S[K]> : BenchValue<S[K]> | undefined;
+};
+
+/** A mistake on a bench's command line; its message says what is wrong, then the script's usage. */
+export class BenchArgsError extends Error {
+  constructor(readonly problem: string, usage: string) {
+    super(`${problem}\n${usage}`);
+    this.name = 'BenchArgsError';
+  }
+}
+
+const isWhole = (raw: string, min: number, max = Infinity) => {
+  const n = raw.trim() === '' ? NaN : Number(raw);
+  return Number.isInteger(n) && n >= min && n <= max ? n : undefined;
+};
+const bounds = (min: number, max?: number) => (max === undefined ? `of at least ${min}` : `from ${min} to ${max}`);
+
+/**
+ * The options of a bench script from its arguments (process.argv.slice(2)), read by node:util's
+ * parseArgs in strict mode: an unknown option, an argument that is no option and a missing value
+ * are mistakes, as is a number out of its bounds; every mistake is a BenchArgsError naming the
+ * option, with the usage. 'help' when --help or -h was given (the script prints the usage).
+ * `--name value` and `--name=value` are the same; a value may start with a dash only as a
+ * negative number (`--warmup -1` is then out of bounds, not a missing value).
+ */
+export function benchOptions<const S extends BenchSpec>(argv: readonly string[], spec: S, usage: string): BenchValues<S> | 'help' {
+  const fail = (problem: string): never => { throw new BenchArgsError(problem, usage); };
+  if ('help' in spec) throw new Error('"help" is every bench script\'s own option');
+  const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = { help: { type: 'boolean', short: 'h' } };
+  for (const [name, o] of Object.entries(spec)) options[name] = { type: o.kind === 'flag' ? 'boolean' : 'string' };
+
+  // What parseArgs cannot say on its own: a value that is a negative number, an option's bare value, and which option lacks one.
+  const args: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--') { args.push(...argv.slice(i)); break; }
+    const name = a.startsWith('--') && !a.includes('=') ? a.slice(2) : '';
+    const o = Object.hasOwn(spec, name) ? spec[name] : undefined;
+    if (!o || o.kind === 'flag') { args.push(a); continue; }
+    const next = argv[i + 1];
+    if (next !== undefined && (!next.startsWith('-') || /^-\d/.test(next))) { args.push(`${a}=${next}`); i++; }
+    else if ('bare' in o && o.bare !== undefined) args.push(`${a}=${o.bare}`);
+    else fail(`${a} needs a value`);
+  }
+
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({ args, options, strict: true, allowPositionals: false }));
+  } catch (e) {
+    const { code, message } = e as { code?: string; message: string };
+    const quoted = /'([^']*)'/.exec(message)?.[1]?.replace(/ <value>$/, '') ?? '';
+    if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') fail(`unknown option ${quoted}`);
+    if (code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') fail(`unexpected argument "${quoted}"`);
+    if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') fail(message.includes('does not take') ? `${quoted} takes no value` : `${quoted} needs a value`);
+    throw e;
+  }
+  if (values.help) return 'help';
+
+  const out: Record<string, unknown> = {};
+  for (const [name, o] of Object.entries(spec)) {
+    const raw = values[name];
+    const flag = `--${name}`;
+    if (o.kind === 'flag') { out[name] = raw === true; continue; }
+    if (raw === undefined || typeof raw === 'boolean') {
+      out[name] = o.kind === 'wholes' && o.default ? [...o.default] : o.default;
+      continue;
+    }
+    if (o.kind === 'text') {
+      out[name] = raw === '' ? fail(`${flag} needs a value`) : raw;
+    } else if (o.kind === 'whole') {
+      out[name] = isWhole(raw, o.min, o.max) ?? fail(`${flag} must be a whole number ${bounds(o.min, o.max)}, got "${raw}"`);
+    } else if (o.none && (raw.trim() === '' || raw.trim() === 'none')) {
+      out[name] = [];
+    } else {
+      const list = raw.split(',').map((x) => isWhole(x, o.min, o.max) ?? fail(`${flag} must be a whole number ${bounds(o.min, o.max)}, got "${x}"`));
+      out[name] = o.sort ? list.sort((x, y) => x - y) : list;
+    }
+  }
+  return out as BenchValues<S>;
+}
+
+/**
+ * A bench script's options from its command line, as benchOptions reads them, then `then`
+ * (the script's own checks may throw a BenchArgsError too): with --help the usage is printed
+ * and the script exits 0; after a mistake it prints what is wrong and the usage, and exits 2.
+ */
+export function scriptOptions<const S extends BenchSpec, T>(spec: S, usage: string, then: (v: BenchValues<S>) => T): T {
+  try {
+    const v = benchOptions(process.argv.slice(2), spec, usage);
+    if (v === 'help') {
+      process.stdout.write(`${usage}\n`);
+      process.exit(0);
+    }
+    return then(v);
+  } catch (e) {
+    if (!(e instanceof BenchArgsError)) throw e;
+    process.stderr.write(`${e.message}\n`);
+    process.exit(2);
+  }
 }
