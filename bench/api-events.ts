@@ -25,29 +25,26 @@ import { startLibvirtd, stopLibvirtd } from '../src/drivers/daemons/libvirtd/nam
 import { LibvirtConnection } from '../src/drivers/libvirt/rpc/connection.js';
 import { defineDomain } from '../src/drivers/libvirt/rpc/domains.js';
 import { openContext } from '../src/service/context.js';
-import { benchFolder, cleanup, CLI, fmt, load1, log, machineFacts, median, now, run, sleep, undo } from './common.js';
+import { benchFolder, cleanup, CLI, fmt, load1, log, machineFacts, median, now, run, scriptOptions, sleep, undo } from './common.js';
 
 interface Options { counts: number[]; durationS: number; connections: number; eventRounds: number; json?: string }
 
-function parseArgs(argv: string[]): Options {
-  const o: Options = { counts: [10, 100, 1000], durationS: 8, connections: 8, eventRounds: 10 };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const v = () => argv[++i] ?? '';
-    const whole = (x: string, max: number) => {
-      const n = Number(x);
-      if (!Number.isInteger(n) || n < 1 || n > max) throw new Error(`${a} must be a whole number from 1 to ${max}, got "${x}"`);
-      return n;
-    };
-    if (a === '--counts') o.counts = v().split(',').map((x) => whole(x, 20_000)).sort((x, y) => x - y);
-    else if (a === '--duration') o.durationS = whole(v(), 600);
-    else if (a === '--connections') o.connections = whole(v(), 256);
-    else if (a === '--event-rounds') o.eventRounds = whole(v(), 100);
-    else if (a === '--json') o.json = v();
-    else throw new Error(`unknown option ${a} (see the header of bench/api-events.ts)`);
-  }
-  return o;
+function usage(): string {
+  return `usage: node dist/bench/api-events.js [options]
+  --counts LIST        instance counts, comma-separated, each 1-20000 (default 10,100,1000; run in ascending order)
+  --duration S         seconds of load per server and count (default 8)
+  --connections C      keep-alive connections of the load (default 8)
+  --event-rounds R     virsh destroy → "shut off" delays measured (default 10)
+  --json FILE          also write every figure to FILE`;
 }
+
+const options = (): Options => scriptOptions({
+  counts: { kind: 'wholes', min: 1, max: 20_000, sort: true, default: [10, 100, 1000] },
+  duration: { kind: 'whole', min: 1, max: 600, default: 8 },
+  connections: { kind: 'whole', min: 1, max: 256, default: 8 },
+  'event-rounds': { kind: 'whole', min: 1, max: 100, default: 10 },
+  json: { kind: 'text' },
+}, usage(), (v) => ({ counts: v.counts, durationS: v.duration, connections: v.connections, eventRounds: v['event-rounds'], json: v.json }));
 
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.max(0, Math.ceil((p / 100) * xs.length) - 1)] ?? NaN;
 const idleXml = (name: string, uuid: string) => `<domain type='qemu'><name>${name}</name><uuid>${uuid}</uuid><memory unit='MiB'>16</memory>` +
@@ -151,7 +148,7 @@ async function eventDelays(uri: string, base: string, token: string, name: strin
 }
 
 async function main(): Promise<void> {
-  const o = parseArgs(process.argv.slice(2));
+  const o = options();
   const { prefix, dir, home } = await benchFolder('ke', '/var/tmp');
   const stateDir = join(dir, 'libvirtd');
   const netns = `${prefix}-ns`;

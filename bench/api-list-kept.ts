@@ -20,25 +20,20 @@ import { openContext } from '../src/service/context.js';
 import { DomainWatch } from '../src/service/domain-watch.js';
 import { TokenService } from '../src/service/tokens.js';
 import type { DomainListing } from '../src/drivers/libvirt/virsh.js';
-import { fmt, load1, log, machineFacts, median, now, sleep } from './common.js';
+import { fmt, load1, log, machineFacts, median, now, scriptOptions, sleep } from './common.js';
 
-function parseArgs(argv: string[]): { counts: number[]; requests: number; rounds: number } {
-  const o = { counts: [10, 100, 1000], requests: 200, rounds: 3 };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const v = argv[++i] ?? '';
-    const whole = (x: string) => {
-      const n = Number(x);
-      if (!Number.isInteger(n) || n < 1 || n > 100_000) throw new Error(`${a} must be a whole number from 1 to 100000, got "${x}"`);
-      return n;
-    };
-    if (a === '--counts') o.counts = v.split(',').map(whole);
-    else if (a === '--requests') o.requests = whole(v);
-    else if (a === '--rounds') o.rounds = whole(v);
-    else throw new Error(`unknown option ${a} (see the header of bench/api-list-kept.ts)`);
-  }
-  return o;
+function usage(): string {
+  return `usage: node dist/bench/api-list-kept.js [options]
+  --counts LIST        instance counts, comma-separated, each 1-100000 (default 10,100,1000)
+  --requests R         requests each way per round (default 200)
+  --rounds N           alternating rounds of kept / built per request (default 3)`;
 }
+
+const options = () => scriptOptions({
+  counts: { kind: 'wholes', min: 1, max: 100_000, default: [10, 100, 1000] },
+  requests: { kind: 'whole', min: 1, max: 100_000, default: 200 },
+  rounds: { kind: 'whole', min: 1, max: 100_000, default: 3 },
+}, usage(), (v) => v);
 
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.max(0, Math.ceil((p / 100) * xs.length) - 1)] ?? NaN;
 
@@ -92,7 +87,7 @@ async function one(n: number, requests: number, rounds: number): Promise<string>
 }
 
 async function main(): Promise<void> {
-  const o = parseArgs(process.argv.slice(2));
+  const o = options();
   const rows: string[] = [];
   for (const n of o.counts) {
     rows.push(await one(n, o.requests, o.rounds));

@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { openContext } from '../src/service/context.js';
 import { InstanceService } from '../src/service/instances.js';
-import { cleanup, CLI, log, median, sleep, undo } from './common.js';
+import { cleanup, CLI, log, median, scriptOptions, sleep, undo } from './common.js';
 
 interface Options { instances: number; durationS: number; connections: number[]; cliRuns: number; json?: string }
 
@@ -37,30 +37,13 @@ function usage(): string {
   --json FILE          also write every figure to FILE`;
 }
 
-function parseArgs(argv: string[]): Options {
-  const o: Options = { instances: 1000, durationS: 10, connections: [1, 8], cliRuns: 5 };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const v = () => {
-      const x = argv[++i];
-      if (x === undefined) throw new Error(`${a} needs a value\n${usage()}`);
-      return x;
-    };
-    const whole = (x: string, min: number, max: number) => {
-      const n = Number(x);
-      if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${a} must be a whole number from ${min} to ${max}, got "${x}"`);
-      return n;
-    };
-    if (a === '--instances') o.instances = whole(v(), 1, 100_000);
-    else if (a === '--duration') o.durationS = whole(v(), 1, 600);
-    else if (a === '--connections') o.connections = v().split(',').map((x) => whole(x, 1, 256));
-    else if (a === '--cli-runs') o.cliRuns = whole(v(), 1, 100);
-    else if (a === '--json') o.json = v();
-    else if (a === '--help' || a === '-h') { console.log(usage()); process.exit(0); }
-    else throw new Error(`unknown option ${a}\n${usage()}`);
-  }
-  return o;
-}
+const options = (): Options => scriptOptions({
+  instances: { kind: 'whole', min: 1, max: 100_000, default: 1000 },
+  duration: { kind: 'whole', min: 1, max: 600, default: 10 },
+  connections: { kind: 'wholes', min: 1, max: 256, default: [1, 8] },
+  'cli-runs': { kind: 'whole', min: 1, max: 100, default: 5 },
+  json: { kind: 'text' },
+}, usage(), (v) => ({ instances: v.instances, durationS: v.duration, connections: v.connections, cliRuns: v['cli-runs'], json: v.json }));
 
 const pct = (xs: number[], p: number): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -161,7 +144,7 @@ function wall(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ ms
 }
 
 async function main(): Promise<void> {
-  const o = parseArgs(process.argv.slice(2));
+  const o = options();
   const prefix = `ka${randomBytes(2).toString('hex')}`;
   const home = await mkdtemp(`/var/tmp/kumo-bench-${prefix}-`);
   await chmod(home, 0o755);

@@ -27,7 +27,7 @@ import { NginxWaf } from '../src/drivers/daemons/nginx-waf/nginx-waf.js';
 import { LB_HEALTH } from '../src/service/loadbalancers.js';
 import { runWrk, type WrkResult } from '../test/helpers/lab.js';
 import {
-  benchFolder, cleanup, CLI, fmt, kumo, load1, log, loadNow, machineFacts, median, now, requireTools, run, sleep, undo,
+  benchFolder, cleanup, CLI, fmt, kumo, load1, log, loadNow, machineFacts, median, now, requireTools, run, scriptOptions, sleep, undo,
 } from './common.js';
 
 // ---------------------------------------------------------------- options
@@ -66,28 +66,19 @@ function usage(): string {
   --json FILE         also write every raw measurement to FILE`;
 }
 
-function parseArgs(argv: string[]): Options {
-  const o: Options = { rounds: 5, durationS: 10, connections: 8, timeoutS: 900, apply: true, proxy: true, workdir: '/var/tmp' };
-  const num = (flag: string, v: string | undefined, min: number, max: number): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${flag} needs a whole number in ${min}..${max}, got "${v ?? ''}"`);
-    return n;
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--rounds') o.rounds = num(a, argv[++i], 1, 20);
-    else if (a === '--duration') o.durationS = num(a, argv[++i], 1, 60);
-    else if (a === '--connections') o.connections = num(a, argv[++i], 1, 64);
-    else if (a === '--timeout') o.timeoutS = num(a, argv[++i], 60, 3_600);
-    else if (a === '--skip-apply') o.apply = false;
-    else if (a === '--skip-proxy') o.proxy = false;
-    else if (a === '--workdir') o.workdir = resolve(argv[++i] ?? '.');
-    else if (a === '--json') o.json = resolve(argv[++i] ?? 'bench.json');
-    else if (a === '-h' || a === '--help') { console.log(usage()); process.exit(0); }
-    else throw new Error(`unknown argument "${a}"\n${usage()}`);
-  }
-  return o;
-}
+const options = (): Options => scriptOptions({
+  rounds: { kind: 'whole', min: 1, max: 20, default: 5 },
+  duration: { kind: 'whole', min: 1, max: 60, default: 10 },
+  connections: { kind: 'whole', min: 1, max: 64, default: 8 },
+  timeout: { kind: 'whole', min: 60, max: 3_600, default: 900 },
+  'skip-apply': { kind: 'flag' },
+  'skip-proxy': { kind: 'flag' },
+  workdir: { kind: 'text', default: '/var/tmp', bare: '.' },
+  json: { kind: 'text', bare: 'bench.json' },
+}, usage(), (v) => ({
+  rounds: v.rounds, durationS: v.duration, connections: v.connections, timeoutS: v.timeout, apply: !v['skip-apply'], proxy: !v['skip-proxy'],
+  workdir: resolve(v.workdir), json: v.json === undefined ? undefined : resolve(v.json),
+}));
 
 // ---------------------------------------------------------------- the bench's own world
 
@@ -345,13 +336,7 @@ function report(a: ApplyTimes | undefined, p: ProxyRun[], o: Options, facts: Rec
 // ---------------------------------------------------------------- main
 
 async function main(): Promise<number> {
-  let o: Options;
-  try {
-    o = parseArgs(process.argv.slice(2));
-  } catch (e) {
-    process.stderr.write(`${(e as Error).message}\n`);
-    return 2;
-  }
+  const o = options();
   let applied: ApplyTimes | undefined;
   let proxies: ProxyRun[] = [];
   const started = new Date().toISOString();

@@ -19,27 +19,24 @@ import { join, resolve } from 'node:path';
 import { buildHaproxyConfig, haproxyPaths } from '../src/drivers/daemons/haproxy/config.js';
 import { LB_HEALTH } from '../src/service/loadbalancers.js';
 import { runWrk, type WrkResult } from '../test/helpers/lab.js';
-import { benchFolder, cleanup, fmt, load1, log, loadNow, machineFacts, median, requireTools, run, sleep, undo } from './common.js';
+import { benchFolder, cleanup, fmt, load1, log, loadNow, machineFacts, median, requireTools, run, scriptOptions, sleep, undo } from './common.js';
 
 interface Options { rounds: number; durationS: number; connections: number; json?: string }
 
-function parseArgs(argv: string[]): Options {
-  const o: Options = { rounds: 5, durationS: 5, connections: 8 };
-  const num = (flag: string, v: string | undefined, min: number, max: number): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${flag} needs a whole number in ${min}..${max}, got "${v ?? ''}"`);
-    return n;
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--rounds') o.rounds = num(a, argv[++i], 1, 30);
-    else if (a === '--duration') o.durationS = num(a, argv[++i], 1, 60);
-    else if (a === '--connections') o.connections = num(a, argv[++i], 1, 256);
-    else if (a === '--json') o.json = resolve(argv[++i] ?? 'lb-speed.json');
-    else throw new Error(`unknown argument "${a}"\nusage: node dist/bench/lb-speed.js [--rounds N] [--duration S] [--connections C] [--json FILE]`);
-  }
-  return o;
+function usage(): string {
+  return `usage: node dist/bench/lb-speed.js [options]
+  --rounds N          rounds over every path, in rotating order (default 5); medians reported
+  --duration S        wrk -d per measurement, seconds (default 5)
+  --connections C     wrk -c, one thread (default 8)
+  --json FILE         also write every raw measurement to FILE`;
 }
+
+const options = (): Options => scriptOptions({
+  rounds: { kind: 'whole', min: 1, max: 30, default: 5 },
+  duration: { kind: 'whole', min: 1, max: 60, default: 5 },
+  connections: { kind: 'whole', min: 1, max: 256, default: 8 },
+  json: { kind: 'text', bare: 'lb-speed.json' },
+}, usage(), (v) => ({ rounds: v.rounds, durationS: v.duration, connections: v.connections, json: v.json === undefined ? undefined : resolve(v.json) }));
 
 /** The backend of bench/datacenter.ts (b): the course page from a keep-alive server, fast so that HAProxy's own cost shows. */
 const BACKEND_JS = `
@@ -163,13 +160,7 @@ function report(ms: Measurement[], o: Options, facts: Record<string, string>): s
 }
 
 async function main(): Promise<number> {
-  let o: Options;
-  try {
-    o = parseArgs(process.argv.slice(2));
-  } catch (e) {
-    process.stderr.write(`${(e as Error).message}\n`);
-    return 2;
-  }
+  const o = options();
   const facts: Record<string, string> = { ...machineFacts() };
   try {
     await requireTools(['haproxy', 'wrk', 'curl', 'ip']);

@@ -18,7 +18,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startLibvirtd, stopLibvirtd } from '../src/drivers/daemons/libvirtd/namespace.js';
 import { Virsh } from '../src/drivers/libvirt/virsh.js';
-import { benchFolder, cleanup, fmt, load1, log, machineFacts, median, now, run, sleep, undo } from './common.js';
+import { benchFolder, cleanup, fmt, load1, log, machineFacts, median, now, run, scriptOptions, sleep, undo } from './common.js';
 import { LibvirtConnection } from '../src/drivers/libvirt/rpc/connection.js';
 import { defineDomain, domainState, domainXml, listAllWithState } from '../src/drivers/libvirt/rpc/domains.js';
 import { LIFECYCLE_EVENT_NAMES, type Domain } from '../src/drivers/libvirt/rpc/protocol.js';
@@ -32,22 +32,22 @@ type Op = 'list' | 'state' | 'xml';
 type Lister = Method | 'sessionStats';
 const LISTERS: Lister[] = ['spawn', 'session', 'sessionStats', 'rpc'];
 
-function parseArgs(argv: string[]): Options {
-  const o: Options = { counts: [10, 100, 1000], rounds: 30, eventRounds: 10, workdir: '/var/tmp' };
-  for (let i = 0; i < argv.length; i++) {
-    const v = argv[i + 1];
-    switch (argv[i]) {
-      case '--counts': o.counts = v!.split(',').map(Number).sort((a, b) => a - b); i++; break;
-      case '--rounds': o.rounds = Number(v); i++; break;
-      case '--event-rounds': o.eventRounds = Number(v); i++; break;
-      case '--workdir': o.workdir = v!; i++; break;
-      case '--json': o.json = v!; i++; break;
-      default: throw new Error(`unknown option ${argv[i]} (see bench/README.md)`);
-    }
-  }
-  if (o.counts.some((n) => !(n > 0)) || !(o.rounds > 0) || !(o.eventRounds >= 0)) throw new Error('counts and rounds must be positive numbers');
-  return o;
+function usage(): string {
+  return `usage: node dist/bench/libvirt-conn.js [options]
+  --counts LIST       domains defined for each measurement, comma-separated (default 10,100,1000; run in ascending order)
+  --rounds R          rounds per count (default 30); medians and nearest-rank p99 reported
+  --event-rounds E    rounds of lifecycle events after virsh start, destroy, define, undefine (default 10)
+  --workdir DIR       where the per-run folder is made (default /var/tmp)
+  --json FILE         also write every sample to FILE`;
 }
+
+const options = (): Options => scriptOptions({
+  counts: { kind: 'wholes', min: 1, sort: true, default: [10, 100, 1000] },
+  rounds: { kind: 'whole', min: 1, default: 30 },
+  'event-rounds': { kind: 'whole', min: 0, default: 10 },
+  workdir: { kind: 'text', default: '/var/tmp' },
+  json: { kind: 'text' },
+}, usage(), (v) => ({ counts: v.counts, rounds: v.rounds, eventRounds: v['event-rounds'], workdir: v.workdir, json: v.json }));
 
 /** Nearest-rank percentile; with 30 samples p99 is the largest. */
 function pct(xs: number[], p: number): number | undefined {
@@ -207,7 +207,7 @@ function report(o: Options, samples: Samples, events: EventDelay[], facts: Recor
 }
 
 async function main(): Promise<void> {
-  const o = parseArgs(process.argv.slice(2));
+  const o = options();
   const facts: Record<string, string> = { ...machineFacts(), node: process.version, virsh: (await run('virsh', ['--version'])).trim() };
   const { prefix, dir } = await benchFolder('kl', o.workdir);
   const stateDir = join(dir, 'libvirtd');

@@ -19,7 +19,7 @@ import { Virsh } from '../src/drivers/libvirt/virsh.js';
 import { startLibvirtd, stopLibvirtd } from '../src/drivers/daemons/libvirtd/namespace.js';
 import { probeThisMachine } from '../src/service/host.js';
 import {
-  benchFolder, cleanup, fmt, isolatedNetwork, kumo, load1, log, loadNow, machineFacts, median, now, requireTools, run, runCli, sleep, undo,
+  benchFolder, cleanup, fmt, isolatedNetwork, kumo, load1, log, loadNow, machineFacts, median, now, requireTools, run, runCli, scriptOptions, sleep, undo,
 } from './common.js';
 
 // ---------------------------------------------------------------- options
@@ -57,30 +57,19 @@ function usage(): string {
   --json FILE         also write every raw measurement to FILE`;
 }
 
-function parseArgs(argv: string[]): Options {
-  const o: Options = { runs: 3, sizes: [1, 2, 4, 8], rate: 20, requestTimeoutMs: 2_000, timeoutS: 300, workdir: '/var/tmp' };
-  const num = (flag: string, v: string | undefined, min: number, max = Infinity): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${flag} needs a whole number in ${min}..${max}, got "${v ?? ''}"`);
-    return n;
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--runs') o.runs = num(a, argv[++i], 1, 50);
-    else if (a === '--sizes') {
-      const v = argv[++i] ?? '';
-      o.sizes = v === '' || v === 'none' ? [] : v.split(',').map((s) => num(a, s.trim(), 1, 16));
-    } else if (a === '--rate') o.rate = num(a, argv[++i], 1, 200);
-    else if (a === '--request-timeout') o.requestTimeoutMs = num(a, argv[++i], 100, 30_000);
-    else if (a === '--parallel') o.parallel = num(a, argv[++i], 1, 16);
-    else if (a === '--timeout') o.timeoutS = num(a, argv[++i], 10, 3_600);
-    else if (a === '--workdir') o.workdir = resolve(argv[++i] ?? '.');
-    else if (a === '--json') o.json = resolve(argv[++i] ?? 'bench.json');
-    else if (a === '-h' || a === '--help') { console.log(usage()); process.exit(0); }
-    else throw new Error(`unknown argument "${a}"\n${usage()}`);
-  }
-  return o;
-}
+const options = (): Options => scriptOptions({
+  runs: { kind: 'whole', min: 1, max: 50, default: 3 },
+  sizes: { kind: 'wholes', min: 1, max: 16, default: [1, 2, 4, 8], none: true, bare: '' },
+  rate: { kind: 'whole', min: 1, max: 200, default: 20 },
+  'request-timeout': { kind: 'whole', min: 100, max: 30_000, default: 2_000 },
+  parallel: { kind: 'whole', min: 1, max: 16 },
+  timeout: { kind: 'whole', min: 10, max: 3_600, default: 300 },
+  workdir: { kind: 'text', default: '/var/tmp', bare: '.' },
+  json: { kind: 'text', bare: 'bench.json' },
+}, usage(), (v) => ({
+  runs: v.runs, sizes: v.sizes, rate: v.rate, requestTimeoutMs: v['request-timeout'], timeoutS: v.timeout, workdir: resolve(v.workdir),
+  parallel: v.parallel, json: v.json === undefined ? undefined : resolve(v.json),
+}));
 
 // ---------------------------------------------------------------- small helpers
 
@@ -390,13 +379,7 @@ function report(ms: Migration[], es: Evacuation[], o: Options, facts: Record<str
 // ---------------------------------------------------------------- main
 
 async function main(): Promise<number> {
-  let o: Options;
-  try {
-    o = parseArgs(process.argv.slice(2));
-  } catch (e) {
-    process.stderr.write(`${(e as Error).message}\n`);
-    return 2;
-  }
+  const o = options();
   const migrations: Migration[] = [];
   const evacuations: Evacuation[] = [];
   const started = new Date().toISOString();

@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { libvirtdSocket, startLibvirtd, stopLibvirtd } from '../src/drivers/daemons/libvirtd/namespace.js';
 import { openContext } from '../src/service/context.js';
 import { datacenterYaml, fakeHosts, groups, recordInstance, registerImage, writeNodeFiles } from '../test/helpers/fake-hypervisors.js';
-import { benchFolder, cleanup, CLI, fmt, load1, log, machineFacts, median, now, run, undo } from './common.js';
+import { BenchArgsError, benchFolder, cleanup, CLI, fmt, load1, log, machineFacts, median, now, run, scriptOptions, undo } from './common.js';
 
 interface Options { runs: number; sizes: [number, number][]; workdir: string; json?: string }
 
@@ -30,20 +30,17 @@ function usage(): string {
   --json FILE         also write every raw measurement to FILE`;
 }
 
-function parseArgs(argv: string[]): Options {
-  const o: Options = { runs: 5, sizes: [[50, 5], [200, 20], [500, 50]], workdir: '/var/tmp' };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const v = argv[++i];
-    if (a === '--runs' && Number.isInteger(Number(v)) && Number(v) >= 1 && Number(v) <= 50) o.runs = Number(v);
-    else if (a === '--sizes' && v && /^\d+x\d+(,\d+x\d+)*$/.test(v)) o.sizes = v.split(',').map((s) => s.split('x').map(Number) as [number, number]);
-    else if (a === '--workdir' && v) o.workdir = v;
-    else if (a === '--json' && v) o.json = v;
-    else throw new Error(`${a} ${v ?? ''}: not understood\n${usage()}`);
-  }
-  if (o.sizes.some(([n, h]) => n < 1 || h < 1 || h > 64)) throw new Error(`--sizes: instances ≥ 1 and 1-64 hosts\n${usage()}`);
-  return o;
-}
+const options = (): Options => scriptOptions({
+  runs: { kind: 'whole', min: 1, max: 50, default: 5 },
+  sizes: { kind: 'text', default: '50x5,200x20,500x50' },
+  workdir: { kind: 'text', default: '/var/tmp' },
+  json: { kind: 'text' },
+}, usage(), (v) => {
+  if (!/^\d+x\d+(,\d+x\d+)*$/.test(v.sizes)) throw new BenchArgsError(`--sizes must be INSTANCESxHOSTS,..., got "${v.sizes}"`, usage());
+  const sizes = v.sizes.split(',').map((s) => s.split('x').map(Number) as [number, number]);
+  if (sizes.some(([n, h]) => n < 1 || h < 1 || h > 64)) throw new BenchArgsError('--sizes: instances ≥ 1 and 1-64 hosts', usage());
+  return { runs: v.runs, sizes, workdir: v.workdir, json: v.json };
+});
 
 /** One size's world: its own KUMO_HOME with the hosts registered (as root would), the records, the node files and the file. */
 async function world(dir: string, socket: string, prefix: string, instances: number, hostCount: number): Promise<{ env: NodeJS.ProcessEnv; file: string }> {
@@ -118,7 +115,7 @@ async function measure(o: Options, dir: string, prefix: string, socket: string) 
 }
 
 async function main(): Promise<void> {
-  const o = parseArgs(process.argv.slice(2));
+  const o = options();
   const { prefix, dir } = await benchFolder('kp', o.workdir);
   const stateDir = join(dir, 'libvirtd');
   undo.push({ what: 'stop the private libvirtd', fn: () => stopLibvirtd(stateDir) });

@@ -22,7 +22,8 @@ import { buildSeed, writeSeedIso } from '../src/drivers/image/seed.js';
 import { hashPassword } from '../src/model/password.js';
 import type { Image } from '../src/model/types.js';
 import {
-  benchFolder, cleanup, freePort, isolatedNetwork, KUMO_CACHE, kumo, load1, log, machineFacts, median, now, requireTools, run, sleep, undo,
+  BenchArgsError, benchFolder, cleanup, freePort, isolatedNetwork, KUMO_CACHE, kumo, load1, log, machineFacts, median, now, requireTools, run,
+  scriptOptions, sleep, undo,
 } from './common.js';
 
 // ---------------------------------------------------------------- options
@@ -57,35 +58,27 @@ function usage(): string {
   --only WAYS         measure only these, comma-separated: floor, kumo, manual (default all)`;
 }
 
-function parseArgs(argv: string[]): Options {
-  const o: Options = { runs: 3, timeoutS: 300, workdir: '/var/tmp', targetBytes: COURSE_IMAGE_BYTES, keepGoing: false, ways: [...WAYS] };
-  const num = (flag: string, v: string | undefined, min: number): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min) throw new Error(`${flag} needs a whole number >= ${min}, got "${v ?? ''}"`);
-    return n;
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--runs') o.runs = num(a, argv[++i], 1);
-    else if (a === '--timeout') o.timeoutS = num(a, argv[++i], 10);
-    else if (a === '--workdir') o.workdir = resolve(argv[++i] ?? '.');
-    else if (a === '--target-bytes') o.targetBytes = num(a, argv[++i], 100 * 2 ** 20);
-    else if (a === '--json') o.json = resolve(argv[++i] ?? 'bench.json');
-    else if (a === '--logs') o.logs = resolve(argv[++i] ?? 'bench-logs');
-    else if (a === '--keep-going') o.keepGoing = true;
-    else if (a === '--only') o.ways = parseWays(argv[++i]);
-    else if (a === '-h' || a === '--help') { console.log(usage()); process.exit(0); }
-    else throw new Error(`unknown argument "${a}"\n${usage()}`);
-  }
-  return o;
-}
+const options = (): Options => scriptOptions({
+  runs: { kind: 'whole', min: 1, default: 3 },
+  timeout: { kind: 'whole', min: 10, default: 300 },
+  workdir: { kind: 'text', default: '/var/tmp', bare: '.' },
+  'target-bytes': { kind: 'whole', min: 100 * 2 ** 20, default: COURSE_IMAGE_BYTES },
+  json: { kind: 'text', bare: 'bench.json' },
+  logs: { kind: 'text', bare: 'bench-logs' },
+  'keep-going': { kind: 'flag' },
+  only: { kind: 'text' },
+}, usage(), (v) => ({
+  runs: v.runs, timeoutS: v.timeout, workdir: resolve(v.workdir), targetBytes: v['target-bytes'], keepGoing: v['keep-going'],
+  ways: v.only === undefined ? [...WAYS] : parseWays(v.only),
+  json: v.json === undefined ? undefined : resolve(v.json), logs: v.logs === undefined ? undefined : resolve(v.logs),
+}));
 
 const WAYS = ['floor', 'kumo', 'manual'] as const;
 
-function parseWays(v: string | undefined): Way[] {
-  const ways = (v ?? '').split(',').filter(Boolean);
+function parseWays(v: string): Way[] {
+  const ways = v.split(',').filter(Boolean);
   const bad = ways.filter((w) => !(WAYS as readonly string[]).includes(w));
-  if (!ways.length || bad.length) throw new Error(`--only takes ${WAYS.join(', ')} (comma-separated), got "${v ?? ''}"`);
+  if (!ways.length || bad.length) throw new BenchArgsError(`--only takes ${WAYS.join(', ')} (comma-separated), got "${v}"`, usage());
   return ways as Way[];
 }
 
@@ -613,13 +606,7 @@ function report(ms: Measurement[], o: Options, facts: Record<string, string>): s
 // ---------------------------------------------------------------- main
 
 async function main(): Promise<number> {
-  let o: Options;
-  try {
-    o = parseArgs(process.argv.slice(2));
-  } catch (e) {
-    process.stderr.write(`${(e as Error).message}\n`);
-    return 2;
-  }
+  const o = options();
   const measurements: Measurement[] = [];
   const started = new Date().toISOString();
   try {

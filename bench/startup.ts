@@ -18,7 +18,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { tmpdir } from 'node:os';
-import { cleanup, CLI, fmt, log, machineFacts, median, undo } from './common.js';
+import { cleanup, CLI, fmt, log, machineFacts, median, scriptOptions, undo } from './common.js';
 
 interface Options { runs: number; warmup: number; baseline?: string; json?: string }
 
@@ -30,29 +30,12 @@ function usage(): string {
   --json FILE       also write every run to FILE`;
 }
 
-function parseArgs(argv: string[]): Options {
-  const o: Options = { runs: 30, warmup: 3 };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const v = () => {
-      const x = argv[++i];
-      if (x === undefined) throw new Error(`${a} needs a value\n${usage()}`);
-      return x;
-    };
-    const whole = (x: string, min: number, max: number) => {
-      const n = Number(x);
-      if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${a} must be a whole number from ${min} to ${max}, got "${x}"`);
-      return n;
-    };
-    if (a === '--runs') o.runs = whole(v(), 1, 1000);
-    else if (a === '--warmup') o.warmup = whole(v(), 0, 100);
-    else if (a === '--baseline') o.baseline = v();
-    else if (a === '--json') o.json = v();
-    else if (a === '--help' || a === '-h') { console.log(usage()); process.exit(0); }
-    else throw new Error(`unknown option ${a}\n${usage()}`);
-  }
-  return o;
-}
+const options = (): Options => scriptOptions({
+  runs: { kind: 'whole', min: 1, max: 1000, default: 30 },
+  warmup: { kind: 'whole', min: 0, max: 100, default: 3 },
+  baseline: { kind: 'text' },
+  json: { kind: 'text' },
+}, usage(), (v) => v);
 
 interface Subject { label: string; args: string[] }
 
@@ -86,7 +69,7 @@ const spread = (xs: number[]) => `${fmt(Math.min(...xs), 2)}–${fmt(Math.max(..
 const quantile = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))]!;
 
 async function main(): Promise<void> {
-  const o = parseArgs(process.argv.slice(2));
+  const o = options();
   for (const f of [CLI, FILE_BY_FILE, ...(o.baseline ? [o.baseline] : [])]) {
     if (!existsSync(f)) throw new Error(`${f} is missing: run npm run build first`);
   }

@@ -27,27 +27,26 @@ import { local } from '../src/exec/exec.js';
 import { LB_HEALTH } from '../src/service/loadbalancers.js';
 import { runWrk, type WrkResult } from '../test/helpers/lab.js';
 import { expectedBlocking, sendWafProbes } from '../test/helpers/waf-attacks.js';
-import { benchFolder, cleanup, fmt, load1, log, loadNow, machineFacts, median, requireTools, run, sleep, undo } from './common.js';
+import { benchFolder, cleanup, fmt, load1, log, loadNow, machineFacts, median, requireTools, run, scriptOptions, sleep, undo } from './common.js';
 
 interface Options { rounds: number; durationS: number; workers: number; connections: number[]; json?: string }
 
-function parseArgs(argv: string[]): Options {
-  const o: Options = { rounds: 3, durationS: 5, workers: 2, connections: [8, 64] };
-  const num = (flag: string, v: string | undefined, min: number, max: number): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${flag} needs a whole number in ${min}..${max}, got "${v ?? ''}"`);
-    return n;
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--rounds') o.rounds = num(a, argv[++i], 1, 30);
-    else if (a === '--duration') o.durationS = num(a, argv[++i], 1, 60);
-    else if (a === '--workers') o.workers = num(a, argv[++i], 1, 16);
-    else if (a === '--json') o.json = resolve(argv[++i] ?? 'waf-engines.json');
-    else throw new Error(`unknown argument "${a}"\nusage: node dist/bench/waf-engines.js [--rounds N] [--duration S] [--workers W] [--json FILE]`);
-  }
-  return o;
+function usage(): string {
+  return `usage: node dist/bench/waf-engines.js [options]
+  --rounds N          rounds over every path at -c8 and -c64, in rotating order (default 3); medians reported
+  --duration S        wrk -d per measurement, seconds (default 5)
+  --workers W         nginx worker processes and Apache processes of the bare engines (default 2)
+  --json FILE         also write every raw measurement to FILE`;
 }
+
+const options = (): Options => scriptOptions({
+  rounds: { kind: 'whole', min: 1, max: 30, default: 3 },
+  duration: { kind: 'whole', min: 1, max: 60, default: 5 },
+  workers: { kind: 'whole', min: 1, max: 16, default: 2 },
+  json: { kind: 'text', bare: 'waf-engines.json' },
+}, usage(), (v) => ({
+  rounds: v.rounds, durationS: v.duration, workers: v.workers, connections: [8, 64], json: v.json === undefined ? undefined : resolve(v.json),
+}));
 
 /** The backend of bench/lb-speed.ts: one small page from a keep-alive server, 200 for any path and method. */
 const BACKEND_JS = `
@@ -297,13 +296,7 @@ async function versions(): Promise<string> {
 }
 
 async function main(): Promise<number> {
-  let o: Options;
-  try {
-    o = parseArgs(process.argv.slice(2));
-  } catch (e) {
-    process.stderr.write(`${(e as Error).message}\n`);
-    return 2;
-  }
+  const o = options();
   const facts: Record<string, string> = { ...machineFacts() };
   try {
     await requireTools(['nginx', 'apache2', 'haproxy', 'wrk', 'curl', 'ip']);
