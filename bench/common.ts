@@ -1,3 +1,4 @@
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, rm } from 'node:fs/promises';
 import { cpus, loadavg, totalmem } from 'node:os';
@@ -242,4 +243,16 @@ export function scriptOptions<const S extends BenchSpec, T>(spec: S, usage: stri
     process.stderr.write(`${e.message}\n`);
     process.exit(2);
   }
+}
+
+/** The course page from a keep-alive HTTP/1.1 server: fast, so that a proxy's own cost shows (it reads any body, answers 200 to everything). */
+const PAGE_BACKEND_JS = `
+const http = require('node:http');
+const page = '<h1>kumo course datacenter</h1>\\n<p>served by the instances from STG\\'s shared folder, through the load balancer.</p>\\n';
+http.createServer((req, res) => { req.resume(); res.setHeader('Content-Type', 'text/html'); res.end(page); }).listen(Number(process.argv[1]), '127.0.0.1');
+`;
+
+/** Starts that backend on 127.0.0.1:PORT in the network namespace; the caller stops it (SIGKILL). */
+export function startPageBackend(ns: string, port: number): ChildProcess {
+  return spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', PAGE_BACKEND_JS, String(port)], { stdio: 'ignore' });
 }

@@ -27,8 +27,7 @@ import { NginxWaf } from '../src/drivers/daemons/nginx-waf/nginx-waf.js';
 import { LB_HEALTH } from '../src/service/loadbalancers.js';
 import { runWrk, type WrkResult } from '../test/helpers/lab.js';
 import {
-  benchFolder, cleanup, CLI, fmt, kumo, load1, log, loadNow, machineFacts, median, now, requireTools, run, scriptOptions, sleep, undo,
-} from './common.js';
+  benchFolder, cleanup, CLI, fmt, kumo, load1, log, loadNow, machineFacts, median, now, requireTools, run, scriptOptions, sleep, undo, startPageBackend } from './common.js';
 
 // ---------------------------------------------------------------- options
 
@@ -210,19 +209,13 @@ async function measureApply(w: World, o: Options): Promise<ApplyTimes> {
 type Path = 'direct' | 'haproxy' | 'waf';
 interface ProxyRun { path: Path; round: number; wrk?: WrkResult; error?: string; load: number }
 
-/** A keep-alive HTTP/1.1 server answering every GET with the course page: fast, so that the proxies' own cost shows. */
-const BACKEND_JS = `
-const http = require('node:http');
-const page = '<h1>kumo course datacenter</h1>\\n<p>served by the instances from STG\\'s shared folder, through the load balancer.</p>\\n';
-http.createServer((req, res) => { res.setHeader('Content-Type', 'text/html'); res.end(page); }).listen(Number(process.argv[1]), '127.0.0.1');
-`;
 
 async function measureProxies(w: World, o: Options): Promise<ProxyRun[]> {
   // Not "<prefix>-…": kumo's lab of the same name would take that for one of its own namespaces.
   const ns = `${w.prefix}px`;
   const removeNs = await makeNamespace(ns);
   const exec = new NetnsExecutor(ns);
-  const backend = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', BACKEND_JS, String(PORTS.backend)], { stdio: 'ignore' });
+  const backend = startPageBackend(ns, PORTS.backend);
   // kumo's own drivers and settings, as LoadBalancerService.sync uses them with the WAF on.
   const haproxy = new Haproxy(join(w.dir, 'lb', 'haproxy'), exec);
   const waf = new NginxWaf(join(w.dir, 'lb', 'waf'), exec);

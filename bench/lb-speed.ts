@@ -13,13 +13,13 @@
  * Everything runs in one network namespace of the bench's own, on loopback, and is removed in a
  * finally block, pass or fail (also on Ctrl+C). See bench/README.md.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { buildHaproxyConfig, haproxyPaths } from '../src/drivers/daemons/haproxy/config.js';
 import { LB_HEALTH } from '../src/service/loadbalancers.js';
 import { runWrk, type WrkResult } from '../test/helpers/lab.js';
-import { benchFolder, cleanup, fmt, load1, log, loadNow, machineFacts, median, requireTools, run, scriptOptions, sleep, undo } from './common.js';
+import { benchFolder, cleanup, fmt, load1, log, loadNow, machineFacts, median, requireTools, run, scriptOptions, sleep, undo, startPageBackend } from './common.js';
 
 interface Options { rounds: number; durationS: number; connections: number; json?: string }
 
@@ -38,12 +38,6 @@ const options = (): Options => scriptOptions({
   json: { kind: 'text', bare: 'lb-speed.json' },
 }, usage(), (v) => ({ rounds: v.rounds, durationS: v.duration, connections: v.connections, json: v.json === undefined ? undefined : resolve(v.json) }));
 
-/** The backend of bench/datacenter.ts (b): the course page from a keep-alive server, fast so that HAProxy's own cost shows. */
-const BACKEND_JS = `
-const http = require('node:http');
-const page = '<h1>kumo course datacenter</h1>\\n<p>served by the instances from STG\\'s shared folder, through the load balancer.</p>\\n';
-http.createServer((req, res) => { res.setHeader('Content-Type', 'text/html'); res.end(page); }).listen(Number(process.argv[1]), '127.0.0.1');
-`;
 const BACKEND_PORT = 8080;
 const HOST_HEADER = 'Host: www.kumo.example';
 
@@ -75,7 +69,7 @@ interface Target { name: string; port: number; pid?: number }
 interface Measurement { round: number; target: string; wrk?: WrkResult; error?: string; load: number; cpuUsPerRequest?: { haproxy?: number; backend: number } }
 
 async function startAll(ns: string, dir: string): Promise<{ targets: Target[]; backend: ChildProcess }> {
-  const backend = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', BACKEND_JS, String(BACKEND_PORT)], { stdio: 'ignore' });
+  const backend = startPageBackend(ns, BACKEND_PORT);
   undo.push({ what: 'stop the backend', fn: async () => backend.kill('SIGKILL') });
   const targets: Target[] = [{ name: 'direct', port: BACKEND_PORT }];
   for (const [i, v] of VARIANTS.entries()) {

@@ -16,7 +16,6 @@
  * Everything runs in one network namespace of the bench's own, on loopback, and is removed in a
  * finally block, pass or fail (also on Ctrl+C). See bench/README.md.
  */
-import { spawn } from 'node:child_process';
 import { chown, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { NetnsExecutor } from '../src/exec/netns.js';
@@ -27,7 +26,7 @@ import { local } from '../src/exec/exec.js';
 import { LB_HEALTH } from '../src/service/loadbalancers.js';
 import { runWrk, type WrkResult } from '../test/helpers/lab.js';
 import { expectedBlocking, sendWafProbes } from '../test/helpers/waf-attacks.js';
-import { benchFolder, cleanup, fmt, load1, log, loadNow, machineFacts, median, requireTools, run, scriptOptions, sleep, undo } from './common.js';
+import { benchFolder, cleanup, fmt, load1, log, loadNow, machineFacts, median, requireTools, run, scriptOptions, sleep, undo, startPageBackend } from './common.js';
 
 interface Options { rounds: number; durationS: number; workers: number; connections: number[]; json?: string }
 
@@ -48,12 +47,6 @@ const options = (): Options => scriptOptions({
   rounds: v.rounds, durationS: v.duration, workers: v.workers, connections: [8, 64], json: v.json === undefined ? undefined : resolve(v.json),
 }));
 
-/** The backend of bench/lb-speed.ts: one small page from a keep-alive server, 200 for any path and method. */
-const BACKEND_JS = `
-const http = require('node:http');
-const page = '<h1>kumo course datacenter</h1>\\n<p>served by the instances from STG\\'s shared folder, through the load balancer.</p>\\n';
-http.createServer((req, res) => { req.resume(); res.setHeader('Content-Type', 'text/html'); res.end(page); }).listen(Number(process.argv[1]), '127.0.0.1');
-`;
 const BACKEND = { address: '127.0.0.1', port: 8080 };
 const HAPROXY = { address: '127.0.0.1', port: 8000 };
 const HOST_HEADER = 'Host: www.kumo.example';
@@ -160,7 +153,7 @@ async function startNginx(ns: string, dir: string, config: string): Promise<numb
 }
 
 async function startAll(ns: string, dir: string, workers: number): Promise<Target[]> {
-  const backend = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', BACKEND_JS, String(BACKEND.port)], { stdio: 'ignore' });
+  const backend = startPageBackend(ns, BACKEND.port);
   undo.push({ what: 'stop the backend', fn: async () => backend.kill('SIGKILL') });
   const hp = haproxyPaths(join(dir, 'haproxy'));
   await mkdir(hp.dir, { recursive: true });
