@@ -19,7 +19,9 @@ export async function tcpFrom(netns: string, addr: string, port: number, timeout
  * on 127.0.0.1) when this resolves: a firewall check against it cannot pass because it never started.
  */
 export async function listenIn(netns: string, port: number, banner = 'kumo-test'): Promise<{ stop(): void }> {
-  const program = `require('node:net').createServer((s) => s.end(${JSON.stringify(`${banner}\n`)})).listen(${port})`;
+  // A client that closes before the banner is written (tcpFrom connects and leaves) resets the
+  // socket: without an error handler that reset would end the listener for every later check.
+  const program = `require('node:net').createServer((s) => { s.on('error', () => {}); s.end(${JSON.stringify(`${banner}\n`)}); }).listen(${port})`;
   const child: ChildProcess = spawn('nsenter', [`--net=/run/netns/${netns}`, '--', process.execPath, '-e', program], { stdio: 'ignore' });
   const stop = () => { child.kill(); };
   try {
