@@ -87,5 +87,5 @@ test('create --wait with the segment\'s DHCP server dead says it waits for the D
     /still waiting for a DHCP lease for instance "[^"]+-b": \d+ s/, 90_000);
   assert.ok(r.sawAfterMs !== undefined, `the wait for the lease was never named; the CLI said:\n${r.stderr}`);
   t.diagnostic(`named the lease wait after ${(r.sawAfterMs / 1000).toFixed(1)} s`);
-  assert.match(r.stderr, /waiting for [^ ]+-b to answer on port 8080\.\.\.\n[\s\S]*still waiting for a DHCP lease/, 'said after the wait began');
+  assert.match(r.stderr, /waiting for [^ ]+-b to be ready \(http:8080\)\.\.\.\n[\s\S]*still waiting for a DHCP lease/, 'said after the wait began');
 });
