@@ -6,6 +6,7 @@ import { actorLabel } from '../model/actor.js';
 import { ownerLabel } from './routes/operations.js';
 import { operationLimits } from '../service/settings.js';
 import { API_PREFIX } from './schemas.js';
+import { isOpenStackUrl } from './openstack/paths.js';
 
 /**
  * What every answer carries, the dashboard's and the API's alike. The dashboard is Vite's
@@ -60,7 +61,7 @@ export function installGuards(app: FastifyInstance, ctx: Context, ops: Operation
 
   const audit = new AuditService(ctx);
   app.addHook('onResponse', async (req, reply) => {
-    if (!MUTATING.has(req.method) || !req.url.startsWith(`${API_PREFIX}/`)) return;
+    if (!MUTATING.has(req.method) || !(req.url.startsWith(`${API_PREFIX}/`) || isOpenStackUrl(req.url))) return;
     const failure = failures.get(req);
     const target = targetOf(req);
     audit.record({

@@ -13,11 +13,14 @@ import { OperationRegistry } from '../service/operations.js';
 import { TokenService } from '../service/tokens.js';
 import { InstanceService } from '../service/instances.js';
 import { noSpaceError } from '../service/disk-full.js';
-import { KumoError, publicError, type ErrorCode } from '../model/errors.js';
+import { KumoError, publicError } from '../model/errors.js';
+import { HTTP_STATUS } from './http-status.js';
 import { API_PREFIX, DOCS_PATH, errors, Health, registry } from './schemas.js';
 import { bearerAuth, Unauthorized } from './auth.js';
 import { declareProjectParam, declareRouteRoles, enforceRole } from './roles.js';
-import { SessionService } from '../service/sessions.js';
+import { LoginThrottle, SessionService } from '../service/sessions.js';
+import { IdentityService } from '../service/identity.js';
+import { registerOpenStack } from './openstack/index.js';
 import { loginRoutes, sessionRoutes } from './routes/session.js';
 import { flavorRoutes } from './routes/flavors.js';
 import { imageRoutes } from './routes/images.js';
@@ -45,6 +48,7 @@ import { shareRoutes } from './routes/shares.js';
 import { planRoutes } from './routes/plans.js';
 import { auditRoutes } from './routes/audit.js';
 import { projectRoutes } from './routes/projects.js';
+export { HTTP_STATUS } from './http-status.js';
 import { declareNoSpace, declareTooBusy, installGuards, noteFailure, RETRY_AFTER_SECONDS } from './guards.js';
 
 export interface ServerOptions {
@@ -73,29 +77,6 @@ export interface ServerOptions {
 export const DEFAULT_WEB_ROOT = join(installRoot(), 'dist', 'web');
 
 
-/** How each KumoError code answers over HTTP. A Record, so a new code cannot be forgotten here. */
-export const HTTP_STATUS: Record<ErrorCode, number> = {
-  INVALID_INPUT: 400,
-  NOT_INTERACTIVE: 400,
-  NOT_FOUND: 404,
-  ALREADY_EXISTS: 409,
-  IN_USE: 409,
-  CANCELLED: 409,
-  COMMAND_FAILED: 500,
-  LIBVIRT_ERROR: 502,
-  HOST_UNREACHABLE: 502,
-  MISSING_DEPENDENCY: 503,
-  TIMEOUT: 504,
-  TOO_BUSY: 429,
-  FORBIDDEN: 403,
-  // A conflict with the project's current use, like IN_USE: deleting something makes room. 403
-  // stays for "your role may not", and every create route declares 409 already.
-  QUOTA_EXCEEDED: 409,
-  // The server's own storage is full (RFC 4918's Insufficient Storage): not the caller's fault.
-  NO_SPACE: 507,
-  // Only an operation's wait meets it (its failure, not an answer); the guest is the upstream that failed.
-  GUEST_FAILED: 502,
-};
 
 const SCHEMA_FIX = `compare the request with the schema at /openapi.json (or the page at ${DOCS_PATH})`;
 
@@ -132,6 +113,8 @@ export async function buildServer(ctx: Context, opts: ServerOptions = {}): Promi
     logger: opts.logger ?? false,
     // userData may be a sizeable cloud-config; nothing the API takes is larger.
     bodyLimit: 1024 * 1024,
+    // OpenStack's clients add or drop a trailing slash freely (GET /identity/v3/, /compute/v2.1/servers/).
+    routerOptions: { ignoreTrailingSlash: true },
     // Fastify counts req-1, req-2... from each start: an id a 500 hands out must name one log line, across restarts too.
     genReqId: () => randomUUID(),
   }).withTypeProvider<ZodTypeProvider>();
@@ -165,7 +148,9 @@ export async function buildServer(ctx: Context, opts: ServerOptions = {}): Promi
   const tickets = new ConsoleTickets();
   const vnc = opts.vncResolver ?? instanceVnc(ctx);
   const serial = opts.serialResolver ?? instanceSerial(ctx);
-  const sessions = new SessionService(ctx);
+  // One throttle for both password doors (the dashboard's login and Keystone's): two doors must not double the guesses.
+  const throttle = new LoginThrottle();
+  const sessions = new SessionService(ctx, throttle);
   const auth = bearerAuth(new TokenService(ctx), sessions);
   const role = enforceRole(ctx);
 
@@ -189,6 +174,8 @@ export async function buildServer(ctx: Context, opts: ServerOptions = {}): Promi
   await app.register(serialProxyRoutes(tickets, serial), { prefix: API_PREFIX });
 
   await app.register(prometheusPage(ctx, monitor, requests, [auth, role]));
+  // OpenStack's clients sign in at /identity and find the other services in its catalog.
+  await registerOpenStack(app, { ctx, ops, identity: new IdentityService(ctx, throttle) });
 
   await serveDashboard(app, opts.webRoot ?? DEFAULT_WEB_ROOT);
   // Last: a failed registration above leaves no collector running.

@@ -14,6 +14,8 @@ export const SETTINGS = {
   'api.operations-total': { default: '16', help: 'how many long operations all API tokens together may have running at once; more answer 429' },
   // Only root on the machine sets these (`kumo config set`; the API has no settings route).
   'image.mirrors': { default: '', help: 'hosts (comma-separated) the API may import images from although they resolve to loopback, link-local or private addresses: the site\'s own mirrors' },
+  // Keystone's catalog names one region; OpenStack clients pick endpoints by it (OS_REGION_NAME).
+  'openstack.region': { default: 'RegionOne', help: 'the region the OpenStack API\'s catalog names (clients\' OS_REGION_NAME / region_name in clouds.yaml)' },
   'image.max_import_gib': { default: '20', help: 'the largest image (GiB, e.g. 20 or 0.5) an import downloads; larger downloads stop and leave nothing' },
 } as const;
 
@@ -34,6 +36,9 @@ const CHECKS: Partial<Record<keyof typeof SETTINGS, (value: string) => void>> = 
     for (const host of value.split(',').map((h) => h.trim()).filter(Boolean)) {
       if (!/^([A-Za-z0-9-]+\.)*[A-Za-z0-9-]+$|^[0-9A-Fa-f:.]+$/.test(host)) throw invalid(`"${host}" is not a host name or address`, 'e.g. mirror.example.org,10.0.0.5');
     }
+  },
+  'openstack.region': (value) => {
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(value)) throw invalid(`"${value}" is not a region name`, 'letters, digits, ".", "_" and "-", e.g. RegionOne');
   },
   'image.max_import_gib': (value) => {
     if (!/^[0-9]{1,6}(\.[0-9]{1,9})?$/.test(value) || Number(value) <= 0) throw invalid(`"${value}" is not a positive number of GiB`, 'e.g. 20, or 0.5');

@@ -189,6 +189,16 @@ const MIGRATIONS: string[] = [
    CREATE INDEX volumes_project ON volumes(project);`,
   // How an image's instances are known ready (http:PORT, ssh, cloud-init, agent); NULL: its default.
   'ALTER TABLE images ADD COLUMN ready TEXT;',
+  // Keystone tokens of the OpenStack API (issue 16): they expire, and act as their subject does today:
+  // a user (password) or a kumo API token (application credential). Only a sha256 is kept.
+  `CREATE TABLE identity_tokens (
+     hash TEXT PRIMARY KEY,
+     subject_kind TEXT NOT NULL CHECK (subject_kind IN ('user', 'token')),
+     subject TEXT NOT NULL,
+     project TEXT NOT NULL,
+     issued_at INTEGER NOT NULL,
+     expires_at INTEGER NOT NULL
+   );`,
 ];
 
 export type Db = Database.Database;
