@@ -45,11 +45,11 @@ async function virshRun(): Promise<string[]> {
 }
 
 /**
- * What a create, a get and a delete still ask through virsh that is not a domain lifecycle call
- * and has no protocol procedure in this change: libvirt's networks (placement and the NIC
- * checks look them up) and the DHCP leases an instance view shows. Anything else is a failure.
+ * Reads a create, a get and a delete may still ask through virsh where the protocol is off for
+ * them: the network listing and the DHCP leases an instance view shows. A network's XML, which
+ * every create looks up, is asked over the protocol: a `net-dumpxml` spawned is a failure.
  */
-const OTHER_READS = new Set(['net-list', 'net-dumpxml', 'net-dhcp-leases']);
+const OTHER_READS = new Set(['net-list', 'net-dhcp-leases']);
 
 before(async () => {
   env = await makeTestEnv('lwr');
@@ -78,8 +78,10 @@ test('create, stop, start, reboot, destroy and delete of a real guest spawn no v
   assert.equal(await env.ctx.virsh.domainState(created.uuid), 'missing');
   const spawned = (await virshRun()).filter((verb) => !OTHER_READS.has(verb));
   assert.deepEqual(spawned, [], `virsh was spawned for: ${spawned.join(', ')}`);
-  // The host's facts placement asks before a create: the same over the protocol as from virsh.
+  // The host's facts placement asks before a create, and a network's XML: the same over the protocol as from virsh.
   assert.deepEqual(await env.ctx.virsh.nodeInfo(), await new Virsh('qemu:///system').nodeInfo());
+  assert.equal((await env.ctx.virsh.networkXml(env.network))?.trim(), (await new Virsh('qemu:///system').networkXml(env.network))?.trim());
+  assert.equal(await env.ctx.virsh.networkXml(`${env.prefix}-no-such-net`), undefined, 'a missing network is none, as from virsh');
 });
 
 test('KUMO_LIBVIRT_PROTOCOL=0 (the way back) still creates and deletes, through virsh', async () => {

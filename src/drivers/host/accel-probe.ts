@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, realpathSync, statSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { release, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -51,11 +51,29 @@ async function qemuVersion(exec: Executor): Promise<string> {
 }
 
 /**
- * Probes once per QEMU version and kernel, then answers from the cache file. It needs QEMU
+ * The installed QEMU without running it (every create asks; `qemu-system-x86_64 --version` took
+ * ~0.2 s of it): the binary's real path, size and modification time, which an upgrade changes.
+ * Undefined when it is not on PATH: then asking for its version gives the clear error.
+ */
+function qemuBinaryIdentity(): string | undefined {
+  for (const dir of (process.env.PATH ?? '/usr/bin:/bin').split(':').filter(Boolean)) {
+    const file = join(dir, 'qemu-system-x86_64');
+    try {
+      const st = statSync(file);
+      if (st.isFile()) return `${realpathSync(file)}:${st.size}:${st.mtimeMs}`;
+    } catch {
+      // not in this directory
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Probes once per QEMU build and kernel, then answers from the cache file. It needs QEMU
  * only, not libvirt, so the set-up can ask before it starts libvirtd (see needsKvmMask).
  */
 export async function probeAccel(cacheFile: string, exec: Executor = local): Promise<AccelResult> {
-  const key = `${await qemuVersion(exec)}|${release()}|${existsSync('/dev/kvm')}`;
+  const key = `${qemuBinaryIdentity() ?? await qemuVersion(exec)}|${release()}|${existsSync('/dev/kvm')}`;
   try {
     const cached = JSON.parse(await readFile(cacheFile, 'utf8')) as AccelResult;
     if (cached.key === key) return cached;

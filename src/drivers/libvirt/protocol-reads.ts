@@ -1,7 +1,7 @@
 import type { RuntimeState } from '../../model/types.js';
 import { domainState, domainXml, listAllWithState, lookupByName, lookupByUuid, type RpcCaller } from './rpc/domains.js';
 import { LibvirtRefusal } from './rpc/errors.js';
-import { IP_ADDR_TYPE_IPV4, lookupNetworkByName, networkDhcpLeases } from './rpc/networks.js';
+import { IP_ADDR_TYPE_IPV4, lookupNetworkByName, networkDhcpLeases, networkXmlDesc } from './rpc/networks.js';
 import { listAllNetworks, NetworkListFlags, nodeGetInfo } from './rpc/node.js';
 import { type Domain, VIR_ERR_NO_DOMAIN, VIR_ERR_NO_NETWORK } from './rpc/protocol.js';
 
@@ -68,6 +68,16 @@ export async function dhcpLeasesOver(c: RpcCaller, network: string): Promise<{ m
   }
   return leases.filter((l) => l.type === IP_ADDR_TYPE_IPV4 && l.mac !== undefined)
     .map((l) => ({ mac: l.mac!.toLowerCase(), ipv4: l.ipaddr, ...(l.hostname ? { hostname: l.hostname } : {}) }));
+}
+
+/** What `virsh net-dumpxml` prints, or undefined for a network this libvirt does not have (virsh's caller gets none either). */
+export async function networkXmlOver(c: RpcCaller, network: string): Promise<string | undefined> {
+  try {
+    return await networkXmlDesc(c, await lookupNetworkByName(c, network));
+  } catch (e) {
+    if (e instanceof LibvirtRefusal && e.remote.code === VIR_ERR_NO_NETWORK) return undefined;
+    throw e;
+  }
 }
 
 /** What `virsh nodeinfo` says of CPUs and memory, in one round trip. */

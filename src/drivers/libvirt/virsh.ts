@@ -6,7 +6,7 @@ import { type Executor, local } from '../../exec/exec.js';
 import { WAIT_EVERY_MS, WAIT_FIRST_MS } from '../../exec/waits.js';
 import { KumoError } from '../../model/errors.js';
 import type { RuntimeState } from '../../model/types.js';
-import { dhcpLeasesOver, domainStateOver, dumpXmlOver, listDomainsOver, listNetworksOver, nodeInfoOver, protocolLooksUp } from './protocol-reads.js';
+import { dhcpLeasesOver, domainStateOver, dumpXmlOver, listDomainsOver, listNetworksOver, networkXmlOver, nodeInfoOver, protocolLooksUp } from './protocol-reads.js';
 import { countNwFilters } from './rpc/domain-writes.js';
 import { defineOver, destroyOver, domainToRemove, rebootOver, shutdownOver, snapshotCountOver, startOver, stopForRemoval, undefineForRemoval } from './protocol-writes.js';
 import type { LibvirtConnection } from './rpc/connection.js';
@@ -277,6 +277,8 @@ export class Virsh {
   }
 
   async networkXml(name: string): Promise<string | undefined> {
+    const c = this.protocol;
+    if (c) return this.overProtocol(c, ['net-dumpxml', name], libvirtCallTimeoutMs(), () => networkXmlOver(c, name));
     return this.maybe(['net-dumpxml', name]);
   }
 

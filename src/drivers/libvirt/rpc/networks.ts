@@ -4,7 +4,8 @@ import type { XdrReader, XdrWriter } from './xdr.js';
 
 /**
  * The network procedures kumo speaks (written by hand from remote_protocol.x, like protocol.ts):
- * looking a network up by name and reading its DHCP leases, what `virsh net-dhcp-leases` asks.
+ * looking a network up by name, reading its XML (`virsh net-dumpxml`) and its DHCP leases
+ * (`virsh net-dhcp-leases`).
  */
 
 /** REMOTE_NETWORK_DHCP_LEASES_MAX: the most leases one answer may carry. */
@@ -50,6 +51,14 @@ function decodeLease(r: XdrReader): NetworkDhcpLease {
 
 export async function lookupNetworkByName(c: RpcCaller, name: string): Promise<Network> {
   return decodeNetwork(await c.call(Proc.NETWORK_LOOKUP_BY_NAME, (w) => w.string(name)));
+}
+
+/** The network's XML as libvirt has it now (remote_network_get_xml_desc_args: flags 0, as `virsh net-dumpxml`). */
+export async function networkXmlDesc(c: RpcCaller, net: Network): Promise<string> {
+  return (await c.call(Proc.NETWORK_GET_XML_DESC, (w) => {
+    encodeNetwork(w, net);
+    w.uint(0);
+  })).string();
 }
 
 /** Every lease of the network (remote_network_get_dhcp_leases_args: no MAC filter, results wanted, flags 0). */

@@ -36,6 +36,7 @@ export enum Proc {
   DOMAIN_LOOKUP_BY_NAME = 23,
   DOMAIN_LOOKUP_BY_UUID = 24,
   // Networks: the DHCP leases a list shows (networks.ts).
+  NETWORK_GET_XML_DESC = 43,
   NETWORK_LOOKUP_BY_NAME = 46,
   CONNECT_SUPPORTS_FEATURE = 60,
   AUTH_LIST = 66,
