@@ -19,6 +19,8 @@ import type { InstanceRecord } from '../../src/store/instances.js';
 /** What virsh would keep: each network's XML and whether it runs. */
 const nets = new Map<string, { xml: string; active: boolean; autostart: boolean }>();
 const leases: string[] = [];
+/** A network whose next net-start fails (once), as a libvirtd that gives up half-way would. */
+let failNextStart: string | undefined;
 const fakeVirsh: Executor = {
   description: 'virsh stand-in', onThisMachine: true,
   async run(command, args, options) {
@@ -35,7 +37,12 @@ const fakeVirsh: Executor = {
         nets.set(parseNetworkXml(xml).name!, { xml, active: false, autostart: false });
         return ok();
       }
-      case 'net-start': nets.get(name)!.active = true; return ok();
+      case 'net-start':
+        if (failNextStart === name) {
+          failNextStart = undefined;
+          throw new Error(`error: Failed to start network ${name}`);
+        }
+        nets.get(name)!.active = true; return ok();
       case 'net-destroy': nets.get(name)!.active = false; return ok();
       case 'net-undefine': nets.delete(name); return ok();
       case 'net-autostart': nets.get(name)!.autostart = !rest.includes('--disable'); return ok();
@@ -197,6 +204,22 @@ test('Neutron bad input: 400 naming the problem and the fix, nothing made', asyn
   assert.equal(r.json().subnet.gateway_ip, '10.251.79.254');
   assert.deepEqual(r.json().subnet.allocation_pools, []);
   await call('mia', 'DELETE', `/networking/v2.0/networks/${id}`);
+});
+
+test('a subnet create that fails half-way puts the network back as it was (the journaled restore)', async () => {
+  await call('mia', 'POST', '/networking/v2.0/networks', { network: { name: 'osnv-f' } });
+  const id = osUuid('network', 'osnv-f');
+  const before = nets.get('osnv-f')!.xml;
+  failNextStart = 'osnv-f';
+  const r = await call('mia', 'POST', '/networking/v2.0/subnets', { subnet: { network_id: id, cidr: '10.251.82.0/24' } });
+  assert.ok(r.statusCode >= 500, `${r.statusCode} ${r.body}`);
+  assert.ok(r.json().NeutronError, r.body);
+  assert.equal(nets.get('osnv-f')?.xml, before, 'the old definition is back');
+  assert.equal(nets.get('osnv-f')?.active, true);
+  assert.equal(nets.get('osnv-f')?.autostart, true, 'a Neutron network starts with the host');
+  assert.deepEqual((await call('rex', 'GET', `/networking/v2.0/networks/${id}`)).json().network.subnets, []);
+  assert.deepEqual(ctx.journal.pending(), [], 'nothing is left to undo');
+  assert.equal((await call('mia', 'DELETE', `/networking/v2.0/networks/${id}`)).statusCode, 204);
 });
 
 const record = (name: string, uuid: string, network: string, mac: string): InstanceRecord => ({
