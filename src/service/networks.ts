@@ -13,9 +13,8 @@ import { checkName } from '../model/names.js';
 import { machineActor, type Actor } from '../model/actor.js';
 import { actingProject, checkRoom, reserve } from './scope.js';
 import { networkOwner, networkVisible } from './network-owners.js';
-import {
-  broadcast, contains, formatCidr, formatIp, overlaps, parseCidr, resolveInSubnet, subnetOf, type Subnet,
-} from '../model/checks.js';
+import { formatCidr, overlaps, subnetOf, type Subnet } from '../model/checks.js';
+import { planRange, RESTORE_NETWORK, type NetworkRange } from './network-range.js';
 
 /** The networks every kumo host has out of the box: the course's default NAT and testnet. */
 export const BUILTIN_NETWORKS: Record<string, NetworkSpec> = {
@@ -45,6 +44,8 @@ export interface CreateNetworkRequest {
   bridge?: string;
   createBridge?: boolean;
   autostart?: boolean;
+  /** isolated without cidr: a segment with no address and no DHCP, given a range later (readdress). */
+  bare?: boolean;
 }
 
 export interface NetworkView {
@@ -196,6 +197,31 @@ export class NetworkService {
   }
 
   /**
+   * Gives a nat or isolated network no instance uses another range, or none (a bare segment):
+   * it is defined again with it; a failure, or a crash half-way, puts the old one back.
+   */
+  async readdress(name: string, range: NetworkRange | undefined): Promise<NetworkView> {
+    const n = await this.changeable(name);
+    if ((n.mode !== 'nat' && n.mode !== 'isolated') || !n.bridge) {
+      throw invalid(`network "${name}" is a ${n.mode} network: its addresses come from the network its bridge is on`, 'give ranges to nat and isolated networks only');
+    }
+    if (!range && n.mode !== 'isolated') throw invalid(`network "${name}" is a nat network: it needs its range`, `delete the network instead: kumo network delete ${name}`);
+    this.refuseIfUsed(n, 'change the range of');
+    const planned = range ? planRange(range) : undefined;
+    if (planned) await this.checkSubnetFree(planned.subnet, n.bridge, (await this.readAll()).filter((x) => x.name !== name), true);
+    const old = await this.xml(name);
+    const spec: NetworkSpec = { name, mode: n.mode, bridge: n.bridge, ...(planned ? { ipv4: planned.ipv4 } : {}) };
+    await withUndo(this.ctx, `readdress network ${name}`, async (undo) => {
+      undo({ kind: 'service', handler: RESTORE_NETWORK, args: { uri: this.virsh.uri, name, xml: old, autostart: String(n.autostart) } });
+      await this.virsh.removeNetwork(name);
+      await this.virsh.defineNetwork(buildNetworkXml(spec));
+      await this.virsh.startNetwork(name);
+      if (n.autostart) await this.virsh.autostartNetwork(name);
+    });
+    return this.get(name);
+  }
+
+  /**
    * Makes sure a network an instance asks for is defined and running. Built-in networks
    * are created on first use; any other must exist already. Returns its mode (an instance's
    * NIC on Open vSwitch cannot carry libvirt's anti-spoofing filter).
@@ -255,39 +281,13 @@ export class NetworkService {
     }
     if (req.mode === 'bridge' || req.mode === 'ovs') return this.planBridged(req);
     if (req.createBridge) throw invalid('--create-bridge is for --mode bridge or ovs', 'drop it: libvirt makes the bridge of a nat or isolated network itself');
-    if (!req.cidr) throw invalid(`a ${req.mode} network needs --cidr`, 'e.g. --cidr 192.168.222.0/24');
-    const subnet = parseCidr(req.cidr);
-    const first = subnet.network + 1;
-    const last = broadcast(subnet) - 1;
-    const gateway = req.gateway ? resolveInSubnet(subnet, req.gateway, 'gateway') : first;
-    if (!contains(subnet, gateway) || gateway === subnet.network || gateway === broadcast(subnet)) {
-      throw invalid(`gateway ${formatIp(gateway)} is not a host address of ${formatCidr(subnet)}`, `use an address from ${formatIp(first)} to ${formatIp(last)}`);
-    }
-    let dhcp: { start: string; end: string } | undefined;
-    if (req.dhcp && req.noDhcp) throw invalid('--dhcp and --no-dhcp both given', 'pass only one of them');
-    if (!req.noDhcp) {
-      const [a, b] = req.dhcp
-        ? (() => {
-            const parts = req.dhcp.split('-');
-            if (parts.length !== 2) throw invalid(`--dhcp "${req.dhcp}" is not a range`, 'write it as START-END, e.g. 192.168.222.2-192.168.222.254 or .2-.254');
-            return [resolveInSubnet(subnet, parts[0]!, 'DHCP start'), resolveInSubnet(subnet, parts[1]!, 'DHCP end')];
-          })()
-        : gateway === first ? [first + 1, last] : [first, gateway - 1];
-      if (a > b) throw invalid(`DHCP range ${formatIp(a)}-${formatIp(b)} ends before it starts`, 'give START-END with START lower');
-      for (const ip of [a, b]) {
-        if (!contains(subnet, ip) || ip < first || ip > last) {
-          throw invalid(`DHCP range ${formatIp(a)}-${formatIp(b)} is not inside ${formatCidr(subnet)}`, `keep it within ${formatIp(first)}-${formatIp(last)}`);
-        }
-      }
-      if (gateway >= a && gateway <= b) {
-        throw invalid(`gateway ${formatIp(gateway)} lies inside the DHCP range ${formatIp(a)}-${formatIp(b)}`, 'move the gateway out of the range or shrink the range');
-      }
-      dhcp = { start: formatIp(a), end: formatIp(b) };
-    }
+    // A bare network (isolated, no range) is OpenStack's network before its subnet: given a range by readdress.
+    if (!req.cidr && !(req.bare && req.mode === 'isolated')) throw invalid(`a ${req.mode} network needs --cidr`, 'e.g. --cidr 192.168.222.0/24');
+    const planned = req.cidr ? planRange({ ...req, cidr: req.cidr }) : undefined;
     const listed = await this.readAll();
     const bridge = req.bridge ?? (await this.freeBridgeName(listed));
-    await this.checkFree(req.name, req.mode, bridge, subnet, listed);
-    return { name: req.name, mode: req.mode, bridge, ipv4: { address: formatIp(gateway), prefix: subnet.prefix, ...(dhcp ? { dhcp } : {}) } };
+    await this.checkFree(req.name, req.mode, bridge, planned?.subnet, listed);
+    return { name: req.name, mode: req.mode, bridge, ...(planned ? { ipv4: planned.ipv4 } : {}) };
   }
 
   private async planBridged(req: CreateNetworkRequest): Promise<NetworkSpec> {
@@ -324,18 +324,23 @@ export class NetworkService {
       if (bridge && f.bridge === bridge) {
         throw new KumoError('IN_USE', `bridge "${bridge}" is already used by network "${other}"`, 'pick another --bridge, or leave it out to get a free one');
       }
-      if (subnet && f.address && f.prefix && overlaps(subnet, subnetOf(f.address, f.prefix))) {
+    }
+    if ((mode === 'nat' || mode === 'isolated') && bridge && (await this.links.list()).some((l) => l.name === bridge)) {
+      throw new KumoError('IN_USE', `an interface named "${bridge}" already exists on this host`, 'pick another --bridge, or leave it out to get a free one');
+    }
+    if (subnet) await this.checkSubnetFree(subnet, bridge, listed, mode === 'nat' || mode === 'isolated');
+  }
+
+  /** Refuses a subnet that overlaps another network's or (for nat/isolated) an address of the host off `bridge`. */
+  private async checkSubnetFree(subnet: Subnet, bridge: string | undefined, listed: KnownNetwork[], onHost: boolean): Promise<void> {
+    for (const { name: other, facts: f } of listed) {
+      if (f.address && f.prefix && overlaps(subnet, subnetOf(f.address, f.prefix))) {
         throw new KumoError('IN_USE', `${formatCidr(subnet)} overlaps network "${other}" (${formatCidr(subnetOf(f.address, f.prefix))})`, 'choose a subnet no other network uses');
       }
     }
-    if (mode === 'nat' || mode === 'isolated') {
-      if (bridge && (await this.links.list()).some((l) => l.name === bridge)) {
-        throw new KumoError('IN_USE', `an interface named "${bridge}" already exists on this host`, 'pick another --bridge, or leave it out to get a free one');
-      }
-      for (const a of subnet ? await this.links.addresses() : []) {
-        if (a.link !== bridge && overlaps(subnet!, subnetOf(a.address, a.prefix))) {
-          throw new KumoError('IN_USE', `${formatCidr(subnet!)} overlaps the host's address ${a.address}/${a.prefix} on ${a.link}`, 'choose a subnet this host does not use');
-        }
+    for (const a of onHost ? await this.links.addresses() : []) {
+      if (a.link !== bridge && overlaps(subnet, subnetOf(a.address, a.prefix))) {
+        throw new KumoError('IN_USE', `${formatCidr(subnet)} overlaps the host's address ${a.address}/${a.prefix} on ${a.link}`, 'choose a subnet this host does not use');
       }
     }
   }

@@ -1,5 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { identityRoutes } from './identity.js';
+import { networkRoutes } from './network.js';
+import { volumeRoutes } from './volume.js';
 import { OPENSTACK_PATHS, type OpenStackDeps } from './common.js';
 
 /**
@@ -9,4 +11,6 @@ import { OPENSTACK_PATHS, type OpenStackDeps } from './common.js';
  */
 export async function registerOpenStack(app: FastifyInstance, deps: OpenStackDeps): Promise<void> {
   await app.register(identityRoutes, { ...deps, prefix: OPENSTACK_PATHS.identity });
+  await app.register(networkRoutes, { ...deps, prefix: OPENSTACK_PATHS.network });
+  await app.register(volumeRoutes, { ...deps, prefix: OPENSTACK_PATHS.volume });
 }
