@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
-import { copyFile, link, mkdir, open, rename, rm } from 'node:fs/promises';
+import { copyFile, link, mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -17,7 +17,7 @@ import { DISK_HEAD_BYTES, rawDiskContent } from '../model/disk-content.js';
 import { ROOT_ONLY, type Reach } from '../model/reach.js';
 import { download, resolveHost, type Hop } from '../drivers/image/download.js';
 import { SettingsService } from './settings.js';
-import { machineActor, type Actor } from '../model/actor.js';
+import { DEFAULT_PROJECT, machineActor, type Actor } from '../model/actor.js';
 
 export interface ImportOptions {
   os?: string;
@@ -27,6 +27,11 @@ export interface ImportOptions {
   cmdline?: string;
   /** How its instances are known ready (model/readiness.ts); default: cloud-init. */
   ready?: string;
+  /**
+   * The bytes are in this file, which kumo received itself (the Image API's upload, under
+   * KUMO_HOME): moved in rather than copied, and `source` only names them in messages.
+   */
+  receivedFile?: string;
   onProgress?: (done: number, total: number | undefined) => void;
 }
 
@@ -54,6 +59,12 @@ export class ImageService {
         'see `kumo image list`; build the test image with `kumo image build tiny` or add one with `kumo image import NAME FILE|URL`');
     }
     return withReady(image);
+  }
+
+  /** What an image catalog (the Image API) shows beside an image: its base disk's bytes, who may use it, whose it is. */
+  async catalogFacts(image: Image): Promise<{ sizeBytes: number | null; isPublic: boolean; owner: string }> {
+    const sizeBytes = await stat(image.disk).then((s) => s.size, () => null);
+    return { sizeBytes, isPublic: this.ctx.images.isPublic(image.name), owner: this.ctx.images.owner(image.name) ?? DEFAULT_PROJECT };
   }
 
   /**
@@ -166,7 +177,9 @@ export class ImageService {
     if (opts.sha256 !== undefined && !/^[0-9a-fA-F]{64}$/.test(opts.sha256)) {
       throw invalid(`--sha256 must be 64 hexadecimal digits, got "${opts.sha256}"`);
     }
-    const url = await this.checkSource(source, opts, reach);
+    // A file kumo received itself is no source to check (no path or URL came from the caller).
+    const url = opts.receivedFile === undefined ? await this.checkSource(source, opts, reach) : undefined;
+    if (opts.receivedFile !== undefined && (opts.kernel !== undefined || opts.initrd !== undefined)) throw invalid('an uploaded image has no kernel or initrd files');
     const dir = join(this.ctx.paths.images, name);
     await makeFolder(dir, 'qemu-traverse', { recursive: true });
     // A download survives a failed transfer in the cache, so the next try resumes it; a
@@ -178,6 +191,8 @@ export class ImageService {
       if (url) {
         await mkdir(dirname(fetched), { recursive: true });
         await download(url.href, fetched, { maxBytes: this.maxImportBytes(), hop: this.hopCheck(reach), ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) });
+      } else if (opts.receivedFile !== undefined) {
+        await move(opts.receivedFile, fetched);
       } else {
         const file = resolve(source);
         if (!existsSync(file)) throw invalid(`image file ${file} does not exist`, 'give the path of a qcow2 or raw cloud image');

@@ -22,6 +22,11 @@ export class ImageRepo {
     return this.db.prepare('SELECT 1 FROM images WHERE name = ? AND (public = 1 OR project = ?)').get(name, project) !== undefined;
   }
 
+  /** Whether every project may use the image (Glance's visibility "public"). */
+  isPublic(name: string): boolean {
+    return this.db.prepare('SELECT 1 FROM images WHERE name = ? AND public = 1').get(name) !== undefined;
+  }
+
   /** The project that owns the image (the one that may change or delete it). */
   owner(name: string): string | undefined {
     return (this.db.prepare('SELECT project FROM images WHERE name = ?').get(name) as { project: string } | undefined)?.project;

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { identityRoutes } from './identity.js';
 import { networkRoutes } from './network.js';
 import { volumeRoutes } from './volume.js';
+import { imageRoutes } from './image.js';
 import { OPENSTACK_PATHS, type OpenStackDeps } from './common.js';
 
 /**
@@ -13,4 +14,5 @@ export async function registerOpenStack(app: FastifyInstance, deps: OpenStackDep
   await app.register(identityRoutes, { ...deps, prefix: OPENSTACK_PATHS.identity });
   await app.register(networkRoutes, { ...deps, prefix: OPENSTACK_PATHS.network });
   await app.register(volumeRoutes, { ...deps, prefix: OPENSTACK_PATHS.volume });
+  await app.register(imageRoutes, { ...deps, prefix: OPENSTACK_PATHS.image });
 }
