@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { identityRoutes } from './identity.js';
+import { computeRoutes } from './compute.js';
 import { OPENSTACK_PATHS, type OpenStackDeps } from './common.js';
 
 /**
@@ -9,4 +10,5 @@ import { OPENSTACK_PATHS, type OpenStackDeps } from './common.js';
  */
 export async function registerOpenStack(app: FastifyInstance, deps: OpenStackDeps): Promise<void> {
   await app.register(identityRoutes, { ...deps, prefix: OPENSTACK_PATHS.identity });
+  await app.register(computeRoutes, { ...deps, prefix: OPENSTACK_PATHS.compute });
 }
