@@ -31,7 +31,9 @@ const AttachRequest = z.looseObject({
 
 /** Nova's 409: the server's state does not allow the action. */
 const conflict = (action: string, id: string, state: string) =>
-  new KumoError('IN_USE', `Cannot '${action}' instance ${id} while it is in ${state}`, 'wait for the server\'s current task to end, or see its status (openstack server show)');
+  new KumoError('IN_USE', `Cannot '${action}' instance ${id} while it is in ${state}`, state.startsWith('task_state')
+    ? 'wait for the server\'s current task to end (openstack server show: OS-EXT-STS:task_state)'
+    : 'see its status (openstack server show): start a SHUTOFF server, stop or reboot an ACTIVE one');
 
 /** The instance behind a server that exists in kumo (not a create still queued, nor a failed one), with no task running. */
 async function idleInstance(finder: ServerFinder, req: FastifyRequest, id: string, action: string): Promise<Instance> {
