@@ -55,6 +55,8 @@ export interface CreateRequest {
   host?: string;
   /** Without `host`: where kumo may place it, and how. */
   placement?: PlaceOptions;
+  /** The libvirt UUID to give it (default: a new one): a face that must name the instance before it exists (Nova's server id). */
+  uuid?: string;
 }
 
 /** The folder of an instance where QEMU makes its VNC socket. */
@@ -149,7 +151,7 @@ export class InstanceService {
         `remove the folder if it is a leftover (rm -r ${dir}), or pick another name`);
     }
     const record: InstanceRecord = {
-      ...spec, uuid: randomUUID(),
+      ...spec, uuid: req.uuid ?? randomUUID(),
       nics: spec.networks.map((network) => ({ mac: randomMac(), network })),
       createdAt: new Date().toISOString(), project: this.actor.project,
     };

@@ -199,6 +199,17 @@ const MIGRATIONS: string[] = [
      issued_at INTEGER NOT NULL,
      expires_at INTEGER NOT NULL
    );`,
+  // Nova's keypairs of the OpenStack API (issue 16): ssh public keys a project names at server create.
+  `CREATE TABLE keypairs (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     project TEXT NOT NULL,
+     name TEXT NOT NULL,
+     public_key TEXT NOT NULL,
+     fingerprint TEXT NOT NULL,
+     type TEXT NOT NULL DEFAULT 'ssh' CHECK (type IN ('ssh', 'x509')),
+     created_at TEXT NOT NULL,
+     UNIQUE (project, name)
+   );`,
 ];
 
 export type Db = Database.Database;

@@ -1,8 +1,9 @@
 import type { FastifyInstance } from 'fastify';
 import { identityRoutes } from './identity.js';
+import { computeRoutes } from './compute.js';
+import { imageRoutes } from './image.js';
 import { networkRoutes } from './network.js';
 import { volumeRoutes } from './volume.js';
-import { imageRoutes } from './image.js';
 import { OPENSTACK_PATHS, type OpenStackDeps } from './common.js';
 
 /**
@@ -12,7 +13,8 @@ import { OPENSTACK_PATHS, type OpenStackDeps } from './common.js';
  */
 export async function registerOpenStack(app: FastifyInstance, deps: OpenStackDeps): Promise<void> {
   await app.register(identityRoutes, { ...deps, prefix: OPENSTACK_PATHS.identity });
+  await app.register(computeRoutes, { ...deps, prefix: OPENSTACK_PATHS.compute });
+  await app.register(imageRoutes, { ...deps, prefix: OPENSTACK_PATHS.image });
   await app.register(networkRoutes, { ...deps, prefix: OPENSTACK_PATHS.network });
   await app.register(volumeRoutes, { ...deps, prefix: OPENSTACK_PATHS.volume });
-  await app.register(imageRoutes, { ...deps, prefix: OPENSTACK_PATHS.image });
 }
