@@ -114,11 +114,11 @@ export class OpenStackCli {
     return r;
   }
 
-  /** `openstack ARGS -f json`, parsed. */
+  /** `openstack ARGS -f json`, parsed (from its first line that opens JSON: `--wait` prints its progress before it). */
   async json<T = Record<string, unknown>>(args: string[], opts: { timeoutMs?: number } = {}): Promise<T> {
     const r = await this.run([...args, '-f', 'json'], opts);
     try {
-      return JSON.parse(r.stdout) as T;
+      return JSON.parse(r.stdout.slice(Math.max(0, r.stdout.search(/^[[{]/m)))) as T;
     } catch {
       throw new Error(`openstack ${args.join(' ')} -f json printed no JSON:\n${tail(r.stdout)}\n--- stderr ---\n${tail(r.stderr)}`);
     }
