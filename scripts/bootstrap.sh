@@ -16,8 +16,10 @@ PACKAGES=(qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu l
 # Only used by tests: cloud-init's schema validator, Open vSwitch for the ovs network mode,
 # tmux for looking at the wizard by hand, an OpenSSH server the ssh tests start on loopback,
 # Chromium for the dashboard's browser tests, prometheus for promtool (checks /metrics), and
-# tcpdump to capture a migration stream (shows --encrypted hides the guest's memory).
-TEST_PACKAGES=(cloud-init openvswitch-switch tmux openssh-server chromium prometheus wrk tcpdump)
+# tcpdump to capture a migration stream (shows --encrypted hides the guest's memory), and the
+# OpenStack clients (the `openstack` command, openstacksdk) that drive kumo's OpenStack API.
+TEST_PACKAGES=(cloud-init openvswitch-switch tmux openssh-server chromium prometheus wrk tcpdump
+  python3-openstackclient python3-openstacksdk)
 [ "${1:-}" = --test ] && PACKAGES+=("${TEST_PACKAGES[@]}")
 command -v node >/dev/null || PACKAGES+=(nodejs npm)
 

@@ -9,6 +9,7 @@ import { MonitoringService } from '../../service/monitoring.js';
 import { OperationRegistry } from '../../service/operations.js';
 import { TokenService } from '../../service/tokens.js';
 import { DoctorService, problemsIn } from '../../service/doctor.js';
+import { recordServeAddress } from '../../service/clouds-yaml.js';
 import type { Context } from '../../service/context.js';
 import { invalid, KumoError } from '../../model/errors.js';
 import { parseWhole } from '../../model/sizes.js';
@@ -60,6 +61,8 @@ export function serveCommand(): Command {
       }
       const a = app.server.address() as AddressInfo;
       const base = `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+      // `kumo token create --clouds-yaml` points OpenStack clients here.
+      recordServeAddress(ctx, base);
       // Made only once it listens, so a failed start does not use up the one showing of the token.
       const admin = new TokenService(ctx).ensureAdmin();
       if (admin) {

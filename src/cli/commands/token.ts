@@ -3,6 +3,8 @@ import { DEFAULT_PROJECT, USER_ROLES } from '../../model/actor.js';
 import { context, say } from '../app.js';
 import { json, table } from '../render.js';
 import { TokenService } from '../../service/tokens.js';
+import { CLOUD_NAME, cloudsYaml, identityUrl } from '../../service/clouds-yaml.js';
+import { invalid } from '../../model/errors.js';
 
 export function tokenCommand(): Command {
   const cmd = new Command('token').description('bearer tokens for the REST API (kumo serve); kumo keeps only their sha256');
@@ -11,11 +13,19 @@ export function tokenCommand(): Command {
     .description('make a token and print it, once: it cannot be shown again')
     .option('--project <project>', 'the project it acts in', DEFAULT_PROJECT)
     .addOption(new Option('--role <role>', 'admin: everything, every project; member: create and change in its project; reader: see its project').choices([...USER_ROLES]).default('admin'))
-    .action(async (name: string, o: { project: string; role: string }) => {
-      const t = new TokenService(await context()).create(name, { project: o.project, role: o.role });
-      // The token alone on stdout, so that TOKEN=$(kumo token create ci) works.
-      console.log(t.token);
-      say(`created API token "${t.name}" (id ${t.id}), ${t.role} of project "${t.project}"; it is shown only now: keep it safe`);
+    .option('--clouds-yaml', 'print a clouds.yaml for OpenStack clients (openstack, openstacksdk) instead of the bare token: the token as an application credential')
+    .option('--auth-url <url>', 'with --clouds-yaml: Keystone\'s URL as clients reach it (default: the address kumo serve last listened on, /identity)')
+    .action(async (name: string, o: { project: string; role: string; cloudsYaml?: boolean; authUrl?: string }) => {
+      const ctx = await context();
+      if (o.authUrl !== undefined && !o.cloudsYaml) throw invalid('--auth-url goes with --clouds-yaml', `add --clouds-yaml: kumo token create ${name} --clouds-yaml --auth-url ${o.authUrl}`);
+      // The URL is settled before the token is made: a refusal leaves no token behind.
+      const authUrl = o.cloudsYaml ? identityUrl(ctx, o.authUrl) : undefined;
+      const t = new TokenService(ctx).create(name, { project: o.project, role: o.role });
+      // The token (or the file) alone on stdout, so that TOKEN=$(kumo token create ci) works.
+      if (authUrl) process.stdout.write(cloudsYaml(ctx, authUrl, { id: t.id, secret: t.token, name: t.name, project: t.project, role: t.role }));
+      else console.log(t.token);
+      say(`created API token "${t.name}" (id ${t.id}), ${t.role} of project "${t.project}"; it is shown only now: keep it safe` +
+        (authUrl ? ` (OpenStack clients: OS_CLOUD=${CLOUD_NAME}, Keystone at ${authUrl})` : ''));
     });
 
   cmd.command('list').description('tokens by id and name (never the tokens themselves)').option('--json', 'machine-readable output')
