@@ -1,3 +1,4 @@
+import { SubnetNameRepo } from '../store/subnet-names.js';
 import { existsSync } from 'node:fs';
 import type { Context } from './context.js';
 import { withUndo } from './undo.js';
@@ -60,6 +61,8 @@ export interface NetworkView {
   persistent: boolean;
   /** A built-in that is made the first time something uses it. */
   builtinPending?: boolean;
+  /** What OpenStack's clients call its range (Neutron's subnet name), if they named it. */
+  subnetName?: string;
   instances: string[];
 }
 
@@ -189,6 +192,7 @@ export class NetworkService {
     this.refuseIfUsed(n, 'delete');
     await this.virsh.removeNetwork(name);
     this.ctx.projects.forgetNetwork(name);
+    new SubnetNameRepo(this.ctx.db).delete(name);
     const owned = this.ctx.networkBridges.get(name);
     if (owned) {
       await (owned.kind === 'ovs' ? this.ovs : this.links).remove(owned.bridge);
@@ -200,7 +204,7 @@ export class NetworkService {
    * Gives a nat or isolated network no instance uses another range, or none (a bare segment):
    * it is defined again with it; a failure, or a crash half-way, puts the old one back.
    */
-  async readdress(name: string, range: NetworkRange | undefined): Promise<NetworkView> {
+  async readdress(name: string, range: NetworkRange | undefined, subnetName?: string): Promise<NetworkView> {
     const n = await this.changeable(name);
     if ((n.mode !== 'nat' && n.mode !== 'isolated') || !n.bridge) {
       throw invalid(`network "${name}" is a ${n.mode} network: its addresses come from the network its bridge is on`, 'give ranges to nat and isolated networks only');
@@ -218,6 +222,9 @@ export class NetworkService {
       await this.virsh.startNetwork(name);
       if (n.autostart) await this.virsh.autostartNetwork(name);
     });
+    const names = new SubnetNameRepo(this.ctx.db);
+    if (range && subnetName) names.set(name, subnetName);
+    else names.delete(name);
     return this.get(name);
   }
 
@@ -362,13 +369,15 @@ export class NetworkService {
 
   private view(name: string, f: NetworkFacts, state: { active: boolean; autostart: boolean; persistent: boolean }): NetworkView {
     const instances = this.ctx.instances.list().filter((i) => i.nics.some((n) => n.network === name)).map((i) => i.name);
-    return {
+    const view: NetworkView = {
       name, mode: f.mode,
       ...(f.address && f.prefix ? { cidr: formatCidr(subnetOf(f.address, f.prefix)), gateway: f.address } : {}),
       ...(f.dhcp ? { dhcp: f.dhcp } : {}),
       ...(f.bridge ? { bridge: f.bridge } : {}),
       active: state.active, autostart: state.autostart, persistent: state.persistent, instances,
     };
+    const subnetName = f.address ? new SubnetNameRepo(this.ctx.db).get(name) : undefined;
+    return subnetName ? { ...view, subnetName } : view;
   }
 }
 

@@ -210,6 +210,8 @@ const MIGRATIONS: string[] = [
      created_at TEXT NOT NULL,
      UNIQUE (project, name)
    );`,
+  // The name a network's range goes by as Neutron's subnet (issue 16); none: the network's own name.
+  'CREATE TABLE subnet_names (network TEXT PRIMARY KEY, name TEXT NOT NULL);',
 ];
 
 export type Db = Database.Database;

@@ -64,6 +64,9 @@ export class ProjectRepo {
       const held = this.holdings(name);
       if (Object.values(held).some((names) => names.length)) return held;
       this.db.prepare('DELETE FROM projects WHERE name = ?').run(name);
+      // Its keypairs are names for public keys, not resources: they go with it, so a project made
+      // again under the name does not inherit them.
+      this.db.prepare('DELETE FROM keypairs WHERE project = ?').run(name);
       return undefined;
     }).immediate();
   }

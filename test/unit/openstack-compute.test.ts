@@ -9,7 +9,7 @@ import { UserService } from '../../src/service/users.js';
 import { OperationRegistry } from '../../src/service/operations.js';
 import { osUuid } from '../../src/api/openstack/common.js';
 import { novaState, renderServer } from '../../src/api/openstack/compute-render.js';
-import { checkPublicKey, sshFingerprint } from '../../src/service/keypairs.js';
+import { checkPublicKey, KeypairService, sshFingerprint } from '../../src/service/keypairs.js';
 import { isSshPublicKey } from '../../src/model/checks.js';
 import type { Instance } from '../../src/model/types.js';
 
@@ -145,6 +145,17 @@ test('keypairs: import (200), list and show in Nova\'s shapes, per project; a du
   assert.equal((await nova('alice', 'DELETE', '/v2.1/os-keypairs/laptop')).statusCode, 404);
 });
 
+test('keypairs go with their project: a project made again under the name has none', async () => {
+  const projects = new ProjectService(ctx);
+  projects.create('p-keys');
+  const key = edKey();
+  new KeypairService(ctx, { kind: 'machine', name: 'root', project: 'p-keys', role: 'admin' }).import('old', key);
+  projects.delete('p-keys');
+  projects.create('p-keys');
+  assert.deepEqual(new KeypairService(ctx, { kind: 'machine', name: 'root', project: 'p-keys', role: 'admin' }).list(), []);
+  projects.delete('p-keys');
+});
+
 test('keypairs: without a public key kumo generates an RSA pair and hands out the private key once', async () => {
   const r = await nova('alice', 'POST', '/v2.1/os-keypairs', { keypair: { name: 'gen1' } });
   assert.equal(r.statusCode, 200, r.body);
@@ -234,6 +245,9 @@ test('a create in progress is a BUILD server under the operation\'s id; failed, 
   assert.deepEqual(listed.map((s: { id: string }) => s.id), [op.id]);
   assert.deepEqual((await nova('bob', 'GET', '/v2.1/servers?name=%5Eweb')).json().servers.map((s: { name: string }) => s.name), ['web9']);
   assert.deepEqual((await nova('bob', 'GET', '/v2.1/servers?name=nomatch')).json().servers, []);
+  assert.deepEqual((await nova('bob', 'GET', '/v2.1/servers?name=web9%24')).json().servers.map((s: { name: string }) => s.name), ['web9']);
+  // A pattern that backtracks catastrophically as a regular expression is text here: answered at once, matching nothing.
+  assert.deepEqual((await nova('bob', 'GET', `/v2.1/servers?name=${encodeURIComponent('^(w|we|web|web9)*(w|we|web|web9)*(w|we|web|web9)*x$')}`)).json().servers, []);
   fail(new Error('the disk could not be made'));
   await ops.wait(op.id);
   const failed = (await nova('bob', 'GET', `/v2.1/servers/${op.id}`)).json().server;

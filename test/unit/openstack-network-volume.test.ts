@@ -135,6 +135,10 @@ test('network create (bare), subnet create (its range), show, list with filters,
   const subs = await call('rex', 'GET', `/networking/v2.0/subnets?network_id=${n.id}`);
   assert.deepEqual(subs.json().subnets.map((x: { id: string }) => x.id), [s.id]);
   assert.equal((await call('rex', 'GET', `/networking/v2.0/subnets/${s.id}`)).json().subnet.cidr, CIDR);
+  // The subnet keeps the name it was made with: clients find it by that name (subnet show/delete NAME).
+  assert.equal(s.name, 'osnv-a-sub');
+  const subByName = await call('rex', 'GET', '/networking/v2.0/subnets?name=osnv-a-sub');
+  assert.deepEqual(subByName.json().subnets.map((x: { id: string }) => x.id), [s.id]);
 
   const second = await call('mia', 'POST', '/networking/v2.0/subnets', { subnet: { network_id: n.id, cidr: '10.251.78.0/24', ip_version: 4 } });
   assert.equal(second.statusCode, 400);
@@ -142,6 +146,7 @@ test('network create (bare), subnet create (its range), show, list with filters,
 
   assert.equal((await call('mia', 'DELETE', `/networking/v2.0/subnets/${s.id}`)).statusCode, 204);
   assert.deepEqual((await call('rex', 'GET', `/networking/v2.0/networks/${n.id}`)).json().network.subnets, []);
+  assert.deepEqual((await call('rex', 'GET', '/networking/v2.0/subnets?name=osnv-a-sub')).json().subnets, [], 'its name went with it');
   assert.equal((await call('mia', 'DELETE', `/networking/v2.0/networks/${n.id}`)).statusCode, 204);
   assert.equal(nets.has('osnv-a'), false);
   const gone = await call('rex', 'GET', `/networking/v2.0/networks/${n.id}`);

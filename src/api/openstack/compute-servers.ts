@@ -135,17 +135,20 @@ function createRoute(app: FastifyInstance, deps: OpenStackDeps, finder: ServerFi
   });
 }
 
-/** Nova's status filter and its name filter (a regular expression, matched anywhere in the name). */
+/**
+ * Nova's status filter and its name filter. Nova takes the name as a regular expression; kumo
+ * matches it as text anywhere in the name, with Nova's `^` and `$` anchors honoured: a pattern
+ * from a caller is never compiled, so none can stall the server (catastrophic backtracking).
+ */
 function matches(query: Record<string, unknown>, status: (s: Server) => string) {
   const name = typeof query.name === 'string' && query.name !== '' ? query.name : undefined;
-  let pattern: RegExp | undefined;
-  try {
-    pattern = name !== undefined ? new RegExp(name) : undefined;
-  } catch {
-    pattern = new RegExp(name!.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
-  }
+  const start = name?.startsWith('^') ?? false;
+  const end = (name?.endsWith('$') && !name.endsWith('\\$')) ?? false;
+  const text = name?.slice(start ? 1 : 0, end ? -1 : undefined);
+  const nameMatches = (n: string) => text === undefined
+    || (start && end ? n === text : start ? n.startsWith(text) : end ? n.endsWith(text) : n.includes(text));
   const wanted = typeof query.status === 'string' && query.status !== '' ? query.status.toUpperCase() : undefined;
-  return (s: Server) => (!pattern || pattern.test(ServerFinder.idName(s).name)) && (!wanted || status(s) === wanted);
+  return (s: Server) => nameMatches(ServerFinder.idName(s).name) && (!wanted || status(s) === wanted);
 }
 
 /** Nova's paging: `limit` servers after the one with id `marker`, and a next link when more follow. */

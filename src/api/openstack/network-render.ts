@@ -45,10 +45,10 @@ export function networkBody(n: NetworkView, owner: NetworkOwnership) {
   };
 }
 
-/** A network's range as its one subnet. The subnet has the network's name: kumo keeps no name of its own for it. */
+/** A network's range as its one subnet, under the name `subnet create` gave it (else the network's). */
 export function subnetBody(n: NetworkView & { cidr: string }, owner: NetworkOwnership) {
   return {
-    id: subnetId(n.name), name: n.name, description: '', network_id: networkId(n.name),
+    id: subnetId(n.name), name: n.subnetName ?? n.name, description: '', network_id: networkId(n.name),
     cidr: n.cidr, ip_version: 4, gateway_ip: n.gateway ?? null,
     enable_dhcp: n.dhcp !== undefined, allocation_pools: n.dhcp ? [{ start: n.dhcp.start, end: n.dhcp.end }] : [],
     dns_nameservers: [], host_routes: [], service_types: [], subnetpool_id: null,

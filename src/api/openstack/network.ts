@@ -35,7 +35,7 @@ const SubnetCreate = z.object({
     network_id: z.string().min(1),
     cidr: z.string().min(1, 'kumo needs the subnet\'s range: give --subnet-range CIDR'),
     ip_version: z.union([z.literal(4), z.literal('4'), z.literal(6), z.literal('6')]).optional(),
-    name: z.string().optional(),
+    name: z.string().max(255).optional(),
     gateway_ip: z.string().nullable().optional(),
     enable_dhcp: z.boolean().optional(),
     allocation_pools: z.array(z.object({ start: z.string(), end: z.string() })).optional(),
@@ -144,7 +144,7 @@ function subnetRoutesOf(app: FastifyInstance, deps: OpenStackDeps, l: Lookups): 
       throw invalid(`network "${n.name}" has its subnet already (${n.cidr}): a kumo network has one range`,
         `delete that subnet first (openstack subnet delete ${subnetId(n.name)}), or make another network`);
     }
-    const made = await l.networks(req).readdress(n.name, range);
+    const made = await l.networks(req).readdress(n.name, range, asked.name || undefined);
     deps.ops.resourceChanged('network', n.name, 'readdressed');
     if (!withRange(made)) throw invalid(`network "${n.name}" has no range after its subnet was made`);
     return reply.code(201).send({ subnet: subnetBody(made, l.owner(made.name)) });
