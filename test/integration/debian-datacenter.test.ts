@@ -85,6 +85,10 @@ test('apply on a real cloud image: Debian instances mount STG\'s share with clou
   assert.equal(st.status, 'done');
   assert.deepEqual(st.errors, []);
   assert.match(mount!, /^nfs4\s+10\.5\.3\.10:/, 'the web root is STG\'s share over NFSv4');
+  // Every boot mounts it again: cloud-init wrote the file's mounts into fstab, after the network
+  // and without holding the boot up. (A reboot of the Debian guest under TCG proved it for 90 s of
+  // the suite; the tiny image's test restarts a guest and sees the same fstab mount come back.)
+  assert.match((await inGuest("awk '$2 == \"/var/www\"' /etc/fstab")).stdout, /nfs4\s+vers=4\.1,actimeo=1,addr=10\.5\.3\.10,_netdev,nofail/);
   assert.equal(web, 'enabled', 'the web server from the file\'s user_data is a service of every boot');
 
   // STG's file changes: the Debian instance serves the change (a mount, not a copy).
@@ -126,25 +130,6 @@ test('a Debian instance live-migrates while the outside polls it through the LB,
   await waitFor('the website through the LB after the revert', async () => ((await fromOutside(SITE)).status === 200 ? true : (await sleep(1_000), undefined)), 120_000);
   assert.equal((await env.cli(['snapshot', 'delete', vm, 'before'])).code, 0);
   assert.deepEqual(JSON.parse((await env.cli(['snapshot', 'list', vm, '--json'])).stdout), []);
-});
-
-test('after a reboot the Debian instance mounts the share again (its fstab from cloud-config mounts)', { timeout: 600_000 }, async (t) => {
-  if (skip) { t.skip(skip); return; }
-  const boot = (await inGuest('cat /proc/sys/kernel/random/boot_id')).stdout.trim();
-  assert.equal((await env.cli(['instance', 'reboot', vm])).code, 0);
-  // A connection made while the guest goes down may hang until its keepalives give up.
-  await waitFor('the guest back with another boot id', async () => {
-    const r = await inGuest('cat /proc/sys/kernel/random/boot_id', 30_000).catch(() => undefined);
-    return r?.code === 0 && r.stdout.trim() !== boot ? true : (await sleep(3_000), undefined);
-  }, 420_000);
-  const mount = await waitFor('the share mounted', async () => {
-    const r = await inGuest('findmnt -n -o FSTYPE,OPTIONS /var/www');
-    return /^nfs4/.test(r.stdout) ? r.stdout : (await sleep(2_000), undefined);
-  }, 120_000);
-  assert.match(mount, /vers=4\.1/);
-  assert.match((await inGuest("awk '$2 == \"/var/www\"' /etc/fstab")).stdout, /nfs4\s+vers=4\.1,actimeo=1,addr=10\.5\.3\.10,_netdev,nofail/);
-  // The file's web server (a unit from its user_data) serves the share again: the website is back.
-  await waitFor('the website through the LB after the reboot', async () => ((await fromOutside(SITE)).body === '<h1>edited on stg</h1>' ? true : (await sleep(1_000), undefined)), 120_000);
 });
 
 test('destroy removes the Debian datacenter, the lab included', { timeout: 300_000 }, async (t) => {
