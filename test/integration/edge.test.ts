@@ -102,9 +102,12 @@ test('apply: the site through the edge, SSH to the edge only, the LB out through
   const edgeSsh = inNode('edge', ['busybox', 'nc', '-l', '-p', '22']);
   const lbSsh = await listenIn(`${env.prefix}-lb`, 22, 'lb-ssh');
   try {
-    await sleep(500);
-    await outside.run('busybox', ['nc', '-w', '2', PUBLIC, '22'], { allowFailure: true, input: 'hello-edge\n', timeoutMs: 10_000 });
-    await waitFor('the edge\'s SSH stand-in got the line', async () => (edgeSsh.out().includes('hello-edge') ? true : undefined), 5_000);
+    // The stand-in may not listen yet on a busy machine (a refused connect): send until it has the line.
+    await waitFor('the edge\'s SSH stand-in got the line', async () => {
+      if (edgeSsh.out().includes('hello-edge')) return true;
+      await outside.run('busybox', ['nc', '-w', '2', PUBLIC, '22'], { allowFailure: true, input: 'hello-edge\n', timeoutMs: 10_000 });
+      return edgeSsh.out().includes('hello-edge') ? true : (await sleep(300), undefined);
+    }, 20_000);
     // ... the LB's is not, even with a route to the dmz via the edge (as an upstream router would
     // give): the edge forwards only port 80. Removing its rules and the LB's lets the same connect
     // through, so it is the rules that stop it, not a missing route.
