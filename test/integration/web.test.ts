@@ -1,7 +1,7 @@
-import { after, before, test } from 'node:test';
+import { after, afterEach, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
@@ -21,7 +21,8 @@ import { local } from '../../src/exec/exec.js';
  * server in-process on loopback: log in with the token, create an instance with the form, see it
  * become running without a reload, open its VNC console and see the guest's screen, open the
  * charts and see them draw, take a snapshot, shut the guest down and revert it to running, delete the snapshot, list and make shares, see a load balancer with its WAF blocks, delete it from the list; a project member logs in with a password and sees its use against its caps, and an admin switches projects. Screenshots are kept as artefacts in the
- * test's own folder (/tmp/kumo-test-PREFIX-shots-*), whose paths are printed.
+ * test's own folder (/tmp/kumo-test-PREFIX-shots-*), whose paths are printed; the folder is removed
+ * after a clean run and kept when a test failed (or with KUMO_TEST_KEEP_SHOTS=1).
  */
 const CHROMIUM = '/usr/bin/chromium';
 const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
@@ -72,8 +73,14 @@ after(async () => {
     }
     await env.cleanup();
   }
-  if (shots) console.log(`# screenshots kept in ${shots}`);
+  // Screenshots are for looking into a failure: kept then (or with KUMO_TEST_KEEP_SHOTS=1), removed after a clean run.
+  if (shots && (anyFailed || process.env.KUMO_TEST_KEEP_SHOTS === '1')) console.log(`# screenshots kept in ${shots}`);
+  else if (shots) await rm(shots, { recursive: true, force: true });
 });
+
+let anyFailed = false;
+// TestContext.passed is a boolean in the Node this suite runs on; the check stays false where it is missing.
+afterEach((t) => { if ((t as { passed?: boolean }).passed === false) anyFailed = true; });
 
 async function shot(file: string, what: Page | ReturnType<Page['locator']> = page): Promise<string> {
   const path = join(shots, file);
