@@ -56,14 +56,8 @@ export class IdentityService {
 
   /** A token for a user's name and password; `project` (Keystone's scope) defaults to the user's own. */
   async withPassword(name: string, password: string, project: string | undefined, from: string, now = Date.now()): Promise<IdentityToken> {
-    const keys = [`user:${name}`, `ip:${from}`];
-    this.throttle.check(keys, now);
-    const actor = await this.users.verify(name, password);
-    if (!actor) {
-      await new Promise((r) => setTimeout(r, this.throttle.fail(keys, now)));
-      throw new IdentityRefused('the user name or password is wrong', 'check both; root on the server can set a new password: kumo user passwd NAME');
-    }
-    this.throttle.succeed(keys);
+    const actor = await this.throttle.verify(this.users, name, password, from, now);
+    if (!actor) throw new IdentityRefused('the user name or password is wrong', 'check both; root on the server can set a new password: kumo user passwd NAME');
     return this.issue('user', actor.name, this.scope(actor, project), 'password', now);
   }
 

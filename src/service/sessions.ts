@@ -58,6 +58,23 @@ export class LoginThrottle {
   succeed(keys: string[]): void {
     for (const k of keys) this.failures.delete(k);
   }
+
+  /**
+   * A user's name and password checked under the throttle, for every door that takes them (the
+   * dashboard's login, Keystone's password method): TOO_BUSY while locked; a wrong pair answers
+   * undefined after the failure's wait; a right one clears the counts.
+   */
+  async verify(users: UserService, name: string, password: string, from: string, now = Date.now()): Promise<Actor | undefined> {
+    const keys = [`user:${name}`, `ip:${from}`];
+    this.check(keys, now);
+    const actor = await users.verify(name, password);
+    if (!actor) {
+      await sleep(this.fail(keys, now));
+      return undefined;
+    }
+    this.succeed(keys);
+    return actor;
+  }
 }
 
 export interface OpenSession {
@@ -84,14 +101,8 @@ export class SessionService {
 
   /** A new session, or undefined for a wrong name or password (after the throttle's wait). TOO_BUSY while locked. */
   async login(name: string, password: string, from: string, now = Date.now()): Promise<OpenSession | undefined> {
-    const keys = [`user:${name}`, `ip:${from}`];
-    this.throttle.check(keys, now);
-    const actor = await this.users.verify(name, password);
-    if (!actor) {
-      await sleep(this.throttle.fail(keys, now));
-      return undefined;
-    }
-    this.throttle.succeed(keys);
+    const actor = await this.throttle.verify(this.users, name, password, from, now);
+    if (!actor) return undefined;
     this.repo.sweep(now);
     const cookie = randomBytes(32).toString('base64url');
     const csrf = randomBytes(32).toString('base64url');
