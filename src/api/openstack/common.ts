@@ -148,5 +148,16 @@ export function installOsErrors(app: FastifyInstance, render: FaultRenderer, hom
   app.setErrorHandler(handle);
 }
 
+/**
+ * OpenStack's paging by marker: the items after the one whose id is `marker` (all of them without
+ * one). An unknown marker is refused in the service's words (`unknown`), not read as "from the start".
+ */
+export function afterMarker<T>(items: T[], idOf: (item: T) => string, marker: string | undefined, unknown: (marker: string) => Error): T[] {
+  if (marker === undefined) return items;
+  const at = items.findIndex((item) => idOf(item) === marker);
+  if (at < 0) throw unknown(marker);
+  return items.slice(at + 1);
+}
+
 /** A route's config: the role it needs (see guardOpenStack). */
 export const role = (kumoRole: RouteRole) => ({ config: { kumoRole } });

@@ -10,7 +10,7 @@ import { KeypairService } from '../../service/keypairs.js';
 import { NetworkService } from '../../service/networks.js';
 import { ownerOf } from '../routes/operations.js';
 import { renderInstance } from '../routes/instances.js';
-import { baseUrl, OPENSTACK_PATHS, osUuid, role, type OpenStackDeps } from './common.js';
+import { afterMarker, baseUrl, OPENSTACK_PATHS, osUuid, role, type OpenStackDeps } from './common.js';
 import { serverSummary } from './compute-render.js';
 import { actorOf, ServerFinder, type Server } from './compute-find.js';
 
@@ -153,16 +153,12 @@ function matches(query: Record<string, unknown>, status: (s: Server) => string) 
 
 /** Nova's paging: `limit` servers after the one with id `marker`, and a next link when more follow. */
 function page<T extends Server>(all: T[], query: Record<string, unknown>): { items: T[]; more: boolean } {
-  let from = 0;
-  if (typeof query.marker === 'string' && query.marker !== '') {
-    const at = all.findIndex((s) => ServerFinder.idName(s).id === query.marker);
-    if (at < 0) throw new KumoError('INVALID_INPUT', `marker [${query.marker}] not found`, 'page on with the id of the last server of the previous page');
-    from = at + 1;
-  }
+  const marker = typeof query.marker === 'string' && query.marker !== '' ? query.marker : undefined;
+  const rest = afterMarker(all, (s) => ServerFinder.idName(s).id, marker,
+    (m) => new KumoError('INVALID_INPUT', `marker [${m}] not found`, 'page on with the id of the last server of the previous page'));
   const limit = query.limit === undefined ? Infinity : Number(query.limit);
   if (limit !== Infinity && (!Number.isInteger(limit) || limit < 0)) throw invalid(`limit must be a whole number, got ${String(query.limit)}`, 'e.g. ?limit=10');
-  const items = all.slice(from, from + limit);
-  return { items, more: from + limit < all.length };
+  return { items: rest.slice(0, limit), more: limit < rest.length };
 }
 
 function listRoutes(app: FastifyInstance, finder: ServerFinder): void {

@@ -1,5 +1,6 @@
 import { invalid } from '../../model/errors.js';
 import type { GlanceImage } from './image-render.js';
+import { afterMarker } from './common.js';
 
 /**
  * GET /v2/images's filters, sort and pages, as Glance reads its query: exact (or "in:a,b") filters
@@ -37,16 +38,11 @@ export function pageImages(all: GlanceImage[], query: ImageQuery): ImagePage {
   const limit = parseLimit(one(query, 'limit'));
   const filtered = all.filter(matcher(query));
   const sorted = filtered.sort(comparer(query));
-  const marker = one(query, 'marker');
-  let start = 0;
-  if (marker !== undefined) {
-    const at = sorted.findIndex((i) => i.id === marker);
-    if (at < 0) throw invalid(`marker ${marker} could not be found`, 'give the id of the last image of the previous page, as the "next" link does');
-    start = at + 1;
-  }
-  const images = sorted.slice(start, start + limit);
+  const rest = afterMarker(sorted, (i) => i.id, one(query, 'marker'),
+    (m) => invalid(`marker ${m} could not be found`, 'give the id of the last image of the previous page, as the "next" link does'));
+  const images = rest.slice(0, limit);
   const page: ImagePage = { images, first: LIST_PATH, schema: '/v2/schemas/images' };
-  if (start + limit < sorted.length && images.length) page.next = nextLink(query, images.at(-1)!.id);
+  if (limit < rest.length && images.length) page.next = nextLink(query, images.at(-1)!.id);
   return page;
 }
 

@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { invalid, notFound } from '../../model/errors.js';
 import { projectExists } from '../../service/project-exists.js';
 import { VolumeService, type Volume } from '../../service/volumes.js';
-import { baseUrl, guardOpenStack, installOsErrors, novaFault, OPENSTACK_PATHS, role, type OpenStackDeps } from './common.js';
+import { afterMarker, baseUrl, guardOpenStack, installOsErrors, novaFault, OPENSTACK_PATHS, role, type OpenStackDeps } from './common.js';
 import { CINDER_VERSION, cinderV3, DEFAULT_TYPE, volumeDetail, volumeId, volumeStatus, volumeSummary } from './volume-render.js';
 
 /**
@@ -57,13 +57,9 @@ function checkServed(v: VolumeCreateBody): void {
 /** Cinder's list filters kumo can answer (name, status); others match everything. Then marker and limit. */
 function page(all: Volume[], query: Record<string, unknown>): { items: Volume[]; next?: string } {
   const one = (k: string) => (typeof query[k] === 'string' ? query[k] as string : undefined);
-  let items = all.filter((v) => (one('name') === undefined || v.name === one('name')) && (one('status') === undefined || volumeStatus(v) === one('status')));
-  const marker = one('marker');
-  if (marker !== undefined) {
-    const at = items.findIndex((v) => volumeId(v.name) === marker);
-    if (at < 0) throw invalid(`marker ${marker} is not a volume of this list`, 'start again without --marker');
-    items = items.slice(at + 1);
-  }
+  const matching = all.filter((v) => (one('name') === undefined || v.name === one('name')) && (one('status') === undefined || volumeStatus(v) === one('status')));
+  const items = afterMarker(matching, (v) => volumeId(v.name), one('marker'),
+    (m) => invalid(`marker ${m} is not a volume of this list`, 'start again without --marker'));
   const limitText = one('limit');
   if (limitText === undefined) return { items };
   const limit = Number(limitText);
