@@ -150,7 +150,8 @@ export class ImageUploads {
  * would destroy the request, and with it the connection the answer must go back on.
  */
 async function receive(data: Readable, cap: Transform, file: string): Promise<void> {
-  const written = pipeline(cap, createWriteStream(file, { flags: 'wx' }));
+  const out = createWriteStream(file, { flags: 'wx' });
+  const written = pipeline(cap, out);
   const stopWatching = finished(data, (err) => {
     if (err) cap.destroy(err);
   });
@@ -160,6 +161,8 @@ async function receive(data: Readable, cap: Transform, file: string): Promise<vo
   } finally {
     data.unpipe(cap);
     stopWatching();
+    // A refusal can come before the file is even open; the caller removes it only once it is closed.
+    if (!out.closed) await new Promise<void>((resolve) => out.once('close', resolve));
   }
 }
 
