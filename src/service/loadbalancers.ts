@@ -14,9 +14,12 @@ import type { LoadBalancerRecord } from '../store/load-balancers.js';
 import { machineActor, type Actor } from '../model/actor.js';
 import { sees } from './scope.js';
 import { onRecover, withUndo } from './undo.js';
+import { sleep } from '../exec/process.js';
 
 /** The journal's undo of a load balancer create (service/undo.ts), run in-process or after a crash. */
 const UNDO_CREATE = 'undo-load-balancer-create';
+/** The journal step that puts a drained instance back into rotation (a migration that failed or was killed). */
+export const UNDRAIN = 'undrain-instance';
 
 export interface CreateLoadBalancerRequest {
   name: string;
@@ -38,6 +41,8 @@ export interface LoadBalancerView extends LoadBalancerRecord {
 /** Health checks every second; two failures take a backend out, two passes put it back. */
 export const LB_HEALTH = { path: '/', intervalMs: 1000, fall: 2, rise: 2 };
 const FIRST_INTERNAL_PORT = 18080;
+/** How long a drain lets an instance finish the requests it has before it moves anyway. */
+const DRAIN_WAIT_MS = 10_000;
 
 function checkParanoia(paranoia: number): number {
   if (!Number.isInteger(paranoia) || paranoia < 1 || paranoia > 4) throw invalid(`paranoia level ${paranoia} is not 1-4`, 'use 1 (few false positives) to 4 (strictest)');
@@ -166,6 +171,40 @@ export class LoadBalancerService {
     }
   }
 
+  /**
+   * Takes an instance out of the rotation of every load balancer it serves, before a live
+   * migration: new requests go to the others and the ones it has finish (up to DRAIN_WAIT_MS).
+   * Its switch-over pause then holds no request, and a health check failed in that pause closes
+   * none (on-marked-down shutdown-sessions would fail them). Returns the load balancers it was
+   * drained from; one whose HAProxy does not answer serves nothing, and is passed by.
+   */
+  async drain(instance: string): Promise<string[]> {
+    const drained: string[] = [];
+    for (const r of this.servedBy(instance)) {
+      const { haproxy } = this.daemons(r);
+      const ok = await haproxy.setServerState(r.name, instance, 'drain').then(() => true, () => false);
+      if (ok) drained.push(r.name);
+    }
+    const deadline = Date.now() + DRAIN_WAIT_MS;
+    for (const name of drained) {
+      const { haproxy } = this.daemons(this.record(name));
+      const busy = async () => ((await haproxy.health().catch(() => [])).find((h) => h.server === instance)?.sessions ?? 0) > 0;
+      while ((await busy()) && Date.now() < deadline) await sleep(100);
+    }
+    return drained;
+  }
+
+  /** Puts an instance back into the rotation of every load balancer it serves (after drain; idempotent). */
+  async undrain(instance: string): Promise<void> {
+    for (const r of this.servedBy(instance)) {
+      await this.daemons(r).haproxy.setServerState(r.name, instance, 'ready').catch(() => undefined);
+    }
+  }
+
+  private servedBy(instance: string): LoadBalancerRecord[] {
+    return this.ctx.loadBalancers.list().filter((r) => r.instances.includes(instance));
+  }
+
   /** Why the LB host does not match the record (empty: it does): what `sync` would fix. */
   async drift(name: string): Promise<string[]> {
     const r = this.record(name);
@@ -272,4 +311,8 @@ export class LoadBalancerService {
 
 onRecover(UNDO_CREATE, async (ctx, args) => {
   await new LoadBalancerService(ctx).undoCreate({ name: args.name ?? '', host: args.host ?? '', createdAt: args.createdAt ?? '' });
+});
+
+onRecover(UNDRAIN, async (ctx, args) => {
+  await new LoadBalancerService(ctx).undrain(args.instance ?? '');
 });

@@ -7,6 +7,7 @@ import { missingTlsFiles, type MigrationEnd } from '../drivers/libvirt/migration
 import { KumoError, invalid, notFound } from '../model/errors.js';
 import { withUndo } from './undo.js';
 import { SETTLE_MIGRATION } from './migration-settle.js';
+import { LoadBalancerService, UNDRAIN } from './loadbalancers.js';
 
 /** How a migration goes; `encrypted`: the memory stream over QEMU's TLS (certificates on both hosts). */
 export interface MigrateOptions {
@@ -47,6 +48,10 @@ export class MigrationService {
     const result = await withUndo(this.ctx, `migrate instance ${name}`, async (undo, step) => {
       const networks = new NetworkService(this.ctx, v);
       for (const n of new Set(r.nics.map((x) => x.network))) await networks.ensureUsable(n);
+      // Out of its load balancers' rotation while it moves; back in once it has (or it has not).
+      undo({ kind: 'service', handler: UNDRAIN, args: { instance: name }, when: 'always' });
+      const lbs = new LoadBalancerService(this.ctx);
+      await lbs.drain(name);
       // Before libvirt is asked: whatever stops this process from here on, the next kumo start
       // (or the failure path right here) finds out where the domain is and records that host.
       undo({ kind: 'service', handler: SETTLE_MIGRATION, args: { name, uuid: r.uuid, from, to }, when: 'always' });
@@ -59,6 +64,7 @@ export class MigrationService {
         beforeCall: step,
       });
       this.ctx.instances.updateHost(name, to);
+      await lbs.undrain(name);
       return moved;
     });
     return { ...result, from, to };

@@ -212,6 +212,20 @@ test('with a route from the outside, the access rules are what keep it from the 
   assert.match((await getInNetns(ns('lb'), `http://${ip}:8080/`)).body, /edited on stg/);
 });
 
+/** An instance's state in the LB's HAProxy, as `kumo lb show` gives it. */
+async function backendStatus(instance: string): Promise<string | undefined> {
+  const r = await env.cli(['lb', 'show', 'front', '--json']);
+  return (JSON.parse(r.stdout) as { backends: { instance: string; status: string }[] }).backends.find((b) => b.instance === instance)?.status;
+}
+
+/** What a failed request left in the WAF's logs: its access log's answers other than 2xx/3xx, its error log's last lines. */
+async function wafTrouble(): Promise<string> {
+  const dir = join(env.home, 'lb', 'front', 'waf');
+  const access = (await readFile(join(dir, 'access.log'), 'utf8').catch(() => '')).split('\n').filter((l) => /" [45]\d\d /.test(l));
+  const errors = (await readFile(join(dir, 'error.log'), 'utf8').catch(() => '')).trim().split('\n').slice(-5);
+  return JSON.stringify({ access: access.slice(-5), errors });
+}
+
 test('a live migration under load from the outside (wrk through the WAF and LB) fails no request', async (t) => {
   const moving = env.ctx.instances.get(members[0]!)!;
   const to = moving.host === 'kvm1' ? 'kvm2' : 'kvm1';
@@ -227,22 +241,29 @@ test('a live migration under load from the outside (wrk through the WAF and LB) 
   // lost (one took just over 2 s on a loaded machine): each may take 5 s, as a browser would wait.
   const poll = pollHttpInNetns(`${env.prefix}-internet`, 'http://10.5.1.213/', 100, 5_000);
   await sleep(2_000);
-  const moved = await env.cli(['instance', 'migrate', moving.name, '--to', to]);
+  const moving$ = env.cli(['instance', 'migrate', moving.name, '--to', to]);
+  // kumo takes it out of the LB's rotation while it moves (its switch-over pause holds no request).
+  const drained = await waitFor(`${moving.name} drained from the LB`, async () => ((await backendStatus(moving.name)) === 'DRAIN' ? true : undefined), 60_000)
+    .catch((e: Error) => e.message);
+  const moved = await moving$;
   const movedAfterS = (Date.now() - t0) / 1000;
+  const statusAfter = await backendStatus(moving.name);
   await sleep(3_000);
   stopLoad.abort();
   const w = await load;
   const gaps = await poll.stop();
   assert.equal(moved.code, 0, moved.stderr);
+  assert.equal(drained, true, `kumo did not drain ${moving.name} while it moved: ${String(drained)}`);
+  assert.notEqual(statusAfter, 'DRAIN', 'back in the rotation once moved');
   assert.ok(movedAfterS < DURATION_S - 1, `the migration ended ${movedAfterS.toFixed(1)} s after wrk started: not inside its ${DURATION_S} s`);
   t.diagnostic(`${moved.stdout.trim()}; wrk through the LB: ${w.requests} requests, ${w.requestsPerSec} req/s, latency p50 ${w.latencyMs.p50} ms, ` +
     `p99 ${w.latencyMs.p99} ms, max ${w.latencyMs.max} ms, socket errors ${JSON.stringify(w.socketErrors)}, non-2xx/3xx ${w.non2xx3xx}; ` +
     `one at a time: ${gaps.ok}/${gaps.requests} good, longest gap between good answers ${gaps.longestGapMs} ms`);
   assert.ok(w.requests > 100, `only ${w.requests} requests`);
   assert.deepEqual(w.socketErrors, { connect: 0, read: 0, write: 0, timeout: 0 });
-  assert.equal(w.non2xx3xx, 0);
+  assert.equal(w.non2xx3xx, 0, `wrk had ${w.non2xx3xx} answers that were not 2xx/3xx; the WAF logged: ${await wafTrouble()}`);
   assert.ok(gaps.requests > 50, `the poller made only ${gaps.requests} requests`);
-  assert.equal(gaps.failed, 0, `${gaps.failed} of ${gaps.requests} requests through the LB failed (longest gap ${gaps.longestGapMs} ms)`);
+  assert.equal(gaps.failed, 0, `${gaps.failed} of ${gaps.requests} requests through the LB failed (longest gap ${gaps.longestGapMs} ms); the WAF logged: ${await wafTrouble()}`);
   assert.equal(env.ctx.instances.get(moving.name)!.host, to);
 });
 

@@ -225,3 +225,30 @@ test('a POST that reached a backend which then dies is not replayed on another o
   assert.equal(seen, 1, `the POST reached backends ${seen} times`);
   assert.notEqual(r.stdout, '200', 'the client is told the POST failed, not answered by a second backend');
 });
+
+test('a drained backend finishes what it has and gets nothing new, even paused for 4 s (a migration\'s switch-over); ready puts it back', { timeout: 120_000 }, async (t) => {
+  if (missing) return t.skip(`not installed: ${missing.split('\n').join(', ')}`);
+  await allUp();
+  const client = startClient(6);
+  const child = servers.get('b1')!.child;
+  t.after(() => { child.kill('SIGCONT'); return lb.setServerState('web', 'b1', 'ready').catch(() => undefined); });
+  try {
+    await waitFor('every backend serving the client', async () => (BACKENDS.every((b) => (client.latest().by[b.name] ?? 0) >= 20) ? true : undefined), 60_000);
+    await lb.setServerState('web', 'b1', 'drain');
+    await waitFor('b1 idle', async () => ((await lb.health()).find((s) => s.server === 'b1')?.sessions === 0 ? true : undefined), 10_000);
+    assert.equal(await statusOf('b1'), 'DRAIN');
+    const atIdle = client.latest().by.b1 ?? 0;
+    child.kill('SIGSTOP');
+    await sleep(4_000);
+    child.kill('SIGCONT');
+    const others = client.latest().ok;
+    await waitFor('the others answering meanwhile', async () => (client.latest().ok >= others + 100 ? true : undefined), 60_000);
+    assert.equal(client.latest().by.b1 ?? 0, atIdle, 'a drained backend got new requests');
+    await lb.setServerState('web', 'b1', 'ready');
+    await waitFor('b1 serving again', async () => ((client.latest().by.b1 ?? 0) > atIdle + 20 ? true : undefined), 60_000);
+  } finally {
+    const c = await client.stop();
+    assert.deepEqual(c.failures.slice(0, 5), [], `${c.failed} of ${c.ok + c.failed} GETs failed`);
+  }
+  await assert.rejects(lb.setServerState('web', 'nosuch', 'drain'), /HAProxy refused to set web\/nosuch to drain/);
+});

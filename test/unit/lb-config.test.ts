@@ -105,20 +105,22 @@ test('bad load balancer specs are refused with INVALID_INPUT and a fix, before a
 
 test('show stat CSV reads back as servers with status and the last check', () => {
   const csv = [
-    '# pxname,svname,qcur,status,check_status,check_code,last_chk,addr',
-    'web,FRONTEND,,OPEN,,,,',
-    'web,web1,0,UP,L7OK,200,HTTP status check returned code <200>,192.168.122.11:8080',
-    'web,web2,0,DOWN,L4CON,,Connection refused,192.168.122.12:8080',
-    'web,web3,0,UP 1/2,* L4CON,,Connection refused,192.168.122.13:8080',
-    'web,web4,0,no check,,,,192.168.122.14:8080',
-    'web,BACKEND,0,UP,,,,',
+    '# pxname,svname,qcur,scur,status,check_status,check_code,last_chk,addr',
+    'web,FRONTEND,,3,OPEN,,,,',
+    'web,web1,0,2,UP,L7OK,200,HTTP status check returned code <200>,192.168.122.11:8080',
+    'web,web2,0,0,DOWN,L4CON,,Connection refused,192.168.122.12:8080',
+    'web,web3,0,1,UP 1/2,* L4CON,,Connection refused,192.168.122.13:8080',
+    'web,web4,0,,no check,,,,192.168.122.14:8080',
+    'web,web5,0,0,DRAIN,L7OK,200,HTTP status check returned code <200>,192.168.122.15:8080',
+    'web,BACKEND,0,3,UP,,,,',
     '',
   ].join('\n');
   assert.deepEqual(parseShowStat(csv), [
-    { backend: 'web', server: 'web1', address: '192.168.122.11:8080', status: 'UP', checkInfo: 'L7OK 200 HTTP status check returned code <200>' },
-    { backend: 'web', server: 'web2', address: '192.168.122.12:8080', status: 'DOWN', checkInfo: 'L4CON Connection refused' },
-    { backend: 'web', server: 'web3', address: '192.168.122.13:8080', status: 'UP', transition: '1/2', checkInfo: 'L4CON Connection refused' },
-    { backend: 'web', server: 'web4', address: '192.168.122.14:8080', status: 'NO_CHECK', checkInfo: '' },
+    { backend: 'web', server: 'web1', address: '192.168.122.11:8080', status: 'UP', checkInfo: 'L7OK 200 HTTP status check returned code <200>', sessions: 2 },
+    { backend: 'web', server: 'web2', address: '192.168.122.12:8080', status: 'DOWN', checkInfo: 'L4CON Connection refused', sessions: 0 },
+    { backend: 'web', server: 'web3', address: '192.168.122.13:8080', status: 'UP', transition: '1/2', checkInfo: 'L4CON Connection refused', sessions: 1 },
+    { backend: 'web', server: 'web4', address: '192.168.122.14:8080', status: 'NO_CHECK', checkInfo: '', sessions: 0 },
+    { backend: 'web', server: 'web5', address: '192.168.122.15:8080', status: 'DRAIN', checkInfo: 'L7OK 200 HTTP status check returned code <200>', sessions: 0 },
   ]);
   assert.throws(() => parseShowStat('Unknown command\n'), (e: unknown) => e instanceof KumoError);
 });

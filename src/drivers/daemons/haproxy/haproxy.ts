@@ -1,6 +1,7 @@
 import { type Executor, local } from '../../../exec/exec.js';
 import { readHostFile } from '../../../exec/files.js';
 import { KumoError, invalid } from '../../../model/errors.js';
+import { checkName } from '../config-values.js';
 import { ManagedDaemon } from '../daemon.js';
 import { type SocketVia, defaultSocketVia, socketRequest } from '../unix-socket.js';
 import { type HaproxyPaths, type HaproxySpec, buildHaproxyConfig, haproxyPaths } from './config.js';
@@ -84,6 +85,16 @@ export class Haproxy {
   /** Every server of the backend with its health-check state, from the runtime API. */
   async health(): Promise<ServerHealth[]> {
     return parseShowStat(await socketRequest(this.exec, this.via, this.paths.statsSocket, 'show stat'));
+  }
+
+  /**
+   * Takes a server out of the rotation ('drain': it finishes what it has, gets nothing new) or
+   * puts it back ('ready'); the health checks go on either way. Not written to the config: a
+   * reload or restart makes every server ready again.
+   */
+  async setServerState(backend: string, server: string, state: 'drain' | 'ready'): Promise<void> {
+    const answer = await this.runtime(`set server ${checkName(backend, 'backend name')}/${checkName(server, 'server name')} state ${state}`);
+    if (answer.trim()) throw new KumoError('COMMAND_FAILED', `HAProxy refused to set ${backend}/${server} to ${state}: ${answer.trim()}`, 'see `kumo lb show` for the backends it has');
   }
 
   /** A runtime API command on the stats socket (admin level), e.g. "disable server web/a". */

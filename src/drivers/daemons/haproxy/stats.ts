@@ -13,6 +13,8 @@ export interface ServerHealth {
   transition?: string;
   /** The last check: result code and HAProxy's description, e.g. "L4CON Connection refused". */
   checkInfo: string;
+  /** Requests it has now (HAProxy's scur): a drained server is idle at 0. */
+  sessions: number;
 }
 
 /** Parses `show stat` CSV into the servers of each backend (FRONTEND/BACKEND rows left out). */
@@ -33,6 +35,7 @@ export function parseShowStat(csv: string): ServerHealth[] {
       status: known[word] ?? 'UNKNOWN',
       ...(transition && /^\d+\/\d+$/.test(transition) ? { transition } : {}),
       checkInfo: [col(r, 'check_status').replace(/^\* /, ''), code, desc].filter(Boolean).join(' '),
+      sessions: Number(col(r, 'scur')) || 0,
     };
   });
 }
