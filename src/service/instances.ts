@@ -57,6 +57,8 @@ export interface CreateRequest {
   placement?: PlaceOptions;
   /** The libvirt UUID to give it (default: a new one): a face that must name the instance before it exists (Nova's server id). */
   uuid?: string;
+  /** Highly available: restarted on another hypervisor when its host dies (service/ha). */
+  ha?: boolean;
 }
 
 /** The folder of an instance where QEMU makes its VNC socket. */
@@ -130,6 +132,7 @@ export class InstanceService {
       name: req.name, image: image.name,
       ...(base && base.vcpus === vcpus && base.ramMiB === ramMiB && base.diskGiB === diskGiB ? { flavor: base.name } : {}),
       vcpus, ramMiB, diskGiB, networks, dataDisks, ...(passwordHash ? { passwordHash } : {}), sshKeys,
+      ...(req.ha ? { ha: true } : {}),
     };
   }
 
@@ -362,7 +365,7 @@ export class InstanceService {
     const drift = state === 'missing' ? ['the libvirt domain is gone (deleted outside kumo)']
       : state === 'unknown' ? [`host ${r.host} does not answer${why}: its state is unknown, not gone`] : [];
     const volumes = attached.map((v) => ({ name: v.name, device: `/dev/${v.target ?? '?'}`, sizeGiB: v.sizeGiB }));
-    return { ...r, state, observedAt, stateSource: source, nics, volumes, drift };
+    return { ...r, ha: r.ha === true, state, observedAt, stateSource: source, nics, volumes, drift };
   }
 }
 
