@@ -201,7 +201,7 @@ test('an unfenceable host: DOWN, NOT fenced, and its HA instance is not started 
   const show = await kumo(['host', 'show', 'kvm1']);
   assert.match(show, /not fenced|unfenced/i, show);
   assert.match(show, /--fence/, `host show gives the fix:\n${show}`);
-  assert.match(await kumo(['host', 'list']), /^kvm1\s+UNFENCED\b/m);
+  assert.match(await kumo(['host', 'list']), /^kvm1\s+DOWN, UNFENCED\b/m);
   const audit = await haAudit();
   assert.ok(audit.some((e) => e.action === 'ha.fence-failed' && e.target === 'kvm1'), 'audit has ha.fence-failed kvm1');
   assert.ok(!audit.some((e) => e.action === 'ha.restart' && e.target === n.c), `no ha.restart of ${n.c}`);
