@@ -34,6 +34,7 @@ import type { InstanceRecord } from '../store/instances.js';
 import { machineActor, type Actor } from '../model/actor.js';
 import { actingProject, checkRoom, reserve, sees } from './scope.js';
 import { attachableNetwork } from './network-owners.js';
+import { keepDomainCopy } from './ha/restart.js';
 
 export interface CreateRequest {
   name: string;
@@ -195,6 +196,8 @@ export class InstanceService {
         await v.start(record.uuid);
       }
     });
+    // What HA defines elsewhere if the host dies before the watcher's first beat takes its own copy.
+    if (spec.ha) await keepDomainCopy(this.ctx, spec.host, record).catch(() => undefined);
     return this.get(spec.name, { ask: true });
   }
 
@@ -364,6 +367,8 @@ export class InstanceService {
     });
     const drift = state === 'missing' ? ['the libvirt domain is gone (deleted outside kumo)']
       : state === 'unknown' ? [`host ${r.host} does not answer${why}: its state is unknown, not gone`] : [];
+    const ha = this.ctx.hostHa.get(r.host)?.state; // a host HA holds down: its instances are unreachable, not gone
+    if (ha && ha !== 'up') drift.push(`its host ${r.host} is DOWN (${ha === 'fenced' ? 'fenced' : ha === 'unfenced' ? 'NOT fenced' : 'missed heartbeats'}): unreachable until it comes back`);
     const volumes = attached.map((v) => ({ name: v.name, device: `/dev/${v.target ?? '?'}`, sizeGiB: v.sizeGiB }));
     return { ...r, ha: r.ha === true, state, observedAt, stateSource: source, nics, volumes, drift };
   }

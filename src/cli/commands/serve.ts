@@ -84,7 +84,8 @@ export function serveCommand(): Command {
       void reconcileOnStart(ctx);
       // The host-failure watcher, with its steps as resource events for live views.
       const haStop = new AbortController();
-      const ha = o.ha ? liveWatcher(ctx, DEFAULT_WATCH, { event: (r, n, a) => ops.resourceChanged(r, n, a), log: (line) => app.log.info(line) }).run(haStop.signal) : undefined;
+      const ha = o.ha ? liveWatcher(ctx, DEFAULT_WATCH, { event: (r, n, a) => ops.resourceChanged(r, n, a), log: (line) => app.log.info(line) }).run(haStop.signal)
+        .catch((e: Error) => app.log.error(`the HA watcher stopped: ${e.message}`)) : undefined;
       if (!loopback(o.listen)) say(`warning: listening on ${o.listen} over plain HTTP: tokens and passwords cross the network readable; put a TLS proxy in front`);
       await untilStopped(async () => {
         haStop.abort();
