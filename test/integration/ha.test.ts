@@ -145,7 +145,7 @@ test('kvm1 loses power under load: DOWN, fenced, its HA instances answer from kv
     assert.equal((await qemuOf(name)).length, 1, `${name} runs exactly once`);
   }
   assert.ok((await domainsAt(hostUri('kvm2'))).includes(n.a1));
-  assert.match(await kumo(['host', 'list']), /^kvm1\s+FENCED\b/m);
+  assert.match(await kumo(['host', 'list']), /^\s*kvm1\s+FENCED\b/m);
   const audit = await haAudit();
   for (const [action, target] of [['ha.down', 'kvm1'], ['ha.fence', 'kvm1'], ['ha.restart', n.a1], ['ha.restart', n.a2]] as const) {
     assert.ok(audit.some((e) => e.action === action && (e.target ?? '').includes(target)),
@@ -169,7 +169,7 @@ test('kvm1 comes back: it rejoins UP without starting the instances that moved, 
   }
   const show = await kumo(['host', 'show', 'kvm1']);
   for (const name of [n.a1, n.a2]) assert.match(show, new RegExp(`${name}.*kvm2`), `host show tells where ${name} went:\n${show}`);
-  assert.match(await kumo(['host', 'list']), /^kvm1\s+up\b/m);
+  assert.match(await kumo(['host', 'list']), /^\s*kvm1\s+up\b/m);
   assert.ok((await haAudit()).some((e) => e.action === 'ha.rejoin' && e.target === 'kvm1'), 'audit has ha.rejoin kvm1');
   await watcher.stop();
   watcher = undefined;
@@ -201,7 +201,7 @@ test('an unfenceable host: DOWN, NOT fenced, and its HA instance is not started 
   const show = await kumo(['host', 'show', 'kvm1']);
   assert.match(show, /not fenced|unfenced/i, show);
   assert.match(show, /--fence/, `host show gives the fix:\n${show}`);
-  assert.match(await kumo(['host', 'list']), /^kvm1\s+DOWN, UNFENCED\b/m);
+  assert.match(await kumo(['host', 'list']), /^\s*kvm1\s+DOWN, UNFENCED\b/m);
   const audit = await haAudit();
   assert.ok(audit.some((e) => e.action === 'ha.fence-failed' && e.target === 'kvm1'), 'audit has ha.fence-failed kvm1');
   assert.ok(!audit.some((e) => e.action === 'ha.restart' && e.target === n.c), `no ha.restart of ${n.c}`);
