@@ -232,3 +232,26 @@ test('fence command: exit 0 is off; a failure or a timeout is not, with the reas
   const slow = await runFenceCommand('sleep 5', 'kvm1', 200);
   assert.match(slow.ok ? '' : slow.error, /did not finish within 0 s|did not finish/);
 });
+
+test('run: beats every interval until stopped, without piling up abort listeners', async () => {
+  await withStore(async (ctx) => {
+    const s = standIns(ctx, { now: () => Date.now() });
+    let beats = 0;
+    const probe = s.deps.libvirtAnswers;
+    s.deps.libvirtAnswers = async (h) => { beats++; return probe(h); };
+    const stop = new AbortController();
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.name);
+    process.on('warning', onWarning);
+    try {
+      const running = new HaWatcher(ctx, s.deps, { intervalMs: 5, misses: 3 }).run(stop.signal);
+      await new Promise((res) => setTimeout(res, 150));
+      stop.abort();
+      await running;
+    } finally {
+      process.off('warning', onWarning);
+    }
+    assert.ok(beats >= 10, `${beats} beats of kvm1`);
+    assert.deepEqual(warnings.filter((w) => w === 'MaxListenersExceededWarning'), []);
+  });
+});

@@ -71,8 +71,10 @@ export class HaWatcher {
       await this.beat();
       const wait = Math.max(0, this.opts.intervalMs - (this.deps.now() - started));
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, wait);
-        signal.addEventListener('abort', () => { clearTimeout(timer); resolve(); }, { once: true });
+        const stop = () => { clearTimeout(timer); resolve(); };
+        // One listener per wait, removed when the wait ends: a long run must not pile them up.
+        const timer = setTimeout(() => { signal.removeEventListener('abort', stop); resolve(); }, wait);
+        signal.addEventListener('abort', stop, { once: true });
       });
     }
   }
