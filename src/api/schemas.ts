@@ -81,6 +81,7 @@ export const Instance = named('Instance', z.object({
   name: z.string(),
   uuid: z.string(),
   host: z.string().describe('the host it lives on'),
+  ha: z.boolean().describe('highly available: started on another hypervisor when its host dies (kumo ha run, kumo serve)'),
   state: RuntimeState,
   observedAt: timestamp.describe('when the state was learnt: the lifecycle event, the listing of the host\'s domains, or the question asked for this read'),
   stateSource: z.enum(['events', 'listing', 'asked'])
@@ -123,6 +124,7 @@ export const InstanceCreate = named('InstanceCreate', z.strictObject({
   userData: z.string().optional().describe('your own #cloud-config, merged with kumo\'s'),
   start: z.boolean().optional().describe('start it (default true)'),
   host: z.string().optional().describe('pin to this host (default: the hypervisor with the most free memory)'),
+  ha: z.boolean().optional().describe('highly available (member, as create): when its host dies and is fenced, the HA watcher starts it on another hypervisor with the same disks and addresses'),
   wait: z.boolean().optional().describe('the operation also waits until the guest is ready by its image\'s check (see Image.ready), like `kumo instance create --wait`'),
   waitFor: readyCheck.optional().describe('wait for this check instead of the image\'s (implies wait), like --wait-for'),
 }));
@@ -235,6 +237,14 @@ export const Host = named('Host', z.object({
   up: z.boolean(),
   cpus: z.number().int().optional(), memoryMiB: z.number().int().optional(),
   allocatedVcpus: z.number().int(), allocatedMiB: z.number().int(), instances: z.number().int(),
+  fence: z.enum(['lab', 'command', 'none']).optional().describe('how the HA watcher fences it: the lab\'s own kill, a command set on the machine (never shown), or none (then its instances are never started elsewhere)'),
+  ha: z.object({
+    state: z.enum(['up', 'down', 'fenced', 'unfenced']).describe('down: missed heartbeats; fenced: off, its HA instances started elsewhere; unfenced: could not be fenced, nothing started elsewhere'),
+    downAt: timestamp.optional(), fencedAt: timestamp.optional(), rejoinedAt: timestamp.optional(),
+    fenceError: z.string().optional(),
+    fix: z.string().optional().describe('what to do about an unfenced host'),
+    moved: z.array(z.object({ instance: z.string(), to: z.string(), at: timestamp })).describe('HA instances started elsewhere since it went down'),
+  }).optional().describe('its host-failure story (the HA watcher: kumo ha run, kumo serve)'),
 }));
 
 export const HostAdd = named('HostAdd', z.strictObject({

@@ -46,6 +46,7 @@ export const COMMANDS: readonly LazyCommands[] = [
   { names: ['user'], load: async () => [(await import('./commands/user.js')).userCommand()] },
   { names: ['audit'], load: async () => [(await import('./commands/audit.js')).auditCommand()] },
   { names: ['project'], load: async () => [(await import('./commands/project.js')).projectCommand()] },
+  { names: ['ha'], load: async () => [(await import('./commands/ha.js')).haCommand()] },
   { names: ['doctor'], load: async () => [(await import('./commands/doctor.js')).doctorCommand()] },
 ];
 

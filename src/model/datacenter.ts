@@ -49,6 +49,8 @@ const InstanceGroupSchema = z.object({
   placement: z.enum(['spread', 'pack']).default('spread'),
   /** Only these hypervisors (default: any). */
   hosts: z.array(name).min(1).optional(),
+  /** Highly available: when a member's hypervisor dies and is fenced, the HA watcher starts it on another. */
+  ha: z.boolean().optional(),
   /** What apply waits for before the next kind (default: the image's readiness, model/readiness.ts). */
   wait_for: z.string().superRefine((v, ctx) => {
     try { parseReadyCheck(v, 'wait_for'); } catch (e) { ctx.addIssue({ code: 'custom', message: (e as Error).message }); }

@@ -42,6 +42,8 @@ export interface InstanceSpec {
   sshKeys: string[];
   /** The host it lives on. */
   host: string;
+  /** Highly available: restarted on another hypervisor when its host dies (service/ha). */
+  ha?: boolean;
 }
 
 /** What libvirt reports a domain to be doing (virsh domstate words), or 'missing'. */

@@ -19,6 +19,7 @@ import { SettingsRepo } from '../store/settings.js';
 import { VolumeRepo } from '../store/volumes.js';
 import { NetworkBridgeRepo } from '../store/network-bridges.js';
 import { HostRepo } from '../store/hosts.js';
+import { HostHaRepo } from '../store/host-ha.js';
 import { ShareRepo } from '../store/shares.js';
 import { NetworkSubnetRepo } from '../store/network-subnets.js';
 import { LoadBalancerRepo } from '../store/load-balancers.js';
@@ -60,6 +61,8 @@ export interface Context {
   loadBalancers: LoadBalancerRepo;
   datacenterResources: DatacenterResourceRepo;
   hosts: HostRepo;
+  /** Each host's HA story (service/ha). */
+  hostHa: HostHaRepo;
   shares: ShareRepo;
   projects: ProjectRepo;
   /** The name of this machine's own libvirt among the hosts. */
@@ -183,7 +186,7 @@ export function openContext(opts: ContextOptions = {}): Context {
     networkSubnets: new NetworkSubnetRepo(db),
     loadBalancers: new LoadBalancerRepo(db),
     datacenterResources: new DatacenterResourceRepo(db),
-    hosts,
+    hosts, hostHa: new HostHaRepo(db),
     shares: new ShareRepo(db),
     projects: new ProjectRepo(db),
     hostName: LOCAL_HOST,

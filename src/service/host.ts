@@ -54,7 +54,7 @@ export const KVM_MASK_FIX = 'run scripts/bootstrap.sh, which restarts libvirtd w
   + '[Service] InaccessiblePaths=/dev/kvm in /etc/systemd/system/libvirtd.service.d/, then systemctl daemon-reload && systemctl restart libvirtd)';
 
 /** A registered host with what libvirt says of it now. */
-export interface HostView extends HostRecord {
+export interface HostView extends Omit<HostRecord, 'fence'> {
   up: boolean;
   /** When it is not up: what kumo saw (a libvirtd that did not answer in time is stalled, not gone). */
   why?: string;
@@ -268,8 +268,9 @@ export class HostService {
     const up = h.uri ? node !== undefined
       : await executorFor(h.shell).run('true', [], { timeoutMs: 10_000 }).then(() => true, () => false);
     const antiSpoofing = h.uri && up ? await nicFiltersAvailable(this.ctx.virshFor(h.name)).catch(() => undefined) : undefined;
+    const { fence: _, ...record } = h; // a fence command may hold a BMC's password: never shown
     return {
-      ...h, up, ...(!up && why ? { why } : {}), ...(antiSpoofing !== undefined ? { antiSpoofing } : {}),
+      ...record, up, ...(!up && why ? { why } : {}), ...(antiSpoofing !== undefined ? { antiSpoofing } : {}),
       ...(node ? { cpus: node.cpus, memoryMiB: node.memoryMiB } : {}),
       allocatedVcpus: mine.reduce((n, i) => n + i.vcpus, 0),
       allocatedMiB: mine.reduce((n, i) => n + i.ramMiB, 0),

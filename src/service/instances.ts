@@ -34,6 +34,7 @@ import type { InstanceRecord } from '../store/instances.js';
 import { machineActor, type Actor } from '../model/actor.js';
 import { actingProject, checkRoom, reserve, sees } from './scope.js';
 import { attachableNetwork } from './network-owners.js';
+import { keepDomainCopy } from './ha/restart.js';
 
 export interface CreateRequest {
   name: string;
@@ -57,6 +58,8 @@ export interface CreateRequest {
   placement?: PlaceOptions;
   /** The libvirt UUID to give it (default: a new one): a face that must name the instance before it exists (Nova's server id). */
   uuid?: string;
+  /** Highly available: restarted on another hypervisor when its host dies (service/ha). */
+  ha?: boolean;
 }
 
 /** The folder of an instance where QEMU makes its VNC socket. */
@@ -130,6 +133,7 @@ export class InstanceService {
       name: req.name, image: image.name,
       ...(base && base.vcpus === vcpus && base.ramMiB === ramMiB && base.diskGiB === diskGiB ? { flavor: base.name } : {}),
       vcpus, ramMiB, diskGiB, networks, dataDisks, ...(passwordHash ? { passwordHash } : {}), sshKeys,
+      ...(req.ha ? { ha: true } : {}),
     };
   }
 
@@ -192,6 +196,8 @@ export class InstanceService {
         await v.start(record.uuid);
       }
     });
+    // What HA defines elsewhere if the host dies before the watcher's first beat takes its own copy.
+    if (spec.ha) await keepDomainCopy(this.ctx, spec.host, record).catch(() => undefined);
     return this.get(spec.name, { ask: true });
   }
 
@@ -361,8 +367,10 @@ export class InstanceService {
     });
     const drift = state === 'missing' ? ['the libvirt domain is gone (deleted outside kumo)']
       : state === 'unknown' ? [`host ${r.host} does not answer${why}: its state is unknown, not gone`] : [];
+    const ha = this.ctx.hostHa.get(r.host)?.state; // a host HA holds down: its instances are unreachable, not gone
+    if (ha && ha !== 'up') drift.push(`its host ${r.host} is DOWN (${ha === 'fenced' ? 'fenced' : ha === 'unfenced' ? 'NOT fenced' : 'missed heartbeats'}): unreachable until it comes back`);
     const volumes = attached.map((v) => ({ name: v.name, device: `/dev/${v.target ?? '?'}`, sizeGiB: v.sizeGiB }));
-    return { ...r, state, observedAt, stateSource: source, nics, volumes, drift };
+    return { ...r, ha: r.ha === true, state, observedAt, stateSource: source, nics, volumes, drift };
   }
 }
 

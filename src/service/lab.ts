@@ -356,6 +356,19 @@ export class LabService {
     }
   }
 
+  /**
+   * HA's fence of a lab hypervisor, as a power cut: its libvirtd and guests are killed (virtlogd stays: `kumo lab up`
+   * restarts libvirtd in place, a host that comes back). False: `node` is not a hypervisor of the lab that is up.
+   */
+  async fence(node: string): Promise<boolean> {
+    if (!this.state()?.spec.nodes[node]?.roles.includes('hypervisor')) return false;
+    const stateDir = join(this.dir(), 'libvirt', node);
+    const { libvirtd } = await daemonPids(stateDir);
+    if (libvirtd !== undefined) await signal(this.ctx.exec, libvirtd, 'KILL');
+    await this.killGuestsOf(stateDir);
+    return true;
+  }
+
   /** Guests whose libvirtd died without ending them: their pid files are in its private /run. */
   private async killGuestsOf(stateDir: string): Promise<void> {
     const dir = join(stateDir, 'run', 'qemu');

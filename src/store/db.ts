@@ -212,6 +212,19 @@ const MIGRATIONS: string[] = [
    );`,
   // The name a network's range goes by as Neutron's subnet (issue 16); none: the network's own name.
   'CREATE TABLE subnet_names (network TEXT PRIMARY KEY, name TEXT NOT NULL);',
+  // Host failure (issue 18): instances marked highly available, each host's fence (NULL: the
+  // default, the lab's own for a lab hypervisor, else none), and each host's HA story.
+  `ALTER TABLE instances ADD COLUMN ha INTEGER NOT NULL DEFAULT 0;
+   ALTER TABLE hosts ADD COLUMN fence TEXT;
+   CREATE TABLE host_ha (
+     host TEXT PRIMARY KEY,
+     state TEXT NOT NULL CHECK (state IN ('up', 'down', 'fenced', 'unfenced')),
+     down_at TEXT,
+     fenced_at TEXT,
+     rejoined_at TEXT,
+     fence_error TEXT,
+     moved TEXT NOT NULL DEFAULT '[]'
+   );`,
 ];
 
 export type Db = Database.Database;

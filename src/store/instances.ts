@@ -5,7 +5,7 @@ import type { InstanceSpec, NicInfo } from '../model/types.js';
 interface InstanceRow {
   name: string; uuid: string; host: string; image: string; flavor: string | null;
   vcpus: number; ram_mib: number; disk_gib: number; networks: string; nics: string;
-  data_disks: string; password_hash: string | null; ssh_keys: string; created_at: string; project: string;
+  data_disks: string; password_hash: string | null; ssh_keys: string; created_at: string; project: string; ha: number;
 }
 
 /** What kumo recorded about an instance when it made it. */
@@ -41,16 +41,29 @@ export class InstanceRepo {
 
   insert(r: InstanceRecord): void {
     this.db.prepare(`INSERT INTO instances (name, uuid, host, image, flavor, vcpus, ram_mib, disk_gib, networks, nics,
-        data_disks, password_hash, ssh_keys, created_at, project)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+        data_disks, password_hash, ssh_keys, created_at, project, ha)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
       .run(r.name, r.uuid, r.host, r.image, r.flavor ?? null, r.vcpus, r.ramMiB, r.diskGiB,
         JSON.stringify(r.networks), JSON.stringify(r.nics), JSON.stringify(r.dataDisks),
-        r.passwordHash ?? null, JSON.stringify(r.sshKeys), r.createdAt, r.project);
+        r.passwordHash ?? null, JSON.stringify(r.sshKeys), r.createdAt, r.project, r.ha ? 1 : 0);
   }
 
   /** After a live migration libvirt confirmed: the instance now lives on `host`. */
   updateHost(name: string, host: string): void {
     this.db.prepare('UPDATE instances SET host = ? WHERE name = ?').run(host, name);
+  }
+
+  /**
+   * HA's compare-and-set: the record moves to `to` only if it still names `from`. True when this
+   * caller moved it; false when another watcher (or a migration) did first: then it must not start it.
+   */
+  moveIfOn(name: string, from: string, to: string): boolean {
+    return this.db.prepare('UPDATE instances SET host = ? WHERE name = ? AND host = ?').run(to, name, from).changes === 1;
+  }
+
+  /** Marks an instance highly available, or not (a datacenter file's `ha:`). */
+  setHa(name: string, ha: boolean): void {
+    this.db.prepare('UPDATE instances SET ha = ? WHERE name = ?').run(ha ? 1 : 0, name);
   }
 
   /** Records a grown root disk, and the flavor the sizes still match (none: a custom size). */
@@ -74,4 +87,5 @@ const toInstance = (r: InstanceRow): InstanceRecord => ({
   sshKeys: JSON.parse(r.ssh_keys) as string[],
   createdAt: r.created_at,
   project: r.project,
+  ha: r.ha === 1,
 });

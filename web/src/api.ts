@@ -82,7 +82,7 @@ export async function logout(): Promise<void> {
 
 export interface Nic { mac: string; network: string; ipv4?: string }
 export interface Instance {
-  name: string; host: string; state: string; image: string; flavor?: string;
+  name: string; host: string; state: string; image: string; flavor?: string; ha?: boolean;
   vcpus: number; ramMiB: number; diskGiB: number; networks: string[]; nics: Nic[];
   dataDisks: number[]; vnc?: string; drift: string[]; createdAt: string;
   /** When the state was learnt, and from what: libvirt's events, its listing, or a question for this read. */
@@ -99,6 +99,8 @@ export interface Network { name: string; mode: string; cidr?: string; active: bo
 export interface Host {
   name: string; uri?: string; roles: string[]; up: boolean; cpus?: number; memoryMiB?: number;
   allocatedVcpus: number; allocatedMiB: number; instances: number;
+  /** The host-failure story (HA watcher): down, fenced, what moved where. */
+  ha?: { state: 'up' | 'down' | 'fenced' | 'unfenced'; downAt?: string; fencedAt?: string; rejoinedAt?: string; fenceError?: string; moved: { instance: string; to: string; at: string }[] };
 }
 export interface Snapshot { instance: string; name: string; creationTime: number; state: string; memory: boolean; parent?: string }
 export interface Share {

@@ -15,6 +15,7 @@ export function CreateForm() {
   const [networks, setNetworks] = useState<Network[]>([]);
   const [d, setD] = useState<Draft>({ name: '', image: '', flavor: '', password: '', password2: '', network: '', disk: '' });
   const [confirming, setConfirming] = useState(false);
+  const [ha, setHa] = useState(false);
   const [error, setError] = useState('');
   const [sending, setSending] = useState(false);
 
@@ -49,6 +50,7 @@ export function CreateForm() {
         ...(d.flavor ? { flavor: d.flavor } : {}),
         ...(d.network ? { networks: [d.network] } : {}),
         ...(disk > 0 ? { dataDisks: [disk] } : {}),
+        ...(ha ? { ha: true } : {}),
       };
       await call<{ operation: Operation }>('POST', '/instances', body);
       location.hash = '#/instances';
@@ -72,6 +74,7 @@ export function CreateForm() {
           <dt>Root password</dt><dd>set (not shown)</dd>
           <dt>Network</dt><dd>{d.network || 'default'}</dd>
           <dt>Extra disk</dt><dd>{disk > 0 ? `${disk} GiB` : 'none'}</dd>
+          {ha && <><dt>High availability</dt><dd>yes: started on another hypervisor if its host dies</dd></>}
         </dl>
         {error && <p class="error" role="alert">{error}</p>}
         <button onClick={() => setConfirming(false)} disabled={sending}>Back</button>{' '}
@@ -102,6 +105,7 @@ export function CreateForm() {
           </select>
         </label>
         <label>Extra disk (GiB, empty for none) <input name="disk" inputMode="numeric" value={d.disk} onInput={set('disk')} /></label>
+        <label><input name="ha" type="checkbox" checked={ha} onChange={(e) => setHa((e.target as HTMLInputElement).checked)} /> Highly available (restarted on another hypervisor if its host dies)</label>
         {error && <p class="error" role="alert">{error}</p>}
         <button class="primary" type="submit">Review</button>
       </form>

@@ -1,6 +1,14 @@
 import { useEffect, useState } from 'preact/hooks';
 import { call, type Host } from './api';
 
+/** up or DOWN as libvirt answers, and what the HA watcher made of a host that went down. */
+function haStatus(h: Host): string {
+  const ha = h.ha?.state;
+  if (ha === 'fenced') return h.up ? 'up (was fenced)' : 'DOWN, FENCED';
+  if (ha === 'unfenced') return h.up ? 'up (was not fenced)' : 'DOWN, NOT FENCED';
+  return h.up ? 'up' : 'DOWN';
+}
+
 export function Hosts() {
   const [hosts, setHosts] = useState<Host[] | undefined>();
   const [error, setError] = useState('');
@@ -21,7 +29,8 @@ export function Hosts() {
             {hosts.map((h) => (
               <tr key={h.name} data-host={h.name}>
                 <td>{h.name}</td>
-                <td><span class={`state ${h.up ? 's-running' : 's-crashed'}`}>{h.up ? 'up' : 'DOWN'}</span></td>
+                <td><span class={`state ${h.up ? 's-running' : 's-crashed'}`} data-ha={h.ha?.state}>{haStatus(h)}</span>
+                  {h.ha?.moved.length ? <small> moved: {h.ha.moved.map((m) => `${m.instance} → ${m.to}`).join(', ')}</small> : null}</td>
                 <td>{h.roles.join(', ')}</td>
                 <td>{h.cpus ?? '?'} ({h.allocatedVcpus})</td>
                 <td>{h.memoryMiB !== undefined ? `${h.memoryMiB} MiB` : '?'} ({h.allocatedMiB} MiB)</td>

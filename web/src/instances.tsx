@@ -70,7 +70,7 @@ export function Instances() {
                   <td><a href={`#/instances/${encodeURIComponent(i.name)}`}>{i.name}</a></td>
                   <td><span class={`state s-${i.state.replace(' ', '-')}`} data-state={i.state} title={`${i.stateSource}, ${new Date(i.observedAt).toLocaleTimeString()}`}>{i.state}</span>
                     {op?.state === 'running' && <small class="op"> {op.kind} {op.step ?? ''}…</small>}</td>
-                  <td>{i.host}</td>
+                  <td>{i.host}{i.ha ? <small title="highly available: started on another hypervisor if its host dies"> HA</small> : null}</td>
                   <td>{i.nics.map((n) => n.ipv4).filter(Boolean).join(', ') || '–'}</td>
                   <td>{i.image}</td>
                   <td>{i.vcpus} vCPU · {i.ramMiB} MiB · {i.diskGiB} GiB{i.dataDisks.length ? ` + ${i.dataDisks.map((g) => `${g} GiB`).join(' + ')}` : ''}</td>

@@ -1,7 +1,8 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { ApiDeps } from '../deps.js';
-import { HostService } from '../../service/host.js';
+import { HostService, type HostView } from '../../service/host.js';
+import { hostHaView } from '../../service/ha/hosts.js';
 import { MigrationService } from '../../service/migration.js';
 import { KumoError } from '../../model/errors.js';
 import { Accepted, errors, Host, HostAdd, HostEvacuate, HostInfo, NameParams, NoContent, optionalBody } from '../schemas.js';
@@ -11,14 +12,15 @@ const tags = ['hosts'];
 
 export const hostRoutes: FastifyPluginAsyncZod<ApiDeps> = async (app, { ctx, ops }) => {
   const svc = () => new HostService(ctx);
+  const withHa = (h: HostView) => ({ ...h, ...hostHaView(ctx, h.name) });
 
   app.get('/hosts', {
     schema: { tags, operationId: 'listHosts', summary: 'hosts with capacity, what kumo gave out, and whether they answer', response: { 200: z.array(Host), ...errors() } },
-  }, async () => svc().list());
+  }, async () => (await svc().list()).map(withHa));
 
   app.get('/hosts/:name', {
     schema: { tags, operationId: 'getHost', summary: 'one host', params: NameParams, response: { 200: Host, ...errors(404) } },
-  }, async (req) => svc().get(req.params.name));
+  }, async (req) => withHa(await svc().get(req.params.name)));
 
   app.get('/info', {
     schema: { tags, operationId: 'hostInfo', summary: 'this server\'s machine: acceleration, libvirt/QEMU versions, CPUs, memory, missing tools (like `kumo host info`)', response: { 200: HostInfo, ...errors() } },

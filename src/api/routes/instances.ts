@@ -16,7 +16,7 @@ const tags = ['instances'];
 
 /** The root password's hash stays on the server: it could be cracked offline. */
 export function renderInstance({ passwordHash, ...rest }: InstanceView): z.output<typeof Instance> {
-  return { ...rest, passwordSet: passwordHash !== undefined };
+  return { ...rest, ha: rest.ha === true, passwordSet: passwordHash !== undefined };
 }
 
 const InstanceList = z.array(Instance);

@@ -7,6 +7,30 @@ import { table, ramText } from '../render.js';
 import { KumoError } from '../../model/errors.js';
 import { describeShell, type ShellSpec } from '../../model/shell.js';
 import { EVACUATE_PARALLEL, parseCount } from '../../model/sizes.js';
+import { haStates, hostHaView, setFence } from '../../service/ha/hosts.js';
+import type { HostHa } from '../../model/ha.js';
+
+/** The State column: what libvirt says now, and what HA made of a host that went down. */
+function stateText(up: boolean, why: string | undefined, ha: HostHa['state'] | undefined): string {
+  if (ha === 'fenced') return up ? 'up (FENCED)' : 'FENCED';
+  if (ha === 'unfenced') return up ? 'up (UNFENCED)' : 'DOWN, UNFENCED';
+  if (ha === 'down') return 'DOWN';
+  return up ? 'up' : /did not finish/.test(why ?? '') ? 'NO ANSWER' : 'DOWN';
+}
+
+/** The HA story of `kumo host show`: down at, fenced at, moved what where, rejoined at. */
+function printStory(fence: string, ha: HostHa & { fix?: string }): void {
+  const row = (k: string, v: string) => console.log(`${k.padEnd(18)} ${v}`);
+  console.log(`fence: ${fence}`); // as said: "fence: lab", "fence: command" or "fence: none"
+  row('ha', { up: 'up', down: 'DOWN (missed heartbeats; being fenced)', fenced: 'DOWN, FENCED (off; its HA instances start elsewhere)',
+    unfenced: 'DOWN, NOT FENCED: its instances are NOT started elsewhere (they might still run there)' }[ha.state]);
+  if (ha.downAt) row('down at', ha.downAt);
+  if (ha.fencedAt) row('fenced at', ha.fencedAt);
+  if (ha.fenceError) row('fence failed', ha.fenceError);
+  for (const m of ha.moved) row('moved', `${m.instance} -> ${m.to} at ${m.at}`);
+  if (ha.rejoinedAt) row('rejoined at', `${ha.rejoinedAt} (domains of moved instances removed there, unstarted)`);
+  if (ha.fix) row('fix', ha.fix);
+}
 
 function shellOption(o: { ssh?: string; sshKey?: string; netns?: string }): ShellSpec | undefined {
   if (o.ssh && o.netns) throw new KumoError('INVALID_INPUT', 'give either --ssh or --netns, not both');
@@ -61,21 +85,18 @@ export function hostCommand(): Command {
 
   cmd.command('list').description('hosts with capacity, what kumo gave out, and whether they answer').option('--json', 'machine-readable output')
     .action(async (o: { json?: boolean }) => {
-      const hosts = await new HostService(await context()).list();
-      if (o.json) return console.log(json(hosts));
+      const ctx = await context();
+      const hosts = await new HostService(ctx).list();
+      if (o.json) return console.log(json(hosts.map((h) => ({ ...h, ...hostHaView(ctx, h.name) }))));
+      const ha = haStates(ctx);
       console.log(table(['Name', 'State', 'Roles', 'CPUs', 'Memory', 'Allocated', 'Instances', 'URI'],
-        hosts.map((h) => [h.name, h.up ? 'up' : /did not finish/.test(h.why ?? '') ? 'NO ANSWER' : 'DOWN', h.roles.join(','), h.cpus, h.memoryMiB ? ramText(h.memoryMiB) : undefined,
+        hosts.map((h) => [h.name, stateText(h.up, h.why, ha.get(h.name)), h.roles.join(','), h.cpus, h.memoryMiB ? ramText(h.memoryMiB) : undefined,
           h.uri ? `${h.allocatedVcpus} vCPU / ${ramText(h.allocatedMiB)}` : undefined, h.uri ? h.instances : undefined, h.uri ?? describeShell(h.shell)])));
       // A host that gave no answer in time is stalled: its instances are unknown, not gone.
       for (const h of hosts.filter((x) => !x.up && x.why)) console.log(`${h.name}: ${h.why}`);
     });
 
-  cmd.command('show').argument('<name>').option('--json', 'machine-readable output')
-    .action(async (name: string, o: { json?: boolean }) => {
-      const h = await new HostService(await context()).get(name);
-      if (o.json) return console.log(json(h));
-      for (const [k, v] of Object.entries({ ...h, shell: describeShell(h.shell) })) console.log(`${k.padEnd(18)} ${Array.isArray(v) ? v.join(', ') : String(v)}`);
-    });
+  addShowAndSet(cmd);
 
   cmd.command('remove').argument('<name>').description('forget a host that has no instances').action(async (name: string) => {
     new HostService(await context()).remove(name);
@@ -94,4 +115,25 @@ export function hostCommand(): Command {
       if (results.some((r) => r.error)) throw new KumoError('COMMAND_FAILED', `some instances are still on ${name}`, 'see the lines above');
     });
   return cmd;
+}
+
+/** show (with its HA story) and set (the fence). */
+function addShowAndSet(cmd: Command): void {
+  cmd.command('show').argument('<name>').option('--json', 'machine-readable output')
+    .action(async (name: string, o: { json?: boolean }) => {
+      const ctx = await context();
+      const h = await new HostService(ctx).get(name);
+      const ha = hostHaView(ctx, name);
+      if (o.json) return console.log(json({ ...h, ...ha }));
+      for (const [k, v] of Object.entries({ ...h, shell: describeShell(h.shell) })) console.log(`${k.padEnd(18)} ${Array.isArray(v) ? v.join(', ') : String(v)}`);
+      printStory(ha.fence, ha.ha);
+    });
+
+  cmd.command('set').argument('<name>').description('change a host (root on the machine only: a fence command runs here as root)')
+    .requiredOption('--fence <command|none>', "how the HA watcher powers the host off before its instances start elsewhere: a shell command run here with sh -c "
+      + "(KUMO_FENCE_HOST=NAME, 60 s, exit 0 = off), or none (its instances are then never started elsewhere); a lab hypervisor without one is fenced by the lab")
+    .action(async (name: string, o: { fence: string }) => {
+      const kind = setFence(await context(), name, o.fence);
+      console.log(`host ${name}: fence: ${kind}`);
+    });
 }

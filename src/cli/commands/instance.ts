@@ -29,6 +29,7 @@ interface CreateFlags {
   waitFor?: string;
   waitTimeout?: string;
   host?: string;
+  ha?: boolean;
 }
 
 
@@ -64,6 +65,7 @@ export function createRequest(name: string, o: CreateFlags): CreateRequest {
     dataDisks: o.disk.map(parseWhole),
     ...(o.userData !== undefined ? { userData: readFileArg('--user-data', o.userData) } : {}),
     ...(o.host !== undefined ? { host: o.host } : {}),
+    ...(o.ha ? { ha: true } : {}),
   };
 }
 
@@ -99,6 +101,7 @@ function addCreate(cmd: Command): void {
     .option('--wait-for <check>', 'wait for this instead: http:PORT, ssh, cloud-init or agent (implies --wait)')
     .option('--wait-timeout <seconds>', 'how long --wait waits (default 600)')
     .option('--host <name>', 'pin to this host (default: the hypervisor with the most free memory)')
+    .option('--ha', 'highly available: when its host dies and is fenced, the HA watcher starts it on another hypervisor (same disks and addresses)')
     .action(async (name: string, o: CreateFlags) => {
       const wait = parseWait(o); // checked before anything is made
       await launch(await context(), createRequest(name, o), { console: parseConsoleMode(o.console), ...wait, messages: en.launch });
@@ -111,8 +114,8 @@ function addInspection(cmd: Command): void {
     .action(async (o: { json?: boolean }) => {
       const list = await new InstanceService(await context(), actor()).list();
       if (o.json) return console.log(json(list));
-      console.log(table(['Name', 'State', 'Host', 'Image', 'Flavor', 'IPs'],
-        list.map((i) => [i.name, i.state, i.host, i.image, i.flavor ?? `${i.vcpus}/${ramText(i.ramMiB)}/${i.diskGiB}G`, ips(i)])));
+      console.log(table(['Name', 'State', 'Host', 'HA', 'Image', 'Flavor', 'IPs'],
+        list.map((i) => [i.name, i.state, i.host, i.ha ? 'yes' : '-', i.image, i.flavor ?? `${i.vcpus}/${ramText(i.ramMiB)}/${i.diskGiB}G`, ips(i)])));
       for (const i of list) for (const d of i.drift) say(`warning: ${i.name}: ${d}`);
     });
 
@@ -120,8 +123,9 @@ function addInspection(cmd: Command): void {
     .action(async (name: string, o: { json?: boolean }) => {
       const i = await new InstanceService(await context(), actor()).show(name);
       if (o.json) return console.log(json(i));
-      const { passwordHash, sshKeys, nics, drift, dataDisks, volumes, readiness, ...rest } = i;
+      const { passwordHash, sshKeys, nics, drift, dataDisks, volumes, readiness, ha, ...rest } = i;
       for (const [k, v] of Object.entries(rest)) console.log(`${k.padEnd(12)} ${String(v)}`);
+      console.log(`HA: ${ha ? 'yes (started on another hypervisor if its host dies and is fenced)' : 'no'}`);
       console.log(`${'password'.padEnd(12)} ${passwordHash ? 'set (sha512 hash)' : 'none'}`);
       console.log(`${'ssh keys'.padEnd(12)} ${sshKeys.length}`);
       console.log(`${'data disks'.padEnd(12)} ${dataDisks.length ? dataDisks.map((d) => `${d} GiB`).join(', ') : 'none'}`);

@@ -13,6 +13,8 @@ import { recordServeAddress } from '../../service/clouds-yaml.js';
 import type { Context } from '../../service/context.js';
 import { invalid, KumoError } from '../../model/errors.js';
 import { parseWhole } from '../../model/sizes.js';
+import { DEFAULT_WATCH } from '../../model/ha.js';
+import { liveWatcher } from '../../service/ha/live.js';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'silent'];
 
@@ -24,7 +26,8 @@ export function serveCommand(): Command {
     .option('--port <n>', 'TCP port', String(DEFAULT_PORT))
     .addOption(new Option('--log-level <level>', 'request log on stderr').choices(LOG_LEVELS).default('info'))
     .option('--monitor-interval <seconds>', 'how often the collector behind /metrics and the dashboard\'s charts reads every hypervisor (0: no collector)', '5')
-    .action(async (o: { listen: string; port: string; logLevel: string; monitorInterval: string }) => {
+    .option('--no-ha', 'do not run the HA watcher (kumo ha run) in the server')
+    .action(async (o: { listen: string; port: string; logLevel: string; monitorInterval: string; ha: boolean }) => {
       const port = parseWhole(o.port);
       const every = Number(o.monitorInterval);
       if (!(Number.isFinite(every) && every >= 0 && every <= 3600)) throw invalid(`--monitor-interval must be seconds from 0 to 3600, got "${o.monitorInterval}"`, 'e.g. --monitor-interval 5');
@@ -79,8 +82,14 @@ export function serveCommand(): Command {
       // The last line of the start: whoever waits for the server can take it as "ready".
       console.log(`kumo API on ${base}${API_PREFIX} (OpenAPI: ${base}/openapi.json, interactive: ${base}${DOCS_PATH})`);
       void reconcileOnStart(ctx);
+      // The host-failure watcher, with its steps as resource events for live views.
+      const haStop = new AbortController();
+      const ha = o.ha ? liveWatcher(ctx, DEFAULT_WATCH, { event: (r, n, a) => ops.resourceChanged(r, n, a), log: (line) => app.log.info(line) }).run(haStop.signal)
+        .catch((e: Error) => app.log.error(`the HA watcher stopped: ${e.message}`)) : undefined;
       if (!loopback(o.listen)) say(`warning: listening on ${o.listen} over plain HTTP: tokens and passwords cross the network readable; put a TLS proxy in front`);
       await untilStopped(async () => {
+        haStop.abort();
+        await ha;
         await app.close();
         const running = ops.list().filter((op) => op.state === 'running');
         if (running.length) {

@@ -158,11 +158,11 @@ export class Virsh {
     }
   }
 
-  /** CPUs and memory of the hypervisor (virsh nodeinfo). */
-  async nodeInfo(): Promise<{ cpus: number; memoryMiB: number }> {
+  /** CPUs and memory of the hypervisor (virsh nodeinfo); HA's heartbeat asks it with a short `timeoutMs`. */
+  async nodeInfo(timeoutMs = QUICK_CALL_MS()): Promise<{ cpus: number; memoryMiB: number }> {
     const c = this.protocol;
-    if (c) return this.overProtocol(c, ['nodeinfo'], QUICK_CALL_MS(), () => nodeInfoOver(c));
-    const out = await this.run(['nodeinfo'], QUICK_CALL_MS());
+    if (c) return this.overProtocol(c, ['nodeinfo'], timeoutMs, () => nodeInfoOver(c));
+    const out = await this.run(['nodeinfo'], timeoutMs);
     const cpus = Number(/CPU\(s\):\s+(\d+)/.exec(out)?.[1]);
     const kib = Number(/Memory size:\s+(\d+) KiB/.exec(out)?.[1]);
     return { cpus, memoryMiB: Math.round(kib / 1024) };

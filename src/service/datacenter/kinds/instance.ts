@@ -108,8 +108,12 @@ function groupChanges(group: string, g: InstanceGroup, flavor: Size, records: Re
       continue;
     }
     const state = states.get(name);
+    // One change per member: a start also sets `ha`, a recreate makes it with it.
     if (state === 'missing') out.push({ action: 'recreate', kind: 'instance', name, why: 'its domain was deleted outside kumo' });
     else if (state === 'shut off' || state === 'crashed') out.push({ action: 'start', kind: 'instance', name, why: `it is ${state}` });
+    else if ((record.ha === true) !== (g.ha === true)) {
+      out.push({ action: 'update', kind: 'instance', name, why: g.ha ? 'becomes highly available (ha: true)' : 'is no longer highly available' });
+    }
   }
   return out;
 }
@@ -150,6 +154,8 @@ export const instanceKind: Kind = {
   async apply(c, { ctx, dc, started }) {
     const svc = new InstanceService(ctx, machineActor(dc.project));
     const [group, g] = groupOf(dc, c.name);
+    if (c.action === 'update' || c.action === 'start') ctx.instances.setHa(c.name, g.ha === true); // the HA watcher reads it at its next beat
+    if (c.action === 'update') return { group, image: g.image, flavor: g.flavor };
     if (c.action === 'start') {
       await svc.start(c.name);
     } else {
@@ -159,7 +165,7 @@ export const instanceKind: Kind = {
       await svc.create({
         name: c.name, image: g.image, flavor: g.flavor, sshKeys: g.ssh_keys,
         ...(networks ? { networks } : {}), ...(g.root_password_hash ? { passwordHash: g.root_password_hash } : {}),
-        userData: await userData(ctx, dc, g, group),
+        userData: await userData(ctx, dc, g, group), ...(g.ha ? { ha: true } : {}),
         ...(c.host ? { host: c.host } : { placement: { pack: g.placement === 'pack', ...(only ? { only } : {}) } }),
       });
     }
