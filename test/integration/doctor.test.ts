@@ -86,6 +86,34 @@ test('doctor lists an orphan (kumo metadata, no record) and --fix removes it; a 
   assert.equal((await env.cli(['doctor', '--force'])).code, 2, '--force alone is refused');
 });
 
+test('doctor checks the machine too: libvirt, virtlogd and the disk here; a load balancer whose HAProxy is not running is a problem named with its fix', async () => {
+  const lb = `${env.prefix}-lb`;
+  // A load balancer kumo made whose daemons are gone (killed, or a reboot): its record, no HAProxy.
+  env.ctx.loadBalancers.put({
+    name: lb, host: 'local', frontend: { address: '127.0.0.1', port: 18099 }, instances: [], network: env.network,
+    backendPort: 8080, internalPort: 18098, waf: null, createdAt: new Date().toISOString(), project: 'default',
+  });
+  try {
+    const r = await env.cli(['doctor', '--json']);
+    assert.equal(r.code, 11, `a problem exits 11:\n${r.stdout}${r.stderr}`);
+    const found = (JSON.parse(r.stdout) as { host: { check: string; ok: boolean; detail: string; fix?: string }[] }).host;
+    const of = (check: string) => found.filter((f) => f.check === check);
+    assert.equal(of('libvirt')[0]?.ok, true, JSON.stringify(found));
+    assert.equal(of('virtlogd')[0]?.ok, true, JSON.stringify(found));
+    assert.match(of('disk')[0]?.detail ?? '', new RegExp(`GiB free under ${env.home}`));
+    assert.equal(of('acceleration').length, 1);
+    assert.deepEqual(of('load balancer').map((f) => [f.ok, f.fix]), [[false, `kumo lb sync ${lb}`]]);
+    assert.match(of('load balancer')[0]!.detail, new RegExp(`${lb} on local: HAProxy not running`));
+    assert.deepEqual(found.filter((f) => !f.ok && f.check !== 'load balancer'), [], 'nothing else is wrong on the test machine');
+    // The table names the problem and its fix.
+    const text = await env.cli(['doctor']);
+    assert.match(text.stdout, new RegExp(`load balancer\\s+PROBLEM\\s+${lb} on local: HAProxy not running \\(fix: kumo lb sync ${lb}\\)`));
+  } finally {
+    env.ctx.loadBalancers.delete(lb);
+  }
+  assert.equal((await env.cli(['doctor'])).code, 0, 'with the record gone, nothing is wrong');
+});
+
 /**
  * The real `virsh define` reaches libvirt, but kumo hears a timeout: either libvirt finishes the
  * define only after kumo gave up ('late', the bug), or it finished and the answer was lost.

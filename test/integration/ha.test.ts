@@ -155,6 +155,13 @@ test('kvm1 loses power under load: DOWN, fenced, its HA instances answer from kv
 
 test('kvm1 comes back: it rejoins UP without starting the instances that moved, and host show keeps the story', { timeout: 240_000 }, async () => {
   assert.ok(watcher, 'the watcher of the power loss runs');
+  // Before it comes back, kumo doctor names what is gone of the lab, with the fix.
+  const doctor = await env.cli(['doctor', '--json']);
+  assert.equal(doctor.code, 11, doctor.stderr);
+  const labFinding = (JSON.parse(doctor.stdout) as { host: { check: string; ok: boolean; detail: string; fix?: string }[] }).host.find((f) => f.check === 'lab');
+  assert.equal(labFinding?.ok, false, doctor.stdout);
+  assert.match(labFinding!.detail, /kvm1's libvirtd/);
+  assert.match(labFinding!.fix ?? '', /kumo lab up/);
   // Its libvirtd back, as an operator powering the node on would (lab up starts what is missing).
   await kumo(['lab', 'up', labFile]);
   const ha = await haState('kvm1', 'up', 60_000);

@@ -2,12 +2,17 @@ import { Command } from 'commander';
 import { context } from '../app.js';
 import { json, table } from '../render.js';
 import { DoctorService, problemsIn, type DoctorReport, type OrphanDomain } from '../../service/doctor.js';
+import { HostDoctor, type HostFinding } from '../../service/doctor-host.js';
 import { invalid } from '../../model/errors.js';
 
 /** `kumo doctor`'s exit code when problems remain: a cron job or script can alert on it (like fsck's). */
 export const DOCTOR_PROBLEMS_EXIT = 11;
 
 const diskText = (o: OrphanDomain) => o.disks.map((d) => `${d.file}${d.exists ? '' : ' (missing)'}`).join(', ') || '-';
+
+function printHost(found: HostFinding[]): void {
+  console.log(table(['Check', 'State', 'Detail'], found.map((f) => [f.check, f.ok ? 'ok' : 'PROBLEM', f.fix ? `${f.detail} (fix: ${f.fix})` : f.detail])));
+}
 
 function print(r: DoctorReport): void {
   if (r.orphans.length) {
@@ -24,23 +29,28 @@ function print(r: DoctorReport): void {
 }
 
 /**
- * `kumo doctor`: kumo's records against libvirt's domains, on every registered hypervisor. Root on
- * the machine only (no API route). Read-only unless --fix, which removes orphan domains and nothing
- * else. Exits 0 when nothing is wrong (after --fix: nothing left), 11 when problems remain.
+ * `kumo doctor`: this machine and kumo's hosts, then kumo's records against libvirt's domains, on
+ * every registered hypervisor. Root on the machine only (no API route). Read-only unless --fix,
+ * which removes orphan domains and nothing else. Exits 0 when nothing is wrong (after --fix:
+ * nothing left), 11 when problems remain.
  */
 export function doctorCommand(): Command {
-  return new Command('doctor').description('find orphan domains (made by kumo, no record) and records without a domain; --fix removes the orphans')
+  return new Command('doctor').description('check this machine and kumo\'s hosts (tools, libvirt, virtlogd, acceleration, modes of KUMO_HOME, free disk, load balancers, the lab, clocks) and kumo\'s records against libvirt\'s domains (orphans, missing); --fix removes orphan domains (root on the machine)')
     .option('--fix', 'remove shut-off orphan domains (only those; records are left alone)')
     .option('--force', 'with --fix: also stop and remove running orphans')
     .option('--json', 'machine-readable output')
     .action(async (o: { fix?: boolean; force?: boolean; json?: boolean }) => {
       if (o.force && !o.fix) throw invalid('--force only goes with --fix', 'kumo doctor --fix --force');
-      const svc = new DoctorService(await context());
+      const ctx = await context();
+      const svc = new DoctorService(ctx);
       if (!o.fix) {
-        const report = await svc.check();
-        if (o.json) console.log(json(report));
-        else print(report);
-        if (problemsIn(report)) process.exitCode = DOCTOR_PROBLEMS_EXIT;
+        const [host, report] = [await new HostDoctor(ctx).check(), await svc.check()];
+        if (o.json) console.log(json({ host, ...report }));
+        else {
+          printHost(host);
+          print(report);
+        }
+        if (problemsIn(report) || host.some((f) => !f.ok)) process.exitCode = DOCTOR_PROBLEMS_EXIT;
         return;
       }
       const fixed = await svc.fix({ force: o.force ?? false });
