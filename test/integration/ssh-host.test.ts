@@ -84,5 +84,10 @@ test('kumo host add registers a hypervisor by qemu+ssh:// and runs its commands 
   const list = (await env.cli(['host', 'list'])).stdout;
   assert.match(list, new RegExp(`${env.prefix}-stg\\s+up\\s+storage.*ssh root@127\\.0\\.0\\.1:${port}`));
   assert.doesNotMatch(list, new RegExp(`${env.prefix}-gone`));
+  // kumo doctor asks each ssh host its time (this very machine: within the 2 s it allows).
+  const doctor = JSON.parse((await env.cli(['doctor', '--json'])).stdout) as { host: { check: string; ok: boolean; detail: string }[] };
+  const clocks = doctor.host.filter((f) => f.check === 'clock');
+  assert.deepEqual(clocks.map((f) => f.ok), [true, true], JSON.stringify(clocks));
+  for (const h of ['remote', 'stg']) assert.ok(clocks.some((f) => new RegExp(`host ${env.prefix}-${h} within \\d+ ms of this machine`).test(f.detail)), JSON.stringify(clocks));
   for (const h of ['remote', 'stg']) assert.equal((await env.cli(['host', 'remove', `${env.prefix}-${h}`])).code, 0);
 });
