@@ -53,8 +53,10 @@ function targetOf(req: FastifyRequest): string | undefined {
  * and how each long operation ended) and the cap on concurrent operations.
  */
 export function installGuards(app: FastifyInstance, ctx: Context, ops: OperationRegistry): void {
-  app.addHook('onSend', async (_req, reply, payload) => {
+  app.addHook('onSend', async (req, reply, payload) => {
     reply.headers(SECURITY_HEADERS);
+    // Every answer names its request: the id the server log (JSON lines) and the audit log have it under.
+    reply.header('x-request-id', req.id);
     return payload;
   });
   ops.limitConcurrency(() => operationLimits(ctx));
@@ -69,6 +71,7 @@ export function installGuards(app: FastifyInstance, ctx: Context, ops: Operation
       ...(target !== undefined ? { target } : {}),
       result: reply.statusCode < 400 ? 'ok' : failure?.code ?? `HTTP_${reply.statusCode}`,
       ...(failure?.detail !== undefined ? { detail: failure.detail } : {}),
+      requestId: req.id,
     });
   });
 

@@ -101,6 +101,13 @@ function optionalBodies<T extends { paths?: object }>(doc: T): T {
 export type ApiServer = FastifyInstance<
   FastifyInstance['server'], FastifyRequest['raw'], FastifyReply['raw'], FastifyInstance['log'], ZodTypeProvider>;
 
+/** A request id a caller may give: a plain token, short enough for a log line. */
+const REQUEST_ID = /^[A-Za-z0-9._:-]{8,64}$/;
+const requestId = (req: { headers: Record<string, string | string[] | undefined> }): string => {
+  const given = req.headers['x-request-id'];
+  return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+};
+
 /**
  * The REST API as a Fastify app on a Context, not yet listening: `kumo serve` listens on it, and
  * tests run it in-process on an ephemeral port. Routes are thin (parse, call a service, render);
@@ -116,7 +123,9 @@ export async function buildServer(ctx: Context, opts: ServerOptions = {}): Promi
     // OpenStack's clients add or drop a trailing slash freely (GET /identity/v3/, /compute/v2.1/servers/).
     routerOptions: { ignoreTrailingSlash: true },
     // Fastify counts req-1, req-2... from each start: an id a 500 hands out must name one log line, across restarts too.
-    genReqId: () => randomUUID(),
+    // A proxy in front may pass its own (X-Request-Id) so that its log and kumo's name the same request.
+    requestIdHeader: false,
+    genReqId: requestId,
   }).withTypeProvider<ZodTypeProvider>();
   installGuards(app, ctx, ops);
   app.setValidatorCompiler(validatorCompiler);

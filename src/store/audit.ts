@@ -16,13 +16,16 @@ export interface AuditEntry {
   result: string;
   /** The server-side detail of a failure the caller was not shown (publicError), for the operator. */
   detail?: string;
+  /** API requests: the id of the request (its answer's X-Request-Id, the server log's reqId). */
+  requestId?: string;
 }
 
-interface AuditRow { id: number; at: string; actor: string; project: string | null; via: AuditEntry['via']; action: string; target: string | null; result: string; detail: string | null }
+interface AuditRow { id: number; at: string; actor: string; project: string | null; via: AuditEntry['via']; action: string; target: string | null; result: string; detail: string | null; request_id: string | null }
 
 const toEntry = (r: AuditRow): AuditEntry => ({
   id: r.id, at: r.at, actor: r.actor, ...(r.project !== null ? { project: r.project } : {}), via: r.via, action: r.action,
   ...(r.target !== null ? { target: r.target } : {}), result: r.result, ...(r.detail !== null ? { detail: r.detail } : {}),
+  ...(r.request_id !== null ? { requestId: r.request_id } : {}),
 });
 
 export class AuditRepo {
@@ -30,8 +33,8 @@ export class AuditRepo {
 
   /** Adds an entry; returns its id. */
   insert(e: Omit<AuditEntry, 'id'>): number {
-    return Number(this.db.prepare('INSERT INTO audit_log (at, actor, project, via, action, target, result, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
-      .run(e.at, e.actor, e.project ?? null, e.via, e.action, e.target ?? null, e.result, e.detail ?? null).lastInsertRowid);
+    return Number(this.db.prepare('INSERT INTO audit_log (at, actor, project, via, action, target, result, detail, request_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
+      .run(e.at, e.actor, e.project ?? null, e.via, e.action, e.target ?? null, e.result, e.detail ?? null, e.requestId ?? null).lastInsertRowid);
   }
 
   /** Forgets the entries more than `keep` older than entry `newest`. */

@@ -225,6 +225,8 @@ const MIGRATIONS: string[] = [
      fence_error TEXT,
      moved TEXT NOT NULL DEFAULT '[]'
    );`,
+  // The API request an entry came from: the id its answer's X-Request-Id and the server log have.
+  `ALTER TABLE audit_log ADD COLUMN request_id TEXT;`,
 ];
 
 export type Db = Database.Database;

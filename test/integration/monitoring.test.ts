@@ -142,6 +142,14 @@ test('kumo monitor run records rounds and stops by itself with --count', async (
   assert.match(r.stdout, /read 1 instance on 1\/1 hosts/);
   assert.match(r.stdout, /stopped after 3 rounds/);
   assert.ok(await storeCount() >= before + 3);
+  // For a log collector: one JSON object a line, each with its time, level, component and fields.
+  const j = await env.cli(['monitor', 'run', '--count', '1', '--interval', '1', '--log-format', 'json']);
+  assert.equal(j.code, 0, j.stderr);
+  const lines = j.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  assert.ok(lines.every((l) => l.level === 'info' && l.component === 'monitor'), j.stdout);
+  const read = lines.find((l) => String(l.msg).startsWith('read '));
+  assert.deepEqual([read?.instances, read?.hostsUp, lines.at(-1)!.rounds], [1, 1, 1], j.stdout);
+  assert.ok(lines.every((l) => !Number.isNaN(Date.parse(String(l.time)))));
 });
 
 async function storeCount(): Promise<number> {

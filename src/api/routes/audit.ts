@@ -14,6 +14,7 @@ const AuditEntry = named('AuditEntry', z.object({
   target: z.string().optional().describe('the resource\'s name'),
   result: z.string().describe('"ok" or the error code it ended with'),
   detail: z.string().optional().describe('the detail of a failure its caller was not shown (a failed command\'s output, a bug\'s message)'),
+  requestId: z.string().optional().describe('API requests: the request\'s id, as its answer\'s X-Request-Id header and the server log (reqId) give it'),
 }), 'one line of the audit log; never a password, token or user-data');
 
 /** GET /audit: who did what, in every project: an admin's (see ROUTE_ROLES in roles.ts). */

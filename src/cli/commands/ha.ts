@@ -1,5 +1,6 @@
 import { Command } from 'commander';
-import { context, say } from '../app.js';
+import { context } from '../app.js';
+import { type LogFormat, lineLog, logFormatOption } from '../log-lines.js';
 import { parseWatchOptions } from '../../model/ha.js';
 import { liveWatcher } from '../../service/ha/live.js';
 
@@ -9,13 +10,15 @@ export function haCommand(): Command {
   cmd.command('run').description('watch every hypervisor; a host that misses its heartbeats is fenced, then its HA instances start elsewhere (runs until stopped; kumo serve runs the same unless --no-ha)')
     .option('--interval <seconds>', 'time between heartbeats', '1')
     .option('--misses <n>', 'missed heartbeats before a host is DOWN', '3')
-    .action(async (o: { interval: string; misses: string }) => {
+    .addOption(logFormatOption())
+    .action(async (o: { interval: string; misses: string; logFormat: LogFormat }) => {
       const opts = parseWatchOptions(o); // refused before anything runs
       const ctx = await context();
+      const log = lineLog('ha', o.logFormat);
       const stop = new AbortController();
-      for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => { say(`${sig}: stopping the HA watcher`); stop.abort(); });
-      console.log(`HA watcher: a heartbeat every ${opts.intervalMs / 1000} s, DOWN after ${opts.misses} missed`);
-      await liveWatcher(ctx, opts, { log: (line) => console.log(`${new Date().toISOString()} ${line}`) }).run(stop.signal);
+      for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => { log.info(`${sig}: stopping the HA watcher`); stop.abort(); });
+      log.info(`HA watcher: a heartbeat every ${opts.intervalMs / 1000} s, DOWN after ${opts.misses} missed`, { intervalMs: opts.intervalMs, misses: opts.misses });
+      await liveWatcher(ctx, opts, { log: (line) => log.info(line) }).run(stop.signal);
     });
   return cmd;
 }

@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import { context, say } from '../app.js';
+import { type LogFormat, lineLog, logFormatOption } from '../log-lines.js';
 import { json, table } from '../render.js';
 import {
   MonitoringService, STAT_METRICS, metricOf, parseDuration, parseSince,
@@ -239,7 +240,8 @@ export function monitorCommand(): Command {
     .option('--history <n>', 'readings kept in memory per instance', '720')
     .option('--count <n>', 'stop after this many rounds (for scripts and tests)')
     .option('--verbose', 'a line for every round, not only when a host goes down or comes back')
-    .action(async (o: { interval: string; retention: string; history: string; count?: string; verbose?: boolean }) => {
+    .addOption(logFormatOption())
+    .action(async (o: { interval: string; retention: string; history: string; count?: string; verbose?: boolean; logFormat: LogFormat }) => {
       const every = intervalMs(o.interval);
       const retentionMs = parseDuration('--retention', o.retention);
       const historySize = positive('--history', o.history);
@@ -247,25 +249,26 @@ export function monitorCommand(): Command {
       const svc = new MonitoringService(await context());
       const collector = svc.collector({ intervalMs: every, retentionMs, historySize });
       const wasUp = new Map<string, boolean>();
-      const stamp = () => new Date().toISOString();
-      collector.onError((e) => console.error(`${stamp()} warning: could not record the readings: ${e instanceof Error ? e.message : String(e)}`));
-      console.log(`${stamp()} collecting every ${every / 1000} s into ${svc.metricsFile} (kept ${o.retention})`);
+      const log = lineLog('monitor', o.logFormat);
+      collector.onError((e) => log.warn(`could not record the readings: ${e instanceof Error ? e.message : String(e)}`));
+      log.info(`collecting every ${every / 1000} s into ${svc.metricsFile} (kept ${o.retention})`, { intervalMs: every, file: svc.metricsFile });
       let rounds = 0;
       try {
         rounds = await runRounds(collector, count, (r, round) => {
           for (const h of r.hosts) {
-            if (wasUp.get(h.host) !== h.up) console.log(`${stamp()} host ${h.host} ${h.up ? 'up' : `DOWN: ${h.error ?? 'no answer'}`}`);
+            if (wasUp.get(h.host) !== h.up) log.info(`host ${h.host} ${h.up ? 'up' : `DOWN: ${h.error ?? 'no answer'}`}`, { host: h.host, up: h.up });
             wasUp.set(h.host, h.up);
           }
           if (o.verbose || round === 1) {
-            console.log(`${stamp()} read ${r.samples.length} instance${r.samples.length === 1 ? '' : 's'} on ${r.hosts.filter((h) => h.up).length}/${r.hosts.length} hosts` +
-              (r.unreadable.length ? `; unreadable: ${r.unreadable.map((u) => `${u.instance} (${u.reason})`).join(', ')}` : ''));
+            log.info(`read ${r.samples.length} instance${r.samples.length === 1 ? '' : 's'} on ${r.hosts.filter((h) => h.up).length}/${r.hosts.length} hosts` +
+              (r.unreadable.length ? `; unreadable: ${r.unreadable.map((u) => `${u.instance} (${u.reason})`).join(', ')}` : ''),
+            { round, instances: r.samples.length, hostsUp: r.hosts.filter((h) => h.up).length, hosts: r.hosts.length });
           }
         });
       } finally {
         svc.close();
       }
-      console.log(`${stamp()} stopped after ${rounds} round${rounds === 1 ? '' : 's'}`);
+      log.info(`stopped after ${rounds} round${rounds === 1 ? '' : 's'}`, { rounds });
     });
   return cmd;
 }
