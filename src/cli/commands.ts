@@ -48,6 +48,7 @@ export const COMMANDS: readonly LazyCommands[] = [
   { names: ['project'], load: async () => [(await import('./commands/project.js')).projectCommand()] },
   { names: ['ha'], load: async () => [(await import('./commands/ha.js')).haCommand()] },
   { names: ['doctor'], load: async () => [(await import('./commands/doctor.js')).doctorCommand()] },
+  { names: ['version'], load: async () => [(await import('./commands/version.js')).versionCommand()] },
 ];
 
 /** Options of the program itself that take a value (kumo --project p1 instance list). */
