@@ -5,8 +5,8 @@ import type { NameKind } from '../model/name-kinds.js';
  * Which kind of kumo name an argument or option takes, written next to its definition
  * (`.addArgument(named('instance', '<name>'))`): shell completion offers the live names of that
  * kind from the store (`kumo __complete KIND PREFIX`), and nothing else keeps a second table.
+ * The kind is kept beside commander's own object, which has no field for it.
  */
-
 const kinds = new WeakMap<Argument | Option, NameKind>();
 
 /** An argument that takes the name of an existing `kind` (`<name>`, or `<names...>` for several). */
