@@ -4,12 +4,29 @@
 // each command's chunk is loaded only when that command runs (src/cli/commands.ts), so
 // `kumo --version` reads little more than commander. Run by `npm run build` (see
 // docs/decisions.md, "The CLI ships as a bundle").
-import { chmod, rm } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { chmod, readFile, rm } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const outdir = `${root}dist/bin`;
+
+/**
+ * The commit this build comes from, written into the bundle (src/cli/build-info.ts) so that
+ * `kumo --version` reads no file: 12 hex digits, `-dirty` when tracked files had changes, and
+ * "unknown" outside a git checkout (a source tarball) or without git.
+ */
+function gitCommit() {
+  const git = (...args) => execFileSync('git', args, { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  try {
+    const commit = git('rev-parse', '--short=12', 'HEAD');
+    return git('status', '--porcelain', '--untracked-files=no') ? `${commit}-dirty` : commit;
+  } catch {
+    return 'unknown';
+  }
+}
+const { version } = JSON.parse(await readFile(`${root}package.json`, 'utf8'));
 
 /**
  * npm packages bundled into the chunks that use them: pure JavaScript that reads no file of its
@@ -57,6 +74,7 @@ await build({
   platform: 'node',
   target: 'node20',
   plugins: [chooseBundled],
+  define: { KUMO_BUILD_VERSION: JSON.stringify(version), KUMO_BUILD_COMMIT: JSON.stringify(gitCommit()) },
   // Bundled CommonJS packages (yaml, cli-progress) call require() for Node's own modules.
   banner: { js: "import { createRequire as kumoCreateRequire } from 'node:module'; const require = kumoCreateRequire(import.meta.url);" },
   chunkNames: 'chunk-[hash]',

@@ -13,6 +13,8 @@ import type { Command } from 'commander';
 export interface LazyCommands {
   names: readonly string[];
   load: () => Promise<Command[]>;
+  /** This command needs every other one loaded too (the completion script walks them all). */
+  needsAll?: boolean;
 }
 
 export const COMMANDS: readonly LazyCommands[] = [
@@ -48,6 +50,10 @@ export const COMMANDS: readonly LazyCommands[] = [
   { names: ['project'], load: async () => [(await import('./commands/project.js')).projectCommand()] },
   { names: ['ha'], load: async () => [(await import('./commands/ha.js')).haCommand()] },
   { names: ['doctor'], load: async () => [(await import('./commands/doctor.js')).doctorCommand()] },
+  { names: ['version'], load: async () => [(await import('./commands/version.js')).versionCommand()] },
+  { names: ['completion'], load: async () => [(await import('./commands/completion.js')).completionCommand()], needsAll: true },
+  // Hidden (program.ts hides every __ command): what the completion scripts run at TAB time.
+  { names: ['__complete'], load: async () => [(await import('./commands/completion.js')).completeCommand()] },
 ];
 
 /** Options of the program itself that take a value (kumo --project p1 instance list). */
@@ -73,6 +79,7 @@ export function commandsFor(args: readonly string[], ownCommands: readonly strin
   if (command !== undefined) {
     if (ownCommands.includes(command)) return [];
     const one = COMMANDS.find((c) => c.names.includes(command!));
+    if (one?.needsAll) return COMMANDS;
     if (one) return [one];
   } else if (asksVersion && !asksOther) {
     return [];

@@ -45,7 +45,8 @@ export async function load(url, context, next) { appendFileSync(${JSON.stringify
     await writeFile(join(dir, 'register.mjs'), `import { register } from 'node:module';\nregister(${JSON.stringify(pathToFileURL(join(dir, 'hooks.mjs')).href)});\n`);
     const r = await local.run(process.execPath, ['--import', pathToFileURL(join(dir, 'register.mjs')).href, CLI, '--version'], { env: env.cliEnv });
     const pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { version: string };
-    assert.equal(r.stdout.trim(), pkg.version);
+    // The version, then the commit the build wrote in (scripts/build-cli.mjs), or "unknown" outside git.
+    assert.match(r.stdout.trim(), new RegExp(`^${pkg.version.replace(/\./g, '\\.')} \\(commit ([0-9a-f]{12}(-dirty)?|unknown)\\)$`));
     const files = (await readFile(loaded, 'utf8')).split('\n').filter((u) => u.startsWith('file:'));
     assert.deepEqual(files.filter((u) => !u.startsWith(pathToFileURL(join(ROOT, 'dist', 'bin')).href + '/')), []);
   } finally {

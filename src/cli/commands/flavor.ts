@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import { named } from '../names.js';
 import { actor, context } from '../app.js';
 import { json, ramText, table } from '../render.js';
 import { FlavorService } from '../../service/flavors.js';
@@ -19,7 +20,7 @@ export function flavorCommand(): Command {
       const f = new FlavorService(await context(), actor()).create(name, parseWhole(o.vcpus), parseWhole(o.ram), parseWhole(o.diskSize));
       console.log(`created flavor "${f.name}": ${f.vcpus} vCPU, ${ramText(f.ramMiB)} RAM, ${f.diskGiB} GiB disk`);
     });
-  cmd.command('delete').argument('<name>').action(async (name: string) => {
+  cmd.command('delete').addArgument(named('flavor', '<name>')).action(async (name: string) => {
     new FlavorService(await context(), actor()).delete(name);
     console.log(`deleted flavor "${name}"`);
   });

@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import { named } from '../names.js';
 import { collect, context } from '../app.js';
 import { json } from '../render.js';
 import { HostService, probeThisMachine, type AddHostRequest } from '../../service/host.js';
@@ -98,12 +99,12 @@ export function hostCommand(): Command {
 
   addShowAndSet(cmd);
 
-  cmd.command('remove').argument('<name>').description('forget a host that has no instances').action(async (name: string) => {
+  cmd.command('remove').addArgument(named('host', '<name>')).description('forget a host that has no instances').action(async (name: string) => {
     new HostService(await context()).remove(name);
     console.log(`host ${name} removed`);
   });
 
-  cmd.command('evacuate').argument('<name>').description('live-migrate every instance off a host (for maintenance)')
+  cmd.command('evacuate').addArgument(named('host', '<name>')).description('live-migrate every instance off a host (for maintenance)')
     .option('--parallel <n>', 'migrations at once', '2')
     .option('--unsafe', 'skip libvirt\'s shared-storage check (automatic between hypervisors on this machine)')
     .option('--encrypted', 'encrypt every memory stream with QEMU\'s TLS (certificates needed on the hosts)')
@@ -119,7 +120,7 @@ export function hostCommand(): Command {
 
 /** show (with its HA story) and set (the fence). */
 function addShowAndSet(cmd: Command): void {
-  cmd.command('show').argument('<name>').option('--json', 'machine-readable output')
+  cmd.command('show').addArgument(named('host', '<name>')).option('--json', 'machine-readable output')
     .action(async (name: string, o: { json?: boolean }) => {
       const ctx = await context();
       const h = await new HostService(ctx).get(name);
@@ -129,7 +130,7 @@ function addShowAndSet(cmd: Command): void {
       printStory(ha.fence, ha.ha);
     });
 
-  cmd.command('set').argument('<name>').description('change a host (root on the machine only: a fence command runs here as root)')
+  cmd.command('set').addArgument(named('host', '<name>')).description('change a host (root on the machine only: a fence command runs here as root)')
     .requiredOption('--fence <command|none>', "how the HA watcher powers the host off before its instances start elsewhere: a shell command run here with sh -c "
       + "(KUMO_FENCE_HOST=NAME, 60 s, exit 0 = off), or none (its instances are then never started elsewhere); a lab hypervisor without one is fenced by the lab")
     .action(async (name: string, o: { fence: string }) => {

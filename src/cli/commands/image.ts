@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import { named } from '../names.js';
 import { SingleBar } from 'cli-progress';
 import { actor, context, say } from '../app.js';
 import { gib, json, table } from '../render.js';
@@ -67,14 +68,14 @@ export function imageCommand(): Command {
         images.map((i) => [i.name, i.os, i.format, gib(i.virtualSizeBytes), i.kernel ? 'direct kernel' : 'own boot loader', i.ready ?? ''])));
     });
 
-  cmd.command('show').argument('<name>').option('--json', 'machine-readable output')
+  cmd.command('show').addArgument(named('image', '<name>')).option('--json', 'machine-readable output')
     .action(async (name: string, o: { json?: boolean }) => {
       const i = new ImageService(await context(), actor()).get(name);
       if (o.json) return console.log(json(i));
       for (const [k, v] of Object.entries(i)) console.log(`${k.padEnd(18)} ${String(v)}`);
     });
 
-  cmd.command('delete').argument('<name>').description('delete an image no instance uses')
+  cmd.command('delete').addArgument(named('image', '<name>')).description('delete an image no instance uses')
     .action(async (name: string) => {
       await new ImageService(await context(), actor()).delete(name);
       console.log(`deleted image "${name}"`);
@@ -85,7 +86,7 @@ export function imageCommand(): Command {
 
 /** `kumo image set NAME --ready CHECK`: how instances of the image are known ready. */
 function addSetReady(cmd: Command): void {
-  cmd.command('set').argument('<name>').description('change how instances of an image are known ready (--wait, show)')
+  cmd.command('set').addArgument(named('image', '<name>')).description('change how instances of an image are known ready (--wait, show)')
     .requiredOption('--ready <check>', 'http:PORT, ssh, cloud-init, agent, or "default" (tiny: http:8080; others: cloud-init)')
     .action(async (name: string, o: { ready: string }) => {
       const image = new ImageService(await context(), actor()).setReady(name, o.ready === 'default' ? undefined : o.ready);

@@ -1,4 +1,5 @@
 import { Command, Option } from 'commander';
+import { named, namedOption } from '../names.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { collect, actor, context, say } from '../app.js';
 import { json, ramText, table } from '../render.js';
@@ -85,22 +86,22 @@ export function instanceCommand(): Command {
 function addCreate(cmd: Command): void {
   cmd.command('create').argument('<name>', 'instance name (also its hostname)')
     .description('create and start an instance from an image')
-    .requiredOption('--image <name>', 'image to start from (see kumo image list)')
-    .option('--flavor <name>', 'size: small (1 vCPU, 1 GiB, 10 GiB), medium (2, 2 GiB, 20 GiB), or your own')
+    .addOption(namedOption('image', '--image <name>', 'image to start from (see kumo image list)').makeOptionMandatory())
+    .addOption(namedOption('flavor', '--flavor <name>', 'size: small (1 vCPU, 1 GiB, 10 GiB), medium (2, 2 GiB, 20 GiB), or your own'))
     .option('--vcpus <n>', 'virtual CPUs (instead of or over the flavor)')
     .option('--ram <MiB>', 'memory in MiB')
     .option('--disk-size <GiB>', 'root disk size in GiB')
     .option('--password <text>', 'root password (visible to other users in ps: prefer --password-file)')
     .option('--password-file <file>', 'file holding the root password')
     .option('--ssh-key <key|file>', 'ssh public key for root (repeatable)', collect, [])
-    .option('--network <name>', 'network to attach (repeatable; default: default, the NAT network)', collect, [])
+    .addOption(namedOption('network', '--network <name>', 'network to attach (repeatable; default: default, the NAT network)').argParser(collect).default([]))
     .option('--disk <GiB>', 'extra empty data disk (repeatable)', collect, [])
     .option('--user-data <file>', 'your own #cloud-config, merged with kumo\'s')
     .addOption(new Option('--console <mode>', 'connect a console after start').choices(['auto', 'none', 'serial', 'vnc']).default('none'))
     .option('--wait', 'wait until the guest is ready, by its image\'s check (kumo image list: READY)')
     .option('--wait-for <check>', 'wait for this instead: http:PORT, ssh, cloud-init or agent (implies --wait)')
     .option('--wait-timeout <seconds>', 'how long --wait waits (default 600)')
-    .option('--host <name>', 'pin to this host (default: the hypervisor with the most free memory)')
+    .addOption(namedOption('host', '--host <name>', 'pin to this host (default: the hypervisor with the most free memory)'))
     .option('--ha', 'highly available: when its host dies and is fenced, the HA watcher starts it on another hypervisor (same disks and addresses)')
     .action(async (name: string, o: CreateFlags) => {
       const wait = parseWait(o); // checked before anything is made
@@ -119,7 +120,7 @@ function addInspection(cmd: Command): void {
       for (const i of list) for (const d of i.drift) say(`warning: ${i.name}: ${d}`);
     });
 
-  cmd.command('show').argument('<name>').option('--json', 'machine-readable output')
+  cmd.command('show').addArgument(named('instance', '<name>')).option('--json', 'machine-readable output')
     .action(async (name: string, o: { json?: boolean }) => {
       const i = await new InstanceService(await context(), actor()).show(name);
       if (o.json) return console.log(json(i));
@@ -138,7 +139,7 @@ function addInspection(cmd: Command): void {
       for (const e of ci?.errors ?? []) console.log(`${'  reported'.padEnd(12)} ${e}`);
     });
 
-  cmd.command('xml').argument('<name>').description('the libvirt domain XML, like virsh dumpxml')
+  cmd.command('xml').addArgument(named('instance', '<name>')).description('the libvirt domain XML, like virsh dumpxml')
     .action(async (name: string) => {
       process.stdout.write(await new InstanceService(await context(), actor()).xml(name));
     });
@@ -146,12 +147,12 @@ function addInspection(cmd: Command): void {
 
 /** start, stop, reboot, destroy, delete, resize. */
 function addLifecycle(cmd: Command): void {
-  cmd.command('start').argument('<names...>').action(async (names: string[]) => {
+  cmd.command('start').addArgument(named('instance', '<names...>')).action(async (names: string[]) => {
     const svc = new InstanceService(await context(), actor());
     for (const n of names) console.log(await svc.start(n) ? `started ${n}` : `${n} is already running`);
   });
 
-  cmd.command('stop').argument('<names...>').description('shut down cleanly (ACPI), forcing off after --timeout')
+  cmd.command('stop').addArgument(named('instance', '<names...>')).description('shut down cleanly (ACPI), forcing off after --timeout')
     .option('--timeout <seconds>', 'grace period before pulling the plug', '60')
     .action(async (names: string[], o: { timeout: string }) => {
       const grace = parseSeconds('--timeout', o.timeout);
@@ -162,18 +163,18 @@ function addLifecycle(cmd: Command): void {
       }
     });
 
-  cmd.command('reboot').argument('<names...>').action(async (names: string[]) => {
+  cmd.command('reboot').addArgument(named('instance', '<names...>')).action(async (names: string[]) => {
     const svc = new InstanceService(await context(), actor());
     for (const n of names) { await svc.reboot(n); console.log(`rebooting ${n}`); }
   });
 
-  cmd.command('destroy').argument('<names...>').description('force off, like virsh destroy (the instance stays)')
+  cmd.command('destroy').addArgument(named('instance', '<names...>')).description('force off, like virsh destroy (the instance stays)')
     .action(async (names: string[]) => {
       const svc = new InstanceService(await context(), actor());
       for (const n of names) { await svc.destroy(n); console.log(`forced off ${n}`); }
     });
 
-  cmd.command('delete').argument('<names...>').description('remove the instance with its disks and seed (attached volumes are kept, detached)')
+  cmd.command('delete').addArgument(named('instance', '<names...>')).description('remove the instance with its disks and seed (attached volumes are kept, detached)')
     .action(async (names: string[]) => {
       const svc = new InstanceService(await context(), actor());
       for (const n of names) {
@@ -183,7 +184,7 @@ function addLifecycle(cmd: Command): void {
       }
     });
 
-  cmd.command('resize').argument('<name>').description('grow the root disk of a stopped instance (its filesystem grows on the next boot)')
+  cmd.command('resize').addArgument(named('instance', '<name>')).description('grow the root disk of a stopped instance (its filesystem grows on the next boot)')
     .requiredOption('--disk-size <GiB>', 'new root disk size in GiB (only growing)')
     .action(async (name: string, o: { diskSize: string }) => {
       const r = await new InstanceService(await context(), actor()).resize(name, parseWhole(o.diskSize));
@@ -194,7 +195,7 @@ function addLifecycle(cmd: Command): void {
 
 /** The serial console, live migration, and waiting for a guest. */
 function addConsoleAndMoves(cmd: Command): void {
-  cmd.command('console').argument('<name>').description('attach the serial console (detach with Ctrl+])')
+  cmd.command('console').addArgument(named('instance', '<name>')).description('attach the serial console (detach with Ctrl+])')
     .option('--log', 'print the console log instead of attaching')
     .action(async (name: string, o: { log?: boolean }) => {
       const ctx = await context();
@@ -210,8 +211,8 @@ function addConsoleAndMoves(cmd: Command): void {
       process.exitCode = await new ConsoleService(ctx).attachSerial(name);
     });
 
-  cmd.command('migrate').argument('<name>').description('live-migrate a running instance to another host')
-    .requiredOption('--to <host>', 'destination host (kumo host list)')
+  cmd.command('migrate').addArgument(named('instance', '<name>')).description('live-migrate a running instance to another host')
+    .addOption(namedOption('host', '--to <host>', 'destination host (kumo host list)').makeOptionMandatory())
     .option('--unsafe', 'skip libvirt\'s shared-storage check (automatic between hypervisors on this machine)')
     .option('--encrypted', 'encrypt the memory stream with QEMU\'s TLS (certificates needed on both hosts)')
     .action(async (name: string, o: { to: string; unsafe?: boolean; encrypted?: boolean }) => {
@@ -219,7 +220,7 @@ function addConsoleAndMoves(cmd: Command): void {
       console.log(`migrated ${name} ${r.from} -> ${r.to} in ${(r.durationMs / 1000).toFixed(1)} s (downtime ${r.downtimeMs ?? '?'} ms)`);
     });
 
-  cmd.command('wait').argument('<name>').description('wait until the guest is ready, by its image\'s check or --for')
+  cmd.command('wait').addArgument(named('instance', '<name>')).description('wait until the guest is ready, by its image\'s check or --for')
     .option('--for <check>', 'http:PORT, ssh, cloud-init or agent (default: the image\'s, see kumo image list)')
     .option('--timeout <seconds>', 'how long to wait', '600')
     .action(async (name: string, o: { timeout: string; for?: string }) => {

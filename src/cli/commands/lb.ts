@@ -1,4 +1,5 @@
 import { Command, Option } from 'commander';
+import { named, namedOption } from '../names.js';
 import { collect, actor, context } from '../app.js';
 import { json, table } from '../render.js';
 import { LoadBalancerService, type LoadBalancerView } from '../../service/loadbalancers.js';
@@ -7,10 +8,10 @@ import { parseCount, PORT_RANGE, WAF_LOG_LIMIT } from '../../model/sizes.js';
 export function lbCommand(): Command {
   const cmd = new Command('lb').description('load balancers: HAProxy with health checks, optionally behind a web application firewall');
   cmd.command('create').argument('<name>')
-    .requiredOption('--host <host>', 'the host (role lb) it runs on')
+    .addOption(namedOption('host', '--host <host>', 'the host (role lb) it runs on').makeOptionMandatory())
     .requiredOption('--frontend <addr[:port]>', 'the public address (the host\'s own) and port, default port 80')
-    .requiredOption('--network <network>', 'the network the LB reaches its instances on')
-    .option('--instance <name>', 'an instance behind it (repeatable)', collect, [] as string[])
+    .addOption(namedOption('network', '--network <network>', 'the network the LB reaches its instances on').makeOptionMandatory())
+    .addOption(namedOption('instance', '--instance <name>', 'an instance behind it (repeatable)').argParser(collect).default([] as string[]))
     .option('--backend-port <port>', 'the instances\' port', '8080')
     .option('--waf', 'ModSecurity with the OWASP Core Rule Set in front (attacks get 403)')
     .option('--waf-detect-only', 'the WAF logs attacks but lets them through')
@@ -31,23 +32,23 @@ export function lbCommand(): Command {
         l.waf ? `${l.waf.enabled ? 'on' : 'detect'} p${l.waf.paranoia}${l.wafRunning ? '' : ' (STOPPED)'}` : 'off',
         `${l.backends.filter((b) => b.status === 'UP').length}/${l.backends.length}`])));
   });
-  cmd.command('show').argument('<name>').option('--json', 'machine-readable output').action(async (name: string, o: { json?: boolean }) => {
+  cmd.command('show').addArgument(named('lb', '<name>')).option('--json', 'machine-readable output').action(async (name: string, o: { json?: boolean }) => {
     const l = await new LoadBalancerService(await context(), actor()).get(name);
     if (o.json) return console.log(json(l));
     printLb(l);
   });
-  cmd.command('set').argument('<name>').description('change the instances behind it')
-    .option('--instance <name>', 'an instance behind it (repeatable; replaces the list)', collect, [] as string[])
+  cmd.command('set').addArgument(named('lb', '<name>')).description('change the instances behind it')
+    .addOption(namedOption('instance', '--instance <name>', 'an instance behind it (repeatable; replaces the list)').argParser(collect).default([] as string[]))
     .action(async (name: string, o: { instance: string[] }) => {
       printLb(await new LoadBalancerService(await context(), actor()).setInstances(name, o.instance));
     });
-  cmd.command('sync').argument('<name>').description('make the LB host match kumo\'s record again (addresses, config, daemons)')
+  cmd.command('sync').addArgument(named('lb', '<name>')).description('make the LB host match kumo\'s record again (addresses, config, daemons)')
     .action(async (name: string) => {
       const svc = new LoadBalancerService(await context(), actor());
       await svc.sync(name);
       printLb(await svc.get(name));
     });
-  cmd.command('delete').argument('<name>').action(async (name: string) => {
+  cmd.command('delete').addArgument(named('lb', '<name>')).action(async (name: string) => {
     await new LoadBalancerService(await context(), actor()).delete(name);
     console.log(`load balancer ${name} deleted`);
   });
@@ -56,7 +57,7 @@ export function lbCommand(): Command {
 
 export function wafCommand(): Command {
   const cmd = new Command('waf').description('the web application firewall of a load balancer');
-  cmd.command('log').argument('<lb>').description('recent requests the WAF blocked (or flagged), with the rules that matched')
+  cmd.command('log').addArgument(named('lb', '<lb>')).description('recent requests the WAF blocked (or flagged), with the rules that matched')
     .option('--limit <n>', 'how many', '20').option('--json', 'machine-readable output')
     .action(async (lb: string, o: { limit: string; json?: boolean }) => {
       const events = await new LoadBalancerService(await context(), actor()).wafLog(lb, parseCount('--limit', o.limit, WAF_LOG_LIMIT));

@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import { named } from '../names.js';
 import { context, say } from '../app.js';
 import { type LogFormat, lineLog, logFormatOption } from '../log-lines.js';
 import { json, table } from '../render.js';
@@ -213,7 +214,7 @@ export function topCommand(): Command {
 }
 
 export function statsCommand(): Command {
-  return new Command('stats').argument('<instance>').description('an instance\'s recorded history: a chart per metric and a table')
+  return new Command('stats').addArgument(named('instance', '<instance>')).description('an instance\'s recorded history: a chart per metric and a table')
     .option('--since <time>', 'how far back: 90s, 10m, 2h, 1d, or a date/time', '10m')
     .option('--rows <n>', 'rows in the history table (readings are averaged to fit)', '12')
     .option('--width <n>', 'characters per chart', '48')

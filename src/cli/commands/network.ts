@@ -1,4 +1,5 @@
 import { Command, Option } from 'commander';
+import { named } from '../names.js';
 import { actor, context } from '../app.js';
 import { json, table } from '../render.js';
 import { readFileArg } from './instance.js';
@@ -57,7 +58,7 @@ export function networkCommand(): Command {
           yesNo(n.autostart), yesNo(n.persistent), n.instances.length || ''])));
     });
 
-  cmd.command('show').argument('<name>').option('--json', 'machine-readable output').option('--xml', 'the libvirt XML')
+  cmd.command('show').addArgument(named('network', '<name>')).option('--json', 'machine-readable output').option('--xml', 'the libvirt XML')
     .action(async (name: string, o: { json?: boolean; xml?: boolean }) => {
       const svc = await networks();
       if (o.xml) {
@@ -85,20 +86,20 @@ export function networkCommand(): Command {
 
 /** start, stop, autostart, delete: like virsh net-start, net-destroy, net-autostart, net-undefine. */
 function addStateCommands(cmd: Command): void {
-  cmd.command('start').argument('<name>').action(async (name: string) => {
+  cmd.command('start').addArgument(named('network', '<name>')).action(async (name: string) => {
     await (await networks()).start(name);
     console.log(`Network ${name} started`);
   });
-  cmd.command('stop').argument('<name>').description('like virsh net-destroy: stops it, keeps the definition').action(async (name: string) => {
+  cmd.command('stop').addArgument(named('network', '<name>')).description('like virsh net-destroy: stops it, keeps the definition').action(async (name: string) => {
     await (await networks()).stop(name);
     console.log(`Network ${name} stopped`);
   });
-  cmd.command('autostart').argument('<name>').option('--disable', 'do not start it with libvirtd')
+  cmd.command('autostart').addArgument(named('network', '<name>')).option('--disable', 'do not start it with libvirtd')
     .action(async (name: string, o: { disable?: boolean }) => {
       await (await networks()).autostart(name, !o.disable);
       console.log(`Network ${name} ${o.disable ? 'unmarked as autostarted' : 'marked as autostarted'}`);
     });
-  cmd.command('delete').argument('<name>').description('stop and undefine a network no instance uses').action(async (name: string) => {
+  cmd.command('delete').addArgument(named('network', '<name>')).description('stop and undefine a network no instance uses').action(async (name: string) => {
     await (await networks()).delete(name);
     console.log(`Network ${name} deleted`);
   });

@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import { named } from '../names.js';
 import { actor, context } from '../app.js';
 import { json, table } from '../render.js';
 import { ProjectService, type ProjectView } from '../../service/projects.js';
@@ -52,19 +53,19 @@ export function projectCommand(): Command {
       console.log(table(['Name', ...QUOTAS], all.map((p) => [p.name, ...QUOTAS.map((q) => cap(p, q))])));
     });
 
-  cmd.command('show').argument('<name>').description('one project: each quota\'s use and cap').option('--json', 'machine-readable output')
+  cmd.command('show').addArgument(named('project', '<name>')).description('one project: each quota\'s use and cap').option('--json', 'machine-readable output')
     .action(async (name: string, o: { json?: boolean }) => {
       const p = (await svc()).show(name);
       if (o.json) return console.log(json(p));
       printProject(p);
     });
 
-  withQuotaOptions(cmd.command('set').argument('<name>').description('change caps; a cap below the use stops new creates only'), true)
+  withQuotaOptions(cmd.command('set').addArgument(named('project', '<name>')).description('change caps; a cap below the use stops new creates only'), true)
     .action(async (name: string, o: Record<string, string | undefined>) => {
       printProject((await svc()).set(name, quotaOptions(o)));
     });
 
-  cmd.command('delete').argument('<name>').description('delete an empty project (refused while it holds anything)')
+  cmd.command('delete').addArgument(named('project', '<name>')).description('delete an empty project (refused while it holds anything)')
     .action(async (name: string) => {
       (await svc()).delete(name);
       console.log(`deleted project ${name}`);

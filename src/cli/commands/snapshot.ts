@@ -1,4 +1,5 @@
 import { Command, Option } from 'commander';
+import { named } from '../names.js';
 import { actor, context, say } from '../app.js';
 import { json, table } from '../render.js';
 import { SnapshotService } from '../../service/snapshots.js';
@@ -17,21 +18,21 @@ export function localTime(epochSeconds: number): string {
 export function snapshotCommand(): Command {
   const cmd = new Command('snapshot').description('internal qcow2 snapshots of an instance (disks, and memory while it runs)');
 
-  cmd.command('create').argument('<instance>').argument('[name]', 'snapshot name (default: the creation time in epoch seconds, like virsh snapshot-create)')
+  cmd.command('create').addArgument(named('instance', '<instance>')).argument('[name]', 'snapshot name (default: the creation time in epoch seconds, like virsh snapshot-create)')
     .description('take a snapshot, like virsh snapshot-create / snapshot-create-as --name')
     .action(async (instance: string, name: string | undefined) => {
       const s = await new SnapshotService(await context(), actor()).create(instance, name);
       console.log(`created snapshot ${s.name} of ${instance} (${s.state}, ${s.memory ? 'disks and memory' : 'disks'})`);
     });
 
-  cmd.command('list').argument('<instance>').description('like virsh snapshot-list').option('--json', 'machine-readable output')
+  cmd.command('list').addArgument(named('instance', '<instance>')).description('like virsh snapshot-list').option('--json', 'machine-readable output')
     .action(async (instance: string, o: { json?: boolean }) => {
       const list = await new SnapshotService(await context(), actor()).list(instance);
       if (o.json) return console.log(json(list));
       console.log(table(['Name', 'Creation Time', 'State'], list.map((s) => [s.name, localTime(s.creationTime), s.state])));
     });
 
-  cmd.command('revert').argument('<instance>').argument('<name>')
+  cmd.command('revert').addArgument(named('instance', '<instance>')).argument('<name>')
     .description('go back to a snapshot: disks, and memory for one taken while running; the instance ends in the snapshot\'s state')
     .addOption(new Option('--running', 'leave the instance running, whatever the snapshot\'s state').conflicts('paused'))
     .option('--paused', 'leave the instance paused')
@@ -43,7 +44,7 @@ export function snapshotCommand(): Command {
       if (state === 'shut off') say(`start it with: kumo instance start ${instance}`);
     });
 
-  cmd.command('delete').argument('<instance>').argument('<name>').description('like virsh snapshot-delete')
+  cmd.command('delete').addArgument(named('instance', '<instance>')).argument('<name>').description('like virsh snapshot-delete')
     .action(async (instance: string, name: string) => {
       await new SnapshotService(await context(), actor()).delete(instance, name);
       console.log(`deleted snapshot ${name} of ${instance}`);

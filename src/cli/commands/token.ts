@@ -1,4 +1,5 @@
 import { Command, Option } from 'commander';
+import { namedOption } from '../names.js';
 import { DEFAULT_PROJECT, USER_ROLES } from '../../model/actor.js';
 import { context, say } from '../app.js';
 import { json, table } from '../render.js';
@@ -11,7 +12,7 @@ export function tokenCommand(): Command {
 
   cmd.command('create').argument('<name>', 'what it is for, e.g. ci or dashboard (not 8 hex digits: that is the form of an id)')
     .description('make a token and print it, once: it cannot be shown again')
-    .option('--project <project>', 'the project it acts in', DEFAULT_PROJECT)
+    .addOption(namedOption('project', '--project <project>', 'the project it acts in').default(DEFAULT_PROJECT))
     .addOption(new Option('--role <role>', 'admin: everything, every project; member: create and change in its project; reader: see its project').choices([...USER_ROLES]).default('admin'))
     .option('--clouds-yaml', 'print a clouds.yaml for OpenStack clients (openstack, openstacksdk) instead of the bare token: the token as an application credential')
     .option('--auth-url <url>', 'with --clouds-yaml: Keystone\'s URL as clients reach it (default: the address kumo serve last listened on, /identity)')

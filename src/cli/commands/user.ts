@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { Command, Option } from 'commander';
+import { named, namedOption } from '../names.js';
 import { password as prompt } from '@inquirer/prompts';
 import { context, say } from '../app.js';
 import { json, table } from '../render.js';
@@ -42,7 +43,7 @@ export function userCommand(): Command {
 
   cmd.command('create').argument('<name>', 'the user\'s login name')
     .description('make a user; the password is asked twice on the terminal, or read from --password-file (never given on the command line)')
-    .option('--project <project>', 'the project the user works in', DEFAULT_PROJECT)
+    .addOption(namedOption('project', '--project <project>', 'the project the user works in').default(DEFAULT_PROJECT))
     .addOption(new Option('--role <role>', 'admin: everything, every project; member: create and change in its project; reader: see its project').choices([...USER_ROLES]).makeOptionMandatory())
     .option('--password-file <file>', 'read the password from this file (- for standard input)')
     .action(async (name: string, o: { project: string; role: string; passwordFile?: string }) => {
@@ -58,13 +59,13 @@ export function userCommand(): Command {
       console.log(table(['Name', 'Project', 'Role', 'Created'], users.map((u) => [u.name, u.project, u.role, u.createdAt])));
     });
 
-  cmd.command('delete').argument('<name>').description('delete a user; their dashboard sessions end at once')
+  cmd.command('delete').addArgument(named('user', '<name>')).description('delete a user; their dashboard sessions end at once')
     .action(async (name: string) => {
       const u = new UserService(await context()).delete(name);
       console.log(`deleted user "${u.name}"`);
     });
 
-  cmd.command('passwd').argument('<name>').description('set a new password (asked twice, or --password-file); open sessions end')
+  cmd.command('passwd').addArgument(named('user', '<name>')).description('set a new password (asked twice, or --password-file); open sessions end')
     .option('--password-file <file>', 'read the password from this file (- for standard input)')
     .action(async (name: string, o: { passwordFile?: string }) => {
       const svc = new UserService(await context());

@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import { named } from '../names.js';
 import { actor, context, say } from '../app.js';
 import { json, table } from '../render.js';
 import { DETACH_TIMEOUT_MS, VolumeService, type Volume } from '../../service/volumes.js';
@@ -32,14 +33,14 @@ export function volumeCommand(): Command {
       for (const v of list) for (const d of v.drift) say(`warning: ${v.name}: ${d}`);
     });
 
-  cmd.command('show').argument('<name>').description('size, file, attachment and drift').option('--json', 'machine-readable output')
+  cmd.command('show').addArgument(named('volume', '<name>')).description('size, file, attachment and drift').option('--json', 'machine-readable output')
     .action(async (name: string, o: { json?: boolean }) => {
       const v = await (await service()).get(name);
       if (o.json) return console.log(json(v));
       show(v);
     });
 
-  cmd.command('attach').argument('<name>').argument('<instance>')
+  cmd.command('attach').addArgument(named('volume', '<name>')).addArgument(named('instance', '<instance>'))
     .description('attach to a running instance (hot-plug) or a stopped one (seen on its next start)')
     .action(async (name: string, instance: string) => {
       const { volume: v, live } = await (await service()).attach(name, instance);
@@ -47,7 +48,7 @@ export function volumeCommand(): Command {
         (live ? ' (hot-plugged: the guest sees it now)' : ` (the guest sees it when it starts: kumo instance start ${instance})`));
     });
 
-  cmd.command('detach').argument('<name>')
+  cmd.command('detach').addArgument(named('volume', '<name>'))
     .description('detach from its instance (unmount it in the guest first); waits until a running guest released it')
     .option('--timeout <seconds>', 'how long to wait for a running guest', String(DETACH_TIMEOUT_MS / 1000))
     .action(async (name: string, o: { timeout: string }) => {
@@ -56,7 +57,7 @@ export function volumeCommand(): Command {
       console.log(`detached volume "${name}" from ${instance}`);
     });
 
-  cmd.command('resize').argument('<name>').description('grow a volume, also while attached to a running instance')
+  cmd.command('resize').addArgument(named('volume', '<name>')).description('grow a volume, also while attached to a running instance')
     .requiredOption('--size <GiB>', 'new size in GiB (only growing)')
     .action(async (name: string, o: { size: string }) => {
       const r = await (await service()).resize(name, parseWhole(o.size));
@@ -65,7 +66,7 @@ export function volumeCommand(): Command {
         (r.how === 'live' ? ` (the guest of ${r.volume.instance ?? '?'} sees the new size now; grow its filesystem there, e.g. resize2fs)` : ''));
     });
 
-  cmd.command('delete').argument('<name>').description('remove a detached volume and its data')
+  cmd.command('delete').addArgument(named('volume', '<name>')).description('remove a detached volume and its data')
     .action(async (name: string) => {
       await (await service()).delete(name);
       console.log(`deleted volume "${name}"`);

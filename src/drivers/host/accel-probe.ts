@@ -45,8 +45,8 @@ async function bootsUnder(accel: 'kvm' | 'tcg', exec: Executor): Promise<{ ok: b
 }
 
 /** QEMU's own version line ("QEMU emulator version 7.2.22 (Debian …)"): no libvirt needed. */
-async function qemuVersion(exec: Executor): Promise<string> {
-  const r = await exec.run('qemu-system-x86_64', ['--version'], { timeoutMs: 15_000 });
+export async function qemuVersion(exec: Executor, timeoutMs = 15_000): Promise<string> {
+  const r = await exec.run('qemu-system-x86_64', ['--version'], { timeoutMs });
   return r.stdout.split('\n')[0]?.trim() ?? 'unknown';
 }
 

@@ -141,11 +141,14 @@ export class Virsh {
     }
   }
 
-  async version(): Promise<{ libvirt: string; hypervisor: string }> {
-    const out = await this.run(['version']);
+  /** `withDaemon`: also the version of the libvirtd answering on this URI (virsh version --daemon). */
+  async version(timeoutMs?: number, withDaemon = false): Promise<{ libvirt: string; hypervisor: string; daemon?: string }> {
+    const out = await this.run(['version', ...(withDaemon ? ['--daemon'] : [])], timeoutMs);
+    const daemon = /Running against daemon: (\S+)/.exec(out)?.[1];
     return {
       libvirt: /Using library: libvirt (\S+)/.exec(out)?.[1] ?? 'unknown',
       hypervisor: /Running hypervisor: (.+)/.exec(out)?.[1]?.trim() ?? 'unknown',
+      ...(daemon ? { daemon } : {}),
     };
   }
 

@@ -8,11 +8,14 @@ import type { WafSystemFiles } from './config.js';
 /** The packages that provide the WAF. */
 export const PKG_FIX = 'apt-get install --no-install-recommends nginx-light libnginx-mod-http-modsecurity modsecurity-crs';
 
+/** Where the nginx ModSecurity module may be (kumo version looks for it too). */
+export const WAF_MODULE_PATHS = ['/usr/lib/nginx/modules/ngx_http_modsecurity_module.so'];
+
 /** Where Debian's packages put the pieces (bookworm; the first found wins). */
 const CANDIDATES = {
   recommended: ['/etc/modsecurity/modsecurity.conf-recommended', '/usr/share/nginx/docs/modsecurity/modsecurity.conf', '/etc/nginx/modsecurity.conf'],
   unicodeMapping: ['/etc/modsecurity/unicode.mapping', '/usr/share/nginx/docs/modsecurity/unicode.mapping', '/etc/nginx/unicode.mapping'],
-  module: ['/usr/lib/nginx/modules/ngx_http_modsecurity_module.so'],
+  module: WAF_MODULE_PATHS,
   crsSetup: ['/etc/modsecurity/crs/crs-setup.conf'],
   crsBefore: ['/etc/modsecurity/crs/REQUEST-900-EXCLUSION-RULES-BEFORE-CRS.conf'],
   crsAfter: ['/etc/modsecurity/crs/RESPONSE-999-EXCLUSION-RULES-AFTER-CRS.conf'],
