@@ -48,6 +48,7 @@ export const COMMANDS: readonly LazyCommands[] = [
   { names: ['project'], load: async () => [(await import('./commands/project.js')).projectCommand()] },
   { names: ['ha'], load: async () => [(await import('./commands/ha.js')).haCommand()] },
   { names: ['doctor'], load: async () => [(await import('./commands/doctor.js')).doctorCommand()] },
+  { names: ['store'], load: async () => [(await import('./commands/store.js')).storeCommand()] },
 ];
 
 /** Options of the program itself that take a value (kumo --project p1 instance list). */
