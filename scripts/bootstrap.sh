@@ -17,9 +17,10 @@ PACKAGES=(qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu l
 # tmux for looking at the wizard by hand, an OpenSSH server the ssh tests start on loopback,
 # Chromium for the dashboard's browser tests, prometheus for promtool (checks /metrics), and
 # tcpdump to capture a migration stream (shows --encrypted hides the guest's memory), and the
-# OpenStack clients (the `openstack` command, openstacksdk) that drive kumo's OpenStack API.
+# OpenStack clients (the `openstack` command, openstacksdk) that drive kumo's OpenStack API, and
+# systemd for systemd-analyze, which checks the Debian package's units (no systemd needs to run).
 TEST_PACKAGES=(cloud-init openvswitch-switch tmux openssh-server chromium prometheus wrk tcpdump
-  python3-openstackclient python3-openstacksdk)
+  python3-openstackclient python3-openstacksdk systemd)
 [ "${1:-}" = --test ] && PACKAGES+=("${TEST_PACKAGES[@]}")
 command -v node >/dev/null || PACKAGES+=(nodejs npm)
 
