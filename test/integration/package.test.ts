@@ -2,10 +2,10 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
-import { mkdtemp, readFile, readdir, rm, writeFile, mkdir } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { local } from '../../src/exec/exec.js';
-import { CLI, makeTestEnv, type TestEnv } from '../helpers/env.js';
+import { CLI, makeTestEnv, testCache, type TestEnv } from '../helpers/env.js';
 
 /**
  * The Debian package (scripts/package.sh): built once from this checkout (version N), then
@@ -88,6 +88,7 @@ before(async () => {
   }
   env = await makeTestEnv('pkg');
   work = await mkdtemp(`/tmp/kumo-test-${env.prefix}-pkg-`);
+  await chmod(work, 0o755); // QEMU (libvirt-qemu) must reach the instance's disks in the state folder
   home = join(work, 'state');
   const r = await local.run(join(ROOT, 'scripts/package.sh'), ['--compress', 'none', '--out', work], { timeoutMs: 300_000 });
   debN = r.stdout.trim().split('\n').pop()!;
@@ -97,15 +98,17 @@ before(async () => {
   debNext = await makeNext(debN, versionNext);
   // The installed kumo's state goes to this run's folder: postinst keeps an existing kumo.conf.
   await mkdir('/etc/kumo');
-  await writeFile('/etc/kumo/kumo.conf', `# this run's kumo.conf (test/integration/package.test.ts)\nKUMO_HOME=${home}\n`);
+  // The tiny image's build cache is the suite's shared one (KUMO_TEST_CACHE): the build only links its files.
+  await writeFile('/etc/kumo/kumo.conf', `# this run's kumo.conf (test/integration/package.test.ts)\nKUMO_HOME=${home}\nKUMO_CACHE=${testCache()}\n`);
 });
 
 after(async () => {
-  // Pass or fail: the package, its config and state, the units' enablement, the run's files.
+  // Pass or fail: the run's domain and network first (its disks are in the state purge removes),
+  // then the package, its config and state, the units' enablement, the run's files.
+  await env?.cleanup();
   if (installed || (await installedVersion())) await dpkg(['--purge', 'kumo']);
   await rm('/etc/kumo', { recursive: true, force: true });
   if (work) await rm(work, { recursive: true, force: true });
-  await env?.cleanup();
 });
 
 test('the package holds the CLI, the units, the default config and the examples, for this machine\'s architecture', async () => {
@@ -139,7 +142,7 @@ test('version N installs: KUMO_HOME from /etc/kumo/kumo.conf with the security m
   assert.match(conf, /^#KUMO_HOME=\/var\/lib\/kumo$/m);
 });
 
-test('records made with version N survive the upgrade to N+1, whose migration runs once', async () => {
+test('records and an instance made with version N survive the upgrade to N+1, whose migration runs once', async () => {
   const p = env.prefix;
   const pw = join(work, 'pw');
   await writeFile(pw, 'a-long-enough-password\n', { mode: 0o600 });
@@ -151,6 +154,8 @@ test('records made with version N survive the upgrade to N+1, whose migration ru
     ['user', 'create', `${p}u`, '--project', `${p}p`, '--role', 'member', '--password-file', pw],
     ['token', 'create', `${p}t`, '--project', `${p}p`, '--role', 'reader'],
     ['image', 'import', `${p}i`, disk, '--os', 'upgrade probe'],
+    ['image', 'build', 'tiny'],
+    ['instance', 'create', `${p}vm`, '--image', 'tiny', '--flavor', `${p}f`, '--password-file', pw, '--network', env.network],
   ]) {
     const r = await kumo(args);
     assert.equal(r.code, 0, `kumo ${args.join(' ')}: ${r.stderr}`);
@@ -164,12 +169,14 @@ test('records made with version N survive the upgrade to N+1, whose migration ru
   const after = JSON.parse((await kumo(['store', 'status', '--json'])).stdout) as { schema: number; migratedBy: string; kumo: string };
   assert.deepEqual([after.schema, after.migratedBy, after.kumo], [schemaN + 1, versionNext, versionNext]);
   const list = async (what: string) => JSON.parse((await kumo([what, 'list', '--json'])).stdout) as { name: string }[];
-  for (const [what, name] of [['flavor', 'f'], ['project', 'p'], ['user', 'u'], ['token', 't'], ['image', 'i']] as const) {
+  for (const [what, name] of [['flavor', 'f'], ['project', 'p'], ['user', 'u'], ['token', 't'], ['image', 'i'], ['instance', 'vm']] as const) {
     assert.ok((await list(what)).some((x) => x.name === `${p}${name}`), `${what} ${p}${name} is still there`);
   }
-  // The image's disk came along too.
+  // The image's disk came along too, and the instance kept running through the upgrade.
   const image = (await list('image')).find((x) => x.name === `${p}i`) as unknown as { disk: string };
   assert.ok(existsSync(image.disk), image.disk);
+  const vm = (await list('instance')).find((x) => x.name === `${p}vm`) as unknown as { state: string } | undefined;
+  assert.equal(vm?.state, 'running', JSON.stringify(vm));
 });
 
 test('a downgrade to N is refused, naming both versions and the fix; the store and N+1 stay as they were', async () => {
@@ -191,6 +198,8 @@ test('a downgrade to N is refused, naming both versions and the fix; the store a
 });
 
 test('purge removes the package, its config and the state it was given', async () => {
+  const del = await kumo(['instance', 'delete', `${env.prefix}vm`]);
+  assert.equal(del.code, 0, del.stderr);
   const r = await dpkg(['--purge', 'kumo']);
   assert.equal(r.code, 0, r.stderr);
   installed = false;
