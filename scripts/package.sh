@@ -55,13 +55,17 @@ for d in src/drivers/image/*/; do cp -a "$d" "$lib/src/drivers/image/"; done
 
 # The production dependencies (npm's own list: no devDependencies), without the native modules'
 # sources and intermediate build files: only what Node loads.
-npm ls --omit=dev --all --parseable 2>/dev/null | grep "^$ROOT/node_modules/" | sort -u | while read -r dir; do
+# (npm ls also exits non-zero for an extraneous package: the check below is what counts.)
+{ npm ls --omit=dev --all --parseable 2>/dev/null || true; } | { grep "^$ROOT/node_modules/" || true; } | sort -u | while read -r dir; do
   rel=${dir#"$ROOT"/}
   mkdir -p "$lib/$(dirname "$rel")"
   [ -e "$lib/$rel" ] || cp -a "$dir" "$lib/$rel"
 done
 # Nested copies already came with their parent; a package's own node_modules/.bin links are not needed.
 find "$lib/node_modules" -type d -name .bin -prune -exec rm -rf {} +
+for dep in $(node -p 'Object.keys(require("./package.json").dependencies).join(" ")'); do
+  [ -f "$lib/node_modules/$dep/package.json" ] || { echo "package.sh: the dependency $dep is not in node_modules: run npm ci first" >&2; exit 1; }
+done
 bs=$lib/node_modules/better-sqlite3
 if [ -d "$bs" ]; then
   rm -rf "$bs/deps" "$bs/src"

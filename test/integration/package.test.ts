@@ -1,11 +1,12 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { local } from '../../src/exec/exec.js';
-import { CLI, makeTestEnv, testCache, type TestEnv } from '../helpers/env.js';
+import { CLI, makeTestEnv, testCache, waitFor, type TestEnv } from '../helpers/env.js';
 
 /**
  * The Debian package (scripts/package.sh): built once from this checkout (version N), then
@@ -31,11 +32,14 @@ let schemaN: number;
 let installed = false;
 /** Set once the checks found no kumo of someone else's: only then does the cleanup purge and remove /etc/kumo. */
 let ours = false;
+const children: ChildProcess[] = [];
 
-/** The installed /usr/bin/kumo as an operator runs it: none of the test's KUMO_* variables. */
-async function kumo(args: string[], input?: string) {
-  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('KUMO_'))) as NodeJS.ProcessEnv;
-  return local.run('/usr/bin/kumo', args, { env: { ...clean, LANG: 'C.UTF-8' }, allowFailure: true, timeoutMs: 120_000, ...(input === undefined ? {} : { input }) });
+/** The environment an operator runs /usr/bin/kumo in: none of the test's KUMO_* variables. */
+const operatorEnv = (): NodeJS.ProcessEnv =>
+  ({ ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('KUMO_'))), LANG: 'C.UTF-8' });
+
+async function kumo(args: string[]) {
+  return local.run('/usr/bin/kumo', args, { env: operatorEnv(), allowFailure: true, timeoutMs: 120_000 });
 }
 
 const dpkg = (args: string[]) => local.run('dpkg', args, { allowFailure: true, timeoutMs: 300_000, env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
@@ -108,6 +112,7 @@ before(async () => {
 after(async () => {
   // Pass or fail: the run's domain and network first (its disks are in the state purge removes),
   // then the package, its config and state, the units' enablement, the run's files.
+  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
   await env?.cleanup();
   if (!ours) return; // another kumo was found: not this test's to touch
   if (installed || (await installedVersion())) await dpkg(['--purge', 'kumo']);
@@ -148,6 +153,7 @@ test('version N installs: KUMO_HOME from /etc/kumo/kumo.conf with the security m
 
 test('records and an instance made with version N survive the upgrade to N+1, whose migration runs once', async () => {
   const p = env.prefix;
+  let token = '';
   const pw = join(work, 'pw');
   await writeFile(pw, 'a-long-enough-password\n', { mode: 0o600 });
   const disk = join(work, 'disk.qcow2');
@@ -163,6 +169,7 @@ test('records and an instance made with version N survive the upgrade to N+1, wh
   ]) {
     const r = await kumo(args);
     assert.equal(r.code, 0, `kumo ${args.join(' ')}: ${r.stderr}`);
+    if (args[0] === 'token') token = r.stdout.trim();
   }
   const before = JSON.parse((await kumo(['store', 'status', '--json'])).stdout) as { schema: number; migratedBy: string };
   assert.deepEqual([before.schema, before.migratedBy], [schemaN, versionN]);
@@ -181,6 +188,15 @@ test('records and an instance made with version N survive the upgrade to N+1, wh
   assert.ok(existsSync(image.disk), image.disk);
   const vm = (await list('instance')).find((x) => x.name === `${p}vm`) as unknown as { state: string } | undefined;
   assert.equal(vm?.state, 'running', JSON.stringify(vm));
+  // The token made by N opens N+1's API, started by hand as on a machine without systemd.
+  const serve = spawn('/usr/bin/kumo', ['serve', '--port', '0', '--monitor-interval', '0', '--no-ha'], { env: operatorEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+  children.push(serve);
+  let out = '';
+  serve.stdout.on('data', (d: Buffer) => { out += d; });
+  const url = await waitFor('the installed kumo serve to listen', async () => /kumo API on (http:\/\/127\.0\.0\.1:\d+)\/api\/v1/.exec(out)?.[1], 60_000);
+  const res = await fetch(`${url}/api/v1/flavors`, { headers: { authorization: `Bearer ${token}` } });
+  assert.equal(res.status, 200, await res.text());
+  serve.kill('SIGTERM');
 });
 
 test('a downgrade to N is refused, naming both versions and the fix; the store and N+1 stay as they were', async () => {
