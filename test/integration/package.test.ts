@@ -44,6 +44,12 @@ async function kumo(args: string[]) {
 
 const dpkg = (args: string[]) => local.run('dpkg', args, { allowFailure: true, timeoutMs: 300_000, env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
 
+/** dpkg's status of kumo ('' when dpkg knows no such package). */
+async function dpkgStatus(): Promise<string> {
+  return (await local.run('dpkg-query', ['-W', '-f=${Status}', 'kumo'], { allowFailure: true })).stdout.trim();
+}
+const knownToDpkg = (status: string) => status !== '' && !status.endsWith('not-installed');
+
 async function installedVersion(): Promise<string | undefined> {
   const r = await local.run('dpkg-query', ['-W', '-f=${Status} ${Version}', 'kumo'], { allowFailure: true });
   return r.code === 0 && / installed /.test(r.stdout) ? r.stdout.trim().split(' ').pop() : undefined;
@@ -85,8 +91,8 @@ async function makeNext(deb: string, next: string): Promise<string> {
 before(async () => {
   // Never over a kumo someone installed: its state and config are not this test's to touch.
   const present = await installedVersion();
-  const status = (await local.run('dpkg-query', ['-W', '-f=${Status}', 'kumo'], { allowFailure: true })).stdout.trim();
-  if (present || (status && !status.endsWith('not-installed'))) {
+  const status = await dpkgStatus();
+  if (present || knownToDpkg(status)) {
     throw new Error(`a kumo package is on this machine (dpkg: kumo ${present ?? ''} ${status}): remove it (dpkg --purge kumo) or run this test elsewhere`);
   }
   for (const p of ['/etc/kumo', '/usr/lib/kumo', '/usr/bin/kumo']) {
@@ -115,7 +121,7 @@ after(async () => {
   for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
   await env?.cleanup();
   if (!ours) return; // another kumo was found: not this test's to touch
-  if (installed || (await installedVersion())) await dpkg(['--purge', 'kumo']);
+  if (installed || knownToDpkg(await dpkgStatus())) await dpkg(['--purge', 'kumo']);
   await rm('/etc/kumo', { recursive: true, force: true });
   if (work) await rm(work, { recursive: true, force: true });
 });
@@ -196,7 +202,10 @@ test('records and an instance made with version N survive the upgrade to N+1, wh
   const url = await waitFor('the installed kumo serve to listen', async () => /kumo API on (http:\/\/127\.0\.0\.1:\d+)\/api\/v1/.exec(out)?.[1], 60_000);
   const res = await fetch(`${url}/api/v1/flavors`, { headers: { authorization: `Bearer ${token}` } });
   assert.equal(res.status, 200, await res.text());
+  // Stopped for good before the next test compares the store's bytes (closing it checkpoints the log).
+  const exited = new Promise((resolve) => serve.once('exit', resolve));
   serve.kill('SIGTERM');
+  await exited;
 });
 
 test('a downgrade to N is refused, naming both versions and the fix; the store and N+1 stay as they were', async () => {
@@ -217,9 +226,24 @@ test('a downgrade to N is refused, naming both versions and the fix; the store a
   assert.equal(await sha256(db), digest);
 });
 
-test('purge removes the package, its config and the state it was given', async () => {
+test('with kumo removed (its state kept), installing N over the newer store is refused all the same', async () => {
+  const db = join(home, 'kumo.db');
+  // The instance goes first, as an operator would take it down before removing kumo.
   const del = await kumo(['instance', 'delete', `${env.prefix}vm`]);
   assert.equal(del.code, 0, del.stderr);
+  const removed = await dpkg(['--remove', 'kumo']);
+  assert.equal(removed.code, 0, removed.stderr);
+  assert.ok(existsSync(db) && existsSync('/etc/kumo/kumo.conf'), 'remove keeps the state and the config');
+  assert.ok(!existsSync('/usr/lib/kumo'), 'no installed kumo: preinst reads the schema from the store\'s header');
+  const digest = await sha256(db);
+  const r = await dpkg(['-i', debN]);
+  assert.notEqual(r.code, 0, 'the install must fail');
+  assert.match(r.stderr + r.stdout, new RegExp(`kumo ${versionN.replace(/[.]/g, '\\.')} refuses to install: the store ${db} is at schema ${schemaN + 1}`));
+  assert.equal(await sha256(db), digest);
+  assert.equal(await installedVersion(), undefined);
+});
+
+test('purge (of the removed package) removes its config and the state it was given', async () => {
   const r = await dpkg(['--purge', 'kumo']);
   assert.equal(r.code, 0, r.stderr);
   installed = false;
