@@ -18,9 +18,10 @@ PACKAGES=(qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu l
 # Chromium for the dashboard's browser tests, prometheus for promtool (checks /metrics), and
 # tcpdump to capture a migration stream (shows --encrypted hides the guest's memory), and the
 # OpenStack clients (the `openstack` command, openstacksdk) that drive kumo's OpenStack API;
-# zsh for the completion test (bash is always there), groff and man for the manual pages' test.
+# zsh for the completion test (bash is always there), groff and man for the manual pages' test;
+# systemd for systemd-analyze, which checks the Debian package's units (no systemd needs to run).
 TEST_PACKAGES=(cloud-init openvswitch-switch tmux openssh-server chromium prometheus wrk tcpdump zsh groff-base man-db
-  python3-openstackclient python3-openstacksdk)
+  python3-openstackclient python3-openstacksdk systemd)
 [ "${1:-}" = --test ] && PACKAGES+=("${TEST_PACKAGES[@]}")
 command -v node >/dev/null || PACKAGES+=(nodejs npm)
 

@@ -1,7 +1,34 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { invalid } from './model/errors.js';
+import { parseConfigFile, type ConfigFile } from './model/config-file.js';
+
+let fileConfig: ConfigFile = { env: {}, settings: {} };
+
+/**
+ * The installed kumo's config file (/etc/kumo/kumo.conf): /usr/bin/kumo and the services name it
+ * in KUMO_CONFIG; a checkout names none and behaves as ever. Its KUMO_* lines fill variables the
+ * environment does not set (a command line's KUMO_HOME=... still wins); read before the
+ * constants below are computed from the environment.
+ */
+function loadConfigFile(): void {
+  const file = process.env.KUMO_CONFIG;
+  if (!file) return;
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return; // no file: the built-in defaults
+    throw invalid(`cannot read kumo's config file ${file} (KUMO_CONFIG): ${(e as NodeJS.ErrnoException).code ?? String(e)}`, `make it readable, or unset KUMO_CONFIG`);
+  }
+  fileConfig = parseConfigFile(text, file);
+  for (const [key, value] of Object.entries(fileConfig.env)) process.env[key] ??= value;
+}
+loadConfigFile();
+
+/** Site settings the config file gives (`wizard.nat = default`): the defaults until `kumo config set` changes one. */
+export const configFileSettings = (): Readonly<Record<string, string>> => fileConfig.settings;
 
 /**
  * Where kumo keeps its state. KUMO_HOME defaults to /var/lib/kumo; tests point it at a
@@ -80,6 +107,14 @@ export function installRoot(): string {
     root = dir;
   }
   return root;
+}
+
+let version: string | undefined;
+
+/** This kumo's version: its package.json's. */
+export function kumoVersion(): string {
+  version ??= (JSON.parse(readFileSync(join(installRoot(), 'package.json'), 'utf8')) as { version?: string }).version ?? '0.0.0';
+  return version;
 }
 
 /** The CLI as it ships (package.json's bin: the bundle); the file-by-file build where only tsc ran. */

@@ -4,7 +4,7 @@ import type { AuditRecord } from '../service/audit.js';
 import { actor, openedContext } from './app.js';
 
 /** Commands that only read: not audited (the log is of changes and of console access). */
-const READ_ONLY = new Set(['list', 'show', 'xml', 'wait', 'status', 'log', 'info', 'get', 'accel', 'top', 'stats', 'plan', 'audit', 'serve', 'version', 'completion', '__complete']);
+const READ_ONLY = new Set(['list', 'show', 'xml', 'wait', 'status', 'log', 'info', 'get', 'accel', 'top', 'stats', 'plan', 'audit', 'serve', 'version', 'completion', '__complete', 'defaults']);
 
 /**
  * The CLI's audit line: which command the local user ran (its name and first argument, a

@@ -1,6 +1,4 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { installRoot } from '../config.js';
+import { kumoVersion } from '../config.js';
 
 /**
  * What this CLI was built from. The bundle (scripts/build-cli.mjs) has both written in by
@@ -17,8 +15,7 @@ export interface BuildInfo {
 }
 
 export function buildInfo(): BuildInfo {
-  const version = typeof KUMO_BUILD_VERSION === 'string' ? KUMO_BUILD_VERSION
-    : (JSON.parse(readFileSync(join(installRoot(), 'package.json'), 'utf8')) as { version: string }).version;
+  const version = typeof KUMO_BUILD_VERSION === 'string' ? KUMO_BUILD_VERSION : kumoVersion();
   const commit = typeof KUMO_BUILD_COMMIT === 'string' ? KUMO_BUILD_COMMIT : 'unknown';
   return { version, commit };
 }

@@ -54,6 +54,7 @@ export const COMMANDS: readonly LazyCommands[] = [
   { names: ['completion'], load: async () => [(await import('./commands/completion.js')).completionCommand()], needsAll: true },
   // Hidden (program.ts hides every __ command): what the completion scripts run at TAB time.
   { names: ['__complete'], load: async () => [(await import('./commands/completion.js')).completeCommand()] },
+  { names: ['store'], load: async () => [(await import('./commands/store.js')).storeCommand()] },
 ];
 
 /** Options of the program itself that take a value (kumo --project p1 instance list). */

@@ -1,5 +1,5 @@
 import { userInfo } from 'node:os';
-import { paths as defaultPaths, type Paths } from '../config.js';
+import { kumoVersion, paths as defaultPaths, type Paths } from '../config.js';
 import { openDb } from '../store/db.js';
 import { AuditRepo, type AuditEntry } from '../store/audit.js';
 import { invalid } from '../model/errors.js';
@@ -61,7 +61,7 @@ export function localActor(): string {
  * the store for this line alone. Errors here must never hide the command's own outcome.
  */
 export function recordStandalone(r: AuditRecord, p: Paths = defaultPaths()): void {
-  const db = openDb(p.db);
+  const db = openDb(p.db, { kumo: kumoVersion() });
   try {
     new AuditService({ db }).record(r);
   } finally {

@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { defaultLibvirtUri, libvirtProtocolEnabled, paths, type Paths } from '../config.js';
+import { defaultLibvirtUri, kumoVersion, libvirtProtocolEnabled, paths, type Paths } from '../config.js';
 import { type Executor, local } from '../exec/exec.js';
 import { executorFor } from '../exec/shells.js';
 import { tellWait } from '../exec/waits.js';
@@ -145,7 +145,7 @@ export function openContext(opts: ContextOptions = {}): Context {
   // What cannot be fixed here is reported by `kumo host info`.
   secureHome(homeLayout(p), { fix: true });
   mkdirSync(p.cache, { recursive: true }); // a shared cache elsewhere (KUMO_CACHE) keeps its own modes
-  const db = openDb(p.db);
+  const db = openDb(p.db, { kumo: kumoVersion() });
   const exec = opts.exec ?? local;
   const hosts = new HostRepo(db);
   // Slow libvirt calls, over virsh or the protocol, are waits like any other (exec/waits.ts) unless the caller listens itself.

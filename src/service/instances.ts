@@ -35,6 +35,7 @@ import { machineActor, type Actor } from '../model/actor.js';
 import { actingProject, checkRoom, reserve, sees } from './scope.js';
 import { attachableNetwork } from './network-owners.js';
 import { keepDomainCopy } from './ha/restart.js';
+import { SettingsService } from './settings.js';
 
 export interface CreateRequest {
   name: string;
@@ -115,7 +116,7 @@ export class InstanceService {
         'pass --password-file FILE, --password TEXT or --ssh-key ~/.ssh/id_ed25519.pub');
     }
     // The site's default (the lab sets its instance segments), else the course's NAT network.
-    const siteDefault = (this.ctx.settings.get('instance.networks') ?? '').split(',').filter(Boolean);
+    const siteDefault = new SettingsService(this.ctx).get('instance.networks').split(',').filter(Boolean);
     const networks = req.networks?.length ? req.networks : siteDefault.length ? siteDefault : ['default'];
     const project = actingProject(this.ctx, this.actor);
     for (const n of networks) attachableNetwork(this.ctx, project, checkName('network', n));

@@ -1,6 +1,7 @@
 import type { Context } from './context.js';
 import { DEFAULT_PROJECT, machineActor, type Actor } from '../model/actor.js';
 import { KumoError } from '../model/errors.js';
+import { SettingsService } from './settings.js';
 
 /** The built-in networks (networks.ts BUILTIN_NETWORKS): every project's instances may use them. */
 const SHARED_BUILTINS = ['default', 'testnet'];
@@ -15,7 +16,7 @@ const SHARED_BUILTINS = ['default', 'testnet'];
 export function networkOwner(ctx: Context, name: string): { project: string } | 'shared' {
   const project = ctx.projects.networkProject(name);
   if (project) return { project };
-  const site = (ctx.settings.get('instance.networks') ?? '').split(',').filter(Boolean);
+  const site = new SettingsService(ctx).get('instance.networks').split(',').filter(Boolean);
   const shared = SHARED_BUILTINS.includes(name) || site.includes(name) || ctx.projects.datacenterSegment(name);
   return shared ? 'shared' : { project: DEFAULT_PROJECT };
 }

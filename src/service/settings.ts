@@ -2,6 +2,8 @@ import type { Context } from './context.js';
 import { invalid } from '../model/errors.js';
 import { checkName } from '../model/names.js';
 import { parseCount } from '../model/sizes.js';
+import { renderConfigFile } from '../model/config-file.js';
+import { configFileSettings } from '../config.js';
 
 /** Site settings a user may change with `kumo config set KEY VALUE`. */
 export const SETTINGS = {
@@ -47,6 +49,30 @@ const CHECKS: Partial<Record<keyof typeof SETTINGS, (value: string) => void>> = 
 
 export type SettingKey = keyof typeof SETTINGS;
 
+function checkValue(key: SettingKey, value: string): void {
+  const check = CHECKS[key] ?? ((v: string) => { for (const n of v.split(',').filter(Boolean)) checkName('network', n); });
+  check(value);
+}
+
+/** The config file's settings, held to the same checks as `kumo config set` (a typo is said, not ignored). */
+function fileDefaults(): Partial<Record<SettingKey, string>> {
+  const out: Partial<Record<SettingKey, string>> = {};
+  for (const [key, value] of Object.entries(configFileSettings())) {
+    if (!(key in SETTINGS)) throw invalid(`kumo's config file (KUMO_CONFIG=${process.env.KUMO_CONFIG ?? ''}) sets an unknown setting "${key}"`, `known settings: ${Object.keys(SETTINGS).join(', ')}`);
+    try {
+      checkValue(key as SettingKey, value);
+    } catch (e) {
+      throw invalid(`kumo's config file (KUMO_CONFIG=${process.env.KUMO_CONFIG ?? ''}): ${key}: ${e instanceof Error ? e.message : String(e)}`, 'fix the value there, or comment the line out');
+    }
+    out[key as SettingKey] = value;
+  }
+  return out;
+}
+
+/** The documented default config file (the package's /etc/kumo/kumo.conf): every variable and setting. */
+export const defaultConfigFile = (): string =>
+  renderConfigFile(Object.entries(SETTINGS).map(([key, s]) => ({ key, default: s.default, help: s.help })));
+
 export class SettingsService {
   constructor(private readonly ctx: Context) {}
 
@@ -57,13 +83,12 @@ export class SettingsService {
 
   get(key: string): string {
     const k = this.check(key);
-    return this.ctx.settings.get(k) ?? SETTINGS[k].default;
+    return this.ctx.settings.get(k) ?? fileDefaults()[k] ?? SETTINGS[k].default;
   }
 
   set(key: string, value: string): void {
     const k = this.check(key);
-    const check = CHECKS[k] ?? ((v: string) => { for (const n of v.split(',').filter(Boolean)) checkName('network', n); });
-    check(value);
+    checkValue(k, value);
     this.ctx.settings.set(k, value);
   }
 

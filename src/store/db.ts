@@ -1,6 +1,7 @@
 import Database from 'better-sqlite3';
 import { chmodSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { KumoError } from '../model/errors.js';
 
 /**
  * The intent store: what the user asked for. libvirt stays the truth for what runs;
@@ -231,15 +232,44 @@ const MIGRATIONS: string[] = [
 
 export type Db = Database.Database;
 
-export function openDb(file: string): Db {
+/** The schema this kumo writes: a store at a higher user_version was made by a newer kumo. */
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+/** The settings row naming the kumo that last migrated the store (for the refusal of an older one). */
+const WRITTEN_BY = 'store.migrated_by';
+
+/** `kumo`: the version of the kumo opening the store, recorded when it migrates it. */
+export function openDb(file: string, opts: { kumo?: string } = {}): Db {
   mkdirSync(dirname(file), { recursive: true });
   closeDbFiles(file);
   const db = new Database(file);
-  db.pragma('journal_mode = WAL');
-  db.pragma('foreign_keys = ON');
-  db.pragma('busy_timeout = 5000');
-  migrate(db);
+  try {
+    db.pragma('busy_timeout = 5000');
+    refuseNewer(db, file, opts.kumo);
+    db.pragma('journal_mode = WAL');
+    db.pragma('foreign_keys = ON');
+    migrate(db, opts.kumo);
+  } catch (e) {
+    db.close();
+    throw e;
+  }
   return db;
+}
+
+/**
+ * An older kumo must not write to a store a newer one migrated: it would not know the newer
+ * tables and columns, and would lose what is in them. Refused before anything is written.
+ */
+function refuseNewer(db: Db, file: string, kumo: string | undefined): void {
+  const version = db.pragma('user_version', { simple: true }) as number;
+  if (version <= SCHEMA_VERSION) return;
+  let by: string | undefined;
+  try {
+    by = (db.prepare('SELECT value FROM settings WHERE key = ?').get(WRITTEN_BY) as { value: string } | undefined)?.value;
+  } catch { /* a store without the row: the version stays unnamed */ }
+  throw new KumoError('COMMAND_FAILED',
+    `the store ${file} is at schema ${version}${by ? `, migrated by kumo ${by}` : ''}; this kumo${kumo ? ` (${kumo})` : ''} knows schemas up to ${SCHEMA_VERSION} and would lose data written by the newer one`,
+    `run the newer kumo${by ? ` (${by} or later)` : ''} again, e.g. reinstall its package; kumo changed nothing in the store`);
 }
 
 /**
@@ -260,12 +290,37 @@ function closeDbFiles(file: string): void {
   }
 }
 
-function migrate(db: Db): void {
+function migrate(db: Db, kumo: string | undefined): void {
   const version = db.pragma('user_version', { simple: true }) as number;
   for (let i = version; i < MIGRATIONS.length; i++) {
     db.transaction(() => {
       db.exec(MIGRATIONS[i]!);
       db.pragma(`user_version = ${i + 1}`);
     })();
+  }
+  if (kumo !== undefined && version < MIGRATIONS.length) {
+    db.prepare('INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(WRITTEN_BY, kumo);
+  }
+}
+
+/** A store's schema and the kumo that last migrated it, read without changing anything; undefined: no store there. */
+export function readSchema(file: string): { schema: number; migratedBy?: string } | undefined {
+  let db: Db;
+  try {
+    db = new Database(file, { readonly: true, fileMustExist: true });
+  } catch (e) {
+    if ((e as { code?: string }).code === 'SQLITE_CANTOPEN') return undefined;
+    throw e;
+  }
+  try {
+    db.pragma('busy_timeout = 5000');
+    const schema = db.pragma('user_version', { simple: true }) as number;
+    let migratedBy: string | undefined;
+    try {
+      migratedBy = (db.prepare('SELECT value FROM settings WHERE key = ?').get(WRITTEN_BY) as { value: string } | undefined)?.value;
+    } catch { /* an empty store has no settings table yet */ }
+    return migratedBy === undefined ? { schema } : { schema, migratedBy };
+  } finally {
+    db.close();
   }
 }
