@@ -133,7 +133,9 @@ test('the package holds the CLI, the units, the default config and the examples,
   for (const f of ['./usr/bin/kumo', './usr/lib/kumo/dist/bin/kumo.js', './usr/lib/kumo/dist/web/index.html', './usr/lib/kumo/package.json',
     './usr/lib/kumo/node_modules/better-sqlite3/build/Release/better_sqlite3.node', './lib/systemd/system/kumo-api.service',
     './lib/systemd/system/kumo-monitor.service', './lib/systemd/system/kumo-ha.service', './lib/systemd/system/kumo-lab.service',
-    './usr/share/kumo/kumo.conf', './usr/share/doc/kumo/examples/course-datacenter.yaml']) {
+    './usr/share/kumo/kumo.conf', './usr/share/doc/kumo/examples/course-datacenter.yaml',
+    './usr/share/man/man1/kumo.1.gz', './usr/share/man/man1/kumo-instance.1.gz',
+    './usr/share/bash-completion/completions/kumo', './usr/share/zsh/vendor-completions/_kumo']) {
     assert.match(files, new RegExp(` ${f.replace(/[.]/g, '\\.')}\n`), `${f} is in the package`);
   }
   assert.doesNotMatch(files, /node_modules\/(typescript|vite|esbuild|playwright-core)\//, 'no devDependency is packed');
