@@ -4,7 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { local } from '../../src/exec/exec.js';
 import { CLI, makeTestEnv, testCache, waitFor, type TestEnv } from '../helpers/env.js';
 
@@ -245,10 +245,36 @@ test('with kumo removed (its state kept), installing N over the newer store is r
   assert.equal(await installedVersion(), undefined);
 });
 
-test('purge (of the removed package) removes its config and the state it was given', async () => {
-  const r = await dpkg(['--purge', 'kumo']);
-  assert.equal(r.code, 0, r.stderr);
-  installed = false;
+test('purge (of the removed package) removes its config, and the state it was given once no guest uses it', async () => {
+  // A guest (defined, never started) whose disk is in KUMO_HOME: purge keeps the state and says why.
+  const guest = `${env.prefix}-pg`;
+  const disk = join(home, 'instances', guest, 'root.qcow2');
+  await mkdir(dirname(disk), { recursive: true });
+  await local.run('qemu-img', ['create', '-q', '-f', 'qcow2', disk, '16M']);
+  const xmlFile = join(home, 'guest.xml');
+  await writeFile(xmlFile, `<domain type='qemu'><name>${guest}</name><memory unit='MiB'>64</memory><os><type arch='x86_64'>hvm</type></os>` +
+    `<devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='${disk}'/><target dev='vda' bus='virtio'/></disk></devices></domain>`);
+  await local.run('virsh', ['-q', '-c', 'qemu:///system', 'define', xmlFile]);
+  try {
+    const r = await dpkg(['--purge', 'kumo']);
+    assert.equal(r.code, 0, r.stderr);
+    installed = false;
+    assert.match(r.stderr + r.stdout, new RegExp(`kumo: ${home} is kept: guests or daemons of kumo still use it`));
+    assert.ok(existsSync(join(home, 'kumo.db')), 'the state under a guest stays');
+  } finally {
+    await local.run('virsh', ['-q', '-c', 'qemu:///system', 'undefine', guest], { allowFailure: true });
+  }
   assert.equal(await installedVersion(), undefined);
-  for (const p of ['/usr/bin/kumo', '/usr/lib/kumo', '/etc/kumo', home, '/lib/systemd/system/kumo-api.service']) assert.ok(!existsSync(p), `${p} is gone`);
+  for (const p of ['/usr/bin/kumo', '/usr/lib/kumo', '/etc/kumo', '/lib/systemd/system/kumo-api.service']) assert.ok(!existsSync(p), `${p} is gone`);
+
+  // The guest gone, N+1 installed again over its kept state and purged: now the state goes too.
+  await mkdir('/etc/kumo', { recursive: true });
+  await writeFile('/etc/kumo/kumo.conf', `KUMO_HOME=${home}\nKUMO_CACHE=${testCache()}\n`);
+  const again = await dpkg(['-i', debNext]);
+  assert.equal(again.code, 0, again.stderr);
+  installed = true;
+  const purged = await dpkg(['--purge', 'kumo']);
+  assert.equal(purged.code, 0, purged.stderr);
+  installed = false;
+  for (const p of ['/usr/lib/kumo', '/etc/kumo', home]) assert.ok(!existsSync(p), `${p} is gone`);
 });
