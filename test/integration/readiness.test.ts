@@ -10,7 +10,7 @@ import { ApiClient, closeApiWorld, openApiWorld, refused, type ApiWorld } from '
  * other checks and a cloud-init default on an image without cloud-init fail saying what they
  * waited for, and bad checks are refused before anything is made. The Debian image's
  * cloud-init readiness (done, and failed with a broken user-data) is proved in
- * debian-image.test.ts, which boots that image anyway.
+ * debian.test.ts, which boots that image anyway.
  *
  * Traffic goes only to this test's own isolated network and its guests.
  */
