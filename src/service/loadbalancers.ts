@@ -176,12 +176,16 @@ export class LoadBalancerService {
    * migration: new requests go to the others and the ones it has finish (up to DRAIN_WAIT_MS).
    * Its switch-over pause then holds no request, and a health check failed in that pause closes
    * none (on-marked-down shutdown-sessions would fail them). Returns the load balancers it was
-   * drained from; one whose HAProxy does not answer serves nothing, and is passed by.
+   * drained from; one whose HAProxy does not answer serves nothing, and is passed by. One where
+   * no other server is up is passed by too: draining its only server would fail every request
+   * for the whole migration, where staying in rotation fails at most those of the pause.
    */
   async drain(instance: string): Promise<string[]> {
     const drained: string[] = [];
     for (const r of this.servedBy(instance)) {
       const { haproxy } = this.daemons(r);
+      const others = (await haproxy.health().catch(() => [])).filter((h) => h.backend === r.name && h.server !== instance && h.status === 'UP');
+      if (!others.length) continue;
       const ok = await haproxy.setServerState(r.name, instance, 'drain').then(() => true, () => false);
       if (ok) drained.push(r.name);
     }

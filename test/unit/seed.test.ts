@@ -58,7 +58,7 @@ test('bad user-data is refused with a clear message', () => {
 });
 
 test('every user-data kumo generates passes cloud-init schema', async () => {
-  // The same list is checked by the Debian guest's own cloud-init (debian-image test).
+  // The same list is checked by the Debian guest's own cloud-init (debian.test.ts).
   for (const [what, userData] of generatedUserData()) {
     const r = await cloudInitSchema(userData);
     assert.ok(r.ok, `cloud-init schema refused ${what}:\n${r.output}\n${userData}`);
