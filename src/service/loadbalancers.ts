@@ -181,21 +181,21 @@ export class LoadBalancerService {
    * for the whole migration, where staying in rotation fails at most those of the pause.
    */
   async drain(instance: string): Promise<string[]> {
-    const drained: string[] = [];
+    // Every project's load balancers (the instance's own may not be the caller's): servedBy reads the store.
+    const drained: { name: string; haproxy: Haproxy }[] = [];
     for (const r of this.servedBy(instance)) {
       const { haproxy } = this.daemons(r);
       const others = (await haproxy.health().catch(() => [])).filter((h) => h.backend === r.name && h.server !== instance && h.status === 'UP');
       if (!others.length) continue;
       const ok = await haproxy.setServerState(r.name, instance, 'drain').then(() => true, () => false);
-      if (ok) drained.push(r.name);
+      if (ok) drained.push({ name: r.name, haproxy });
     }
     const deadline = Date.now() + DRAIN_WAIT_MS;
-    for (const name of drained) {
-      const { haproxy } = this.daemons(this.record(name));
+    for (const { haproxy } of drained) {
       const busy = async () => ((await haproxy.health().catch(() => [])).find((h) => h.server === instance)?.sessions ?? 0) > 0;
       while ((await busy()) && Date.now() < deadline) await sleep(100);
     }
-    return drained;
+    return drained.map((d) => d.name);
   }
 
   /** Puts an instance back into the rotation of every load balancer it serves (after drain; idempotent). */

@@ -32,6 +32,10 @@ export interface PollStats {
   /** When the last successful answer arrived (epoch ms), if any. */
   lastOkAt?: number;
   firstOkAt?: number;
+  /** The first failures (at most 10), each with its time and what it got: `HTTP 503` or the error. */
+  failures: string[];
+  /** When each failed request was sent (epoch ms). */
+  failedAt: number[];
 }
 
 /**
@@ -40,21 +44,25 @@ export interface PollStats {
  */
 export function pollHttp(url: string, opts: { intervalMs?: number; requestTimeoutMs?: number; expect?: RegExp } = {}) {
   const intervalMs = opts.intervalMs ?? 100;
-  const stats: PollStats = { requests: 0, ok: 0, failed: 0, longestGapMs: 0 };
+  const stats: PollStats = { requests: 0, ok: 0, failed: 0, longestGapMs: 0, failures: [], failedAt: [] };
   let stopped = false;
   const loop = (async () => {
     while (!stopped) {
       const t0 = Date.now();
       stats.requests++;
       let good = false;
+      let why = '';
       try {
         const res = await fetch(url, { signal: AbortSignal.timeout(opts.requestTimeoutMs ?? 1_000) });
         const body = await res.text();
         good = res.ok && (!opts.expect || opts.expect.test(body));
-      } catch {
-        good = false;
+        why = res.ok ? 'an unexpected body' : `HTTP ${res.status} ${body.slice(0, 60).trim()}`;
+      } catch (e) {
+        const cause = (e as { cause?: { code?: string } }).cause?.code;
+        why = `${(e as Error).name}: ${(e as Error).message}${cause ? ` (${cause})` : ''}`;
       }
       const now = Date.now();
+      if (!good && stats.failures.length < 10) stats.failures.push(`${new Date(t0).toISOString()} after ${now - t0} ms: ${why}`);
       if (good) {
         stats.ok++;
         if (stats.lastOkAt !== undefined) stats.longestGapMs = Math.max(stats.longestGapMs, now - stats.lastOkAt);
@@ -62,6 +70,7 @@ export function pollHttp(url: string, opts: { intervalMs?: number; requestTimeou
         stats.lastOkAt = now;
       } else {
         stats.failed++;
+        stats.failedAt.push(t0);
       }
       const wait = intervalMs - (Date.now() - t0);
       if (wait > 0) await sleep(wait);

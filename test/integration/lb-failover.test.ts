@@ -7,7 +7,8 @@ import { local } from '../../src/exec/exec.js';
 import { NetnsExecutor } from '../../src/exec/netns.js';
 import { Haproxy } from '../../src/drivers/daemons/haproxy/haproxy.js';
 import type { HaproxyBackend } from '../../src/drivers/daemons/haproxy/config.js';
-import { LB_HEALTH } from '../../src/service/loadbalancers.js';
+import { LB_HEALTH, LoadBalancerService } from '../../src/service/loadbalancers.js';
+import { ProjectService } from '../../src/service/projects.js';
 import { makeTestEnv, sleep, waitFor, type TestEnv } from '../helpers/env.js';
 
 /**
@@ -148,7 +149,8 @@ before(async () => {
     await ip('-n', n, 'link', 'set', 'eth0', 'up');
   }
   for (const i of [0, 1, 2]) await startBackend(i);
-  lb = new Haproxy(join(env.home, 'lb'), new NetnsExecutor(ns.lb));
+  // Where LoadBalancerService keeps load balancer "web" (KUMO_HOME/lb/web/haproxy), so its drain reaches it too.
+  lb = new Haproxy(join(env.home, 'lb', 'web', 'haproxy'), new NetnsExecutor(ns.lb));
   // As LoadBalancerService.sync applies it: kumo's generated config and its health-check settings.
   await lb.apply({ name: 'web', frontend: FRONT, backends: BACKENDS, health: LB_HEALTH });
 });
@@ -252,3 +254,32 @@ test('a drained backend finishes what it has and gets nothing new, even paused f
   }
   await assert.rejects(lb.setServerState('web', 'nosuch', 'drain'), /HAProxy refused to set web\/nosuch to drain/);
 });
+
+test('a migration\'s drain (LoadBalancerService) reaches a load balancer of any project, and passes by one whose other servers are down', { timeout: 120_000 }, async (t) => {
+  if (missing) return t.skip(`not installed: ${missing.split('\n').join(', ')}`);
+  await allUp();
+  // Load balancer "web" as the store has it: in project p9, on a host whose shell is the LB's namespace.
+  new ProjectService(env.ctx).create(`${env.prefix}p9`);
+  env.ctx.hosts.insert({ name: `${env.prefix}-lbh`, roles: ['lb'], shell: { kind: 'netns', netns: ns.lb }, createdAt: new Date().toISOString() });
+  env.ctx.loadBalancers.put({
+    name: 'web', host: `${env.prefix}-lbh`, frontend: FRONT, instances: ['b1', 'b2', 'b3'], network: env.network, backendPort: 8080,
+    internalPort: 18097, waf: null, createdAt: new Date().toISOString(), project: `${env.prefix}p9`,
+  });
+  const svc = new LoadBalancerService(env.ctx); // as MigrationService makes it: the machine's root, in project default
+  try {
+    assert.deepEqual(await svc.drain('b1'), ['web']);
+    assert.equal(await statusOf('b1'), 'DRAIN');
+    await svc.undrain('b1');
+    assert.equal(await statusOf('b1'), 'UP');
+    // With b2 and b3 out, draining b1 would leave no server: it stays in the rotation.
+    for (const b of ['b2', 'b3']) await lb.runtime(`disable server web/${b}`);
+    assert.deepEqual(await svc.drain('b1'), []);
+    assert.equal(await statusOf('b1'), 'UP');
+  } finally {
+    for (const b of ['b2', 'b3']) await lb.runtime(`enable server web/${b}`).catch(() => undefined);
+    await svc.undrain('b1');
+    env.ctx.loadBalancers.delete('web');
+    env.ctx.hosts.delete(`${env.prefix}-lbh`);
+  }
+});
+
