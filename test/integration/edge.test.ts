@@ -98,15 +98,13 @@ test('apply: the site through the edge, SSH to the edge only, the LB out through
   }, 30_000);
   assert.match(page, /behind the edge/);
 
-  // SSH (a listener on 22 as stand-in) on the edge is reachable from outside ...
-  const edgeSsh = inNode('edge', ['busybox', 'nc', '-l', '-p', '22']);
+  // SSH (a listener on 22 as stand-in) on the edge is reachable from outside: its banner comes back ...
+  const edgeSsh = await listenIn(`${env.prefix}-edge`, 22, 'edge-ssh');
   const lbSsh = await listenIn(`${env.prefix}-lb`, 22, 'lb-ssh');
   try {
-    // The stand-in may not listen yet on a busy machine (a refused connect): send until it has the line.
-    await waitFor('the edge\'s SSH stand-in got the line', async () => {
-      if (edgeSsh.out().includes('hello-edge')) return true;
-      await outside.run('busybox', ['nc', '-w', '2', PUBLIC, '22'], { allowFailure: true, input: 'hello-edge\n', timeoutMs: 10_000 });
-      return edgeSsh.out().includes('hello-edge') ? true : (await sleep(300), undefined);
+    await waitFor('the edge\'s SSH stand-in answering the outside', async () => {
+      const r = await outside.run('timeout', ['3', 'bash', '-c', `exec 3<>/dev/tcp/${PUBLIC}/22; head -n1 <&3`], { allowFailure: true, input: '' });
+      return r.stdout.trim() === 'edge-ssh' ? true : (await sleep(300), undefined);
     }, 20_000);
     // ... the LB's is not, even with a route to the dmz via the edge (as an upstream router would
     // give): the edge forwards only port 80. Removing its rules and the LB's lets the same connect
@@ -127,6 +125,7 @@ test('apply: the site through the edge, SSH to the edge only, the LB out through
       await at('internet').run('ip', ['route', 'del', '10.5.4.0/24'], { allowFailure: true });
     }
   } finally {
+    edgeSsh.stop();
     lbSsh.stop();
   }
 
