@@ -65,18 +65,29 @@ export async function makeTestEnv(label: string, opts: { mountHome?: (home: stri
   requireBundledCli();
   const prefix = `kt${randomBytes(2).toString('hex')}${label}`.slice(0, 12);
   const home = await mkdtemp(`/tmp/kumo-test-${prefix}-`);
-  const unmount = await opts.mountHome?.(home);
-  await chmod(home, 0o755); // QEMU (libvirt-qemu) must reach the disks inside
-  process.env.KUMO_CACHE = testCache();
-  const ctx = openContext({ home });
   const network = `${prefix}-net`;
-  const third = await freeSubnet();
   const virsh = new Virsh('qemu:///system');
-  await virsh.defineNetwork(buildNetworkXml({
-    name: network, mode: 'isolated', bridge: `${prefix}br`.slice(0, 15),
-    ipv4: { address: `192.168.${third}.1`, prefix: 24, dhcp: { start: `192.168.${third}.10`, end: `192.168.${third}.200` } },
-  }));
-  await virsh.startNetwork(network);
+  let unmount: (() => Promise<void>) | undefined;
+  let ctx: Context | undefined;
+  try {
+    unmount = await opts.mountHome?.(home);
+    await chmod(home, 0o755); // QEMU (libvirt-qemu) must reach the disks inside
+    process.env.KUMO_CACHE = testCache();
+    ctx = openContext({ home });
+    const third = await freeSubnet();
+    await virsh.defineNetwork(buildNetworkXml({
+      name: network, mode: 'isolated', bridge: `${prefix}br`.slice(0, 15),
+      ipv4: { address: `192.168.${third}.1`, prefix: 24, dhcp: { start: `192.168.${third}.10`, end: `192.168.${third}.200` } },
+    }));
+    await virsh.startNetwork(network);
+  } catch (e) {
+    // A set-up that failed half-way (libvirtd not running, say) leaves nothing of it behind either.
+    ctx?.close();
+    await virsh.removeNetwork(network).catch(() => undefined);
+    await unmount?.().catch(() => undefined);
+    await rm(home, { recursive: true, force: true });
+    throw e;
+  }
   const cliEnv = { ...process.env, KUMO_HOME: home, KUMO_CACHE: testCache(), LANG: 'C.UTF-8', LC_ALL: '' };
   return {
     prefix, home, network, ctx, cliEnv,
