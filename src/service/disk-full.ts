@@ -21,7 +21,7 @@ export function isDiskFull(e: unknown): boolean {
 }
 
 /** Free bytes on the filesystem of `path`, or undefined when it cannot be read. */
-function freeBytes(path: string): number | undefined {
+export function freeBytes(path: string): number | undefined {
   try {
     const s = statfsSync(path);
     return s.bavail * s.bsize;

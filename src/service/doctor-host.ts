@@ -1,6 +1,6 @@
-import { statfsSync } from 'node:fs';
 import { connect } from 'node:net';
 import type { Context } from './context.js';
+import { freeBytes } from './disk-full.js';
 import { HostService } from './host.js';
 import { LabService } from './lab.js';
 import { LoadBalancerService } from './loadbalancers.js';
@@ -68,13 +68,8 @@ export class HostDoctor {
 
   private disk(): HostFinding {
     const home = this.ctx.paths.home;
-    let free: number;
-    try {
-      const s = statfsSync(home);
-      free = s.bavail * s.bsize;
-    } catch (e) {
-      return problem('disk', `cannot read the free space under ${home}: ${(e as Error).message}`, `check that ${home} exists and is readable`);
-    }
+    const free = freeBytes(home);
+    if (free === undefined) return problem('disk', `cannot read the free space under ${home}`, `check that ${home} exists and is readable`);
     const text = `${(free / 2 ** 30).toFixed(1)} GiB free under ${home}`;
     return free >= LOW_DISK_BYTES ? ok('disk', text)
       : problem('disk', `${text}: instance disks grow there, and a full disk stops every create`, `free space (delete unused instances, volumes, snapshots or images) or grow the filesystem (\`df -h ${home}\`)`);

@@ -54,8 +54,14 @@ function checkValue(key: SettingKey, value: string): void {
   check(value);
 }
 
-/** The config file's settings, held to the same checks as `kumo config set` (a typo is said, not ignored). */
+let checkedFileDefaults: Partial<Record<SettingKey, string>> | undefined;
+
+/**
+ * The config file's settings, held to the same checks as `kumo config set` (a typo is said, not
+ * ignored); checked once a process, as the file is read once.
+ */
 function fileDefaults(): Partial<Record<SettingKey, string>> {
+  if (checkedFileDefaults) return checkedFileDefaults;
   const out: Partial<Record<SettingKey, string>> = {};
   for (const [key, value] of Object.entries(configFileSettings())) {
     if (!(key in SETTINGS)) throw invalid(`kumo's config file (KUMO_CONFIG=${process.env.KUMO_CONFIG ?? ''}) sets an unknown setting "${key}"`, `known settings: ${Object.keys(SETTINGS).join(', ')}`);
@@ -66,6 +72,7 @@ function fileDefaults(): Partial<Record<SettingKey, string>> {
     }
     out[key as SettingKey] = value;
   }
+  checkedFileDefaults = out;
   return out;
 }
 
