@@ -63,11 +63,8 @@ const VARIANTS: Variant[] = [
   { name: 'kumo → HAProxy → backend', upstream: HAPROXY, edit: (c) => c },
   { name: 'kumo + access_log off → backend', upstream: BACKEND, edit: (c) => c.replace(/access_log [^;]+;/, 'access_log off;') },
   { name: 'kumo + buffered access log → backend', upstream: BACKEND, edit: (c) => c.replace(/access_log ([^; ]+);/, 'access_log $1 combined buffer=64k flush=1s;') },
-  {
-    name: 'kumo + upstream keep-alive → backend', upstream: BACKEND,
-    edit: (c) => c.replace('    server {\n', `    upstream waf_upstream { server ${BACKEND.address}:${BACKEND.port}; keepalive 32; }\n    server {\n`)
-      .replace(/proxy_pass http:\/\/[^;]+;/, 'proxy_pass http://waf_upstream;\n            proxy_http_version 1.1;\n            proxy_set_header Connection "";'),
-  },
+  // kumo's config before issue 17: a new connection to the upstream for every request.
+  { name: 'kumo, a connection per request (before) → backend', upstream: BACKEND, edit: (c) => c.replace('proxy_pass http://$kumo_upstream;', 'proxy_pass http://upstream_once;') },
 ];
 
 /** A minimal nginx + ModSecurity v3: one server, the rules, keep-alive to the backend, no access log. */

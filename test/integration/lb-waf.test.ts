@@ -76,6 +76,23 @@ async function get(path = '/', host = 'shop.example'): Promise<Reply> {
   return { status: r.code === 0 ? status : 0, backend, body: lines.join('\n').trim() };
 }
 
+/** One POST from the client namespace to the LB's public address. */
+async function post(): Promise<Reply> {
+  const r = await outExec.run('curl', ['-s', '--max-time', '5', '-d', 'order=1', '-H', 'Host: shop.example', '-w', '\n%header{x-kumo-backend}\n%{http_code}', `http://${LB_FRONT}/cgi-bin/order`], { allowFailure: true });
+  const lines = r.stdout.split('\n');
+  const status = Number(lines.pop());
+  const backend = lines.pop() ?? '';
+  return { status: r.code === 0 ? status : 0, backend, body: lines.join('\n').trim() };
+}
+
+/** Connections HAProxy's frontend has accepted since its worker started (the WAF's, here). */
+async function frontendConnections(): Promise<number> {
+  const lines = (await lb.runtime('show stat')).split('\n');
+  const header = lines[0]!.replace(/^#\s*/, '').split(',');
+  const row = lines.map((l) => l.split(',')).find((r) => r[1] === 'FRONTEND');
+  return Number(row?.[header.indexOf('conn_tot')]);
+}
+
 /** Which backends answered n requests (all must be 200, each naming itself in X-Kumo-Backend). */
 async function spread(n: number): Promise<string[]> {
   const seen: string[] = [];
@@ -124,6 +141,9 @@ before(async () => {
   for (const b of BACKENDS) {
     await mkdir(join(env.home, `www-${b.name}`), { recursive: true });
     await writeFile(join(env.home, `www-${b.name}`, 'index.html'), `backend ${b.name}\n`);
+    // A POST target: busybox httpd serves no POST to a file, but runs CGI programs.
+    await mkdir(join(env.home, `www-${b.name}`, 'cgi-bin'));
+    await writeFile(join(env.home, `www-${b.name}`, 'cgi-bin', 'order'), `#!/bin/sh\ncat >/dev/null\nprintf 'Content-Type: text/plain\\r\\n\\r\\nordered at ${b.name}\\n'\n`, { mode: 0o755 });
   }
   for (const i of [0, 1, 2]) await startBackend(i);
   lb = new Haproxy(join(env.home, 'lb'), lbExec);
@@ -182,9 +202,10 @@ test('reloads with a changed backend list drop no request while a client keeps a
   const pidBefore = await lb.pid();
   const replies: Reply[] = [];
   let running = true;
-  // Two clients at once, so connections are being opened at every moment of the switch.
-  const client = Promise.all([0, 1].map(async () => {
-    while (running) replies.push(await get());
+  // Two clients at once, so connections are being opened at every moment of the switch; the WAF
+  // keeps its connections to HAProxy for GETs, and the reload closes those. A third client POSTs.
+  const client = Promise.all([get, get, post].map(async (ask) => {
+    while (running) replies.push(await ask());
   }));
   try {
     await sleep(700);
@@ -203,10 +224,27 @@ test('reloads with a changed backend list drop no request while a client keeps a
   const failed = replies.filter((r) => r.status !== 200);
   assert.ok(replies.length >= 10, `the client made ${replies.length} requests`);
   assert.deepEqual(failed, [], `${failed.length} of ${replies.length} requests failed during the reloads`);
+  assert.ok(replies.some((r) => /^ordered at b\d$/.test(r.body)), 'the POSTs reached a backend');
   t.diagnostic(`${replies.length} requests across two reloads, none failed`);
   assert.equal(await lb.pid(), pidBefore, 'the master stays; only workers are replaced');
   await waitFor('b2 UP after being added back', async () => ((await statusOf('b2'))?.status === 'UP' ? true : undefined), 15_000);
   assert.ok((await spread(6)).includes('b2'));
+});
+
+test('the WAF keeps its connections to HAProxy for GETs and opens one per POST (never sent into a connection HAProxy may be closing)', { timeout: 60_000 }, async (t) => {
+  if (missing) return t.skip(`not installed: ${missing.split('\n').join(', ')}`);
+  const before = await frontendConnections();
+  assert.ok(Number.isInteger(before), 'HAProxy counts its frontend connections');
+  const seen = await spread(12);
+  const afterGets = await frontendConnections();
+  // Each curl is a new client connection to nginx; nginx's two workers each keep theirs to HAProxy.
+  assert.ok(afterGets - before <= 2, `12 GETs opened ${afterGets - before} connections to HAProxy`);
+  assert.deepEqual([...new Set(seen)].sort(), ['b1', 'b2', 'b3'], `HAProxy still balances each request on a kept connection: ${seen.join(' ')}`);
+  for (let k = 0; k < 4; k++) {
+    const r = await post();
+    assert.equal(r.status, 200, `POST ${k}: ${r.status} ${r.body}`);
+  }
+  assert.equal(await frontendConnections() - afterGets, 4, 'each POST had a connection of its own');
 });
 
 const SQLI = "/?id=1'%20OR%20'1'='1";

@@ -169,7 +169,7 @@ test('modsecurity.conf: HOST-NOTES fixes, engine mode, JSON audit log, paranoia 
   assert.equal(stripOwnedDirectives('SecAuditLog x \\\n  continued\nkeep'), 'keep');
 });
 
-test('nginx.conf: private pid, logs and temp paths in the instance folder; module loaded; proxies to the upstream', () => {
+test('nginx.conf: private pid, logs and temp paths in the instance folder; module loaded; proxies to the upstream, kept alive for idempotent methods only', () => {
   const cfg = buildNginxConfig(waf, wpaths, { module: sys.module, user: 'www-data' });
   assert.match(cfg, /^load_module \/usr\/lib\/nginx\/modules\/ngx_http_modsecurity_module\.so;$/m);
   assert.match(cfg, /^pid \/var\/lib\/kumo\/waf\/web\/nginx\.pid;$/m);
@@ -178,7 +178,13 @@ test('nginx.conf: private pid, logs and temp paths in the instance folder; modul
     assert.match(cfg, new RegExp(`${t}_temp_path /var/lib/kumo/waf/web/tmp/`), t);
   }
   assert.match(cfg, /listen 0\.0\.0\.0:80 default_server;/);
-  assert.match(cfg, /proxy_pass http:\/\/127\.0\.0\.1:8000;/);
+  // Both upstream groups are HAProxy's frontend; the method picks the group.
+  assert.match(cfg, /upstream upstream_reuse \{ server 127\.0\.0\.1:8000; keepalive 32; keepalive_timeout 5s; \}/);
+  assert.match(cfg, /upstream upstream_once \{ server 127\.0\.0\.1:8000; \}/);
+  assert.match(cfg, /proxy_pass http:\/\/\$kumo_upstream;/);
+  const map = (name: string) => cfg.slice(cfg.indexOf(`map $request_method $${name} {`)).split('}')[0]!;
+  assert.match(map('kumo_upstream'), /default upstream_once;\s+GET upstream_reuse; HEAD upstream_reuse; OPTIONS upstream_reuse;/);
+  assert.match(map('kumo_upstream_connection'), /default close;\s+GET ""; HEAD ""; OPTIONS "";/);
   assert.match(cfg, /modsecurity_rules_file \/var\/lib\/kumo\/waf\/web\/modsecurity\.conf;/);
 });
 
