@@ -135,3 +135,17 @@ test('waits in two operations at once each reach their own operation', async () 
   })));
   assert.deepEqual(told.sort(), ['a:work a', 'b:work b']);
 });
+
+test('two virsh calls whose arguments look alike (one per NIC) say which is which while they wait', async () => {
+  const said: SlowCall[] = [];
+  // A virsh that answers after 2.3 s: each call is reported once, with what the caller says it is about.
+  const slowVirsh = {
+    description: 'a slow virsh',
+    run: async () => { await sleep(2_300); return { code: 0, stdout: '', stderr: '' }; },
+    open: async () => { throw new Error('not used'); },
+  };
+  const virsh = new Virsh('qemu:///system', slowVirsh, (n) => said.push(n));
+  await Promise.all(['52:54:00:00:00:01', '52:54:00:00:00:02'].map((mac) =>
+    virsh.runWithXml('<interface/>', (file) => ['update-device', 'dom1', file, '--live'], undefined, `NIC ${mac}`)));
+  assert.deepEqual(said.map((n) => n.call).sort(), ['update-device dom1 (NIC 52:54:00:00:00:01)', 'update-device dom1 (NIC 52:54:00:00:00:02)']);
+});

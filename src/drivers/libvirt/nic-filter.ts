@@ -64,7 +64,8 @@ export async function pinFilterAddresses(virsh: Virsh, domain: string, addresses
     const params = children(filter, 'parameter');
     if (params.some((p) => attr(p, 'name') === 'IP')) continue;
     const changed: XmlNode = { ...nic, filterref: { ...filter, parameter: [...params, { '@_name': 'IP', '@_value': ip }] } };
-    await virsh.runWithXml(buildXml({ interface: changed }), (file) => ['update-device', domain, file, '--live']);
+    const mac = attr(child(nic, 'mac'), 'address');
+    await virsh.runWithXml(buildXml({ interface: changed }), (file) => ['update-device', domain, file, '--live'], undefined, `pinning ${ip} on NIC ${mac}`);
     pinned++;
   }
   return pinned;

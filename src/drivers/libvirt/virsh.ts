@@ -75,8 +75,9 @@ export class Virsh {
     return host ? `libvirtd of host "${host}" (${this.uri})` : `libvirt at ${this.uri}`;
   }
 
-  async run(args: string[], timeoutMs = libvirtCallTimeoutMs()): Promise<string> {
-    const call = describeCall(args);
+  /** `about` tells calls apart whose arguments look alike in a wait or an error, e.g. "NIC 52:54:…". */
+  async run(args: string[], timeoutMs = libvirtCallTimeoutMs(), about?: string): Promise<string> {
+    const call = describeCall(args) + (about ? ` (${about})` : '');
     const stopWatch = this.watchSlow(args, call);
     try {
       const r = await this.exec.run('virsh', ['-q', '-c', this.uri, ...args], { timeoutMs });
@@ -318,8 +319,8 @@ export class Virsh {
   }
 
   /** Runs a command that reads an XML document from a file: `args` places the file's path. */
-  async runWithXml(xml: string, args: (file: string) => string[], timeoutMs?: number): Promise<string> {
-    return this.withXmlFile(xml, (file) => this.run(args(file), timeoutMs));
+  async runWithXml(xml: string, args: (file: string) => string[], timeoutMs?: number, about?: string): Promise<string> {
+    return this.withXmlFile(xml, (file) => this.run(args(file), timeoutMs, about));
   }
 
   private async withXmlFile<T>(xml: string, use: (file: string) => Promise<T>): Promise<T> {
