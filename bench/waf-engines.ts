@@ -63,6 +63,8 @@ const VARIANTS: Variant[] = [
   { name: 'kumo → HAProxy → backend', upstream: HAPROXY, edit: (c) => c },
   { name: 'kumo + access_log off → backend', upstream: BACKEND, edit: (c) => c.replace(/access_log [^;]+;/, 'access_log off;') },
   { name: 'kumo + buffered access log → backend', upstream: BACKEND, edit: (c) => c.replace(/access_log ([^; ]+);/, 'access_log $1 combined buffer=64k flush=1s;') },
+  // SO_REUSEPORT: the kernel spreads new connections over the workers, instead of whichever wakes first taking them.
+  { name: 'kumo + reuseport → backend', upstream: BACKEND, edit: (c) => c.replace(/listen ([^;]+) default_server;/, 'listen $1 default_server reuseport;') },
   // kumo's config before issue 17: a new connection to the upstream for every request.
   { name: 'kumo, a connection per request (before) → backend', upstream: BACKEND, edit: (c) => c.replace('proxy_pass http://$kumo_upstream;', 'proxy_pass http://upstream_once;') },
 ];

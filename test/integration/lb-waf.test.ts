@@ -197,7 +197,7 @@ test('a dead backend is marked DOWN within seconds and gets no traffic; back UP 
   assert.ok((await spread(6)).includes('b2'), 'b2 gets traffic again');
 });
 
-test('reloads with a changed backend list drop no request while a client keeps asking', { timeout: 120_000 }, async (t) => {
+test('reloads of HAProxy (a changed backend list) and of the WAF drop no request while clients keep asking', { timeout: 120_000 }, async (t) => {
   if (missing) return t.skip(`not installed: ${missing.split('\n').join(', ')}`);
   const pidBefore = await lb.pid();
   const replies: Reply[] = [];
@@ -217,6 +217,11 @@ test('reloads with a changed backend list drop no request while a client keeps a
     assert.ok(!replies.slice(during).some((r) => r.body === 'backend b2'), 'b2 is out after the reload');
     assert.equal(await lb.apply(lbSpec()), 'reloaded');
     await sleep(700);
+    // The WAF's own reloads too: nginx's new workers take over while the old ones finish their requests.
+    assert.equal(await waf.apply(wafSpec({ paranoia: 2 })), 'reloaded');
+    await sleep(700);
+    assert.equal(await waf.apply(wafSpec()), 'reloaded');
+    await sleep(700);
   } finally {
     running = false;
     await client;
@@ -225,7 +230,7 @@ test('reloads with a changed backend list drop no request while a client keeps a
   assert.ok(replies.length >= 10, `the client made ${replies.length} requests`);
   assert.deepEqual(failed, [], `${failed.length} of ${replies.length} requests failed during the reloads`);
   assert.ok(replies.some((r) => /^ordered at b\d$/.test(r.body)), 'the POSTs reached a backend');
-  t.diagnostic(`${replies.length} requests across two reloads, none failed`);
+  t.diagnostic(`${replies.length} requests across four reloads, none failed`);
   assert.equal(await lb.pid(), pidBefore, 'the master stays; only workers are replaced');
   await waitFor('b2 UP after being added back', async () => ((await statusOf('b2'))?.status === 'UP' ? true : undefined), 15_000);
   assert.ok((await spread(6)).includes('b2'));

@@ -172,6 +172,9 @@ export function buildNginxConfig(spec: WafSpec, paths: WafPaths, opts: { module:
     `    upstream upstream_reuse { server ${upstream}; keepalive 32; keepalive_timeout ${UPSTREAM_IDLE_S}s; }`,
     `    upstream upstream_once { server ${upstream}; }`,
     '    server {',
+    // No reuseport (it spreads a few clients' connections over the workers more evenly, measured
+    // in bench/waf-engines.ts): with it, a second root process (HAProxy sets SO_REUSEPORT too)
+    // could bind the same port and silently take part of the traffic instead of failing to start.
     `        listen ${spec.listen.address}:${spec.listen.port} default_server;`,
     '        server_name _;',
     '        modsecurity on;',
