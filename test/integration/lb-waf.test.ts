@@ -67,23 +67,18 @@ interface Reply {
   backend: string;
 }
 
-/** One request from the client namespace to the LB's public address (a new connection each time). */
-async function get(path = '/', host = 'shop.example'): Promise<Reply> {
-  const r = await outExec.run('curl', ['-s', '-g', '--max-time', '5', '-H', `Host: ${host}`, '-w', '\n%header{x-kumo-backend}\n%{http_code}', `http://${LB_FRONT}${path}`], { allowFailure: true });
+/** One request from the client namespace to the LB's public address (a new connection each time); `curlArgs` add a method and body. */
+async function ask(path: string, host: string, curlArgs: string[] = []): Promise<Reply> {
+  const r = await outExec.run('curl', ['-s', '-g', '--max-time', '5', ...curlArgs, '-H', `Host: ${host}`, '-w', '\n%header{x-kumo-backend}\n%{http_code}', `http://${LB_FRONT}${path}`], { allowFailure: true });
   const lines = r.stdout.split('\n');
   const status = Number(lines.pop());
   const backend = lines.pop() ?? '';
   return { status: r.code === 0 ? status : 0, backend, body: lines.join('\n').trim() };
 }
 
-/** One POST from the client namespace to the LB's public address. */
-async function post(): Promise<Reply> {
-  const r = await outExec.run('curl', ['-s', '--max-time', '5', '-d', 'order=1', '-H', 'Host: shop.example', '-w', '\n%header{x-kumo-backend}\n%{http_code}', `http://${LB_FRONT}/cgi-bin/order`], { allowFailure: true });
-  const lines = r.stdout.split('\n');
-  const status = Number(lines.pop());
-  const backend = lines.pop() ?? '';
-  return { status: r.code === 0 ? status : 0, backend, body: lines.join('\n').trim() };
-}
+const get = (path = '/', host = 'shop.example') => ask(path, host);
+/** An order POSTed to the backends' CGI program. */
+const post = () => ask('/cgi-bin/order', 'shop.example', ['-d', 'order=1']);
 
 /** Connections HAProxy's frontend has accepted since its worker started (the WAF's, here). */
 async function frontendConnections(): Promise<number> {
@@ -204,8 +199,8 @@ test('reloads of HAProxy (a changed backend list) and of the WAF drop no request
   let running = true;
   // Two clients at once, so connections are being opened at every moment of the switch; the WAF
   // keeps its connections to HAProxy for GETs, and the reload closes those. A third client POSTs.
-  const client = Promise.all([get, get, post].map(async (ask) => {
-    while (running) replies.push(await ask());
+  const client = Promise.all([get, get, post].map(async (send) => {
+    while (running) replies.push(await send());
   }));
   try {
     await sleep(700);
