@@ -197,7 +197,7 @@ test('apply on a real cloud image: Debian instances mount STG\'s share with clou
   // Every boot mounts it again: cloud-init wrote the file's mounts into fstab, after the network
   // and without holding the boot up. (A reboot of the Debian guest under TCG proved it for 90 s of
   // the suite; the tiny image's test restarts a guest and sees the same fstab mount come back.)
-  assert.match((await inGuest("awk '$2 == \"/var/www\"' /etc/fstab")).stdout, /nfs4\s+vers=4\.1,actimeo=1,timeo=100,addr=10\.5\.3\.10,_netdev,nofail/);
+  assert.match((await inGuest("awk '$2 == \"/var/www\"' /etc/fstab")).stdout, /nfs4\s+vers=4\.1,actimeo=1,addr=10\.5\.3\.10,_netdev,nofail/);
   assert.equal(web, 'enabled', 'the web server from the file\'s user_data is a service of every boot');
 
   // STG's file changes: the Debian instance serves the change (a mount, not a copy).

@@ -112,7 +112,7 @@ test('a group\'s user-data: the share mount and runcmd first, the file\'s user_d
     { runcmd: ['later'], write_files: [{ path: '/etc/a', content: 'b' }] });
   const doc = parse(text) as Record<string, unknown>;
   assert.ok(text.startsWith('#cloud-config\n'));
-  assert.deepEqual(doc.mounts, [['10.5.3.10:/site', '/var/www', 'nfs4', 'vers=4.1,actimeo=1,timeo=100,addr=10.5.3.10,_netdev,nofail', '0', '0']]);
+  assert.deepEqual(doc.mounts, [['10.5.3.10:/site', '/var/www', 'nfs4', 'vers=4.1,actimeo=1,addr=10.5.3.10,_netdev,nofail', '0', '0']]);
   assert.deepEqual((doc.runcmd as string[]).slice(2), ['serve', 'later'], 'the wait for the mount, then runcmd, then user_data\'s');
   assert.deepEqual(doc.write_files, [{ path: '/etc/a', content: 'b' }]);
   assert.equal(cloudConfigText(), '#cloud-config\n{}\n');

@@ -85,11 +85,7 @@ export function cloudConfigText(...parts: CloudConfig[]): string {
  */
 export function nfsMountConfig(server: string, source: string, path: string): CloudConfig {
   return {
-    // timeo=100: a request unanswered for 10 s is sent again on a new connection (the default is
-    // 60 s). A guest reverted to a memory snapshot holds a TCP connection the server has moved past;
-    // with the default its web root hung for ~70 s after the revert. v4.1 sessions make a repeated
-    // request harmless.
-    mounts: [[source, path, 'nfs4', `vers=4.1,actimeo=1,timeo=100,addr=${server},_netdev,nofail`, '0', '0']],
+    mounts: [[source, path, 'nfs4', `vers=4.1,actimeo=1,addr=${server},_netdev,nofail`, '0', '0']],
     // /proc/mounts, not mountpoint(1): the tiny image's busybox has no such applet.
     runcmd: [`mkdir -p ${path}`, `i=0; until grep -q ' ${path} nfs' /proc/mounts || mount ${path}; do i=$((i+1)); [ $i -ge 30 ] && break; sleep 1; done`],
   };
