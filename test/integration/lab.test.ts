@@ -41,11 +41,16 @@ nodes:
   stg: { roles: [storage], links: { storage: 10.5.3.10 } }
 `;
 
-/** Mounts stg's share under the web root: http://IP:8080/share/index.html is the shared page. */
+/**
+ * Mounts stg's share under the web root: http://IP:8080/share/index.html is the shared page. Tried
+ * for up to 20 s, as kumo's own share mounts are: right after boot a busy machine may not yet pass
+ * the storage NIC's traffic (libvirt learns its address from the DHCP answer first), and a mount
+ * then fails with "No route to host". mount.txt, published once done, keeps the last attempt's words.
+ */
 const mountingUserData = (source: string, server: string) => `#cloud-config
 runcmd:
   - mkdir -p /var/www/share
-  - "mount -t nfs4 -o vers=4.1,actimeo=1,addr=${server} ${source} /var/www/share > /var/www/mount.txt 2>&1; echo rc=$? >> /var/www/mount.txt"
+  - "i=0; until mount -t nfs4 -o vers=4.1,actimeo=1,addr=${server} ${source} /var/www/share > /var/www/mount.part 2>&1; do i=$((i+1)); [ $i -ge 20 ] && break; sleep 1; done; grep -q ' /var/www/share nfs' /proc/mounts; echo rc=$? >> /var/www/mount.part; mv /var/www/mount.part /var/www/mount.txt"
 `;
 
 const namespaces = async () => (await local.run('ip', ['netns', 'list'])).stdout.split('\n').map((l) => l.split(' ')[0]!).filter((n) => n.startsWith(`${env.prefix}-`));
