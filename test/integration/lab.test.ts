@@ -221,7 +221,9 @@ test('a live migration kvm1 -> kvm2 and back while the LB polls the instance eve
   const onKvm2 = (await local.run('virsh', ['-q', '-c', kvm2Uri, 'list', '--all', '--name'])).stdout.split('\n').filter((n) => n.trim() === inst.name);
   assert.equal(onKvm2.length, 1);
   assert.equal((await local.run('virsh', ['-q', '-c', env.ctx.hosts.get('kvm1')!.uri!, 'list', '--all', '--name'])).stdout.includes(inst.name), false);
-  assert.equal(await fromLb(`http://${ip}:8080/share/index.html`), '<h1>course v2</h1>\n');
+  // The share through the moved guest: its NFS connection may take a few seconds to find stg again
+  // from the new hypervisor (the poller above measured the web root's answers throughout).
+  assert.equal(await waitFor('the share through the moved guest', async () => fromLb(`http://${ip}:8080/share/index.html`), 30_000), '<h1>course v2</h1>\n');
   const back = await env.cli(['instance', 'migrate', inst.name, '--to', 'kvm1']);
   assert.equal(back.code, 0, back.stderr);
   assert.equal((await svc.get(inst.name)).host, 'kvm1');
