@@ -131,6 +131,10 @@ export function buildModsecConfig(spec: WafSpec, paths: WafPaths, sys: WafSystem
  */
 const UPSTREAM_IDLE_S = 5;
 
+/** Methods nginx may send again after a kept connection failed: only these ride kept connections. */
+const KEPT_ALIVE_METHODS = ['GET', 'HEAD', 'OPTIONS'];
+const byKeptMethod = (value: string) => `        ${KEPT_ALIVE_METHODS.map((m) => `${m} ${value};`).join(' ')}`;
+
 /** nginx.conf of the private instance: every path it writes is in its own folder. */
 export function buildNginxConfig(spec: WafSpec, paths: WafPaths, opts: { module: string; modsecConfig?: string; user?: string }): string {
   validateWafSpec(spec);
@@ -163,11 +167,11 @@ export function buildNginxConfig(spec: WafSpec, paths: WafPaths, opts: { module:
     // never sent twice.
     '    map $request_method $kumo_upstream {',
     '        default upstream_once;',
-    '        GET upstream_reuse; HEAD upstream_reuse; OPTIONS upstream_reuse;',
+    byKeptMethod('upstream_reuse'),
     '    }',
     '    map $request_method $kumo_upstream_connection {',
     '        default close;',
-    '        GET ""; HEAD ""; OPTIONS "";',
+    byKeptMethod('""'),
     '    }',
     `    upstream upstream_reuse { server ${upstream}; keepalive 32; keepalive_timeout ${UPSTREAM_IDLE_S}s; }`,
     `    upstream upstream_once { server ${upstream}; }`,
